@@ -1,0 +1,341 @@
+"""Every error nbflow raises, under one root.
+
+Catch :class:`NbflowError` to handle them all. Each message names what went wrong (the DAG, the
+task, the value) and what to do about it. Errors carry their fields as attributes and pickle, so a
+failure in a worker process arrives whole in the scheduler.
+
+The tree::
+
+    NbflowError
+    ├── ConfigError                      a setting in nbflow.toml or NBFLOW_* is unusable
+    ├── DagDefinitionError               the DAG as written cannot run
+    │   ├── CycleError                   .path names the loop
+    │   ├── DuplicateTaskIdError
+    │   ├── TaskOutsideDagError
+    │   ├── UnknownTriggerRuleError
+    │   ├── UnknownArgumentError         an unknown default_args / operator keyword
+    │   ├── InvalidDateError             an unparsable start_date / end_date / logical date
+    │   ├── ScheduleError                a bad cron (.field names the bad field) or schedule value
+    │   ├── TimezoneError                an unknown IANA time zone
+    │   └── DependencyError              an edge to something that is not a task of this DAG
+    ├── NotFoundError                    asked for something the DAG or the store does not have
+    │   ├── DagNotFoundError
+    │   ├── TaskNotFoundError
+    │   └── RunNotFoundError
+    ├── DagImportError                   a DAG file failed to load (recorded as an import error)
+    ├── TemplateError                    a Jinja template failed; .variable names an undefined one
+    ├── OutputError                      a task's return value cannot be kept
+    │   ├── OutputNotSerializableError
+    │   └── OutputTooLargeError
+    ├── TaskError                        raised inside or about a running task
+    │   ├── TaskFailedError              a task failed for good; carries the traceback text
+    │   ├── TaskTimeoutError
+    │   ├── BashCommandError             a non-zero exit code
+    │   └── WorkerLostError              the process running the task died
+    ├── StoreError                       the metadata database
+    │   ├── SchemaVersionError           the schema is older or newer than this nbflow
+    │   └── DatabaseLockedError          another process holds the database
+    ├── IllegalTransitionError           a state change the state table forbids (a bug)
+    └── TaskSignal                       not failures: a task's way to end early
+        └── SkipTask                     end this task as skipped
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _rebuild(cls: type, message: str, state: dict[str, Any]) -> NbflowError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class NbflowError(Exception):
+    """Root of every error nbflow raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+def _where(dag_id: str | None = None, task_id: str | None = None) -> str:
+    if dag_id and task_id:
+        return f"DAG '{dag_id}', task '{task_id}': "
+    if dag_id:
+        return f"DAG '{dag_id}': "
+    if task_id:
+        return f"task '{task_id}': "
+    return ""
+
+
+class ConfigError(NbflowError):
+    def __init__(self, key: str, value: Any, problem: str) -> None:
+        self.key, self.value = key, value
+        super().__init__(
+            f"setting '{key}' = {value!r} is unusable: {problem}. Fix it in nbflow.toml "
+            f"or in the environment variable NBFLOW_{key.upper()}."
+        )
+
+
+class DagDefinitionError(NbflowError):
+    """The DAG as written cannot run. Raised while the DAG is being built."""
+
+    def __init__(self, message: str, dag_id: str | None = None, task_id: str | None = None) -> None:
+        self.dag_id, self.task_id = dag_id, task_id
+        super().__init__(_where(dag_id, task_id) + message)
+
+
+class CycleError(DagDefinitionError):
+    def __init__(self, dag_id: str, path: list[str]) -> None:
+        self.path = list(path)
+        super().__init__(
+            "the tasks form a cycle: " + " >> ".join(path)
+            + f". Remove one of these dependencies (for example {path[-2]} >> {path[-1]}).",
+            dag_id,
+        )
+
+
+class DuplicateTaskIdError(DagDefinitionError):
+    def __init__(self, dag_id: str, task_id: str) -> None:
+        super().__init__(
+            "a task with this id already exists in the DAG. Give the new task another task_id "
+            "(for a @task, call it with .override(task_id=...)).",
+            dag_id,
+            task_id,
+        )
+
+
+class TaskOutsideDagError(DagDefinitionError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            "this task belongs to no DAG. Create it inside `with DAG(...):` or a @dag function, "
+            "or pass dag=... to the operator.",
+            None,
+            task_id,
+        )
+
+
+class UnknownTriggerRuleError(DagDefinitionError):
+    def __init__(self, value: Any, dag_id: str | None = None, task_id: str | None = None) -> None:
+        from nbflow.states import TriggerRule
+
+        self.value = value
+        choices = ", ".join(rule.value for rule in TriggerRule)
+        super().__init__(f"unknown trigger_rule {value!r}. Use one of: {choices}.", dag_id, task_id)
+
+
+class UnknownArgumentError(DagDefinitionError):
+    def __init__(
+        self, name: str, allowed: list[str], where: str = "default_args",
+        dag_id: str | None = None, task_id: str | None = None,
+    ) -> None:
+        import difflib
+
+        self.name = name
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        super().__init__(
+            f"unknown {where} key '{name}'.{hint} Known keys: {', '.join(sorted(allowed))}.",
+            dag_id,
+            task_id,
+        )
+
+
+class InvalidDateError(DagDefinitionError):
+    def __init__(self, field: str, value: Any, dag_id: str | None = None, task_id: str | None = None) -> None:
+        self.field, self.value = field, value
+        super().__init__(
+            f"{field}={value!r} is not a date. Use an ISO date or datetime such as '2024-01-31' "
+            "or '2024-01-31T06:00', a datetime.date or a datetime.datetime.",
+            dag_id,
+            task_id,
+        )
+
+
+class ScheduleError(DagDefinitionError):
+    def __init__(self, schedule: Any, problem: str, dag_id: str | None = None, field: str | None = None) -> None:
+        self.schedule, self.field = schedule, field
+        super().__init__(
+            f"schedule {schedule!r} is not valid: {problem}. Use a 5-field cron string "
+            "('minute hour day-of-month month day-of-week', e.g. '0 6 * * *'), a preset "
+            "(@once, @hourly, @daily, @weekly, @monthly, @yearly), a timedelta, or None.",
+            dag_id,
+        )
+
+
+class TimezoneError(DagDefinitionError):
+    def __init__(self, name: Any, dag_id: str | None = None) -> None:
+        self.name = name
+        super().__init__(
+            f"unknown time zone {name!r}. Use an IANA name such as 'Europe/Berlin', "
+            "'America/New_York' or 'UTC'.",
+            dag_id,
+        )
+
+
+class DependencyError(DagDefinitionError):
+    pass
+
+
+class NotFoundError(NbflowError):
+    pass
+
+
+class DagNotFoundError(NotFoundError):
+    def __init__(self, dag_id: str, known: list[str] | None = None) -> None:
+        self.dag_id = dag_id
+        hint = f" Known DAGs: {', '.join(sorted(known))}." if known else (
+            " Check `nbflow dags list` and the dags_folder setting."
+        )
+        super().__init__(f"no DAG with id '{dag_id}'.{hint}")
+
+
+class TaskNotFoundError(NotFoundError):
+    def __init__(self, dag_id: str, task_id: str, known: list[str] | None = None) -> None:
+        self.dag_id, self.task_id = dag_id, task_id
+        hint = f" Its tasks: {', '.join(sorted(known))}." if known else ""
+        super().__init__(f"DAG '{dag_id}' has no task '{task_id}'.{hint}")
+
+
+class RunNotFoundError(NotFoundError):
+    def __init__(self, dag_id: str, run_id: str) -> None:
+        self.dag_id, self.run_id = dag_id, run_id
+        super().__init__(
+            f"DAG '{dag_id}' has no run '{run_id}'. List its runs with `nbflow dags runs {dag_id}`."
+        )
+
+
+class DagImportError(NbflowError):
+    def __init__(self, fileloc: str, summary: str, traceback_text: str = "") -> None:
+        self.fileloc, self.summary, self.traceback_text = fileloc, summary, traceback_text
+        super().__init__(
+            f"could not load DAGs from {fileloc}: {summary}. Fix the file; the other DAG files "
+            "keep loading, and `nbflow dags list-import-errors` shows the full traceback."
+        )
+
+
+class TemplateError(NbflowError):
+    def __init__(
+        self, message: str, dag_id: str | None = None, task_id: str | None = None,
+        field: str | None = None, variable: str | None = None,
+    ) -> None:
+        self.dag_id, self.task_id, self.field, self.variable = dag_id, task_id, field, variable
+        where = f"template field '{field}': " if field else ""
+        super().__init__(_where(dag_id, task_id) + where + message)
+
+
+class OutputError(NbflowError):
+    pass
+
+
+class OutputNotSerializableError(OutputError):
+    def __init__(self, dag_id: str, task_id: str, type_name: str, reason: str) -> None:
+        self.dag_id, self.task_id, self.type_name = dag_id, task_id, type_name
+        super().__init__(
+            _where(dag_id, task_id)
+            + f"its return value of type {type_name} can be stored neither as JSON nor with "
+            f"pickle ({reason}). Return plain data (numbers, strings, lists, dicts), or write the "
+            "object to a file and return the file's path."
+        )
+
+
+class OutputTooLargeError(OutputError):
+    def __init__(self, dag_id: str, task_id: str, size: int, limit: int) -> None:
+        self.dag_id, self.task_id, self.size, self.limit = dag_id, task_id, size, limit
+        super().__init__(
+            _where(dag_id, task_id)
+            + f"its return value takes {size:,} bytes, over the limit of {limit:,} bytes "
+            "(setting max_output_bytes). Write large data to a file and return its path, or raise "
+            "the limit with NBFLOW_MAX_OUTPUT_BYTES."
+        )
+
+
+class TaskError(NbflowError):
+    pass
+
+
+class TaskFailedError(TaskError):
+    def __init__(self, dag_id: str, task_id: str, error: str, traceback_text: str = "") -> None:
+        self.dag_id, self.task_id, self.error, self.traceback_text = dag_id, task_id, error, traceback_text
+        super().__init__(_where(dag_id, task_id) + f"failed: {error}")
+
+
+class TaskTimeoutError(TaskError):
+    def __init__(self, dag_id: str | None, task_id: str | None, timeout: float) -> None:
+        self.dag_id, self.task_id, self.timeout = dag_id, task_id, timeout
+        super().__init__(
+            _where(dag_id, task_id)
+            + f"ran longer than its execution_timeout of {timeout:g} s and was stopped. Raise "
+            "execution_timeout or make the task faster."
+        )
+
+
+class BashCommandError(TaskError):
+    def __init__(self, task_id: str | None, returncode: int, tail: str = "") -> None:
+        self.task_id, self.returncode, self.tail = task_id, returncode, tail
+        more = f" Last output: {tail}" if tail else ""
+        super().__init__(
+            _where(None, task_id)
+            + f"the bash command exited with code {returncode}. A non-zero exit fails the task "
+            f"(exit 99 skips it).{more}"
+        )
+
+
+class WorkerLostError(TaskError):
+    def __init__(self, task_id: str | None, detail: str) -> None:
+        self.task_id, self.detail = task_id, detail
+        super().__init__(
+            _where(None, task_id)
+            + f"the worker process running it died ({detail}). The task is retried if it has "
+            "retries left; check the task log and the machine's memory."
+        )
+
+
+class StoreError(NbflowError):
+    pass
+
+
+class SchemaVersionError(StoreError):
+    def __init__(self, url: str, found: str | None, expected: str) -> None:
+        self.url, self.found, self.expected = url, found, expected
+        if found is None:
+            what = "has no nbflow schema"
+            fix = "Run `nbflow db init` to create it."
+        else:
+            what = f"has schema version {found}, this nbflow needs {expected}"
+            fix = (
+                "Run `nbflow db upgrade` to migrate it (a newer schema means this nbflow is older "
+                "than the database: upgrade nbflow)."
+            )
+        super().__init__(f"the database {url} {what}. {fix}")
+
+
+class DatabaseLockedError(StoreError):
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        super().__init__(
+            f"the database {url} stayed locked by another process past the busy timeout"
+            + (f" ({detail})" if detail else "")
+            + ". Nothing was lost; retry, stop the other writer, or raise NBFLOW_DB_BUSY_TIMEOUT."
+        )
+
+
+class IllegalTransitionError(NbflowError):
+    def __init__(self, kind: str, current: str, new: str) -> None:
+        self.kind, self.current, self.new = kind, current, new
+        super().__init__(
+            f"a {kind} cannot go from '{current}' to '{new}'; this is a bug in nbflow, please report it."
+        )
+
+
+class TaskSignal(NbflowError):
+    """Not a failure: raised by a task to end itself early in a given state."""
+
+
+class SkipTask(TaskSignal):
+    """Raise inside a task to end it as skipped (its downstream follows its trigger rules)."""
+
+    def __init__(self, reason: str = "skipped by the task") -> None:
+        self.reason = reason
+        super().__init__(reason)
