@@ -31,11 +31,13 @@ The tree::
     │   ├── TaskFailedError              a task failed for good; carries the traceback text
     │   ├── TaskTimeoutError
     │   ├── BashCommandError             a non-zero exit code
+    │   ├── RemoteTaskError              stands in for a worker's exception that could not be unpickled
     │   └── WorkerLostError              the process running the task died
     ├── StoreError                       the metadata database
     │   ├── SchemaVersionError           the schema is older or newer than this nbflow
     │   └── DatabaseLockedError          another process holds the database
     ├── IllegalTransitionError           a state change the state table forbids (a bug)
+    ├── NoTaskContextError               get_current_context() outside a running task
     └── TaskSignal                       not failures: a task's way to end early
         └── SkipTask                     end this task as skipped
 """
@@ -282,6 +284,22 @@ class BashCommandError(TaskError):
         )
 
 
+class RemoteTaskError(TaskError):
+    """Stands in for an exception raised in a worker process that could not be sent back whole.
+
+    Some exceptions do not pickle (they hold a lock, a socket, a local class) or do not unpickle
+    (an ``__init__`` with required arguments). Rather than lose the failure, the worker sends its
+    type name, message and traceback text, and this error carries them.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        self.type_name, self.message, self.traceback_text = type_name, message, traceback_text
+        super().__init__(
+            f"{type_name}: {message} (raised in a worker process; the exception itself could not be "
+            "sent back, so only its type name, message and traceback text are kept)"
+        )
+
+
 class WorkerLostError(TaskError):
     def __init__(self, task_id: str | None, detail: str) -> None:
         self.task_id, self.detail = task_id, detail
@@ -326,6 +344,14 @@ class IllegalTransitionError(NbflowError):
         self.kind, self.current, self.new = kind, current, new
         super().__init__(
             f"a {kind} cannot go from '{current}' to '{new}'; this is a bug in nbflow, please report it."
+        )
+
+
+class NoTaskContextError(NbflowError):
+    def __init__(self) -> None:
+        super().__init__(
+            "get_current_context() was called outside a running task. Call it from inside a task's "
+            "function (or an operator's execute), where the run's context exists."
         )
 
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One entry point for working on nbflow from a fresh clone.
+#
+#   ./dev.sh demo     set up .venv and run the demo pipeline
+#   ./dev.sh test     set up .venv, start a throwaway PostgreSQL, run the whole test suite
+#   ./dev.sh bench    set up .venv and run the benchmarks
+#   ./dev.sh shell    set up .venv and open a shell with it active
+#
+# Needs only Python >= 3.11 (and, for the tests, apt for PostgreSQL when it is missing).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+
+find_python() {
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  echo "nbflow needs Python >= 3.11; none was found on PATH" >&2
+  exit 1
+}
+
+setup() {
+  local extras="$1"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$(find_python)" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  fi
+  # Reinstall only when the dependencies changed.
+  local stamp="$VENV/.nbflow-installed-$extras"
+  local digest
+  digest=$(cat pyproject.toml | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest())')
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    echo "dev.sh: installing nbflow[$extras] into .venv ..." >&2
+    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    echo "$digest" > "$stamp"
+  fi
+}
+
+command=${1:-help}
+shift || true
+case "$command" in
+  demo)
+    setup "postgres"
+    exec "$VENV/bin/nbflow" demo "$@"
+    ;;
+  test)
+    setup "test"
+    PG_URL=$(bash scripts/pg-test-server.sh start)
+    export NBFLOW_TEST_POSTGRES_URL="$PG_URL"
+    status=0
+    "$VENV/bin/python" -m pytest -n "${NBFLOW_TEST_WORKERS:-3}" "$@" || status=$?
+    if [ "${NBFLOW_KEEP_PG:-0}" != "1" ]; then bash scripts/pg-test-server.sh stop >/dev/null 2>&1 || true; fi
+    exit $status
+    ;;
+  bench)
+    setup "test"
+    exec "$VENV/bin/python" benchmarks/run.py "$@"
+    ;;
+  shell)
+    setup "test"
+    exec bash --rcfile <(echo "source '$VENV/bin/activate'; PS1='(nbflow) \w\$ '")
+    ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    [ "$command" = "help" ] || exit 2
+    ;;
+esac

@@ -1,0 +1,60 @@
+"""nbflow: workflows that live inside Jupyter.
+
+Write a DAG of tasks with ``@dag``/``@task`` or ``with DAG(...)``, run it with ``dag.test()``,
+schedule it with cron in its own time zone. The other names load on first use, so ``import nbflow``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The submodule nbflow.dag and the decorator nbflow.dag share a name: import the module first, then
+# bind the decorator, so that `from nbflow import dag` always gives the decorator.
+from nbflow.dag import DAG
+from nbflow.decorators import dag, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAG",
+    "DagRun",
+    "NbflowError",
+    "RunState",
+    "SkipTask",
+    "TaskGroup",
+    "TaskState",
+    "TriggerRule",
+    "chain",
+    "cross_downstream",
+    "dag",
+    "get_current_context",
+    "task",
+]
+
+_WHERE = {
+    "DagRun": "nbflow.dagrun",
+    "NbflowError": "nbflow.errors",
+    "RunState": "nbflow.states",
+    "SkipTask": "nbflow.errors",
+    "TaskGroup": "nbflow.taskgroup",
+    "TaskState": "nbflow.states",
+    "TriggerRule": "nbflow.states",
+    "chain": "nbflow.helpers",
+    "cross_downstream": "nbflow.helpers",
+    "get_current_context": "nbflow.context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

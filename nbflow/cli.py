@@ -1,0 +1,403 @@
+"""The ``nbflow`` command line.
+
+Each command parses its arguments and calls the public API; imports happen inside the command so that
+``nbflow dags test`` pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from nbflow.errors import NbflowError
+
+
+def _settings() -> Any:
+    from nbflow.settings import get_settings
+
+    return get_settings()
+
+
+def _open_store() -> Any:
+    from nbflow.store import Store
+
+    return Store.open(_settings())
+
+
+def _bag(args: argparse.Namespace) -> Any:
+    from nbflow.discovery import collect
+
+    paths = list(getattr(args, "file", None) or []) or [_settings().dags_folder]
+    return collect(paths)
+
+
+def _find_dag(args: argparse.Namespace) -> Any:
+    bag = _bag(args)
+    if args.dag_id not in bag.dags:
+        for failure in bag.failures.values():
+            print(f"warning: {failure.fileloc}: {failure.summary}", file=sys.stderr)
+    return bag.get(args.dag_id)
+
+
+def _parse_conf(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"nbflow: --conf is not valid JSON ({exc.msg} at column {exc.colno}): {text}") from None
+    if not isinstance(value, dict):
+        raise SystemExit("nbflow: --conf must be a JSON object, e.g. '{\"key\": 1}'")
+    return value
+
+
+def _local(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _print_run_footer(run: Any) -> None:
+    from nbflow.settings import get_settings
+
+    settings = get_settings()
+    print()
+    logs = {Path(p).parent.parent for p in run.log_paths.values()}
+    if logs:
+        print(f"logs:      {sorted(logs)[0]}")
+    artifacts = Path(settings.artifacts_folder) / run.dag_id
+    if artifacts.exists():
+        print(f"artifacts: {artifacts}")
+    print(f"store:     {settings.database_url}")
+
+
+# -- dags -------------------------------------------------------------------------------------------
+
+
+def cmd_dags_list(args: argparse.Namespace) -> int:
+    bag = _bag(args)
+    store = _open_store()
+    try:
+        from nbflow.discovery import sync
+
+        sync(bag, store)
+        rows = store.list_dags()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in ("dag_id", "schedule", "timezone", "is_paused", "fileloc", "owner", "tags")} for r in rows], default=str, indent=2))
+        return 0
+    print(f"{'dag_id':<28} {'schedule':<28} {'timezone':<20} {'tasks':>5} {'paused':<6} file")
+    for row in rows:
+        tasks = len((row.get("definition") or {}).get("tasks", []))
+        print(f"{row['dag_id']:<28} {str(row.get('schedule')):<28} {str(row.get('timezone')):<20} {tasks:>5} "
+              f"{'yes' if row.get('is_paused') else 'no':<6} {row.get('fileloc') or '-'}")
+    if bag.failures:
+        print(f"\n{len(bag.failures)} file(s) failed to load; see `nbflow dags list-import-errors`:")
+        for failure in bag.failures.values():
+            print(f"  {failure.fileloc}: {failure.summary}")
+    return 0
+
+
+def cmd_dags_import_errors(args: argparse.Namespace) -> int:
+    bag = _bag(args)
+    store = _open_store()
+    try:
+        from nbflow.discovery import sync
+
+        sync(bag, store)
+        errors = store.list_import_errors()
+    finally:
+        store.close()
+    if not errors:
+        print("no import errors")
+        return 0
+    for error in errors:
+        print(f"== {error['fileloc']}\n{error['summary']}\n{error['traceback']}")
+    return 1
+
+
+def cmd_dags_show(args: argparse.Namespace) -> int:
+    dag = _find_dag(args)
+    print(repr(dag))
+    if dag.description:
+        print(dag.description)
+    print(f"time zone: {dag.describe()['timezone']}   start: {dag.start_date}   catchup: {dag.catchup}")
+    print()
+    for task_id in dag.topological_order():
+        task = dag.task_dict[task_id]
+        ups = ", ".join(sorted(task.upstream_task_ids))
+        print(f"  {task_id:<32} {task.kind:<14} {task.trigger_rule.value:<28} <- {ups or '(root)'}")
+    return 0
+
+
+def _run(args: argparse.Namespace, run_type: str) -> int:
+    from nbflow.scheduler import run_dag
+
+    dag = _find_dag(args)
+    run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf), executor=args.executor, run_type=run_type)
+    print(run.summary())
+    _print_run_footer(run)
+    return 0 if run.state == "success" else 1
+
+
+def cmd_dags_test(args: argparse.Namespace) -> int:
+    return _run(args, "test")
+
+
+def cmd_dags_trigger(args: argparse.Namespace) -> int:
+    return _run(args, "manual")
+
+
+def cmd_dags_runs(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        rows = store.list_runs(args.dag_id, limit=args.limit)
+    finally:
+        store.close()
+    if not rows:
+        print(f"no runs of {args.dag_id}")
+        return 0
+    print(f"{'run_id':<46} {'type':<9} {'state':<8} {'logical date (local)':<26} {'ended (local)'}")
+    for row in rows:
+        print(f"{row['run_id']:<46} {row['run_type']:<9} {row['state']:<8} {_local(row['logical_date']):<26} {_local(row.get('end_date'))}")
+    return 0
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+
+
+def cmd_tasks_list(args: argparse.Namespace) -> int:
+    dag = _find_dag(args)
+    for task_id in dag.topological_order():
+        print(task_id)
+    return 0
+
+
+def cmd_tasks_test(args: argparse.Namespace) -> int:
+    """Run one task alone, now, without recording anything; upstream outputs come from the latest
+    run that has them."""
+    import tempfile
+
+    from nbflow.outputs import decode
+    from nbflow.runner import TaskRequest, run_task
+    from nbflow.scheduler import utcnow
+    from nbflow.timetables import parse_date
+
+    dag = _find_dag(args)
+    task = dag.get_task(args.task_id)
+    when = parse_date(args.logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id) if args.logical_date else utcnow().astimezone(dag.timezone)
+    start, end = dag.timetable.data_interval(when)
+    upstream = _latest_outputs(dag.dag_id, set(task.upstream_task_ids) | {r.task_id for r in task.output_refs()})
+    log = Path(tempfile.mkdtemp(prefix="nbflow-task-test-")) / "task.log"
+    request = TaskRequest(
+        dag_id=dag.dag_id, task_id=task.task_id, run_id="tasks_test", try_number=1, max_tries=1,
+        logical_date=when, data_interval_start=start, data_interval_end=end, conf=_parse_conf(args.conf),
+        log_path=str(log), operator=task, dag=dag, upstream=upstream,
+        max_output_bytes=_settings().max_output_bytes,
+    )
+    code = 0
+    try:
+        result = run_task(request)
+    except Exception:
+        code = 1
+        result = None
+    sys.stdout.write(log.read_text(encoding="utf-8"))
+    if result is not None and result.output is not None:
+        print(f"output: {decode(result.output.kind, result.output.data)!r}")
+    elif result is not None and result.skipped:
+        print(f"skipped: {result.skipped}")
+    return code
+
+
+def _latest_outputs(dag_id: str, wanted: set[str]) -> dict[str, tuple[str, str | bytes]]:
+    if not wanted:
+        return {}
+    store = _open_store()
+    found: dict[str, tuple[str, str | bytes]] = {}
+    try:
+        for run in store.list_runs(dag_id, limit=20):
+            for task_id, row in store.get_outputs(run["id"]).items():
+                if task_id in wanted and task_id not in found:
+                    if row.get("value_json") is not None:
+                        found[task_id] = ("json", row["value_json"])
+                    elif row.get("artifact_path") and Path(row["artifact_path"]).exists():
+                        path = Path(row["artifact_path"])
+                        found[task_id] = ("json", path.read_text("utf-8")) if path.suffix == ".json" else ("pickle", path.read_bytes())
+    finally:
+        store.close()
+    return found
+
+
+def cmd_tasks_logs(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        runs = store.list_runs(args.dag_id, limit=1) if not args.run_id else [store.get_run(args.dag_id, args.run_id)]
+        if not runs or runs[0] is None:
+            from nbflow.errors import RunNotFoundError
+
+            raise RunNotFoundError(args.dag_id, args.run_id or "(latest)")
+        run = runs[0]
+        tries = store.get_tries(run["id"], args.task_id)
+        ti = store.get_task_instance(args.dag_id, run["run_id"], args.task_id)
+    finally:
+        store.close()
+    paths = [t["log_path"] for t in sorted(tries, key=lambda t: t["try_number"]) if t.get("log_path")]
+    if ti and ti.get("log_path") and ti["log_path"] not in paths:
+        paths.append(ti["log_path"])
+    if args.try_number:
+        paths = [p for p in paths if Path(p).stem == str(args.try_number)]
+    if not paths:
+        print(f"no logs for task {args.task_id} in run {run['run_id']}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"==> {path} <==")
+        file = Path(path)
+        print(file.read_text(encoding="utf-8") if file.exists() else "(the log file is gone)")
+    return 0
+
+
+# -- db, config, demo -------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from nbflow.store import migrate
+
+    url = _settings().database_url
+    if args.db_command == "init":
+        migrate.init_db(url)
+        print(f"initialised {url}")
+    elif args.db_command == "upgrade":
+        migrate.upgrade_db(url)
+        print(f"upgraded {url} to {migrate.HEAD_REVISION}")
+    elif args.db_command == "check":
+        migrate.check_db(url)
+        print(f"{url}: schema is current ({migrate.HEAD_REVISION})")
+    elif args.db_command == "reset":
+        if not args.yes:
+            print(f"this deletes every run, task instance and output in {url}; add --yes to do it", file=sys.stderr)
+            return 2
+        migrate.reset_db(url)
+        print(f"reset {url}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for key, value in settings.as_dict().items():
+        print(f"{key} = {value}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nbflow.discovery import load_file
+    from nbflow.scheduler import run_dag
+
+    demo_file = Path(__file__).parent / "examples" / "demo_pipeline.py"
+    dags, failure = load_file(demo_file)
+    if failure is not None:
+        raise SystemExit(f"nbflow: the demo pipeline failed to load: {failure.summary}\n{failure.traceback}")
+    code = 0
+    for dag in dags:
+        run = run_dag(dag, run_type="manual", executor=args.executor)
+        print(run.summary())
+        report = run.outputs.get("report")
+        _print_run_footer(run)
+        if report:
+            print(f"report:    {report}")
+        code = code or (0 if run.state == "success" else 1)
+    return code
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from nbflow import __version__
+
+    print(f"nbflow {__version__}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbflow", description="Workflows that live inside Jupyter.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_files(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-f", "--file", action="append", metavar="PATH",
+                       help="a DAG file or folder to load instead of dags_folder (repeatable)")
+        return p
+
+    def with_run(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--logical-date", "-d", help="the run's logical date (default: now)")
+        p.add_argument("--conf", "-c", help="JSON object given to the run as conf")
+        p.add_argument("--executor", "-e", choices=["inline", "thread", "process"], help="default: the executor setting")
+
+    dags = sub.add_parser("dags", help="list, show, test and trigger DAGs").add_subparsers(dest="dags_command", required=True, metavar="ACTION")
+    p = with_files(dags.add_parser("list", help="the DAGs of dags_folder"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dags_list)
+    with_files(dags.add_parser("list-import-errors", help="DAG files that failed to load")).set_defaults(func=cmd_dags_import_errors)
+    p = with_files(dags.add_parser("show", help="a DAG's tasks and dependencies"))
+    p.add_argument("dag_id")
+    p.set_defaults(func=cmd_dags_show)
+    for name, func, text in (("test", cmd_dags_test, "run a DAG once now, in this process"),
+                             ("trigger", cmd_dags_trigger, "start a manual run now and wait for it")):
+        p = with_files(dags.add_parser(name, help=text))
+        p.add_argument("dag_id")
+        with_run(p)
+        p.set_defaults(func=func)
+    p = dags.add_parser("runs", help="a DAG's runs, newest first")
+    p.add_argument("dag_id")
+    p.add_argument("--limit", type=int, default=25)
+    p.set_defaults(func=cmd_dags_runs)
+
+    tasks = sub.add_parser("tasks", help="list, test and read the logs of tasks").add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    p = with_files(tasks.add_parser("list", help="a DAG's task ids in dependency order"))
+    p.add_argument("dag_id")
+    p.set_defaults(func=cmd_tasks_list)
+    p = with_files(tasks.add_parser("test", help="run one task alone, recording nothing"))
+    p.add_argument("dag_id")
+    p.add_argument("task_id")
+    p.add_argument("--logical-date", "-d")
+    p.add_argument("--conf", "-c")
+    p.set_defaults(func=cmd_tasks_test)
+    p = tasks.add_parser("logs", help="print a task's log files (every try)")
+    p.add_argument("dag_id")
+    p.add_argument("task_id")
+    p.add_argument("--run-id", "-r", help="default: the latest run")
+    p.add_argument("--try", dest="try_number", type=int, help="only this try")
+    p.set_defaults(func=cmd_tasks_logs)
+
+    db = sub.add_parser("db", help="the metadata database")
+    db.add_argument("db_command", choices=["init", "upgrade", "check", "reset"])
+    db.add_argument("--yes", action="store_true", help="confirm reset")
+    db.set_defaults(func=cmd_db)
+
+    config = sub.add_parser("config", help="settings").add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config.add_parser("show", help="every setting and its value").set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("demo", help="run the demo pipeline and print where its outputs are")
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
+    p.set_defaults(func=cmd_demo)
+    sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NbflowError as exc:
+        print(f"nbflow: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

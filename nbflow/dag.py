@@ -1,0 +1,302 @@
+"""``DAG``: the tasks, their dependencies, and when they run.
+
+Use it as a context manager (``with DAG("id", ...) as d:``) or through ``@dag``. The object is pure
+description: building one touches no database and starts nothing; :meth:`DAG.test` and the
+scheduler are what run it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from nbflow.context import collect_dag, pop_dag, push_dag
+from nbflow.errors import (
+    CycleError,
+    DagDefinitionError,
+    DuplicateTaskIdError,
+    ScheduleError,
+    TaskNotFoundError,
+    UnknownArgumentError,
+)
+
+if TYPE_CHECKING:
+    from nbflow.dagrun import DagRun
+    from nbflow.operators.base import BaseOperator
+    from nbflow.taskgroup import TaskGroup
+    from nbflow.timetables import Timetable
+
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
+_UNSET: Any = object()
+
+
+def check_id(kind: str, value: Any, dag_id: str | None = None) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise DagDefinitionError(
+            f"{kind} {value!r} is not valid: use letters, digits, '_', '-' and '.', starting with a "
+            "letter, digit or '_' (at most 250 characters)",
+            dag_id,
+        )
+    return value
+
+
+def _caller_file() -> str | None:
+    """The file that built the DAG: the first frame outside nbflow itself."""
+    frame = sys._getframe(2)
+    package_dir = __file__.rsplit("/", 1)[0]
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(package_dir) and not filename.startswith("<frozen"):
+            return filename
+        frame = frame.f_back
+    return None
+
+
+class DAG:
+    """A directed acyclic graph of tasks with a schedule.
+
+    ``schedule`` is a 5-field cron string, a preset (``@daily``, ``@once``, ...), a ``timedelta`` or
+    ``None`` (manual runs only, the default); ``schedule_interval`` is accepted as its old name. Times
+    are evaluated in ``timezone`` (an IANA name; default: the zone of an aware ``start_date``, then the
+    ``default_timezone`` setting, then the machine's zone).
+    """
+
+    def __init__(
+        self,
+        dag_id: str,
+        *,
+        schedule: Any = _UNSET,
+        schedule_interval: Any = _UNSET,
+        start_date: Any = None,
+        end_date: Any = None,
+        timezone: str | tzinfo | None = None,
+        catchup: bool = False,
+        default_args: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        owner: str | None = None,
+        description: str | None = None,
+        max_active_runs: int = 16,
+        max_active_tasks: int = 16,
+        doc_md: str | None = None,
+        on_success_callback: Callable[[dict[str, Any]], Any] | None = None,
+        on_failure_callback: Callable[[dict[str, Any]], Any] | None = None,
+        dagrun_timeout: Any = None,
+        fileloc: str | None = None,
+    ) -> None:
+        from nbflow.operators.base import DEFAULT_ARGS_KEYS
+
+        self.dag_id = check_id("dag_id", dag_id)
+        if schedule is not _UNSET and schedule_interval is not _UNSET:
+            raise ScheduleError(schedule, "give either schedule or schedule_interval, not both", dag_id)
+        self.schedule = schedule if schedule is not _UNSET else (
+            schedule_interval if schedule_interval is not _UNSET else None
+        )
+        self.default_args = dict(default_args or {})
+        for key in self.default_args:
+            if key not in DEFAULT_ARGS_KEYS:
+                raise UnknownArgumentError(key, sorted(DEFAULT_ARGS_KEYS), "default_args", dag_id)
+        self.catchup = bool(catchup)
+        self.params = dict(params or {})
+        self.tags = sorted(set(tags or ()))
+        self.owner = owner or self.default_args.get("owner") or "nbflow"
+        self.description = description
+        self.doc_md = doc_md
+        self.max_active_runs = int(max_active_runs)
+        self.max_active_tasks = int(max_active_tasks)
+        self.on_success_callback = on_success_callback
+        self.on_failure_callback = on_failure_callback
+        self.dagrun_timeout = dagrun_timeout
+        self.fileloc = fileloc or _caller_file()
+        self.task_dict: dict[str, BaseOperator] = {}
+        self.task_groups: dict[str, TaskGroup] = {}
+        self._order: list[str] | None = None
+        self._token: Any = None
+
+        from nbflow.timetables import make_timetable, parse_date, resolve_timezone
+
+        start = start_date if start_date is not None else self.default_args.get("start_date")
+        end = end_date if end_date is not None else self.default_args.get("end_date")
+        if timezone is None and isinstance(start, datetime) and start.tzinfo is not None:
+            timezone = start.tzinfo
+        if timezone is None:
+            from nbflow.settings import get_settings
+
+            timezone = get_settings().default_timezone or None
+        self.timezone: tzinfo = resolve_timezone(timezone, dag_id)
+        self.start_date = parse_date(start, self.timezone, field="start_date", dag_id=dag_id) if start is not None else None
+        self.end_date = parse_date(end, self.timezone, field="end_date", dag_id=dag_id) if end is not None else None
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise DagDefinitionError(
+                f"end_date {self.end_date.isoformat()} is before start_date {self.start_date.isoformat()}; "
+                "swap them or drop end_date",
+                dag_id,
+            )
+        self.timetable: Timetable = make_timetable(self.schedule, self.timezone, self.start_date, dag_id)
+        collect_dag(self)
+
+    # -- authoring --------------------------------------------------------------------------------
+
+    def __enter__(self) -> DAG:
+        self._token = push_dag(self)
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        pop_dag(self._token)
+        if exc_type is None:
+            self.validate()
+
+    def add_task(self, task: BaseOperator) -> None:
+        check_id("task_id", task.task_id, self.dag_id)
+        if task.task_id in self.task_dict:
+            raise DuplicateTaskIdError(self.dag_id, task.task_id)
+        task.dag = self
+        self.task_dict[task.task_id] = task
+        self._order = None
+
+    def _edges_changed(self) -> None:
+        self._order = None
+
+    @property
+    def tasks(self) -> list[BaseOperator]:
+        return list(self.task_dict.values())
+
+    @property
+    def task_ids(self) -> list[str]:
+        return list(self.task_dict)
+
+    def get_task(self, task_id: str) -> BaseOperator:
+        try:
+            return self.task_dict[task_id]
+        except KeyError:
+            raise TaskNotFoundError(self.dag_id, task_id, list(self.task_dict)) from None
+
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self.task_dict
+
+    @property
+    def roots(self) -> list[BaseOperator]:
+        return [t for t in self.task_dict.values() if not t.upstream_task_ids]
+
+    @property
+    def leaves(self) -> list[BaseOperator]:
+        return [t for t in self.task_dict.values() if not t.downstream_task_ids]
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def validate(self) -> DAG:
+        """Raise a :class:`CycleError` naming the loop if the tasks are not acyclic."""
+        self.topological_order()
+        return self
+
+    def topological_order(self) -> list[str]:
+        """Task ids, every task after all of its upstream tasks (ties in definition order)."""
+        if self._order is not None:
+            return self._order
+        remaining = {tid: len(t.upstream_task_ids) for tid, t in self.task_dict.items()}
+        ready = [tid for tid, n in remaining.items() if n == 0]
+        order: list[str] = []
+        while ready:
+            next_ready: list[str] = []
+            for tid in ready:
+                order.append(tid)
+                for down in self.task_dict[tid].downstream_task_ids:
+                    remaining[down] -= 1
+                    if remaining[down] == 0:
+                        next_ready.append(down)
+            ready = next_ready
+        if len(order) != len(self.task_dict):
+            raise CycleError(self.dag_id, self._find_cycle({t for t, n in remaining.items() if n > 0}))
+        self._order = order
+        return order
+
+    def _find_cycle(self, candidates: set[str]) -> list[str]:
+        # Walk upstream from any task left over: every one of them has an unfinished upstream, so the
+        # walk must come back to a task it has seen, and the part from there is the cycle.
+        start = min(candidates)
+        seen: dict[str, int] = {}
+        path: list[str] = []
+        node = start
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = min(u for u in self.task_dict[node].upstream_task_ids if u in candidates)
+        cycle = path[seen[node]:] + [node]
+        return list(reversed(cycle))
+
+    # -- schedule ---------------------------------------------------------------------------------
+
+    def next_runs(self, n: int = 5, after: Any = None) -> list[datetime]:
+        """The next ``n`` scheduled times after ``after`` (default now), aware, in the DAG's zone."""
+        from nbflow.timetables import next_runs, parse_date
+
+        when = parse_date(after, self.timezone, field="after", dag_id=self.dag_id) if after is not None else None
+        return next_runs(self.timetable, n, when, start_date=self.start_date, end_date=self.end_date)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def test(
+        self,
+        logical_date: Any = None,
+        conf: dict[str, Any] | None = None,
+        executor: str | Any | None = None,
+    ) -> DagRun:
+        """Run the DAG once now, in this process, and return the finished run.
+
+        The run is recorded in the store like any other (run type ``test``) so that its logs and
+        outputs can be looked at afterwards.
+        """
+        from nbflow.scheduler import run_dag
+
+        return run_dag(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
+
+    # -- description ------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able definition for the store and the views."""
+        from nbflow.timetables import timezone_name
+
+        return {
+            "dag_id": self.dag_id,
+            "schedule": self.timetable.description,
+            "timezone": timezone_name(self.timezone),
+            "start_date": self.start_date.isoformat() if self.start_date else None,
+            "end_date": self.end_date.isoformat() if self.end_date else None,
+            "catchup": self.catchup,
+            "tags": self.tags,
+            "owner": self.owner,
+            "description": self.description,
+            "doc_md": self.doc_md,
+            "params": _jsonable(self.params),
+            "tasks": [self.task_dict[t].describe() for t in self.topological_order()],
+            "groups": {gid: {"tasks": g.task_ids, "tooltip": g.tooltip} for gid, g in self.task_groups.items()},
+        }
+
+    def __repr__(self) -> str:
+        return f"<DAG {self.dag_id!r}: {len(self.task_dict)} tasks, schedule {self.timetable.description}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td>{escape(t.task_id)}</td><td>{escape(t.kind)}</td>"
+            f"<td>{escape(', '.join(sorted(t.upstream_task_ids)) or '—')}</td></tr>"
+            for t in (self.task_dict[tid] for tid in self.topological_order())
+        )
+        return (
+            f"<div><b>DAG {escape(self.dag_id)}</b> — {len(self.task_dict)} tasks, schedule "
+            f"{escape(self.timetable.description)}<table><tr><th>task</th><th>kind</th>"
+            f"<th>upstream</th></tr>{rows}</table></div>"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)

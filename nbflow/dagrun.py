@@ -1,0 +1,111 @@
+"""``DagRun``: what a finished (or running) run looks like to the user.
+
+Built from the store, so the same object describes a run made by ``dag.test()``, by the scheduler or
+by another machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from nbflow.states import RunState, TaskState
+
+
+@dataclass
+class TaskInstanceResult:
+    task_id: str
+    state: TaskState
+    try_number: int = 0
+    max_tries: int = 1
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    duration: float | None = None
+    error: str | None = None
+    log_path: str | None = None
+    hostname: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class DagRun:
+    dag_id: str
+    run_id: str
+    run_type: str
+    state: RunState
+    logical_date: datetime
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+    task_instances: dict[str, TaskInstanceResult] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_states(self) -> dict[str, TaskState]:
+        return {tid: ti.state for tid, ti in self.task_instances.items()}
+
+    @property
+    def tries(self) -> dict[str, int]:
+        return {tid: ti.try_number for tid, ti in self.task_instances.items()}
+
+    @property
+    def durations(self) -> dict[str, float | None]:
+        return {tid: ti.duration for tid, ti in self.task_instances.items()}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """The traceback text of each task whose last try failed."""
+        return {tid: ti.error for tid, ti in self.task_instances.items() if ti.error}
+
+    @property
+    def log_paths(self) -> dict[str, str]:
+        return {tid: ti.log_path for tid, ti in self.task_instances.items() if ti.log_path}
+
+    @property
+    def duration(self) -> float | None:
+        if self.start_date and self.end_date:
+            return (self.end_date - self.start_date).total_seconds()
+        return None
+
+    def summary(self) -> str:
+        """A plain-text table of the run, one task a line."""
+        lines = [
+            f"DAG {self.dag_id}  run {self.run_id}  {self.state.value.upper()}",
+            f"logical date {self.logical_date.isoformat()}"
+            + (f"  took {self.duration:.2f} s" if self.duration is not None else ""),
+            "",
+            f"{'task':<32} {'state':<16} {'tries':>5} {'seconds':>8}",
+        ]
+        for tid, ti in self.task_instances.items():
+            seconds = f"{ti.duration:.3f}" if ti.duration is not None else "-"
+            lines.append(f"{tid:<32} {ti.state.value:<16} {ti.try_number:>5} {seconds:>8}")
+        for tid, error in self.errors.items():
+            last = error.strip().splitlines()[-1] if error.strip() else ""
+            lines.append(f"  {tid}: {last}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for ti in self.task_instances.values():
+            counts[ti.state.value] = counts.get(ti.state.value, 0) + 1
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return f"<DagRun {self.dag_id} {self.run_id}: {self.state.value} ({parts})>"
+
+    def _repr_html_(self) -> str:
+        colour = {"success": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e",
+                  "upstream_failed": "#ef6c00", "up_for_retry": "#f9a825"}
+        rows = "".join(
+            f"<tr><td>{escape(tid)}</td><td style='color:{colour.get(ti.state.value, '#333')}'>"
+            f"{escape(ti.state.value)}</td><td>{ti.try_number}</td>"
+            f"<td>{'' if ti.duration is None else f'{ti.duration:.3f}'}</td></tr>"
+            for tid, ti in self.task_instances.items()
+        )
+        return (
+            f"<div><b>{escape(self.dag_id)}</b> run <code>{escape(self.run_id)}</code>: "
+            f"<b>{escape(self.state.value)}</b><table><tr><th>task</th><th>state</th><th>tries</th>"
+            f"<th>seconds</th></tr>{rows}</table></div>"
+        )

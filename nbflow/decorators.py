@@ -1,0 +1,186 @@
+"""``@dag`` and ``@task``: DAGs and tasks from plain functions.
+
+``@task`` works bare and called (``@task(retries=2)``). Calling the decorated function inside a DAG
+adds a task and returns a reference to its output; passing that reference to another task makes the
+dependency. Options left out stay unset so the DAG's ``default_args`` can fill them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Generic, TypeVar, overload
+
+from nbflow.context import current_dag, current_group
+from nbflow.operators.base import BaseOperator
+from nbflow.refs import OutputRef
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _free_task_id(base: str) -> str:
+    """``base``, or ``base__1``, ``base__2``, ... when a task of that id exists (group prefix included)."""
+    dag, group = current_dag(), current_group()
+    if group is not None and dag is None:
+        dag = group.dag
+    if dag is None:
+        return base
+    prefix = f"{group.group_id}." if group is not None and group.prefix_group_id else ""
+    if prefix + base not in dag.task_dict:
+        return base
+    n = 1
+    while f"{prefix}{base}__{n}" in dag.task_dict:
+        n += 1
+    return f"{base}__{n}"
+
+
+class TaskDefinition(Generic[F]):
+    """What ``@task`` returns: a function that becomes a task each time it is called in a DAG."""
+
+    def __init__(self, function: F, operator_class: type[BaseOperator], options: dict[str, Any]) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.operator_class = operator_class
+        self.options = options
+
+    def override(self, **options: Any) -> TaskDefinition[F]:
+        """The same task with other options, e.g. ``extract.override(task_id="extract_eu")()``."""
+        return TaskDefinition(self.function, self.operator_class, {**self.options, **options})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> OutputRef:
+        options = dict(self.options)
+        explicit_id = options.pop("task_id", None)
+        task_id = explicit_id or _free_task_id(self.function.__name__)
+        if "doc_md" not in options and self.function.__doc__:
+            options["doc_md"] = inspect.cleandoc(self.function.__doc__)
+        operator = self.operator_class(
+            task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **options
+        )
+        return OutputRef(operator)
+
+    def __repr__(self) -> str:
+        return f"<task {self.function.__name__!r} ({self.operator_class.__name__})>"
+
+
+def _bash_task_class() -> type[BaseOperator]:
+    from nbflow.operators.bash import BashOperator
+
+    class BashTaskOperator(BashOperator):
+        """``@task.bash``: the function returns the command to run; its arguments may be outputs of
+        other tasks."""
+
+        template_fields = ("bash_command", "env", "cwd", "op_args", "op_kwargs")
+
+        def __init__(self, *, python_callable: Callable[..., Any], op_args: Any = (), op_kwargs: Any = None, **kwargs: Any) -> None:
+            super().__init__(bash_command="", **kwargs)
+            self.python_callable = python_callable
+            self.op_args = list(op_args)
+            self.op_kwargs = dict(op_kwargs or {})
+
+        def execute(self, context: dict[str, Any]) -> Any:
+            from nbflow.operators.base import context_arguments
+            from nbflow.templates import render_value
+
+            kwargs = dict(self.op_kwargs)
+            kwargs.update(context_arguments(self.python_callable, context, set(kwargs)))
+            command = self.python_callable(*self.op_args, **kwargs)
+            if not isinstance(command, str) or not command.strip():
+                from nbflow.errors import TaskFailedError
+
+                raise TaskFailedError(self.dag_id or "", self.task_id, "a @task.bash function must return a non-empty command string")
+            self.bash_command = render_value(command, context, self, "bash_command")
+            return super().execute(context)
+
+    return BashTaskOperator
+
+
+class _TaskDecorator:
+    """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
+
+    def _make(self, kind: str, function: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
+        def wrap(fn: Callable[..., Any]) -> TaskDefinition[Any]:
+            return TaskDefinition(fn, _operator_for(kind), options)
+
+        return wrap(function) if function is not None else wrap
+
+    @overload
+    def __call__(self, function: F) -> TaskDefinition[F]: ...
+    @overload
+    def __call__(self, function: None = None, **options: Any) -> Callable[[F], TaskDefinition[F]]: ...
+
+    def __call__(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        return self._make("python", function, options)
+
+    def python(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        return self._make("python", function, options)
+
+    def branch(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """The function returns the id(s) of the direct downstream tasks to run."""
+        return self._make("branch", function, options)
+
+    def short_circuit(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """A falsy return value skips everything downstream."""
+        return self._make("short_circuit", function, options)
+
+    def bash(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """The function returns a bash command, which is then run as by ``BashOperator``."""
+        return self._make("bash", function, options)
+
+
+def _operator_for(kind: str) -> type[BaseOperator]:
+    if kind == "python":
+        from nbflow.operators.python import PythonOperator
+
+        return PythonOperator
+    if kind == "branch":
+        from nbflow.operators.branch import BranchPythonOperator
+
+        return BranchPythonOperator
+    if kind == "short_circuit":
+        from nbflow.operators.branch import ShortCircuitOperator
+
+        return ShortCircuitOperator
+    return _bash_task_class()
+
+
+task = _TaskDecorator()
+
+
+class DagFactory:
+    """What ``@dag`` returns: calling it builds the DAG (call it once at module level in DAG files)."""
+
+    def __init__(self, function: Callable[..., Any], dag_kwargs: dict[str, Any]) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.dag_kwargs = dag_kwargs
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from nbflow.dag import DAG
+
+        options = dict(self.dag_kwargs)
+        dag_id = options.pop("dag_id", None) or self.function.__name__
+        signature = inspect.signature(self.function)
+        defaults = {
+            name: p.default for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        bound = signature.bind_partial(*args, **kwargs)
+        params = {**defaults, **bound.arguments, **(options.pop("params", None) or {})}
+        doc = inspect.cleandoc(self.function.__doc__) if self.function.__doc__ else None
+        options.setdefault("description", doc.splitlines()[0] if doc else None)
+        options.setdefault("doc_md", doc)
+        try:
+            options.setdefault("fileloc", inspect.getsourcefile(self.function))
+        except TypeError:  # defined where no source file exists
+            pass
+        with DAG(dag_id, params=params, **options) as built:
+            self.function(**{**defaults, **bound.arguments})
+        return built
+
+
+def dag(function: Callable[..., Any] | None = None, **dag_kwargs: Any) -> Any:
+    """``@dag`` or ``@dag(schedule=..., start_date=...)``: the function's body builds the DAG's tasks;
+    its parameters become the DAG's ``params``."""
+    if function is not None:
+        return DagFactory(function, dag_kwargs)
+    return lambda fn: DagFactory(fn, dag_kwargs)

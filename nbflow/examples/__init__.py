@@ -1,0 +1,1 @@
+"""Example DAGs shipped with nbflow; ``nbflow demo`` runs ``demo_pipeline``."""

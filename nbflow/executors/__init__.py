@@ -1,0 +1,12 @@
+"""Executors: where a task's call runs (this thread, a pool of threads, worker processes).
+
+``get_executor(name, parallelism)`` builds one by name; the implementations are imported only when
+asked for, so importing this package stays cheap and starts nothing. The contract is documented once,
+in :mod:`nbflow.executors.base`.
+"""
+
+from __future__ import annotations
+
+from nbflow.executors.base import EXECUTORS, Executor, Outcome, get_executor
+
+__all__ = ["EXECUTORS", "Executor", "Outcome", "get_executor"]

@@ -1,0 +1,189 @@
+"""The executor contract: run a call somewhere, then say how it ended.
+
+An executor is deliberately small. It takes calls (``submit``), runs at most ``parallelism`` of them
+at once, queues the rest, and reports each one exactly once through the ``on_done`` callback given to
+``start``. It never decides what an outcome *means* (success, retry, failure): the scheduler is the
+one writer of outcomes, and an executor only hands it an :class:`Outcome`.
+
+Three implementations share this contract and the same test suite:
+
+``inline``
+    runs the call inside ``submit``, in the caller's thread (debugging, ``dag.test()``).
+``thread``
+    a pool of daemon threads in the caller's process (I/O-bound tasks, notebooks).
+``process``
+    persistent worker processes fed with cloudpickle (CPU-bound tasks, isolation, hard timeouts).
+
+Executors sit in the execution layer and import only the standard library, cloudpickle and
+:mod:`nbflow.errors`, so that a worker never pulls in the store or the scheduler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+from nbflow.errors import ConfigError
+
+log = logging.getLogger("nbflow.executors")
+
+#: executor name -> "module:class"; the module is imported only when that executor is asked for,
+#: so choosing "thread" never imports the process machinery.
+EXECUTORS: dict[str, str] = {
+    "inline": "nbflow.executors.inline:InlineExecutor",
+    "thread": "nbflow.executors.thread:ThreadExecutor",
+    "process": "nbflow.executors.process:ProcessExecutor",
+}
+
+HOSTNAME = os.uname().nodename if hasattr(os, "uname") else ""
+
+
+@dataclass
+class Outcome:
+    """How one submitted call ended, as the executor saw it (not what it means for the task)."""
+
+    #: what the caller passed to ``submit``, handed back so it can match the outcome to its call
+    key: Hashable
+    #: True when the call returned; ``value`` is then its return value
+    ok: bool
+    value: Any = None
+    #: the exception when not ok. From a worker process it is the unpickled exception, or an
+    #: nbflow ``RemoteTaskError`` stand-in (type name, message, traceback text) when it could not
+    #: travel; a call past its timeout gives ``TaskTimeoutError``, a dead worker ``WorkerLostError``.
+    error: BaseException | None = None
+    #: the formatted traceback when not ok, because a traceback object cannot leave a process
+    traceback: str = ""
+    #: True when the call ran past its ``timeout``; ``error`` is then a ``TaskTimeoutError``
+    timed_out: bool = False
+    #: ``time.time()`` when the call started and ended (None if it never started)
+    started_at: float | None = None
+    ended_at: float | None = None
+    #: the process that ran the call, so a log line or a stuck task can be traced to a process
+    pid: int | None = None
+    hostname: str = ""
+
+
+OnDone = Callable[[Outcome], None]
+
+
+class Executor(ABC):
+    """Runs calls and reports each one exactly once through ``on_done``.
+
+    Use it as ``start(on_done)``, any number of ``submit(...)``, then ``shutdown()``; or as a
+    context manager, which shuts it down (waiting) on exit. ``on_done`` may be called from any
+    thread, including the caller's own inside ``submit``; it is never called while the executor
+    holds a lock, so it may call ``submit`` or read ``free_slots``. When ``on_done`` runs, the call's
+    slot is already free.
+    """
+
+    #: the name ``get_executor`` knows it by
+    name: ClassVar[str]
+    #: True when calls run in the caller's process, so they may share objects with it
+    in_process: ClassVar[bool]
+
+    def __init__(self, parallelism: int = 4) -> None:
+        if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
+            raise ConfigError("parallelism", parallelism, "it must be a whole number of at least 1")
+        self.parallelism = parallelism
+        self._on_done: OnDone | None = None
+        self._closed = False
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def start(self, on_done: OnDone) -> None:
+        """Remember where outcomes go. Nothing heavy happens here: pools start on first submit."""
+        if self._closed:
+            raise RuntimeError(f"the {self.name} executor is shut down; create a new one")
+        self._on_done = on_done
+
+    @abstractmethod
+    def submit(
+        self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
+        timeout: float | None = None,
+    ) -> None:
+        """Run ``fn(*args)``, queueing it if every slot is busy; report it to ``on_done`` as ``key``.
+
+        ``timeout`` is in seconds, counted from when the call starts (not from when it was queued).
+        """
+
+    @property
+    @abstractmethod
+    def free_slots(self) -> int:
+        """How many more calls can start now without queueing (0 once shut down)."""
+
+    @abstractmethod
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the executor. Safe to call twice.
+
+        ``wait=True`` lets queued and running calls finish and report first; called from inside
+        ``on_done`` it does not block (that thread may be needed to finish the work), but the calls
+        still finish and report. ``wait=False`` returns at once; each implementation documents what
+        happens to calls still in flight.
+        """
+
+    # -- shared helpers ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._closed else f"{self.free_slots} free slots"
+        return f"<{type(self).__name__} parallelism={self.parallelism} ({state})>"
+
+    def _check_open(self) -> OnDone:
+        """The callback, or a clear error when submit comes before start or after shutdown."""
+        if self._closed:
+            raise RuntimeError(f"the {self.name} executor is shut down; create a new one")
+        if self._on_done is None:
+            raise RuntimeError(f"call start(on_done) on the {self.name} executor before submit()")
+        return self._on_done
+
+    def _report(self, outcome: Outcome) -> None:
+        """Hand one outcome to on_done; a failing callback must not kill the executor's threads."""
+        on_done = self._on_done
+        if on_done is None:
+            return
+        try:
+            on_done(outcome)
+        except Exception:
+            log.exception("the on_done callback of the %s executor failed for %r", self.name, outcome.key)
+
+
+def format_error(error: BaseException, skip: int = 1) -> str:
+    """The traceback text of ``error``, without the executor's own ``skip`` frames on top.
+
+    The executor frame that invoked the call says nothing about the task, so it is dropped; the
+    exception object itself is trimmed the same way so that a re-raise shows the task's frames.
+    """
+    tb = error.__traceback__
+    for _ in range(skip):
+        if tb is None or tb.tb_next is None:
+            break
+        tb = tb.tb_next
+    error.__traceback__ = tb
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def get_executor(name: str, parallelism: int = 4) -> Executor:
+    """A new, not yet started executor of kind ``name`` ("inline", "thread" or "process")."""
+    try:
+        where = EXECUTORS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            "executor", name, f"there is no such executor; choose one of {', '.join(EXECUTORS)}"
+        ) from None
+    module_name, _, class_name = where.partition(":")
+    cls: type[Executor] = getattr(importlib.import_module(module_name), class_name)
+    return cls(parallelism)

@@ -1,0 +1,318 @@
+"""``BaseOperator``: what every task is, and how tasks are wired together.
+
+Subclass it and implement ``execute(context)`` to make your own operator; list the attribute names
+that hold Jinja templates in ``template_fields``. Options left unset fall back to the DAG's
+``default_args`` and then to nbflow's defaults, as in Airflow.
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+
+from nbflow.context import current_dag, current_group
+from nbflow.errors import DependencyError, TaskOutsideDagError, UnknownArgumentError
+from nbflow.refs import OutputRef, find_refs
+from nbflow.states import TriggerRule
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.taskgroup import TaskGroup
+
+
+class _Unset:
+    """Marks an option the user did not give, so DAG defaults can fill it."""
+
+    _instance: ClassVar[_Unset | None] = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+#: Options every operator takes, with nbflow's defaults. These are also the keys allowed in a DAG's
+#: ``default_args`` (with ``start_date`` and ``end_date``).
+TASK_DEFAULTS: dict[str, Any] = {
+    "owner": "nbflow",
+    "retries": 0,
+    "retry_delay": timedelta(seconds=300),
+    "retry_exponential_backoff": False,
+    "max_retry_delay": None,
+    "execution_timeout": None,
+    "trigger_rule": TriggerRule.ALL_SUCCESS,
+    "pool": "default_pool",
+    "pool_slots": 1,
+    "priority_weight": 1,
+    "queue": "default",
+    "on_success_callback": None,
+    "on_failure_callback": None,
+    "on_retry_callback": None,
+    "on_execute_callback": None,
+    "depends_on_past": False,
+    "wait_for_downstream": False,
+    "email": None,
+    "email_on_failure": False,
+    "email_on_retry": False,
+    "executor_config": None,
+    "doc_md": None,
+}
+DEFAULT_ARGS_KEYS = frozenset(TASK_DEFAULTS) | {"start_date", "end_date", "params", "timeout"}
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+class BaseOperator:
+    """One task of a DAG. Subclasses implement :meth:`execute`."""
+
+    #: attribute names rendered with Jinja before ``execute``
+    template_fields: ClassVar[Sequence[str]] = ()
+    #: a short word for views: python, bash, empty, branch, notebook, sensor, ...
+    kind: ClassVar[str] = "custom"
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag: DAG | None = None,
+        task_group: TaskGroup | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: Any = UNSET,
+        start_date: Any = None,
+        end_date: Any = None,
+        **options: Any,
+    ) -> None:
+        dag = dag if dag is not None else current_dag()
+        group = task_group if task_group is not None else current_group()
+        if group is not None and dag is None:
+            dag = group.dag
+        unknown = [key for key in options if key not in TASK_DEFAULTS]
+        if unknown:
+            raise UnknownArgumentError(
+                unknown[0], sorted(TASK_DEFAULTS) + ["task_id", "dag", "params", "timeout", "task_group"],
+                where=f"{type(self).__name__} argument", dag_id=getattr(dag, "dag_id", None), task_id=task_id,
+            )
+        if not isinstance(task_id, str) or not task_id:
+            raise UnknownArgumentError("task_id", ["task_id"], where="empty or non-string", task_id=str(task_id))
+        self._task_id = task_id
+        self.group_id = group.group_id if group is not None else None
+        if group is not None and group.prefix_group_id:
+            task_id = f"{group.group_id}.{task_id}"
+        self.task_id: str = task_id
+        self.upstream_task_ids: set[str] = set()
+        self.downstream_task_ids: set[str] = set()
+        self.dag: DAG | None = None
+        defaults = dict(dag.default_args) if dag is not None else {}
+        if timeout is not UNSET:
+            options.setdefault("execution_timeout", timeout)
+        elif "timeout" in defaults:
+            defaults.setdefault("execution_timeout", defaults["timeout"])
+        for key, default in TASK_DEFAULTS.items():
+            value = options.get(key, UNSET)
+            if value is UNSET:
+                value = defaults.get(key, default)
+            object.__setattr__(self, key, value)
+        self.trigger_rule = TriggerRule.parse(self.trigger_rule, getattr(dag, "dag_id", None), task_id)
+        self.retries = int(self.retries or 0)
+        self.params = {**(defaults.get("params") or {}), **(params or {})}
+        self.start_date, self.end_date = start_date, end_date
+        if dag is None:
+            raise TaskOutsideDagError(task_id)
+        dag.add_task(self)
+        if group is not None:
+            group.add(self)
+        for ref in self.__dict__.pop("_pending_refs", []):
+            self._depend_on(ref)
+
+    # -- templated fields and data dependencies -------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in type(self).template_fields or name in ("op_args", "op_kwargs"):
+            for ref in find_refs(value):
+                if self.__dict__.get("dag") is None:
+                    self.__dict__.setdefault("_pending_refs", []).append(ref)
+                else:
+                    self._depend_on(ref)
+
+    def _depend_on(self, ref: OutputRef) -> None:
+        if ref.operator is not self:
+            ref.operator.set_downstream(self)
+
+    def output_refs(self) -> list[OutputRef]:
+        """Every reference to an upstream output held in this task's arguments."""
+        found: list[OutputRef] = []
+        for name in dict.fromkeys([*type(self).template_fields, "op_args", "op_kwargs"]):
+            find_refs(self.__dict__.get(name), found)
+        return found
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def dag_id(self) -> str | None:
+        return self.dag.dag_id if self.dag is not None else None
+
+    @property
+    def output(self) -> OutputRef:
+        """This task's output, to pass to another task: ``summarise(nb.output)``."""
+        return OutputRef(self)
+
+    @property
+    def execution_timeout_seconds(self) -> float | None:
+        return _seconds(self.execution_timeout)
+
+    @property
+    def upstream_list(self) -> list[BaseOperator]:
+        assert self.dag is not None
+        return [self.dag.task_dict[t] for t in sorted(self.upstream_task_ids)]
+
+    @property
+    def downstream_list(self) -> list[BaseOperator]:
+        assert self.dag is not None
+        return [self.dag.task_dict[t] for t in sorted(self.downstream_task_ids)]
+
+    def retry_delay_for(self, try_number: int) -> float:
+        """Seconds to wait before try ``try_number + 1``, after try ``try_number`` failed."""
+        base = _seconds(self.retry_delay) or 0.0
+        if self.retry_exponential_backoff:
+            base = base * (2 ** max(0, try_number - 1))
+        cap = _seconds(self.max_retry_delay)
+        return min(base, cap) if cap is not None else base
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def execute(self, context: dict[str, Any]) -> Any:
+        """Do the work of the task; the return value is the task's output."""
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(context)")
+
+    def followed_task_ids(self, output: Any) -> set[str] | None:
+        """For branching operators: which direct downstream tasks to run, given this task's output.
+        ``None`` means "all of them" (no branching)."""
+        return None
+
+    #: when a branch skips, skip every descendant instead of only the direct downstream
+    skip_all_descendants: ClassVar[bool] = False
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for the store and the views."""
+        return {
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "operator": type(self).__name__,
+            "group": self.group_id,
+            "trigger_rule": self.trigger_rule.value,
+            "retries": self.retries,
+            "upstream": sorted(self.upstream_task_ids),
+            "doc": (self.doc_md or "")[:2000] or None,
+        }
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def _relate(self, others: Any, downstream: bool) -> None:
+        for other in _as_tasks(others, downstream):
+            if other is self:
+                raise DependencyError("a task cannot depend on itself", self.dag_id, self.task_id)
+            if other.dag is not self.dag:
+                raise DependencyError(
+                    f"cannot link to task '{other.task_id}' of DAG '{other.dag_id}': tasks can depend "
+                    "only on tasks of the same DAG (use ExternalTaskSensor across DAGs)",
+                    self.dag_id, self.task_id,
+                )
+            up, down = (self, other) if downstream else (other, self)
+            up.downstream_task_ids.add(down.task_id)
+            down.upstream_task_ids.add(up.task_id)
+            if self.dag is not None:
+                self.dag._edges_changed()
+
+    def set_downstream(self, others: Any) -> None:
+        self._relate(others, downstream=True)
+
+    def set_upstream(self, others: Any) -> None:
+        self._relate(others, downstream=False)
+
+    def __rshift__(self, other: Any) -> Any:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> BaseOperator:
+        # [a, b] >> self
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> BaseOperator:
+        # [a, b] << self
+        self.set_downstream(other)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.task_id!r}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A task shipped to a worker process travels without its DAG, which may hold thousands of
+        # tasks; the runner gives the worker what it needs of the DAG separately.
+        state = dict(self.__dict__)
+        state["dag"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _as_tasks(value: Any, downstream: bool = True) -> Iterable[BaseOperator]:
+    """The tasks meant by ``value`` on one side of an edge: a group downstream means its roots,
+    upstream its leaves."""
+    from nbflow.taskgroup import TaskGroup
+
+    if isinstance(value, BaseOperator):
+        yield value
+    elif isinstance(value, OutputRef):
+        yield value.operator
+    elif isinstance(value, TaskGroup):
+        yield from value.roots if downstream else value.leaves
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _as_tasks(item, downstream)
+    else:
+        raise DependencyError(
+            f"cannot make a dependency on {value!r} ({type(value).__name__}); use a task, the result "
+            "of a @task call, a TaskGroup, or a list of these"
+        )
+
+
+def context_arguments(fn: Callable[..., Any], context: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The context values a function asks for by parameter name, or all of them for ``**kwargs``."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    wanted: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return {k: v for k, v in context.items() if k not in given}
+        if name in context and name not in given and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+        ):
+            wanted[name] = context[name]
+    return wanted

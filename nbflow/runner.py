@@ -1,0 +1,151 @@
+"""Run one task instance, where the executor put it (this thread, a pool thread or a worker process).
+
+The runner builds the task's context, resolves references to upstream outputs, renders templates,
+calls ``execute``, and encodes the return value. It writes only the task's log file; the scheduler
+decides the task's state from what this returns or raises and writes the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nbflow.context import reset_task_context, set_task_context
+from nbflow.errors import NbflowError, SkipTask
+from nbflow.logcapture import capture, stamp
+from nbflow.operators.base import BaseOperator
+from nbflow.outputs import EncodedOutput, encode, decode
+from nbflow.refs import resolve_refs
+
+
+@dataclass
+class DagInfo:
+    """What a task sees of its DAG when it runs away from it (in a worker process)."""
+
+    dag_id: str
+    params: dict[str, Any]
+    timezone: Any
+    owner: str
+    tags: list[str]
+    description: str | None = None
+
+    @classmethod
+    def of(cls, dag: Any) -> DagInfo:
+        return cls(dag.dag_id, dict(dag.params), dag.timezone, dag.owner, list(dag.tags), dag.description)
+
+
+@dataclass
+class TaskRequest:
+    """Everything needed to run one try of one task instance."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    max_tries: int
+    logical_date: datetime
+    data_interval_start: datetime
+    data_interval_end: datetime
+    conf: dict[str, Any]
+    log_path: str
+    operator: BaseOperator
+    dag: Any                                   # the DAG in-process, a DagInfo in a worker process
+    upstream: dict[str, tuple[str, str | bytes]] = field(default_factory=dict)  # task_id -> encoded output
+    max_output_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass
+class TaskResult:
+    """How one try ended, when it did not raise."""
+
+    output: EncodedOutput | None
+    skipped: str | None = None                 # the reason, when the task ended as skipped
+    followed: list[str] | None = None          # for branching tasks: the direct downstream to run
+    hostname: str = ""
+    pid: int = 0
+
+
+class TaskInstanceInfo:
+    """``ti`` in the context: which try this is, and the upstream outputs it can pull."""
+
+    def __init__(self, request: TaskRequest, outputs: dict[str, Any]) -> None:
+        self.dag_id = request.dag_id
+        self.task_id = request.task_id
+        self.run_id = request.run_id
+        self.try_number = request.try_number
+        self.max_tries = request.max_tries
+        self.log_path = request.log_path
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self._outputs = outputs
+
+    def xcom_pull(self, task_ids: str | list[str] | None = None, key: str | None = None) -> Any:
+        """The output of an upstream task (or a list of outputs for a list of ids)."""
+        from nbflow.errors import TaskNotFoundError
+
+        if task_ids is None:
+            raise TypeError("xcom_pull needs task_ids: the id (or ids) of upstream tasks")
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        values = []
+        for tid in ids:
+            if tid not in self._outputs:
+                raise TaskNotFoundError(self.dag_id, tid, sorted(self._outputs))
+            value = self._outputs[tid]
+            values.append(value[key] if key is not None and isinstance(value, dict) else value)
+        return values[0] if isinstance(task_ids, str) else values
+
+    def __repr__(self) -> str:
+        return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
+
+
+def run_task(request: TaskRequest) -> TaskResult:
+    """Run one try. Returns a :class:`TaskResult`; raises what the task raised (after logging it)."""
+    from nbflow.templates import build_context, render_fields
+
+    started = time.perf_counter()
+    with capture(request.log_path) as log:
+        log.write(
+            f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id} run {request.run_id} try "
+            f"{request.try_number} of {request.max_tries} on {socket.gethostname()} pid {os.getpid()}\n"
+        )
+        try:
+            outputs = {tid: decode(kind, data) for tid, (kind, data) in request.upstream.items()}
+            task = copy.copy(request.operator)
+            for name in dict.fromkeys([*type(task).template_fields, "op_args", "op_kwargs"]):
+                if name in task.__dict__:
+                    object.__setattr__(task, name, resolve_refs(task.__dict__[name], outputs))
+            ti = TaskInstanceInfo(request, outputs)
+            context = build_context(
+                dag=request.dag, task=task, run_id=request.run_id, logical_date=request.logical_date,
+                data_interval_start=request.data_interval_start, data_interval_end=request.data_interval_end,
+                conf=request.conf, ti=ti,
+            )
+            render_fields(task, context)
+            token = set_task_context(context)
+            try:
+                value = task.execute(context)
+            finally:
+                reset_task_context(token)
+            followed = task.followed_task_ids(value)
+            encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes)
+        except SkipTask as signal:
+            log.write(f"[{stamp()}] nbflow: skipped: {signal.reason}\n")
+            return TaskResult(None, skipped=signal.reason, hostname=socket.gethostname(), pid=os.getpid())
+        except BaseException as exc:
+            log.write(f"[{stamp()}] nbflow: failed after {time.perf_counter() - started:.3f} s\n")
+            if isinstance(exc, NbflowError) and not exc.__cause__ and not isinstance(exc, KeyboardInterrupt):
+                log.write(f"{type(exc).__name__}: {exc}\n")
+            else:
+                log.write("".join(traceback.format_exception(exc)))
+            raise
+        log.write(f"[{stamp()}] nbflow: success after {time.perf_counter() - started:.3f} s\n")
+    return TaskResult(
+        encoded, followed=sorted(followed) if followed is not None else None,
+        hostname=socket.gethostname(), pid=os.getpid(),
+    )

@@ -1,0 +1,119 @@
+"""Engines for the store, and the one place where database errors become nbflow errors.
+
+SQLite is tuned for one writer and many readers across threads and processes: WAL so readers never
+block the writer, ``synchronous=NORMAL`` because WAL keeps that crash-safe while saving an fsync per
+commit, and writes that start with ``BEGIN IMMEDIATE`` so a writer waits for the lock (up to the
+busy timeout) at the start instead of failing half-way through a read-then-write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from nbflow.errors import DatabaseLockedError
+
+#: Execution option naming the statement that opens a SQLite transaction.
+BEGIN_OPTION = "nbflow_sqlite_begin"
+
+_LOCKED_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may appear in messages and logs: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
+    """An engine for ``url``; SQLite files get their parent folder and pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
+        # One connection per thread, reused: checking out a pooled connection is the cheapest
+        # thing SQLAlchemy offers, and SQLite connections are cheap to keep open.
+        pool_size=8,
+        max_overflow=32,
+        pool_timeout=busy_timeout,
+    )
+    _install_sqlite_hooks(engine, busy_timeout)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
+    millis = max(0, int(busy_timeout * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own implicit BEGIN would defeat BEGIN IMMEDIATE; transactions are
+        # opened explicitly in _on_begin instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {millis}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(message in text for message in _LOCKED_MESSAGES)
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Re-raise driver errors the store's callers can act on as nbflow errors.
+
+    Everything else propagates unchanged: it is a bug or a broken database, not a condition.
+    """
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        if is_locked_error(exc):
+            raise DatabaseLockedError(safe_url(url), str(exc.orig)) from exc
+        raise
+    except sa_exc.StatementError as exc:
+        # A value refused while binding parameters (a naive datetime): the caller's mistake,
+        # reported as the ValueError/TypeError it is rather than as a database failure.
+        if not isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, (ValueError, TypeError)):
+            raise type(exc.orig)(str(exc.orig)) from exc
+        raise
+
+
+@contextmanager
+def write_transaction(engine: Engine, url: str) -> Iterator[Connection]:
+    """A connection inside one write transaction, committed on success, errors translated."""
+    with translate_errors(url), engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read_connection(engine: Engine, url: str) -> Iterator[Connection]:
+    """A connection for reads; its transaction ends when the block does."""
+    with translate_errors(url), engine.connect() as connection:
+        yield connection

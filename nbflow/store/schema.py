@@ -1,0 +1,204 @@
+"""The tables of the metadata store, as SQLAlchemy Core.
+
+Core rather than ORM because the scheduler records every task outcome here: statements built once
+and executed with plain parameter dicts keep a task's bookkeeping far below a millisecond. The
+initial migration creates exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+#: Deterministic constraint names, so migrations can address them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = 250  # length of dag, run and task ids
+STATE = 20
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    A naive datetime is refused on write because its zone is a guess, and a wrong guess shifts a
+    schedule by hours. SQLite keeps no zone, so values go in as naive UTC and come back tagged UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: the store keeps aware UTC times. "
+                "Attach a zone, e.g. value.replace(tzinfo=datetime.UTC) or pendulum/zoneinfo."
+            )
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+dag = Table(
+    "dag",
+    metadata,
+    Column("dag_id", String(ID), primary_key=True),
+    Column("fileloc", Text),
+    Column("source_kind", String(STATE)),  # 'file' | 'notebook' | 'interactive'
+    Column("schedule", Text),
+    Column("timezone", String(64)),
+    Column("description", Text),
+    Column("owner", String(ID)),
+    Column("tags", JSON),
+    Column("is_paused", Boolean, nullable=False, default=False, server_default=false()),
+    Column("max_active_runs", Integer),
+    Column("max_active_tasks", Integer),
+    Column("definition", JSON),
+    Column("next_run_at", UTCDateTime),
+    Column("last_parsed_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+)
+
+dag_run = Table(
+    "dag_run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_id", String(ID), ForeignKey("dag.dag_id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(ID), nullable=False),
+    Column("run_type", String(STATE), nullable=False),  # 'manual' | 'scheduled' | 'backfill' | 'test'
+    Column("state", String(STATE), nullable=False),
+    Column("logical_date", UTCDateTime),
+    Column("data_interval_start", UTCDateTime),
+    Column("data_interval_end", UTCDateTime),
+    Column("conf", JSON),
+    Column("queued_at", UTCDateTime),
+    Column("start_date", UTCDateTime),
+    Column("end_date", UTCDateTime),
+    UniqueConstraint("dag_id", "run_id"),
+    Index("ix_dag_run_dag_id_logical_date", "dag_id", "logical_date"),
+)
+
+task_instance = Table(
+    "task_instance",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("dag_id", String(ID), nullable=False),
+    Column("run_id", String(ID), nullable=False),
+    Column("task_id", String(ID), nullable=False),
+    Column("state", String(STATE), nullable=False),
+    Column("try_number", Integer, nullable=False, default=0, server_default="0"),
+    Column("max_tries", Integer, nullable=False, default=0, server_default="0"),
+    Column("operator", String(100)),
+    Column("pool", String(100)),
+    Column("priority_weight", Integer, nullable=False, default=1, server_default="1"),
+    Column("queued_at", UTCDateTime),
+    Column("start_date", UTCDateTime),
+    Column("end_date", UTCDateTime),
+    Column("duration", Float),
+    Column("hostname", String(ID)),
+    Column("pid", Integer),
+    Column("heartbeat_at", UTCDateTime),
+    Column("next_retry_at", UTCDateTime),
+    Column("log_path", Text),
+    Column("error", Text),
+    Column("claimed_by", String(ID)),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("run_pk", "task_id"),
+    Index("ix_task_instance_state", "state"),
+)
+
+task_try = Table(
+    "task_try",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(ID), nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("state", String(STATE), nullable=False),
+    Column("start_date", UTCDateTime),
+    Column("end_date", UTCDateTime),
+    Column("duration", Float),
+    Column("hostname", String(ID)),
+    Column("pid", Integer),
+    Column("log_path", Text),
+    Column("error", Text),
+    PrimaryKeyConstraint("run_pk", "task_id", "try_number"),
+)
+
+task_output = Table(
+    "task_output",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(ID), nullable=False),
+    Column("value_json", Text),
+    Column("artifact_path", Text),
+    Column("size", Integer),
+    Column("created_at", UTCDateTime),
+    PrimaryKeyConstraint("run_pk", "task_id"),
+)
+
+import_error = Table(
+    "import_error",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fileloc", String(1000), nullable=False),
+    Column("summary", Text),
+    Column("traceback", Text),
+    Column("created_at", UTCDateTime),
+    UniqueConstraint("fileloc"),
+)
+
+event = Table(
+    "event",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("dag_id", String(ID)),
+    Column("run_id", String(ID)),
+    Column("task_id", String(ID)),
+    Column("detail", JSON),
+    Index("ix_event_dag_id", "dag_id"),
+)
+
+#: Alembic's bookkeeping table; read with plain SQL so the hot path never imports Alembic.
+VERSION_TABLE = "alembic_version"

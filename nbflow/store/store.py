@@ -1,0 +1,469 @@
+"""The store: the single source of truth every scheduler host reads and writes.
+
+Methods return plain dicts keyed by column name so callers depend on the schema, never on
+SQLAlchemy. Every write is one transaction; :meth:`Store.record` applies a whole batch of task
+outcomes at once because it runs after every task and its cost is the floor of task latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, bindparam, delete, inspect, select, update
+from sqlalchemy.sql.expression import Executable
+
+from nbflow.errors import DagNotFoundError, SchemaVersionError
+from nbflow.store import schema
+from nbflow.store.engine import make_engine, read_connection, safe_url, write_transaction
+from nbflow.store.migrate import (
+    HEAD_REVISION,
+    create_at_head,
+    read_version,
+    serialize_schema_changes,
+)
+
+if TYPE_CHECKING:
+    from nbflow.settings import Settings
+
+_dag, _run, _ti = schema.dag, schema.dag_run, schema.task_instance
+_try, _output, _import_error, _event = schema.task_try, schema.task_output, schema.import_error, schema.event
+
+_COLUMNS = {table.name: frozenset(table.c.keys()) for table in schema.metadata.tables.values()}
+_TASK_DEFAULTS: dict[str, Any] = {
+    "state": "none", "try_number": 0, "max_tries": 0, "operator": None, "pool": None, "priority_weight": 1,
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_keys(table: Table, keys: Iterable[str], *, fixed: Iterable[str] = ()) -> None:
+    unknown = set(keys) - _COLUMNS[table.name] | (set(keys) & set(fixed))
+    if unknown:
+        raise TypeError(
+            f"cannot set {', '.join(sorted(unknown))} on {table.name}; settable columns: "
+            f"{', '.join(sorted(_COLUMNS[table.name] - set(fixed)))}"
+        )
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    return [dict(row) for row in result.mappings()]
+
+
+def _full_rows(table: Table, rows: Iterable[Mapping[str, Any]], **fixed: Any) -> list[dict[str, Any]]:
+    """Rows with every column present, so one compiled statement serves the whole batch."""
+    columns = _COLUMNS[table.name]
+    out = []
+    for row in rows:
+        _check_keys(table, row)
+        full = dict.fromkeys(columns)
+        full.update(row)
+        full.update(fixed)
+        out.append(full)
+    return out
+
+
+class Store:
+    """Typed access to the metadata database at ``url`` (SQLite file or PostgreSQL)."""
+
+    url: str
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        self.url = url
+        self._engine = make_engine(url, busy_timeout=busy_timeout)
+        self._dialect = self._engine.dialect.name
+        self._statements: dict[Any, Executable] = {}
+        self._event_insert = _event.insert()
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, create: bool = True) -> Store:
+        """The store of ``settings`` (default: the current ones), ready to use.
+
+        An empty database is created at head directly from the tables when ``create`` is true, so
+        the first run in a fresh ``NBFLOW_HOME`` needs no separate ``nbflow db init``.
+        """
+        if settings is None:
+            from nbflow.settings import get_settings
+
+            settings = get_settings()
+        store = cls(settings.database_url, busy_timeout=settings.db_busy_timeout)
+        try:
+            found = store.schema_version()
+            if found is None and create:
+                found = store._create_if_empty()
+            if found != HEAD_REVISION:
+                raise SchemaVersionError(safe_url(store.url), found, HEAD_REVISION)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _create_if_empty(self) -> str | None:
+        with write_transaction(self._engine, self.url) as conn:
+            serialize_schema_changes(conn)
+            found = read_version(conn)
+            if found is None and not set(inspect(conn).get_table_names()) & _COLUMNS.keys():
+                create_at_head(conn)
+                found = HEAD_REVISION
+        return found
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def schema_version(self) -> str | None:
+        with read_connection(self._engine, self.url) as conn:
+            return read_version(conn)
+
+    def check_schema(self) -> None:
+        found = self.schema_version()
+        if found != HEAD_REVISION:
+            raise SchemaVersionError(safe_url(self.url), found, HEAD_REVISION)
+
+    # -- statements -------------------------------------------------------------------------
+
+    def _insert(self, table: Table) -> Any:
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise NotImplementedError(f"the nbflow store does not support {self._dialect} yet")
+        return insert(table)
+
+    def _upsert(self, table: Table, keys: Sequence[str], conflict: Sequence[str]) -> Executable:
+        """INSERT ... ON CONFLICT DO UPDATE of ``keys``, built once per (table, keys)."""
+        cache_key = ("upsert", table.name, tuple(keys), tuple(conflict))
+        statement = self._statements.get(cache_key)
+        if statement is None:
+            insert = self._insert(table)
+            changed = {key: insert.excluded[key] for key in keys if key not in conflict}
+            if changed:
+                statement = insert.on_conflict_do_update(index_elements=list(conflict), set_=changed)
+            else:
+                statement = insert.on_conflict_do_nothing(index_elements=list(conflict))
+            self._statements[cache_key] = statement
+        return statement
+
+    def _task_update(self, keys: frozenset[str]) -> Executable:
+        cache_key = ("task_update", keys)
+        statement = self._statements.get(cache_key)
+        if statement is None:
+            statement = (
+                update(_ti)
+                .where(_ti.c.run_pk == bindparam("w_run_pk"), _ti.c.task_id == bindparam("w_task_id"))
+                .values({key: bindparam(f"v_{key}") for key in keys})
+            )
+            self._statements[cache_key] = statement
+        return statement
+
+    def _run_update(self, keys: frozenset[str]) -> Executable:
+        cache_key = ("run_update", keys)
+        statement = self._statements.get(cache_key)
+        if statement is None:
+            statement = update(_run).where(_run.c.id == bindparam("w_run_pk")).values(
+                {key: bindparam(key) for key in keys}
+            )
+            self._statements[cache_key] = statement
+        return statement
+
+    # -- dags -------------------------------------------------------------------------------
+
+    def upsert_dag(self, dag_id: str, **fields: Any) -> None:
+        """Insert or update; columns not given keep their stored value (so a re-parse never unpauses)."""
+        _check_keys(_dag, fields, fixed=("dag_id",))
+        values = {"updated_at": _now(), **fields, "dag_id": dag_id}
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._upsert(_dag, sorted(values), ("dag_id",)), values)
+
+    def get_dag(self, dag_id: str) -> dict[str, Any] | None:
+        with read_connection(self._engine, self.url) as conn:
+            row = conn.execute(select(_dag).where(_dag.c.dag_id == dag_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def list_dags(self) -> list[dict[str, Any]]:
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(select(_dag).order_by(_dag.c.dag_id)))
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Raises :class:`DagNotFoundError` for an unknown DAG, so a typo is not silently ignored."""
+        with write_transaction(self._engine, self.url) as conn:
+            result = conn.execute(
+                update(_dag).where(_dag.c.dag_id == dag_id).values(is_paused=bool(paused), updated_at=_now())
+            )
+            if result.rowcount == 0:
+                known = list(conn.execute(select(_dag.c.dag_id)).scalars())
+                raise DagNotFoundError(dag_id, known)
+
+    def delete_dag(self, dag_id: str) -> None:
+        """Delete the DAG with its runs, task instances, tries and outputs; its events stay."""
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(delete(_dag).where(_dag.c.dag_id == dag_id))
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        run_type: str,
+        logical_date: datetime | None,
+        data_interval_start: datetime | None,
+        data_interval_end: datetime | None,
+        conf: dict[str, Any] | None,
+        state: str,
+        task_rows: Sequence[Mapping[str, Any]],
+    ) -> int:
+        """Create the run and all its task instances in one transaction; return the run's pk.
+
+        All at once because a run whose task instances are half written would look to another
+        scheduler host like a run with fewer tasks.
+        """
+        now = _now()
+        fixed = ("id", "run_pk", "dag_id", "run_id")
+        for item in task_rows:
+            _check_keys(_ti, item, fixed=fixed)
+            if "task_id" not in item:
+                raise TypeError(f"task row without task_id: {dict(item)!r}")
+        keys = set(_TASK_DEFAULTS).union(*(item.keys() for item in task_rows))
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._upsert(_dag, ("dag_id",), ("dag_id",)), {"dag_id": dag_id})
+            run_pk = conn.execute(
+                _run.insert().values(
+                    dag_id=dag_id, run_id=run_id, run_type=str(run_type), state=str(state),
+                    logical_date=logical_date, data_interval_start=data_interval_start,
+                    data_interval_end=data_interval_end, conf=conf, queued_at=now,
+                )
+            ).inserted_primary_key[0]
+            if task_rows:
+                rows = []
+                for item in task_rows:
+                    row = {key: item.get(key, _TASK_DEFAULTS.get(key)) for key in keys}
+                    row.update(run_pk=run_pk, dag_id=dag_id, run_id=run_id, updated_at=now)
+                    row["state"] = str(row["state"])
+                    rows.append(row)
+                conn.execute(_ti.insert(), rows)
+        return int(run_pk)
+
+    def update_run(self, run_pk: int, **fields: Any) -> None:
+        if not fields:
+            return
+        _check_keys(_run, fields, fixed=("id",))
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(update(_run).where(_run.c.id == run_pk).values(fields))
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        with read_connection(self._engine, self.url) as conn:
+            row = conn.execute(
+                select(_run).where(_run.c.dag_id == dag_id, _run.c.run_id == run_id)
+            ).mappings().first()
+        return None if row is None else dict(row)
+
+    def get_run_by_pk(self, run_pk: int) -> dict[str, Any] | None:
+        with read_connection(self._engine, self.url) as conn:
+            row = conn.execute(select(_run).where(_run.c.id == run_pk)).mappings().first()
+        return None if row is None else dict(row)
+
+    def list_runs(
+        self, dag_id: str | None = None, *, limit: int | None = 50, states: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest logical date first (runs without one last), then newest created first."""
+        query = select(_run).order_by(_run.c.logical_date.desc().nulls_last(), _run.c.id.desc())
+        if dag_id is not None:
+            query = query.where(_run.c.dag_id == dag_id)
+        if states is not None:
+            query = query.where(_run.c.state.in_([str(state) for state in states]))
+        if limit is not None:
+            query = query.limit(limit)
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
+
+    def delete_run(self, run_pk: int) -> None:
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(delete(_run).where(_run.c.id == run_pk))
+
+    # -- task instances -----------------------------------------------------------------------
+
+    def get_task_instances(self, run_pk: int) -> list[dict[str, Any]]:
+        """In creation order, which is the order the run was planned in."""
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(select(_ti).where(_ti.c.run_pk == run_pk).order_by(_ti.c.id)))
+
+    def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any] | None:
+        with read_connection(self._engine, self.url) as conn:
+            row = conn.execute(
+                select(_ti).where(_ti.c.dag_id == dag_id, _ti.c.run_id == run_id, _ti.c.task_id == task_id)
+            ).mappings().first()
+        return None if row is None else dict(row)
+
+    def claim_task_instances(
+        self,
+        run_pk: int,
+        task_ids: Sequence[str],
+        host_id: str,
+        *,
+        from_states: Iterable[str] = ("scheduled",),
+        to_state: str = "queued",
+    ) -> list[str]:
+        """Move the task instances still in ``from_states`` to ``to_state`` for ``host_id``.
+
+        Returns the task ids this call claimed, in the order asked; a task instance another host
+        claimed first is left out, so whoever gets it back runs it and nobody else does.
+        """
+        if not task_ids:
+            return []
+        states = [str(state) for state in from_states]
+        now = _now()
+        values: dict[str, Any] = {"state": str(to_state), "claimed_by": host_id, "updated_at": now}
+        if str(to_state) == "queued":
+            values["queued_at"] = now
+        wanted = (_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.state.in_(states))
+        with write_transaction(self._engine, self.url) as conn:
+            if self._dialect == "postgresql":
+                locked = conn.execute(
+                    select(_ti.c.id, _ti.c.task_id).where(*wanted).with_for_update(skip_locked=True)
+                ).all()
+                if locked:
+                    conn.execute(update(_ti).where(_ti.c.id.in_([row.id for row in locked])).values(values))
+                claimed = {row.task_id for row in locked}
+            else:
+                # Inside BEGIN IMMEDIATE this host is the only writer, so one conditional UPDATE
+                # decides atomically.
+                claimed = set(conn.execute(update(_ti).where(*wanted).values(values).returning(_ti.c.task_id)).scalars())
+        return [task_id for task_id in dict.fromkeys(task_ids) if task_id in claimed]
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        run_pk: int,
+        *,
+        task_changes: Sequence[Mapping[str, Any]] = (),
+        tries: Sequence[Mapping[str, Any]] = (),
+        outputs: Sequence[Mapping[str, Any]] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        run_changes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Apply one batch of outcomes of run ``run_pk`` in one transaction.
+
+        ``task_changes`` are dicts with ``task_id`` and the task_instance columns to set;
+        ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones),
+        ``events`` event rows, ``run_changes`` dag_run columns to set. Either all of it is stored
+        or none: a crash between two parts would leave a task finished without its output.
+        """
+        now = _now()
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for change in task_changes:
+            keys = set(change)
+            keys.discard("task_id")
+            _check_keys(_ti, keys, fixed=("id", "run_pk", "dag_id", "run_id"))
+            params = {f"v_{key}": change[key] for key in keys}
+            if "updated_at" not in keys:
+                keys.add("updated_at")
+                params["v_updated_at"] = now
+            params["w_run_pk"] = run_pk
+            params["w_task_id"] = change["task_id"]
+            groups.setdefault(frozenset(keys), []).append(params)
+        try_rows = _full_rows(_try, tries, run_pk=run_pk) if tries else ()
+        output_rows = _full_rows(_output, outputs, run_pk=run_pk) if outputs else ()
+        for row in output_rows:
+            if row["created_at"] is None:
+                row["created_at"] = now
+        event_rows = self._event_rows(events, now) if events else ()
+        if run_changes:
+            _check_keys(_run, run_changes, fixed=("id",))
+
+        with write_transaction(self._engine, self.url) as conn:
+            for keys, params in groups.items():
+                conn.execute(self._task_update(keys), params)
+            if try_rows:
+                conn.execute(self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
+            if output_rows:
+                conn.execute(self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
+            if event_rows:
+                conn.execute(self._event_insert, event_rows)
+            if run_changes:
+                conn.execute(self._run_update(frozenset(run_changes)), {**run_changes, "w_run_pk": run_pk})
+
+    def _event_rows(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        rows = _full_rows(_event, events)
+        for row in rows:
+            row.pop("id")
+            if row["at"] is None:
+                row["at"] = now
+            if not row["kind"]:
+                raise TypeError(f"event without kind: {row!r}")
+        return rows
+
+    def get_tries(self, run_pk: int, task_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(_try).where(_try.c.run_pk == run_pk).order_by(_try.c.task_id, _try.c.try_number)
+        if task_id is not None:
+            query = query.where(_try.c.task_id == task_id)
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
+
+    def get_outputs(self, run_pk: int) -> dict[str, dict[str, Any]]:
+        with read_connection(self._engine, self.url) as conn:
+            rows = _rows(conn.execute(select(_output).where(_output.c.run_pk == run_pk)))
+        return {row["task_id"]: row for row in rows}
+
+    # -- import errors ------------------------------------------------------------------------------
+
+    def record_import_error(self, fileloc: str, summary: str, traceback: str) -> None:
+        """Keep only the latest failure of a file: an older traceback is stale once it changed."""
+        values = {"fileloc": str(fileloc), "summary": summary, "traceback": traceback, "created_at": _now()}
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._upsert(_import_error, sorted(values), ("fileloc",)), values)
+
+    def clear_import_errors(self, fileloc: str | None = None) -> None:
+        query = delete(_import_error)
+        if fileloc is not None:
+            query = query.where(_import_error.c.fileloc == str(fileloc))
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(query)
+
+    def list_import_errors(self) -> list[dict[str, Any]]:
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(select(_import_error).order_by(_import_error.c.fileloc)))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def add_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append events (dicts with ``kind`` and any of ``at``, ``dag_id``, ``run_id``, ``task_id``, ``detail``)."""
+        if not events:
+            return
+        rows = self._event_rows(events, _now())
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._event_insert, rows)
+
+    def list_events(self, dag_id: str | None = None, *, limit: int | None = 100) -> list[dict[str, Any]]:
+        query = select(_event).order_by(_event.c.id.desc())
+        if dag_id is not None:
+            query = query.where(_event.c.dag_id == dag_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
+
+
+_TRY_PK = ("run_pk", "task_id", "try_number")
+_TRY_KEYS = tuple(sorted(_COLUMNS["task_try"]))
+_OUTPUT_PK = ("run_pk", "task_id")
+_OUTPUT_KEYS = tuple(sorted(_COLUMNS["task_output"]))
+
+
+def open_store(settings: Settings | None = None, *, create: bool = True) -> Store:
+    """The store of ``settings`` (default: the current ones); see :meth:`Store.open`."""
+    return Store.open(settings, create=create)

@@ -1,0 +1,135 @@
+"""The template context of a task instance, and Jinja rendering of templated fields.
+
+The context holds times both in the DAG's zone (``logical_date``, ``ds``, ...) and in UTC
+(``logical_date_utc``, ``ds_utc``, ...), so a template never has to guess which one it got.
+Undefined variables are errors that name the variable; they never render as empty strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import TemplateError
+
+if TYPE_CHECKING:
+    from nbflow.operators.base import BaseOperator
+
+_environment: Any = None
+
+
+def build_context(
+    *,
+    dag: Any,
+    task: BaseOperator,
+    run_id: str,
+    logical_date: datetime,
+    data_interval_start: datetime,
+    data_interval_end: datetime,
+    conf: dict[str, Any] | None,
+    ti: Any,
+    dag_run: Any = None,
+) -> dict[str, Any]:
+    """Everything a task or template can ask for, by name."""
+    utc = timezone.utc
+    ld_utc = logical_date.astimezone(utc)
+    params = {**(getattr(dag, "params", None) or {}), **(task.params or {})}
+    return {
+        "dag": dag,
+        "task": task,
+        "ti": ti,
+        "task_instance": ti,
+        "dag_run": dag_run,
+        "run_id": run_id,
+        "params": params,
+        "conf": dict(conf or {}),
+        "logical_date": logical_date,
+        "logical_date_utc": ld_utc,
+        "ds": logical_date.strftime("%Y-%m-%d"),
+        "ds_nodash": logical_date.strftime("%Y%m%d"),
+        "ds_utc": ld_utc.strftime("%Y-%m-%d"),
+        "ts": logical_date.isoformat(),
+        "ts_nodash": logical_date.strftime("%Y%m%dT%H%M%S"),
+        "ts_utc": ld_utc.isoformat(),
+        "data_interval_start": data_interval_start,
+        "data_interval_end": data_interval_end,
+        "data_interval_start_utc": data_interval_start.astimezone(utc),
+        "data_interval_end_utc": data_interval_end.astimezone(utc),
+        "macros": _Macros(),
+    }
+
+
+class _Macros:
+    """``{{ macros.ds_add(ds, 7) }}`` and the modules templates commonly need."""
+
+    datetime = datetime
+    timedelta = timedelta
+
+    @staticmethod
+    def ds_add(ds: str, days: int) -> str:
+        return (datetime.strptime(ds, "%Y-%m-%d") + timedelta(days=days)).strftime("%Y-%m-%d")
+
+    @staticmethod
+    def ds_format(ds: str, input_format: str, output_format: str) -> str:
+        return datetime.strptime(ds, input_format).strftime(output_format)
+
+
+def _env() -> Any:
+    global _environment
+    if _environment is None:
+        import jinja2
+
+        _environment = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, cache_size=400
+        )
+    return _environment
+
+
+def _has_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def render_value(value: Any, context: dict[str, Any], task: BaseOperator | None = None, field: str | None = None) -> Any:
+    """``value`` with every string in it rendered; containers are copied, other values kept."""
+    if isinstance(value, str):
+        if not _has_template(value):
+            return value
+        import jinja2
+
+        try:
+            return _env().from_string(value).render(context)
+        except jinja2.UndefinedError as exc:
+            variable = _undefined_name(str(exc))
+            raise TemplateError(
+                f"{exc}. Known variables: {', '.join(sorted(context))}; pass your own values with "
+                "params={...} or conf",
+                getattr(task, "dag_id", None), getattr(task, "task_id", None), field, variable,
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error on line {exc.lineno}: {exc.message}",
+                getattr(task, "dag_id", None), getattr(task, "task_id", None), field,
+            ) from None
+    if isinstance(value, list):
+        return [render_value(v, context, task, field) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(render_value(v, context, task, field) for v in value)
+    if isinstance(value, dict):
+        return {k: render_value(v, context, task, field) for k, v in value.items()}
+    return value
+
+
+def _undefined_name(message: str) -> str | None:
+    # jinja2 says "'name' is undefined" or "'dict object' has no attribute 'name'"
+    import re
+
+    match = re.search(r"'([^']+)' is undefined", message) or re.search(r"has no attribute '([^']+)'", message)
+    return match.group(1) if match else None
+
+
+def render_fields(task: BaseOperator, context: dict[str, Any]) -> None:
+    """Render every templated field of ``task`` in place (call it on a copy of the task)."""
+    for field in type(task).template_fields:
+        value = task.__dict__.get(field)
+        if value is not None:
+            object.__setattr__(task, field, render_value(value, context, task, field))

@@ -1,0 +1,121 @@
+"""Fixtures shared by the whole suite.
+
+Stores come per backend: a SQLite file in a temporary ``NBFLOW_HOME`` and a fresh database on a
+real PostgreSQL server (``NBFLOW_TEST_POSTGRES_URL``, or the one ``scripts/pg-test-server.sh``
+starts). PostgreSQL is never skipped: a backend that silently drops out of the run tests nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture
+def nbflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``NBFLOW_HOME``; settings are cached per environment, so no cache needs clearing."""
+    home = tmp_path / "nbflow_home"
+    home.mkdir()
+    monkeypatch.setenv("NBFLOW_HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("NBFLOW_") and name not in ("NBFLOW_HOME", "NBFLOW_TEST_POSTGRES_URL"):
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db' / 'nbflow.db'}"
+
+
+def _start_postgres() -> str:
+    # pytest-xdist workers all get here; the lock makes the first one start the server and the
+    # others wait for it and then reuse it (the script is idempotent).
+    lock_path = Path(tempfile.gettempdir()) / f"nbflow-pgtest-{os.getuid()}.fixture.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run(
+                ["bash", str(PG_SCRIPT), "start"], capture_output=True, text=True, timeout=1200,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"could not run {PG_SCRIPT} start: {exc}", pytrace=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    url = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not url.startswith("postgresql"):
+        pytest.fail(
+            f"PostgreSQL is needed by the store tests and could not be started by {PG_SCRIPT} "
+            f"(exit {done.returncode}).\n{done.stderr[-3000:]}\nStart a server yourself and set "
+            "NBFLOW_TEST_POSTGRES_URL=postgresql+psycopg://user@host:port/postgres.",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """URL of a PostgreSQL server's maintenance database, shared by the session."""
+    return os.environ.get("NBFLOW_TEST_POSTGRES_URL") or _start_postgres()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of its own for each test, so tests (and xdist workers) never share state."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_server_url)
+    name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"cannot create a test database on {server!r}: {exc}", pytrace=False)
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _null_pool() -> type:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty database on each backend in turn."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[object]:
+    """An initialised :class:`nbflow.store.Store` on each backend."""
+    from nbflow.store import Store
+    from nbflow.store.migrate import init_db
+
+    init_db(store_url)
+    opened = Store(store_url, busy_timeout=5.0)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,0 +1,212 @@
+"""Authoring DAGs: construction, wiring and the errors for DAGs that cannot run."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from nbflow import DAG, TaskGroup, TriggerRule, chain, cross_downstream
+from nbflow.errors import (
+    CycleError,
+    DagDefinitionError,
+    DependencyError,
+    DuplicateTaskIdError,
+    InvalidDateError,
+    ScheduleError,
+    TaskNotFoundError,
+    TaskOutsideDagError,
+    TimezoneError,
+    UnknownArgumentError,
+    UnknownTriggerRuleError,
+)
+from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
+
+
+def test_classic_airflow_style_file_builds_unchanged() -> None:
+    with DAG(
+        dag_id="simple_example",
+        schedule_interval="5 6 * * *",
+        catchup=False,
+        default_args={"start_date": datetime(2022, 9, 7)},
+        timezone="UTC",
+    ) as dag:
+        BashOperator(task_id="run_bash1", bash_command="echo hello")
+    assert dag.task_ids == ["run_bash1"]
+    assert dag.start_date == datetime(2022, 9, 7, tzinfo=ZoneInfo("UTC"))
+    assert dag.next_runs(2, after="2022-09-07T06:05") == [
+        datetime(2022, 9, 8, 6, 5, tzinfo=ZoneInfo("UTC")),
+        datetime(2022, 9, 9, 6, 5, tzinfo=ZoneInfo("UTC")),
+    ]
+
+
+def test_start_date_accepts_str_date_and_datetime_in_the_dag_zone() -> None:
+    seoul = ZoneInfo("Asia/Seoul")
+    for value in ("2024-01-01", date(2024, 1, 1), datetime(2024, 1, 1)):
+        dag = DAG(f"d_{type(value).__name__}", start_date=value, timezone="Asia/Seoul")
+        assert dag.start_date == datetime(2024, 1, 1, tzinfo=seoul)
+
+
+def test_aware_start_date_gives_the_dag_its_zone() -> None:
+    dag = DAG("zoned", start_date=datetime(2024, 1, 1, tzinfo=ZoneInfo("Europe/Berlin")))
+    assert str(dag.timezone) == "Europe/Berlin"
+
+
+def test_rshift_lshift_with_lists_and_chain() -> None:
+    with DAG("wiring") as dag:
+        a, b, c, d, e, f = (EmptyOperator(task_id=x) for x in "abcdef")
+        a >> [b, c]
+        d << [b, c]
+        chain(d, [e, f])
+    assert dag.get_task("a").downstream_task_ids == {"b", "c"}
+    assert dag.get_task("d").upstream_task_ids == {"b", "c"}
+    assert dag.get_task("e").upstream_task_ids == {"d"}
+    assert dag.topological_order()[0] == "a" and set(dag.topological_order()[-2:]) == {"e", "f"}
+
+
+def test_chain_links_lists_pairwise_and_cross_downstream_links_all() -> None:
+    with DAG("pairs") as dag:
+        a1, a2, b1, b2, c1, c2 = (EmptyOperator(task_id=x) for x in ["a1", "a2", "b1", "b2", "c1", "c2"])
+        chain([a1, a2], [b1, b2])
+        cross_downstream([b1, b2], [c1, c2])
+    assert dag.get_task("b1").upstream_task_ids == {"a1"}
+    assert dag.get_task("b2").upstream_task_ids == {"a2"}
+    assert dag.get_task("c1").upstream_task_ids == {"b1", "b2"}
+    with DAG("uneven"):
+        x = [EmptyOperator(task_id="x1"), EmptyOperator(task_id="x2")]
+        y = [EmptyOperator(task_id="y1")]
+        with pytest.raises(DependencyError, match="same length"):
+            chain(x, y)
+
+
+def test_cycle_error_names_the_path() -> None:
+    with pytest.raises(CycleError) as info:
+        with DAG("loop"):
+            a, b, c = (EmptyOperator(task_id=x) for x in "abc")
+            a >> b >> c >> a
+    message = str(info.value)
+    assert "DAG 'loop'" in message and "cycle" in message
+    assert info.value.path[0] == info.value.path[-1]
+    assert set(info.value.path) == {"a", "b", "c"}
+    assert " >> ".join(info.value.path) in message
+
+
+def test_duplicate_task_id_names_dag_task_and_fix() -> None:
+    with DAG("dups"):
+        EmptyOperator(task_id="same")
+        with pytest.raises(DuplicateTaskIdError, match=r"DAG 'dups', task 'same'.*another task_id"):
+            EmptyOperator(task_id="same")
+
+
+def test_task_outside_any_dag() -> None:
+    with pytest.raises(TaskOutsideDagError, match=r"task 'lonely'.*with DAG"):
+        EmptyOperator(task_id="lonely")
+
+
+def test_unknown_trigger_rule_lists_the_valid_ones() -> None:
+    with DAG("rules"):
+        with pytest.raises(UnknownTriggerRuleError, match=r"'all_sucess'.*all_success"):
+            EmptyOperator(task_id="t", trigger_rule="all_sucess")
+        assert EmptyOperator(task_id="ok", trigger_rule="one_failed").trigger_rule is TriggerRule.ONE_FAILED
+
+
+def test_unknown_default_args_key_suggests_the_right_one() -> None:
+    with pytest.raises(UnknownArgumentError, match=r"DAG 'typo'.*'retires'.*Did you mean 'retries'"):
+        DAG("typo", default_args={"retires": 2})
+
+
+def test_unknown_operator_argument() -> None:
+    with DAG("args"):
+        with pytest.raises(UnknownArgumentError, match=r"task 'x'.*'retrys'"):
+            EmptyOperator(task_id="x", retrys=3)
+
+
+def test_unparsable_start_date() -> None:
+    with pytest.raises(InvalidDateError, match=r"DAG 'bad_date'.*start_date='yesterday'.*ISO date"):
+        DAG("bad_date", start_date="yesterday")
+
+
+def test_bad_cron_names_the_field() -> None:
+    with pytest.raises(ScheduleError) as info:
+        DAG("bad_cron", schedule="0 25 * * *")
+    assert info.value.field == "hour"
+    assert "DAG 'bad_cron'" in str(info.value)
+
+
+def test_unknown_time_zone() -> None:
+    with pytest.raises(TimezoneError, match=r"'Mars/Olympus'.*IANA"):
+        DAG("mars", timezone="Mars/Olympus")
+
+
+def test_bad_ids() -> None:
+    with pytest.raises(DagDefinitionError, match="dag_id"):
+        DAG("has space")
+    with DAG("ids"):
+        with pytest.raises(DagDefinitionError, match="task_id"):
+            EmptyOperator(task_id="no/slash")
+
+
+def test_default_args_fill_unset_options_and_explicit_options_win() -> None:
+    with DAG("defaults", default_args={"retries": 3, "retry_delay": timedelta(seconds=5), "owner": "ana", "timeout": 9}) as dag:
+        a = EmptyOperator(task_id="a")
+        b = EmptyOperator(task_id="b", retries=0, execution_timeout=timedelta(seconds=2))
+    assert (a.retries, a.retry_delay, a.owner, a.execution_timeout_seconds) == (3, timedelta(seconds=5), "ana", 9)
+    assert (b.retries, b.execution_timeout_seconds) == (0, 2)
+    assert dag.owner == "ana"
+
+
+def test_retry_delay_with_exponential_backoff_and_cap() -> None:
+    with DAG("backoff"):
+        t = EmptyOperator(task_id="t", retry_delay=timedelta(seconds=2), retry_exponential_backoff=True,
+                          max_retry_delay=timedelta(seconds=5))
+    assert [t.retry_delay_for(n) for n in (1, 2, 3)] == [2, 4, 5]
+
+
+def test_task_group_prefixes_ids_and_wires_roots_and_leaves() -> None:
+    with DAG("groups") as dag:
+        start = EmptyOperator(task_id="start")
+        with TaskGroup("extract") as extract:
+            a = EmptyOperator(task_id="a")
+            b = EmptyOperator(task_id="b")
+            a >> b
+            with TaskGroup("inner"):
+                EmptyOperator(task_id="deep")
+        end = EmptyOperator(task_id="end")
+        start >> extract >> end
+    assert set(dag.task_ids) == {"start", "extract.a", "extract.b", "extract.inner.deep", "end"}
+    assert dag.get_task("extract.a").upstream_task_ids == {"start"}
+    assert dag.get_task("extract.inner.deep").upstream_task_ids == {"start"}
+    assert dag.get_task("end").upstream_task_ids == {"extract.b", "extract.inner.deep"}
+    assert dag.describe()["groups"]["extract"]["tasks"] == ["extract.a", "extract.b", "extract.inner.deep"]
+
+
+def test_linking_tasks_of_two_dags_is_refused() -> None:
+    with DAG("one"):
+        a = EmptyOperator(task_id="a")
+    with DAG("two"):
+        b = EmptyOperator(task_id="b")
+        with pytest.raises(DependencyError, match="same DAG"):
+            b >> a
+
+
+def test_get_task_names_known_tasks() -> None:
+    with DAG("lookup") as dag:
+        EmptyOperator(task_id="present")
+    with pytest.raises(TaskNotFoundError, match="present"):
+        dag.get_task("absent")
+
+
+def test_operator_pickles_without_its_dag() -> None:
+    with DAG("pickled"):
+        op = PythonOperator(task_id="p", python_callable=len, op_args=[[1, 2]])
+    clone = pickle.loads(pickle.dumps(op))
+    assert clone.dag is None and clone.task_id == "p" and clone.op_args == [[1, 2]]
+
+
+def test_repr_and_html() -> None:
+    with DAG("shown", schedule="@daily", timezone="UTC") as dag:
+        EmptyOperator(task_id="only")
+    assert "shown" in repr(dag) and "1 tasks" in repr(dag)
+    assert "<table>" in dag._repr_html_() and "only" in dag._repr_html_()

@@ -1,0 +1,161 @@
+"""``@dag`` and ``@task``: dependencies follow the data."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbflow import DAG, TaskGroup, dag, task
+from nbflow.decorators import TaskDefinition
+from nbflow.errors import DuplicateTaskIdError, TaskOutsideDagError
+from nbflow.operators import BranchPythonOperator, EmptyOperator, ShortCircuitOperator
+from nbflow.refs import OutputRef
+
+
+def test_task_bare_and_called_keep_the_function() -> None:
+    @task
+    def plain(x: int) -> int:
+        """Doubles x."""
+        return x * 2
+
+    @task(retries=4)
+    def configured() -> None: ...
+
+    assert isinstance(plain, TaskDefinition) and plain.__wrapped__(3) == 6
+    assert plain.__doc__ == "Doubles x." and plain.__name__ == "plain"
+    assert configured.options == {"retries": 4}
+
+
+def test_data_passed_makes_dependencies_also_inside_lists_and_dicts() -> None:
+    @dag(start_date="2024-01-01", timezone="UTC")
+    def flow():
+        @task
+        def one() -> int:
+            return 1
+
+        @task
+        def two() -> int:
+            return 2
+
+        @task
+        def combine(items: list, mapping: dict) -> int:
+            return sum(items) + sum(mapping.values())
+
+        combine([one(), 5], {"b": two()})
+
+    built = flow()
+    assert built.get_task("combine").upstream_task_ids == {"one", "two"}
+
+
+def test_calling_a_task_twice_numbers_the_ids_and_override_renames() -> None:
+    with DAG("repeat") as d:
+        @task
+        def step() -> None: ...
+
+        step()
+        step()
+        step.override(task_id="custom")()
+        step()
+    assert d.task_ids == ["step", "step__1", "custom", "step__2"]
+    with DAG("repeat2"):
+        step.override(task_id="fixed")()
+        with pytest.raises(DuplicateTaskIdError):
+            step.override(task_id="fixed")()
+
+
+def test_override_changes_options_without_touching_the_original() -> None:
+    @task(retries=1)
+    def work() -> None: ...
+
+    with DAG("over") as d:
+        work.override(retries=5, task_id="w5")()
+        work()
+    assert d.get_task("w5").retries == 5 and d.get_task("work").retries == 1
+
+
+def test_docstring_becomes_the_task_doc_and_the_dag_description() -> None:
+    @dag(timezone="UTC")
+    def documented():
+        """Loads things.
+
+        More words."""
+
+        @task
+        def step() -> None:
+            """Does a step."""
+
+        step()
+
+    built = documented()
+    assert built.description == "Loads things."
+    assert built.get_task("step").doc_md == "Does a step."
+
+
+def test_dag_function_parameters_become_params() -> None:
+    @dag(timezone="UTC")
+    def parametrised(region: str = "eu", limit: int = 10):
+        @task
+        def show(params) -> dict:
+            return params
+
+        show()
+
+    built = parametrised(limit=3)
+    assert built.params == {"region": "eu", "limit": 3}
+
+
+def test_output_refs_wire_with_rshift_and_lists() -> None:
+    with DAG("refs") as d:
+        @task.branch
+        def choose() -> str:
+            return "a"
+
+        ref = choose()
+        assert isinstance(ref, OutputRef)
+        ref >> [EmptyOperator(task_id="a"), EmptyOperator(task_id="b")]
+    assert d.get_task("choose").downstream_task_ids == {"a", "b"}
+    assert isinstance(d.get_task("choose"), BranchPythonOperator)
+
+
+def test_short_circuit_decorator_makes_the_operator() -> None:
+    with DAG("sc") as d:
+        @task.short_circuit(ignore_downstream_trigger_rules=False)
+        def gate() -> bool:
+            return False
+
+        gate()
+    op = d.get_task("gate")
+    assert isinstance(op, ShortCircuitOperator) and op.skip_all_descendants is False
+
+
+def test_task_called_outside_a_dag() -> None:
+    @task
+    def orphan() -> None: ...
+
+    with pytest.raises(TaskOutsideDagError):
+        orphan()
+
+
+def test_indexed_output_refs_depend_on_the_task() -> None:
+    with DAG("indexed") as d:
+        @task
+        def produce() -> dict:
+            return {"rows": 3}
+
+        @task
+        def consume(rows: int) -> int:
+            return rows
+
+        consume(produce()["rows"])
+    assert d.get_task("consume").upstream_task_ids == {"produce"}
+
+
+def test_tasks_in_groups_get_prefixed_and_numbered() -> None:
+    with DAG("grouped") as d:
+        @task
+        def load() -> None: ...
+
+        with TaskGroup("eu"):
+            load()
+            load()
+        load()
+    assert d.task_ids == ["eu.load", "eu.load__1", "load"]
