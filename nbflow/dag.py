@@ -195,18 +195,20 @@ class DAG:
         """Task ids, every task after all of its upstream tasks (ties in definition order)."""
         if self._order is not None:
             return self._order
+        import heapq
+
+        position = {tid: i for i, tid in enumerate(self.task_dict)}
         remaining = {tid: len(t.upstream_task_ids) for tid, t in self.task_dict.items()}
-        ready = [tid for tid, n in remaining.items() if n == 0]
+        ready = [position[tid] for tid, n in remaining.items() if n == 0]
+        ids = list(self.task_dict)
         order: list[str] = []
         while ready:
-            next_ready: list[str] = []
-            for tid in ready:
-                order.append(tid)
-                for down in self.task_dict[tid].downstream_task_ids:
-                    remaining[down] -= 1
-                    if remaining[down] == 0:
-                        next_ready.append(down)
-            ready = next_ready
+            tid = ids[heapq.heappop(ready)]
+            order.append(tid)
+            for down in self.task_dict[tid].downstream_task_ids:
+                remaining[down] -= 1
+                if remaining[down] == 0:
+                    heapq.heappush(ready, position[down])
         if len(order) != len(self.task_dict):
             raise CycleError(self.dag_id, self._find_cycle({t for t, n in remaining.items() if n > 0}))
         self._order = order

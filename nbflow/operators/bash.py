@@ -68,21 +68,17 @@ class BashOperator(BaseOperator):
         if timer is not None:
             timer.daemon = True
             timer.start()
-        stderr_thread = threading.Thread(
-            target=_pump, args=(process.stderr, sys.stderr, self.output_encoding, None), daemon=True
-        )
-        stderr_thread.start()
         last: list[str] = []
-        try:
-            _pump(process.stdout, sys.stdout, self.output_encoding, last)
-            returncode = process.wait()
-        except BaseException:
-            _kill_group(process)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            stderr_thread.join(timeout=5)
+        with process:
+            try:
+                _relay(process, self.output_encoding, last)
+                returncode = process.wait()
+            except BaseException:
+                _kill_group(process)
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
         if expired.is_set():
             raise TaskTimeoutError(self.dag_id, self.task_id, float(timeout or 0))
         if returncode in self.skip_on_exit_code:
@@ -95,13 +91,26 @@ class BashOperator(BaseOperator):
         """Nothing to do here: the process group dies with the timer or the exception path."""
 
 
-def _pump(stream: Any, sink: Any, encoding: str, last: list[str] | None) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode(encoding, errors="replace")
-        sink.write(line)
-        if last is not None and line.strip():
-            last[:] = [line.rstrip("\n")]
-    stream.close()
+def _relay(process: subprocess.Popen[bytes], encoding: str, last: list[str]) -> None:
+    """Copy the command's stdout and stderr line by line to this thread's sys.stdout/sys.stderr (the
+    task log), keeping the last non-empty stdout line. One thread reads both pipes, so every line
+    lands in the log of the task that ran the command."""
+    import selectors
+
+    sinks = {process.stdout: sys.stdout, process.stderr: sys.stderr}
+    with selectors.DefaultSelector() as selector:
+        for stream in sinks:
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _ in selector.select():
+                raw = key.fileobj.readline()  # type: ignore[union-attr]
+                if not raw:
+                    selector.unregister(key.fileobj)
+                    continue
+                line = raw.decode(encoding, errors="replace")
+                sinks[key.fileobj].write(line)  # type: ignore[index]
+                if key.fileobj is process.stdout and line.strip():
+                    last[:] = [line.rstrip("\n")]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -11,12 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, delete, inspect, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, inspect, select, update
 from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import DagNotFoundError, SchemaVersionError
 from nbflow.store import schema
-from nbflow.store.engine import make_engine, read_connection, safe_url, write_transaction
+from nbflow.store.engine import DriverStatement, make_engine, read_connection, safe_url, write_transaction
 from nbflow.store.migrate import (
     HEAD_REVISION,
     create_at_head,
@@ -77,6 +77,10 @@ class Store:
         self._dialect = self._engine.dialect.name
         self._statements: dict[Any, Executable] = {}
         self._event_insert = _event.insert()
+        # SQLite spends less time on a statement than SQLAlchemy spends preparing it, so the
+        # hot path runs precompiled statements on the driver there.
+        self._on_driver = self._dialect == "sqlite"
+        self._driver_statements: dict[Any, DriverStatement] = {}
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.url)!r})"
@@ -167,6 +171,18 @@ class Store:
             )
             self._statements[cache_key] = statement
         return statement
+
+    def _many(self, conn: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute ``statement`` for each of ``rows`` (which all have the same keys)."""
+        if not self._on_driver:
+            conn.execute(statement, list(rows))
+            return
+        keys = tuple(rows[0])
+        prepared = self._driver_statements.get((statement, keys))
+        if prepared is None:
+            prepared = DriverStatement(statement, self._engine.dialect, keys)
+            self._driver_statements[(statement, keys)] = prepared
+        prepared.run(conn, rows)
 
     def _run_update(self, keys: frozenset[str]) -> Executable:
         cache_key = ("run_update", keys)
@@ -387,15 +403,15 @@ class Store:
 
         with write_transaction(self._engine, self.url) as conn:
             for keys, params in groups.items():
-                conn.execute(self._task_update(keys), params)
+                self._many(conn, self._task_update(keys), params)
             if try_rows:
-                conn.execute(self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
+                self._many(conn, self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
             if output_rows:
-                conn.execute(self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
+                self._many(conn, self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
             if event_rows:
-                conn.execute(self._event_insert, event_rows)
+                self._many(conn, self._event_insert, event_rows)
             if run_changes:
-                conn.execute(self._run_update(frozenset(run_changes)), {**run_changes, "w_run_pk": run_pk})
+                self._many(conn, self._run_update(frozenset(run_changes)), [{**run_changes, "w_run_pk": run_pk}])
 
     def _event_rows(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
         rows = _full_rows(_event, events)
@@ -446,7 +462,7 @@ class Store:
             return
         rows = self._event_rows(events, _now())
         with write_transaction(self._engine, self.url) as conn:
-            conn.execute(self._event_insert, rows)
+            self._many(conn, self._event_insert, rows)
 
     def list_events(self, dag_id: str | None = None, *, limit: int | None = 100) -> list[dict[str, Any]]:
         query = select(_event).order_by(_event.c.id.desc())
