@@ -497,8 +497,10 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     row = store.get_run(dag_id, run_id)
     if row is None:
         raise RunNotFoundError(dag_id, run_id)
-    tz = _zone_of(store, dag_id)
-    task_rows = store.get_task_instances(row["id"])
+    dag_row = store.get_dag(dag_id)
+    tz = _zone_of(dag_row)
+    order = {t["task_id"]: i for i, t in enumerate(((dag_row or {}).get("definition") or {}).get("tasks", []))}
+    task_rows = sorted(store.get_task_instances(row["id"]), key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
     instances = {
         ti["task_id"]: TaskInstanceResult(
             task_id=ti["task_id"], state=TaskState(ti["state"]), try_number=ti["try_number"] or 0,
@@ -526,10 +528,9 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     )
 
 
-def _zone_of(store: Store, dag_id: str) -> Any:
+def _zone_of(dag_row: dict[str, Any] | None) -> Any:
     from nbflow.timetables import resolve_timezone
 
-    dag_row = store.get_dag(dag_id)
     try:
         return resolve_timezone(dag_row["timezone"] if dag_row and dag_row.get("timezone") else None)
     except NbflowError:

@@ -76,10 +76,11 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A database of its own for each test, so tests (and xdist workers) never share state."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
 
     server = make_url(postgres_server_url)
     name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -92,12 +93,6 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _null_pool() -> type:
-    from sqlalchemy.pool import NullPool
-
-    return NullPool
 
 
 @pytest.fixture(params=BACKENDS)

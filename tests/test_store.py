@@ -365,7 +365,7 @@ def test_concurrent_claims_across_processes(store_url: str, store: Store) -> Non
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     procs = [context.Process(target=_claim_in_process, args=(store_url, run_pk, task_ids, f"p{n}", queue))
-             for n in range(3)]
+             for n in range(2)]
     for proc in procs:
         proc.start()
     results = dict(queue.get(timeout=120) for _ in procs)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import DatabaseLockedError
@@ -41,7 +42,14 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
+    if not database or database == ":memory:":
+        # An in-memory database exists once per connection: every thread must share that one.
+        engine = create_engine(
+            parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout}, poolclass=StaticPool
+        )
+        _install_sqlite_hooks(engine, busy_timeout)
+        return engine
+    if not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         parsed,

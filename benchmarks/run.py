@@ -1,0 +1,223 @@
+"""nbflow benchmarks: overhead, latency, throughput and memory, against baselines measured in the same run.
+
+    python benchmarks/run.py            # everything, a few minutes on 2 cores
+    python benchmarks/run.py --quick    # smaller sizes, for a smoke check
+
+Each measurement runs in a fresh process with its own NBFLOW_HOME and SQLite store, so peak RSS is
+the scenario's own. "per task" is wall time divided by the number of tasks; "marginal" is the slope
+between two sizes of the same shape, which removes fixed costs (creating the run, starting workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXECUTORS = ["inline", "thread", "process"]
+
+
+# -- DAG shapes -------------------------------------------------------------------------------------
+
+
+def noop() -> None:
+    return None
+
+
+def build(shape: str, size: int):
+    from nbflow import DAG
+    from nbflow.operators import BashOperator, PythonOperator
+
+    with DAG(f"{shape}_{size}", timezone="UTC", max_active_tasks=10_000) as dag:
+        if shape == "chain":
+            previous = None
+            for i in range(size):
+                current = PythonOperator(task_id=f"t{i}", python_callable=noop)
+                if previous is not None:
+                    previous >> current
+                previous = current
+        elif shape == "fan":
+            start = PythonOperator(task_id="start", python_callable=noop)
+            end = PythonOperator(task_id="end", python_callable=noop)
+            middle = [PythonOperator(task_id=f"m{i}", python_callable=noop) for i in range(size)]
+            start >> middle >> end
+        elif shape == "wide":
+            for i in range(size):
+                PythonOperator(task_id=f"w{i}", python_callable=noop)
+        elif shape == "bash":
+            previous = None
+            for i in range(size):
+                current = BashOperator(task_id=f"b{i}", bash_command="true")
+                if previous is not None:
+                    previous >> current
+                previous = current
+    return dag
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one(shape: str, size: int, executor: str) -> dict:
+    """Run one scenario in this (fresh) process and report its figures."""
+    from nbflow.scheduler import run_dag
+
+    started = time.perf_counter()
+    dag = build(shape, size)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    run = run_dag(dag, executor=executor)
+    wall = time.perf_counter() - started
+    assert run.state == "success", run.summary()
+    return {"wall": wall, "build": built, "tasks": size + (2 if shape == "fan" else 0), "rss": peak_rss_mb()}
+
+
+def memory_growth(repeats: int) -> dict:
+    """RSS after a few runs and after many: finished tasks must not accumulate in memory."""
+    from nbflow.scheduler import run_dag
+
+    dag = build("chain", 100)
+    samples = []
+    for i in range(repeats):
+        run_dag(dag, executor="thread")
+        samples.append(current_rss_mb())
+    return {"after_5": samples[4], "after_all": samples[-1], "runs": repeats, "tasks": repeats * 100}
+
+
+# -- baselines --------------------------------------------------------------------------------------
+
+
+def baseline_python(n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        noop()
+    return (time.perf_counter() - started) / n
+
+
+def baseline_bash(n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["bash", "-c", "true"], check=True)
+    return (time.perf_counter() - started) / n
+
+
+# -- driver -----------------------------------------------------------------------------------------
+
+
+def child(args: list[str], home: Path) -> dict:
+    env = {**os.environ, "NBFLOW_HOME": str(home)}
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cold_start(home: Path, repeats: int) -> dict:
+    """`nbflow dags test` of a chain of 100 as a whole process, imports included."""
+    dags = home / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "chain.py").write_text(textwrap.dedent('''
+        from nbflow import DAG
+        from nbflow.operators import PythonOperator
+
+        def noop():
+            return None
+
+        with DAG("chain_100", timezone="UTC") as dag:
+            previous = None
+            for i in range(100):
+                current = PythonOperator(task_id=f"t{i}", python_callable=noop)
+                if previous is not None:
+                    previous >> current
+                previous = current
+    '''))
+    env = {**os.environ, "NBFLOW_HOME": str(home)}
+    nbflow = [sys.executable, "-m", "nbflow", "dags", "test", "chain_100", "--executor", "inline"]
+
+    def timed(command: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    first = timed(nbflow)  # creates the SQLite store
+    runs = [timed(nbflow) for _ in range(repeats)]
+    python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(repeats))
+    imports = statistics.median(
+        timed([sys.executable, "-c", "import nbflow.scheduler, nbflow.store, sqlalchemy"]) for _ in range(repeats)
+    )
+    return {"first": first, "median": statistics.median(runs), "python": python, "imports": imports}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--one", nargs=3, metavar=("SHAPE", "SIZE", "EXECUTOR"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
+        return
+    if args.memory:
+        print(json.dumps(memory_growth(args.memory)))
+        return
+
+    wide = 2_000 if args.quick else 10_000
+    scenarios = [("chain", 100), ("chain", 400), ("fan", 500), ("wide", wide), ("bash", 50)]
+    print(f"nbflow benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite store\n")
+    results: dict[tuple[str, int, str], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="nbflow-bench-") as tmp:
+        for shape, size in scenarios:
+            for executor in EXECUTORS:
+                home = Path(tmp) / f"{shape}-{size}-{executor}"
+                results[(shape, size, executor)] = child(["--one", shape, str(size), executor], home)
+        memory = child(["--memory", "10" if args.quick else "30"], Path(tmp) / "memory")
+        cold = cold_start(Path(tmp) / "cold", 3 if args.quick else 5)
+
+    py_call = baseline_python(100_000)
+    bash_call = baseline_bash(50)
+    header = f"{'scenario':<16} {'executor':<8} {'tasks':>6} {'wall s':>8} {'per task ms':>12} {'marginal ms':>12} {'peak RSS MB':>12}"
+    print(header)
+    print("-" * len(header))
+    for shape, size in scenarios:
+        for executor in EXECUTORS:
+            r = results[(shape, size, executor)]
+            marginal = ""
+            if shape == "chain" and size == 400:
+                small = results[("chain", 100, executor)]
+                marginal = f"{(r['wall'] - small['wall']) / 300 * 1000:.3f}"
+            print(f"{shape + '_' + str(size):<16} {executor:<8} {r['tasks']:>6} {r['wall']:>8.3f} "
+                  f"{r['wall'] / r['tasks'] * 1000:>12.3f} {marginal:>12} {r['rss']:>12.1f}")
+    print()
+    print("baselines, same machine, same run:")
+    print(f"  a bare Python call of the same task function    {py_call * 1e6:8.3f} µs")
+    print(f"  bash -c true through subprocess.run             {bash_call * 1000:8.3f} ms  "
+          f"(bash_50 inline adds {(results[('bash', 50, 'inline')]['wall'] / 50 - bash_call) * 1000:.3f} ms a task)")
+    print()
+    print("cold start, `nbflow dags test chain_100 --executor inline` as a whole process:")
+    print(f"  first run (creates the store) {cold['first']:.3f} s;  median of later runs {cold['median']:.3f} s "
+          f"(target < 0.6 s)")
+    print(f"  of which: python startup {cold['python']:.3f} s, importing nbflow + SQLAlchemy {cold['imports']:.3f} s")
+    print()
+    growth = memory["after_all"] - memory["after_5"]
+    print(f"memory: RSS after 5 runs of chain_100 {memory['after_5']:.1f} MB, after {memory['runs']} runs "
+          f"({memory['tasks']:,} finished tasks) {memory['after_all']:.1f} MB: growth {growth:+.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
