@@ -130,6 +130,11 @@ def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
     bag = DagBag()
     for entry in paths:
         entry_path = Path(entry)
+        if not entry_path.exists():
+            fileloc = str(entry_path.resolve())
+            bag.files.append(fileloc)
+            bag.failures[fileloc] = ImportFailure(fileloc, "FileNotFoundError: no such file or folder", "")
+            continue
         files = dag_files(entry_path) if entry_path.is_dir() else [entry_path]
         for file in files:
             bag.files.append(str(file.resolve()))

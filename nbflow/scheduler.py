@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from nbflow.store import Store
 
 S = TaskState
+#: While tasks are flowing, store writes are coalesced into one transaction per this many seconds.
+#: A crash can lose at most this much bookkeeping; those tasks are found by their stale heartbeat.
+FLUSH_INTERVAL = 0.02
 _PATH_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
@@ -97,6 +100,8 @@ class RunEngine:
         self._tries: list[dict[str, Any]] = []
         self._outputs: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
+        self._run_changes: dict[str, Any] = {}
+        self._last_flush = 0.0
         for row in store.get_task_instances(run_pk):
             self.states[row["task_id"]] = TaskState(row["state"])
             self.try_numbers[row["task_id"]] = row["try_number"] or 0
@@ -110,10 +115,11 @@ class RunEngine:
         self._apply(plan_start(self.dag, self.states).changes)
         while True:
             self._dispatch()
-            self._flush()
+            self._flush(force=False)
             if not self.running and not self.ready:
                 if not self.retry_at:
                     break
+                self._flush()
                 time.sleep(max(0.0, min(self.retry_at.values()) - time.monotonic()))
                 self._release_due_retries()
                 continue
@@ -127,12 +133,14 @@ class RunEngine:
         return state
 
     def _wait_for_outcomes(self) -> None:
-        timeout = None
-        if self.retry_at:
-            timeout = max(0.0, min(self.retry_at.values()) - time.monotonic())
+        deadlines = list(self.retry_at.values())
+        if self._pending():
+            deadlines.append(self._last_flush + FLUSH_INTERVAL)
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         try:
             first = self.outcomes.get(timeout=timeout)
         except queue.Empty:
+            self._flush(force=False)
             self._release_due_retries()
             return
         finished = [self._handle(first)]
@@ -353,22 +361,29 @@ class RunEngine:
         self._task_changes.append({"task_id": task_id, "state": state.value, **columns})
 
     def _change_run(self, **columns: Any) -> None:
-        self._run_changes = {**getattr(self, "_run_changes", {}), **columns}
+        self._run_changes.update(columns)
 
     def _event(self, kind: str, task_id: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"at": utcnow(), "kind": kind, "dag_id": self.dag.dag_id, "run_id": self.run_id,
                 "task_id": task_id, "detail": detail or {}}
 
-    def _flush(self) -> None:
-        run_changes = getattr(self, "_run_changes", None)
-        if not (self._task_changes or self._tries or self._outputs or self._events or run_changes):
+    def _pending(self) -> bool:
+        return bool(self._task_changes or self._tries or self._outputs or self._events or self._run_changes)
+
+    def _flush(self, force: bool = True) -> None:
+        """Write everything decided since the last write, in one transaction."""
+        if not self._pending():
+            return
+        now = time.monotonic()
+        if not force and now - self._last_flush < FLUSH_INTERVAL:
             return
         self.store.record(
             self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
-            outputs=self._outputs, events=self._events, run_changes=run_changes,
+            outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
         )
         self._task_changes, self._tries, self._outputs, self._events = [], [], [], []
         self._run_changes = {}
+        self._last_flush = now
 
 
 def _merge_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -104,7 +104,7 @@ def test_tasks_list_show_and_test(home: Path) -> None:
 def test_unknown_dag_and_bad_conf_are_clear(home: Path) -> None:
     missing = nbflow("dags", "test", "nope", home=home, check=1)
     assert "no DAG with id 'nope'" in missing.stderr and "etl" in missing.stderr
-    bad = nbflow("dags", "test", "etl", "--conf", "{not json", home=home, check=1)
+    bad = nbflow("dags", "test", "etl", "--conf", "{not json", home=home, check=2)
     assert "--conf is not valid JSON" in bad.stderr
 
 
@@ -141,3 +141,9 @@ def test_demo_runs_the_shipped_pipeline(home: Path) -> None:
     report_line = [line for line in out.splitlines() if line.startswith("report:")][0]
     report = Path(report_line.split(":", 1)[1].strip())
     assert report.exists() and "Total:" in report.read_text()
+
+
+def test_first_use_creates_the_dags_folder(nbflow_home: Path) -> None:
+    out = nbflow("dags", "list", home=nbflow_home).stdout
+    assert (nbflow_home / "dags").is_dir()
+    assert "failed to load" not in out

@@ -92,3 +92,9 @@ def test_classic_file_runs_unchanged(tmp_path: Path, nbflow_home: Path) -> None:
     assert failure is None
     run = dags[0].test()
     assert run.state == "success" and run.outputs["run_bash1"] == "hello"
+
+
+def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
+    bag = collect([tmp_path / "nope.py"])
+    assert not bag.dags
+    assert [f.summary for f in bag.failures.values()] == ["FileNotFoundError: no such file or folder"]
