@@ -94,7 +94,7 @@ def memory_growth(repeats: int) -> dict:
 
     dag = build("chain", 100)
     samples = []
-    for i in range(repeats):
+    for _i in range(repeats):
         run_dag(dag, executor="thread")
         samples.append(current_rss_mb())
     return {"after_5": samples[4], "after_all": samples[-1], "runs": repeats, "tasks": repeats * 100}

@@ -209,7 +209,8 @@ def cmd_tasks_test(args: argparse.Namespace) -> int:
     except Exception:
         code = 1
         result = None
-    sys.stdout.write(log.read_text(encoding="utf-8"))
+    if log.exists():
+        sys.stdout.write(log.read_text(encoding="utf-8"))
     if result is not None and result.output is not None:
         print(f"output: {decode(result.output.kind, result.output.data)!r}")
     elif result is not None and result.skipped:
@@ -249,18 +250,24 @@ def cmd_tasks_logs(args: argparse.Namespace) -> int:
         ti = store.get_task_instance(args.dag_id, run["run_id"], args.task_id)
     finally:
         store.close()
-    paths = [t["log_path"] for t in sorted(tries, key=lambda t: t["try_number"]) if t.get("log_path")]
-    if ti and ti.get("log_path") and ti["log_path"] not in paths:
-        paths.append(ti["log_path"])
+    rows = sorted(tries, key=lambda t: t["try_number"])
+    if not rows and ti is not None and ti.get("try_number"):
+        rows = [ti]  # still running: its try has no row yet
     if args.try_number:
-        paths = [p for p in paths if Path(p).stem == str(args.try_number)]
-    if not paths:
-        print(f"no logs for task {args.task_id} in run {run['run_id']}", file=sys.stderr)
+        rows = [t for t in rows if t["try_number"] == args.try_number]
+    if not rows:
+        print(f"task {args.task_id} has not run in run {run['run_id']}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(f"==> {path} <==")
-        file = Path(path)
-        print(file.read_text(encoding="utf-8") if file.exists() else "(the log file is gone)")
+    for row in rows:
+        path = row.get("log_path")
+        print(f"==> try {row['try_number']}: {row['state']} on {row.get('hostname') or '?'} pid {row.get('pid') or '?'}, "
+              f"{_local(row.get('start_date'))} to {_local(row.get('end_date'))}")
+        if not path:
+            print("(the task wrote nothing to its log)")
+        elif Path(path).exists():
+            print(Path(path).read_text(encoding="utf-8"), end="")
+        else:
+            print(f"(the log file {path} is gone)")
     return 0
 
 

@@ -5,6 +5,10 @@ its own task's log. ``sys.stdout``/``sys.stderr`` are wrapped once by a router t
 in a thread that is running a task to that task's file, and everything else to the original stream.
 A logging handler does the same for ``logging`` records. Output of threads that a task starts itself
 is not captured (those threads are not running a task).
+
+A log file is created on the first line the task writes: a task that prints nothing and succeeds
+leaves no file behind, which keeps ten thousand trivial tasks from leaving ten thousand near-empty
+files (the store still has its host, pid, times and state).
 """
 
 from __future__ import annotations
@@ -22,7 +26,46 @@ _local = threading.local()
 _lock = threading.Lock()
 
 
-def _target() -> TextIO | None:
+class TaskLog:
+    """A task's log file, opened on the first write; ``preamble`` lines lead it when it is."""
+
+    def __init__(self, path: str, preamble: str = "") -> None:
+        self.path = path
+        self.preamble = preamble
+        self._file: TextIO | None = None
+
+    @property
+    def created(self) -> bool:
+        return self._file is not None
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            directory = os.path.dirname(self.path)
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+            if self.preamble:
+                self._file.write(self.preamble)
+        return self._file.write(text)
+
+    def write_if_created(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _target() -> TaskLog | None:
     return getattr(_local, "file", None)
 
 
@@ -97,14 +140,14 @@ def stamp() -> str:
 
 
 @contextmanager
-def capture(path: str) -> Iterator[TextIO]:
+def capture(path: str, preamble: str = "") -> Iterator[TaskLog]:
     """Send this thread's stdout, stderr and logging to ``path`` (appending) while inside."""
     _install()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     previous = _target()
-    with open(path, "a", encoding="utf-8", buffering=1) as handle:
-        _local.file = handle
-        try:
-            yield handle
-        finally:
-            _local.file = previous
+    log = TaskLog(path, preamble)
+    _local.file = log
+    try:
+        yield log
+    finally:
+        _local.file = previous
+        log.close()

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
-from nbflow.errors import NbflowError, SkipTask
+from nbflow.errors import SkipTask
 from nbflow.logcapture import capture, stamp
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import EncodedOutput, encode, decode
@@ -66,9 +66,9 @@ class TaskResult:
 
     output: EncodedOutput | None
     skipped: str | None = None                 # the reason, when the task ended as skipped
-    followed: list[str] | None = None          # for branching tasks: the direct downstream to run
     hostname: str = ""
     pid: int = 0
+    logged: bool = False                       # whether the try wrote a log file
 
 
 class TaskInstanceInfo:
@@ -109,11 +109,11 @@ def run_task(request: TaskRequest) -> TaskResult:
     from nbflow.templates import build_context, render_fields
 
     started = time.perf_counter()
-    with capture(request.log_path) as log:
-        log.write(
-            f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id} run {request.run_id} try "
-            f"{request.try_number} of {request.max_tries} on {socket.gethostname()} pid {os.getpid()}\n"
-        )
+    preamble = (
+        f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id} run {request.run_id} try "
+        f"{request.try_number} of {request.max_tries} on {socket.gethostname()} pid {os.getpid()}\n"
+    )
+    with capture(request.log_path, preamble) as log:
         try:
             outputs = {tid: decode(kind, data) for tid, (kind, data) in request.upstream.items()}
             task = copy.copy(request.operator)
@@ -132,20 +132,13 @@ def run_task(request: TaskRequest) -> TaskResult:
                 value = task.execute(context)
             finally:
                 reset_task_context(token)
-            followed = task.followed_task_ids(value)
             encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes)
         except SkipTask as signal:
             log.write(f"[{stamp()}] nbflow: skipped: {signal.reason}\n")
-            return TaskResult(None, skipped=signal.reason, hostname=socket.gethostname(), pid=os.getpid())
+            return TaskResult(None, skipped=signal.reason, hostname=socket.gethostname(), pid=os.getpid(), logged=True)
         except BaseException as exc:
             log.write(f"[{stamp()}] nbflow: failed after {time.perf_counter() - started:.3f} s\n")
-            if isinstance(exc, NbflowError) and not exc.__cause__ and not isinstance(exc, KeyboardInterrupt):
-                log.write(f"{type(exc).__name__}: {exc}\n")
-            else:
-                log.write("".join(traceback.format_exception(exc)))
+            log.write("".join(traceback.format_exception(exc)))
             raise
-        log.write(f"[{stamp()}] nbflow: success after {time.perf_counter() - started:.3f} s\n")
-    return TaskResult(
-        encoded, followed=sorted(followed) if followed is not None else None,
-        hostname=socket.gethostname(), pid=os.getpid(),
-    )
+        log.write_if_created(f"[{stamp()}] nbflow: success after {time.perf_counter() - started:.3f} s\n")
+    return TaskResult(encoded, hostname=socket.gethostname(), pid=os.getpid(), logged=log.created)
