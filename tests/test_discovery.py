@@ -98,3 +98,31 @@ def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
     bag = collect([tmp_path / "nope.py"])
     assert not bag.dags
     assert [f.summary for f in bag.failures.values()] == ["FileNotFoundError: no such file or folder"]
+
+
+def test_functions_of_a_dag_file_run_in_worker_processes(tmp_path: Path, nbflow_home: Path) -> None:
+    """A DAG file's module cannot be imported by a worker process; its functions travel by value."""
+    source = '''
+    import os
+    from nbflow import dag, task
+
+    FACTOR = 7
+
+    def helper(x):
+        return x * FACTOR
+
+    @dag(timezone="UTC")
+    def shipped():
+        @task
+        def compute():
+            return [helper(3), os.getpid()]
+        compute()
+
+    shipped()
+    '''
+    dags, failure = load_file(write(tmp_path, "shipped.py", source))
+    assert failure is None
+    run = dags[0].test(executor="process")
+    assert run.state == "success", run.errors
+    value, pid = run.outputs["compute"]
+    assert value == 21 and pid != __import__("os").getpid()

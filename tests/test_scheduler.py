@@ -376,3 +376,21 @@ def test_runs_are_recorded_and_reloadable(settings) -> None:
     assert {r["run_id"] for r in runs} == {first.run_id, second.run_id}
     assert "etl" in repr(again) and "<table>" in again._repr_html_()
     assert "clean" in again.summary()
+
+
+def test_a_silent_successful_try_leaves_no_log_file_but_a_noisy_one_does(settings) -> None:
+    with DAG("quiet", timezone="UTC") as d:
+        @task
+        def silent():
+            return 1
+
+        @task
+        def chatty():
+            print("rows loaded: 12")
+            return 2
+
+        silent(), chatty()
+    run = _run(d, settings)
+    assert "silent" not in run.log_paths
+    assert "rows loaded: 12" in Path(run.log_paths["chatty"]).read_text()
+    assert not (Path(settings.logs_folder) / "quiet" / run.run_id.replace(":", "_") / "silent").exists()
