@@ -89,15 +89,17 @@ def one(shape: str, size: int, executor: str) -> dict:
 
 
 def memory_growth(repeats: int) -> dict:
-    """RSS after a few runs and after many: finished tasks must not accumulate in memory."""
+    """RSS along many runs of the same DAG: caches warm up, then finished tasks must not accumulate."""
     from nbflow.scheduler import run_dag
 
     dag = build("chain", 100)
-    samples = []
-    for _i in range(repeats):
+    checkpoints = {5, repeats // 2, repeats}
+    samples: dict[int, float] = {}
+    for i in range(1, repeats + 1):
         run_dag(dag, executor="thread")
-        samples.append(current_rss_mb())
-    return {"after_5": samples[4], "after_all": samples[-1], "runs": repeats, "tasks": repeats * 100}
+        if i in checkpoints:
+            samples[i] = current_rss_mb()
+    return {"samples": samples, "runs": repeats}
 
 
 # -- baselines --------------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ def main() -> None:
         return
 
     wide = 2_000 if args.quick else 10_000
-    scenarios = [("chain", 100), ("chain", 400), ("fan", 500), ("wide", wide), ("bash", 50)]
+    scenarios = [("chain", 100), ("chain", 400), ("fan", 500), ("wide", wide), ("bash", 10), ("bash", 50)]
     print(f"nbflow benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite store\n")
     results: dict[tuple[str, int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="nbflow-bench-") as tmp:
@@ -186,7 +188,7 @@ def main() -> None:
             for executor in EXECUTORS:
                 home = Path(tmp) / f"{shape}-{size}-{executor}"
                 results[(shape, size, executor)] = child(["--one", shape, str(size), executor], home)
-        memory = child(["--memory", "10" if args.quick else "30"], Path(tmp) / "memory")
+        memory = child(["--memory", "60" if args.quick else "160"], Path(tmp) / "memory")
         cold = cold_start(Path(tmp) / "cold", 3 if args.quick else 5)
 
     py_call = baseline_python(100_000)
@@ -198,25 +200,32 @@ def main() -> None:
         for executor in EXECUTORS:
             r = results[(shape, size, executor)]
             marginal = ""
-            if shape == "chain" and size == 400:
-                small = results[("chain", 100, executor)]
-                marginal = f"{(r['wall'] - small['wall']) / 300 * 1000:.3f}"
+            smaller = {("chain", 400): ("chain", 100), ("bash", 50): ("bash", 10)}.get((shape, size))
+            if smaller is not None:
+                small = results[(*smaller, executor)]
+                marginal = f"{(r['wall'] - small['wall']) / (size - smaller[1]) * 1000:.3f}"
             print(f"{shape + '_' + str(size):<16} {executor:<8} {r['tasks']:>6} {r['wall']:>8.3f} "
                   f"{r['wall'] / r['tasks'] * 1000:>12.3f} {marginal:>12} {r['rss']:>12.1f}")
     print()
     print("baselines, same machine, same run:")
     print(f"  a bare Python call of the same task function    {py_call * 1e6:8.3f} µs")
+    bash_marginal = (results[("bash", 50, "inline")]["wall"] - results[("bash", 10, "inline")]["wall"]) / 40
     print(f"  bash -c true through subprocess.run             {bash_call * 1000:8.3f} ms  "
-          f"(bash_50 inline adds {(results[('bash', 50, 'inline')]['wall'] / 50 - bash_call) * 1000:.3f} ms a task)")
+          f"(a bash task, inline, costs {(bash_marginal - bash_call) * 1000:+.3f} ms more)")
     print()
     print("cold start, `nbflow dags test chain_100 --executor inline` as a whole process:")
     print(f"  first run (creates the store) {cold['first']:.3f} s;  median of later runs {cold['median']:.3f} s "
           f"(target < 0.6 s)")
     print(f"  of which: python startup {cold['python']:.3f} s, importing nbflow + SQLAlchemy {cold['imports']:.3f} s")
     print()
-    growth = memory["after_all"] - memory["after_5"]
-    print(f"memory: RSS after 5 runs of chain_100 {memory['after_5']:.1f} MB, after {memory['runs']} runs "
-          f"({memory['tasks']:,} finished tasks) {memory['after_all']:.1f} MB: growth {growth:+.1f} MB")
+    samples = {int(k): v for k, v in memory["samples"].items()}
+    runs = memory["runs"]
+    half = runs // 2
+    print(f"memory, {runs} runs of chain_100 (thread executor) in one process: RSS after 5 runs "
+          f"{samples[5]:.1f} MB (caches warming), after {half} runs {samples[half]:.1f} MB, after {runs} "
+          f"{samples[runs]:.1f} MB")
+    per_thousand = (samples[runs] - samples[half]) / ((runs - half) * 100) * 1000
+    print(f"  steady state: {per_thousand:+.3f} MB per 1,000 more finished tasks (target: none)")
 
 
 if __name__ == "__main__":

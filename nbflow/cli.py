@@ -81,16 +81,21 @@ def _print_run_footer(run: Any) -> None:
 # -- dags -------------------------------------------------------------------------------------------
 
 
-def cmd_dags_list(args: argparse.Namespace) -> int:
+def _synced(args: argparse.Namespace, read: Any) -> tuple[Any, Any]:
+    """Load the DAG files, record them (and their import errors) in the store, then ``read(store)``."""
+    from nbflow.discovery import sync
+
     bag = _bag(args)
     store = _open_store()
     try:
-        from nbflow.discovery import sync
-
         sync(bag, store)
-        rows = store.list_dags()
+        return bag, read(store)
     finally:
         store.close()
+
+
+def cmd_dags_list(args: argparse.Namespace) -> int:
+    bag, rows = _synced(args, lambda store: store.list_dags())
     if args.json:
         print(json.dumps([{k: r.get(k) for k in ("dag_id", "schedule", "timezone", "is_paused", "fileloc", "owner", "tags")} for r in rows], default=str, indent=2))
         return 0
@@ -107,15 +112,7 @@ def cmd_dags_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dags_import_errors(args: argparse.Namespace) -> int:
-    bag = _bag(args)
-    store = _open_store()
-    try:
-        from nbflow.discovery import sync
-
-        sync(bag, store)
-        errors = store.list_import_errors()
-    finally:
-        store.close()
+    _, errors = _synced(args, lambda store: store.list_import_errors())
     if not errors:
         print("no import errors")
         return 0

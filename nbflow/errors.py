@@ -119,12 +119,9 @@ class TaskOutsideDagError(DagDefinitionError):
 
 
 class UnknownTriggerRuleError(DagDefinitionError):
-    def __init__(self, value: Any, dag_id: str | None = None, task_id: str | None = None) -> None:
-        from nbflow.states import TriggerRule
-
+    def __init__(self, value: Any, choices: list[str], dag_id: str | None = None, task_id: str | None = None) -> None:
         self.value = value
-        choices = ", ".join(rule.value for rule in TriggerRule)
-        super().__init__(f"unknown trigger_rule {value!r}. Use one of: {choices}.", dag_id, task_id)
+        super().__init__(f"unknown trigger_rule {value!r}. Use one of: {', '.join(choices)}.", dag_id, task_id)
 
 
 class UnknownArgumentError(DagDefinitionError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from nbflow.errors import IllegalTransitionError
+from nbflow.errors import IllegalTransitionError, UnknownTriggerRuleError
 
 
 class TaskState(str, Enum):
@@ -70,14 +70,12 @@ class TriggerRule(str, Enum):
 
     @classmethod
     def parse(cls, value: object, dag_id: str | None = None, task_id: str | None = None) -> TriggerRule:
-        from nbflow.errors import UnknownTriggerRuleError
-
         if isinstance(value, cls):
             return value
         try:
             return cls(str(value).lower())
         except ValueError:
-            raise UnknownTriggerRuleError(value, dag_id, task_id) from None
+            raise UnknownTriggerRuleError(value, [rule.value for rule in cls], dag_id, task_id) from None
 
 
 FINISHED_TASK_STATES = frozenset(

@@ -13,7 +13,7 @@ SAMPLES = [
     errors.CycleError("d", ["a", "b", "a"]),
     errors.DuplicateTaskIdError("d", "t"),
     errors.TaskOutsideDagError("t"),
-    errors.UnknownTriggerRuleError("x", "d", "t"),
+    errors.UnknownTriggerRuleError("x", ["all_success"], "d", "t"),
     errors.UnknownArgumentError("retires", ["retries"], "default_args", "d"),
     errors.InvalidDateError("start_date", "soon", "d"),
     errors.ScheduleError("* *", "2 fields", "d", field=None),
