@@ -39,7 +39,8 @@ The tree::
     ├── IllegalTransitionError           a state change the state table forbids (a bug)
     ├── NoTaskContextError               get_current_context() outside a running task
     └── TaskSignal                       not failures: a task's way to end early
-        └── SkipTask                     end this task as skipped
+        ├── SkipTask                     end this task as skipped
+        └── RescheduleTask               give the slot back and run again at .reschedule_at (sensors)
 """
 
 from __future__ import annotations
@@ -362,3 +363,12 @@ class SkipTask(TaskSignal):
     def __init__(self, reason: str = "skipped by the task") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class RescheduleTask(TaskSignal):
+    """Raise inside a task to end this attempt without using up a try, and run again at
+    ``reschedule_at`` (an aware datetime). Sensors in ``mode="reschedule"`` do this between pokes."""
+
+    def __init__(self, reschedule_at: Any) -> None:
+        self.reschedule_at = reschedule_at
+        super().__init__(f"rescheduled to {reschedule_at.isoformat() if hasattr(reschedule_at, 'isoformat') else reschedule_at}")

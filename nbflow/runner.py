@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
-from nbflow.errors import SkipTask
+from nbflow.errors import RescheduleTask, SkipTask
 from nbflow.logcapture import capture, stamp
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import EncodedOutput, encode, decode
@@ -58,6 +58,7 @@ class TaskRequest:
     dag: Any                                   # the DAG in-process, a DagInfo in a worker process
     upstream: dict[str, tuple[str, str | bytes]] = field(default_factory=dict)  # task_id -> encoded output
     max_output_bytes: int = 64 * 1024 * 1024
+    first_attempt_at: datetime | None = None   # when this try first started (sensors that reschedule)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class TaskResult:
     hostname: str = ""
     pid: int = 0
     logged: bool = False                       # whether the try wrote a log file
+    reschedule_at: datetime | None = None      # set when the task asked to run again later
 
 
 class TaskInstanceInfo:
@@ -81,6 +83,8 @@ class TaskInstanceInfo:
         self.try_number = request.try_number
         self.max_tries = request.max_tries
         self.log_path = request.log_path
+        #: when the current try first started; a rescheduled sensor keeps its first poke's time
+        self.first_attempt_at = request.first_attempt_at
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._outputs = outputs
@@ -133,6 +137,10 @@ def run_task(request: TaskRequest) -> TaskResult:
             finally:
                 reset_task_context(token)
             encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes)
+        except RescheduleTask as signal:
+            log.write(f"[{stamp()}] nbflow: {signal}\n")
+            return TaskResult(None, hostname=socket.gethostname(), pid=os.getpid(), logged=True,
+                              reschedule_at=signal.reschedule_at)
         except SkipTask as signal:
             log.write(f"[{stamp()}] nbflow: skipped: {signal.reason}\n")
             return TaskResult(None, skipped=signal.reason, hostname=socket.gethostname(), pid=os.getpid(), logged=True)

@@ -200,5 +200,27 @@ event = Table(
     Index("ix_event_dag_id", "dag_id"),
 )
 
+scheduler_host = Table(
+    "scheduler_host",
+    metadata,
+    Column("host_id", String(64), primary_key=True),
+    Column("hostname", String(ID)),
+    Column("pid", Integer),
+    Column("kind", String(STATE)),  # 'daemon' | 'kernel' | 'server' | 'backfill'
+    Column("state", String(STATE), nullable=False),  # 'running' | 'stopped'
+    Column("started_at", UTCDateTime),
+    Column("heartbeat_at", UTCDateTime),
+    Column("stopped_at", UTCDateTime),
+    Column("detail", JSON),
+)
+
+pool = Table(
+    "pool",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("slots", Integer, nullable=False),
+    Column("description", Text),
+)
+
 #: Alembic's bookkeeping table; read with plain SQL so the hot path never imports Alembic.
 VERSION_TABLE = "alembic_version"

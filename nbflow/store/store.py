@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, inspect, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, inspect, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import DagNotFoundError, SchemaVersionError
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 _dag, _run, _ti = schema.dag, schema.dag_run, schema.task_instance
 _try, _output, _import_error, _event = schema.task_try, schema.task_output, schema.import_error, schema.event
+_host, _pool = schema.scheduler_host, schema.pool
+#: task instance states that a host holds: it claimed them and is (about to be) running them
+HELD_STATES = ("queued", "running")
 
 _COLUMNS = {table.name: frozenset(table.c.keys()) for table in schema.metadata.tables.values()}
 _TASK_DEFAULTS: dict[str, Any] = {
@@ -241,8 +245,13 @@ class Store:
         conf: dict[str, Any] | None,
         state: str,
         task_rows: Sequence[Mapping[str, Any]],
-    ) -> int:
+        if_absent: bool = False,
+    ) -> int | None:
         """Create the run and all its task instances in one transaction; return the run's pk.
+
+        With ``if_absent``, a run that already exists (another scheduler host created it first)
+        gives ``None`` instead of an error: run ids of scheduled runs are derived from their
+        logical date, so the unique (dag_id, run_id) makes creating a run idempotent.
 
         All at once because a run whose task instances are half written would look to another
         scheduler host like a run with fewer tasks.
@@ -254,24 +263,29 @@ class Store:
             if "task_id" not in item:
                 raise TypeError(f"task row without task_id: {dict(item)!r}")
         keys = set(_TASK_DEFAULTS).union(*(item.keys() for item in task_rows))
-        with write_transaction(self._engine, self.url) as conn:
-            conn.execute(self._upsert(_dag, ("dag_id",), ("dag_id",)), {"dag_id": dag_id})
-            run_pk = conn.execute(
-                _run.insert().values(
-                    dag_id=dag_id, run_id=run_id, run_type=str(run_type), state=str(state),
-                    logical_date=logical_date, data_interval_start=data_interval_start,
-                    data_interval_end=data_interval_end, conf=conf, queued_at=now,
-                )
-            ).inserted_primary_key[0]
-            if task_rows:
-                rows = []
-                for item in task_rows:
-                    row = {key: item.get(key, _TASK_DEFAULTS.get(key)) for key in keys}
-                    row.update(run_pk=run_pk, dag_id=dag_id, run_id=run_id, updated_at=now)
-                    row["state"] = str(row["state"])
-                    rows.append(row)
-                conn.execute(_ti.insert(), rows)
-        return int(run_pk)
+        try:
+            with write_transaction(self._engine, self.url) as conn:
+                conn.execute(self._upsert(_dag, ("dag_id",), ("dag_id",)), {"dag_id": dag_id})
+                run_pk = conn.execute(
+                    _run.insert().values(
+                        dag_id=dag_id, run_id=run_id, run_type=str(run_type), state=str(state),
+                        logical_date=logical_date, data_interval_start=data_interval_start,
+                        data_interval_end=data_interval_end, conf=conf, queued_at=now,
+                    )
+                ).inserted_primary_key[0]
+                if task_rows:
+                    rows = []
+                    for item in task_rows:
+                        row = {key: item.get(key, _TASK_DEFAULTS.get(key)) for key in keys}
+                        row.update(run_pk=run_pk, dag_id=dag_id, run_id=run_id, updated_at=now)
+                        row["state"] = str(row["state"])
+                        rows.append(row)
+                    conn.execute(_ti.insert(), rows)
+            return int(run_pk)
+        except IntegrityError:
+            if if_absent and self.get_run(dag_id, run_id) is not None:
+                return None
+            raise
 
     def update_run(self, run_pk: int, **fields: Any) -> None:
         if not fields:
@@ -371,8 +385,13 @@ class Store:
         outputs: Sequence[Mapping[str, Any]] = (),
         events: Sequence[Mapping[str, Any]] = (),
         run_changes: Mapping[str, Any] | None = None,
-    ) -> None:
+        owner: str | None = None,
+    ) -> list[str]:
         """Apply one batch of outcomes of run ``run_pk`` in one transaction.
+
+        With ``owner`` (a scheduler host id), changes, tries and outputs of task instances that this
+        host no longer holds (another host adopted them when this one looked dead) are dropped, and
+        their task ids are returned: the store keeps one writer per task instance.
 
         ``task_changes`` are dicts with ``task_id`` and the task_instance columns to set;
         ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones),
@@ -380,6 +399,14 @@ class Store:
         or none: a crash between two parts would leave a task finished without its output.
         """
         now = _now()
+        lost: list[str] = []
+        if owner is not None and task_changes:
+            lost = self._not_held(run_pk, [c["task_id"] for c in task_changes], owner)
+            if lost:
+                gone = set(lost)
+                task_changes = [c for c in task_changes if c["task_id"] not in gone]
+                tries = [t for t in tries if t["task_id"] not in gone]
+                outputs = [o for o in outputs if o["task_id"] not in gone]
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         for change in task_changes:
             keys = set(change)
@@ -412,6 +439,19 @@ class Store:
                 self._many(conn, self._event_insert, event_rows)
             if run_changes:
                 self._many(conn, self._run_update(frozenset(run_changes)), [{**run_changes, "w_run_pk": run_pk}])
+        return lost
+
+    def _not_held(self, run_pk: int, task_ids: list[str], owner: str) -> list[str]:
+        """Of ``task_ids``, those claimed by another host. A task instance no host claims (a
+        dag.test() run) or claimed by ``owner`` is held."""
+        with read_connection(self._engine, self.url) as conn:
+            rows = conn.execute(
+                select(_ti.c.task_id).where(
+                    _ti.c.run_pk == run_pk, _ti.c.task_id.in_(task_ids),
+                    _ti.c.claimed_by.is_not(None), _ti.c.claimed_by != owner,
+                )
+            ).scalars()
+            return list(rows)
 
     def _event_rows(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
         rows = _full_rows(_event, events)
@@ -472,6 +512,113 @@ class Store:
             query = query.limit(limit)
         with read_connection(self._engine, self.url) as conn:
             return _rows(conn.execute(query))
+
+
+    # -- scheduler hosts ------------------------------------------------------------------------
+
+    def register_host(self, host_id: str, *, hostname: str, pid: int, kind: str, detail: dict[str, Any] | None = None) -> None:
+        now = _now()
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._upsert(_host, tuple(c.name for c in _host.columns), ("host_id",)), {
+                "host_id": host_id, "hostname": hostname, "pid": pid, "kind": kind, "state": "running",
+                "started_at": now, "heartbeat_at": now, "stopped_at": None, "detail": detail or {},
+            })
+
+    def heartbeat(self, host_id: str, detail: dict[str, Any] | None = None, now: datetime | None = None) -> None:
+        """Mark the host alive, and with it every task instance it holds."""
+        now = now or _now()
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if detail is not None:
+            values["detail"] = detail
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(update(_host).where(_host.c.host_id == host_id).values(values))
+            conn.execute(
+                update(_ti).where(_ti.c.claimed_by == host_id, _ti.c.state.in_(HELD_STATES)).values(heartbeat_at=now)
+            )
+
+    def stop_host(self, host_id: str) -> None:
+        now = _now()
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(update(_host).where(_host.c.host_id == host_id).values(state="stopped", stopped_at=now, heartbeat_at=now))
+
+    def list_hosts(self, state: str | None = None) -> list[dict[str, Any]]:
+        query = select(_host).order_by(_host.c.started_at.desc())
+        if state is not None:
+            query = query.where(_host.c.state == state)
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
+
+    def mark_hosts_dead(self, host_ids: Sequence[str]) -> None:
+        if host_ids:
+            with write_transaction(self._engine, self.url) as conn:
+                conn.execute(update(_host).where(_host.c.host_id.in_(list(host_ids))).values(state="dead", stopped_at=_now()))
+
+    def held_by(self, host_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Task instances that these hosts hold (queued or running), with their run pk."""
+        if not host_ids:
+            return []
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(
+                select(_ti).where(_ti.c.claimed_by.in_(list(host_ids)), _ti.c.state.in_(HELD_STATES))
+            ))
+
+    def adopt(self, run_pk: int, task_ids: Sequence[str], from_host: str, to_host: str) -> list[str]:
+        """Take over task instances a dead host held; returns those this call took (atomic: of two
+        hosts adopting at once, each task instance goes to one)."""
+        if not task_ids:
+            return []
+        with write_transaction(self._engine, self.url) as conn:
+            taken = conn.execute(
+                update(_ti)
+                .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.claimed_by == from_host,
+                       _ti.c.state.in_(HELD_STATES))
+                .values(claimed_by=to_host, updated_at=_now())
+                .returning(_ti.c.task_id)
+            ).scalars()
+            return list(taken)
+
+    # -- pools ----------------------------------------------------------------------------------
+
+    def set_pool(self, name: str, slots: int, description: str | None = None) -> None:
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(self._upsert(_pool, ("name", "slots", "description"), ("name",)),
+                         {"name": name, "slots": int(slots), "description": description})
+
+    def delete_pool(self, name: str) -> None:
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(delete(_pool).where(_pool.c.name == name))
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """Each pool with its slots and how many task instances occupy them now."""
+        with read_connection(self._engine, self.url) as conn:
+            pools = _rows(conn.execute(select(_pool).order_by(_pool.c.name)))
+            used = dict(conn.execute(
+                select(_ti.c.pool, func.count()).where(_ti.c.state.in_(HELD_STATES)).group_by(_ti.c.pool)
+            ).all())
+        for row in pools:
+            row["occupied"] = int(used.get(row["name"], 0))
+        return pools
+
+    def last_logical_date(self, dag_id: str, run_types: Sequence[str] = ("scheduled",)) -> datetime | None:
+        with read_connection(self._engine, self.url) as conn:
+            return conn.execute(
+                select(func.max(_run.c.logical_date)).where(_run.c.dag_id == dag_id, _run.c.run_type.in_(list(run_types)))
+            ).scalar()
+
+    def count_active_runs(self) -> dict[str, int]:
+        """Runs queued or running, per DAG."""
+        with read_connection(self._engine, self.url) as conn:
+            return dict(conn.execute(
+                select(_run.c.dag_id, func.count()).where(_run.c.state.in_(("queued", "running"))).group_by(_run.c.dag_id)
+            ).all())
+
+    def claim_run(self, run_pk: int, from_states: Sequence[str] = ("queued",), to_state: str = "running", **values: Any) -> bool:
+        """Move a run from one of ``from_states`` to ``to_state``; True if this call did."""
+        with write_transaction(self._engine, self.url) as conn:
+            result = conn.execute(
+                update(_run).where(_run.c.id == run_pk, _run.c.state.in_(list(from_states))).values(state=to_state, **values)
+            )
+            return result.rowcount == 1
 
 
 _TRY_PK = ("run_pk", "task_id", "try_number")
