@@ -1,10 +1,15 @@
-"""``RunDriver``: drives one DAG run from its first task to its last.
+"""``RunDriver``: one DAG run's decisions, from its first task to its last.
 
-It plans, dispatches to an executor, and records what happened: the one writer of a run's outcomes.
-It is event-driven: a finished task's downstream is planned and dispatched as soon as its outcome
-arrives, and the only waiting is for outcomes, for a retry's delay, or for the next batched write.
-Writes to the store are coalesced: while tasks flow, everything decided goes out in one transaction
-per ``FLUSH_INTERVAL``, which keeps the cost per task well under a millisecond.
+A driver holds the run's task states in memory, plans with them, dispatches ready tasks to an
+executor, and records outcomes: it is the one writer of the run's outcomes. It is passive: whoever
+owns it feeds it outcomes and asks it to dispatch. ``dag.test()`` owns one driver (``run()``); the
+scheduler owns one per active run and shares one executor between them.
+
+Under a scheduler host (``host_id`` given) the store stays the referee: a task instance is claimed
+with an atomic update before it is dispatched, and outcomes are written only for task instances the
+host still holds, so two hosts never run one task instance and a host that was taken for dead cannot
+overwrite what its successor decided. Writes are coalesced: while tasks flow, everything decided
+goes out in one transaction per ``FLUSH_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 import socket
 import time
 import traceback as tb
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,17 +52,28 @@ def safe_path_part(text: str) -> str:
 
 
 class RunDriver:
-    """Drives one DAG run from its first task to its last."""
+    """The in-memory state of one DAG run and every decision on it."""
+
+    #: states a claim may take a task instance from (the planner decided it is ready)
+    CLAIMABLE = ("none", "scheduled", "up_for_retry", "up_for_reschedule")
 
     def __init__(
-        self, dag: DAG, store: Store, executor: Executor, settings: Settings, *, run_pk: int, run: dict[str, Any]
+        self,
+        dag: DAG,
+        store: Store,
+        settings: Settings,
+        *,
+        run: dict[str, Any],
+        in_process: bool = True,
+        host_id: str | None = None,
     ) -> None:
         self.dag = dag
         self.store = store
-        self.executor = executor
         self.settings = settings
-        self.run_pk = run_pk
+        self.host_id = host_id
+        self.run_pk: int = run["id"]
         self.run_id: str = run["run_id"]
+        self.run_state = RunState(run["state"])
         self.logical_date: datetime = run["logical_date"].astimezone(dag.timezone)
         self.interval = (
             (run.get("data_interval_start") or run["logical_date"]).astimezone(dag.timezone),
@@ -67,14 +83,15 @@ class RunDriver:
         self.states: dict[str, TaskState] = {}
         self.try_numbers: dict[str, int] = {}
         self.started: dict[str, datetime] = {}
-        self.retry_at: dict[str, float] = {}
+        self.first_attempt: dict[str, datetime] = {}
+        self.wake_at: dict[str, datetime] = {}          # retries and reschedules, in UTC
         self.outputs: dict[str, tuple[str, str | bytes]] = {}
         self.decisions: dict[str, Decision] = {}
         self.running: set[str] = set()
+        self.elsewhere: set[str] = set()                 # claimed by another host
         self.ready: list[str] = []
-        self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.order = {tid: i for i, tid in enumerate(dag.topological_order())}
-        self.dag_for_worker: Any = dag if executor.in_process else DagInfo.of(dag)
+        self.dag_for_worker: Any = dag if in_process else DagInfo.of(dag)
         self.hostname = socket.gethostname()
         self.log_folder = os.path.join(settings.logs_folder, safe_path_part(dag.dag_id), safe_path_part(self.run_id))
         self._appended: set[str] = set()
@@ -84,98 +101,155 @@ class RunDriver:
         self._events: list[dict[str, Any]] = []
         self._run_changes: dict[str, Any] = {}
         self._last_flush = 0.0
-        for row in store.get_task_instances(run_pk):
-            self.states[row["task_id"]] = TaskState(row["state"])
-            self.try_numbers[row["task_id"]] = row["try_number"] or 0
-        for task_id in dag.task_dict:
+        self._outputs_loaded = False
+        self._load(store.get_task_instances(self.run_pk))
+
+    def _load(self, rows: list[dict[str, Any]]) -> None:
+        """Take the store's view of the tasks this driver is not running itself."""
+        for row in rows:
+            task_id = row["task_id"]
+            if task_id not in self.dag.task_dict or task_id in self.running:
+                continue
+            state = TaskState(row["state"])
+            self.try_numbers[task_id] = row["try_number"] or 0
+            if state in (S.QUEUED, S.RUNNING):
+                self.elsewhere.add(task_id)
+            else:
+                self.elsewhere.discard(task_id)
+            if state in (S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
+                self.wake_at[task_id] = row["next_retry_at"] or utcnow()
+                if state is S.UP_FOR_RESCHEDULE and row.get("start_date"):
+                    self.first_attempt[task_id] = row["start_date"]
+            if state is S.SCHEDULED and task_id not in self.ready:
+                self.ready.append(task_id)
+            if state.finished and self.states.get(task_id) is not state and state is S.SUCCESS:
+                self._outputs_loaded = False
+            self.states[task_id] = state
+        for task_id in self.dag.task_dict:
             self.states.setdefault(task_id, S.NONE)
 
-    # -- the loop ---------------------------------------------------------------------------------
+    # -- driving ----------------------------------------------------------------------------------
 
-    def run(self) -> RunState:
-        self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+    def begin(self) -> None:
+        """Mark the run running and plan it from the states it has (new, or resumed)."""
+        if self.run_state is RunState.QUEUED:
+            self.run_state = RunState.RUNNING
+            self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+        self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
-        while True:
-            self._dispatch()
-            self._flush(force=False)
-            if not self.running and not self.ready:
-                if not self.retry_at:
-                    break
-                self._flush()
-                time.sleep(max(0.0, min(self.retry_at.values()) - time.monotonic()))
-                self._release_due_retries()
-                continue
-            self._wait_for_outcomes()
-        outcome = run_outcome(self.dag, self.states)
-        state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
-        self._change_run(state=state.value, end_date=utcnow())
-        self._events.append(self._event(f"run_{state.value}"))
+
+    def refresh(self) -> None:
+        """Re-read task states another host may have changed, and plan again."""
         self._flush()
-        self._dag_callback(state)
-        return state
+        self._load(self.store.get_task_instances(self.run_pk))
+        self._derive_decisions()
+        self._apply(plan_start(self.dag, self.states).changes)
 
-    def _wait_for_outcomes(self) -> None:
-        deadlines = list(self.retry_at.values())
-        if self._pending():
-            deadlines.append(self._last_flush + FLUSH_INTERVAL)
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        try:
-            first = self.outcomes.get(timeout=timeout)
-        except queue.Empty:
-            self._flush(force=False)
-            self._release_due_retries()
-            return
-        finished = [self._handle(first)]
-        while True:
-            try:
-                finished.append(self._handle(self.outcomes.get_nowait()))
-            except queue.Empty:
-                break
-        done = [tid for tid in finished if tid is not None]
-        if done:
-            self._apply(plan_after(self.dag, done, self.states, self.decisions).changes)
-        self._release_due_retries()
+    @property
+    def done(self) -> bool:
+        return not (self.running or self.ready or self.wake_at or self.elsewhere) and (
+            run_outcome(self.dag, self.states) is not None
+        )
 
-    def _release_due_retries(self) -> None:
-        now = time.monotonic()
-        for task_id, due in list(self.retry_at.items()):
+    def next_wake(self) -> datetime | None:
+        return min(self.wake_at.values()) if self.wake_at else None
+
+    def release_due(self, now: datetime) -> None:
+        """Retries and reschedules whose time has come become ready."""
+        for task_id, due in list(self.wake_at.items()):
             if due <= now:
-                del self.retry_at[task_id]
+                del self.wake_at[task_id]
                 self._set(task_id, S.SCHEDULED)
                 self.ready.append(task_id)
 
-    # -- dispatch ---------------------------------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        if not self.ready:
-            return
-        limit = self.dag.max_active_tasks
+    def dispatch(self, executor: Executor, budget: int) -> int:
+        """Start up to ``budget`` ready tasks, most important first; return how many started."""
+        if not self.ready or budget <= 0:
+            return 0
+        room = self.dag.max_active_tasks - len(self.running)
+        count = min(budget, room, len(self.ready))
+        if count <= 0:
+            return 0
         self.ready.sort(key=lambda t: (-self.dag.task_dict[t].priority_weight, self.order[t]))
-        while self.ready and self.executor.free_slots > 0 and len(self.running) < limit:
-            task_id = self.ready.pop(0)
-            self._start(task_id)
+        chosen, self.ready = self.ready[:count], self.ready[count:]
+        if self.host_id is not None:
+            self._flush()
+            claimed = set(self.store.claim_task_instances(
+                self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running"))
+            for task_id in chosen:
+                if task_id not in claimed:
+                    self.elsewhere.add(task_id)
+                    self.states[task_id] = S.RUNNING
+            chosen = [t for t in chosen if t in claimed]
+        for task_id in chosen:
+            self._start(task_id, executor)
+        return len(chosen)
 
-    def _start(self, task_id: str) -> None:
+    def _start(self, task_id: str, executor: Executor) -> None:
         task = self.dag.task_dict[task_id]
-        try_number = self.try_numbers.get(task_id, 0) + 1
+        rescheduled = self.states.get(task_id) is S.UP_FOR_RESCHEDULE or task_id in self.first_attempt
+        try_number = self.try_numbers.get(task_id, 0) + (0 if rescheduled and self.try_numbers.get(task_id) else 1)
         self.try_numbers[task_id] = try_number
         now = utcnow()
         self.started[task_id] = now
+        first = self.first_attempt.get(task_id, now)
         log_path = self._log_path(task_id, try_number)
         self.running.add(task_id)
         if not os.path.isdir(self.log_folder):
             os.makedirs(self.log_folder, exist_ok=True)
-        self._set(task_id, S.RUNNING, try_number=try_number, start_date=now, end_date=None,
+        self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
-        upstream = {tid: self.outputs[tid] for tid in self._needed_outputs(task) if tid in self.outputs}
+        upstream = self._upstream_outputs(task)
         request = TaskRequest(
             dag_id=self.dag.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
             max_tries=task.retries + 1, logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
             log_path=log_path, operator=task, dag=self.dag_for_worker, upstream=upstream,
-            max_output_bytes=self.settings.max_output_bytes,
+            max_output_bytes=self.settings.max_output_bytes, first_attempt_at=first,
         )
-        self.executor.submit(task_id, run_task, (request,), timeout=task.execution_timeout_seconds)
+        executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
+
+    def _upstream_outputs(self, task: Any) -> dict[str, tuple[str, str | bytes]]:
+        needed = set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
+        missing = [t for t in needed if t not in self.outputs and self.states.get(t) is S.SUCCESS]
+        if missing and not self._outputs_loaded:
+            self._load_outputs()
+        return {tid: self.outputs[tid] for tid in needed if tid in self.outputs}
+
+    def _load_outputs(self) -> None:
+        """Outputs of tasks this driver did not run (a resumed run, or another host's tasks)."""
+        self._flush()
+        for task_id, row in self.store.get_outputs(self.run_pk).items():
+            if task_id in self.outputs:
+                continue
+            if row.get("value_json") is not None:
+                self.outputs[task_id] = ("json", row["value_json"])
+            elif row.get("artifact_path") and os.path.exists(row["artifact_path"]):
+                path = Path(row["artifact_path"])
+                self.outputs[task_id] = (
+                    ("json", path.read_text("utf-8")) if path.suffix == ".json" else ("pickle", path.read_bytes())
+                )
+        self._outputs_loaded = True
+
+    def _derive_decisions(self) -> None:
+        """Branch decisions of branching tasks that succeeded before this driver knew them."""
+        for task_id, state in self.states.items():
+            task = self.dag.task_dict[task_id]
+            if state is not S.SUCCESS or task_id in self.decisions:
+                continue
+            if type(task).followed_task_ids is BaseOperator.followed_task_ids:
+                continue
+            if task_id not in self.outputs:
+                self._load_outputs()
+            if task_id in self.outputs:
+                from nbflow.outputs import decode
+
+                try:
+                    followed = task.followed_task_ids(decode(*self.outputs[task_id]))
+                except NbflowError:
+                    followed = None
+                if followed is not None:
+                    self.decisions[task_id] = Decision(frozenset(followed), bool(task.skip_all_descendants))
 
     def _needed_outputs(self, task: Any) -> set[str]:
         return set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
@@ -185,9 +259,29 @@ class RunDriver:
 
     # -- outcomes ---------------------------------------------------------------------------------
 
+    def handle(self, outcome: Outcome) -> None:
+        """Record one outcome and plan what it makes ready."""
+        finished = self._handle(outcome)
+        if finished is not None:
+            self._apply(plan_after(self.dag, [finished], self.states, self.decisions).changes)
+
+    def handle_many(self, outcomes: list[Outcome]) -> None:
+        finished = [tid for tid in (self._handle(o) for o in outcomes) if tid is not None]
+        if finished:
+            self._apply(plan_after(self.dag, finished, self.states, self.decisions).changes)
+
+    def lost(self, task_id: str, reason: str) -> None:
+        """A task instance whose host died while it ran: a failed try, retried by its policy."""
+        from nbflow.executors import Outcome
+
+        self.elsewhere.discard(task_id)
+        self.running.add(task_id)
+        self.try_numbers[task_id] = max(self.try_numbers.get(task_id, 0), 1)
+        self.handle(Outcome(key=(self.run_pk, task_id), ok=False, error=None, traceback=reason))
+
     def _handle(self, outcome: Outcome) -> str | None:
         """Record one outcome; return the task id if the task reached a final state."""
-        task_id = str(outcome.key)
+        task_id = outcome.key[1] if isinstance(outcome.key, tuple) else str(outcome.key)
         self.running.discard(task_id)
         task = self.dag.task_dict[task_id]
         end = utcnow()
@@ -204,6 +298,8 @@ class RunDriver:
         if outcome.ok:
             result: TaskResult = outcome.value
             logged = result.logged
+            if result.reschedule_at is not None:
+                return self._reschedule(task_id, result.reschedule_at, common, logged)
             if result.skipped is not None:
                 state = S.SKIPPED
             else:
@@ -216,15 +312,16 @@ class RunDriver:
             if outcome.timed_out:
                 error = TaskTimeoutError(self.dag.dag_id, task_id, task.execution_timeout_seconds or 0.0)
             error_text = _error_text(error, outcome.traceback)
-            if outcome.timed_out or not outcome.traceback:
+            if outcome.timed_out or not outcome.traceback or outcome.error is None:
                 self._append_log(task_id, error_text)
             state = S.FAILED
+        self.first_attempt.pop(task_id, None)
         try_number = self.try_numbers[task_id]
         retrying = state is S.FAILED and try_number <= task.retries
         if retrying:
             delay = task.retry_delay_for(try_number)
-            self.retry_at[task_id] = time.monotonic() + delay
-            common["next_retry_at"] = datetime.fromtimestamp(time.time() + delay, timezone.utc)
+            self.wake_at[task_id] = end + timedelta(seconds=delay)
+            common["next_retry_at"] = self.wake_at[task_id]
             state = S.UP_FOR_RETRY
             self._callback(task, "on_retry_callback", error_text)
         else:
@@ -238,6 +335,64 @@ class RunDriver:
         self._set(task_id, state, error=error_text, **common)
         self._record_try(task_id, state, start, error_text, common)
         return None if retrying else task_id
+
+    def _reschedule(self, task_id: str, when: datetime, common: dict[str, Any], logged: bool) -> None:
+        """A sensor gave its slot back: run it again at ``when``, in the same try."""
+        self.first_attempt.setdefault(task_id, self.started.get(task_id, utcnow()))
+        self.wake_at[task_id] = when
+        path = self._log_path(task_id, self.try_numbers[task_id])
+        self._set(task_id, S.UP_FOR_RESCHEDULE, next_retry_at=when, end_date=common["end_date"],
+                  duration=common["duration"], log_path=path if logged else None)
+        self._events.append(self._event("rescheduled", task_id, {"at": when.isoformat()}))
+        return None
+
+    # -- finishing --------------------------------------------------------------------------------
+
+    def finish(self) -> RunState:
+        """Write the run's final state and call the DAG's callback."""
+        outcome = run_outcome(self.dag, self.states)
+        state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
+        self.run_state = state
+        self._change_run(state=state.value, end_date=utcnow())
+        self._events.append(self._event(f"run_{state.value}"))
+        self._flush()
+        self._dag_callback(state)
+        return state
+
+    def run(self, executor: Executor) -> RunState:
+        """Drive the run alone to its end with ``executor`` (``dag.test()``, backfill)."""
+        outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        executor.start(outcomes.put)
+        self.begin()
+        while True:
+            self.dispatch(executor, executor.free_slots)
+            self._flush(force=False)
+            if self.done:
+                break
+            deadlines = []
+            wake = self.next_wake()
+            if wake is not None:
+                deadlines.append(time.monotonic() + (wake - utcnow()).total_seconds())
+            if self._pending():
+                deadlines.append(self._last_flush + FLUSH_INTERVAL)
+            if not self.running and not self.ready and wake is None:
+                break  # nothing can make progress: every remaining task is held elsewhere
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            if not self.running:
+                self._flush()
+            try:
+                batch = [outcomes.get(timeout=timeout)]
+            except queue.Empty:
+                batch = []
+            while True:
+                try:
+                    batch.append(outcomes.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                self.handle_many(batch)
+            self.release_due(utcnow())
+        return self.finish()
 
     def _keep_output(self, task: Any, result: TaskResult) -> str | None:
         """Store the output and the branch decision; return an error text if the output is unusable."""
@@ -334,7 +489,8 @@ class RunDriver:
         now = utcnow()
         for task_id, state in changes.items():
             if state is S.SCHEDULED:
-                self.ready.append(task_id)
+                if task_id not in self.ready:
+                    self.ready.append(task_id)
                 self._set(task_id, state)
             else:
                 self._set(task_id, state, end_date=now)
@@ -361,10 +517,13 @@ class RunDriver:
         now = time.monotonic()
         if not force and now - self._last_flush < FLUSH_INTERVAL:
             return
-        self.store.record(
+        lost = self.store.record(
             self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
             outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
+            owner=self.host_id,
         )
+        for task_id in lost:  # another host adopted these while this one looked dead: theirs now
+            self.elsewhere.add(task_id)
         self._task_changes, self._tries, self._outputs, self._events = [], [], [], []
         self._run_changes = {}
         self._last_flush = now

@@ -30,6 +30,7 @@ The tree::
     ├── TaskError                        raised inside or about a running task
     │   ├── TaskFailedError              a task failed for good; carries the traceback text
     │   ├── TaskTimeoutError
+    │   ├── SensorTimeoutError           a sensor's condition was not met within its timeout
     │   ├── BashCommandError             a non-zero exit code
     │   ├── RemoteTaskError              stands in for a worker's exception that could not be unpickled
     │   └── WorkerLostError              the process running the task died
@@ -268,6 +269,24 @@ class TaskTimeoutError(TaskError):
             _where(dag_id, task_id)
             + f"ran longer than its execution_timeout of {timeout:g} s and was stopped. Raise "
             "execution_timeout or make the task faster."
+        )
+
+
+class SensorTimeoutError(TaskError):
+    """A sensor gave up: what it waits for did not happen within its own ``timeout``.
+
+    Distinct from :class:`TaskTimeoutError`, which stops a task that runs too long: a sensor that
+    times out ran as long as it was allowed to and found nothing, so the fix is elsewhere.
+    """
+
+    def __init__(self, dag_id: str | None, task_id: str | None, timeout: float, waited_for: str = "") -> None:
+        self.dag_id, self.task_id, self.timeout, self.waited_for = dag_id, task_id, timeout, waited_for
+        what = f" ({waited_for})" if waited_for else ""
+        super().__init__(
+            _where(dag_id, task_id)
+            + f"the sensor's condition{what} was not met within its timeout of {timeout:g} s. Check "
+            "that what it waits for can happen, raise the sensor's timeout=..., or pass "
+            "soft_fail=True to end the task as skipped instead of failed."
         )
 
 

@@ -125,9 +125,7 @@ def run_dag(
         try:
             if not pool.in_process:
                 _ship_by_value(dag)
-            engine = RunDriver(dag, store, pool, settings, run_pk=run_pk, run=run_row)
-            pool.start(engine.outcomes.put)
-            engine.run()
+            RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process).run(pool)
         finally:
             if own_executor:
                 pool.shutdown(wait=False)
