@@ -136,7 +136,7 @@ def cmd_dags_show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, run_type: str) -> int:
-    from nbflow.scheduler import run_dag
+    from nbflow.runs import run_dag
 
     dag = _find_dag(args)
     run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf), executor=args.executor, run_type=run_type)
@@ -185,7 +185,7 @@ def cmd_tasks_test(args: argparse.Namespace) -> int:
 
     from nbflow.outputs import decode
     from nbflow.runner import TaskRequest, run_task
-    from nbflow.scheduler import utcnow
+    from nbflow.runs import utcnow
     from nbflow.timetables import parse_date
 
     dag = _find_dag(args)
@@ -302,7 +302,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nbflow.discovery import load_file
-    from nbflow.scheduler import run_dag
+    from nbflow.runs import run_dag
 
     demo_file = Path(__file__).parent / "examples" / "demo_pipeline.py"
     dags, failure = load_file(demo_file)

@@ -6,6 +6,7 @@ DAGs never see each other's.
 
 from __future__ import annotations
 
+import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -46,10 +47,20 @@ def pop_group(token: Any) -> None:
     _current_group.reset(token)
 
 
+# Every DAG built in this process, by id (the latest wins): what an in-kernel scheduler schedules.
+_built: weakref.WeakValueDictionary[str, DAG] = weakref.WeakValueDictionary()
+
+
 def collect_dag(dag: DAG) -> None:
+    _built[dag.dag_id] = dag
     collector = _dag_collector.get()
     if collector is not None:
         collector(dag)
+
+
+def built_dags() -> dict[str, DAG]:
+    """The DAGs built in this process and still alive, by id."""
+    return dict(_built)
 
 
 def set_dag_collector(collector: Callable[[DAG], None] | None) -> Any:

@@ -250,7 +250,7 @@ class DAG:
         The run is recorded in the store like any other (run type ``test``) so that its logs and
         outputs can be looked at afterwards.
         """
-        from nbflow.scheduler import run_dag
+        from nbflow.runs import run_dag
 
         return run_dag(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
 

@@ -159,7 +159,7 @@ def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
 
 def sync(bag: DagBag, store: Store) -> None:
     """Record the DAGs and import errors of ``bag`` in the store; clear errors of files that now load."""
-    from nbflow.scheduler import sync_dag
+    from nbflow.runs import sync_dag
 
     for built in bag.dags.values():
         sync_dag(store, built, source_kind="file")

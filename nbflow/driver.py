@@ -82,6 +82,7 @@ class RunDriver:
         self.conf: dict[str, Any] = run.get("conf") or {}
         self.states: dict[str, TaskState] = {}
         self.try_numbers: dict[str, int] = {}
+        self.max_tries: dict[str, int] = {}
         self.started: dict[str, datetime] = {}
         self.first_attempt: dict[str, datetime] = {}
         self.wake_at: dict[str, datetime] = {}          # retries and reschedules, in UTC
@@ -112,6 +113,8 @@ class RunDriver:
                 continue
             state = TaskState(row["state"])
             self.try_numbers[task_id] = row["try_number"] or 0
+            if row.get("max_tries"):
+                self.max_tries[task_id] = row["max_tries"]
             if state in (S.QUEUED, S.RUNNING):
                 self.elsewhere.add(task_id)
             else:
@@ -202,7 +205,7 @@ class RunDriver:
         upstream = self._upstream_outputs(task)
         request = TaskRequest(
             dag_id=self.dag.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
-            max_tries=task.retries + 1, logical_date=self.logical_date,
+            max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
             log_path=log_path, operator=task, dag=self.dag_for_worker, upstream=upstream,
             max_output_bytes=self.settings.max_output_bytes, first_attempt_at=first,
@@ -317,7 +320,7 @@ class RunDriver:
             state = S.FAILED
         self.first_attempt.pop(task_id, None)
         try_number = self.try_numbers[task_id]
-        retrying = state is S.FAILED and try_number <= task.retries
+        retrying = state is S.FAILED and try_number < self.max_tries.get(task_id, task.retries + 1)
         if retrying:
             delay = task.retry_delay_for(try_number)
             self.wake_at[task_id] = end + timedelta(seconds=delay)

@@ -41,8 +41,15 @@ class Settings:
     max_output_bytes: int = 64 * 1024 * 1024
     #: outputs whose JSON is at most this many bytes live in the database; larger ones in a file
     inline_output_bytes: int = 64 * 1024
-    #: seconds between heartbeats of a running task instance
+    #: seconds between heartbeats of a scheduler host (and of the task instances it runs)
     heartbeat_interval: float = 5.0
+    #: a host silent for this many seconds is taken for dead; its running task instances are retried
+    host_stale_after: float = 30.0
+    #: seconds between looks at the store for work other hosts or commands created (the fallback;
+    #: outcomes of this host's own tasks are handled the moment they arrive)
+    poll_interval: float = 1.0
+    #: seconds between re-reads of the DAG files in dags_folder
+    dag_reload_interval: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

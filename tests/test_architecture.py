@@ -24,7 +24,7 @@ LAYER_OF = {
     "nbflow.dagrun": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
-    "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.scheduler": "execution",
+    "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",
     "nbflow.driver": "execution",
     "nbflow.discovery": "execution", "nbflow.logcapture": "execution",
     "nbflow.notebook": "notebooks",
@@ -33,7 +33,7 @@ LAYER_OF = {
 # Packages whose __init__ only re-exports names lazily, and user-level example code.
 UNCHECKED = {"nbflow", "nbflow.examples"}
 # (importing module, imported module): a model object handing itself to the runtime.
-ENTRY_POINTS = {("nbflow.dag", "nbflow.scheduler")}
+ENTRY_POINTS = {("nbflow.dag", "nbflow.runs"), ("nbflow.sensors.external", "nbflow.store")}
 FORBIDDEN_IN_MODEL = ("sqlalchemy", "alembic", "IPython", "ipywidgets", "ipykernel", "jupyter_server", "dask", "papermill")
 
 

@@ -125,7 +125,7 @@ class BaseSensor(BaseOperator):
                 return value
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return self._give_up()
+                return self._give_up(context)
             wait = min(self._interval_after(pokes), remaining)
             self._log(f"not yet after poke {pokes}; next poke in {wait:.3g} s")
             time.sleep(wait)
@@ -140,7 +140,7 @@ class BaseSensor(BaseOperator):
         elapsed = max(0.0, (now - first).total_seconds())
         remaining = self.timeout - elapsed
         if remaining <= 0:
-            return self._give_up()
+            return self._give_up(context)
         # Doubling from the first poke makes the next wait equal to the time waited so far plus one
         # interval, so the backoff needs no poke counter kept across reschedules.
         wait = elapsed + self.poke_interval if self.exponential_backoff else self.poke_interval
@@ -157,8 +157,8 @@ class BaseSensor(BaseOperator):
         wait = self.poke_interval * (2 ** min(pokes - 1, 60))
         return min(wait, self.max_wait) if self.max_wait is not None else wait
 
-    def _give_up(self) -> Any:
-        error = SensorTimeoutError(self.dag_id, self.task_id, self.timeout, self.waiting_for())
+    def _give_up(self, context: dict[str, Any]) -> Any:
+        error = SensorTimeoutError(dag_id_of(self, context), self.task_id, self.timeout, self.waiting_for())
         if self.soft_fail:
             raise SkipTask(f"soft_fail: {error}")
         raise error
@@ -172,6 +172,15 @@ class BaseSensor(BaseOperator):
         info = super().describe()
         info.update(mode=self.mode, poke_interval=self.poke_interval, sensor_timeout=self.timeout)
         return info
+
+
+def dag_id_of(task: BaseOperator, context: dict[str, Any]) -> str | None:
+    """The id of the running task's DAG, for messages.
+
+    A task runs as a copy that travels without its DAG (see ``BaseOperator.__getstate__``), so the
+    id comes from the context, which carries the DAG (or what a worker process knows of it).
+    """
+    return getattr(context.get("dag"), "dag_id", None) or getattr(context.get("ti"), "dag_id", None) or task.dag_id
 
 
 def _outcome(result: Any) -> tuple[bool, Any]:

@@ -612,6 +612,26 @@ class Store:
                 select(_run.c.dag_id, func.count()).where(_run.c.state.in_(("queued", "running"))).group_by(_run.c.dag_id)
             ).all())
 
+    def clear_task_instances(self, run_pk: int, retries: Mapping[str, int]) -> list[str]:
+        """Make task instances run again: back to ``none`` with ``retries[task_id]`` fresh retries,
+        and their run back to ``queued``. Past tries stay in the history; the next try gets the next
+        number, so ``max_tries`` becomes the try number reached plus the new allowance."""
+        if not retries:
+            return []
+        statement = (
+            update(_ti)
+            .where(_ti.c.run_pk == run_pk, _ti.c.task_id == bindparam("w_task_id"))
+            .values(state="none", claimed_by=None, next_retry_at=None, end_date=None, duration=None, error=None,
+                    updated_at=bindparam("w_now"), max_tries=_ti.c.try_number + bindparam("w_allowance"))
+        )
+        now = _now()
+        params = [{"w_task_id": t, "w_now": now, "w_allowance": int(n) + 1} for t, n in retries.items()]
+        with write_transaction(self._engine, self.url) as conn:
+            conn.execute(statement, params)
+            conn.execute(delete(_output).where(_output.c.run_pk == run_pk, _output.c.task_id.in_(list(retries))))
+            conn.execute(update(_run).where(_run.c.id == run_pk).values(state="queued", end_date=None))
+        return list(retries)
+
     def claim_run(self, run_pk: int, from_states: Sequence[str] = ("queued",), to_state: str = "running", **values: Any) -> bool:
         """Move a run from one of ``from_states`` to ``to_state``; True if this call did."""
         with write_transaction(self._engine, self.url) as conn:

@@ -1,4 +1,4 @@
-"""Running DAGs: one run now (``run_dag``), and what the store says of a run (``load_run``).
+"""Runs: one run now (``run_dag``), backfills, and what the store says of a run (``load_run``).
 
 The work of a run is done by :class:`nbflow.driver.RunDriver`; this module creates the run, picks
 the executor and hands back the finished :class:`DagRun`.
