@@ -143,7 +143,7 @@ class RunDriver:
 
     def refresh(self) -> None:
         """Re-read task states another host may have changed, and plan again."""
-        self._flush()
+        self.flush()
         self._load(self.store.get_task_instances(self.run_pk))
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
@@ -176,7 +176,7 @@ class RunDriver:
         self.ready.sort(key=lambda t: (-self.dag.task_dict[t].priority_weight, self.order[t]))
         chosen, self.ready = self.ready[:count], self.ready[count:]
         if self.host_id is not None:
-            self._flush()
+            self.flush()
             claimed = set(self.store.claim_task_instances(
                 self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running"))
             for task_id in chosen:
@@ -221,7 +221,7 @@ class RunDriver:
 
     def _load_outputs(self) -> None:
         """Outputs of tasks this driver did not run (a resumed run, or another host's tasks)."""
-        self._flush()
+        self.flush()
         for task_id, row in self.store.get_outputs(self.run_pk).items():
             if task_id in self.outputs:
                 continue
@@ -356,10 +356,16 @@ class RunDriver:
         outcome = run_outcome(self.dag, self.states)
         state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
         self.run_state = state
-        self._change_run(state=state.value, end_date=utcnow())
+        if self.host_id is None:
+            self._change_run(state=state.value, end_date=utcnow())
         self._events.append(self._event(f"run_{state.value}"))
-        self._flush()
-        self._dag_callback(state)
+        self.flush()
+        # Under several hosts, each may see the run end; the one whose update moves it out of
+        # "running" reports it, so callbacks fire once.
+        if self.host_id is None or self.store.claim_run(
+            self.run_pk, ("queued", "running"), state.value, end_date=utcnow()
+        ):
+            self._dag_callback(state)
         return state
 
     def run(self, executor: Executor) -> RunState:
@@ -369,20 +375,20 @@ class RunDriver:
         self.begin()
         while True:
             self.dispatch(executor, executor.free_slots)
-            self._flush(force=False)
+            self.flush(force=False)
             if self.done:
                 break
             deadlines = []
             wake = self.next_wake()
             if wake is not None:
                 deadlines.append(time.monotonic() + (wake - utcnow()).total_seconds())
-            if self._pending():
+            if self.pending():
                 deadlines.append(self._last_flush + FLUSH_INTERVAL)
             if not self.running and not self.ready and wake is None:
                 break  # nothing can make progress: every remaining task is held elsewhere
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             if not self.running:
-                self._flush()
+                self.flush()
             try:
                 batch = [outcomes.get(timeout=timeout)]
             except queue.Empty:
@@ -484,7 +490,7 @@ class RunDriver:
             callback(context)
         except Exception as exc:
             self._events.append(self._event("callback_failed", None, {"callback": "dag", "error": str(exc)}))
-            self._flush()
+            self.flush()
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -510,12 +516,12 @@ class RunDriver:
         return {"at": utcnow(), "kind": kind, "dag_id": self.dag.dag_id, "run_id": self.run_id,
                 "task_id": task_id, "detail": detail or {}}
 
-    def _pending(self) -> bool:
+    def pending(self) -> bool:
         return bool(self._task_changes or self._tries or self._outputs or self._events or self._run_changes)
 
-    def _flush(self, force: bool = True) -> None:
+    def flush(self, force: bool = True) -> None:
         """Write everything decided since the last write, in one transaction."""
-        if not self._pending():
+        if not self.pending():
             return
         now = time.monotonic()
         if not force and now - self._last_flush < FLUSH_INTERVAL:

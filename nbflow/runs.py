@@ -58,7 +58,7 @@ def _open_executor(executor: Any, settings: Settings) -> tuple[Executor, bool]:
     return get_executor(executor or settings.executor, settings.parallelism), True
 
 
-def _ship_by_value(dag: DAG) -> None:
+def ship_by_value(dag: DAG) -> None:
     """Functions of a DAG file loaded by nbflow live in a module that worker processes cannot import:
     pickle that module's functions by value."""
     import sys
@@ -101,7 +101,7 @@ def run_dag(
     own_store = store is None
     store = store or Store.open(settings)
     try:
-        sync_dag(store, dag, source_kind=_source_kind(dag))
+        sync_dag(store, dag, source_kind=source_kind(dag))
         when = (
             parse_date(logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id)
             if logical_date is not None
@@ -124,7 +124,7 @@ def run_dag(
         pool, own_executor = _open_executor(executor, settings)
         try:
             if not pool.in_process:
-                _ship_by_value(dag)
+                ship_by_value(dag)
             RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process).run(pool)
         finally:
             if own_executor:
@@ -135,7 +135,7 @@ def run_dag(
             store.close()
 
 
-def _source_kind(dag: DAG) -> str:
+def source_kind(dag: DAG) -> str:
     fileloc = dag.fileloc or ""
     if fileloc.endswith(".ipynb"):
         return "notebook"

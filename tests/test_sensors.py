@@ -5,7 +5,9 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from datetime import datetime, time as clock, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -14,7 +16,12 @@ import pytest
 
 import nbflow.sensors
 from nbflow import DAG, task
-from nbflow.errors import DagDefinitionError, RescheduleTask, SensorTimeoutError, SkipTask
+from nbflow.errors import (
+    DagDefinitionError,
+    RescheduleTask,
+    SensorTimeoutError,
+    SkipTask,
+)
 from nbflow.operators import BashOperator, EmptyOperator
 from nbflow.runs import run_dag
 from nbflow.sensors import (
@@ -27,8 +34,6 @@ from nbflow.sensors import (
 )
 from nbflow.settings import load_settings
 from nbflow.store import Store
-
-UTC = timezone.utc
 
 
 @pytest.fixture
@@ -82,9 +87,8 @@ def test_timeout_is_the_sensors_own_not_the_execution_timeout() -> None:
 
 
 def test_a_bad_mode_names_the_task_and_the_choices() -> None:
-    with pytest.raises(DagDefinitionError) as info:
-        with DAG("modes", timezone="UTC"):
-            FileSensor(task_id="wait_file", filepath="x", mode="sleep")
+    with pytest.raises(DagDefinitionError) as info, DAG("modes", timezone="UTC"):
+        FileSensor(task_id="wait_file", filepath="x", mode="sleep")
     text = str(info.value)
     assert "wait_file" in text and "'sleep'" in text and "'poke'" in text and "'reschedule'" in text
 
@@ -223,7 +227,7 @@ def test_exponential_backoff_doubles_the_wait_in_poke_mode() -> None:
         sensor = PythonSensor(task_id="wait", python_callable=fourth_time, poke_interval=0.05,
                               exponential_backoff=True, max_wait=1, timeout=5)
     sensor.execute(_context())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in pairwise(stamps)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] >= 0.2, gaps
 
 
@@ -322,6 +326,22 @@ def test_reschedule_mode_through_the_run_driver(settings, tmp_path: Path) -> Non
     assert run.tries["wait"] == 1  # a reschedule is not a try
     with Store(settings.database_url) as store:
         run_pk = store.get_run(run.dag_id, run.run_id)["id"]
-        seen = {row["state"] for row in store.get_tries(run_pk, "wait")}
-        seen |= {event["kind"] for event in store.list_events(run.dag_id, limit=None)}
-    assert any("reschedule" in str(item) for item in seen), seen
+        tries = [(row["try_number"], row["state"]) for row in store.get_tries(run_pk, "wait")]
+        rescheduled = [e for e in store.list_events(run.dag_id, limit=None)
+                       if e["kind"] == "rescheduled" and e["task_id"] == "wait"]
+    assert tries == [(1, "success")]
+    assert rescheduled, "the sensor should have given its slot back at least once"
+
+
+@pytest.mark.timeout(30)
+def test_reschedule_mode_times_out_from_the_first_poke(settings, tmp_path: Path) -> None:
+    """The driver keeps the first start across reschedules; were it reset each time, this would
+    reschedule forever."""
+    with DAG("resched_timeout", timezone="UTC") as d:
+        FileSensor(task_id="wait", filepath=str(tmp_path / "never"), mode="reschedule", poke_interval=0.1,
+                   timeout=0.3)
+    started = time.monotonic()
+    run = _run(d, settings)
+    assert 0.3 <= time.monotonic() - started < 10
+    assert run.task_states == {"wait": "failed"} and run.tries["wait"] == 1
+    assert "SensorTimeoutError" in run.errors["wait"] and "timeout of 0.3 s" in run.errors["wait"]

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from nbflow.errors import DagDefinitionError, RescheduleTask, SensorTimeoutError, SkipTask
+from nbflow.errors import (
+    DagDefinitionError,
+    RescheduleTask,
+    SensorTimeoutError,
+    SkipTask,
+)
 from nbflow.operators.base import BaseOperator
 
 MODES = ("poke", "reschedule")
@@ -135,7 +140,7 @@ class BaseSensor(BaseOperator):
         done, value = _outcome(self.poke(context))
         if done:
             return value
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         first = getattr(context.get("ti"), "first_attempt_at", None) or now
         elapsed = max(0.0, (now - first).total_seconds())
         remaining = self.timeout - elapsed

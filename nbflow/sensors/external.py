@@ -7,10 +7,16 @@ store, and it imports it inside ``poke`` so that defining a DAG never touches a 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from nbflow.errors import DagDefinitionError, SkipTask, TaskFailedError, TaskNotFoundError
+from nbflow.errors import (
+    DagDefinitionError,
+    SkipTask,
+    TaskFailedError,
+    TaskNotFoundError,
+)
 from nbflow.sensors.base import BaseSensor, dag_id_of
 
 _DAY = timedelta(days=1)
@@ -64,8 +70,8 @@ class ExternalTaskSensor(BaseSensor):
         logical_date: datetime = context["logical_date"]
         delta = self.execution_delta
         if delta % _DAY == timedelta(0):
-            return (logical_date - delta).astimezone(timezone.utc)
-        return logical_date.astimezone(timezone.utc) - delta
+            return (logical_date - delta).astimezone(UTC)
+        return logical_date.astimezone(UTC) - delta
 
     def poke(self, context: dict[str, Any]) -> bool:
         from nbflow.store import Store

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from nbflow.sensors.base import BaseSensor
 

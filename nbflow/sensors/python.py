@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from nbflow.operators.python import PythonOperator
 from nbflow.sensors.base import BaseSensor, PokeReturnValue

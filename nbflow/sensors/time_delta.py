@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from nbflow.errors import DagDefinitionError
@@ -29,13 +29,13 @@ class TimeDeltaSensor(BaseSensor):
 
     def target(self, context: dict[str, Any]) -> datetime:
         """The instant this sensor waits for, in UTC."""
-        return context["data_interval_end"].astimezone(timezone.utc) + self.delta
+        return context["data_interval_end"].astimezone(UTC) + self.delta
 
     def waiting_for(self) -> str:
         return f"data_interval_end + {self.delta}"
 
     def poke(self, context: dict[str, Any]) -> bool:
-        return datetime.now(timezone.utc) >= self.target(context)
+        return datetime.now(UTC) >= self.target(context)
 
 
 class TimeSensor(BaseSensor):
@@ -57,7 +57,7 @@ class TimeSensor(BaseSensor):
 
     def target(self, context: dict[str, Any]) -> datetime:
         """The instant this sensor waits for, as an aware datetime."""
-        zone = self.target_time.tzinfo or context["logical_date"].tzinfo or timezone.utc
+        zone = self.target_time.tzinfo or context["logical_date"].tzinfo or UTC
         day = context["data_interval_end"].astimezone(zone).date()
         return datetime.combine(day, self.target_time.replace(tzinfo=None), tzinfo=zone)
 
@@ -65,4 +65,4 @@ class TimeSensor(BaseSensor):
         return f"time {self.target_time.isoformat()}"
 
     def poke(self, context: dict[str, Any]) -> bool:
-        return datetime.now(timezone.utc) >= self.target(context)
+        return datetime.now(UTC) >= self.target(context)

@@ -1,0 +1,519 @@
+"""The scheduler: runs DAGs by themselves, on time, and survives the death of any one host.
+
+One pass, :meth:`Scheduler.tick`, does everything once: it heartbeats this host, takes over the task
+instances of hosts that died, creates the DAG runs that are due, plans and claims ready task
+instances, dispatches them and records outcomes. :meth:`Scheduler.serve` repeats passes, but it is
+event-driven: it sleeps until the next deadline (a due run, a retry, a heartbeat) or until an
+outcome arrives, and an outcome's downstream is dispatched in the same wake-up.
+
+Every host (the ``nbflow scheduler`` daemon, a thread in a Jupyter kernel, the Jupyter server) runs
+this same code against the same store. The store referees: task instances are claimed with an atomic
+update, scheduled runs have ids derived from their logical date, so two hosts never run one task
+instance and never create one run twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from nbflow.driver import RunDriver, utcnow
+from nbflow.states import RunState
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.executors import Executor, Outcome
+    from nbflow.settings import Settings
+    from nbflow.store import Store
+
+#: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
+DRIVEN_RUN_TYPES = ("scheduled", "manual")
+_UNKNOWN = object()
+
+
+@dataclass
+class TickReport:
+    """What one pass did, for tests and for ``nbflow scheduler status``."""
+
+    created: list[str] = field(default_factory=list)      # run ids created
+    dispatched: int = 0
+    finished: list[str] = field(default_factory=list)     # run ids that ended
+    adopted: list[str] = field(default_factory=list)      # task instances taken over from dead hosts
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Scheduler:
+    """A scheduler host. Use :meth:`serve` to run it, or :meth:`start` then :meth:`tick` to step it."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        store: Store | None = None,
+        executor: Executor | str | None = None,
+        dags: dict[str, DAG] | list[DAG] | Callable[[], dict[str, DAG]] | None = None,
+        dag_paths: list[str] | None = None,
+        kind: str = "daemon",
+        create_runs: bool = True,
+        run_types: tuple[str, ...] = DRIVEN_RUN_TYPES,
+        only_runs: set[int] | None = None,
+    ) -> None:
+        from nbflow.settings import get_settings
+
+        self.settings = settings or get_settings()
+        self._own_store = store is None
+        self.store = store
+        self._executor_arg = executor
+        self.executor: Executor | None = None
+        self.kind = kind
+        self.create_runs = create_runs
+        self.run_types = run_types
+        self.only_runs = only_runs
+        self.host_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.hostname = socket.gethostname()
+        if isinstance(dags, list):
+            dags = {d.dag_id: d for d in dags}
+        # DAGs come from files (dag_paths, or dags_folder), or are given: a dict, or a function
+        # returning one that is asked again at each reload (the DAGs built in a kernel).
+        self._fixed_dags = dags
+        self._dag_paths = dag_paths
+        self.dags: dict[str, DAG] = {}
+        self._own_executor = True
+        self.paused: set[str] = set()
+        self.next_due: dict[str, Any] = {}
+        self.drivers: dict[int, RunDriver] = {}
+        self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0}
+        self._started = False
+        self._stopping = False
+        self.finished_runs: list[str] = []
+
+    # -- life -------------------------------------------------------------------------------------
+
+    def start(self) -> Scheduler:
+        if self._started:
+            return self
+        from nbflow.executors import Executor, get_executor
+        from nbflow.store import Store
+
+        if self.store is None:
+            self.store = Store.open(self.settings)
+        if isinstance(self._executor_arg, Executor):
+            self.executor = self._executor_arg
+            self._own_executor = False
+        else:
+            self.executor = get_executor(self._executor_arg or self.settings.executor, self.settings.parallelism)
+        self.executor.start(self.outcomes.put)
+        self.store.register_host(self.host_id, hostname=self.hostname, pid=os.getpid(), kind=self.kind,
+                                 detail=self._detail())
+        self._started = True
+        return self
+
+    def close(self, grace: float = 60.0) -> None:
+        """Stop taking work, let running tasks finish (up to ``grace`` seconds), write everything."""
+        if not self._started:
+            return
+        self._stopping = True
+        deadline = time.monotonic() + grace
+        while any(d.running for d in self.drivers.values()) and time.monotonic() < deadline:
+            self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._drain()
+        for driver in self.drivers.values():
+            driver.flush()
+        assert self.executor is not None and self.store is not None
+        if self._own_executor:
+            self.executor.shutdown(wait=False)
+        self.store.stop_host(self.host_id)
+        if self._own_store:
+            self.store.close()
+        self._started = False
+
+    # -- one pass ---------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One pass over everything this host does. ``now`` (aware) decides which runs are due."""
+        self.start()
+        assert self.store is not None and self.executor is not None
+        now = now or utcnow()
+        report = TickReport()
+        mono = time.monotonic()
+        if mono >= self._due["reload"]:
+            self._reload_dags()
+            self._due["reload"] = mono + self.settings.dag_reload_interval
+        if mono >= self._due["heartbeat"]:
+            self.store.heartbeat(self.host_id, self._detail())
+            report.adopted = self._adopt_orphans(now)
+            self._due["heartbeat"] = mono + self.settings.heartbeat_interval
+        if mono >= self._due["poll"]:
+            self._poll()
+            self._due["poll"] = mono + self.settings.poll_interval
+        if self.create_runs and not self._stopping:
+            report.created = self._create_due_runs(now)
+        self._drain()
+        report.dispatched = self._dispatch(now)
+        report.finished = self._finish_done()
+        for driver in self.drivers.values():
+            driver.flush(force=False)
+        return report
+
+    def _drain(self) -> None:
+        batches: dict[int, list[Outcome]] = {}
+        while True:
+            try:
+                outcome = self.outcomes.get_nowait()
+            except queue.Empty:
+                break
+            if outcome is not None:
+                batches.setdefault(outcome.key[0], []).append(outcome)
+        for run_pk, outcomes in batches.items():
+            driver = self.drivers.get(run_pk)
+            if driver is not None:
+                driver.handle_many(outcomes)
+
+    def _dispatch(self, now: datetime) -> int:
+        if self._stopping:
+            return 0
+        assert self.executor is not None
+        started = 0
+        for driver in list(self.drivers.values()):
+            driver.release_due(now)
+        # Round-robin so one big run does not starve the others.
+        drivers = sorted(self.drivers.values(), key=lambda d: d.logical_date)
+        progress = True
+        while progress and self.executor.free_slots > 0:
+            progress = False
+            for driver in drivers:
+                if self.executor.free_slots <= 0:
+                    break
+                n = driver.dispatch(self.executor, max(1, self.executor.free_slots // max(1, len(drivers))))
+                started += n
+                progress = progress or n > 0
+        return started
+
+    def _finish_done(self) -> list[str]:
+        finished = []
+        for run_pk, driver in list(self.drivers.items()):
+            if driver.done:
+                driver.finish()
+                finished.append(driver.run_id)
+                self.finished_runs.append(driver.run_id)
+                del self.drivers[run_pk]
+                self.next_due.pop(driver.dag.dag_id, None)  # a freed run slot may let a due run start
+        return finished
+
+    # -- DAGs and runs ----------------------------------------------------------------------------
+
+    def _reload_dags(self) -> None:
+        if self._fixed_dags is not None:
+            from nbflow.runs import source_kind, sync_dag
+
+            given = self._fixed_dags() if callable(self._fixed_dags) else self._fixed_dags
+            for dag_id, dag in given.items():
+                if self.dags.get(dag_id) is not dag:
+                    self.next_due.pop(dag_id, None)
+                    sync_dag(self.store, dag, source_kind=source_kind(dag))
+            self.dags = dict(given)
+            return
+        from nbflow.discovery import collect, sync
+
+        bag = collect(self._dag_paths or [str(self.settings.dags_folder)])
+        sync(bag, self.store)
+        for dag_id in set(self.dags) - set(bag.dags):
+            self.next_due.pop(dag_id, None)
+        for dag_id, dag in bag.dags.items():
+            old = self.dags.get(dag_id)
+            if old is None or old.timetable.description != dag.timetable.description:
+                self.next_due.pop(dag_id, None)
+        self.dags = dict(bag.dags)
+
+    def _poll(self) -> None:
+        """Pick up what others changed: paused flags, runs created elsewhere, tasks others ran."""
+        assert self.store is not None
+        self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
+        for row in self.store.list_runs(None, limit=None, states=("queued", "running")):
+            if row["id"] in self.drivers:
+                continue
+            self._adopt_run(row)
+        for driver in list(self.drivers.values()):
+            if driver.elsewhere:
+                driver.refresh()
+
+    def _adopt_run(self, row: dict[str, Any]) -> RunDriver | None:
+        """Start driving a run this host knows the DAG of."""
+        if row["run_type"] not in self.run_types or row["dag_id"] in self.paused and row["state"] == "queued":
+            return None
+        if self.only_runs is not None and row["id"] not in self.only_runs:
+            return None
+        dag = self.dags.get(row["dag_id"])
+        if dag is None or self._stopping:
+            return None
+        active = sum(1 for d in self.drivers.values() if d.dag.dag_id == dag.dag_id)
+        if row["state"] == "queued" and active >= dag.max_active_runs:
+            return None
+        assert self.store is not None and self.executor is not None
+        driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
+                           host_id=self.host_id)
+        if not self.executor.in_process:
+            from nbflow.runs import ship_by_value
+
+            ship_by_value(dag)
+        driver.begin()
+        self.drivers[row["id"]] = driver
+        return driver
+
+    def _first_due(self, dag: DAG, now: datetime) -> datetime | None:
+        """The next logical date this DAG should get a scheduled run for."""
+        from nbflow.timetables import OnceTimetable
+
+        assert self.store is not None
+        timetable = dag.timetable
+        last = self.store.last_logical_date(dag.dag_id, ("scheduled",))
+        if not timetable.periodic:
+            if isinstance(timetable, OnceTimetable) and last is None and dag.start_date is not None:
+                return dag.start_date
+            return None
+        if last is not None:
+            candidate = timetable.next_after(last.astimezone(dag.timezone))
+        elif dag.start_date is not None:
+            candidate = timetable.next_after(dag.start_date - timedelta(microseconds=1))
+        else:
+            candidate = timetable.latest_at_or_before(now.astimezone(dag.timezone)) or timetable.next_after(now)
+        if not dag.catchup and candidate is not None and candidate <= now:
+            latest = timetable.latest_at_or_before(now.astimezone(dag.timezone))
+            if latest is not None and latest > candidate:
+                candidate = latest
+        if candidate is not None and dag.end_date is not None and candidate > dag.end_date:
+            return None
+        return candidate
+
+    def _create_due_runs(self, now: datetime) -> list[str]:
+        created: list[str] = []
+        assert self.store is not None
+        for dag_id, dag in self.dags.items():
+            if dag_id in self.paused:
+                continue
+            due = self.next_due.get(dag_id, _UNKNOWN)
+            if due is _UNKNOWN:
+                due = self.next_due[dag_id] = self._first_due(dag, now)
+            if due is None or due > now:
+                continue
+            active = sum(1 for d in self.drivers.values() if d.dag.dag_id == dag_id)
+            while due is not None and due <= now and active < dag.max_active_runs:
+                run_id = self._create_run(dag, due)
+                if run_id is not None:
+                    created.append(run_id)
+                active += 1
+                due = dag.timetable.next_after(due)
+                if due is not None and dag.end_date is not None and due > dag.end_date:
+                    due = None
+            self.next_due[dag_id] = due
+        return created
+
+    def _create_run(self, dag: DAG, logical_date: datetime, run_type: str = "scheduled") -> str | None:
+        assert self.store is not None
+        start, end = dag.timetable.data_interval(logical_date)
+        run_id = f"{run_type}__{logical_date.astimezone(timezone.utc).isoformat(timespec='seconds')}"
+        run_pk = self.store.create_run(
+            dag_id=dag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
+            data_interval_start=start, data_interval_end=end, conf={}, state=RunState.QUEUED.value,
+            task_rows=task_rows(dag), if_absent=True,
+        )
+        if run_pk is None:
+            return None  # another host created it first; it will be picked up like any run
+        row = self.store.get_run_by_pk(run_pk)
+        if row is not None:
+            self._adopt_run(row)
+        return run_id
+
+    # -- dead hosts -------------------------------------------------------------------------------
+
+    def _adopt_orphans(self, now: datetime) -> list[str]:
+        """Find hosts that stopped heartbeating (or whose process is gone) and take over the task
+        instances they held: each is a failed try, retried or failed by its task's policy."""
+        assert self.store is not None
+        stale_before = now - timedelta(seconds=self.settings.host_stale_after)
+        dead = []
+        for host in self.store.list_hosts():
+            if host["host_id"] == self.host_id:
+                continue
+            gone = host["state"] != "running" or (host["heartbeat_at"] is not None and host["heartbeat_at"] < stale_before)
+            if not gone and host["hostname"] == self.hostname and not pid_alive(host["pid"]):
+                gone = True
+            if gone:
+                dead.append(host)
+        if not dead:
+            return []
+        self.store.mark_hosts_dead([h["host_id"] for h in dead if h["state"] == "running"])
+        names = {h["host_id"]: h for h in dead}
+        held = self.store.held_by(list(names))
+        adopted: list[str] = []
+        by_run: dict[tuple[int, str], list[str]] = {}
+        for row in held:
+            by_run.setdefault((row["run_pk"], row["claimed_by"]), []).append(row["task_id"])
+        for (run_pk, from_host), task_ids in by_run.items():
+            driver = self.drivers.get(run_pk)
+            if driver is None:
+                row = self.store.get_run_by_pk(run_pk)
+                if row is None or row["state"] not in ("queued", "running"):
+                    continue
+                driver = self._adopt_run(row)
+                if driver is None:
+                    continue
+            taken = self.store.adopt(run_pk, task_ids, from_host, self.host_id)
+            host = names[from_host]
+            for task_id in taken:
+                driver.lost(task_id, (
+                    f"WorkerLostError: scheduler host {from_host} (pid {host['pid']} on {host['hostname']}) "
+                    "stopped while this task ran; the try counts as failed and is retried if retries are left"
+                ))
+                adopted.append(f"{driver.run_id}:{task_id}")
+        return adopted
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """When the next pass is needed even if no outcome arrives (a ``time.monotonic`` value)."""
+        mono = time.monotonic()
+        deadlines = [self._due["heartbeat"], self._due["poll"], self._due["reload"]]
+        now = utcnow()
+        for due in self.next_due.values():
+            if isinstance(due, datetime) and not self._stopping:
+                deadlines.append(mono + max(0.0, (due - now).total_seconds()))
+        for driver in self.drivers.values():
+            wake = driver.next_wake()
+            if wake is not None:
+                deadlines.append(mono + max(0.0, (wake - now).total_seconds()))
+            if driver.pending():
+                deadlines.append(driver._last_flush + 0.02)
+        return min(deadlines)
+
+    def idle(self, now: datetime | None = None) -> bool:
+        """No run in progress here or waiting in the store, and none due now."""
+        now = now or utcnow()
+        if self.drivers:
+            return False
+        if any(isinstance(due, datetime) and due <= now for d, due in self.next_due.items() if d not in self.paused):
+            return False
+        assert self.store is not None
+        waiting = [r for r in self.store.list_runs(None, limit=None, states=("queued", "running"))
+                   if r["run_type"] in self.run_types and r["dag_id"] in self.dags
+                   and (self.only_runs is None or r["id"] in self.only_runs)]
+        return not waiting
+
+    def _wait(self, timeout: float) -> None:
+        try:
+            outcome = self.outcomes.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return
+        if outcome is not None:
+            self.outcomes.put(outcome)
+
+    def serve(self, stop: threading.Event | None = None, *, exit_when_idle: bool = False, grace: float = 60.0) -> None:
+        """Run passes until ``stop`` is set (or, with ``exit_when_idle``, until there is nothing to do)."""
+        stop = stop or threading.Event()
+        self._stop_event = stop
+        self.start()
+        try:
+            while not stop.is_set():
+                self.tick()
+                if exit_when_idle and self.idle():
+                    break
+                self._wait(self.next_deadline() - time.monotonic())
+        finally:
+            self.close(grace=grace)
+
+    def wake(self) -> None:
+        """Make a sleeping :meth:`serve` look again now (used by ``stop`` and by new work)."""
+        self.outcomes.put(None)
+
+    def _detail(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "runs": sorted(d.run_id for d in self.drivers.values())[:50],
+            "running_tasks": sum(len(d.running) for d in self.drivers.values()),
+            "dags": len(self.dags),
+        }
+
+
+def task_rows(dag: DAG) -> list[dict[str, Any]]:
+    return [
+        {"task_id": t.task_id, "state": "none", "max_tries": t.retries + 1, "operator": type(t).__name__,
+         "pool": t.pool, "priority_weight": t.priority_weight}
+        for t in dag.task_dict.values()
+    ]
+
+
+# -- the in-kernel host -----------------------------------------------------------------------------
+
+_kernel: dict[str, Any] = {}
+_kernel_lock = threading.Lock()
+
+
+def start(*, executor: str | None = None, dags: list[DAG] | None = None, dag_paths: list[str] | None = None) -> Scheduler:
+    """Run a scheduler in a background thread of this process (a Jupyter kernel, a script).
+
+    It schedules the DAGs of ``dags_folder`` and the DAGs built in this process (or exactly ``dags``),
+    never blocks the caller, and stops when the process exits.
+    """
+    with _kernel_lock:
+        current = _kernel.get("scheduler")
+        if current is not None and _kernel["thread"].is_alive():
+            return current
+        fixed = None
+        if dags is not None:
+            fixed = {d.dag_id: d for d in dags}
+        elif dag_paths is None:
+            from nbflow.context import built_dags
+
+            fixed = built_dags
+        scheduler = Scheduler(executor=executor, dags=fixed, dag_paths=dag_paths, kind="kernel")
+        stop_event = threading.Event()
+        thread = threading.Thread(target=scheduler.serve, args=(stop_event,), kwargs={"grace": 10.0},
+                                  name="nbflow-scheduler", daemon=True)
+        _kernel.update(scheduler=scheduler, thread=thread, stop=stop_event)
+        thread.start()
+        if not _kernel.get("atexit"):
+            atexit.register(stop)
+            _kernel["atexit"] = True
+        return scheduler
+
+
+def stop(timeout: float = 15.0) -> None:
+    """Stop the in-process scheduler started by :func:`start`, letting running tasks finish."""
+    with _kernel_lock:
+        scheduler, thread, stop_event = _kernel.get("scheduler"), _kernel.get("thread"), _kernel.get("stop")
+        if scheduler is None:
+            return
+        stop_event.set()
+        scheduler.wake()
+        thread.join(timeout)
+        _kernel.clear()
+        _kernel["atexit"] = True
+
+
+def status() -> dict[str, Any]:
+    """Whether the in-process scheduler runs, and what it is doing."""
+    scheduler, thread = _kernel.get("scheduler"), _kernel.get("thread")
+    if scheduler is None or thread is None or not thread.is_alive():
+        return {"running": False}
+    return {"running": True, "host_id": scheduler.host_id, **scheduler._detail(),
+            "finished_runs": list(scheduler.finished_runs[-20:])}
