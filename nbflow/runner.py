@@ -121,6 +121,9 @@ def run_task(request: TaskRequest) -> TaskResult:
         try:
             outputs = {tid: decode(kind, data) for tid, (kind, data) in request.upstream.items()}
             task = copy.copy(request.operator)
+            # copying goes through __getstate__, which leaves the DAG behind for worker processes;
+            # in this process the task keeps it, so its messages can name the DAG
+            object.__setattr__(task, "dag", request.operator.dag)
             for name in dict.fromkeys([*type(task).template_fields, "op_args", "op_kwargs"]):
                 if name in task.__dict__:
                     object.__setattr__(task, name, resolve_refs(task.__dict__[name], outputs))
