@@ -268,6 +268,57 @@ def cmd_tasks_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- scheduler --------------------------------------------------------------------------------------
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        return _scheduler_status()
+    import signal
+    import threading
+
+    from nbflow.scheduler import Scheduler
+
+    stop = threading.Event()
+    scheduler = Scheduler(executor=args.executor, dag_paths=args.file)
+
+    def graceful(signum: int, frame: Any) -> None:
+        print(f"nbflow scheduler: got signal {signum}, finishing running tasks", file=sys.stderr)
+        stop.set()
+        scheduler.wake()
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    print(f"nbflow scheduler {scheduler.host_id} on {_settings().database_url}", file=sys.stderr, flush=True)
+    scheduler.serve(stop, exit_when_idle=args.exit_when_idle, grace=args.grace)
+    print(f"nbflow scheduler: stopped; finished {len(scheduler.finished_runs)} run(s)", file=sys.stderr)
+    return 0
+
+
+def _scheduler_status() -> int:
+    from datetime import datetime, timezone
+
+    settings = _settings()
+    store = _open_store()
+    try:
+        hosts = store.list_hosts()
+    finally:
+        store.close()
+    now = datetime.now(timezone.utc)
+    alive = [h for h in hosts if h["state"] == "running" and h["heartbeat_at"] is not None
+             and (now - h["heartbeat_at"]).total_seconds() < settings.host_stale_after]
+    if not alive:
+        print("no scheduler is running")
+    for host in alive:
+        detail = host.get("detail") or {}
+        age = (now - host["heartbeat_at"]).total_seconds()
+        print(f"{host['kind']:<8} {host['host_id']}  pid {host['pid']} on {host['hostname']}, up since "
+              f"{_local(host['started_at'])}, heartbeat {age:.1f} s ago")
+        print(f"         {detail.get('running_tasks', 0)} task(s) running in {len(detail.get('runs', []))} run(s)"
+              + (": " + ", ".join(detail.get("runs", [])[:5]) if detail.get("runs") else ""))
+    return 0 if alive else 3
+
+
 # -- db, config, demo -------------------------------------------------------------------------------
 
 
@@ -379,6 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", "-r", help="default: the latest run")
     p.add_argument("--try", dest="try_number", type=int, help="only this try")
     p.set_defaults(func=cmd_tasks_logs)
+
+    p = sub.add_parser("scheduler", help="run the scheduler daemon, or show which schedulers run")
+    p.add_argument("action", nargs="?", choices=["run", "status"], default="run")
+    p.add_argument("--exit-when-idle", action="store_true", help="return once no run is active and none is due")
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
+    p.add_argument("--grace", type=float, default=60.0, help="seconds to let running tasks finish on SIGTERM")
+    p.add_argument("-f", "--file", action="append", metavar="PATH", help="DAG files or folders (default: dags_folder)")
+    p.set_defaults(func=cmd_scheduler)
 
     db = sub.add_parser("db", help="the metadata database")
     db.add_argument("db_command", choices=["init", "upgrade", "check", "reset"])

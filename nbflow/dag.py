@@ -254,6 +254,16 @@ class DAG:
 
         return run_dag(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
 
+    def backfill(self, start: Any, end: Any, *, reprocess: str = "none", executor: str | Any | None = None) -> list[DagRun]:
+        """Run every scheduled time in [start, end] (both included) and return the runs in order.
+
+        Existing runs are kept (``reprocess="none"``), re-run when failed (``"failed"``) or always
+        (``"all"``); an interrupted backfill resumes without redoing what finished.
+        """
+        from nbflow.runs import backfill
+
+        return backfill(self, start, end, reprocess=reprocess, executor=executor)
+
     # -- description ------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:

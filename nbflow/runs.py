@@ -7,7 +7,7 @@ the executor and hands back the finished :class:`DagRun`.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,3 +192,100 @@ def _zone_of(dag_row: dict[str, Any] | None) -> Any:
     except NbflowError:
         return timezone.utc
 
+
+
+# -- backfill ---------------------------------------------------------------------------------------
+
+
+def _is_whole_day(value: Any) -> bool:
+    from datetime import date
+
+    if isinstance(value, datetime):
+        return False
+    return isinstance(value, date) or (isinstance(value, str) and len(value.strip()) == 10)
+
+REPROCESS = ("none", "failed", "all")
+
+
+def backfill(
+    dag: DAG,
+    start: Any,
+    end: Any,
+    *,
+    reprocess: str = "none",
+    executor: Any = None,
+    settings: Settings | None = None,
+    on_progress: Any = None,
+) -> list[DagRun]:
+    """Run every scheduled time of ``dag`` in [start, end], both ends included.
+
+    Runs that already exist at a logical date are kept as they are (``reprocess="none"``), run again
+    when they failed (``"failed"``: their unsuccessful tasks are cleared) or always (``"all"``). A
+    run left unfinished by an interrupted backfill is resumed, not redone: its finished tasks stay
+    finished. Up to ``max_active_runs`` runs go at once. ``on_progress(done, total, run_id)`` is
+    called as runs end.
+    """
+    from nbflow.errors import DagDefinitionError
+    from nbflow.scheduler import Scheduler, task_rows
+    from nbflow.settings import get_settings
+    from nbflow.store import Store
+    from nbflow.timetables import parse_date, scheduled_times
+
+    if reprocess not in REPROCESS:
+        raise DagDefinitionError(f"reprocess={reprocess!r} is not one of {', '.join(REPROCESS)}", dag.dag_id)
+    dag.validate()
+    settings = settings or get_settings()
+    first = parse_date(start, dag.timezone, field="start", dag_id=dag.dag_id)
+    last = parse_date(end, dag.timezone, field="end", dag_id=dag.dag_id)
+    if _is_whole_day(end):  # "through 2024-01-31" includes that day's runs
+        last = last + timedelta(days=1) - timedelta(microseconds=1)
+    if last < first:
+        raise DagDefinitionError(f"the backfill ends ({last.isoformat()}) before it starts ({first.isoformat()})", dag.dag_id)
+    times = scheduled_times(dag.timetable, first, last, start_date=dag.start_date, end_date=dag.end_date)
+    store = Store.open(settings)
+    try:
+        sync_dag(store, dag, source_kind=source_kind(dag))
+        existing = {
+            row["logical_date"].astimezone(timezone.utc): row
+            for row in sorted(store.list_runs(dag.dag_id, limit=None), key=lambda r: r["id"])
+            if row["logical_date"] is not None and row["run_type"] != "test"
+        }
+        chosen: list[tuple[datetime, str]] = []
+        for when in times:
+            row = existing.get(when.astimezone(timezone.utc))
+            if row is None:
+                interval = dag.timetable.data_interval(when)
+                run_id = f"backfill__{when.astimezone(timezone.utc).isoformat(timespec='seconds')}"
+                store.create_run(dag_id=dag.dag_id, run_id=run_id, run_type="backfill", logical_date=when,
+                                 data_interval_start=interval[0], data_interval_end=interval[1], conf={},
+                                 state=RunState.QUEUED.value, task_rows=task_rows(dag), if_absent=True)
+                chosen.append((when, run_id))
+                continue
+            state = row["state"]
+            redo = reprocess == "all" or (reprocess == "failed" and state == "failed")
+            if redo:
+                keep = {"success"} if reprocess == "failed" else set()
+                clear = {ti["task_id"]: dag.task_dict[ti["task_id"]].retries
+                         for ti in store.get_task_instances(row["id"])
+                         if ti["state"] not in keep and ti["task_id"] in dag.task_dict}
+                store.clear_task_instances(row["id"], clear)
+            chosen.append((when, row["run_id"]))
+        pks = {store.get_run(dag.dag_id, run_id)["id"] for _, run_id in chosen}
+        total = len(chosen)
+        already = sum(1 for _, rid in chosen if store.get_run(dag.dag_id, rid)["state"] in ("success", "failed"))
+        done = [already]
+
+        def progress(run_id: str) -> None:
+            done[0] += 1
+            if on_progress is not None:
+                on_progress(done[0], total, run_id)
+
+        if on_progress is not None and already:
+            on_progress(already, total, None)
+        scheduler = Scheduler(settings=settings, store=store, executor=executor, dags=[dag], kind="backfill",
+                              create_runs=False, run_types=("scheduled", "manual", "backfill"), only_runs=pks,
+                              on_run_finished=progress)
+        scheduler.serve(exit_when_idle=True)
+        return [load_run(store, dag.dag_id, run_id) for _, run_id in chosen]
+    finally:
+        store.close()

@@ -76,6 +76,7 @@ class Scheduler:
         create_runs: bool = True,
         run_types: tuple[str, ...] = DRIVEN_RUN_TYPES,
         only_runs: set[int] | None = None,
+        on_run_finished: Callable[[str], Any] | None = None,
     ) -> None:
         from nbflow.settings import get_settings
 
@@ -106,6 +107,7 @@ class Scheduler:
         self._started = False
         self._stopping = False
         self.finished_runs: list[str] = []
+        self.on_run_finished = on_run_finished
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -217,7 +219,10 @@ class Scheduler:
                 finished.append(driver.run_id)
                 self.finished_runs.append(driver.run_id)
                 del self.drivers[run_pk]
+                if self.on_run_finished is not None:
+                    self.on_run_finished(driver.run_id)
                 self.next_due.pop(driver.dag.dag_id, None)  # a freed run slot may let a due run start
+                self._due["poll"] = 0.0  # and a queued run may be waiting for that slot
         return finished
 
     # -- DAGs and runs ----------------------------------------------------------------------------
