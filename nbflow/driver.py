@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.errors import NbflowError, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
+from nbflow.pools import PoolSlots
 from nbflow.runner import DagInfo, TaskRequest, TaskResult, run_task
 from nbflow.states import RunState, TaskState, check_task_transition
 
@@ -66,11 +67,13 @@ class RunDriver:
         run: dict[str, Any],
         in_process: bool = True,
         host_id: str | None = None,
+        pools: PoolSlots | None = None,
     ) -> None:
         self.dag = dag
         self.store = store
         self.settings = settings
         self.host_id = host_id
+        self.pools = pools or PoolSlots()
         self.run_pk: int = run["id"]
         self.run_id: str = run["run_id"]
         self.run_state = RunState(run["state"])
@@ -174,7 +177,15 @@ class RunDriver:
         if count <= 0:
             return 0
         self.ready.sort(key=lambda t: (-self.dag.task_dict[t].priority_weight, self.order[t]))
-        chosen, self.ready = self.ready[:count], self.ready[count:]
+        chosen: list[str] = []
+        waiting: list[str] = []
+        for task_id in self.ready:
+            task = self.dag.task_dict[task_id]
+            if len(chosen) < count and self.pools.admit(task.pool, task.pool_slots):
+                chosen.append(task_id)
+            else:
+                waiting.append(task_id)
+        self.ready = waiting
         if self.host_id is not None:
             self.flush()
             claimed = set(self.store.claim_task_instances(
@@ -183,6 +194,8 @@ class RunDriver:
                 if task_id not in claimed:
                     self.elsewhere.add(task_id)
                     self.states[task_id] = S.RUNNING
+                    task = self.dag.task_dict[task_id]
+                    self.pools.release(task.pool, task.pool_slots)
             chosen = [t for t in chosen if t in claimed]
         for task_id in chosen:
             self._start(task_id, executor)
@@ -278,15 +291,16 @@ class RunDriver:
         from nbflow.executors import Outcome
 
         self.elsewhere.discard(task_id)
-        self.running.add(task_id)
         self.try_numbers[task_id] = max(self.try_numbers.get(task_id, 0), 1)
         self.handle(Outcome(key=(self.run_pk, task_id), ok=False, error=None, traceback=reason))
 
     def _handle(self, outcome: Outcome) -> str | None:
         """Record one outcome; return the task id if the task reached a final state."""
         task_id = outcome.key[1] if isinstance(outcome.key, tuple) else str(outcome.key)
-        self.running.discard(task_id)
         task = self.dag.task_dict[task_id]
+        if task_id in self.running:
+            self.running.discard(task_id)
+            self.pools.release(task.pool, task.pool_slots)
         end = utcnow()
         start = self.started.get(task_id, end)
         duration = (

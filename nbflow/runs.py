@@ -125,7 +125,10 @@ def run_dag(
         try:
             if not pool.in_process:
                 ship_by_value(dag)
-            RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process).run(pool)
+            from nbflow.pools import PoolSlots
+
+            RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process,
+                      pools=PoolSlots.load(store)).run(pool)
         finally:
             if own_executor:
                 pool.shutdown(wait=False)

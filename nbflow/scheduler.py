@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow.driver import RunDriver, utcnow
+from nbflow.pools import PoolSlots
 from nbflow.states import RunState
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class Scheduler:
         self.paused: set[str] = set()
         self.next_due: dict[str, Any] = {}
         self.drivers: dict[int, RunDriver] = {}
+        self.pools = PoolSlots()
         self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0}
         self._started = False
@@ -254,6 +256,7 @@ class Scheduler:
         """Pick up what others changed: paused flags, runs created elsewhere, tasks others ran."""
         assert self.store is not None
         self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
+        self.pools.refresh(self.store)
         for row in self.store.list_runs(None, limit=None, states=("queued", "running")):
             if row["id"] in self.drivers:
                 continue
@@ -276,7 +279,7 @@ class Scheduler:
             return None
         assert self.store is not None and self.executor is not None
         driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
-                           host_id=self.host_id)
+                           host_id=self.host_id, pools=self.pools)
         if not self.executor.in_process:
             from nbflow.runs import ship_by_value
 

@@ -394,3 +394,31 @@ def test_a_silent_successful_try_leaves_no_log_file_but_a_noisy_one_does(setting
     assert "silent" not in run.log_paths
     assert "rows loaded: 12" in Path(run.log_paths["chatty"]).read_text()
     assert not (Path(settings.logs_folder) / "quiet" / run.run_id.replace(":", "_") / "silent").exists()
+
+
+def test_a_pool_limits_how_many_of_its_tasks_run_at_once(settings) -> None:
+    with Store.open(settings) as store:
+        store.set_pool("warehouse", 1, "one connection")
+    with DAG("pooled", timezone="UTC", max_active_tasks=8) as d:
+        def stamp():
+            start = time.time()
+            time.sleep(0.15)
+            return [start, time.time()]
+
+        for i in range(3):
+            PythonOperator(task_id=f"w{i}", python_callable=stamp, pool="warehouse")
+        PythonOperator(task_id="free", python_callable=stamp)
+    run = _run(d, settings, "thread")
+    spans = sorted(run.outputs[f"w{i}"] for i in range(3))
+    assert all(spans[i][1] <= spans[i + 1][0] + 1e-3 for i in range(2)), "pool tasks overlapped"
+    free = run.outputs["free"]
+    assert free[0] < spans[0][1], "a task outside the pool should not wait for it"
+
+
+def test_priority_weight_orders_ready_tasks(settings) -> None:
+    order: list[str] = []
+    with DAG("prio", timezone="UTC", max_active_tasks=1) as d:
+        for name, weight in (("low", 1), ("high", 10), ("mid", 5)):
+            PythonOperator(task_id=name, python_callable=order.append, op_args=[name], priority_weight=weight)
+    _run(d, settings, "thread")
+    assert order == ["high", "mid", "low"]
