@@ -135,10 +135,10 @@ def cmd_dags_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, run_type: str) -> int:
+def _run(args: argparse.Namespace, run_type: str, dag: Any = None) -> int:
     from nbflow.runs import run_dag
 
-    dag = _find_dag(args)
+    dag = dag or _find_dag(args)
     run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf), executor=args.executor, run_type=run_type)
     print(run.summary())
     _print_run_footer(run)
@@ -150,7 +150,137 @@ def cmd_dags_test(args: argparse.Namespace) -> int:
 
 
 def cmd_dags_trigger(args: argparse.Namespace) -> int:
-    return _run(args, "manual")
+    """Queue a manual run for a running scheduler (``--queue``), run it here and wait (``--wait``),
+    or, by default, queue it when a scheduler is alive and run it here when none is."""
+    from nbflow import controls
+
+    if args.wait:
+        return _run(args, "manual")
+    dag = _find_dag(args)
+    conf = _parse_conf(args.conf)
+    store = _open_store()
+    try:
+        hosts = controls.live_schedulers(store)
+        if not hosts and not args.queue:
+            store.close()
+            print(f"no scheduler is running: running {dag.dag_id} now, in this process", file=sys.stderr)
+            return _run(args, "manual", dag)
+        run_id = controls.trigger(dag, conf=conf, logical_date=args.logical_date, store=store)
+        paused = bool((store.get_dag(dag.dag_id) or {}).get("is_paused"))
+    finally:
+        store.close()
+    print(f"queued {run_id}")
+    if hosts:
+        host = hosts[0]
+        print(f"the {host['kind']} scheduler {host['host_id']} (pid {host['pid']} on {host['hostname']}) will run it")
+    else:
+        print("no scheduler is running: start one with `nbflow scheduler` to run it")
+    if paused:
+        print(f"warning: {dag.dag_id} is paused; the run waits until `nbflow dags unpause {dag.dag_id}`", file=sys.stderr)
+    print(f"follow it with `nbflow dags runs {dag.dag_id}`")
+    return 0
+
+
+def cmd_dags_next(args: argparse.Namespace) -> int:
+    """The next scheduled times in the DAG's zone, UTC and this machine's zone, marking DST changes."""
+    from datetime import UTC
+
+    from nbflow.timetables import (NullTimetable, dst_change_between, local_timezone, next_runs, parse_date,
+                                   timezone_name, utcnow)
+
+    dag = _find_dag(args)
+    if isinstance(dag.timetable, NullTimetable):
+        print(f"{dag.dag_id} has no schedule: it runs only when triggered (`nbflow dags trigger {dag.dag_id}`)")
+        return 0
+    after = parse_date(args.after, dag.timezone, field="--after", dag_id=dag.dag_id) if args.after else utcnow()
+    times = next_runs(dag.timetable, args.n, after, start_date=dag.start_date, end_date=dag.end_date)
+    if not times:
+        print(f"{dag.dag_id} ({dag.timetable.description}) has no scheduled time after {_local(after)}")
+        return 0
+    zones = [(timezone_name(dag.timezone), dag.timezone), ("UTC", UTC)]
+    local = local_timezone()
+    zones.append((f"local ({timezone_name(local)})", local))
+    width = max(24, *(len(name) for name, _ in zones))
+    print(f"schedule: {dag.timetable.description}")
+    print(" ".join(f"{name:<{width}}" for name, _ in zones).rstrip())
+    previous = after
+    for when in times:
+        marks = []
+        change = dst_change_between(dag.timezone, previous, when)
+        if change:
+            marks.append(f"DST {_signed_hours(change)}")
+        if timezone_name(local) != timezone_name(dag.timezone):
+            local_change = dst_change_between(local, previous, when)
+            if local_change:
+                marks.append(f"local DST {_signed_hours(local_change)}")
+        cells = [when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") for _, zone in zones]
+        print((" ".join(f"{cell:<{width}}" for cell in cells) + "  ".join(marks)).rstrip())
+        previous = when
+    return 0
+
+
+def _signed_hours(delta: Any) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
+
+
+def _progress_bar(stream: Any, width: int = 20) -> Any:
+    """An ``on_progress(done, total, run_id)`` that draws ``[####......] 3/10 runs`` on ``stream``:
+    redrawn in place on a terminal, one line per update otherwise (logs, pipes)."""
+    tty = stream.isatty()
+    drawn = [False]
+
+    def draw(done: int, total: int, run_id: str | None = None) -> None:
+        filled = width * done // total if total else width
+        text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs"
+        stream.write(f"\r{text}" if tty else f"{text}\n")
+        stream.flush()
+        drawn[0] = True
+
+    def close() -> None:
+        if tty and drawn[0]:
+            stream.write("\n")
+            stream.flush()
+
+    draw.close = close  # type: ignore[attr-defined]
+    return draw
+
+
+def cmd_dags_backfill(args: argparse.Namespace) -> int:
+    from nbflow.runs import backfill
+
+    dag = _find_dag(args)
+    progress = _progress_bar(sys.stderr)
+    try:
+        runs = backfill(dag, args.start, args.end, reprocess=args.reprocess, executor=args.executor, on_progress=progress)
+    finally:
+        progress.close()
+    if not runs:
+        print(f"{dag.dag_id} ({dag.timetable.description}) has no scheduled time from {args.start} to {args.end}")
+        return 0
+    print(f"{'run_id':<46} {'state':<8} {'logical date (local)'}")
+    for run in runs:
+        print(f"{run.run_id:<46} {run.state.value:<8} {_local(run.logical_date)}")
+    failed = [run for run in runs if run.state == "failed"]
+    print(f"\n{len(runs)} run(s): {len(runs) - len(failed)} succeeded, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_dags_pause(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    _synced(args, lambda store: controls.pause(args.dag_id, store=store))
+    print(f"paused {args.dag_id}: no new runs start; runs in progress finish")
+    return 0
+
+
+def cmd_dags_unpause(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    _synced(args, lambda store: controls.unpause(args.dag_id, store=store))
+    print(f"unpaused {args.dag_id}")
+    return 0
 
 
 def cmd_dags_runs(args: argparse.Namespace) -> int:
@@ -232,6 +362,65 @@ def _latest_outputs(dag_id: str, wanted: set[str]) -> dict[str, tuple[str, str |
     finally:
         store.close()
     return found
+
+
+def _by_run(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for run_id, task_id in pairs:
+        grouped.setdefault(run_id, []).append(task_id)
+    return grouped
+
+
+def _print_held(pairs: Sequence[tuple[str, str]]) -> None:
+    for run_id, task_ids in _by_run(pairs).items():
+        print(f"left alone, a scheduler runs them now: {run_id}: {', '.join(task_ids)}", file=sys.stderr)
+
+
+def cmd_tasks_clear(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    dag = _find_dag(args)
+    store = _open_store()
+    try:
+        changes = controls.clear(dag, start=args.start, end=args.end, run_id=args.run_id, task_ids=args.task_ids,
+                                 downstream=args.downstream, only_failed=args.only_failed, dry_run=not args.yes,
+                                 store=store)
+        alive = controls.scheduler_alive(store) if args.yes and changes else False
+    finally:
+        store.close()
+    _print_held(changes.skipped)
+    runs = _by_run(changes)
+    if not changes:
+        print("nothing to clear")
+        return 0
+    if not args.yes:
+        print(f"would clear {len(changes)} task instance(s) in {len(runs)} run(s):")
+        for run_id, task_ids in runs.items():
+            print(f"  {run_id}: {', '.join(task_ids)}")
+        print("add --yes to clear these")
+        return 2
+    print(f"cleared {len(changes)} task instance(s) in {len(runs)} run(s); their runs are queued again")
+    if not alive:
+        print("no scheduler is running: start one with `nbflow scheduler` (backfill runs: run the backfill again)")
+    return 0
+
+
+def cmd_tasks_mark(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    dag = _find_dag(args)
+    store = _open_store()
+    try:
+        changes = controls.mark(dag, args.run_id, args.task_ids, args.state, downstream=args.downstream, store=store)
+    finally:
+        store.close()
+    _print_held(changes.skipped)
+    for _, task_id in changes:
+        print(f"marked {task_id} {args.state}")
+    if not changes:
+        print(f"nothing to mark: the tasks are {args.state} already or held by a scheduler")
+    print(f"run {args.run_id} is now {changes.run_states.get(args.run_id, '?')}")
+    return 0
 
 
 def cmd_tasks_logs(args: argparse.Namespace) -> int:
@@ -319,6 +508,50 @@ def _scheduler_status() -> int:
     return 0 if alive else 3
 
 
+# -- pools ------------------------------------------------------------------------------------------
+
+
+def cmd_pools_list(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        rows = controls.list_pools(store)
+    finally:
+        store.close()
+    if not rows:
+        print("no pools: tasks run without pool limits; define one with `nbflow pools set NAME SLOTS`")
+        return 0
+    print(f"{'pool':<24} {'slots':>5} {'occupied':>8}  description")
+    for row in rows:
+        print(f"{row['name']:<24} {row['slots']:>5} {row['occupied']:>8}  {row.get('description') or ''}".rstrip())
+    return 0
+
+
+def cmd_pools_set(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        controls.set_pool(args.name, args.slots, description=args.description, store=store)
+    finally:
+        store.close()
+    print(f"pool {args.name}: {args.slots} slot(s)")
+    return 0
+
+
+def cmd_pools_delete(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        controls.delete_pool(args.name, store=store)
+    finally:
+        store.close()
+    print(f"deleted pool {args.name}")
+    return 0
+
+
 # -- db, config, demo -------------------------------------------------------------------------------
 
 
@@ -395,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--conf", "-c", help="JSON object given to the run as conf")
         p.add_argument("--executor", "-e", choices=["inline", "thread", "process"], help="default: the executor setting")
 
-    dags = sub.add_parser("dags", help="list, show, test and trigger DAGs").add_subparsers(dest="dags_command", required=True, metavar="ACTION")
+    dags = sub.add_parser("dags", help="list, show, test, trigger, backfill and pause DAGs").add_subparsers(dest="dags_command", required=True, metavar="ACTION")
     p = with_files(dags.add_parser("list", help="the DAGs of dags_folder"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dags_list)
@@ -403,18 +636,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_files(dags.add_parser("show", help="a DAG's tasks and dependencies"))
     p.add_argument("dag_id")
     p.set_defaults(func=cmd_dags_show)
-    for name, func, text in (("test", cmd_dags_test, "run a DAG once now, in this process"),
-                             ("trigger", cmd_dags_trigger, "start a manual run now and wait for it")):
+    p = with_files(dags.add_parser("test", help="run a DAG once now, in this process"))
+    p.add_argument("dag_id")
+    with_run(p)
+    p.set_defaults(func=cmd_dags_test)
+    p = with_files(dags.add_parser(
+        "trigger", help="a manual run: queued for a running scheduler, or run now when none is running"))
+    p.add_argument("dag_id")
+    with_run(p)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--queue", action="store_true", help="only queue the run, for a scheduler to pick up")
+    how.add_argument("--wait", action="store_true", help="run it now in this process and wait for it")
+    p.set_defaults(func=cmd_dags_trigger)
+    p = with_files(dags.add_parser("next", help="the next scheduled times, in the DAG's zone, UTC and local time"))
+    p.add_argument("dag_id")
+    p.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--after", metavar="DATE", help="list the times after this date (default: now)")
+    p.set_defaults(func=cmd_dags_next)
+    p = with_files(dags.add_parser("backfill", help="run every scheduled time from --start to --end"))
+    p.add_argument("dag_id")
+    p.add_argument("--start", required=True, metavar="DATE", help="first logical date (included)")
+    p.add_argument("--end", required=True, metavar="DATE", help="last logical date (included; a date means the whole day)")
+    p.add_argument("--reprocess", choices=["none", "failed", "all"], default="none",
+                   help="runs that exist already: keep them (none, the default), rerun the failed ones, or rerun all")
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"], help="default: the executor setting")
+    p.set_defaults(func=cmd_dags_backfill)
+    for name, func, text in (("pause", cmd_dags_pause, "start no new runs of a DAG"),
+                             ("unpause", cmd_dags_unpause, "let the scheduler run a DAG again")):
         p = with_files(dags.add_parser(name, help=text))
         p.add_argument("dag_id")
-        with_run(p)
         p.set_defaults(func=func)
     p = dags.add_parser("runs", help="a DAG's runs, newest first")
     p.add_argument("dag_id")
     p.add_argument("--limit", type=int, default=25)
     p.set_defaults(func=cmd_dags_runs)
 
-    tasks = sub.add_parser("tasks", help="list, test and read the logs of tasks").add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    tasks = sub.add_parser("tasks", help="list, test, clear and mark tasks, and read their logs").add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
     p = with_files(tasks.add_parser("list", help="a DAG's task ids in dependency order"))
     p.add_argument("dag_id")
     p.set_defaults(func=cmd_tasks_list)
@@ -424,6 +681,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logical-date", "-d")
     p.add_argument("--conf", "-c")
     p.set_defaults(func=cmd_tasks_test)
+    p = with_files(tasks.add_parser("clear", help="make task instances run again (lists them; --yes clears)"))
+    p.add_argument("dag_id")
+    p.add_argument("-t", "--task", dest="task_ids", action="extend", nargs="+", metavar="TASK",
+                   help="the tasks to clear (default: all)")
+    p.add_argument("--start", metavar="DATE", help="runs with a logical date from this date")
+    p.add_argument("--end", metavar="DATE", help="runs with a logical date up to this date (a date means the whole day)")
+    p.add_argument("--run-id", "-r", help="only this run (instead of --start/--end)")
+    p.add_argument("--downstream", action="store_true", help="their downstream tasks too")
+    p.add_argument("--only-failed", action="store_true", help="only failed and upstream-failed task instances")
+    p.add_argument("--yes", action="store_true", help="clear them (without it, only list them)")
+    p.set_defaults(func=cmd_tasks_clear)
+    p = with_files(tasks.add_parser("mark", help="set task instances of a run to success or failed"))
+    p.add_argument("dag_id")
+    p.add_argument("task_ids", nargs="+", metavar="TASK")
+    p.add_argument("--run-id", "-r", required=True)
+    p.add_argument("--state", required=True, choices=["success", "failed"])
+    p.add_argument("--downstream", action="store_true", help="their downstream tasks too")
+    p.set_defaults(func=cmd_tasks_mark)
     p = tasks.add_parser("logs", help="print a task's log files (every try)")
     p.add_argument("dag_id")
     p.add_argument("task_id")
@@ -438,6 +713,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=60.0, help="seconds to let running tasks finish on SIGTERM")
     p.add_argument("-f", "--file", action="append", metavar="PATH", help="DAG files or folders (default: dags_folder)")
     p.set_defaults(func=cmd_scheduler)
+
+    pools = sub.add_parser("pools", help="named limits on task slots running at once").add_subparsers(
+        dest="pools_command", required=True, metavar="ACTION")
+    pools.add_parser("list", help="pools with their slots and how many are occupied").set_defaults(func=cmd_pools_list)
+    p = pools.add_parser("set", help="create or resize a pool")
+    p.add_argument("name")
+    p.add_argument("slots", type=int)
+    p.add_argument("--description")
+    p.set_defaults(func=cmd_pools_set)
+    p = pools.add_parser("delete", help="remove a pool")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_pools_delete)
 
     db = sub.add_parser("db", help="the metadata database")
     db.add_argument("db_command", choices=["init", "upgrade", "check", "reset"])

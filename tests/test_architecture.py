@@ -26,7 +26,7 @@ LAYER_OF = {
     "nbflow.store": "storage",
     "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",
     "nbflow.driver": "execution", "nbflow.pools": "execution",
-    "nbflow.discovery": "execution", "nbflow.logcapture": "execution",
+    "nbflow.discovery": "execution", "nbflow.logcapture": "execution", "nbflow.controls": "execution",
     "nbflow.notebook": "notebooks",
     "nbflow.jupyter": "views", "nbflow.cli": "views", "nbflow.__main__": "views",
 }

@@ -56,8 +56,8 @@ def home(nbflow_home: Path) -> Path:
     return nbflow_home
 
 
-def nbflow(*args: str, home: Path, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NBFLOW_HOME": str(home)}
+def nbflow(*args: str, home: Path, check: int | None = 0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NBFLOW_HOME": str(home), **(env or {})}
     result = subprocess.run([sys.executable, "-m", "nbflow", *args], capture_output=True, text=True, env=env, timeout=120)
     if check is not None:
         assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -147,3 +147,223 @@ def test_first_use_creates_the_dags_folder(nbflow_home: Path) -> None:
     out = nbflow("dags", "list", home=nbflow_home).stdout
     assert (nbflow_home / "dags").is_dir()
     assert "failed to load" not in out
+
+
+# -- scheduling controls ----------------------------------------------------------------------------
+
+DAILY = '''
+import os
+from pathlib import Path
+from nbflow import dag, get_current_context, task
+
+@dag(schedule="@daily", start_date="2024-01-01", timezone="UTC", default_args={"retries": 0})
+def daily():
+    @task
+    def load():
+        ds = get_current_context()["ds"]
+        flag = Path(os.environ["NBFLOW_HOME"]) / "fail_on"
+        if flag.exists() and flag.read_text().strip() == ds:
+            raise RuntimeError(f"no data for {ds}")
+        return ds
+    @task
+    def report(day): return f"report {day}"
+    report(load())
+
+daily()
+'''
+
+NEW_YORK = '''
+from nbflow import dag, task
+
+@dag(schedule="0 2 * * *", start_date="2024-01-01", timezone="America/New_York")
+def ny():
+    @task
+    def hello(): return 1
+    hello()
+
+ny()
+'''
+
+
+@pytest.fixture
+def cal_home(home: Path) -> Path:
+    (home / "dags" / "daily.py").write_text(textwrap.dedent(DAILY))
+    (home / "dags" / "ny.py").write_text(textwrap.dedent(NEW_YORK))
+    return home
+
+
+def _store():
+    from nbflow.settings import load_settings
+    from nbflow.store import Store
+
+    return Store.open(load_settings())
+
+
+def _tries(dag_id: str, run_id: str, task_id: str) -> int:
+    with _store() as store:
+        return store.get_task_instance(dag_id, run_id, task_id)["try_number"]
+
+
+def _run_state(dag_id: str, run_id: str) -> str:
+    with _store() as store:
+        return store.get_run(dag_id, run_id)["state"]
+
+
+def test_dags_next_shows_three_zones_and_marks_the_dst_change(cal_home: Path) -> None:
+    out = nbflow("dags", "next", "ny", "--after", "2024-03-08", "-n", "3", home=cal_home,
+                 env={"TZ": "Europe/Berlin"}).stdout.splitlines()
+    header = next(line for line in out if line.startswith("America/New_York"))
+    assert header.split() == ["America/New_York", "UTC", "local", "(Europe/Berlin)"]
+    rows = [line for line in out if line.startswith("2024-")]
+    assert [row.split()[:3] for row in rows] == [
+        ["2024-03-08", "02:00", "EST"], ["2024-03-09", "02:00", "EST"], ["2024-03-10", "03:00", "EDT"]]
+    assert "2024-03-10 07:00 UTC" in rows[2] and "2024-03-10 08:00 CET" in rows[2]
+    assert rows[2].endswith("DST +1:00") and not any("DST" in row for row in rows[:2])
+    fall = nbflow("dags", "next", "ny", "--after", "2024-11-02T12:00", "-n", "2", home=cal_home,
+                  env={"TZ": "UTC"}).stdout
+    assert next(line for line in fall.splitlines() if line.startswith("2024-11-03")).endswith("DST -1:00")
+    manual = nbflow("dags", "next", "etl", home=cal_home).stdout
+    assert "runs only when triggered" in manual
+
+
+def test_backfill_draws_progress_and_resumes_without_redoing(cal_home: Path) -> None:
+    first = nbflow("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-02", "-e", "inline", home=cal_home)
+    assert first.stderr.splitlines() == ["[##########..........] 1/2 runs", "[####################] 2/2 runs"]
+    ids = ["backfill__2024-01-01T00:00:00+00:00", "backfill__2024-01-02T00:00:00+00:00"]
+    assert all(f"{rid} success" in " ".join(first.stdout.split()) for rid in ids)
+
+    again = nbflow("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-04", "-e", "inline", home=cal_home)
+    progress = again.stderr.splitlines()
+    assert progress[0] == "[##########..........] 2/4 runs", "the two finished runs count as done at once"
+    assert progress[-1] == "[####################] 4/4 runs" and len(progress) == 3
+    assert "4 run(s): 4 succeeded, 0 failed" in again.stdout
+    with _store() as store:
+        assert sorted(r["run_id"] for r in store.list_runs("daily", limit=None)) == ids + [
+            "backfill__2024-01-03T00:00:00+00:00", "backfill__2024-01-04T00:00:00+00:00"]
+    assert [_tries("daily", rid, "load") for rid in ids] == [1, 1]
+
+
+def test_backfill_reprocess_failed_reruns_only_the_failed_run(cal_home: Path) -> None:
+    (cal_home / "fail_on").write_text("2024-01-02")
+    args = ("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-03", "-e", "inline")
+    failed = nbflow(*args, home=cal_home, check=1).stdout
+    assert "backfill__2024-01-02T00:00:00+00:00 failed" in " ".join(failed.split())
+    (cal_home / "fail_on").unlink()
+    kept = nbflow(*args, home=cal_home, check=1).stdout
+    assert "1 failed" in kept, "without --reprocess a failed run stays failed"
+    nbflow(*args, "--reprocess", "failed", home=cal_home)
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert [_tries("daily", f"backfill__{d}T00:00:00+00:00", "load") for d in days] == [1, 2, 1]
+    assert _run_state("daily", "backfill__2024-01-02T00:00:00+00:00") == "success"
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    import io
+
+    from nbflow.cli import _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = _progress_bar(stream, width=10)
+    bar(1, 4, "a")
+    bar(4, 4, "b")
+    bar.close()
+    assert stream.getvalue() == "\r[##........] 1/4 runs\r[##########] 4/4 runs\n"
+
+
+def test_backfill_bad_inputs(cal_home: Path) -> None:
+    bad = nbflow("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-02", "--reprocess", "sometimes",
+                 home=cal_home, check=2)
+    assert "invalid choice: 'sometimes'" in bad.stderr
+    backwards = nbflow("dags", "backfill", "daily", "--start", "2024-02-01", "--end", "2024-01-01", home=cal_home, check=1)
+    assert "before it starts" in backwards.stderr
+    missing = nbflow("dags", "backfill", "nope", "--start", "2024-01-01", "--end", "2024-01-02", home=cal_home, check=1)
+    assert "no DAG with id 'nope'" in missing.stderr
+
+
+def _paused_column(home: Path, dag_id: str) -> str:
+    out = nbflow("dags", "list", home=home).stdout
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [dag_id])[4]
+
+
+def test_pause_and_unpause_show_in_dags_list(home: Path) -> None:
+    assert _paused_column(home, "etl") == "no"
+    assert "paused etl" in nbflow("dags", "pause", "etl", home=home).stdout
+    assert _paused_column(home, "etl") == "yes"
+    nbflow("dags", "unpause", "etl", home=home)
+    assert _paused_column(home, "etl") == "no"
+    assert "no DAG with id 'nope'" in nbflow("dags", "pause", "nope", home=home, check=1).stderr
+
+
+def test_tasks_clear_lists_first_then_clears_and_a_scheduler_reruns(home: Path) -> None:
+    nbflow("dags", "trigger", "etl", "--wait", "-d", "2024-06-01", home=home)
+    run_id = "manual__2024-06-01T00:00:00+00:00"
+    args = ("tasks", "clear", "etl", "-t", "clean", "--downstream", "--start", "2024-06-01", "--end", "2024-06-01")
+    preview = nbflow(*args, home=home, check=2).stdout
+    assert "would clear 4 task instance(s) in 1 run(s)" in preview
+    assert f"{run_id}: clean, enough, load, skip" in preview and "add --yes to clear these" in preview
+    assert _run_state("etl", run_id) == "success"
+    assert "cleared 4 task instance(s) in 1 run(s)" in nbflow(*args, "--yes", home=home).stdout
+    assert _run_state("etl", run_id) == "queued"
+    nbflow("scheduler", "--exit-when-idle", "-e", "inline", home=home)
+    assert _run_state("etl", run_id) == "success"
+    assert [_tries("etl", run_id, t) for t in ("extract", "clean", "load")] == [1, 2, 2]
+    assert "nothing to clear" in nbflow("tasks", "clear", "etl", "--only-failed", home=home).stdout
+
+
+def test_tasks_mark_changes_the_run_state(home: Path) -> None:
+    nbflow("dags", "test", "failing", home=home, check=1)
+    with _store() as store:
+        run_id = store.list_runs("failing")[0]["run_id"]
+    out = nbflow("tasks", "mark", "failing", "explode", "--run-id", run_id, "--state", "success", home=home).stdout
+    assert "marked explode success" in out and f"run {run_id} is now success" in out
+    assert _run_state("failing", run_id) == "success"
+    nbflow("tasks", "mark", "failing", "explode", "--run-id", run_id, "--state", "failed", home=home)
+    assert _run_state("failing", run_id) == "failed"
+    bad = nbflow("tasks", "mark", "failing", "explode", "--run-id", run_id, "--state", "done", home=home, check=2)
+    assert "invalid choice: 'done'" in bad.stderr
+    assert "has no run 'nope'" in nbflow("tasks", "mark", "failing", "explode", "--run-id", "nope", "--state", "failed",
+                                         home=home, check=1).stderr
+    assert "has no task 'zz'" in nbflow("tasks", "mark", "failing", "zz", "--run-id", run_id, "--state", "failed",
+                                        home=home, check=1).stderr
+
+
+def test_trigger_queue_leaves_the_run_to_a_scheduler_and_wait_runs_it(home: Path) -> None:
+    out = nbflow("dags", "trigger", "etl", "--queue", home=home).stdout
+    run_id = out.split()[1]
+    assert out.startswith("queued manual__") and "no scheduler is running" in out
+    assert _run_state("etl", run_id) == "queued"
+    nbflow("scheduler", "--exit-when-idle", "-e", "inline", home=home)
+    assert _run_state("etl", run_id) == "success"
+    waited = nbflow("dags", "trigger", "etl", "--wait", home=home).stdout
+    assert "SUCCESS" in waited
+    both = nbflow("dags", "trigger", "etl", "--queue", "--wait", home=home, check=2)
+    assert "not allowed with" in both.stderr
+
+
+def test_trigger_queues_when_a_scheduler_is_alive(home: Path) -> None:
+    import socket
+
+    with _store() as store:
+        store.register_host("daemon-test", hostname=socket.gethostname(), pid=os.getpid(), kind="daemon")
+    out = nbflow("dags", "trigger", "etl", home=home).stdout
+    assert out.startswith("queued manual__") and "daemon scheduler daemon-test" in out
+    assert _run_state("etl", out.split()[1]) == "queued"
+    with _store() as store:
+        store.stop_host("daemon-test")
+    ran = nbflow("dags", "trigger", "etl", home=home)
+    assert "SUCCESS" in ran.stdout and "no scheduler is running" in ran.stderr
+
+
+def test_pools_set_list_delete(home: Path) -> None:
+    assert "no pools" in nbflow("pools", "list", home=home).stdout
+    nbflow("pools", "set", "warehouse", "2", "--description", "the shared database", home=home)
+    row = next(line for line in nbflow("pools", "list", home=home).stdout.splitlines() if line.startswith("warehouse"))
+    assert row.split() == ["warehouse", "2", "0", "the", "shared", "database"]
+    assert "no pool named 'nope'" in nbflow("pools", "delete", "nope", home=home, check=1).stderr
+    assert "at least 0" in nbflow("pools", "set", "warehouse", "-1", home=home, check=1).stderr
+    nbflow("pools", "delete", "warehouse", home=home)
+    assert "no pools" in nbflow("pools", "list", home=home).stdout

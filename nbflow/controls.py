@@ -1,0 +1,353 @@
+"""Controls: what a person does to DAGs and runs by hand, from the command line or a notebook.
+
+Pause and unpause a DAG, clear task instances so they run again, mark them success or failed,
+queue a manual run, define pools. Each control is one change to the store and returns plain data;
+none runs a task. Scheduler hosts see the change at their next look at the store
+(``poll_interval``), which is what makes a control work the same whichever host, if any, is running.
+
+A task instance that a host holds right now (``queued`` or ``running``) is never changed by a
+control: the host's outcome is already on its way and would overwrite it. Such task instances are
+reported in :attr:`Changes.skipped` instead.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import DagDefinitionError, NotFoundError, RunNotFoundError
+from nbflow.planner import descendants, run_outcome
+from nbflow.states import RunState, TaskState
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.settings import Settings
+    from nbflow.store import Store
+
+__all__ = [
+    "Changes", "clear", "delete_pool", "list_pools", "live_schedulers", "mark", "pause", "scheduler_alive",
+    "set_pool", "trigger", "unpause",
+]
+
+#: states a task instance can be marked with by hand
+MARKABLE = ("success", "failed")
+#: task instance states a scheduler host holds: controls leave them alone
+HELD = ("queued", "running")
+#: what ``only_failed`` clears
+FAILED_STATES = ("failed", "upstream_failed")
+
+
+class Changes(list):  # type: ignore[type-arg]
+    """The ``(run_id, task_id)`` pairs a control changed (or, with ``dry_run``, would change).
+
+    ``skipped`` lists the pairs left alone because a scheduler host holds them right now;
+    ``run_states`` maps each touched run id to the run's state afterwards.
+    """
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(items)
+        self.skipped: list[tuple[str, str]] = []
+        self.run_states: dict[str, str] = {}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _opened(store: Store | None) -> Iterator[Store]:
+    """The given store, or the current settings' store for the length of one control."""
+    if store is not None:
+        yield store
+        return
+    from nbflow.store import Store
+
+    opened = Store.open()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- pause ------------------------------------------------------------------------------------------
+
+
+def pause(dag_id: str, *, store: Store | None = None) -> None:
+    """Stop new runs of ``dag_id`` from being created or started, without touching runs in progress:
+    a running run finishes, so pausing is safe in the middle of the day. Raises
+    :class:`~nbflow.errors.DagNotFoundError` for a DAG the store does not know, so a typo is not a
+    silent no-op."""
+    with _opened(store) as s:
+        s.set_paused(dag_id, True)
+
+
+def unpause(dag_id: str, *, store: Store | None = None) -> None:
+    """Let the scheduler create and start runs of ``dag_id`` again. With ``catchup``, the runs it
+    missed while paused are created then."""
+    with _opened(store) as s:
+        s.set_paused(dag_id, False)
+
+
+# -- clear ------------------------------------------------------------------------------------------
+
+
+def _whole_day(value: Any) -> bool:
+    if isinstance(value, datetime):
+        return False
+    return isinstance(value, date) or (isinstance(value, str) and len(value.strip()) == 10)
+
+
+def _pick_runs(dag: DAG, store: Store, start: Any, end: Any, run_id: str | None) -> list[dict[str, Any]]:
+    """One run by id, or the runs whose logical date is in [start, end] (either end open)."""
+    from nbflow.timetables import parse_date
+
+    if run_id is not None:
+        if start is not None or end is not None:
+            raise DagDefinitionError("give either a run id or a date range, not both", dag.dag_id)
+        row = store.get_run(dag.dag_id, run_id)
+        if row is None:
+            raise RunNotFoundError(dag.dag_id, run_id)
+        return [row]
+    low = parse_date(start, dag.timezone, field="start", dag_id=dag.dag_id) if start is not None else None
+    high = parse_date(end, dag.timezone, field="end", dag_id=dag.dag_id) if end is not None else None
+    if high is not None and _whole_day(end):  # "through 2024-01-31" includes that day's runs
+        high = high + timedelta(days=1) - timedelta(microseconds=1)
+    if low is not None and high is not None and high < low:
+        raise DagDefinitionError(f"the range ends ({high.isoformat()}) before it starts ({low.isoformat()})", dag.dag_id)
+    # Test runs belong to the process that ran them; no scheduler would pick them up again.
+    rows = [
+        row for row in store.list_runs(dag.dag_id, limit=None)
+        if row["run_type"] != "test" and row["logical_date"] is not None
+        and (low is None or row["logical_date"] >= low) and (high is None or row["logical_date"] <= high)
+    ]
+    return sorted(rows, key=lambda row: (row["logical_date"], row["id"]))
+
+
+def _chosen_tasks(dag: DAG, task_ids: Iterable[str] | None, downstream: bool) -> list[str]:
+    """The named tasks (default all), with their descendants when ``downstream``, in dependency order."""
+    named = list(task_ids) if task_ids else list(dag.task_dict)
+    for task_id in named:
+        dag.get_task(task_id)  # an unknown task id raises, naming the DAG's tasks
+    chosen = set(named)
+    if downstream:
+        for task_id in named:
+            chosen.update(descendants(dag, task_id))
+    return [task_id for task_id in dag.topological_order() if task_id in chosen]
+
+
+def clear(
+    dag: DAG,
+    *,
+    start: Any = None,
+    end: Any = None,
+    run_id: str | None = None,
+    task_ids: Iterable[str] | None = None,
+    downstream: bool = False,
+    only_failed: bool = False,
+    dry_run: bool = False,
+    store: Store | None = None,
+) -> Changes:
+    """Make task instances run again: after a bug fix, or when the data they read was late or wrong.
+
+    Picks the run ``run_id``, or every run whose logical date is in [``start``, ``end``] (a date
+    given as ``YYYY-MM-DD`` means the whole day; an end left out is open; test runs are left out),
+    and in each the tasks ``task_ids`` (default all), with their descendants when ``downstream``
+    (what used the bad data must be redone too), only those that failed or are upstream-failed
+    when ``only_failed``. Each goes back to ``none`` with fresh retries, its output is dropped, and
+    its run goes back to ``queued`` for a scheduler to run. Past tries stay in the history, so the
+    next try is numbered after them. Task instances a host holds are skipped and reported.
+    """
+    chosen = _chosen_tasks(dag, task_ids, downstream)
+    order = {task_id: i for i, task_id in enumerate(chosen)}
+    result = Changes()
+    with _opened(store) as s:
+        for run in _pick_runs(dag, s, start, end, run_id):
+            wanted: dict[str, int] = {}
+            was: dict[str, str] = {}
+            for ti in sorted(s.get_task_instances(run["id"]), key=lambda ti: order.get(ti["task_id"], -1)):
+                task_id, state = ti["task_id"], ti["state"]
+                if task_id not in order or state == TaskState.NONE.value:
+                    continue  # not asked for, or nothing to clear
+                if only_failed and state not in FAILED_STATES:
+                    continue
+                if state in HELD:
+                    result.skipped.append((run["run_id"], task_id))
+                    continue
+                wanted[task_id] = dag.task_dict[task_id].retries
+                was[task_id] = state
+            if not wanted:
+                continue
+            result.extend((run["run_id"], task_id) for task_id in wanted)
+            if dry_run:
+                result.run_states[run["run_id"]] = run["state"]
+                continue
+            s.clear_task_instances(run["id"], wanted)
+            s.add_events([{"kind": "task_cleared", "dag_id": dag.dag_id, "run_id": run["run_id"], "task_id": task_id,
+                           "detail": {"from_state": was[task_id]}} for task_id in wanted])
+            result.run_states[run["run_id"]] = RunState.QUEUED.value
+    return result
+
+
+# -- mark -------------------------------------------------------------------------------------------
+
+
+def mark(
+    dag: DAG,
+    run_id: str,
+    task_ids: Iterable[str],
+    state: str,
+    *,
+    downstream: bool = False,
+    store: Store | None = None,
+) -> Changes:
+    """Set task instances of one run to ``success`` or ``failed`` by hand: to let a run go on past a
+    task whose work was done another way, or to stop its downstream from running.
+
+    With ``downstream`` their descendants are marked too. Then, if every task instance of the run
+    has finished, the run takes the outcome the planner gives (a failed leaf fails it); otherwise it
+    goes back to ``queued`` so a scheduler plans the rest from the marked states.
+    """
+    value = str(getattr(state, "value", state))
+    if value not in MARKABLE:
+        raise DagDefinitionError(
+            f"cannot mark tasks {state!r}: the state must be one of {', '.join(MARKABLE)}", dag.dag_id
+        )
+    named = list(task_ids)
+    if not named:
+        raise DagDefinitionError("name at least one task to mark", dag.dag_id)
+    chosen = set(_chosen_tasks(dag, named, downstream))
+    result = Changes()
+    with _opened(store) as s:
+        run = s.get_run(dag.dag_id, run_id)
+        if run is None:
+            raise RunNotFoundError(dag.dag_id, run_id)
+        now = _utcnow()
+        states = {task_id: TaskState.NONE for task_id in dag.task_dict}
+        changes: list[dict[str, Any]] = []
+        for ti in s.get_task_instances(run["id"]):
+            task_id, current = ti["task_id"], TaskState(ti["state"])
+            if task_id not in states:
+                continue  # the task left the DAG's definition
+            states[task_id] = current
+            if task_id not in chosen or current.value == value:
+                continue
+            if current.value in HELD:
+                result.skipped.append((run_id, task_id))
+                continue
+            states[task_id] = TaskState(value)
+            changes.append({
+                "task_id": task_id, "state": value, "end_date": now, "claimed_by": None, "next_retry_at": None,
+                "error": "marked failed by hand" if value == "failed" else None,
+            })
+            result.append((run_id, task_id))
+        outcome = run_outcome(dag, states)
+        if outcome is None:
+            run_changes: dict[str, Any] = {"state": RunState.QUEUED.value, "end_date": None}
+        else:
+            run_changes = {"state": outcome.value, "end_date": run["end_date"] if run["state"] == outcome.value else now}
+        events = [{"kind": "task_marked", "dag_id": dag.dag_id, "run_id": run_id, "task_id": c["task_id"],
+                   "detail": {"state": value}} for c in changes]
+        s.record(run["id"], task_changes=changes, run_changes=run_changes, events=events)
+        result.run_states[run_id] = run_changes["state"]
+    return result
+
+
+# -- trigger ----------------------------------------------------------------------------------------
+
+
+def trigger(
+    dag: DAG,
+    *,
+    conf: dict[str, Any] | None = None,
+    logical_date: Any = None,
+    store: Store | None = None,
+) -> str:
+    """Queue a manual run of ``dag`` (logical date: now, unless given) and return its run id.
+
+    Nothing runs here: a scheduler host picks the run up, so the caller returns at once and the run
+    survives the caller's process. Use :func:`scheduler_alive` to know whether one will.
+    """
+    from nbflow.runs import new_run_id, source_kind, sync_dag
+    from nbflow.scheduler import task_rows
+    from nbflow.timetables import parse_date
+
+    dag.validate()
+    when = (
+        parse_date(logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id)
+        if logical_date is not None
+        else _utcnow().replace(microsecond=0).astimezone(dag.timezone)
+    )
+    start, end = dag.timetable.data_interval(when)
+    with _opened(store) as s:
+        sync_dag(s, dag, source_kind=source_kind(dag))
+        while True:  # two triggers in the same second: the store's unique run id decides
+            run_id = new_run_id("manual", when, lambda rid: s.get_run(dag.dag_id, rid) is not None)
+            created = s.create_run(
+                dag_id=dag.dag_id, run_id=run_id, run_type="manual", logical_date=when,
+                data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
+                state=RunState.QUEUED.value, task_rows=task_rows(dag), if_absent=True,
+            )
+            if created is not None:
+                return run_id
+
+
+# -- scheduler hosts --------------------------------------------------------------------------------
+
+
+def live_schedulers(store: Store | None = None, *, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The scheduler hosts that will pick up a queued run: running, heartbeating within
+    ``host_stale_after``, and (on this machine) with their process still there. A backfill's host
+    drives only its own runs, so it does not count."""
+    from nbflow.scheduler import pid_alive
+    from nbflow.settings import get_settings
+
+    settings = settings or get_settings()
+    now = _utcnow()
+    hostname = socket.gethostname()
+    with _opened(store) as s:
+        hosts = s.list_hosts(state="running")
+    return [
+        host for host in hosts
+        if host["kind"] != "backfill" and host["heartbeat_at"] is not None
+        and (now - host["heartbeat_at"]).total_seconds() < settings.host_stale_after
+        and (host["hostname"] != hostname or pid_alive(host["pid"]))
+    ]
+
+
+def scheduler_alive(store: Store | None = None, *, settings: Settings | None = None) -> bool:
+    """Whether a queued run will be picked up without anyone running it by hand."""
+    return bool(live_schedulers(store, settings=settings))
+
+
+# -- pools ------------------------------------------------------------------------------------------
+
+
+def set_pool(name: str, slots: int, *, description: str | None = None, store: Store | None = None) -> None:
+    """Create or resize a pool: at most ``slots`` task slots of tasks naming it run at once, over
+    every DAG and host, so a shared resource (a database, an API quota) is not overwhelmed."""
+    if not str(name).strip():
+        raise DagDefinitionError("a pool needs a name")
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 0:
+        raise DagDefinitionError(f"pool '{name}': slots must be a whole number of at least 0, not {slots!r}")
+    with _opened(store) as s:
+        s.set_pool(name, slots, description)
+
+
+def delete_pool(name: str, *, store: Store | None = None) -> None:
+    """Remove a pool; its tasks then run without that limit. An unknown name raises, naming the
+    pools there are, so a typo does not pass for success."""
+    with _opened(store) as s:
+        known = [row["name"] for row in s.list_pools()]
+        if name not in known:
+            listed = f" Pools: {', '.join(known)}." if known else " There are no pools."
+            raise NotFoundError(f"no pool named '{name}'.{listed}")
+        s.delete_pool(name)
+
+
+def list_pools(store: Store | None = None) -> list[dict[str, Any]]:
+    """Every pool with ``name``, ``slots``, ``description`` and ``occupied`` (slots in use now)."""
+    with _opened(store) as s:
+        return s.list_pools()
