@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import DagDefinitionError, NotFoundError, RunNotFoundError
+from nbflow.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from nbflow.planner import descendants, run_outcome
 from nbflow.states import RunState, TaskState
 
@@ -106,7 +106,7 @@ def _pick_runs(dag: DAG, store: Store, start: Any, end: Any, run_id: str | None)
 
     if run_id is not None:
         if start is not None or end is not None:
-            raise DagDefinitionError("give either a run id or a date range, not both", dag.dag_id)
+            raise InvalidRequestError("give either a run id or a date range, not both", dag.dag_id)
         row = store.get_run(dag.dag_id, run_id)
         if row is None:
             raise RunNotFoundError(dag.dag_id, run_id)
@@ -116,7 +116,7 @@ def _pick_runs(dag: DAG, store: Store, start: Any, end: Any, run_id: str | None)
     if high is not None and _whole_day(end):  # "through 2024-01-31" includes that day's runs
         high = high + timedelta(days=1) - timedelta(microseconds=1)
     if low is not None and high is not None and high < low:
-        raise DagDefinitionError(f"the range ends ({high.isoformat()}) before it starts ({low.isoformat()})", dag.dag_id)
+        raise InvalidRequestError(f"the range ends ({high.isoformat()}) before it starts ({low.isoformat()})", dag.dag_id)
     # Test runs belong to the process that ran them; no scheduler would pick them up again.
     rows = [
         row for row in store.list_runs(dag.dag_id, limit=None)
@@ -212,12 +212,12 @@ def mark(
     """
     value = str(getattr(state, "value", state))
     if value not in MARKABLE:
-        raise DagDefinitionError(
+        raise InvalidRequestError(
             f"cannot mark tasks {state!r}: the state must be one of {', '.join(MARKABLE)}", dag.dag_id
         )
     named = list(task_ids)
     if not named:
-        raise DagDefinitionError("name at least one task to mark", dag.dag_id)
+        raise InvalidRequestError("name at least one task to mark", dag.dag_id)
     chosen = set(_chosen_tasks(dag, named, downstream))
     result = Changes()
     with _opened(store) as s:
@@ -329,9 +329,9 @@ def set_pool(name: str, slots: int, *, description: str | None = None, store: St
     """Create or resize a pool: at most ``slots`` task slots of tasks naming it run at once, over
     every DAG and host, so a shared resource (a database, an API quota) is not overwhelmed."""
     if not str(name).strip():
-        raise DagDefinitionError("a pool needs a name")
+        raise InvalidRequestError("a pool needs a name")
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 0:
-        raise DagDefinitionError(f"pool '{name}': slots must be a whole number of at least 0, not {slots!r}")
+        raise InvalidRequestError(f"pool '{name}': slots must be a whole number of at least 0, not {slots!r}")
     with _opened(store) as s:
         s.set_pool(name, slots, description)
 

@@ -23,6 +23,7 @@ The tree::
     │   ├── TaskNotFoundError
     │   └── RunNotFoundError
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
+    ├── InvalidRequestError              a control (backfill, clear, mark, pools) got values it cannot use
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
     ├── OutputError                      a task's return value cannot be kept
     │   ├── OutputNotSerializableError
@@ -214,6 +215,15 @@ class DagImportError(NbflowError):
             f"could not load DAGs from {fileloc}: {summary}. Fix the file; the other DAG files "
             "keep loading, and `nbflow dags list-import-errors` shows the full traceback."
         )
+
+
+class InvalidRequestError(NbflowError):
+    """A request about runs (backfill, clear, mark, trigger, pools) that cannot be carried out as
+    asked; the message says which value to change. Nothing was changed."""
+
+    def __init__(self, message: str, dag_id: str | None = None) -> None:
+        self.dag_id = dag_id
+        super().__init__(_where(dag_id) + message)
 
 
 class TemplateError(NbflowError):

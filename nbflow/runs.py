@@ -228,14 +228,14 @@ def backfill(
     finished. Up to ``max_active_runs`` runs go at once. ``on_progress(done, total, run_id)`` is
     called as runs end.
     """
-    from nbflow.errors import DagDefinitionError
+    from nbflow.errors import InvalidRequestError
     from nbflow.scheduler import Scheduler, task_rows
     from nbflow.settings import get_settings
     from nbflow.store import Store
     from nbflow.timetables import parse_date, scheduled_times
 
     if reprocess not in REPROCESS:
-        raise DagDefinitionError(f"reprocess={reprocess!r} is not one of {', '.join(REPROCESS)}", dag.dag_id)
+        raise InvalidRequestError(f"reprocess={reprocess!r} is not one of {', '.join(REPROCESS)}", dag.dag_id)
     dag.validate()
     settings = settings or get_settings()
     first = parse_date(start, dag.timezone, field="start", dag_id=dag.dag_id)
@@ -243,7 +243,7 @@ def backfill(
     if _is_whole_day(end):  # "through 2024-01-31" includes that day's runs
         last = last + timedelta(days=1) - timedelta(microseconds=1)
     if last < first:
-        raise DagDefinitionError(f"the backfill ends ({last.isoformat()}) before it starts ({first.isoformat()})", dag.dag_id)
+        raise InvalidRequestError(f"the backfill ends ({last.isoformat()}) before it starts ({first.isoformat()})", dag.dag_id)
     times = scheduled_times(dag.timetable, first, last, start_date=dag.start_date, end_date=dag.end_date)
     store = Store.open(settings)
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from nbflow import DAG, controls, task
 from nbflow.errors import (
-    DagDefinitionError,
+    InvalidRequestError,
     DagNotFoundError,
     NotFoundError,
     RunNotFoundError,
@@ -193,7 +193,7 @@ def test_mark_in_an_unfinished_run_queues_it_for_the_scheduler(settings, store: 
 def test_bad_inputs_name_the_problem(settings, store: Store, tmp_path: Path) -> None:
     dag = _pipeline(tmp_path / "flag")
     rid = controls.trigger(dag, store=store)
-    with pytest.raises(DagDefinitionError, match="must be one of success, failed"):
+    with pytest.raises(InvalidRequestError, match="must be one of success, failed"):
         controls.mark(dag, rid, ["a"], "done", store=store)
     with pytest.raises(TaskNotFoundError, match="no task 'zz'"):
         controls.mark(dag, rid, ["zz"], "success", store=store)
@@ -201,9 +201,9 @@ def test_bad_inputs_name_the_problem(settings, store: Store, tmp_path: Path) -> 
         controls.mark(dag, "nope", ["a"], "success", store=store)
     with pytest.raises(TaskNotFoundError):
         controls.clear(dag, task_ids=["zz"], store=store)
-    with pytest.raises(DagDefinitionError, match="ends .* before it starts"):
+    with pytest.raises(InvalidRequestError, match="ends .* before it starts"):
         controls.clear(dag, start="2024-02-01", end="2024-01-01", store=store)
-    with pytest.raises(DagDefinitionError, match="not both"):
+    with pytest.raises(InvalidRequestError, match="not both"):
         controls.clear(dag, run_id=rid, start="2024-01-01", store=store)
     with pytest.raises(RunNotFoundError):
         controls.clear(dag, run_id="nope", store=store)
@@ -230,7 +230,7 @@ def test_pools(settings, store: Store) -> None:
     controls.set_pool("warehouse", 3, description="the shared database", store=store)
     controls.set_pool("warehouse", 5, store=store)
     assert [(p["name"], p["slots"], p["occupied"]) for p in controls.list_pools(store)] == [("warehouse", 5, 0)]
-    with pytest.raises(DagDefinitionError, match="at least 0"):
+    with pytest.raises(InvalidRequestError, match="at least 0"):
         controls.set_pool("warehouse", -1, store=store)
     with pytest.raises(NotFoundError, match="no pool named 'nope'. Pools: warehouse"):
         controls.delete_pool("nope", store=store)

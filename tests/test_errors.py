@@ -22,6 +22,7 @@ SAMPLES = [
     errors.TaskNotFoundError("d", "t", ["u"]),
     errors.RunNotFoundError("d", "r"),
     errors.DagImportError("f.py", "SyntaxError"),
+    errors.InvalidRequestError("bad", "d"),
     errors.TemplateError("bad", "d", "t", "bash_command", "x"),
     errors.OutputNotSerializableError("d", "t", "Lock", "cannot pickle"),
     errors.OutputTooLargeError("d", "t", 10, 5),
