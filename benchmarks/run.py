@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # everything, a few minutes on 2 cores
     python benchmarks/run.py --quick    # smaller sizes, for a smoke check
+    python benchmarks/run.py --scheduling [--quick]   # the scheduling benchmarks instead (scheduling.py)
 
 Each measurement runs in a fresh process with its own NBFLOW_HOME and SQLite store, so peak RSS is
 the scenario's own. "per task" is wall time divided by the number of tasks; "marginal" is the slope
@@ -169,6 +170,8 @@ def cold_start(home: Path, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--scheduling", action="store_true",
+                        help="run the scheduling benchmarks (benchmarks/scheduling.py) instead")
     parser.add_argument("--one", nargs=3, metavar=("SHAPE", "SIZE", "EXECUTOR"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +180,12 @@ def main() -> None:
         return
     if args.memory:
         print(json.dumps(memory_growth(args.memory)))
+        return
+    if args.scheduling:
+        sys.path.insert(0, str(HERE))
+        import scheduling
+
+        scheduling.main(["--quick"] if args.quick else [])
         return
 
     wide = 2_000 if args.quick else 10_000

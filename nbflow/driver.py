@@ -94,6 +94,8 @@ class RunDriver:
         self.running: set[str] = set()
         self.elsewhere: set[str] = set()                 # claimed by another host
         self.ready: list[str] = []
+        self._ready_sorted = True
+        self._log_folder_made = False
         self.order = {tid: i for i, tid in enumerate(dag.topological_order())}
         self.dag_for_worker: Any = dag if in_process else DagInfo.of(dag)
         self.hostname = socket.gethostname()
@@ -122,12 +124,14 @@ class RunDriver:
                 self.elsewhere.add(task_id)
             else:
                 self.elsewhere.discard(task_id)
+            if (state in (S.QUEUED, S.RUNNING) or state.finished) and task_id in self.ready:
+                self.ready.remove(task_id)  # another host took it since we planned it
             if state in (S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
                 self.wake_at[task_id] = row["next_retry_at"] or utcnow()
                 if state is S.UP_FOR_RESCHEDULE and row.get("start_date"):
                     self.first_attempt[task_id] = row["start_date"]
             if state is S.SCHEDULED and task_id not in self.ready:
-                self.ready.append(task_id)
+                self._make_ready(task_id)
             if state.finished and self.states.get(task_id) is not state and state is S.SUCCESS:
                 self._outputs_loaded = False
             self.states[task_id] = state
@@ -166,28 +170,42 @@ class RunDriver:
             if due <= now:
                 del self.wake_at[task_id]
                 self._set(task_id, S.SCHEDULED)
-                self.ready.append(task_id)
+                self._make_ready(task_id)
 
     def dispatch(self, executor: Executor, budget: int) -> int:
         """Start up to ``budget`` ready tasks, most important first; return how many started."""
+        started = 0
+        while True:
+            count, missed = self._dispatch_batch(executor, budget - started)
+            started += count
+            # Another host claimed some first: its ready list is the same as ours, so try the next
+            # ones now instead of leaving our slots idle until the next poll.
+            if not missed or started >= budget or not self.ready:
+                return started
+
+    def _dispatch_batch(self, executor: Executor, budget: int) -> tuple[int, int]:
+        """One claim: return how many tasks started and how many another host had claimed."""
         if not self.ready or budget <= 0:
-            return 0
+            return 0, 0
         room = self.dag.max_active_tasks - len(self.running)
         count = min(budget, room, len(self.ready))
         if count <= 0:
-            return 0
-        self.ready.sort(key=lambda t: (-self.dag.task_dict[t].priority_weight, self.order[t]))
+            return 0, 0
+        if not self._ready_sorted:
+            # most important last, so that taking the next task is a pop from the end
+            self.ready.sort(key=self._priority, reverse=True)
+            self._ready_sorted = True
         chosen: list[str] = []
-        waiting: list[str] = []
-        for task_id in self.ready:
+        refused: list[str] = []
+        while self.ready and len(chosen) < count:
+            task_id = self.ready.pop()
             task = self.dag.task_dict[task_id]
-            if len(chosen) < count and self.pools.admit(task.pool, task.pool_slots):
-                chosen.append(task_id)
-            else:
-                waiting.append(task_id)
-        self.ready = waiting
+            (chosen if self.pools.admit(task.pool, task.pool_slots) else refused).append(task_id)
+        self.ready.extend(reversed(refused))
+        missed = 0
         if self.host_id is not None:
-            self.flush()
+            # No flush first: a ready task's stored state is claimable whatever is still pending,
+            # and the pending changes merge to "running" once this task starts.
             claimed = set(self.store.claim_task_instances(
                 self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running"))
             for task_id in chosen:
@@ -196,10 +214,18 @@ class RunDriver:
                     self.states[task_id] = S.RUNNING
                     task = self.dag.task_dict[task_id]
                     self.pools.release(task.pool, task.pool_slots)
+            missed = len(chosen) - len(claimed)
             chosen = [t for t in chosen if t in claimed]
         for task_id in chosen:
             self._start(task_id, executor)
-        return len(chosen)
+        return len(chosen), missed
+
+    def _priority(self, task_id: str) -> tuple[int, int]:
+        return (-self.dag.task_dict[task_id].priority_weight, self.order[task_id])
+
+    def _make_ready(self, task_id: str) -> None:
+        self.ready.append(task_id)
+        self._ready_sorted = False
 
     def _start(self, task_id: str, executor: Executor) -> None:
         task = self.dag.task_dict[task_id]
@@ -211,8 +237,9 @@ class RunDriver:
         first = self.first_attempt.get(task_id, now)
         log_path = self._log_path(task_id, try_number)
         self.running.add(task_id)
-        if not os.path.isdir(self.log_folder):
+        if not self._log_folder_made:
             os.makedirs(self.log_folder, exist_ok=True)
+            self._log_folder_made = True
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
         upstream = self._upstream_outputs(task)
@@ -513,7 +540,7 @@ class RunDriver:
         for task_id, state in changes.items():
             if state is S.SCHEDULED:
                 if task_id not in self.ready:
-                    self.ready.append(task_id)
+                    self._make_ready(task_id)
                 self._set(task_id, state)
             else:
                 self._set(task_id, state, end_date=now)

@@ -324,6 +324,11 @@ class Scheduler:
                 due = self.next_due[dag_id] = self._first_due(dag, now)
             if due is None or due > now:
                 continue
+            if not dag.catchup:
+                # without catchup, time that passed since the last run is skipped: only the latest
+                latest = dag.timetable.latest_at_or_before(now.astimezone(dag.timezone))
+                if latest is not None and latest > due:
+                    due = latest if dag.end_date is None or latest <= dag.end_date else None
             active = sum(1 for d in self.drivers.values() if d.dag.dag_id == dag_id)
             while due is not None and due <= now and active < dag.max_active_runs:
                 run_id = self._create_run(dag, due)
@@ -419,8 +424,16 @@ class Scheduler:
         now = now or utcnow()
         if self.drivers:
             return False
-        if any(isinstance(due, datetime) and due <= now for d, due in self.next_due.items() if d not in self.paused):
-            return False
+        if self.create_runs and not self._stopping:
+            for dag_id, dag in self.dags.items():
+                if dag_id in self.paused:
+                    continue
+                # a finished run forgets its DAG's next due time (to let a waiting one start): ask again
+                due = self.next_due.get(dag_id, _UNKNOWN)
+                if due is _UNKNOWN:
+                    due = self.next_due[dag_id] = self._first_due(dag, now)
+                if isinstance(due, datetime) and due <= now:
+                    return False
         assert self.store is not None
         waiting = [r for r in self.store.list_runs(None, limit=None, states=("queued", "running"))
                    if r["run_type"] in self.run_types and r["dag_id"] in self.dags

@@ -399,14 +399,31 @@ class Store:
         or none: a crash between two parts would leave a task finished without its output.
         """
         now = _now()
-        lost: list[str] = []
-        if owner is not None and task_changes:
-            lost = self._not_held(run_pk, [c["task_id"] for c in task_changes], owner)
-            if lost:
-                gone = set(lost)
-                task_changes = [c for c in task_changes if c["task_id"] not in gone]
-                tries = [t for t in tries if t["task_id"] not in gone]
-                outputs = [o for o in outputs if o["task_id"] not in gone]
+        with write_transaction(self._engine, self.url) as conn:
+            lost: list[str] = []
+            if owner is not None and task_changes:
+                # Checked inside the write transaction: checked before it, an adoption could land
+                # between the check and the write, and this host would overwrite its successor.
+                lost = self._not_held(conn, run_pk, [c["task_id"] for c in task_changes], owner)
+                if lost:
+                    gone = set(lost)
+                    task_changes = [c for c in task_changes if c["task_id"] not in gone]
+                    tries = [t for t in tries if t["task_id"] not in gone]
+                    outputs = [o for o in outputs if o["task_id"] not in gone]
+            self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes)
+        return lost
+
+    def _write_batch(
+        self,
+        conn: Connection,
+        run_pk: int,
+        now: datetime,
+        task_changes: Sequence[Mapping[str, Any]],
+        tries: Sequence[Mapping[str, Any]],
+        outputs: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        run_changes: Mapping[str, Any] | None,
+    ) -> None:
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         for change in task_changes:
             keys = set(change)
@@ -427,31 +444,25 @@ class Store:
         event_rows = self._event_rows(events, now) if events else ()
         if run_changes:
             _check_keys(_run, run_changes, fixed=("id",))
+        for keys, params in groups.items():
+            self._many(conn, self._task_update(keys), params)
+        if try_rows:
+            self._many(conn, self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
+        if output_rows:
+            self._many(conn, self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
+        if event_rows:
+            self._many(conn, self._event_insert, event_rows)
+        if run_changes:
+            self._many(conn, self._run_update(frozenset(run_changes)), [{**run_changes, "w_run_pk": run_pk}])
 
-        with write_transaction(self._engine, self.url) as conn:
-            for keys, params in groups.items():
-                self._many(conn, self._task_update(keys), params)
-            if try_rows:
-                self._many(conn, self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
-            if output_rows:
-                self._many(conn, self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
-            if event_rows:
-                self._many(conn, self._event_insert, event_rows)
-            if run_changes:
-                self._many(conn, self._run_update(frozenset(run_changes)), [{**run_changes, "w_run_pk": run_pk}])
-        return lost
-
-    def _not_held(self, run_pk: int, task_ids: list[str], owner: str) -> list[str]:
+    def _not_held(self, conn: Connection, run_pk: int, task_ids: list[str], owner: str) -> list[str]:
         """Of ``task_ids``, those claimed by another host. A task instance no host claims (a
-        dag.test() run) or claimed by ``owner`` is held."""
-        with read_connection(self._engine, self.url) as conn:
-            rows = conn.execute(
-                select(_ti.c.task_id).where(
-                    _ti.c.run_pk == run_pk, _ti.c.task_id.in_(task_ids),
-                    _ti.c.claimed_by.is_not(None), _ti.c.claimed_by != owner,
-                )
-            ).scalars()
-            return list(rows)
+        dag.test() run) or claimed by ``owner`` is held. On PostgreSQL the rows stay locked until
+        the transaction ends, so no adoption can slip in before the write."""
+        query = select(_ti.c.task_id, _ti.c.claimed_by).where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(task_ids))
+        if self._dialect == "postgresql":
+            query = query.order_by(_ti.c.id).with_for_update()  # one lock order for every host
+        return [row.task_id for row in conn.execute(query) if row.claimed_by is not None and row.claimed_by != owner]
 
     def _event_rows(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
         rows = _full_rows(_event, events)
@@ -532,6 +543,10 @@ class Store:
             values["detail"] = detail
         with write_transaction(self._engine, self.url) as conn:
             conn.execute(update(_host).where(_host.c.host_id == host_id).values(values))
+            # A host taken for dead that still beats is alive: were it left "dead", every task it
+            # claims from now on would be adopted (and failed) by the others at their next beat.
+            conn.execute(update(_host).where(_host.c.host_id == host_id, _host.c.state == "dead")
+                         .values(state="running", stopped_at=None))
             conn.execute(
                 update(_ti).where(_ti.c.claimed_by == host_id, _ti.c.state.in_(HELD_STATES)).values(heartbeat_at=now)
             )

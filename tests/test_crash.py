@@ -1,0 +1,317 @@
+"""Scheduler daemons as real processes: killed with SIGKILL at random moments, and two at once on one
+store. Whatever happens to a host, every task instance ends with exactly one successful try, and
+no task that succeeded runs again."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbflow.store import Store
+
+CHAINS, LENGTH = 5, 40
+FAILED_TRIES = ("up_for_retry", "failed")
+
+_TASK_HELPERS = '''
+import os
+import time
+import zlib
+from datetime import timedelta
+from pathlib import Path
+
+from nbflow import DAG
+from nbflow.operators import PythonOperator
+
+SIDE_EFFECTS = {side!r}
+
+
+def note(ti, line):
+    fd = os.open(SIDE_EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\\n").encode())
+    finally:
+        os.close(fd)
+
+
+def work(ti):
+    # 5 to 20 ms, fixed per task, so the run is the same from one test to the next
+    time.sleep((5 + zlib.crc32(ti.task_id.encode()) % 16) / 1000)
+    note(ti, f"{{ti.dag_id}} {{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getpid()}}")
+'''
+
+
+def _env(home: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env.update(NBFLOW_HOME=str(home), NBFLOW_HEARTBEAT_INTERVAL="0.2", NBFLOW_HOST_STALE_AFTER="1",
+               NBFLOW_POLL_INTERVAL="0.2", NBFLOW_DAG_RELOAD_INTERVAL="1")
+    env.update(extra)
+    if database_url is not None:
+        env["NBFLOW_DATABASE_URL"] = database_url
+    return env
+
+
+def _daemon(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler", *args], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _side_effects(path: Path) -> dict[tuple[str, str, str], list[tuple[int, int]]]:
+    """(dag_id, run_id, task_id) -> [(try_number, pid), ...] in the order they ran."""
+    ran: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        dag_id, run_id, task_id, try_number, pid = line.split()
+        ran[(dag_id, run_id, task_id)].append((int(try_number), int(pid)))
+    return ran
+
+
+def _check_run(store: Store, run: dict[str, Any], ran: dict[tuple[str, str, str], list[tuple[int, int]]],
+               task_ids: list[str], *, exactly_once: bool) -> dict[str, list[dict[str, Any]]]:
+    """The invariants of a finished run; returns each task's tries."""
+    assert run["state"] == "success", run
+    tis = {ti["task_id"]: ti for ti in store.get_task_instances(run["id"])}
+    assert sorted(tis) == sorted(task_ids)
+    bad = {t: (ti["state"], (ti["error"] or "")[-300:]) for t, ti in tis.items() if ti["state"] != "success"}
+    assert not bad, f"task instances not successful: {bad}"
+    tries_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.get_tries(run["id"]):
+        tries_by_task[row["task_id"]].append(row)
+    for task_id in task_ids:
+        tries = sorted(tries_by_task[task_id], key=lambda t: t["try_number"])
+        states = [t["state"] for t in tries]
+        assert states.count("success") == 1, (task_id, states)
+        assert states[-1] == "success", f"{task_id}: a try after its success: {states}"
+        assert all(s in FAILED_TRIES for s in states[:-1]), (task_id, states)
+        success_try = tries[-1]["try_number"]
+        assert tis[task_id]["try_number"] == success_try
+        executions = ran.get((run["dag_id"], run["run_id"], task_id), [])
+        numbers = [n for n, _pid in executions]
+        assert numbers, f"{task_id} succeeded in the store but never ran"
+        # every execution had a try of its own: a try number used twice means an execution
+        # that the store does not account for
+        assert len(numbers) == len(set(numbers)), f"{task_id} ran the same try twice: {executions}"
+        assert numbers == sorted(numbers), f"{task_id} tries ran out of order: {executions}"
+        assert numbers[-1] == success_try, f"{task_id} ran after its successful try {success_try}: {executions}"
+        recorded = {t["try_number"]: t["state"] for t in tries}
+        for n in numbers[:-1]:
+            assert recorded.get(n) in FAILED_TRIES, f"{task_id} try {n} ran but is recorded as {recorded.get(n)}"
+        if exactly_once:
+            assert len(executions) == 1, f"{task_id} ran {len(executions)} times: {executions}"
+            assert states == ["success"], (task_id, states)
+    return tries_by_task
+
+
+# -- kill -9 ----------------------------------------------------------------------------------------
+
+
+def _write_chains_dag(home: Path, side: Path) -> list[str]:
+    folder = home / "dags"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(f'''
+        with DAG("crashy", schedule="@once", start_date="2024-01-01", timezone="UTC", max_active_tasks=32,
+                 default_args={{"retries": 5, "retry_delay": timedelta(0)}}) as d:
+            for c in range({CHAINS}):
+                previous = None
+                for i in range({LENGTH}):
+                    op = PythonOperator(task_id=f"c{{c}}_{{i:02d}}", python_callable=work)
+                    if previous is not None:
+                        previous >> op
+                    previous = op
+    ''')
+    (folder / "crashy.py").write_text(source)
+    return [f"c{c}_{i:02d}" for c in range(CHAINS) for i in range(LENGTH)]
+
+
+def _kill_and_restart(tmp_path: Path, executor: str, seed: int) -> None:
+    home = tmp_path / "home"
+    side = tmp_path / "side_effects.txt"
+    task_ids = _write_chains_dag(home, side)
+    env = _env(home)
+    log = tmp_path / "daemons.log"
+    rng = random.Random(seed)
+    kills = rng.choice([3, 4])
+    store = None
+    daemon = _daemon(env, log, "-e", executor)
+    try:
+        db = home / "nbflow.db"
+        _wait_for(db.exists, 30, "the database")
+        store = Store(f"sqlite:///{db}", busy_timeout=10)
+
+        def successes() -> int:
+            try:
+                runs = store.list_runs("crashy", limit=None)
+            except Exception:  # the daemon has not created the tables yet
+                return 0
+            if not runs:
+                return 0
+            return sum(ti["state"] == "success" for ti in store.get_task_instances(runs[0]["id"]))
+
+        _wait_for(lambda: successes() >= 1, 30, "the first task to succeed")
+        done_at_kill = []
+        for k in range(kills):
+            if k:  # let the new host come up and take over before killing it again
+                _wait_for(lambda: any(h["pid"] == daemon.pid for h in store.list_hosts()), 30, "the new host")
+            time.sleep(rng.uniform(0.1, 0.6))
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait()  # reaped, so its pid is really gone
+            done_at_kill.append(successes())
+            daemon = _daemon(env, log, "-e", executor, *(["--exit-when-idle"] if k == kills - 1 else []))
+        assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert done_at_kill[0] < len(task_ids), "the first kill came after the run had finished"
+
+        (run,) = store.list_runs("crashy", limit=None)
+        tries = _check_run(store, run, _side_effects(side), task_ids, exactly_once=False)
+        hosts = store.list_hosts()
+        assert len(hosts) == kills + 1
+        assert sorted(h["state"] for h in hosts) == ["dead"] * kills + ["stopped"], hosts
+        lost = [t for rows in tries.values() for t in rows if "WorkerLostError" in (t["error"] or "")]
+        # at least one kill caught tasks running (5 chains run side by side, so nearly every one does)
+        assert lost, f"no kill caught a running task; successes at each kill: {done_at_kill}"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        if store is not None:
+            store.close()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    _kill_and_restart(tmp_path, "thread", seed=20240601)
+
+
+@pytest.mark.slow
+def test_kill_9_with_process_workers(tmp_path: Path) -> None:
+    _kill_and_restart(tmp_path, "process", seed=7)
+
+
+# -- two daemons at once ------------------------------------------------------------------------------
+
+
+def _write_shared_dags(home: Path, side: Path, gate: Path, start: datetime) -> tuple[list[str], list[str]]:
+    folder = home / "dags"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(f'''
+        GATE = {str(gate)!r}
+
+
+        def wait_for_gate(ti):
+            deadline = time.monotonic() + 30
+            while not os.path.exists(GATE) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            note(ti, f"{{ti.dag_id}} {{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getpid()}}")
+
+
+        def slow_work(ti):
+            time.sleep(0.05)
+            note(ti, f"{{ti.dag_id}} {{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getpid()}}")
+
+
+        with DAG("shared_once", schedule="@once", start_date="2024-01-01", timezone="UTC",
+                 max_active_tasks=64) as once:
+            gate = PythonOperator(task_id="gate", python_callable=wait_for_gate)
+            for i in range(100):
+                gate >> PythonOperator(task_id=f"w{{i:03d}}", python_callable=slow_work)
+
+        with DAG("shared_cron", schedule="@daily", start_date={start.isoformat()!r}, timezone="UTC",
+                 catchup=True) as cron:
+            a = PythonOperator(task_id="a", python_callable=work)
+            b = PythonOperator(task_id="b", python_callable=work)
+            a >> b
+    ''')
+    (folder / "shared.py").write_text(source)
+    return ["gate"] + [f"w{i:03d}" for i in range(100)], ["a", "b"]
+
+
+def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
+    home = tmp_path / "home"
+    side, gate = tmp_path / "side_effects.txt", tmp_path / "gate"
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=3)
+    once_ids, cron_ids = _write_shared_dags(home, side, gate, start)
+    # four slots per host: the 100 tasks take over a second on one host, and the other joins in 0.2 s
+    # (no host dies here: a generous stale limit keeps a slow start under load from looking like one)
+    env = _env(home, database_url, NBFLOW_PARALLELISM="4", NBFLOW_HOST_STALE_AFTER="15")
+    url = database_url or f"sqlite:///{home / 'nbflow.db'}"
+    logs = [tmp_path / "daemon0.log", tmp_path / "daemon1.log"]
+    daemons = [_daemon(env, log, "--exit-when-idle") for log in logs]
+    store = None
+    try:
+        if database_url is None:
+            _wait_for((home / "nbflow.db").exists, 30, "the database")
+        store = Store(url, busy_timeout=10)
+
+        def both_running() -> bool:
+            try:
+                hosts = store.list_hosts("running")
+            except Exception:  # the tables may not exist yet
+                return False
+            return {h["pid"] for h in hosts} == {d.pid for d in daemons}
+
+        _wait_for(both_running, 30, "both hosts to register")
+        gate.write_text("open")
+        for daemon, log in zip(daemons, logs):
+            assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+        ran = _side_effects(side)
+        (once_run,) = store.list_runs("shared_once", limit=None)
+        _check_run(store, once_run, ran, once_ids, exactly_once=True)
+        cron_runs = store.list_runs("shared_cron", limit=None)
+        dates = sorted(r["logical_date"] for r in cron_runs)
+        expected = [start + timedelta(days=n) for n in range((datetime.now(UTC) - start).days + 1)]
+        assert dates == expected and len(expected) == 4
+        assert len(dates) == len(set(dates)), "two runs for one logical date"
+        assert len({r["run_id"] for r in cron_runs}) == len(cron_runs)
+        for run in cron_runs:
+            assert run["run_type"] == "scheduled"
+            _check_run(store, run, ran, cron_ids, exactly_once=True)
+        # nothing ran that the store does not know of
+        known = {(r["dag_id"], r["run_id"]) for r in [once_run, *cron_runs]}
+        assert {(dag_id, run_id) for dag_id, run_id, _t in ran} <= known
+        assert sum(len(v) for v in ran.values()) == len(once_ids) + len(cron_ids) * len(cron_runs)
+        # both hosts did some of the 100 tasks
+        tis = store.get_task_instances(once_run["id"])
+        claimed = Counter(ti["claimed_by"] for ti in tis)
+        pids = Counter(pid for (dag_id, _r, _t), rows in ran.items() if dag_id == "shared_once" for _n, pid in rows)
+        assert set(pids) == {d.pid for d in daemons}, f"one host did all the work: {pids}"
+        assert len(claimed) == 2, claimed
+        hosts = store.list_hosts()
+        assert sorted(h["state"] for h in hosts) == ["stopped", "stopped"]
+    finally:
+        for daemon in daemons:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        if store is not None:
+            store.close()
+
+
+@pytest.mark.slow
+def test_two_daemons_share_one_sqlite_store(tmp_path: Path) -> None:
+    _two_daemons(tmp_path, None)
+
+
+@pytest.mark.slow
+def test_two_daemons_share_one_postgres_store(tmp_path: Path, postgres_url: str) -> None:
+    _two_daemons(tmp_path, postgres_url)

@@ -1,0 +1,469 @@
+"""The scheduler: due runs (catchup, max_active_runs, end_date, @once, pauses, time zones), event-driven
+passes, retries, the daemon as a real process and the in-process host."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nbflow.scheduler as sched_mod
+from nbflow import DAG, task
+from nbflow.operators import PythonOperator
+from nbflow.runs import sync_dag
+from nbflow.scheduler import Scheduler, task_rows
+from nbflow.settings import load_settings
+from nbflow.store import Store
+
+
+@pytest.fixture
+def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
+    # every pass looks at the store, so tests that step with tick(now) see their own changes at once
+    monkeypatch.setenv("NBFLOW_POLL_INTERVAL", "0")
+    return load_settings()
+
+
+@pytest.fixture
+def store(settings) -> Any:
+    opened = Store.open(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def make_scheduler(settings, store, dags: list[DAG], executor: str = "thread") -> Scheduler:
+    return Scheduler(settings=settings, store=store, executor=executor, dags=dags)
+
+
+def drive(scheduler: Scheduler, now: datetime | None = None, timeout: float = 20.0, check=None) -> None:
+    """Tick at a fixed ``now`` (or the real time) until the scheduler has nothing left to do."""
+    deadline = time.monotonic() + timeout
+    while True:
+        scheduler.tick(now)
+        if check is not None:
+            check()
+        if scheduler.idle(now):
+            return
+        assert time.monotonic() < deadline, f"the scheduler did not become idle: {scheduler._detail()}"
+        scheduler._wait(0.02)
+
+
+def runs_of(store: Store, dag_id: str) -> list[dict[str, Any]]:
+    return sorted(store.list_runs(dag_id, limit=None), key=lambda r: r["logical_date"])
+
+
+def quick_dag(dag_id: str, **kwargs: Any) -> DAG:
+    kwargs.setdefault("timezone", "UTC")
+    with DAG(dag_id, **kwargs) as d:
+        @task
+        def work(ds):
+            return ds
+
+        work()
+    return d
+
+
+# -- which runs are due -----------------------------------------------------------------------------
+
+
+def test_no_catchup_creates_only_the_latest_due_run(settings, store) -> None:
+    d = quick_dag("nocatch", schedule="@daily", start_date="2024-01-01", catchup=False)
+    s = make_scheduler(settings, store, [d])
+    try:
+        drive(s, utc(2024, 1, 6, 0, 30))
+        assert [r["logical_date"] for r in runs_of(store, "nocatch")] == [utc(2024, 1, 6)]
+        drive(s, utc(2024, 1, 6, 23, 59))
+        assert len(runs_of(store, "nocatch")) == 1
+        drive(s, utc(2024, 1, 9, 1))  # three days later: still only the latest
+        assert [r["logical_date"] for r in runs_of(store, "nocatch")] == [utc(2024, 1, 6), utc(2024, 1, 9)]
+        assert {r["state"] for r in runs_of(store, "nocatch")} == {"success"}
+        assert {r["run_type"] for r in runs_of(store, "nocatch")} == {"scheduled"}
+    finally:
+        s.close()
+
+
+def test_catchup_creates_every_missed_run_within_max_active_runs(settings, store) -> None:
+    d = quick_dag("catch", schedule="@daily", start_date="2024-01-01", catchup=True, max_active_runs=2)
+    s = make_scheduler(settings, store, [d])
+    now = utc(2024, 1, 6, 0, 30)
+    seen_active: list[int] = []
+
+    def check() -> None:
+        active = [r for r in store.list_runs("catch", limit=None) if r["state"] in ("queued", "running")]
+        seen_active.append(len(active))
+        assert len(active) <= 2, [r["run_id"] for r in active]
+
+    try:
+        first = s.tick(now)
+        assert len(first.created) == 2
+        check()
+        time.sleep(0.5)  # both runs' only task is done: the next pass ends both runs at once
+        assert len(s.tick(now).finished) == 2
+        assert not s.idle(now), "four runs are still due"
+        drive(s, now, check=check)
+        runs = runs_of(store, "catch")
+        assert [r["logical_date"] for r in runs] == [utc(2024, 1, day) for day in range(1, 7)]
+        assert all(r["state"] == "success" for r in runs)
+        assert max(seen_active) == 2
+        # the data interval of each run: from the previous scheduled time to its own
+        for r in runs:
+            assert r["data_interval_end"] == r["logical_date"]
+            assert r["data_interval_start"] == r["logical_date"] - timedelta(days=1)
+        # nothing more until the next day comes
+        drive(s, utc(2024, 1, 6, 23))
+        assert len(runs_of(store, "catch")) == 6
+    finally:
+        s.close()
+
+
+def test_end_date_stops_creation(settings, store) -> None:
+    d = quick_dag("ending", schedule="@daily", start_date="2024-01-01", end_date="2024-01-03", catchup=True)
+    s = make_scheduler(settings, store, [d])
+    try:
+        drive(s, utc(2024, 1, 10))
+        assert [r["logical_date"] for r in runs_of(store, "ending")] == [utc(2024, 1, d) for d in (1, 2, 3)]
+        drive(s, utc(2024, 2, 1))
+        assert len(runs_of(store, "ending")) == 3
+    finally:
+        s.close()
+
+
+def test_end_date_without_catchup_creates_no_run_after_it(settings, store) -> None:
+    d = quick_dag("ended", schedule="@daily", start_date="2024-01-01", end_date="2024-01-03", catchup=False)
+    s = make_scheduler(settings, store, [d])
+    try:
+        drive(s, utc(2024, 1, 10))
+        assert [r["logical_date"] for r in runs_of(store, "ended")] == []
+    finally:
+        s.close()
+
+
+def test_once_creates_exactly_one_run_and_none_schedule_none(settings, store) -> None:
+    once = quick_dag("once", schedule="@once", start_date="2024-01-01T08:00", catchup=True)
+    never = quick_dag("never", schedule=None, start_date="2024-01-01")
+    s = make_scheduler(settings, store, [once, never])
+    try:
+        drive(s, utc(2023, 12, 31))
+        assert runs_of(store, "once") == []
+        for now in (utc(2024, 1, 1, 8), utc(2024, 1, 2), utc(2025, 1, 1)):
+            drive(s, now)
+        runs = runs_of(store, "once")
+        assert [(r["logical_date"], r["state"]) for r in runs] == [(utc(2024, 1, 1, 8), "success")]
+        assert runs_of(store, "never") == []
+    finally:
+        s.close()
+    # a new host (a restart) does not create it again
+    s2 = make_scheduler(settings, store, [once, never])
+    try:
+        drive(s2, utc(2025, 6, 1))
+        assert len(runs_of(store, "once")) == 1 and runs_of(store, "never") == []
+    finally:
+        s2.close()
+
+
+def test_paused_dag_gets_no_runs_until_unpaused(settings, store) -> None:
+    d = quick_dag("pausable", schedule="@daily", start_date="2024-01-01", catchup=True)
+    sync_dag(store, d)
+    store.set_paused("pausable", True)
+    s = make_scheduler(settings, store, [d])
+    try:
+        drive(s, utc(2024, 1, 3, 12))
+        assert runs_of(store, "pausable") == []
+        assert store.get_dag("pausable")["is_paused"]  # reloading the DAG keeps it paused
+        store.set_paused("pausable", False)
+        drive(s, utc(2024, 1, 3, 12))
+        assert [r["logical_date"] for r in runs_of(store, "pausable")] == [utc(2024, 1, d) for d in (1, 2, 3)]
+        assert {r["state"] for r in runs_of(store, "pausable")} == {"success"}
+    finally:
+        s.close()
+
+
+def test_time_zone_schedule_is_evaluated_in_the_dag_zone(settings, store) -> None:
+    d = quick_dag("seoul", schedule="0 6 * * *", start_date="2024-03-01", timezone="Asia/Seoul", catchup=False)
+    s = make_scheduler(settings, store, [d])
+    try:
+        # 00:30 UTC on 5 March is 09:30 in Seoul: the 06:00 Seoul run of 5 March is due
+        drive(s, utc(2024, 3, 5, 0, 30))
+        (run,) = runs_of(store, "seoul")
+        assert run["logical_date"] == utc(2024, 3, 4, 21)
+        assert run["logical_date"].utcoffset() == timedelta(0)  # stored and read back in UTC
+        assert run["data_interval_start"] == utc(2024, 3, 3, 21)
+        assert run["data_interval_end"] == utc(2024, 3, 4, 21)
+        assert run["state"] == "success"
+        # ds inside the task is the local date of the logical date, not the UTC one
+        assert json.loads(store.get_outputs(run["id"])["work"]["value_json"]) == "2024-03-05"
+        # at 20:59 UTC (05:59 Seoul on the 6th) the next one is not yet due; at 21:00 it is
+        drive(s, utc(2024, 3, 5, 20, 59))
+        assert len(runs_of(store, "seoul")) == 1
+        drive(s, utc(2024, 3, 5, 21))
+        assert [r["logical_date"] for r in runs_of(store, "seoul")] == [utc(2024, 3, 4, 21), utc(2024, 3, 5, 21)]
+    finally:
+        s.close()
+
+
+def test_task_context_sees_the_data_interval(settings, store) -> None:
+    with DAG("interval", schedule="0 */6 * * *", start_date="2024-01-01", timezone="UTC", catchup=False) as d:
+        @task
+        def show(ds, data_interval_start, data_interval_end, logical_date):
+            return [ds, data_interval_start.isoformat(), data_interval_end.isoformat(), logical_date.isoformat()]
+
+        show()
+    s = make_scheduler(settings, store, [d])
+    try:
+        drive(s, utc(2024, 2, 1, 13))
+        (run,) = runs_of(store, "interval")
+        assert json.loads(store.get_outputs(run["id"])["show"]["value_json"]) == [
+            "2024-02-01", "2024-02-01T06:00:00+00:00", "2024-02-01T12:00:00+00:00", "2024-02-01T12:00:00+00:00",
+        ]
+    finally:
+        s.close()
+
+
+# -- serving ----------------------------------------------------------------------------------------
+
+
+def _manual_run(store: Store, d: DAG, run_id: str = "manual__1", when: datetime | None = None) -> int:
+    sync_dag(store, d)
+    when = when or utc(2024, 5, 1)
+    return store.create_run(
+        dag_id=d.dag_id, run_id=run_id, run_type="manual", logical_date=when,
+        data_interval_start=when, data_interval_end=when, conf={}, state="queued", task_rows=task_rows(d),
+    )
+
+
+def test_downstream_starts_without_waiting_for_a_poll(nbflow_home, store_url, monkeypatch) -> None:
+    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
+    monkeypatch.setenv("NBFLOW_POLL_INTERVAL", "5")
+    settings = load_settings()
+    assert settings.poll_interval == 5.0
+    with DAG("chain20", timezone="UTC") as d:
+        ops = [PythonOperator(task_id=f"t{i:02d}", python_callable=lambda: None) for i in range(20)]
+        for a, b in zip(ops, ops[1:]):
+            a >> b
+    with Store.open(settings) as store:
+        run_pk = _manual_run(store, d)
+        s = Scheduler(settings=settings, store=store, executor="thread", dags=[d])
+        started = time.monotonic()
+        s.serve(exit_when_idle=True, grace=5)
+        elapsed = time.monotonic() - started
+        assert store.get_run_by_pk(run_pk)["state"] == "success"
+        assert {ti["state"] for ti in store.get_task_instances(run_pk)} == {"success"}
+    assert elapsed < 2.0, f"20 chained tasks took {elapsed:.2f} s with a 5 s poll interval"
+
+
+def test_manual_run_with_retries_under_the_scheduler(settings, store, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+
+    def flaky(path=str(counter)):
+        n = int(Path(path).read_text()) + 1 if Path(path).exists() else 1
+        Path(path).write_text(str(n))
+        if n < 3:
+            raise RuntimeError(f"attempt {n} failed")
+        return n
+
+    with DAG("retrying", timezone="UTC", default_args={"retries": 3, "retry_delay": timedelta(seconds=0.3)}) as d:
+        PythonOperator(task_id="flaky", python_callable=flaky)
+    run_pk = _manual_run(store, d)
+    s = make_scheduler(settings, store, [d])
+    started = time.monotonic()
+    s.serve(exit_when_idle=True, grace=5)
+    elapsed = time.monotonic() - started
+    run = store.get_run_by_pk(run_pk)
+    assert run["state"] == "success"
+    tries = sorted(store.get_tries(run_pk, "flaky"), key=lambda t: t["try_number"])
+    assert [(t["try_number"], t["state"]) for t in tries] == [(1, "up_for_retry"), (2, "up_for_retry"), (3, "success")]
+    assert "attempt 2 failed" in tries[1]["error"]
+    assert tries[1]["start_date"] - tries[0]["end_date"] >= timedelta(seconds=0.29)
+    assert tries[2]["start_date"] - tries[1]["end_date"] >= timedelta(seconds=0.29)
+    assert 0.6 <= elapsed < 5
+    assert json.loads(store.get_outputs(run_pk)["flaky"]["value_json"]) == 3
+
+
+def test_manual_run_of_a_paused_dag_waits(settings, store) -> None:
+    d = quick_dag("paused_manual", schedule=None)
+    run_pk = _manual_run(store, d)
+    store.set_paused("paused_manual", True)
+    s = make_scheduler(settings, store, [d])
+    try:
+        for _ in range(3):
+            s.tick()
+        assert store.get_run_by_pk(run_pk)["state"] == "queued"
+        store.set_paused("paused_manual", False)
+        drive(s)
+        assert store.get_run_by_pk(run_pk)["state"] == "success"
+    finally:
+        s.close()
+
+
+# -- the daemon as a real process -------------------------------------------------------------------
+
+
+def _daemon_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env.update(NBFLOW_HOME=str(home), NBFLOW_HEARTBEAT_INTERVAL="0.2", NBFLOW_POLL_INTERVAL="0.2",
+               NBFLOW_DAG_RELOAD_INTERVAL="1", **extra)
+    return env
+
+
+def _write_dag(home: Path, name: str, source: str) -> None:
+    folder = home / "dags"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(source))
+
+
+def _nbflow(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nbflow", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_daemon_exit_when_idle_runs_the_due_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _write_dag(home, "daily.py", """
+        from nbflow import DAG, task
+
+        with DAG("daily_report", schedule="@daily", start_date="2024-01-01", timezone="UTC") as d:
+            @task
+            def make(ds):
+                return ds
+
+            make()
+    """)
+    done = _nbflow("scheduler", "--exit-when-idle", env=_daemon_env(home))
+    assert done.returncode == 0, done.stderr
+    with Store(f"sqlite:///{home / 'nbflow.db'}") as store:
+        runs = store.list_runs("daily_report", limit=None)
+        assert len(runs) == 1
+        (run,) = runs
+        assert run["run_type"] == "scheduled" and run["state"] == "success"
+        assert run["logical_date"] == datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        hosts = store.list_hosts()
+        assert [h["state"] for h in hosts] == ["stopped"]
+
+
+def test_scheduler_status_and_sigterm_lets_the_running_task_finish(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _daemon_env(home)
+    (home / "dags").mkdir(parents=True)
+    status = _nbflow("scheduler", "status", env=env)
+    assert status.returncode == 3, status.stdout + status.stderr
+    marker, gate = tmp_path / "finished", tmp_path / "gate"
+    _write_dag(home, "slow.py", f"""
+        import time
+        from pathlib import Path
+        from nbflow import DAG, task
+
+        with DAG("slow", schedule="@once", start_date="2024-01-01", timezone="UTC") as d:
+            @task
+            def nap():
+                deadline = time.monotonic() + 30
+                while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(1.0)
+                Path({str(marker)!r}).write_text("done")
+                return "rested"
+
+            nap()
+    """)
+    daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with Store(f"sqlite:///{home / 'nbflow.db'}", busy_timeout=10) as store:
+            def running_ti():
+                runs = store.list_runs("slow", limit=None) if (home / "nbflow.db").exists() else []
+                if not runs:
+                    return None
+                tis = store.get_task_instances(runs[0]["id"])
+                return tis[0] if tis and tis[0]["state"] == "running" else None
+
+            ti = _wait_for(running_ti, 30, "the task to start")
+            status = _nbflow("scheduler", "status", env=env)
+            assert status.returncode == 0, status.stdout + status.stderr
+            (host,) = store.list_hosts()
+            assert host["pid"] == daemon.pid and host["state"] == "running"
+            assert host["host_id"] in status.stdout
+            assert ti["claimed_by"] == host["host_id"]
+            gate.write_text("open")  # the task sleeps 1 s from now: the signal comes in the middle
+            daemon.send_signal(signal.SIGTERM)
+            out, err = daemon.communicate(timeout=30)
+            assert daemon.returncode == 0, err
+            assert "finishing running tasks" in err
+            assert marker.read_text() == "done"
+            runs = store.list_runs("slow", limit=None)
+            (ti,) = store.get_task_instances(runs[0]["id"])
+            assert ti["state"] == "success", ti
+            assert [t["state"] for t in store.get_tries(runs[0]["id"], "nap")] == ["success"]
+            (host,) = store.list_hosts()
+            assert host["state"] == "stopped" and host["stopped_at"] is not None
+        status = _nbflow("scheduler", "status", env=env)
+        assert status.returncode == 3, status.stdout + status.stderr
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+# -- the in-process host ----------------------------------------------------------------------------
+
+
+def test_in_process_scheduler_runs_in_the_background(nbflow_home: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+
+    with DAG("background", schedule="@once", start_date="2024-01-01", timezone="UTC") as d:
+        @task
+        def wait_for_gate(path=str(gate)):
+            deadline = time.monotonic() + 20
+            while not Path(path).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return Path(path).read_text()
+
+        wait_for_gate()
+    assert sched_mod.status() == {"running": False}
+    Store.open().close()  # the database exists before two threads use it
+    started = time.monotonic()
+    scheduler = sched_mod.start(dags=[d])
+    try:
+        assert time.monotonic() - started < 2  # the caller keeps going
+        assert sched_mod.start(dags=[d]) is scheduler  # one per process
+        with Store.open() as store:
+            run = _wait_for(lambda: next(iter(store.list_runs("background", limit=None)), None), 20, "the run")
+            _wait_for(lambda: sched_mod.status().get("running_tasks") == 1, 20, "the task to run")
+            report = sched_mod.status()
+            assert report["running"] and report["host_id"] == scheduler.host_id
+            assert report["runs"] == [run["run_id"]]
+            gate.write_text("open")
+            _wait_for(lambda: store.get_run_by_pk(run["id"])["state"] == "success", 20, "the run to succeed")
+            _wait_for(lambda: run["run_id"] in sched_mod.status().get("finished_runs", []), 20, "the report")
+            thread = sched_mod._kernel["thread"]
+        sched_mod.stop()
+        assert not thread.is_alive()
+        assert sched_mod.status() == {"running": False}
+        with Store.open() as store:
+            assert [h["state"] for h in store.list_hosts()] == ["stopped"]
+    finally:
+        gate.write_text("open")
+        sched_mod.stop()
