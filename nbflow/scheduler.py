@@ -15,6 +15,7 @@ instance and never create one run twice.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import queue
 import socket
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow.driver import RunDriver, utcnow
+from nbflow.errors import StoreError
 from nbflow.pools import PoolSlots
 from nbflow.states import RunState
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from nbflow.executors import Executor, Outcome
     from nbflow.settings import Settings
     from nbflow.store import Store
+
+log = logging.getLogger(__name__)
 
 #: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
 DRIVEN_RUN_TYPES = ("scheduled", "manual")
@@ -141,6 +145,7 @@ class Scheduler:
         while any(d.running for d in self.drivers.values()) and time.monotonic() < deadline:
             self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
             self._drain()
+        self._finish_done()  # a run whose last task ended while stopping is complete, not left running
         for driver in self.drivers.values():
             driver.flush()
         assert self.executor is not None and self.store is not None
@@ -160,11 +165,13 @@ class Scheduler:
         now = now or utcnow()
         report = TickReport()
         mono = time.monotonic()
+        if mono >= self._due["heartbeat"]:
+            # first, so that a slow load of DAG files never makes this host look dead
+            self.store.heartbeat(self.host_id, self._detail())
         if mono >= self._due["reload"]:
             self._reload_dags()
             self._due["reload"] = mono + self.settings.dag_reload_interval
         if mono >= self._due["heartbeat"]:
-            self.store.heartbeat(self.host_id, self._detail())
             report.adopted = self._adopt_orphans(now)
             self._due["heartbeat"] = mono + self.settings.heartbeat_interval
         if mono >= self._due["poll"]:
@@ -257,10 +264,26 @@ class Scheduler:
         assert self.store is not None
         self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
         self.pools.refresh(self.store)
-        for row in self.store.list_runs(None, limit=None, states=("queued", "running")):
-            if row["id"] in self.drivers:
-                continue
-            self._adopt_run(row)
+        active = self.store.list_runs(None, limit=None, states=("queued", "running"))
+        active_pks = {row["id"] for row in active}
+        for row in active:
+            driver = self.drivers.get(row["id"])
+            if driver is None:
+                self._adopt_run(row)
+            elif row["state"] == "queued" and driver.run_state is RunState.RUNNING:
+                # cleared or marked from outside (nbflow tasks clear/mark): start again from the store
+                self.drivers.pop(row["id"])
+                if not driver.running:
+                    self._adopt_run(row)
+                else:
+                    self.drivers[row["id"]] = driver
+                    driver.refresh()
+        for run_pk, driver in list(self.drivers.items()):
+            if run_pk not in active_pks and not driver.running and driver.host_id is not None:
+                # marked finished from outside: nothing left for this host to do
+                row = self.store.get_run_by_pk(run_pk)
+                if row is None or row["state"] in ("success", "failed"):
+                    del self.drivers[run_pk]
         for driver in list(self.drivers.values()):
             if driver.elsewhere:
                 driver.refresh()
@@ -454,10 +477,21 @@ class Scheduler:
         self._stop_event = stop
         self.start()
         try:
+            failures = 0
             while not stop.is_set():
-                self.tick()
-                if exit_when_idle and self.idle():
-                    break
+                try:
+                    self.tick()
+                    if exit_when_idle and self.idle():
+                        break
+                    failures = 0
+                except StoreError as exc:
+                    # A locked or briefly unreachable database: nothing decided is lost (it is still
+                    # in memory, or a retry for whoever holds the task). Back off and try again.
+                    failures += 1
+                    log.warning("scheduler %s: store error (%s), retrying in %.1f s", self.host_id, exc,
+                                min(5.0, 0.2 * 2 ** failures))
+                    stop.wait(min(5.0, 0.2 * 2 ** failures))
+                    continue
                 self._wait(self.next_deadline() - time.monotonic())
         finally:
             self.close(grace=grace)

@@ -467,3 +467,33 @@ def test_in_process_scheduler_runs_in_the_background(nbflow_home: Path, tmp_path
     finally:
         gate.write_text("open")
         sched_mod.stop()
+
+
+def test_clearing_a_task_of_a_run_being_driven_makes_the_scheduler_run_it_again(settings, store) -> None:
+    from nbflow import controls
+
+    with DAG("cleared_live", timezone="UTC") as d:
+        @task
+        def quick():
+            return "done"
+
+        @task
+        def slow():
+            time.sleep(0.6)
+            return "slow"
+
+        quick(), slow()
+    _manual_run(store, d)
+    scheduler = make_scheduler(settings, store, [d])
+    deadline = time.monotonic() + 10
+    while store.get_task_instance("cleared_live", "manual__1", "quick")["state"] != "success":
+        scheduler.tick()
+        scheduler._wait(0.02)
+        assert time.monotonic() < deadline
+    assert scheduler.drivers, "the run should still be driven while slow runs"
+    controls.clear(d, run_id="manual__1", task_ids=["quick"], store=store)
+    drive(scheduler)
+    quick_row = store.get_task_instance("cleared_live", "manual__1", "quick")
+    assert quick_row["state"] == "success" and quick_row["try_number"] == 2
+    assert store.get_run("cleared_live", "manual__1")["state"] == "success"
+    scheduler.close()
