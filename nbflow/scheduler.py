@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from collections import Counter
 import os
 import queue
 import socket
@@ -338,6 +339,7 @@ class Scheduler:
 
     def _create_due_runs(self, now: datetime) -> list[str]:
         created: list[str] = []
+        active_by_dag: Counter[str] | None = None
         assert self.store is not None
         for dag_id, dag in self.dags.items():
             if dag_id in self.paused:
@@ -352,7 +354,9 @@ class Scheduler:
                 latest = dag.timetable.latest_at_or_before(now.astimezone(dag.timezone))
                 if latest is not None and latest > due:
                     due = latest if dag.end_date is None or latest <= dag.end_date else None
-            active = sum(1 for d in self.drivers.values() if d.dag.dag_id == dag_id)
+            if active_by_dag is None:
+                active_by_dag = Counter(d.dag.dag_id for d in self.drivers.values())
+            active = active_by_dag[dag_id]
             while due is not None and due <= now and active < dag.max_active_runs:
                 run_id = self._create_run(dag, due)
                 if run_id is not None:

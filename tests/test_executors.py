@@ -550,4 +550,7 @@ def test_process_workers_that_cannot_start_fail_the_calls(make: Any, tmp_path: P
     pool, done = make("process", 1)
     pool.submit("doomed", add, (1, 2))
     [outcome] = done.wait(1)
-    assert isinstance(outcome.error, WorkerLostError) and "exit code 7" in str(outcome.error)
+    # The worker dies before it can report ready: depending on timing the pool sees its exit code
+    # or a broken pipe while handing it the call. Either way the call fails as a lost worker.
+    assert isinstance(outcome.error, WorkerLostError)
+    assert "exit code 7" in str(outcome.error) or "could not start a worker process" in str(outcome.error)
