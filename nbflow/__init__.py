@@ -29,6 +29,7 @@ __all__ = [
     "cross_downstream",
     "dag",
     "get_current_context",
+    "output",
     "task",
 ]
 
@@ -43,7 +44,15 @@ _WHERE = {
     "chain": "nbflow.helpers",
     "cross_downstream": "nbflow.helpers",
     "get_current_context": "nbflow.context",
+    "output": "nbflow.notebook.outputs",
 }
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbflow``: register the ``%%dag`` and ``%nbflow`` magics."""
+    from nbflow.jupyter.magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __getattr__(name: str) -> Any:

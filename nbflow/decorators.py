@@ -94,8 +94,40 @@ def _bash_task_class() -> type[BaseOperator]:
     return BashTaskOperator
 
 
+def _notebook_task_class() -> type[BaseOperator]:
+    from nbflow.operators.notebook import NotebookOperator
+
+    class NotebookTaskOperator(NotebookOperator):
+        """``@task.notebook``: the function returns the notebook's parameters; its arguments may be
+        outputs of other tasks."""
+
+        template_fields = ("notebook", "parameters", "output_path", "cwd", "op_args", "op_kwargs")
+
+        def __init__(self, *, python_callable: Callable[..., Any], op_args: Any = (), op_kwargs: Any = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.python_callable = python_callable
+            self.op_args = list(op_args)
+            self.op_kwargs = dict(op_kwargs or {})
+
+        def execute(self, context: dict[str, Any]) -> Any:
+            from nbflow.operators.base import context_arguments
+
+            kwargs = dict(self.op_kwargs)
+            kwargs.update(context_arguments(self.python_callable, context, set(kwargs)))
+            parameters = self.python_callable(*self.op_args, **kwargs)
+            if parameters is not None and not isinstance(parameters, dict):
+                from nbflow.errors import TaskFailedError
+
+                raise TaskFailedError(self.dag_id or "", self.task_id, "a @task.notebook function must return a dict of parameters (or None)")
+            self.parameters = {**self.parameters, **(parameters or {})}
+            return super().execute(context)
+
+    return NotebookTaskOperator
+
+
 class _TaskDecorator:
-    """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
+    """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``,
+    ``@task.notebook``."""
 
     def _make(self, kind: str, function: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
         def wrap(fn: Callable[..., Any]) -> TaskDefinition[Any]:
@@ -126,6 +158,11 @@ class _TaskDecorator:
         """The function returns a bash command, which is then run as by ``BashOperator``."""
         return self._make("bash", function, options)
 
+    def notebook(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """``@task.notebook(notebook="report.ipynb", report="html")``: the function returns the
+        notebook's parameters, then the notebook runs as by ``NotebookOperator``."""
+        return self._make("notebook", function, options)
+
 
 def _operator_for(kind: str) -> type[BaseOperator]:
     if kind == "python":
@@ -140,6 +177,8 @@ def _operator_for(kind: str) -> type[BaseOperator]:
         from nbflow.operators.branch import ShortCircuitOperator
 
         return ShortCircuitOperator
+    if kind == "notebook":
+        return _notebook_task_class()
     return _bash_task_class()
 
 

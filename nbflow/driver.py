@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import socket
 import time
 import traceback as tb
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
+from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
 from nbflow.pools import PoolSlots
 from nbflow.runner import DagInfo, TaskRequest, TaskResult, run_task
@@ -41,15 +41,10 @@ S = TaskState
 #: While tasks are flowing, store writes are coalesced into one transaction per this many seconds.
 #: A crash can lose at most this much bookkeeping; those tasks are found by their stale heartbeat.
 FLUSH_INTERVAL = 0.02
-_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def safe_path_part(text: str) -> str:
-    return _PATH_UNSAFE.sub("_", text)
 
 
 class RunDriver:
@@ -469,8 +464,7 @@ class RunDriver:
         return None
 
     def _write_artifact(self, task_id: str, kind: str, data: str | bytes) -> str:
-        folder = (Path(self.settings.artifacts_folder) / safe_path_part(self.dag.dag_id)
-                  / safe_path_part(self.run_id) / safe_path_part(task_id))
+        folder = task_folder(self.settings.artifacts_folder, self.dag.dag_id, self.run_id, task_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / ("output.json" if kind == "json" else "output.pickle")
         if isinstance(data, str):

@@ -34,7 +34,11 @@ The tree::
     │   ├── SensorTimeoutError           a sensor's condition was not met within its timeout
     │   ├── BashCommandError             a non-zero exit code
     │   ├── RemoteTaskError              stands in for a worker's exception that could not be unpickled
-    │   └── WorkerLostError              the process running the task died
+    │   ├── WorkerLostError              the process running the task died
+    │   └── NotebookError                a notebook task could not run or did not finish
+    │       ├── NotebookNotFoundError    no notebook file at the given path
+    │       ├── NotebookCellError        a cell raised; names the cell, its source and the kept output notebook
+    │       └── NotebookTimeoutError     a cell ran past cell_timeout, or the notebook past execution_timeout
     ├── StoreError                       the metadata database
     │   ├── SchemaVersionError           the schema is older or newer than this nbflow
     │   └── DatabaseLockedError          another process holds the database
@@ -334,6 +338,53 @@ class WorkerLostError(TaskError):
             _where(None, task_id)
             + f"the worker process running it died ({detail}). The task is retried if it has "
             "retries left; check the task log and the machine's memory."
+        )
+
+
+class NotebookError(TaskError):
+    """A notebook task could not run or did not finish; ``.notebook`` is the notebook's path."""
+
+    notebook: str = ""
+
+
+class NotebookNotFoundError(NotebookError):
+    def __init__(self, notebook: str) -> None:
+        self.notebook = notebook
+        super().__init__(
+            f"there is no notebook at {notebook}. Check the notebook= path: a relative path is taken "
+            "from the working directory of the process running the task."
+        )
+
+
+class NotebookCellError(NotebookError):
+    """A cell raised. ``.cell`` counts the input notebook's code cells from 1 (injected cells left out)."""
+
+    def __init__(
+        self, notebook: str, cell: int, source: str, ename: str, evalue: str, output_path: str,
+    ) -> None:
+        self.notebook, self.cell, self.source = notebook, cell, source
+        self.ename, self.evalue, self.output_path = ename, evalue, output_path
+        head = "\n".join("    " + line for line in source.splitlines()[:3])
+        more = "\n    ..." if len(source.splitlines()) > 3 else ""
+        super().__init__(
+            f"notebook {notebook}: code cell {cell} (counting the notebook's code cells from 1) raised "
+            f"{ename}: {evalue}\n{head}{more}\nThe output notebook, with the error, is kept at {output_path}"
+        )
+
+
+class NotebookTimeoutError(NotebookError):
+    """``.setting`` is ``cell_timeout`` or ``execution_timeout``, whichever was exceeded."""
+
+    def __init__(
+        self, notebook: str, cell: int, source: str, timeout: float, setting: str, output_path: str,
+    ) -> None:
+        self.notebook, self.cell, self.source = notebook, cell, source
+        self.timeout, self.setting, self.output_path = timeout, setting, output_path
+        head = "\n".join("    " + line for line in source.splitlines()[:3])
+        super().__init__(
+            f"notebook {notebook}: code cell {cell} was still running when its {setting} of {timeout:g} s "
+            f"ran out, and the kernel was stopped.\n{head}\nRaise {setting} or make the cell faster; "
+            f"the output notebook so far is kept at {output_path}"
         )
 
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.driver import RunDriver, safe_path_part, utcnow
+from nbflow.driver import RunDriver, utcnow
+from nbflow.paths import safe_path_part
 from nbflow.errors import NbflowError
 from nbflow.states import RunState, TaskState
 

@@ -21,7 +21,7 @@ LAYER_OF = {
     "nbflow.decorators": "model", "nbflow.context": "model", "nbflow.operators": "model",
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
     "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model", "nbflow.outputs": "model",
-    "nbflow.dagrun": "model",
+    "nbflow.dagrun": "model", "nbflow.paths": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",
@@ -33,7 +33,8 @@ LAYER_OF = {
 # Packages whose __init__ only re-exports names lazily, and user-level example code.
 UNCHECKED = {"nbflow", "nbflow.examples"}
 # (importing module, imported module): a model object handing itself to the runtime.
-ENTRY_POINTS = {("nbflow.dag", "nbflow.runs"), ("nbflow.sensors.external", "nbflow.store")}
+ENTRY_POINTS = {("nbflow.dag", "nbflow.runs"), ("nbflow.sensors.external", "nbflow.store"),
+                ("nbflow.operators.notebook", "nbflow.notebook")}
 FORBIDDEN_IN_MODEL = ("sqlalchemy", "alembic", "IPython", "ipywidgets", "ipykernel", "jupyter_server", "dask", "papermill")
 
 
@@ -110,3 +111,16 @@ def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     found = imports(bad)
     assert ("sqlalchemy", 1, True) in found and ("nbflow.store", 2, True) in found
     assert LAYERS.index(layer_of("nbflow.store")) > LAYERS.index(layer_of("nbflow.dag"))
+
+
+def test_the_views_are_a_layer_and_only_the_jupyter_hook_reaches_them() -> None:
+    """``nbflow.jupyter`` is the views layer; ``nbflow/__init__`` (unchecked above) may reach it only
+    from inside ``load_ipython_extension``, so that ``import nbflow`` loads no view."""
+    assert layer_of("nbflow.jupyter") == "views" and layer_of("nbflow.jupyter.magics") == "views"
+    assert (PACKAGE / "jupyter" / "magics.py").exists()
+    views = [(imported, top) for imported, _, top in imports(PACKAGE / "__init__.py")
+             if imported.startswith(("nbflow.jupyter", "nbflow.cli"))]
+    assert views and not any(top for _, top in views)
+    hooks = [node.name for node in ast.parse((PACKAGE / "__init__.py").read_text()).body
+             if isinstance(node, ast.FunctionDef)]
+    assert "load_ipython_extension" in hooks

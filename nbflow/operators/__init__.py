@@ -13,6 +13,7 @@ __all__ = [
     "BashOperator",
     "BranchPythonOperator",
     "EmptyOperator",
+    "NotebookOperator",
     "PythonOperator",
     "ShortCircuitOperator",
 ]
@@ -22,6 +23,7 @@ _WHERE = {
     "BashOperator": "nbflow.operators.bash",
     "BranchPythonOperator": "nbflow.operators.branch",
     "EmptyOperator": "nbflow.operators.empty",
+    "NotebookOperator": "nbflow.operators.notebook",
     "PythonOperator": "nbflow.operators.python",
     "ShortCircuitOperator": "nbflow.operators.branch",
 }

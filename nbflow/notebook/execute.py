@@ -1,0 +1,256 @@
+"""``run_notebook``: execute one notebook with parameters, on a kernel of its own, through papermill.
+
+The steps: load the notebook, take a kernel (from the pool unless told otherwise), inject the
+parameters and nbflow's bootstrap cell, run the cells with papermill's notebook client, write the
+output notebook (also when a cell fails), read back the values recorded with ``nbflow.output``,
+write the report. papermill's and nbclient's failures become nbflow errors in :func:`_execute`,
+the one place that knows them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from nbflow.errors import NotebookCellError, NotebookNotFoundError, NotebookTimeoutError
+from nbflow.notebook.outputs import read_outputs
+from nbflow.notebook.params import INJECTED_TAGS, inject
+from nbflow.notebook.pool import (
+    KernelPool,
+    call_in_own_loop,
+    default_pool,
+    discard,
+    start_kernel,
+)
+from nbflow.notebook.progress import CellHook, Progress
+from nbflow.notebook.report import FORMATS, write_report
+
+#: ``pool=`` default: the process's shared pool
+DEFAULT_POOL: Any = object()
+
+
+@dataclass
+class NotebookResult:
+    """What a notebook run produced."""
+
+    #: the values the notebook recorded with ``nbflow.output``, by name
+    outputs: dict[str, Any]
+    output_path: str
+    report_path: str | None
+    #: code cells executed, nbflow's injected cells included
+    cells: int
+    seconds: float
+    #: where the kernel came from: "warm" (the pool), "reused" or "cold" (started for this run)
+    kernel: str = "cold"
+
+
+class _Limits:
+    """nbclient's ``timeout_func``: the time a cell may take, from ``cell_timeout`` and what is left of
+    ``execution_timeout``; remembers which limit applies to the cell that runs."""
+
+    def __init__(self, cell_timeout: float | None, execution_timeout: float | None, started: float) -> None:
+        self.cell_timeout, self.execution_timeout, self.started = cell_timeout, execution_timeout, started
+        self.cell: Any = None
+        self.setting, self.limit = "cell_timeout", 0.0
+
+    def __call__(self, cell: Any) -> float | None:
+        self.cell = cell
+        limits = []
+        if self.cell_timeout:
+            limits.append((float(self.cell_timeout), "cell_timeout", float(self.cell_timeout)))
+        if self.execution_timeout:
+            left = self.started + float(self.execution_timeout) - time.perf_counter()
+            limits.append((max(left, 0.001), "execution_timeout", float(self.execution_timeout)))
+        if not limits:
+            return None
+        seconds, self.setting, self.limit = min(limits)
+        return seconds
+
+
+def default_output_path(notebook: str) -> str:
+    """Where a notebook run outside a task keeps its output: the artifacts folder."""
+    from nbflow.settings import get_settings
+
+    folder = get_settings().artifacts_folder / "notebooks" / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    return str(folder / os.path.basename(notebook))
+
+
+def run_notebook(
+    path: str | os.PathLike[str],
+    *,
+    parameters: dict[str, Any] | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    kernel_name: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    report: str | None = None,
+    cell_timeout: float | None = None,
+    execution_timeout: float | None = None,
+    progress: Progress | None = None,
+    reuse_kernel: bool = False,
+    pool: KernelPool | None = DEFAULT_POOL,
+) -> NotebookResult:
+    """Execute the notebook at ``path`` with ``parameters``; return its recorded outputs and paths.
+
+    ``cwd`` defaults to the notebook's folder; ``output_path`` to a new folder under the artifacts
+    folder. ``report="html"`` also writes an HTML rendering next to the output notebook.
+    ``pool=None`` starts a kernel for this run only. Raises :class:`NotebookCellError` when a cell
+    raises and :class:`NotebookTimeoutError` when a limit runs out; the output notebook is kept.
+    """
+    started = time.perf_counter()
+    notebook = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(notebook):
+        raise NotebookNotFoundError(notebook)
+    if report is not None and report not in FORMATS:
+        raise ValueError(f"report={report!r} is not a format nbflow writes; use one of {', '.join(FORMATS)}")
+    from papermill.iorw import load_notebook_node
+
+    output = os.path.abspath(os.fspath(output_path or default_output_path(notebook)))
+    folder = os.path.dirname(output)
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(output))[0]
+    outputs_file = os.path.join(folder, f"{stem}.outputs.pickle")
+    if os.path.exists(outputs_file):  # left by an earlier try of the same task
+        os.remove(outputs_file)
+    nb = load_notebook_node(notebook)
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+
+    reuse_key = notebook if reuse_kernel else None
+    if pool is DEFAULT_POOL:
+        pool = default_pool()
+    km, source = pool.acquire(kernel, reuse_key) if pool is not None else (start_kernel(kernel), "cold")
+    reusable = False
+    try:
+        nb = inject(
+            nb, dict(parameters or {}), kernel_name=kernel, cwd=os.path.abspath(os.fspath(cwd or os.path.dirname(notebook))),
+            outputs_file=outputs_file, pickle_file=os.path.join(folder, f"{stem}.parameters.pickle"),
+            reset=source == "reused",
+        )
+        hook = CellHook(nb, progress)
+        executed, reusable = call_in_own_loop(_execute, nb, notebook, output, km, hook, _Limits(cell_timeout, execution_timeout, started))
+    finally:
+        if pool is not None:
+            pool.release(km, kernel, reuse_key if reusable else None)
+        else:
+            discard(km)
+    report_path = write_report(executed, output, report) if report else None
+    return NotebookResult(read_outputs(outputs_file), output, report_path, hook.executed, time.perf_counter() - started, source)
+
+
+def _execute(nb: Any, notebook: str, output_path: str, km: Any, hook: CellHook, limits: _Limits) -> tuple[Any, bool]:
+    """Run ``nb`` on ``km`` and write it to ``output_path``: ``(executed notebook, kernel reusable)``.
+
+    The one place where papermill's and nbclient's errors become nbflow's.
+    """
+    from nbclient.exceptions import CellTimeoutError
+    from papermill.engines import NotebookExecutionManager
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import (
+        ERROR_MARKER_TAG,
+        prepare_notebook_metadata,
+        raise_for_execution_errors,
+        remove_error_markers,
+    )
+    from papermill.iorw import write_ipynb
+
+    nb = remove_error_markers(prepare_notebook_metadata(nb, notebook, output_path))
+    manager = NotebookExecutionManager(nb, output_path=None, progress_bar=False)
+    manager.notebook_start()
+    client = _client_class()(
+        manager, km=km, kernel_name=km.kernel_name, stdout_file=sys.stdout, stderr_file=sys.stderr,
+        on_cell_executed=hook, timeout_func=limits, interrupt_on_timeout=False,
+    )
+    try:
+        client.execute()
+    except CellTimeoutError as exc:
+        manager.notebook_complete()
+        write_ipynb(manager.nb, output_path)
+        number, source = _user_cell(manager.nb, limits.cell)
+        raise NotebookTimeoutError(notebook, number, source, limits.limit, limits.setting, output_path) from exc
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+    manager.notebook_complete()
+    try:
+        raise_for_execution_errors(manager.nb, output_path)
+    except PapermillExecutionError as exc:
+        # the index is from before papermill added its error marker cells
+        cells = [c for c in manager.nb.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
+        number, _ = _user_cell(manager.nb, cells[exc.cell_index])
+        raise NotebookCellError(notebook, number, exc.source, exc.ename, exc.evalue, output_path) from exc
+    write_ipynb(manager.nb, output_path)
+    return manager.nb, True
+
+
+def _user_cell(nb: Any, cell: Any) -> tuple[int, str]:
+    """``(number, source)`` of ``cell`` among the input notebook's code cells, counted from 1;
+    0 for a cell nbflow injected."""
+    number = 0
+    for candidate in nb.cells:
+        injected = bool(INJECTED_TAGS & set(candidate.metadata.get("tags", [])))
+        if candidate.cell_type == "code" and not injected:
+            number += 1
+        if candidate is cell:
+            return (0 if injected else number), candidate.source
+    return 0, getattr(cell, "source", "")
+
+
+_CLIENT: Any = None
+
+
+def _client_class() -> Any:
+    """papermill's notebook client, connecting faster to a kernel that is known to be up."""
+    global _CLIENT
+    if _CLIENT is not None:
+        return _CLIENT
+    from jupyter_core.utils import run_sync
+    from nbclient.util import run_hook
+    from papermill.clientwrap import PapermillNotebookClient
+
+    class WarmKernelClient(PapermillNotebookClient):
+        # jupyter_client's wait_for_ready ends by draining IOPub for 0.2 s, which is most of the time
+        # a warm kernel needs for a short notebook; one kernel_info round trip that also shows up on
+        # IOPub proves the same: the kernel answers and our subscription receives.
+        async def async_start_new_kernel_client(self) -> Any:
+            assert self.km is not None
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            await _until_ready(self.kc, self.startup_timeout)
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            return self.kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    _CLIENT = WarmKernelClient
+    return _CLIENT
+
+
+async def _until_ready(kc: Any, timeout: float) -> None:
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        replied = heard = False
+        wait_until = time.monotonic() + 0.25
+        while time.monotonic() < wait_until and not (replied and heard):
+            if not replied:
+                try:
+                    reply = await kc.get_shell_msg(timeout=0.01)
+                    replied = reply["parent_header"].get("msg_id") == msg_id
+                except Empty:
+                    pass
+            if not heard:
+                try:
+                    await kc.get_iopub_msg(timeout=0.01)
+                    heard = True
+                except Empty:
+                    pass
+        if replied and heard:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
