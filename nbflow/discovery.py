@@ -1,23 +1,34 @@
-"""Finding DAGs: import the ``.py`` files of ``dags_folder`` and keep every DAG they build.
+"""Finding DAGs: load the ``.py`` files and notebooks of ``dags_folder`` and keep every DAG they build.
 
 A file that fails to import (a syntax error, an exception, a DAG with a cycle) becomes an import
 error with its traceback; it never stops the other files from loading. Each file is imported as its
 own module, under a name derived from its path, so two files may both be called ``etl.py``.
+
+A notebook (``.ipynb``) is read, never run in a kernel: only its ``%%dag`` cells and the code cells
+tagged ``nbflow`` (imports, helper functions) are executed, in order, in a fresh module namespace.
+Exploration cells, plots and everything else are left alone. ``%%dag`` lines are parsed by
+:func:`parse_dag_line`, the same parser the ``%%dag`` cell magic uses.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
+import json
+import linecache
 import os
+import re
+import shlex
 import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbflow.context import reset_dag_collector, set_dag_collector
-from nbflow.errors import DagNotFoundError
+from nbflow.errors import DagDefinitionError, DagNotFoundError
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -53,10 +64,12 @@ def module_name(path: Path) -> str:
 
 
 def load_file(path: str | os.PathLike[str]) -> tuple[list[DAG], ImportFailure | None]:
-    """Import one DAG file; return the DAGs it built, or how it failed."""
+    """Import one DAG file (or notebook); return the DAGs it built, or how it failed."""
     from nbflow.dag import DAG
 
     file = Path(path).resolve()
+    if file.suffix == ".ipynb":
+        return load_notebook(file)
     found: list[DAG] = []
     name = module_name(file)
     token = set_dag_collector(found.append)
@@ -109,16 +122,18 @@ def _traceback_in(exc: BaseException, fileloc: str) -> str:
 
 
 def dag_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The ``.py`` files under ``folder`` that mention nbflow (others are helpers, not DAG files)."""
+    """The ``.py`` files under ``folder`` that mention nbflow (others are helpers, not DAG files) and
+    the notebooks that have a ``%%dag`` cell."""
     root = Path(folder)
     if not root.is_dir():
         return []
     files = []
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.ipynb")]):
         if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
             continue
+        marker = "%%dag" if path.suffix == ".ipynb" else "nbflow"
         try:
-            if "nbflow" in path.read_text(encoding="utf-8", errors="replace"):
+            if marker in path.read_text(encoding="utf-8", errors="replace"):
                 files.append(path)
         except OSError:
             continue
@@ -162,10 +177,161 @@ def sync(bag: DagBag, store: Store) -> None:
     from nbflow.runs import sync_dag
 
     for built in bag.dags.values():
-        sync_dag(store, built, source_kind="file")
+        sync_dag(store, built, source_kind="notebook" if str(built.fileloc).endswith(".ipynb") else "file")
     for fileloc in bag.files:
         if fileloc in bag.failures:
             failure = bag.failures[fileloc]
             store.record_import_error(fileloc, failure.summary, failure.traceback)
         else:
             store.clear_import_errors(fileloc)
+
+
+# -- %%dag cells ------------------------------------------------------------------------------------
+
+
+class _LineParser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise DagDefinitionError(f"%%dag: {message}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise DagDefinitionError(f"%%dag: {(message or '').strip() or 'bad arguments'}\n{self.format_usage().strip()}")
+
+
+def dag_line_parser() -> argparse.ArgumentParser:
+    """The arguments of a ``%%dag`` line."""
+    parser = _LineParser(prog="%%dag", add_help=False,
+                         usage="%(prog)s DAG_ID [--schedule CRON] [--timezone TZ] [--start DATE] [--catchup] "
+                               "[--tags A,B] [--retries N] [--owner NAME]",
+                         description="Define a DAG from the cell: every task made in the cell joins it.")
+    parser.add_argument("dag_id", metavar="DAG_ID")
+    parser.add_argument("--schedule", metavar="CRON", help="cron, preset (@daily) or none (default: manual runs only)")
+    parser.add_argument("--timezone", metavar="TZ", help="IANA zone the schedule is evaluated in")
+    parser.add_argument("--start", metavar="DATE", help="first time a run may be scheduled")
+    parser.add_argument("--catchup", action="store_true", help="schedule the runs missed since --start")
+    parser.add_argument("--tags", metavar="A,B", help="comma-separated tags")
+    parser.add_argument("--retries", metavar="N", type=int, help="retries of every task (default_args)")
+    parser.add_argument("--owner", metavar="NAME")
+    return parser
+
+
+def parse_dag_line(line: str) -> tuple[str, dict[str, object]]:
+    """``'sales --schedule "0 6 * * *" --tags a,b'`` -> ``("sales", {DAG keyword arguments})``.
+
+    Raises :class:`DagDefinitionError` with the usage line when the arguments are wrong.
+    """
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise DagDefinitionError(f"%%dag: {exc} in {line!r}\n{dag_line_parser().format_usage().strip()}") from None
+    args = dag_line_parser().parse_args(words)
+    kwargs: dict[str, object] = {}
+    if args.schedule is not None:
+        kwargs["schedule"] = None if args.schedule.lower() == "none" else args.schedule
+    if args.timezone:
+        kwargs["timezone"] = args.timezone
+    if args.start:
+        kwargs["start_date"] = args.start
+    if args.catchup:
+        kwargs["catchup"] = True
+    if args.tags:
+        kwargs["tags"] = [tag.strip() for tag in args.tags.split(",") if tag.strip()]
+    if args.retries is not None:
+        if args.retries < 0:
+            raise DagDefinitionError(f"%%dag: --retries must be 0 or more, not {args.retries}", args.dag_id)
+        kwargs["default_args"] = {"retries": args.retries}
+    if args.owner:
+        kwargs["owner"] = args.owner
+    return args.dag_id, kwargs
+
+
+def compile_cell(source: str, filename: str, first_line: int = 1) -> types.CodeType:
+    """Compile cell source so that tracebacks show its lines (kept in ``linecache``)."""
+    padded = "\n" * (first_line - 1) + source
+    linecache.cache[filename] = (len(padded), None, padded.splitlines(True), filename)
+    return compile(padded, filename, "exec")
+
+
+def exec_dag_cell(line: str, code: types.CodeType, namespace: dict[str, object], *, fileloc: str | None) -> DAG:
+    """Run compiled cell ``code`` in ``namespace`` inside ``DAG(<line arguments>)``; return the
+    validated DAG. A cycle, a bad argument or an exception in the cell propagates."""
+    from nbflow.dag import DAG
+
+    __tracebackhide__ = True  # IPython shows the cell's frames, not these
+    dag_id, kwargs = parse_dag_line(line)
+    dag = DAG(dag_id, fileloc=fileloc, **kwargs)  # type: ignore[arg-type]
+    with dag:  # validates on a clean exit: a cycle raises here
+        exec(code, namespace)  # noqa: S102 (running the user's cell is the point)
+    return dag
+
+
+# -- notebooks --------------------------------------------------------------------------------------
+
+_MAGIC_LINE = re.compile(r"^(\s*)[%!]")
+
+
+def notebook_cells(path: Path) -> list[dict[str, object]]:
+    """The cells of a notebook file, each with its source as one string (nbformat 4 JSON)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, list):
+        raise ValueError("not a Jupyter notebook (nbformat 4): no list of cells")  # noqa: TRY004 (bad file content)
+    out = []
+    for cell in cells:
+        source = cell.get("source", "")
+        out.append({**cell, "source": "".join(source) if isinstance(source, list) else str(source)})
+    return out
+
+
+def _without_magics(source: str) -> str:
+    """IPython-only lines (``%matplotlib``, ``!pip``) mean nothing headless: make them ``pass``."""
+    return "\n".join(_MAGIC_LINE.sub(r"\1pass  # ", line) if _MAGIC_LINE.match(line) else line
+                     for line in source.split("\n"))
+
+
+def load_notebook(file: Path) -> tuple[list[DAG], ImportFailure | None]:
+    """Build the DAGs of a notebook from its ``%%dag`` cells and its cells tagged ``nbflow``."""
+    fileloc = str(file)
+    try:
+        cells = notebook_cells(file)
+    except (OSError, ValueError) as exc:
+        return [], ImportFailure(fileloc, f"{type(exc).__name__}: {file.name} cannot be read as a notebook: {exc}", "")
+    name = module_name(file)
+    module = types.ModuleType(name)
+    module.__file__ = fileloc
+    module.__nbflow_dag_file__ = True  # type: ignore[attr-defined]
+    sys.modules.setdefault("nbflow_dags", _namespace())
+    sys.modules[name] = module
+    found: list[DAG] = []
+    token = set_dag_collector(found.append)
+    try:
+        for number, cell in enumerate(cells, start=1):
+            source = str(cell["source"])
+            if cell.get("cell_type") != "code":
+                continue
+            tags = (cell.get("metadata") or {}).get("tags") or []  # type: ignore[union-attr]
+            first, _, body = source.partition("\n")
+            is_dag = first.strip().startswith("%%dag")
+            if not is_dag and "nbflow" not in tags:
+                continue
+            filename = f"{fileloc} [cell {number}]"
+            try:
+                if is_dag:
+                    line = first.strip()[len("%%dag"):]
+                    code = compile_cell(_without_magics(body), filename, first_line=2)
+                    exec_dag_cell(line, code, vars(module), fileloc=fileloc)
+                else:
+                    exec(compile_cell(_without_magics(source), filename), vars(module))  # noqa: S102
+            except BaseException as exc:  # a cell may raise anything, SystemExit included
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                sys.modules.pop(name, None)
+                kind = "%%dag cell" if is_dag else "cell tagged nbflow"
+                summary = f"{file.name}, cell {number} ({kind}): {_summary(exc)}"
+                return [], ImportFailure(fileloc, summary, _traceback_in(exc, filename))
+    finally:
+        reset_dag_collector(token)
+    for built in found:
+        built.fileloc = fileloc
+    return found, None

@@ -367,3 +367,106 @@ def test_pools_set_list_delete(home: Path) -> None:
     assert "at least 0" in nbflow("pools", "set", "warehouse", "-1", home=home, check=1).stderr
     nbflow("pools", "delete", "warehouse", home=home)
     assert "no pools" in nbflow("pools", "list", home=home).stdout
+
+
+# -- nbflow schedule / nbflow reports -----------------------------------------------------------------
+
+REPORT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "report.ipynb"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("n=3", ("n", 3)),
+    ("x=2.5", ("x", 2.5)),
+    ("flag=true", ("flag", True)),
+    ("flag=False", ("flag", False)),
+    ("nothing=None", ("nothing", None)),
+    ("rows=[1, 2]", ("rows", [1, 2])),
+    ('opts={"a": 1}', ("opts", {"a": 1})),
+    ("day={{ ds }}", ("day", "{{ ds }}")),
+    ("title=Daily sales", ("title", "Daily sales")),
+    ("code=007", ("code", "007")),
+    ("empty=", ("empty", "")),
+    ("eq=a=b", ("eq", "a=b")),
+])
+def test_schedule_parameters_parse_as_json_else_text(text: str, expected: tuple[str, object]) -> None:
+    from nbflow.cli import parse_param
+
+    assert parse_param(text) == expected
+
+
+@pytest.mark.parametrize("text", ["novalue", "1x=2", "=3"])
+def test_schedule_parameter_needs_a_name(text: str) -> None:
+    from nbflow.cli import parse_param
+
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_param(text)
+
+
+def test_schedule_writes_a_dag_file_and_says_when_it_runs(nbflow_home: Path) -> None:
+    out = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "0 7 * * *", "--timezone", "Europe/Paris",
+                 "-p", "rows=[1, 2, 3]", "-p", "factor=2", "-p", "title=Morning numbers", "-p", "day={{ ds }}",
+                 home=nbflow_home).stdout
+    dag_file = nbflow_home / "dags" / "report_report.py"
+    text = dag_file.read_text()
+    assert "from nbflow.operators.notebook import NotebookOperator" in text
+    assert "schedule='0 7 * * *'" in text and "timezone='Europe/Paris'" in text
+    assert f"notebook={str(REPORT_NOTEBOOK)!r}" in text and "report='html'" in text
+    assert "{'rows': [1, 2, 3], 'factor': 2, 'title': 'Morning numbers', 'day': '{{ ds }}'}" in text
+    assert "scheduled report_report" in out and str(dag_file) in out
+    next_times = [line for line in out.splitlines() if line.strip().startswith("20") and "07:00 CE" in line]
+    assert len(next_times) == 3
+    assert "nbflow dags trigger report_report --wait" in out
+    show = nbflow("dags", "show", "report_report", home=nbflow_home).stdout
+    assert "0 7 * * * (Europe/Paris)" in show and "report" in show and "catchup: False" in show
+    listed = nbflow("dags", "list", home=nbflow_home).stdout
+    assert "report_report" in listed and "failed to load" not in listed
+    # Scheduling again with another cron rewrites the generated file.
+    nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@hourly", "--timezone", "UTC", "--report", "none",
+           home=nbflow_home)
+    text = dag_file.read_text()
+    assert "schedule='@hourly'" in text and "report=None" in text and "parameters={}" in text
+
+
+def test_schedule_refuses_bad_input_and_writes_nothing(nbflow_home: Path, tmp_path: Path) -> None:
+    bad_cron = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "0 25 * * *", home=nbflow_home, check=1)
+    assert "hour" in bad_cron.stderr
+    bad_zone = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", "--timezone", "Mars/Base", home=nbflow_home,
+                      check=1)
+    assert "Mars/Base" in bad_zone.stderr
+    missing = nbflow("schedule", str(tmp_path / "nope.ipynb"), "--cron", "@daily", home=nbflow_home, check=2)
+    assert "not a notebook file" in missing.stderr
+    folder = nbflow_home / "dags"
+    assert not folder.exists() or not list(folder.glob("*.py"))
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / "report_report.py"
+    mine.write_text("# my own file\n")
+    kept = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", home=nbflow_home, check=2)
+    assert "was not written by `nbflow schedule`" in kept.stderr and mine.read_text() == "# my own file\n"
+    (folder / "other.py").write_text("from nbflow import DAG\nwith DAG('taken'):\n    pass\n")
+    clash = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", "--dag-id", "taken", home=nbflow_home, check=2)
+    assert "'taken' is already defined in" in clash.stderr and "other.py" in clash.stderr
+    assert not (folder / "taken.py").exists()
+
+
+def test_reports_of_unknown_and_unrun_dags(home: Path) -> None:
+    unknown = nbflow("reports", "nope", home=home, check=1)
+    assert "no DAG with id 'nope'" in unknown.stderr
+    nbflow("dags", "list", home=home)
+    assert "has no runs yet" in nbflow("reports", "etl", home=home).stdout
+
+
+def test_schedule_then_trigger_produces_a_listed_report(nbflow_home: Path) -> None:
+    pytest.importorskip("nbflow.operators.notebook")
+    nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "0 7 * * *", "--timezone", "UTC", "--dag-id", "sales_report",
+           "-p", "rows=[4, 5]", "-p", "title=Sales", "-p", "day={{ ds }}", home=nbflow_home)
+    nbflow("dags", "trigger", "sales_report", "--wait", "--logical-date", "2024-06-03T07:00", home=nbflow_home)
+    out = nbflow("reports", "sales_report", home=nbflow_home).stdout
+    assert "success" in out and "2024-06-03 07:00:00" in out
+    paths = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in out.splitlines()
+             if line.strip().startswith(("notebook:", "report:"))}
+    output_notebook, report = Path(paths["notebook"]), Path(paths["report"])
+    assert output_notebook.suffix == ".ipynb" and report.suffix == ".html"
+    assert output_notebook.is_file() and report.is_file()
+    assert str(nbflow_home / "artifacts" / "sales_report") in str(output_notebook)
+    assert "Sales for 2024-06-03: 9" in output_notebook.read_text()
+    assert "Sales for 2024-06-03: 9" in report.read_text()

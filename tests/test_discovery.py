@@ -126,3 +126,92 @@ def test_functions_of_a_dag_file_run_in_worker_processes(tmp_path: Path, nbflow_
     assert run.state == "success", run.errors
     value, pid = run.outputs["compute"]
     assert value == 21 and pid != __import__("os").getpid()
+
+
+# -- notebooks ---------------------------------------------------------------------------------------
+
+
+def write_notebook(path: Path, cells: list[object]) -> Path:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(path))
+    return path
+
+
+def test_notebook_runs_only_its_dag_cells_and_tagged_cells(tmp_path: Path, nbflow_home: Path) -> None:
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    marker = tmp_path / "exploration-ran"
+    path = write_notebook(tmp_path / "dags" / "sales.ipynb", [
+        new_markdown_cell("# Sales"),
+        new_code_cell("%load_ext nbflow"),
+        new_code_cell("%matplotlib inline\nimport math\n\ndef double(x):\n    return 2 * x\n",
+                      metadata={"tags": ["nbflow"]}),
+        new_code_cell(f"open({str(marker)!r}, 'w').write('x')\nraise RuntimeError('exploration ran')"),
+        new_code_cell('%%dag sales --schedule "0 6 * * *" --timezone Asia/Seoul --start 2024-01-01 --tags demo\n'
+                      "from nbflow import task\n\n@task\ndef extract():\n    return [1, 2, 3]\n\n"
+                      "@task\ndef total(rows):\n    return double(sum(rows)) + math.floor(0.5)\n\ntotal(extract())\n"),
+        new_code_cell("sales.test()"),
+    ])
+    bag = collect([tmp_path / "dags"])
+    assert not bag.failures
+    assert list(bag.dags) == ["sales"]
+    dag = bag.dags["sales"]
+    assert dag.fileloc == str(path.resolve())
+    assert dag.task_ids == ["extract", "total"] and dag.tags == ["demo"]
+    assert dag.timetable.description.startswith("0 6 * * *")
+    assert not marker.exists()
+    run = dag.test(logical_date="2024-02-01")
+    assert run.state == "success" and run.outputs["total"] == 12
+    run = dag.test(logical_date="2024-02-02", executor="process")  # helpers travel by value
+    assert run.state == "success" and run.outputs["total"] == 12, run.errors
+    with Store.open() as store:
+        sync(bag, store)
+        row = store.get_dag("sales")
+    assert row["source_kind"] == "notebook" and row["fileloc"] == str(path.resolve())
+
+
+def test_notebook_with_a_broken_dag_cell_is_an_import_error_naming_the_cell(tmp_path: Path) -> None:
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    write_notebook(tmp_path / "broken.ipynb", [
+        new_markdown_cell("intro"),
+        new_code_cell("import nbflow", metadata={"tags": ["nbflow"]}),
+        new_code_cell("%%dag broken\nfrom nbflow import task\ndef oops(:\n    pass\n"),
+    ])
+    write_notebook(tmp_path / "raises.ipynb", [
+        new_code_cell("def helper():\n    raise ValueError('no warehouse')\n", metadata={"tags": ["nbflow"]}),
+        new_code_cell("%%dag raises\nhelper()\n"),
+    ])
+    write_notebook(tmp_path / "badline.ipynb", [new_code_cell("%%dag bad --retries many\nx = 1\n")])
+    write_notebook(tmp_path / "good.ipynb", [new_code_cell(
+        "%%dag good\nfrom nbflow.operators import EmptyOperator\nEmptyOperator(task_id='e')\n")])
+    bag = collect([tmp_path])
+    assert list(bag.dags) == ["good"]
+    failures = {Path(f).name: v for f, v in bag.failures.items()}
+    assert set(failures) == {"broken.ipynb", "raises.ipynb", "badline.ipynb"}
+    broken = failures["broken.ipynb"]
+    assert broken.summary.startswith("broken.ipynb, cell 3 (%%dag cell): SyntaxError")
+    assert "line 3" in broken.summary  # the line in the cell, counting the %%dag line
+    raises = failures["raises.ipynb"].summary
+    assert raises == "raises.ipynb, cell 2 (%%dag cell): ValueError: no warehouse"
+    assert "no warehouse" in failures["raises.ipynb"].traceback and "[cell 1]" in failures["raises.ipynb"].traceback
+    assert "invalid int value: 'many'" in failures["badline.ipynb"].summary
+
+
+def test_notebooks_without_a_dag_cell_are_not_dag_files(tmp_path: Path) -> None:
+    from nbformat.v4 import new_code_cell
+
+    write_notebook(tmp_path / "explore.ipynb", [new_code_cell("import nbflow\nraise SystemExit('never')")])
+    write_notebook(tmp_path / ".ipynb_checkpoints" / "x-checkpoint.ipynb", [new_code_cell("%%dag x\n")])
+    bag = collect([tmp_path])
+    assert not bag.files and not bag.dags and not bag.failures
+
+
+def test_not_a_notebook_is_an_import_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.ipynb").write_text("%%dag but not json")
+    bag = collect([tmp_path])
+    assert [f.summary.split(":")[0] for f in bag.failures.values()] == ["JSONDecodeError"]

@@ -1,0 +1,117 @@
+"""Every notebook in ``notebooks/`` runs end to end on a real kernel, with a temporary NBFLOW_HOME.
+
+The kernel inherits the environment of this process, so ``NBFLOW_HOME`` (set by the fixture) is
+the kernel's too: nothing the examples record lands in the user's home.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+EXAMPLES = sorted(NOTEBOOKS.glob("*.ipynb"))
+CHECKS = {
+    "01-getting-started.ipynb": ["total = 6", "hello_pipeline", "'clean': [1, 2, 3]", "success"],
+    "02-scheduling.ipynb": [
+        "Fri 2024-03-08 07:00 EST = 12:00 UTC",
+        "Mon 2024-03-11 07:00 EDT = 11:00 UTC",
+        "Mon 2024-03-04 07:00 EST success report for 2024-03-04",
+        "backfill__2024-03-08T12:00:00+00:00",
+    ],
+    "report.ipynb": ["Daily sales for 2024-01-01: 6"],
+}
+
+
+def execute(path: Path, cwd: Path, parameters: dict[str, Any] | None = None) -> Any:
+    import papermill
+
+    output = cwd / f"out-{path.name}"
+    papermill.execute_notebook(str(path), str(output), parameters=parameters or {}, cwd=str(cwd),
+                               kernel_name="python3", progress_bar=False, log_output=False,
+                               execution_timeout=120)
+    return nbformat.read(str(output), as_version=4)
+
+
+def texts(notebook: Any) -> str:
+    """Everything the cells printed or displayed, as text."""
+    parts = []
+    for cell in notebook.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out["text"])
+            for mime in ("text/plain", "text/html"):
+                if mime in out.get("data", {}):
+                    parts.append(out["data"][mime])
+    return "\n".join(parts)
+
+
+def test_there_are_examples_and_each_is_checked() -> None:
+    assert {p.name for p in EXAMPLES} == set(CHECKS)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_notebook_names_its_kernel(path: Path) -> None:
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert all(not cell.get("outputs") for cell in notebook["cells"]), "store examples without outputs"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs_end_to_end(path: Path, nbflow_home: Path, tmp_path: Path) -> None:
+    executed = execute(path, tmp_path)
+    text = texts(executed)
+    for expected in CHECKS[path.name]:
+        assert expected in text, f"{path.name}: {expected!r} not in the outputs:\n{text[-3000:]}"
+    errors = [out for cell in executed.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
+
+
+def test_example_dags_are_recorded_with_their_notebook(nbflow_home: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Jupyter server tells the kernel its notebook in JPY_SESSION_NAME; %%dag records that path."""
+    from nbflow.store import Store
+
+    path = NOTEBOOKS / "01-getting-started.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    execute(path, tmp_path)
+    with Store.open() as store:
+        row = store.get_dag("hello_pipeline")
+        runs = store.list_runs("hello_pipeline")
+    assert row is not None and row["source_kind"] == "notebook" and row["fileloc"] == str(path)
+    assert len(runs) == 2 and {r["state"] for r in runs} == {"success"}
+
+
+def test_report_takes_parameters(nbflow_home: Path, tmp_path: Path) -> None:
+    executed = execute(NOTEBOOKS / "report.ipynb", tmp_path,
+                       parameters={"title": "Weekly", "day": "2024-06-03", "rows": [10, 20], "factor": 2})
+    assert "Weekly for 2024-06-03: 60" in texts(executed)
+
+
+def test_example_notebooks_are_dag_sources(tmp_path: Path) -> None:
+    """Pointed at by dags_folder, the examples give their DAGs without running their other cells."""
+    from nbflow.discovery import collect
+
+    bag = collect([NOTEBOOKS])
+    assert not bag.failures
+    assert set(bag.dags) == {"hello_pipeline", "morning_report"}
+    assert bag.dags["morning_report"].fileloc == str(NOTEBOOKS / "02-scheduling.ipynb")
+
+
+def test_report_runs_as_a_notebook_task_and_hands_back_its_outputs(nbflow_home: Path) -> None:
+    pytest.importorskip("nbflow.operators.notebook")
+    from nbflow import DAG
+    from nbflow.operators.notebook import NotebookOperator
+
+    with DAG("report_task", timezone="UTC") as dag:
+        NotebookOperator(task_id="report", notebook=str(NOTEBOOKS / "report.ipynb"),
+                         parameters={"rows": [1, 2], "factor": 10, "day": "{{ ds }}"}, report="html")
+    run = dag.test(logical_date="2024-06-03")
+    assert run.state == "success", run.errors
+    assert run.outputs["report"] == {"total": 30, "day": "2024-06-03"}
+    folder = nbflow_home / "artifacts" / "report_task"
+    assert len(list(folder.rglob("report.ipynb"))) == 1 and len(list(folder.rglob("report.html"))) == 1
