@@ -110,6 +110,9 @@ class DAG:
         self.on_failure_callback = on_failure_callback
         self.dagrun_timeout = dagrun_timeout
         self.fileloc = fileloc or _caller_file()
+        #: where the definition lives: "file", "notebook" or "interactive"; set by what built the
+        #: DAG (DAG-file discovery, the %%dag magic), otherwise inferred from ``fileloc``
+        self.source_kind: str | None = None
         self.task_dict: dict[str, BaseOperator] = {}
         self.task_groups: dict[str, TaskGroup] = {}
         self._order: list[str] | None = None

@@ -140,6 +140,8 @@ def run_dag(
 
 
 def source_kind(dag: DAG) -> str:
+    if dag.source_kind:
+        return dag.source_kind
     fileloc = dag.fileloc or ""
     if fileloc.endswith(".ipynb"):
         return "notebook"

@@ -186,6 +186,7 @@ class NbflowMagics(Magics):
 
         try:
             with Store.open() as store:
+                built.source_kind = "notebook"
                 sync_dag(store, built, source_kind="notebook")
         except NbflowError as exc:  # the DAG is usable in the kernel even if the store is not
             print(f"nbflow: {built.dag_id} is defined but could not be recorded in the store: {exc}", file=sys.stderr)
