@@ -745,10 +745,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for dag in dags:
         run = run_dag(dag, run_type="manual", executor=args.executor)
         print(run.summary())
-        report = run.outputs.get("report")
         _print_run_footer(run)
-        if report:
-            print(f"report:    {report}")
+        from nbflow.paths import task_folder
+
+        folder = task_folder(_settings().artifacts_folder, dag.dag_id, run.run_id, "report")
+        notebook, html = folder / "demo_report.ipynb", folder / "demo_report.html"
+        if notebook.exists():
+            print(f"notebook:  {notebook}")
+        if html.exists():
+            print(f"report:    {html}")
         code = code or (0 if run.state == "success" else 1)
     return code
 

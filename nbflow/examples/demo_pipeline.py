@@ -2,7 +2,8 @@
 
 It shows the everyday shapes of a workflow: a fan-out (one extract per region), a flaky task that
 fails its first try and succeeds on retry, a fan-in, a branch that publishes only when the numbers are
-complete, a bash task, and a final report that runs whichever branch was taken.
+complete, a bash task, and a report notebook, run with the summary as its parameters and rendered to
+HTML, that runs whichever branch was taken.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from nbflow import dag, task
-from nbflow.operators import BashOperator, EmptyOperator
+from nbflow.operators import BashOperator, EmptyOperator, NotebookOperator
 
 REGIONS = ["north", "south", "east", "west"]
 
@@ -54,25 +55,18 @@ def demo_pipeline():
     publish = BashOperator(task_id="publish", bash_command="echo 'publishing the summary of {{ ds }}'")
     hold = EmptyOperator(task_id="hold")
 
-    @task(trigger_rule="none_failed_min_one_success")
-    def report(summary: dict, ds: str, run_id: str) -> str:
-        """Write the report and return its path."""
-        from nbflow.settings import get_settings
-
-        folder = Path(get_settings().artifacts_folder) / "demo_pipeline"
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = "".join(f"<tr><td>{r}</td><td>{t:,.2f}</td></tr>" for r, t in summary["totals"].items())
-        path = folder / f"report-{ds}.html"
-        path.write_text(
-            f"<html><body><h1>Sales {ds}</h1><p>run {run_id}</p><table>{rows}</table>"
-            f"<p><b>Total: {summary['grand_total']:,.2f} EUR</b></p></body></html>",
-            encoding="utf-8",
-        )
-        return str(path)
-
     summary = summarise([extract(region) for region in REGIONS], fetch_exchange_rate())
     complete(summary) >> [publish, hold]
-    [publish, hold] >> report(summary)
+    # The report is a notebook run with parameters: the summary arrives in it as a Python dict, and
+    # its HTML rendering is the pipeline's deliverable.
+    report = NotebookOperator(
+        task_id="report",
+        notebook=str(Path(__file__).with_name("demo_report.ipynb")),
+        parameters={"summary": summary, "ds": "{{ ds }}", "expected_regions": len(REGIONS)},
+        report="html",
+        trigger_rule="none_failed_min_one_success",
+    )
+    [publish, hold] >> report
 
 
 demo_pipeline()

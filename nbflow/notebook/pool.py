@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import contextvars
 import os
+import subprocess
 import tempfile
 import uuid
 import threading
@@ -79,7 +80,9 @@ def _start_kernel(kernel_name: str, startup_timeout: float) -> Any:
     ipc = os.path.join(tempfile.gettempdir(), f"nbflow-kernel-{uuid.uuid4().hex[:16]}")
     km = KernelManager(kernel_name=kernel_name, client_class=CLIENT_CLASS, shutdown_wait_time=SHUTDOWN_WAIT,
                        transport="ipc", ip=ipc)
-    km.start_kernel()
+    # What a notebook prints travels over the kernel's messages; the process's own streams only
+    # carry kernel housekeeping (e.g. noticing its parent exited), which must not reach the user.
+    km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # A client of the manager, not a free-standing one: a free-standing client judges "alive" by
     # the heartbeat, which under load beats late and makes a healthy kernel look dead.
     kc = km.blocking_client()
