@@ -102,6 +102,12 @@ def test_typed_parameters_outputs_downstream_and_log(settings, tmp_path: Path) -
     assert Path(output_path) == expected and expected.exists()
     executed = nbformat.read(expected, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    from nbflow.notebook.progress import read_progress
+
+    progress = read_progress(str(expected))
+    code_cells = sum(c.cell_type == "code" for c in executed.cells)
+    assert progress is not None and progress["cell"] == progress["cells"] == code_cells
+    assert progress["elapsed"] > 0
 
 
 def test_untagged_notebook_gets_parameters_at_the_top(tmp_path: Path) -> None:

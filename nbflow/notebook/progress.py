@@ -43,3 +43,43 @@ class CellHook:
             self.progress(position, len(self.positions), time.perf_counter() - self.started)
         except Exception:  # a failing progress callback must never fail the notebook
             pass
+
+
+class ProgressFile:
+    """Keeps ``<output notebook>.progress.json`` up to date: the structured twin of the log lines,
+    for views that show a running notebook task (cell i of n, elapsed). Replaced atomically, so a
+    reader never sees half a file."""
+
+    def __init__(self, output_path: str) -> None:
+        self.path = f"{output_path}.progress.json"
+
+    def __call__(self, cell_index: int, cell_count: int, elapsed_seconds: float) -> None:
+        import json
+        import os
+        from datetime import datetime, timezone
+
+        data = {"cell": cell_index + 1, "cells": cell_count, "elapsed": round(elapsed_seconds, 3),
+                "updated_at": datetime.now(timezone.utc).isoformat()}
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temporary, self.path)
+
+
+def read_progress(output_path: str) -> dict[str, Any] | None:
+    """The last progress of the notebook writing ``output_path``, or None if it has not started."""
+    import json
+
+    try:
+        with open(f"{output_path}.progress.json", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def both(*callbacks: Progress) -> Progress:
+    def call(cell_index: int, cell_count: int, elapsed_seconds: float) -> None:
+        for callback in callbacks:
+            callback(cell_index, cell_count, elapsed_seconds)
+
+    return call

@@ -68,7 +68,7 @@ class NotebookOperator(BaseOperator):
 
     def execute(self, context: dict[str, Any]) -> Any:
         from nbflow.notebook import run_notebook
-        from nbflow.notebook.progress import print_progress
+        from nbflow.notebook.progress import ProgressFile, both, print_progress
 
         output_path = self.output_path or self.default_output_path(context)
         print(f"nbflow: notebook {os.path.abspath(self.notebook)}", flush=True)
@@ -76,7 +76,7 @@ class NotebookOperator(BaseOperator):
         result = run_notebook(
             self.notebook, parameters=self.parameters, output_path=output_path, kernel_name=self.kernel_name,
             cwd=self.cwd, report=self.report, cell_timeout=self.cell_timeout,
-            execution_timeout=self.execution_timeout_seconds, progress=print_progress,
+            execution_timeout=self.execution_timeout_seconds, progress=both(print_progress, ProgressFile(output_path)),
             reuse_kernel=self.reuse_kernel,
         )
         if result.report_path:
