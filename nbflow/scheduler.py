@@ -250,7 +250,8 @@ class Scheduler:
             return
         from nbflow.discovery import collect, sync
 
-        bag = collect(self._dag_paths or [str(self.settings.dags_folder)])
+        paths = list(self._dag_paths or [str(self.settings.dags_folder)])
+        bag = collect(paths + self._recorded_notebooks(paths))
         sync(bag, self.store)
         for dag_id in set(self.dags) - set(bag.dags):
             self.next_due.pop(dag_id, None)
@@ -259,6 +260,21 @@ class Scheduler:
             if old is None or old.timetable.description != dag.timetable.description:
                 self.next_due.pop(dag_id, None)
         self.dags = dict(bag.dags)
+
+    def _recorded_notebooks(self, paths: list[str]) -> list[str]:
+        """Notebooks the store names as DAG sources (a ``%%dag`` cell ran in them) that live outside
+        the folders already scanned: a scheduler host loads them too, headless."""
+        assert self.store is not None
+        roots = [os.path.abspath(p) for p in paths]
+        found = []
+        for row in self.store.list_dags():
+            fileloc = row.get("fileloc") or ""
+            if row.get("source_kind") != "notebook" or not fileloc.endswith(".ipynb") or not os.path.exists(fileloc):
+                continue
+            absolute = os.path.abspath(fileloc)
+            if not any(absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+                found.append(absolute)
+        return sorted(set(found))
 
     def _poll(self) -> None:
         """Pick up what others changed: paused flags, runs created elsewhere, tasks others ran."""

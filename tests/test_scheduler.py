@@ -497,3 +497,25 @@ def test_clearing_a_task_of_a_run_being_driven_makes_the_scheduler_run_it_again(
     assert quick_row["state"] == "success" and quick_row["try_number"] == 2
     assert store.get_run("cleared_live", "manual__1")["state"] == "success"
     scheduler.close()
+
+
+def test_a_notebook_recorded_as_a_dag_source_is_loaded_by_a_scheduler_host(settings, store, tmp_path: Path) -> None:
+    """%%dag records the notebook as the DAG's source; a daemon elsewhere loads it from there."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = tmp_path / "elsewhere" / "analysis.ipynb"
+    notebook.parent.mkdir()
+    nb = new_notebook(cells=[
+        new_code_cell("raise RuntimeError('exploration must not run on a scheduler host')"),
+        new_code_cell('%%dag from_notebook --schedule "@daily" --timezone UTC --start 2024-01-01\n'
+                      "from nbflow import task\n@task\ndef hello():\n    return 'hi'\nhello()"),
+    ])
+    nbformat.write(nb, notebook)
+    store.upsert_dag("from_notebook", fileloc=str(notebook), source_kind="notebook")
+    scheduler = Scheduler(settings=settings, store=store, executor="inline")
+    scheduler.tick(utc(2024, 1, 1, 12))
+    assert "from_notebook" in scheduler.dags
+    assert scheduler.dags["from_notebook"].fileloc == str(notebook)
+    assert [r["run_id"] for r in runs_of(store, "from_notebook")] == ["scheduled__2024-01-01T00:00:00+00:00"]
+    scheduler.close()
