@@ -1,0 +1,60 @@
+"""The ``nbflow`` command line.
+
+Each command parses its arguments and calls the public API; imports happen inside the command so that
+``nbflow dags test`` pays only for what it uses. One module per group of commands; this one runs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from nbflow.cli.dags import _progress_bar
+from nbflow.cli.parser import build_parser
+from nbflow.cli.reports import parse_param
+from nbflow.errors import NbflowError
+
+__all__ = ["_progress_bar", "build_parser", "main", "parse_param", "run"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NbflowError as exc:
+        print(f"nbflow: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+def run() -> None:
+    """The console entry point: ``main``, then a fast exit.
+
+    Tearing down the interpreter after SQLAlchemy is loaded takes about 0.1 s, which is a fifth of a
+    small ``nbflow dags test``; everything worth keeping is flushed first, and the executors have
+    already stopped their workers.
+    """
+    import logging
+    import os
+
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse and usage errors
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            code = 2
+        else:
+            code = exc.code or 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

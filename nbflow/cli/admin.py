@@ -1,0 +1,174 @@
+"""``nbflow scheduler``, ``pools``, ``db``, ``config``, ``demo`` and ``version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nbflow.cli.common import (
+    _settings,
+    _open_store,
+    _local,
+    _print_run_footer,
+)
+
+
+# -- scheduler --------------------------------------------------------------------------------------
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        return _scheduler_status()
+    import signal
+    import threading
+
+    from nbflow.scheduler import Scheduler
+
+    stop = threading.Event()
+    scheduler = Scheduler(executor=args.executor, dag_paths=args.file)
+
+    def graceful(signum: int, frame: Any) -> None:
+        print(f"nbflow scheduler: got signal {signum}, finishing running tasks", file=sys.stderr)
+        stop.set()
+        scheduler.wake()
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    print(f"nbflow scheduler {scheduler.host_id} on {_settings().database_url}", file=sys.stderr, flush=True)
+    scheduler.serve(stop, exit_when_idle=args.exit_when_idle, grace=args.grace)
+    print(f"nbflow scheduler: stopped; finished {len(scheduler.finished_runs)} run(s)", file=sys.stderr)
+    return 0
+
+
+def _scheduler_status() -> int:
+    from datetime import datetime, timezone
+
+    settings = _settings()
+    store = _open_store()
+    try:
+        hosts = store.list_hosts()
+    finally:
+        store.close()
+    now = datetime.now(timezone.utc)
+    alive = [h for h in hosts if h["state"] == "running" and h["heartbeat_at"] is not None
+             and (now - h["heartbeat_at"]).total_seconds() < settings.host_stale_after]
+    if not alive:
+        print("no scheduler is running")
+    for host in alive:
+        detail = host.get("detail") or {}
+        age = (now - host["heartbeat_at"]).total_seconds()
+        print(f"{host['kind']:<8} {host['host_id']}  pid {host['pid']} on {host['hostname']}, up since "
+              f"{_local(host['started_at'])}, heartbeat {age:.1f} s ago")
+        print(f"         {detail.get('running_tasks', 0)} task(s) running in {len(detail.get('runs', []))} run(s)"
+              + (": " + ", ".join(detail.get("runs", [])[:5]) if detail.get("runs") else ""))
+    return 0 if alive else 3
+
+
+# -- pools ------------------------------------------------------------------------------------------
+
+
+def cmd_pools_list(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        rows = controls.list_pools(store)
+    finally:
+        store.close()
+    if not rows:
+        print("no pools: tasks run without pool limits; define one with `nbflow pools set NAME SLOTS`")
+        return 0
+    print(f"{'pool':<24} {'slots':>5} {'occupied':>8}  description")
+    for row in rows:
+        print(f"{row['name']:<24} {row['slots']:>5} {row['occupied']:>8}  {row.get('description') or ''}".rstrip())
+    return 0
+
+
+def cmd_pools_set(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        controls.set_pool(args.name, args.slots, description=args.description, store=store)
+    finally:
+        store.close()
+    print(f"pool {args.name}: {args.slots} slot(s)")
+    return 0
+
+
+def cmd_pools_delete(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    store = _open_store()
+    try:
+        controls.delete_pool(args.name, store=store)
+    finally:
+        store.close()
+    print(f"deleted pool {args.name}")
+    return 0
+
+
+# -- db, config, demo -------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from nbflow.store import migrate
+
+    url = _settings().database_url
+    if args.db_command == "init":
+        migrate.init_db(url)
+        print(f"initialised {url}")
+    elif args.db_command == "upgrade":
+        migrate.upgrade_db(url)
+        print(f"upgraded {url} to {migrate.HEAD_REVISION}")
+    elif args.db_command == "check":
+        migrate.check_db(url)
+        print(f"{url}: schema is current ({migrate.HEAD_REVISION})")
+    elif args.db_command == "reset":
+        if not args.yes:
+            print(f"this deletes every run, task instance and output in {url}; add --yes to do it", file=sys.stderr)
+            return 2
+        migrate.reset_db(url)
+        print(f"reset {url}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for key, value in settings.as_dict().items():
+        print(f"{key} = {value}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nbflow.discovery import load_file
+    from nbflow.runs import run_dag
+
+    demo_file = Path(__file__).parent.parent / "examples" / "demo_pipeline.py"
+    dags, failure = load_file(demo_file)
+    if failure is not None:
+        raise SystemExit(f"nbflow: the demo pipeline failed to load: {failure.summary}\n{failure.traceback}")
+    code = 0
+    for dag in dags:
+        run = run_dag(dag, run_type="manual", executor=args.executor)
+        print(run.summary())
+        _print_run_footer(run)
+        from nbflow.paths import task_folder
+
+        folder = task_folder(_settings().artifacts_folder, dag.dag_id, run.run_id, "report")
+        notebook, html = folder / "demo_report.ipynb", folder / "demo_report.html"
+        if notebook.exists():
+            print(f"notebook:  {notebook}")
+        if html.exists():
+            print(f"report:    {html}")
+        code = code or (0 if run.state == "success" else 1)
+    return code
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from nbflow import __version__
+
+    print(f"nbflow {__version__}")
+    return 0

@@ -1,0 +1,216 @@
+"""``nbflow dags ...``: list, show, test, trigger, next, backfill, pause, runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nbflow.cli.common import (
+    _open_store,
+    _find_dag,
+    _parse_conf,
+    _local,
+    _synced,
+    _run,
+)
+
+
+# -- dags -------------------------------------------------------------------------------------------
+
+
+def cmd_dags_list(args: argparse.Namespace) -> int:
+    bag, rows = _synced(args, lambda store: store.list_dags())
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in ("dag_id", "schedule", "timezone", "is_paused", "fileloc", "owner", "tags")} for r in rows], default=str, indent=2))
+        return 0
+    print(f"{'dag_id':<28} {'schedule':<28} {'timezone':<20} {'tasks':>5} {'paused':<6} file")
+    for row in rows:
+        tasks = len((row.get("definition") or {}).get("tasks", []))
+        print(f"{row['dag_id']:<28} {str(row.get('schedule')):<28} {str(row.get('timezone')):<20} {tasks:>5} "
+              f"{'yes' if row.get('is_paused') else 'no':<6} {row.get('fileloc') or '-'}")
+    if bag.failures:
+        print(f"\n{len(bag.failures)} file(s) failed to load; see `nbflow dags list-import-errors`:")
+        for failure in bag.failures.values():
+            print(f"  {failure.fileloc}: {failure.summary}")
+    return 0
+
+
+def cmd_dags_import_errors(args: argparse.Namespace) -> int:
+    _, errors = _synced(args, lambda store: store.list_import_errors())
+    if not errors:
+        print("no import errors")
+        return 0
+    for error in errors:
+        print(f"== {error['fileloc']}\n{error['summary']}\n{error['traceback']}")
+    return 1
+
+
+def cmd_dags_show(args: argparse.Namespace) -> int:
+    dag = _find_dag(args)
+    print(repr(dag))
+    if dag.description:
+        print(dag.description)
+    print(f"time zone: {dag.describe()['timezone']}   start: {dag.start_date}   catchup: {dag.catchup}")
+    print()
+    for task_id in dag.topological_order():
+        task = dag.task_dict[task_id]
+        ups = ", ".join(sorted(task.upstream_task_ids))
+        print(f"  {task_id:<32} {task.kind:<14} {task.trigger_rule.value:<28} <- {ups or '(root)'}")
+    return 0
+
+
+def cmd_dags_test(args: argparse.Namespace) -> int:
+    return _run(args, "test")
+
+
+def cmd_dags_trigger(args: argparse.Namespace) -> int:
+    """Queue a manual run for a running scheduler (``--queue``), run it here and wait (``--wait``),
+    or, by default, queue it when a scheduler is alive and run it here when none is."""
+    from nbflow import controls
+
+    if args.wait:
+        return _run(args, "manual")
+    dag = _find_dag(args)
+    conf = _parse_conf(args.conf)
+    store = _open_store()
+    try:
+        hosts = controls.live_schedulers(store)
+        if not hosts and not args.queue:
+            store.close()
+            print(f"no scheduler is running: running {dag.dag_id} now, in this process", file=sys.stderr)
+            return _run(args, "manual", dag)
+        run_id = controls.trigger(dag, conf=conf, logical_date=args.logical_date, store=store)
+        paused = bool((store.get_dag(dag.dag_id) or {}).get("is_paused"))
+    finally:
+        store.close()
+    print(f"queued {run_id}")
+    if hosts:
+        host = hosts[0]
+        print(f"the {host['kind']} scheduler {host['host_id']} (pid {host['pid']} on {host['hostname']}) will run it")
+    else:
+        print("no scheduler is running: start one with `nbflow scheduler` to run it")
+    if paused:
+        print(f"warning: {dag.dag_id} is paused; the run waits until `nbflow dags unpause {dag.dag_id}`", file=sys.stderr)
+    print(f"follow it with `nbflow dags runs {dag.dag_id}`")
+    return 0
+
+
+def cmd_dags_next(args: argparse.Namespace) -> int:
+    """The next scheduled times in the DAG's zone, UTC and this machine's zone, marking DST changes."""
+    from datetime import UTC
+
+    from nbflow.timetables import (NullTimetable, dst_change_between, local_timezone, next_runs, parse_date,
+                                   timezone_name, utcnow)
+
+    dag = _find_dag(args)
+    if isinstance(dag.timetable, NullTimetable):
+        print(f"{dag.dag_id} has no schedule: it runs only when triggered (`nbflow dags trigger {dag.dag_id}`)")
+        return 0
+    after = parse_date(args.after, dag.timezone, field="--after", dag_id=dag.dag_id) if args.after else utcnow()
+    times = next_runs(dag.timetable, args.n, after, start_date=dag.start_date, end_date=dag.end_date)
+    if not times:
+        print(f"{dag.dag_id} ({dag.timetable.description}) has no scheduled time after {_local(after)}")
+        return 0
+    zones = [(timezone_name(dag.timezone), dag.timezone), ("UTC", UTC)]
+    local = local_timezone()
+    zones.append((f"local ({timezone_name(local)})", local))
+    width = max(24, *(len(name) for name, _ in zones))
+    print(f"schedule: {dag.timetable.description}")
+    print(" ".join(f"{name:<{width}}" for name, _ in zones).rstrip())
+    previous = after
+    for when in times:
+        marks = []
+        change = dst_change_between(dag.timezone, previous, when)
+        if change:
+            marks.append(f"DST {_signed_hours(change)}")
+        if timezone_name(local) != timezone_name(dag.timezone):
+            local_change = dst_change_between(local, previous, when)
+            if local_change:
+                marks.append(f"local DST {_signed_hours(local_change)}")
+        cells = [when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") for _, zone in zones]
+        print((" ".join(f"{cell:<{width}}" for cell in cells) + "  ".join(marks)).rstrip())
+        previous = when
+    return 0
+
+
+def _signed_hours(delta: Any) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
+
+
+def _progress_bar(stream: Any, width: int = 20) -> Any:
+    """An ``on_progress(done, total, run_id)`` that draws ``[####......] 3/10 runs`` on ``stream``:
+    redrawn in place on a terminal, one line per update otherwise (logs, pipes)."""
+    tty = stream.isatty()
+    drawn = [False]
+
+    def draw(done: int, total: int, run_id: str | None = None) -> None:
+        filled = width * done // total if total else width
+        text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs"
+        stream.write(f"\r{text}" if tty else f"{text}\n")
+        stream.flush()
+        drawn[0] = True
+
+    def close() -> None:
+        if tty and drawn[0]:
+            stream.write("\n")
+            stream.flush()
+
+    draw.close = close  # type: ignore[attr-defined]
+    return draw
+
+
+def cmd_dags_backfill(args: argparse.Namespace) -> int:
+    from nbflow.runs import backfill
+
+    dag = _find_dag(args)
+    progress = _progress_bar(sys.stderr)
+    try:
+        runs = backfill(dag, args.start, args.end, reprocess=args.reprocess, executor=args.executor, on_progress=progress)
+    finally:
+        progress.close()
+    if not runs:
+        print(f"{dag.dag_id} ({dag.timetable.description}) has no scheduled time from {args.start} to {args.end}")
+        return 0
+    print(f"{'run_id':<46} {'state':<8} {'logical date (local)'}")
+    for run in runs:
+        print(f"{run.run_id:<46} {run.state.value:<8} {_local(run.logical_date)}")
+    failed = [run for run in runs if run.state == "failed"]
+    print(f"\n{len(runs)} run(s): {len(runs) - len(failed)} succeeded, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_dags_pause(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    _synced(args, lambda store: controls.pause(args.dag_id, store=store))
+    print(f"paused {args.dag_id}: no new runs start; runs in progress finish")
+    return 0
+
+
+def cmd_dags_unpause(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    _synced(args, lambda store: controls.unpause(args.dag_id, store=store))
+    print(f"unpaused {args.dag_id}")
+    return 0
+
+
+def cmd_dags_runs(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        rows = store.list_runs(args.dag_id, limit=args.limit)
+    finally:
+        store.close()
+    if not rows:
+        print(f"no runs of {args.dag_id}")
+        return 0
+    print(f"{'run_id':<46} {'type':<9} {'state':<8} {'logical date (local)':<26} {'ended (local)'}")
+    for row in rows:
+        print(f"{row['run_id']:<46} {row['run_type']:<9} {row['state']:<8} {_local(row['logical_date']):<26} {_local(row.get('end_date'))}")
+    return 0
+
+

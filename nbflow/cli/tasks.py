@@ -1,0 +1,175 @@
+"""``nbflow tasks ...``: list, test, clear, mark, logs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from nbflow.cli.common import (
+    _settings,
+    _open_store,
+    _find_dag,
+    _parse_conf,
+    _local,
+)
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+
+
+def cmd_tasks_list(args: argparse.Namespace) -> int:
+    dag = _find_dag(args)
+    for task_id in dag.topological_order():
+        print(task_id)
+    return 0
+
+
+def cmd_tasks_test(args: argparse.Namespace) -> int:
+    """Run one task alone, now, without recording anything; upstream outputs come from the latest
+    run that has them."""
+    import tempfile
+
+    from nbflow.outputs import decode
+    from nbflow.runner import TaskRequest, run_task
+    from nbflow.runs import utcnow
+    from nbflow.timetables import parse_date
+
+    dag = _find_dag(args)
+    task = dag.get_task(args.task_id)
+    when = parse_date(args.logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id) if args.logical_date else utcnow().astimezone(dag.timezone)
+    start, end = dag.timetable.data_interval(when)
+    upstream = _latest_outputs(dag.dag_id, set(task.upstream_task_ids) | {r.task_id for r in task.output_refs()})
+    log = Path(tempfile.mkdtemp(prefix="nbflow-task-test-")) / "task.log"
+    request = TaskRequest(
+        dag_id=dag.dag_id, task_id=task.task_id, run_id="tasks_test", try_number=1, max_tries=1,
+        logical_date=when, data_interval_start=start, data_interval_end=end, conf=_parse_conf(args.conf),
+        log_path=str(log), operator=task, dag=dag, upstream=upstream,
+        max_output_bytes=_settings().max_output_bytes,
+    )
+    code = 0
+    try:
+        result = run_task(request)
+    except Exception:
+        code = 1
+        result = None
+    if log.exists():
+        sys.stdout.write(log.read_text(encoding="utf-8"))
+    if result is not None and result.output is not None:
+        print(f"output: {decode(result.output.kind, result.output.data)!r}")
+    elif result is not None and result.skipped:
+        print(f"skipped: {result.skipped}")
+    return code
+
+
+def _latest_outputs(dag_id: str, wanted: set[str]) -> dict[str, tuple[str, str | bytes]]:
+    if not wanted:
+        return {}
+    store = _open_store()
+    found: dict[str, tuple[str, str | bytes]] = {}
+    try:
+        for run in store.list_runs(dag_id, limit=20):
+            for task_id, row in store.get_outputs(run["id"]).items():
+                if task_id in wanted and task_id not in found:
+                    if row.get("value_json") is not None:
+                        found[task_id] = ("json", row["value_json"])
+                    elif row.get("artifact_path") and Path(row["artifact_path"]).exists():
+                        path = Path(row["artifact_path"])
+                        found[task_id] = ("json", path.read_text("utf-8")) if path.suffix == ".json" else ("pickle", path.read_bytes())
+    finally:
+        store.close()
+    return found
+
+
+def _by_run(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for run_id, task_id in pairs:
+        grouped.setdefault(run_id, []).append(task_id)
+    return grouped
+
+
+def _print_held(pairs: Sequence[tuple[str, str]]) -> None:
+    for run_id, task_ids in _by_run(pairs).items():
+        print(f"left alone, a scheduler runs them now: {run_id}: {', '.join(task_ids)}", file=sys.stderr)
+
+
+def cmd_tasks_clear(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    dag = _find_dag(args)
+    store = _open_store()
+    try:
+        changes = controls.clear(dag, start=args.start, end=args.end, run_id=args.run_id, task_ids=args.task_ids,
+                                 downstream=args.downstream, only_failed=args.only_failed, dry_run=not args.yes,
+                                 store=store)
+        alive = controls.scheduler_alive(store) if args.yes and changes else False
+    finally:
+        store.close()
+    _print_held(changes.skipped)
+    runs = _by_run(changes)
+    if not changes:
+        print("nothing to clear")
+        return 0
+    if not args.yes:
+        print(f"would clear {len(changes)} task instance(s) in {len(runs)} run(s):")
+        for run_id, task_ids in runs.items():
+            print(f"  {run_id}: {', '.join(task_ids)}")
+        print("add --yes to clear these")
+        return 2
+    print(f"cleared {len(changes)} task instance(s) in {len(runs)} run(s); their runs are queued again")
+    if not alive:
+        print("no scheduler is running: start one with `nbflow scheduler` (backfill runs: run the backfill again)")
+    return 0
+
+
+def cmd_tasks_mark(args: argparse.Namespace) -> int:
+    from nbflow import controls
+
+    dag = _find_dag(args)
+    store = _open_store()
+    try:
+        changes = controls.mark(dag, args.run_id, args.task_ids, args.state, downstream=args.downstream, store=store)
+    finally:
+        store.close()
+    _print_held(changes.skipped)
+    for _, task_id in changes:
+        print(f"marked {task_id} {args.state}")
+    if not changes:
+        print(f"nothing to mark: the tasks are {args.state} already or held by a scheduler")
+    print(f"run {args.run_id} is now {changes.run_states.get(args.run_id, '?')}")
+    return 0
+
+
+def cmd_tasks_logs(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        runs = store.list_runs(args.dag_id, limit=1) if not args.run_id else [store.get_run(args.dag_id, args.run_id)]
+        if not runs or runs[0] is None:
+            from nbflow.errors import RunNotFoundError
+
+            raise RunNotFoundError(args.dag_id, args.run_id or "(latest)")
+        run = runs[0]
+        tries = store.get_tries(run["id"], args.task_id)
+        ti = store.get_task_instance(args.dag_id, run["run_id"], args.task_id)
+    finally:
+        store.close()
+    rows = sorted(tries, key=lambda t: t["try_number"])
+    if not rows and ti is not None and ti.get("try_number"):
+        rows = [ti]  # still running: its try has no row yet
+    if args.try_number:
+        rows = [t for t in rows if t["try_number"] == args.try_number]
+    if not rows:
+        print(f"task {args.task_id} has not run in run {run['run_id']}", file=sys.stderr)
+        return 1
+    for row in rows:
+        path = row.get("log_path")
+        print(f"==> try {row['try_number']}: {row['state']} on {row.get('hostname') or '?'} pid {row.get('pid') or '?'}, "
+              f"{_local(row.get('start_date'))} to {_local(row.get('end_date'))}")
+        if not path:
+            print("(the task wrote nothing to its log)")
+        elif Path(path).exists():
+            print(Path(path).read_text(encoding="utf-8"), end="")
+        else:
+            print(f"(the log file {path} is gone)")
+    return 0
