@@ -353,6 +353,14 @@ class Scheduler:
             return None
         return candidate
 
+    def _next_due(self, dag: DAG, now: datetime) -> datetime | None:
+        """The DAG's next due logical date, worked out again when forgotten (a finished run forgets
+        it so that a run waiting for a free slot can start)."""
+        due = self.next_due.get(dag.dag_id, _UNKNOWN)
+        if due is _UNKNOWN:
+            due = self.next_due[dag.dag_id] = self._first_due(dag, now)
+        return due
+
     def _create_due_runs(self, now: datetime) -> list[str]:
         created: list[str] = []
         active_by_dag: Counter[str] | None = None
@@ -360,9 +368,7 @@ class Scheduler:
         for dag_id, dag in self.dags.items():
             if dag_id in self.paused:
                 continue
-            due = self.next_due.get(dag_id, _UNKNOWN)
-            if due is _UNKNOWN:
-                due = self.next_due[dag_id] = self._first_due(dag, now)
+            due = self._next_due(dag, now)
             if due is None or due > now:
                 continue
             if not dag.catchup:
@@ -471,10 +477,7 @@ class Scheduler:
             for dag_id, dag in self.dags.items():
                 if dag_id in self.paused:
                     continue
-                # a finished run forgets its DAG's next due time (to let a waiting one start): ask again
-                due = self.next_due.get(dag_id, _UNKNOWN)
-                if due is _UNKNOWN:
-                    due = self.next_due[dag_id] = self._first_due(dag, now)
+                due = self._next_due(dag, now)
                 if isinstance(due, datetime) and due <= now:
                     return False
         assert self.store is not None

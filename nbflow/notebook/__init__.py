@@ -7,7 +7,7 @@ Names load on first use, so ``nbflow.output`` inside a kernel imports nothing he
 
 from __future__ import annotations
 
-from typing import Any
+from nbflow.lazy import exports
 
 __all__ = ["KernelPool", "NotebookResult", "output", "run_notebook"]
 
@@ -19,13 +19,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'nbflow.notebook' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = exports("nbflow.notebook", _WHERE, __all__)

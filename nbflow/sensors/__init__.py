@@ -6,7 +6,7 @@ needs.
 
 from __future__ import annotations
 
-from typing import Any
+from nbflow.lazy import exports
 
 __all__ = [
     "BaseSensor",
@@ -29,13 +29,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'nbflow.sensors' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = exports("nbflow.sensors", _WHERE, __all__)
