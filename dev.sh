@@ -2,11 +2,12 @@
 # One entry point for working on nbflow from a fresh clone.
 #
 #   ./dev.sh demo     set up .venv and run the demo pipeline
-#   ./dev.sh test     set up .venv, start a throwaway PostgreSQL, run the whole test suite
+#   ./dev.sh test     set up .venv, install Chromium and start a throwaway PostgreSQL when missing,
+#                     run the whole test suite (browser tests included)
 #   ./dev.sh bench    set up .venv and run the benchmarks
 #   ./dev.sh shell    set up .venv and open a shell with it active
 #
-# Needs only Python >= 3.11 (and, for the tests, apt for PostgreSQL when it is missing).
+# Needs only Python >= 3.11 (and, for the tests, apt for PostgreSQL and Chromium when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -49,6 +50,7 @@ case "$command" in
     ;;
   test)
     setup "test"
+    bash scripts/install-chromium.sh
     PG_URL=$(bash scripts/pg-test-server.sh start)
     export NBFLOW_TEST_POSTGRES_URL="$PG_URL"
     status=0

@@ -28,6 +28,7 @@ __all__ = [
     "chain",
     "cross_downstream",
     "dag",
+    "dashboard",
     "get_current_context",
     "output",
     "task",
@@ -43,6 +44,7 @@ _WHERE = {
     "TriggerRule": "nbflow.states",
     "chain": "nbflow.helpers",
     "cross_downstream": "nbflow.helpers",
+    "dashboard": "nbflow.jupyter.dashboard",
     "get_current_context": "nbflow.context",
     "output": "nbflow.notebook.outputs",
 }

@@ -292,6 +292,13 @@ class DAG:
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id!r}: {len(self.task_dict)} tasks, schedule {self.timetable.description}>"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """In a notebook: the live graph widget, with the graph as an SVG picture for viewers that
+        run no kernel (nbconvert, GitHub)."""
+        from nbflow.jupyter.display import dag_bundle
+
+        return dag_bundle(self, include=include, exclude=exclude)
+
     def _repr_html_(self) -> str:
         from html import escape
 

@@ -32,9 +32,10 @@ LAYER_OF = {
 }
 # Packages whose __init__ only re-exports names lazily, and user-level example code.
 UNCHECKED = {"nbflow", "nbflow.examples"}
-# (importing module, imported module): a model object handing itself to the runtime.
+# (importing module, imported module): a model object handing itself to the runtime, or (nbflow.dag ->
+# nbflow.jupyter) a DAG shown in a notebook asking the views for its picture in _repr_mimebundle_.
 ENTRY_POINTS = {("nbflow.dag", "nbflow.runs"), ("nbflow.sensors.external", "nbflow.store"),
-                ("nbflow.operators.notebook", "nbflow.notebook")}
+                ("nbflow.operators.notebook", "nbflow.notebook"), ("nbflow.dag", "nbflow.jupyter")}
 FORBIDDEN_IN_MODEL = ("sqlalchemy", "alembic", "IPython", "ipywidgets", "ipykernel", "jupyter_server", "dask", "papermill")
 
 

@@ -6,7 +6,7 @@ usage line, which IPython shows without a traceback.
 ``%%dag DAG_ID [--schedule CRON] ...`` runs the cell in the user namespace inside ``DAG(...)`` (the
 line is parsed by :func:`nbflow.discovery.parse_dag_line`, as for notebooks in ``dags_folder``),
 validates the DAG, records it in the store with this notebook as its source, binds it to the name
-``DAG_ID`` and shows it. Running the cell again builds the DAG again from scratch.
+``DAG_ID`` and shows it: the live graph widget, with an SVG picture for viewers without a kernel. Running the cell again builds the DAG again from scratch.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 def line_parser() -> argparse.ArgumentParser:
     """The arguments of ``%nbflow``."""
     parser = _Parser(prog="%nbflow", add_help=False,
-                     usage="%(prog)s {list,test,run,backfill,runs,logs,next,scheduler} ...")
+                     usage="%(prog)s {list,test,run,backfill,runs,logs,next,scheduler,dashboard} ...")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("list", add_help=False, help="DAGs of this kernel and of dags_folder")
     p = sub.add_parser("test", add_help=False, help="run a DAG once now, in this kernel")
@@ -78,6 +78,7 @@ def line_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scheduler", add_help=False, help="the scheduler thread of this kernel")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--executor", choices=EXECUTORS)
+    sub.add_parser("dashboard", add_help=False, help="every DAG: pause toggles, recent runs, import errors")
     return parser
 
 
@@ -196,7 +197,7 @@ class NbflowMagics(Magics):
     @line_magic("nbflow")
     def nbflow(self, line: str) -> Any:
         """%nbflow list | test DAG [--date D] | run DAG | backfill DAG START END | runs DAG |
-        logs DAG TASK | next DAG | scheduler start|stop|status
+        logs DAG TASK | next DAG | scheduler start|stop|status | dashboard
         """
         try:
             words = shlex.split(line)
@@ -320,6 +321,11 @@ class NbflowMagics(Magics):
         print(f"{found.dag_id}: {found.timetable.description}")
         print(_table([f"in {zone}", "local"],
                      [[t.strftime("%Y-%m-%d %H:%M %Z"), _local(t)] for t in times]))
+
+    def _cmd_dashboard(self, args: argparse.Namespace) -> Any:
+        from nbflow.jupyter.dashboard import Dashboard
+
+        return Dashboard()
 
     def _cmd_scheduler(self, args: argparse.Namespace) -> None:
         from nbflow import scheduler

@@ -1,0 +1,203 @@
+"""``Dashboard``: every DAG the store knows, at a glance, with its import errors.
+
+One row per DAG: a pause toggle, the schedule, the next run in local time, owner, tags, the last run's
+state, how many runs are running and failed, and a strip of the last run's task states. Clicking a
+DAG opens its :class:`~nbflow.jupyter.graph_widget.DagGraph` below the table; the DAG object is the
+one built in this kernel, else it is loaded from its file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from nbflow.jupyter.graph import style_for
+from nbflow.jupyter.timefmt import local_time
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.jupyter.graph_widget import DagGraph
+    from nbflow.store import Store
+
+COLUMNS = ["", "DAG", "schedule", "next run", "owner", "tags", "last run", "running", "failed", "recent tasks"]
+WIDTHS = "90px 170px 130px 190px 80px 110px 90px 60px 60px 1fr"
+STRIP_MAX = 40
+
+
+def state_strip(states: Sequence[str], limit: int = STRIP_MAX) -> str:
+    """A row of small squares, one per task state, coloured by ``style_for``."""
+    squares = "".join(
+        f"<span class='nbflow-cell' data-state='{escape(s)}' title='{escape(style_for(s)['label'])}' "
+        f"style='display:inline-block;width:9px;height:12px;margin-right:1px;background:{style_for(s)['background']};"
+        f"border:1px solid {style_for(s)['border']}'></span>"
+        for s in states[:limit]
+    )
+    more = f"<small> +{len(states) - limit}</small>" if len(states) > limit else ""
+    return squares + more
+
+
+def next_run_at(row: Mapping[str, Any], dag: DAG | None) -> datetime | None:
+    """The next scheduled time: from the DAG built in this kernel, else what a scheduler stored."""
+    if dag is not None:
+        try:
+            upcoming = dag.next_runs(1)
+            return upcoming[0] if upcoming else None
+        except Exception:
+            pass
+    return row.get("next_run_at")
+
+
+def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None) -> dict[str, Any]:
+    """What the dashboard shows of one DAG."""
+    dag_id = row["dag_id"]
+    last = store.list_runs(dag_id, limit=1)
+    last_states = [ti["state"] for ti in store.get_task_instances(last[0]["id"])] if last else []
+    return {
+        "dag_id": dag_id, "paused": bool(row["is_paused"]), "schedule": row.get("schedule") or "-",
+        "next_run": next_run_at(row, dag), "owner": row.get("owner") or "-", "tags": list(row.get("tags") or []),
+        "last_state": last[0]["state"] if last else None,
+        "running": len(store.list_runs(dag_id, limit=None, states=["running"])),
+        "failed": len(store.list_runs(dag_id, limit=None, states=["failed"])),
+        "recent": last_states,
+    }
+
+
+def import_errors_html(errors: Sequence[Mapping[str, Any]]) -> str:
+    if not errors:
+        return ""
+    items = "".join(
+        f"<details><summary><code>{escape(str(e['fileloc']))}</code>: {escape(e.get('summary') or '')}</summary>"
+        f"<pre style='max-height:200px;overflow:auto'>{escape(e.get('traceback') or '')}</pre></details>"
+        for e in errors
+    )
+    return f"<div class='nbflow-import-errors' style='color:#b30000'><b>import errors ({len(errors)})</b>{items}</div>"
+
+
+def find_dag(dag_id: str, fileloc: str | None) -> DAG:
+    """The DAG built in this kernel under ``dag_id``, else the one its file builds."""
+    from nbflow.context import built_dags
+    from nbflow.errors import DagNotFoundError
+
+    built = built_dags().get(dag_id)
+    if built is not None:
+        return built
+    if fileloc and fileloc.endswith((".py", ".ipynb")):
+        import os
+
+        if os.path.exists(fileloc):
+            from nbflow.discovery import load_file
+
+            dags, failure = load_file(fileloc)
+            for candidate in dags:
+                if candidate.dag_id == dag_id:
+                    return candidate
+            if failure is not None:
+                raise DagNotFoundError(dag_id, [d.dag_id for d in dags]) from None
+    raise DagNotFoundError(dag_id, list(built_dags()))
+
+
+class Dashboard(w.VBox):
+    """Every DAG in the store; ``refresh()`` reads it again, ``open(dag_id)`` shows a DAG's graph."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.toggles: dict[str, w.ToggleButton] = {}
+        self.buttons: dict[str, w.Button] = {}
+        self.table = w.GridBox(layout=w.Layout(grid_template_columns=WIDTHS, grid_gap="2px 6px", align_items="center"))
+        self.errors = w.HTML()
+        self.message = w.HTML()
+        self.refresh_button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="auto"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.graph_area = w.VBox()
+        self.graph: DagGraph | None = None
+        super().__init__(children=[w.HBox([self.refresh_button, self.message]), self.table, self.errors,
+                                   self.graph_area], **kwargs)
+        self.refresh()
+
+    def refresh(self) -> None:
+        from nbflow.context import built_dags
+        from nbflow.store import Store
+
+        try:
+            with Store.open() as store:
+                built = built_dags()
+                rows = [summarise(store, row, built.get(row["dag_id"])) for row in store.list_dags()]
+                errors = store.list_import_errors()
+        except Exception as exc:
+            self.message.value = f"<span style='color:#b30000'>reading the store failed: {escape(str(exc))}</span>"
+            return
+        self.rows = {row["dag_id"]: row for row in rows}
+        self.errors.value = import_errors_html(errors)
+        self.message.value = f"<small>{len(rows)} DAG(s)</small>" if rows else "<small>no DAGs yet</small>"
+        cells: list[w.Widget] = [w.HTML(f"<b>{escape(name)}</b>") for name in COLUMNS]
+        self.toggles, self.buttons = {}, {}
+        for row in rows:
+            toggle = w.ToggleButton(value=row["paused"], description="paused" if row["paused"] else "active",
+                                    icon="pause" if row["paused"] else "play", layout=w.Layout(width="88px"),
+                                    tooltip="pause or unpause the schedule")
+            toggle.observe(self._toggled(row["dag_id"]), "value")
+            button = w.Button(description=row["dag_id"], tooltip="open the graph", layout=w.Layout(width="auto"))
+            button.on_click(self._clicked(row["dag_id"]))
+            self.toggles[row["dag_id"]], self.buttons[row["dag_id"]] = toggle, button
+            last = row["last_state"]
+            cells += [
+                toggle, button, w.HTML(escape(row["schedule"])),
+                w.HTML(f"<small>{escape(local_time(row['next_run'], seconds=False))}</small>"),
+                w.HTML(escape(row["owner"])), w.HTML(f"<small>{escape(', '.join(row['tags']))}</small>"),
+                w.HTML(f"<span style='color:{style_for(last)['border']}'>{escape(last or '-')}</span>"),
+                w.HTML(str(row["running"])),
+                w.HTML(f"<span style='color:{'#b30000' if row['failed'] else 'inherit'}'>{row['failed']}</span>"),
+                w.HTML(state_strip(row["recent"])),
+            ]
+        self.table.children = cells
+
+    def _toggled(self, dag_id: str) -> Any:
+        def toggled(change: dict[str, Any]) -> None:
+            try:
+                self.set_paused(dag_id, change["new"])
+            except Exception as exc:
+                self.message.value = f"<span style='color:#b30000'>pausing {escape(dag_id)} failed: {escape(str(exc))}</span>"
+
+        return toggled
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        from nbflow.controls import pause, unpause
+
+        (pause if paused else unpause)(dag_id)
+        toggle = self.toggles.get(dag_id)
+        if toggle is not None:
+            toggle.description = "paused" if paused else "active"
+            toggle.icon = "pause" if paused else "play"
+        self.message.value = f"<small>{escape(dag_id)} {'paused' if paused else 'unpaused'}</small>"
+
+    def _clicked(self, dag_id: str) -> Any:
+        def clicked(_button: Any) -> None:
+            try:
+                self.open(dag_id)
+            except Exception as exc:
+                self.message.value = f"<span style='color:#b30000'>opening {escape(dag_id)} failed: {escape(str(exc))}</span>"
+
+        return clicked
+
+    def open(self, dag_id: str) -> DagGraph:
+        """Show ``dag_id``'s graph below the table and return it."""
+        from nbflow.jupyter.graph_widget import DagGraph
+        from nbflow.store import Store
+
+        with Store.open() as store:
+            row = store.get_dag(dag_id)
+        dag = find_dag(dag_id, row.get("fileloc") if row else None)
+        if self.graph is not None:
+            self.graph.close()
+        self.graph = DagGraph(dag)
+        self.graph_area.children = [w.HTML(f"<b>{escape(dag_id)}</b>"), self.graph]
+        return self.graph
+
+
+def dashboard() -> Dashboard:
+    """Every DAG in the store, with pause toggles, recent states and import errors."""
+    return Dashboard()

@@ -1,0 +1,220 @@
+"""The details panel of the graph view: what one task did in one run.
+
+:func:`collect_task_details` reads the store and the files a try left (its log, a notebook's
+progress file); :func:`render_task_details` turns that into HTML and is pure, so what the panel shows
+can be tested without a store. :class:`DetailsPanel` is the widget; whatever fails while filling it
+becomes one error line in it, never an exception out of a click.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from nbflow.jupyter.graph import style_for
+from nbflow.jupyter.timefmt import duration_text, local_time
+
+if TYPE_CHECKING:
+    from nbflow.store import Store
+
+log = logging.getLogger(__name__)
+
+LOG_LINES = 40
+PREVIEW_CHARS = 300
+#: the lines a notebook task writes to its log (see nbflow.operators.notebook)
+OUTPUT_NOTEBOOK = "nbflow: output notebook "
+REPORT = "nbflow: report "
+
+
+def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
+    """The last ``lines`` lines of a log file, or None if there is none."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(deque(handle, maxlen=lines))
+    except OSError:
+        return None
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def notebook_paths(log_path: str | None) -> tuple[str | None, str | None]:
+    """(executed notebook, HTML report) named in a notebook task's log."""
+    output = report = None
+    if not log_path:
+        return None, None
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(OUTPUT_NOTEBOOK):
+                    output = line[len(OUTPUT_NOTEBOOK):].strip()
+                elif line.startswith(REPORT):
+                    report = line[len(REPORT):].strip()
+    except OSError:
+        pass
+    return output, report
+
+
+def _output_value(row: Mapping[str, Any]) -> tuple[bool, Any]:
+    from nbflow.outputs import decode
+
+    if row.get("value_json") is not None:
+        return True, decode("json", row["value_json"])
+    path = Path(row["artifact_path"]) if row.get("artifact_path") else None
+    if path is not None and path.exists():
+        kind = "json" if path.suffix == ".json" else "pickle"
+        return True, decode(kind, path.read_text("utf-8") if kind == "json" else path.read_bytes())
+    return False, None
+
+
+def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *, kind: str = "") -> dict[str, Any]:
+    """Everything the panel shows of ``task_id`` in run ``run_id``, read from the store and files."""
+    from nbflow.notebook.progress import read_progress
+
+    info: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "kind": kind}
+    run = store.get_run(dag_id, run_id)
+    if run is None:
+        info["missing"] = f"no run {run_id} of {dag_id} in the store"
+        return info
+    ti = store.get_task_instance(dag_id, run_id, task_id)
+    if ti is None:
+        info["missing"] = f"run {run_id} has no task instance {task_id}"
+        return info
+    tries = store.get_tries(run["id"], task_id)
+    info.update(state=ti["state"], try_number=ti["try_number"], max_tries=ti["max_tries"],
+                start_date=ti["start_date"], end_date=ti["end_date"], duration=ti["duration"],
+                error=ti["error"], hostname=ti["hostname"], tries=len(tries))
+    log_path = ti["log_path"] or next((t["log_path"] for t in reversed(tries) if t.get("log_path")), None)
+    info["log_path"] = log_path
+    info["log_tail"] = log_tail(log_path)
+    out = store.get_outputs(run["id"]).get(task_id)
+    if out is not None:
+        try:
+            found, value = _output_value(out)
+            if found:
+                info["output"] = preview(value)
+        except Exception as exc:  # an output that no longer unpickles is still worth a line
+            info["output"] = f"(cannot read the output: {type(exc).__name__}: {exc})"
+    if kind == "notebook":
+        output_path, report_path = notebook_paths(log_path)
+        info["notebook"] = output_path
+        info["report"] = report_path
+        info["progress"] = read_progress(output_path) if output_path else None
+    return info
+
+
+def _row(name: str, value: str) -> str:
+    return f"<tr><th style='text-align:left;padding-right:8px'>{escape(name)}</th><td>{value}</td></tr>"
+
+
+def state_badge(state: str | None) -> str:
+    look = style_for(state)
+    return (f"<span class='nbflow-state' data-state='{escape(str(state))}' style='background:{look['background']};"
+            f"color:{look['text']};border:1px solid {look['border']};padding:0 6px;border-radius:3px'>"
+            f"{escape(look['label'])}</span>")
+
+
+def render_task_details(info: Mapping[str, Any]) -> str:
+    """The panel's HTML for what :func:`collect_task_details` found."""
+    head = f"<div><b>{escape(info['task_id'])}</b> <small>{escape(info.get('kind') or '')}</small></div>"
+    if info.get("missing"):
+        return head + f"<div class='nbflow-missing'>{escape(info['missing'])}</div>"
+    rows = [
+        _row("state", state_badge(info.get("state"))),
+        _row("try", f"{info.get('try_number', 0)} of {info.get('max_tries', 1)}"),
+        _row("started", escape(local_time(info.get("start_date")))),
+        _row("ended", escape(local_time(info.get("end_date")))),
+        _row("duration", escape(duration_text(info.get("duration")))),
+        _row("run", f"<code>{escape(info['run_id'])}</code>"),
+    ]
+    if info.get("hostname"):
+        rows.append(_row("host", escape(info["hostname"])))
+    parts = [head, "<table class='nbflow-details'>" + "".join(rows) + "</table>"]
+    progress = info.get("progress")
+    if progress:
+        parts.append(f"<div class='nbflow-progress'>cell {progress['cell']}/{progress['cells']} "
+                     f"<progress value='{progress['cell']}' max='{progress['cells']}'></progress> "
+                     f"{escape(duration_text(progress.get('elapsed')))}</div>")
+    if info.get("notebook"):
+        parts.append(f"<div>notebook: <code>{escape(info['notebook'])}</code></div>")
+    if info.get("report"):
+        parts.append(f"<div>report: <code>{escape(info['report'])}</code></div>")
+    if info.get("error"):
+        last = info["error"].strip().splitlines()[-1] if info["error"].strip() else ""
+        parts.append(f"<div class='nbflow-task-error' style='color:#b30000'>{escape(last)}</div>")
+    if "output" in info:
+        parts.append(f"<div><b>output</b><pre class='nbflow-output'>{escape(info['output'])}</pre></div>")
+    tail = info.get("log_tail")
+    if tail is not None:
+        parts.append(f"<div><b>log</b> <small>last {LOG_LINES} lines</small>"
+                     f"<pre class='nbflow-log' style='max-height:240px;overflow:auto'>{escape(tail)}</pre></div>")
+    elif info.get("state") not in (None, "none", "scheduled", "queued"):
+        parts.append("<div><small>no log</small></div>")
+    return "".join(parts)
+
+
+def render_node_summary(label: str, counts: Mapping[str, int], members: list[str], states: Mapping[str, Any]) -> str:
+    """A folded node or a group box: how many of its tasks are in each state, and the first few."""
+    badges = " ".join(f"{state_badge(state)} {n}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    shown = "".join(f"<li>{escape(t)} {state_badge(states.get(t))}</li>" for t in members[:20])
+    more = f"<li>… and {len(members) - 20} more</li>" if len(members) > 20 else ""
+    return (f"<div><b>{escape(label)}</b> — {len(members)} tasks</div><div>{badges}</div>"
+            f"<ul class='nbflow-members'>{shown}{more}</ul>")
+
+
+def render_error(what: str, exc: BaseException) -> str:
+    return (f"<div class='nbflow-error' style='color:#b30000'>{escape(what)} failed: "
+            f"{escape(type(exc).__name__)}: {escape(str(exc))}</div>")
+
+
+class DetailsPanel(w.VBox):
+    """The panel beside the graph: an HTML body, plus the inline report of a notebook task."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.body = w.HTML("<small>click a task to see its details</small>")
+        self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"))
+        self.report = w.HTML()
+        self._report_path: str | None = None
+        self.report_button.on_click(lambda _: self.show_report())
+        kwargs.setdefault("layout", w.Layout(width="40%", max_height="460px", overflow="auto", padding="4px"))
+        super().__init__(children=[self.body, self.report_button, self.report], **kwargs)
+
+    def show_html(self, html: str, report_path: str | None = None) -> None:
+        self.body.value = html
+        self._report_path = report_path
+        self.report.value = ""
+        self.report_button.layout.display = "" if report_path else "none"
+
+    def show_error(self, what: str, exc: BaseException) -> None:
+        log.debug("%s failed", what, exc_info=exc)
+        self.body.value = render_error(what, exc)
+        self.report_button.layout.display = "none"
+
+    def show_task(self, store: Store, dag_id: str, run_id: str | None, task_id: str, *, kind: str = "") -> dict[str, Any]:
+        if run_id is None:
+            info = {"task_id": task_id, "kind": kind, "missing": "no run yet: run the DAG to see its tasks' details"}
+        else:
+            info = collect_task_details(store, dag_id, run_id, task_id, kind=kind)
+        self.show_html(render_task_details(info), info.get("report"))
+        return info
+
+    def show_report(self) -> None:
+        """The notebook's HTML report, inline (sandboxed), below the details."""
+        try:
+            if not self._report_path:
+                return
+            text = Path(self._report_path).read_text(encoding="utf-8")
+            self.report.value = (f"<iframe sandbox srcdoc=\"{escape(text, quote=True)}\" "
+                                 "style='width:100%;height:420px;border:1px solid #ccc'></iframe>")
+        except Exception as exc:
+            self.show_error("showing the report", exc)

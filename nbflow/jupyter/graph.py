@@ -1,0 +1,742 @@
+"""The DAG graph view's model: which elements to draw, where, and in what colour. No widget here.
+
+A browser graph widget degrades badly with size (every element is a message, elements are silently
+lost past a few hundred, client-side layout takes seconds), so this module decides everything a view
+needs before anything is sent: it folds big DAGs into at most ``max_elements`` nodes and edges (task
+groups first, then look-alike siblings), lays the result out in Python, maps task states to colours
+with one pure function, and coalesces state changes into a few batches a second. A view hands
+:attr:`GraphModel.nodes` and :attr:`GraphModel.edges` over in one call and applies each
+:class:`StateBatcher` batch in one update.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from nbflow.errors import TaskNotFoundError
+from nbflow.states import TaskState
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+
+log = logging.getLogger(__name__)
+
+#: the key for a task that has no task instance (the DAG has not run, or the run has no row for it)
+NO_STATUS = "no_status"
+
+
+def _style(background: str, border: str, text: str, label: str, symbol: str) -> dict[str, str]:
+    return {"background": background, "border": border, "text": text, "label": label, "symbol": symbol}
+
+
+#: The one mapping from task state to look, with colours close to Airflow's so that a run reads at a
+#: glance to anyone who knows Airflow. ``symbol`` is what count labels use (``480✓ 20▶``).
+STATE_STYLES: dict[str, dict[str, str]] = {
+    TaskState.SUCCESS.value: _style("#008000", "#006400", "#ffffff", "success", "✓"),
+    TaskState.RUNNING.value: _style("#00ff00", "#008000", "#000000", "running", "▶"),
+    TaskState.FAILED.value: _style("#ff0000", "#b30000", "#ffffff", "failed", "✗"),
+    TaskState.UPSTREAM_FAILED.value: _style("#ffa500", "#cc8400", "#000000", "upstream failed", "⚠"),
+    TaskState.UP_FOR_RETRY.value: _style("#ffd700", "#b39700", "#000000", "up for retry", "↻"),
+    TaskState.UP_FOR_RESCHEDULE.value: _style("#40e0d0", "#2a9d92", "#000000", "up for reschedule", "⏸"),
+    TaskState.QUEUED.value: _style("#808080", "#595959", "#ffffff", "queued", "…"),
+    TaskState.SCHEDULED.value: _style("#d2b48c", "#a58b66", "#000000", "scheduled", "◷"),
+    TaskState.SKIPPED.value: _style("#ff69b4", "#c9518d", "#000000", "skipped", "↷"),
+    TaskState.REMOVED.value: _style("#d3d3d3", "#a9a9a9", "#000000", "removed", "−"),
+    TaskState.NONE.value: _style("#ffffff", "#808080", "#000000", "none", "○"),
+    NO_STATUS: _style("#ffffff", "#c0c0c0", "#000000", "no status", "·"),
+}
+
+#: Worst first: the state whose colour a folded node shows when its tasks disagree. A node that is
+#: mostly green but has one failure must look failed.
+SEVERITY: tuple[str, ...] = (
+    "failed", "upstream_failed", "up_for_retry", "running", "up_for_reschedule", "queued", "scheduled",
+    "success", "skipped", "removed", "none", NO_STATUS,
+)
+_RANK = {state: i for i, state in enumerate(SEVERITY)}
+
+#: Ordered (state, style) pairs for a legend: outcomes first, then what is still to come.
+LEGEND: list[tuple[str, dict[str, str]]] = [
+    (state, STATE_STYLES[state]) for state in (
+        "success", "failed", "upstream_failed", "skipped", "running", "up_for_retry",
+        "up_for_reschedule", "queued", "scheduled", "none", "removed", NO_STATUS,
+    )
+]
+
+#: Operator kind -> cytoscape node shape; "group" is a collapsed task group, "mixed" a folded node
+#: whose tasks are of different kinds.
+KIND_SHAPES: dict[str, str] = {
+    "python": "round-rectangle", "bash": "rectangle", "notebook": "barrel", "sensor": "ellipse",
+    "branch": "diamond", "short_circuit": "diamond", "empty": "ellipse", "custom": "octagon",
+    "group": "round-rectangle", "mixed": "octagon",
+}
+#: A short badge per kind, for views that draw one beside the label.
+KIND_BADGES: dict[str, str] = {
+    "python": "py", "bash": "sh", "notebook": "nb", "sensor": "sensor", "branch": "branch",
+    "short_circuit": "short", "empty": "", "custom": "op", "group": "group", "mixed": "mixed",
+}
+#: (width, height) per kind in layout units; an empty task is a small joint, not a step of work.
+KIND_SIZES: dict[str, tuple[float, float]] = {"empty": (70.0, 28.0)}
+DEFAULT_SIZE: tuple[float, float] = (150.0, 40.0)
+
+X_SPACING = 180.0
+Y_SPACING = 100.0
+
+
+def state_key(state: Any) -> str:
+    """The plain string for a state (``TaskState`` members hash by name, not value, so never use
+    them as dict keys directly); ``None`` and unknown values become ``"no_status"``."""
+    if state is None:
+        return NO_STATUS
+    value = getattr(state, "value", state)
+    return value if isinstance(value, str) and value in STATE_STYLES else NO_STATUS
+
+
+def style_for(state: str | None) -> dict[str, str]:
+    """The style of one state; unknown states look like "no status" so a view never breaks."""
+    return dict(STATE_STYLES[state_key(state)])
+
+
+def kind_shape(kind: str) -> str:
+    return KIND_SHAPES.get(kind, KIND_SHAPES["custom"])
+
+
+def node_size(kind: str) -> tuple[float, float]:
+    return KIND_SIZES.get(kind, DEFAULT_SIZE)
+
+
+# -- layout ---------------------------------------------------------------------------------------
+
+
+def layered_layout(
+    nodes: list[str],
+    edges: Iterable[tuple[str, str]],
+    *,
+    x_spacing: float = X_SPACING,
+    y_spacing: float = Y_SPACING,
+    clusters: Mapping[str, str] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
+    layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
+    edges cross. Nodes sharing a ``clusters`` value are kept next to each other in each layer, so
+    that a group's box does not swallow unrelated nodes.
+
+    Linear in nodes and edges apart from one sort per layer and sweep. A cycle (folding can make
+    one: a collapsed group both upstream and downstream of a task) is broken at the first node in
+    ``nodes`` order that is still waiting; edges to unknown nodes are ignored.
+    """
+    names = list(dict.fromkeys(nodes))
+    index = {name: i for i, name in enumerate(names)}
+    n = len(names)
+    parents: list[list[int]] = [[] for _ in range(n)]
+    children: list[list[int]] = [[] for _ in range(n)]
+    for source, target in edges:
+        s, t = index.get(source), index.get(target)
+        if s is None or t is None or s == t:
+            continue
+        children[s].append(t)
+        parents[t].append(s)
+
+    layer = [0] * n
+    waiting = [len(p) for p in parents]
+    done = [False] * n
+    ready = deque(i for i in range(n) if waiting[i] == 0)
+    placed = 0
+    forced = 0
+    while placed < n:
+        if not ready:
+            while done[forced]:
+                forced += 1
+            ready.append(forced)
+        i = ready.popleft()
+        if done[i]:
+            continue
+        done[i] = True
+        placed += 1
+        for c in children[i]:
+            if not done[c]:
+                if layer[c] <= layer[i]:
+                    layer[c] = layer[i] + 1
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    ready.append(c)
+
+    layers: list[list[int]] = [[] for _ in range(max(layer, default=-1) + 1)]
+    for i in range(n):
+        layers[layer[i]].append(i)
+    pos = [0.0] * n
+
+    def place(row: list[int]) -> None:
+        middle = (len(row) - 1) / 2
+        for k, i in enumerate(row):
+            pos[i] = k - middle
+
+    for row in layers:
+        place(row)
+    cluster_of = [clusters.get(name) if clusters else None for name in names]
+
+    def sweep(rows: Iterable[list[int]], neighbours: list[list[int]]) -> None:
+        for row in rows:
+            key = {}
+            for i in row:
+                near = neighbours[i]
+                key[i] = sum(pos[j] for j in near) / len(near) if near else pos[i]
+            cluster_key: dict[str, list[float]] = {}
+            for i in row:
+                if cluster_of[i] is not None:
+                    cluster_key.setdefault(cluster_of[i], []).append(key[i])
+            mean = {c: sum(v) / len(v) for c, v in cluster_key.items()}
+            row.sort(key=lambda i: (mean[cluster_of[i]] if cluster_of[i] is not None else key[i],
+                                    cluster_of[i] or "", key[i], pos[i]))
+            place(row)
+
+    sweep(layers[1:], parents)
+    sweep(reversed(layers[:-1]), children)
+    sweep(layers[1:], parents)
+    return {names[i]: (pos[i] * x_spacing, layer[i] * y_spacing) for i in range(n)}
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+class _Definition:
+    """What the model needs of a DAG, read from a ``DAG`` or from its stored ``describe()`` dict."""
+
+    def __init__(self, source: DAG | Mapping[str, Any]) -> None:
+        self.tasks: list[str] = []           # topological order
+        self.kind: dict[str, str] = {}
+        self.group: dict[str, str | None] = {}   # innermost group
+        self.upstream: dict[str, list[str]] = {}
+        self.group_parent: dict[str, str | None] = {}
+        self.group_tasks: dict[str, list[str]] = {}
+        if isinstance(source, Mapping):
+            self.dag_id = str(source.get("dag_id", ""))
+            for info in source.get("tasks", []):
+                tid = str(info["task_id"])
+                self.tasks.append(tid)
+                self.kind[tid] = str(info.get("kind") or "custom")
+                self.group[tid] = info.get("group")
+                self.upstream[tid] = list(info.get("upstream", []))
+            groups = {gid: list(g.get("tasks", [])) for gid, g in (source.get("groups") or {}).items()}
+            for gid, tids in groups.items():
+                self.group_tasks[gid] = tids
+                self.group_parent[gid] = self._infer_parent(gid, tids, groups)
+        else:
+            self.dag_id = source.dag_id
+            for tid in source.topological_order():
+                task = source.task_dict[tid]
+                self.tasks.append(tid)
+                self.kind[tid] = task.kind
+                self.group[tid] = task.group_id
+                self.upstream[tid] = sorted(task.upstream_task_ids)
+            for gid, group in source.task_groups.items():
+                self.group_tasks[gid] = list(group.task_ids)
+                self.group_parent[gid] = group.parent.group_id if group.parent is not None else None
+        self.order = {tid: i for i, tid in enumerate(self.tasks)}
+        known = self.order
+        self.edges = [(u, t) for t in self.tasks for u in self.upstream[t] if u in known]
+        self.downstream: dict[str, list[str]] = {t: [] for t in self.tasks}
+        for u, t in self.edges:
+            self.downstream[u].append(t)
+        # outermost first, so that the first collapsed one found is the one that shows
+        self.chain: dict[str, list[str]] = {}
+        for gid in self.group_tasks:
+            path, g = [], gid
+            while g is not None and g not in path:
+                path.append(g)
+                g = self.group_parent.get(g)
+            self.chain[gid] = path[::-1]
+
+    @staticmethod
+    def _infer_parent(gid: str, tids: list[str], groups: dict[str, list[str]]) -> str | None:
+        # A stored definition lists each group's tasks (nested ones included) but not its parent:
+        # the parent is the smallest other group holding all of them, preferring the id prefix.
+        mine = set(tids)
+        holders = [g for g, other in groups.items() if g != gid and mine <= set(other)
+                   and (len(other) > len(mine) or gid.startswith(g + "."))]
+        if not holders:
+            return None
+        return min(holders, key=lambda g: (not gid.startswith(g + "."), len(groups[g]), -len(g)))
+
+
+def _group_node(gid: str) -> str:
+    return f"group:{gid}"
+
+
+def _short(name: str, parent: str | None) -> str:
+    return name[len(parent) + 1:] if parent and name.startswith(parent + ".") else name
+
+
+_TRAILING = re.compile(r"[\d_.\-\s]+$")
+
+
+def _fold_label(labels: list[str]) -> str:
+    """``extract_0 .. extract_499`` -> ``extract``: their common start without a trailing counter."""
+    first, last = min(labels), max(labels)
+    k = 0
+    while k < min(len(first), len(last)) and first[k] == last[k]:
+        k += 1
+    base = _TRAILING.sub("", first[:k])
+    return base or labels[0]
+
+
+class GraphModel:
+    """The elements of one DAG's graph view, folded to fit and laid out.
+
+    ``nodes`` are dicts with ``id``, ``label``, ``kind``, ``parent`` (the id of the open group box
+    holding it, or ``None``), ``members`` (the task ids the node stands for: one for a plain task,
+    none for an open group box), ``position`` (x, y), ``is_group``, ``is_aggregate`` and
+    ``is_compound`` (an open group box drawn around its members). Open boxes come first, outer
+    before inner. ``edges`` are dicts with ``id``, ``source``, ``target`` and ``count`` (how many
+    task-to-task edges the drawn edge stands for).
+    """
+
+    def __init__(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], node_of: dict[str, str],
+                 *, dag_id: str = "", group_tasks: Mapping[str, list[str]] | None = None) -> None:
+        self.nodes = nodes
+        self.edges = edges
+        self.dag_id = dag_id
+        self._node_of = node_of
+        self._by_id = {node["id"]: node for node in nodes}
+        self._group_tasks = dict(group_tasks or {})
+
+    @property
+    def element_count(self) -> int:
+        return len(self.nodes) + len(self.edges)
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        return self._by_id[node_id]
+
+    def node_of(self, task_id: str) -> str:
+        """The id of the visible node that stands for ``task_id`` (never an open group box)."""
+        try:
+            return self._node_of[task_id]
+        except KeyError:
+            raise TaskNotFoundError(self.dag_id, task_id) from None
+
+    def _tasks_of(self, node: Mapping[str, Any]) -> list[str]:
+        if node.get("is_compound"):
+            return self._group_tasks.get(node["id"].removeprefix("group:"), [])
+        return list(node["members"])
+
+    def state_counts(self, task_states: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+        """For each node, how many of its tasks are in each state (a missing task counts as
+        ``no_status``); open group boxes count every task inside them."""
+        counts: dict[str, dict[str, int]] = {}
+        for node in self.nodes:
+            tally: dict[str, int] = {}
+            for tid in self._tasks_of(node):
+                key = state_key(task_states.get(tid))
+                tally[key] = tally.get(key, 0) + 1
+            counts[node["id"]] = tally
+        return counts
+
+    def node_style(self, node: str | Mapping[str, Any], task_states: Mapping[str, Any]) -> dict[str, str]:
+        """The look of one node: a plain task takes its state's style; a folded node takes the
+        colour of its worst state and a label with counts, ``extract ×500 (480✓ 20▶)``."""
+        if isinstance(node, str):
+            node = self._by_id[node]
+        tasks = self._tasks_of(node)
+        tally: dict[str, int] = {}
+        for tid in tasks:
+            key = state_key(task_states.get(tid))
+            tally[key] = tally.get(key, 0) + 1
+        worst = min(tally, key=_RANK.__getitem__) if tally else NO_STATUS
+        style = style_for(worst)
+        style["state"] = worst
+        label = node["label"]
+        if (node["is_aggregate"] or node["is_group"]) and set(tally) - {NO_STATUS}:
+            label += " (" + " ".join(f"{tally[s]}{STATE_STYLES[s]['symbol']}" for s, _ in LEGEND if s in tally) + ")"
+        style["label"] = label
+        return style
+
+    def to_elements(self) -> list[dict[str, Any]]:
+        """Cytoscape.js element dicts with preset positions, to hand to a view in one call."""
+        out: list[dict[str, Any]] = []
+        for node in self.nodes:
+            data = {k: v for k, v in node.items() if k not in ("position", "members")}
+            data["size"] = len(node["members"])
+            data["shape"] = kind_shape(node["kind"])
+            if data["parent"] is None:
+                del data["parent"]
+            x, y = node["position"]
+            out.append({"group": "nodes", "data": data, "position": {"x": x, "y": y}})
+        out.extend({"group": "edges", "data": dict(edge)} for edge in self.edges)
+        return out
+
+    # -- building ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dag(
+        cls,
+        dag: DAG | Mapping[str, Any],
+        *,
+        max_elements: int = 400,
+        collapsed: Iterable[str] = frozenset(),
+        expanded: Iterable[str] = frozenset(),
+        focus: str | None = None,
+        focus_hops: int = 2,
+    ) -> GraphModel:
+        """Fold ``dag`` (a ``DAG`` or its ``describe()`` dict) until its nodes and edges number at
+        most ``max_elements``, then lay it out.
+
+        Folding goes (1) task groups, outermost and largest first, each into one node; (2) sibling
+        tasks with the same upstream and downstream nodes into one ``name ×N`` node, then straight
+        chains of tasks into one node, repeated while that helps. It stops as
+        soon as the graph fits; a graph that still does not fit is returned folded as far as these
+        rules go. ``collapsed`` names groups the user closed, ``expanded`` the groups and folded
+        nodes the user opened (``group:<id>``, a bare group id, or ``agg:<task>``); ``expanded``
+        wins. ``focus`` shows a task with its upstream and downstream within ``focus_hops`` edges,
+        each task inside its open group boxes, and folds everything else into "upstream",
+        "downstream" and "other" nodes.
+        """
+        d = _Definition(dag)
+        opened = {e.removeprefix("group:") for e in expanded} | set(expanded)
+        closed = {c.removeprefix("group:") for c in collapsed} - opened
+        closed &= d.group_tasks.keys()
+        if focus is not None:
+            if focus not in d.kind:
+                raise TaskNotFoundError(d.dag_id, focus, d.tasks)
+            node_of, boxes = cls._focus(d, focus, focus_hops)
+            keep = {focus}
+        else:
+            node_of, boxes = cls._collapse(d, closed, opened, max_elements)
+            keep = set()
+        cls._fold(d, node_of, boxes, opened, keep, max_elements)
+        return cls._build(d, node_of, boxes)
+
+    @staticmethod
+    def _visible(d: _Definition, closed: set[str]) -> tuple[dict[str, str], set[str]]:
+        node_of: dict[str, str] = {}
+        for tid in d.tasks:
+            g = d.group[tid]
+            node_of[tid] = tid
+            for gid in d.chain.get(g, ()) if g else ():
+                if gid in closed:
+                    node_of[tid] = _group_node(gid)
+                    break
+        boxes = {gid for gid, tids in d.group_tasks.items() if tids
+                 and not any(g in closed for g in d.chain[gid])}
+        return node_of, boxes
+
+    @staticmethod
+    def _count(d: _Definition, node_of: dict[str, str], boxes: set[str]) -> int:
+        edges = {(a, b) for a, b in ((node_of[u], node_of[t]) for u, t in d.edges) if a != b}
+        return len(set(node_of.values())) + len(boxes) + len(edges)
+
+    @classmethod
+    def _collapse(cls, d: _Definition, closed: set[str], opened: set[str],
+                  limit: int) -> tuple[dict[str, str], set[str]]:
+        closed = set(closed)
+        node_of, boxes = cls._visible(d, closed)
+        depth = 0
+        while cls._count(d, node_of, boxes) > limit:
+            level = [g for g in d.group_tasks if len(d.chain[g]) == depth + 1 and g in boxes and g not in opened]
+            if not level and not any(len(d.chain[g]) > depth + 1 for g in boxes):
+                break
+            level.sort(key=lambda g: -len(d.group_tasks[g]))
+            # Collapsing more never adds elements, so the fewest groups that fit is a binary search.
+            lo, hi = 1, len(level)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cls._count(d, *cls._visible(d, closed | set(level[:mid]))) <= limit:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            closed |= set(level[:hi])
+            node_of, boxes = cls._visible(d, closed)
+            depth += 1
+        return node_of, boxes
+
+    @staticmethod
+    def _focus(d: _Definition, focus: str, hops: int) -> tuple[dict[str, str], set[str]]:
+        def reach(links: dict[str, list[str]]) -> dict[str, int]:
+            """Edges from ``focus`` to every task reachable along ``links``."""
+            seen, frontier, dist = {focus: 0}, [focus], 0
+            while frontier:
+                dist += 1
+                nxt = []
+                for t in frontier:
+                    for n in links[t]:
+                        if n not in seen:
+                            seen[n] = dist
+                            nxt.append(n)
+                frontier = nxt
+            return seen
+
+        up, down = reach(d.upstream), reach(d.downstream)
+        node_of: dict[str, str] = {}
+        for tid in d.tasks:
+            if up.get(tid, hops + 1) <= hops or down.get(tid, hops + 1) <= hops:
+                node_of[tid] = tid
+            elif tid in up:
+                node_of[tid] = "focus:upstream"
+            elif tid in down:
+                node_of[tid] = "focus:downstream"
+            else:
+                node_of[tid] = "focus:other"
+        shown = {node_of[t] for t in d.tasks if node_of[t] == t}
+        boxes = {g for t in shown if d.group[t] for g in d.chain.get(d.group[t], ())}
+        return node_of, boxes
+
+    @classmethod
+    def _fold(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], opened: set[str],
+              keep: set[str], limit: int) -> None:
+        """Fold look-alike siblings, then straight chains, a few rounds (a folded chain can make its
+        siblings alike), each time the fewest, biggest folds that fit."""
+        for _ in range(3):
+            for finder in (cls._sibling_folds, cls._chain_folds):
+                if cls._count(d, node_of, boxes) <= limit:
+                    return
+                members: dict[str, list[str]] = {}
+                for tid in d.tasks:
+                    members.setdefault(node_of[tid], []).append(tid)
+                units = {u: m for u, m in members.items()
+                         if not u.startswith(("group:", "focus:")) and not keep.intersection(m)}
+                folds = [f for f in finder(d, node_of, units)
+                         if f"agg:{min((members[u][0] for u in f), key=d.order.__getitem__)}" not in opened]
+                folds.sort(key=lambda f: -sum(len(members[u]) for u in f))
+                # Folding more never adds elements, so the fewest folds that fit is a binary search.
+                lo, hi = 1, len(folds)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if cls._count(d, cls._merged(d, node_of, members, folds[:mid]), boxes) <= limit:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                node_of.update(cls._merged(d, node_of, members, folds[:hi]))
+
+    @staticmethod
+    def _merged(d: _Definition, node_of: dict[str, str], members: dict[str, list[str]],
+                folds: list[list[str]]) -> dict[str, str]:
+        """``node_of`` with each fold's units made one ``agg:<first task>`` node."""
+        renamed: dict[str, str] = {}
+        for fold in folds:
+            first = min((members[u][0] for u in fold), key=d.order.__getitem__)
+            renamed.update(dict.fromkeys(fold, f"agg:{first}"))
+        return {tid: renamed.get(unit, unit) for tid, unit in node_of.items()}
+
+    @staticmethod
+    def _neighbours(d: _Definition, node_of: dict[str, str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        preds: dict[str, set[str]] = {}
+        succs: dict[str, set[str]] = {}
+        for u, t in d.edges:
+            a, b = node_of[u], node_of[t]
+            if a != b:
+                succs.setdefault(a, set()).add(b)
+                preds.setdefault(b, set()).add(a)
+        return preds, succs
+
+    @classmethod
+    def _sibling_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]]) -> list[list[str]]:
+        """Units in the same group box with exactly the same upstream and downstream nodes."""
+        preds, succs = cls._neighbours(d, node_of)
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for unit, tids in units.items():
+            key = (d.group[tids[0]], frozenset(preds.get(unit, ())), frozenset(succs.get(unit, ())))
+            classes.setdefault(key, []).append(unit)
+        return [c for c in classes.values() if len(c) > 1]
+
+    @classmethod
+    def _chain_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]]) -> list[list[str]]:
+        """Maximal paths in one group box where each step is the only way out of one node and the
+        only way into the next: a pipeline drawn as one node loses no branching."""
+        preds, succs = cls._neighbours(d, node_of)
+
+        def link(unit: str) -> str | None:
+            out = succs.get(unit, ())
+            if len(out) != 1:
+                return None
+            (nxt,) = out
+            if nxt in units and preds.get(nxt) == {unit} and d.group[units[nxt][0]] == d.group[units[unit][0]]:
+                return nxt
+            return None
+
+        nexts = {u: n for u in units if (n := link(u)) is not None}
+        starts = set(units) - set(nexts.values())
+        chains = []
+        for unit in starts:
+            chain = [unit]
+            while chain[-1] in nexts and len(chain) <= len(units):
+                chain.append(nexts[chain[-1]])
+            # A long chain keeps its ends in sight (where the pipeline starts and ends); folding the
+            # ends of a short one too is what makes it worth folding at all.
+            if len(chain) >= 4:
+                chains.append(chain[1:-1])
+            elif len(chain) > 1:
+                chains.append(chain)
+        return chains
+
+    @classmethod
+    def _build(cls, d: _Definition, node_of: dict[str, str], boxes: set[str]) -> GraphModel:
+        members: dict[str, list[str]] = {}
+        for tid in d.tasks:
+            members.setdefault(node_of[tid], []).append(tid)
+        innermost_box = {}
+        for gid in d.group_tasks:
+            chain = [g for g in d.chain[gid] if g in boxes]
+            innermost_box[gid] = chain[-1] if chain else None
+
+        def box_of(group: str | None) -> str | None:
+            return innermost_box.get(group) if group else None
+
+        leaves: list[dict[str, Any]] = []
+        for nid, tids in members.items():
+            first = tids[0]
+            if nid.startswith(("agg:", "focus:")):
+                folded = nid.startswith("agg:")
+                parent = box_of(d.group[first]) if folded else None
+                kinds = {d.kind[t] for t in tids}
+                if folded:
+                    label = f"{_fold_label([_short(t, parent) for t in tids])} ×{len(tids)}"
+                else:
+                    label = f"+{len(tids)} {nid.removeprefix('focus:')}"
+                kind = kinds.pop() if len(kinds) == 1 else "mixed"
+                leaves.append(_node(nid, label, kind, parent, tids, is_aggregate=True))
+            elif nid.startswith("group:"):
+                gid = nid.removeprefix("group:")
+                parent = box_of(d.group_parent.get(gid))
+                label = f"{_short(gid, d.group_parent.get(gid))} ×{len(tids)}"
+                leaves.append(_node(nid, label, "group", parent, tids, is_group=True))
+            else:
+                parent = box_of(d.group[first])
+                leaves.append(_node(nid, _short(first, d.group[first]), d.kind[first], parent, tids))
+        for node in leaves:
+            if node["parent"] is not None:
+                node["parent"] = _group_node(node["parent"])
+
+        edge_count: dict[tuple[str, str], int] = {}
+        for u, t in d.edges:
+            a, b = node_of[u], node_of[t]
+            if a != b:
+                edge_count[(a, b)] = edge_count.get((a, b), 0) + 1
+        edges = [{"id": f"{a}->{b}", "source": a, "target": b, "count": c} for (a, b), c in edge_count.items()]
+
+        def top_box(node: dict[str, Any]) -> str | None:
+            parent = node["parent"]
+            return _group_node(d.chain[parent.removeprefix("group:")][0]) if parent else None
+
+        positions = layered_layout([n["id"] for n in leaves], list(edge_count),
+                                   clusters={n["id"]: b for n in leaves if (b := top_box(n))})
+        for node in leaves:
+            node["position"] = positions[node["id"]]
+
+        compounds: list[dict[str, Any]] = []
+        spread: dict[str, list[tuple[float, float]]] = {}
+        for node in leaves:
+            parent = node["parent"]
+            while parent is not None:
+                spread.setdefault(parent, []).append(node["position"])
+                gid = parent.removeprefix("group:")
+                up = box_of(d.group_parent.get(gid))
+                parent = _group_node(up) if up else None
+        for gid in sorted(boxes, key=lambda g: (len(d.chain[g]), d.order.get(d.group_tasks[g][0], 0))):
+            nid = _group_node(gid)
+            if nid not in spread:
+                continue
+            xs, ys = zip(*spread[nid])
+            parent = box_of(d.group_parent.get(gid))
+            box = _node(nid, _short(gid, d.group_parent.get(gid)), "group",
+                        _group_node(parent) if parent else None, [], is_group=True)
+            box["is_compound"] = True
+            box["position"] = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+            compounds.append(box)
+        return cls(compounds + leaves, edges, node_of, dag_id=d.dag_id,
+                   group_tasks={gid: d.group_tasks[gid] for gid in boxes})
+
+
+def _node(nid: str, label: str, kind: str, parent: str | None, members: list[str], *,
+          is_group: bool = False, is_aggregate: bool = False) -> dict[str, Any]:
+    return {"id": nid, "label": label, "kind": kind, "parent": parent, "members": members,
+            "position": (0.0, 0.0), "is_group": is_group, "is_aggregate": is_aggregate,
+            "is_compound": False}
+
+
+# -- live state -----------------------------------------------------------------------------------
+
+
+class StateBatcher:
+    """Coalesces task state changes pushed from any thread into at most ``rate`` batches a second.
+
+    A run can change thousands of states a second and every update a widget sends costs a message,
+    so changes wait here and go to ``callback`` as one ``{task_id: state}`` dict, keeping only the
+    latest state of each task. Batches are delivered one at a time and in order, from a background
+    thread started on the first push (or from the caller of :meth:`flush`/:meth:`close`). A
+    callback that raises is logged and the batcher carries on, so a broken view never breaks the
+    run that feeds it. Changes pushed after :meth:`close` are ignored: the view is gone.
+    """
+
+    def __init__(self, callback: Callable[[dict[str, str]], Any], *, rate: float = 4.0) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate!r}")
+        self._callback = callback
+        self._interval = 1.0 / rate
+        self._pending: dict[str, str] = {}
+        self._lock = threading.Condition()
+        self._deliver = threading.RLock()  # close() may be called from the callback
+        self._last = float("-inf")
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def push(self, task_id: str, state: Any) -> None:
+        self.push_many({task_id: state})
+
+    def push_many(self, changes: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            for task_id, state in changes.items():
+                self._pending[task_id] = state_key(state) if state is not None else NO_STATUS
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="nbflow-graph-states", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+
+    def flush(self) -> None:
+        """Deliver what is pending now, whatever the rate."""
+        with self._deliver:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+                self._last = time.monotonic()
+            self._send(batch)
+
+    def close(self) -> None:
+        """Deliver what is pending and stop the background thread."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.flush()
+
+    def __enter__(self) -> StateBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, batch: dict[str, str]) -> None:
+        if not batch:
+            return
+        try:
+            self._callback(batch)
+        except Exception:
+            log.exception("the graph view's state callback failed; carrying on")
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                wait = self._last + self._interval - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+            self.flush()

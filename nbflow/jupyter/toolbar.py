@@ -1,0 +1,173 @@
+"""The graph view's toolbar: run now, clear or mark the selected task, pause, and the run picker.
+
+Thin: every button calls one public method of :class:`~nbflow.jupyter.graph_widget.DagGraph`, and a
+failure shows as an error line in the view instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from nbflow.jupyter.timefmt import local_time
+
+if TYPE_CHECKING:
+    from nbflow.jupyter.graph_widget import DagGraph
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """How the run picker names a run: its logical date in local time, state and type."""
+    return f"{local_time(run.get('logical_date'), seconds=False)} · {run['state']} · {run['run_type']}"
+
+
+def run_options(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(label, run_id) pairs for the run picker, newest logical date first (the store's order);
+    labels are made unique so that two runs in the same minute stay apart."""
+    options: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for run in runs:
+        label = run_label(run)
+        seen[label] = seen.get(label, 0) + 1
+        options.append((label if seen[label] == 1 else f"{label} ({seen[label]})", run["run_id"]))
+    return options
+
+
+class GraphToolbar(w.VBox):
+    """Buttons over the graph; ``runs`` is the run picker (a Dropdown of the DAG's runs)."""
+
+    def __init__(self, graph: DagGraph) -> None:
+        self.graph = graph
+        small = w.Layout(width="auto")
+        self.run_button = w.Button(description="run now", icon="play", tooltip="run the DAG now in this kernel, live",
+                                   layout=small)
+        self.follow_button = w.ToggleButton(description="follow", icon="eye", tooltip="follow the next run live",
+                                            layout=small)
+        self.clear_button = w.Button(description="clear", icon="eraser", tooltip="clear the selected task in this run",
+                                     layout=small)
+        self.downstream = w.Checkbox(description="downstream", value=False, indent=False, layout=w.Layout(width="110px"))
+        self.success_button = w.Button(description="mark success", icon="check", layout=small)
+        self.failed_button = w.Button(description="mark failed", icon="times", layout=small)
+        self.pause_toggle = w.ToggleButton(description="paused", icon="pause", tooltip="pause or unpause the schedule",
+                                           layout=small)
+        self.runs = w.Dropdown(description="run", options=[("(no run yet)", None)], value=None,
+                               layout=w.Layout(width="420px"))
+        self.status = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
+        self._quiet = False
+
+        self.run_button.on_click(self._handler("run now", lambda: self.graph.run_now()))
+        self.clear_button.on_click(self._handler("clear", lambda: self.graph.clear_task(downstream=self.downstream.value)))
+        self.success_button.on_click(self._handler("mark success", lambda: self.graph.mark_task(
+            "success", downstream=self.downstream.value)))
+        self.failed_button.on_click(self._handler("mark failed", lambda: self.graph.mark_task(
+            "failed", downstream=self.downstream.value)))
+        self.pause_toggle.observe(self._toggled_pause, "value")
+        self.follow_button.observe(self._toggled_follow, "value")
+        self.runs.observe(self._picked_run, "value")
+        graph.observe(self._status_changed, "status")
+        graph.observe(self._following_changed, "following")
+        super().__init__(children=[
+            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self.runs]),
+            w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button, self.status]),
+        ])
+
+    def _handler(self, what: str, action: Callable[[], Any]) -> Callable[[Any], None]:
+        def handle(_button: Any) -> None:
+            try:
+                action()
+            except Exception as exc:
+                self.graph.report_failure(what, exc)
+
+        return handle
+
+    # -- the run picker ---------------------------------------------------------------------------
+
+    def set_runs(self, runs: Sequence[Mapping[str, Any]], selected: str | None) -> None:
+        options = run_options(runs) or [("(no run yet)", None)]
+        self._quiet = True
+        try:
+            self.runs.options = options
+            self.runs.value = selected if any(value == selected for _, value in options) else options[0][1]
+        finally:
+            self._quiet = False
+        self._sync_pause()
+
+    def select_run(self, run_id: str | None) -> None:
+        if self.runs.value == run_id:
+            return
+        if not any(value == run_id for _, value in self.runs.options):
+            self.graph.refresh_runs()
+            return
+        self._quiet = True
+        try:
+            self.runs.value = run_id
+        finally:
+            self._quiet = False
+
+    def update_run_label(self, run: Mapping[str, Any]) -> None:
+        """A followed run changed state: its label in the picker says so."""
+        options = list(self.runs.options)
+        for i, (_, value) in enumerate(options):
+            if value == run["run_id"]:
+                options[i] = (run_label(run), value)
+                self.set_runs_options(options, self.runs.value)
+                return
+
+    def set_runs_options(self, options: list[tuple[str, Any]], selected: Any) -> None:
+        self._quiet = True
+        try:
+            self.runs.options = options
+            self.runs.value = selected
+        finally:
+            self._quiet = False
+
+    def _picked_run(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        try:
+            self.graph.show_run(change["new"])
+        except Exception as exc:
+            self.graph.report_failure("loading the run", exc)
+
+    # -- pause and follow -------------------------------------------------------------------------
+
+    def _sync_pause(self) -> None:
+        try:
+            paused = self.graph.paused
+        except Exception:
+            return
+        self._quiet = True
+        try:
+            self.pause_toggle.value = paused
+            self.pause_toggle.icon = "play" if paused else "pause"
+        finally:
+            self._quiet = False
+
+    def _toggled_pause(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        try:
+            self.graph.set_paused(change["new"])
+            self.pause_toggle.icon = "play" if change["new"] else "pause"
+        except Exception as exc:
+            self.graph.report_failure("pause" if change["new"] else "unpause", exc)
+
+    def _toggled_follow(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        try:
+            self.graph.follow() if change["new"] else self.graph.stop()
+        except Exception as exc:
+            self.graph.report_failure("follow", exc)
+
+    def _following_changed(self, change: dict[str, Any]) -> None:
+        self._quiet = True
+        try:
+            self.follow_button.value = bool(change["new"])
+        finally:
+            self._quiet = False
+
+    def _status_changed(self, change: dict[str, Any]) -> None:
+        self.status.value = f"<small>{escape(change['new'])}</small>"

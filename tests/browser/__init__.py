@@ -1,0 +1,1 @@
+"""Tests that drive a real JupyterLab server in headless Chromium (marker ``browser``)."""

@@ -1,0 +1,484 @@
+"""The notebook widgets, in process: ipywidgets needs no front end (without a kernel its comms send
+nothing), so each test builds the real widgets, drives them as a click would, and reads their state.
+Message counts come from a comm that counts what it would send."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbflow import DAG, TaskGroup
+from nbflow.jupyter.graph import NO_STATUS, GraphModel, style_for
+from nbflow.jupyter.graph_widget import DagGraph, cytoscape_style
+from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
+from nbflow.runs import run_dag
+from nbflow.store import Store
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture
+def messages(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the comm messages widgets send (``comm_open`` per widget, ``comm_msg`` per update)."""
+    import comm
+    from comm.base_comm import BaseComm
+
+    counts: Counter[str] = Counter()
+
+    class Counting(BaseComm):
+        def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None,
+                        **keys: Any) -> None:
+            counts[msg_type] += 1
+
+    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: Counting(**kwargs))
+    return counts
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def grouped_dag(dag_id: str = "grouped") -> DAG:
+    with DAG(dag_id, timezone="UTC") as d:
+        start = EmptyOperator(task_id="start")
+        with TaskGroup("load") as load:
+            a = PythonOperator(task_id="a", python_callable=lambda: 1)
+            b = BashOperator(task_id="b", bash_command="echo b")
+            a >> b
+        end = EmptyOperator(task_id="end")
+        start >> load >> end
+    return d
+
+
+def fan_dag(dag_id: str = "fan", width: int = 30) -> DAG:
+    with DAG(dag_id, timezone="UTC") as d:
+        start = EmptyOperator(task_id="start")
+        end = EmptyOperator(task_id="end")
+        for i in range(width):
+            start >> EmptyOperator(task_id=f"part_{i}") >> end
+    return d
+
+
+def node_ids(graph: DagGraph) -> list[str]:
+    return [node.data["id"] for node in graph.cytoscape.graph.nodes]
+
+
+# -- building --------------------------------------------------------------------------------------
+
+
+def test_one_cytoscape_node_per_model_node_and_the_edges_in_one_build(nbflow_home: Path, messages: Counter[str]) -> None:
+    d = grouped_dag()
+    model = GraphModel.from_dag(d, max_elements=400)
+    messages.clear()
+    graph = DagGraph(d, load=False)
+    elements = len(model.nodes) + len(model.edges)
+    assert sorted(node_ids(graph)) == sorted(n["id"] for n in model.nodes)
+    assert len(node_ids(graph)) == len(set(node_ids(graph)))
+    edges = sorted((e.data["source"], e.data["target"]) for e in graph.cytoscape.graph.edges)
+    assert edges == sorted((e["source"], e["target"]) for e in model.edges)
+    # compound box for the open group, its members inside it, positions from the model, preset layout
+    assert graph.node_data("group:load")["is_compound"] is True
+    assert graph.node_data("load.a")["parent"] == "group:load"
+    drawn = {n.data["id"]: n.position for n in graph.cytoscape.graph.nodes}
+    assert all(drawn[n["id"]] == {"x": n["position"][0], "y": n["position"][1]} for n in model.nodes)
+    assert graph.cytoscape.cytoscape_layout["name"] == "preset"
+    # one build: each element goes out with its comm_open, the graph's lists in a single update
+    graph_updates = messages["comm_msg"]
+    assert messages["comm_open"] >= elements
+    assert graph_updates <= 12, f"{graph_updates} updates for {elements} elements: not one build"
+
+
+def test_the_stylesheet_maps_every_state_and_kind_and_draws_arrows() -> None:
+    sheet = {rule["selector"]: rule["style"] for rule in cytoscape_style()}
+    for state in ("success", "failed", "running", "upstream_failed", NO_STATUS):
+        assert sheet[f'node[state = "{state}"]']["background-color"] == style_for(state)["background"]
+    assert sheet['node[kind = "bash"]']["shape"] and sheet['node[kind = "notebook"]']["shape"]
+    assert sheet["edge"]["target-arrow-shape"] == "triangle"
+    assert "node[?is_compound]" in sheet
+
+
+def test_set_states_reaches_node_data_after_flush_with_aggregate_counts(nbflow_home: Path, messages: Counter[str]) -> None:
+    d = fan_dag(width=30)
+    graph = DagGraph(d, max_elements=20, load=False)
+    aggregate = graph.model.node_of("part_0")
+    assert aggregate.startswith("agg:") and graph.model.node(aggregate)["is_aggregate"]
+    messages.clear()
+    states = {"start": "success", **{f"part_{i}": "success" for i in range(20)},
+              **{f"part_{i}": "running" for i in range(20, 30)}}
+    graph.set_states(states)
+    graph.flush()
+    assert graph.node_data("start")["state"] == "success"
+    data = graph.node_data(aggregate)
+    assert data["state"] == "running"  # the worst state shows
+    assert data["counts"] == {"success": 20, "running": 10}
+    assert "×30" in data["label"] and "20✓" in data["label"] and "10▶" in data["label"]
+    assert graph.node_data("end")["state"] == NO_STATUS
+    # 31 task changes, two drawn nodes changed: two messages, not 31
+    assert messages["comm_msg"] <= 2 + 2, dict(messages)
+    messages.clear()
+    graph.set_states({"start": "success"})  # no change: nothing is sent
+    graph.flush()
+    assert messages["comm_msg"] == 0
+
+
+def test_a_2000_task_dag_builds_with_at_most_max_elements(nbflow_home: Path, messages: Counter[str]) -> None:
+    with DAG("huge", timezone="UTC") as d:
+        first = EmptyOperator(task_id="first")
+        for g in range(40):
+            with TaskGroup(f"g{g}"):
+                chain = [EmptyOperator(task_id=f"t{i}") for i in range(50)]
+                for up, down in zip(chain, chain[1:]):
+                    up >> down
+            first >> chain[0]
+    assert len(d.task_dict) == 2001
+    for limit in (400, 60):
+        messages.clear()
+        graph = DagGraph(d, max_elements=limit, load=False)
+        drawn = len(graph.cytoscape.graph.nodes) + len(graph.cytoscape.graph.edges)
+        assert 0 < drawn <= limit
+        assert messages["comm_open"] < limit + 60  # the elements and a few dozen toolbar widgets
+    graph.set_states({tid: "success" for tid in d.task_dict})
+    graph.flush()
+    assert {graph.node_data(n)["state"] for n in node_ids(graph)} == {"success"}
+
+
+# -- live ------------------------------------------------------------------------------------------
+
+
+def test_follow_picks_up_a_real_run_live(nbflow_home: Path) -> None:
+    gate = threading.Event()
+
+    def slow() -> int:
+        assert gate.wait(20)
+        return 7
+
+    with DAG("live", timezone="UTC") as d:
+        PythonOperator(task_id="slow", python_callable=slow) >> EmptyOperator(task_id="after")
+    graph = DagGraph(d)
+    assert graph.run_id is None
+    follower = graph.follow(interval=0.05)
+    runner = threading.Thread(target=lambda: run_dag(d, executor="inline"))
+    runner.start()
+    try:
+        def shows_running() -> bool:
+            graph.flush()
+            return graph.node_data("slow")["state"] == "running"
+
+        wait_until(shows_running)  # seen while the run is still going
+        assert graph.following and graph.run_id is not None
+    finally:
+        gate.set()
+        runner.join(30)
+    assert follower.join(15)
+    graph.flush()
+    assert graph.states == {"slow": "success", "after": "success"}
+    assert graph.node_data("after")["state"] == "success"
+    assert not graph.following
+    assert [value for _, value in graph.toolbar.runs.options] == [graph.run_id]
+
+
+def test_run_now_runs_in_a_thread_and_follows(nbflow_home: Path) -> None:
+    with DAG("now", timezone="UTC") as d:
+        PythonOperator(task_id="one", python_callable=lambda: 1)
+    graph = DagGraph(d)
+    graph.toolbar.run_button.click()
+    assert graph._runner is not None
+    graph._runner.join(30)
+    assert graph.follower is not None and graph.follower.join(15)
+    graph.flush()
+    assert graph.states == {"one": "success"}
+    with Store.open() as store:
+        assert [r["run_type"] for r in store.list_runs("now")] == ["manual"]
+
+
+# -- details ---------------------------------------------------------------------------------------
+
+
+def details_dag() -> DAG:
+    with DAG("details", timezone="UTC") as d:
+        talk = BashOperator(task_id="talk", bash_command="for i in $(seq 1 60); do echo line-$i; done")
+        big = PythonOperator(task_id="big", python_callable=lambda: list(range(1000)))
+        talk >> big
+    return d
+
+
+def click(graph: DagGraph, node_id: str) -> None:
+    """What the browser sends when a node is clicked."""
+    graph.cytoscape._handle_interaction(graph.cytoscape, {"widget": "node", "event": "click",
+                                                          "data": {"data": {"id": node_id}}}, [])
+
+
+def test_clicking_a_node_shows_state_log_tail_and_output(nbflow_home: Path) -> None:
+    d = details_dag()
+    run = run_dag(d, executor="inline")
+    graph = DagGraph(d)
+    assert graph.run_id == run.run_id  # the latest run shows by default
+    click(graph, "talk")
+    html = graph.details.body.value
+    assert graph.selected_task == "talk"
+    assert "data-state='success'" in html and "1 of 1" in html
+    assert "line-60" in html and "line-21" in html and "line-20\n" not in html  # the last 40 lines
+    assert "UTC" in html  # times name their zone
+    click(graph, "big")
+    html = graph.details.body.value
+    output = html.split("<pre class='nbflow-output'>")[1].split("</pre>")[0]
+    assert output.startswith("[0, 1, 2") and len(output) <= 300 and output.endswith("…")
+
+
+def test_a_failing_click_shows_an_error_line_and_the_view_keeps_working(nbflow_home: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    d = details_dag()
+    run_dag(d, executor="inline")
+    graph = DagGraph(d)
+    click(graph, "no-such-node")
+    assert "nbflow-error" in graph.details.body.value
+
+    import nbflow.jupyter.details as details
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(details, "collect_task_details", broken)
+    click(graph, "talk")
+    assert "disk on fire" in graph.details.body.value and "nbflow-error" in graph.details.body.value
+    monkeypatch.undo()
+    click(graph, "talk")
+    assert "line-60" in graph.details.body.value
+
+
+def test_clicking_a_folded_node_lists_its_tasks_and_counts(nbflow_home: Path) -> None:
+    d = fan_dag(width=12)
+    run_dag(d, executor="inline")
+    graph = DagGraph(d, max_elements=12)
+    aggregate = graph.model.node_of("part_3")
+    click(graph, aggregate)
+    assert graph.selected_task is None and graph.selected_node == aggregate
+    html = graph.details.body.value
+    assert "12 tasks" in html and "part_3" in html and "data-state='success'" in html
+
+
+# -- toolbar ---------------------------------------------------------------------------------------
+
+
+def stored_states(dag_id: str, run_id: str) -> dict[str, str]:
+    with Store.open() as store:
+        row = store.get_run(dag_id, run_id)
+        return {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
+
+
+def test_toolbar_clear_and_mark_go_to_the_store(nbflow_home: Path) -> None:
+    with DAG("ctl", timezone="UTC") as d:
+        a = PythonOperator(task_id="a", python_callable=lambda: 1)
+        b = PythonOperator(task_id="b", python_callable=lambda: 2)
+        c = PythonOperator(task_id="c", python_callable=lambda: 3)
+        a >> b >> c
+    run = run_dag(d, executor="inline")
+    graph = DagGraph(d)
+    click(graph, "b")
+    graph.toolbar.clear_button.click()
+    assert stored_states("ctl", run.run_id) == {"a": "success", "b": "none", "c": "success"}
+    graph.flush()
+    assert graph.node_data("b")["state"] == "none"
+    graph.toolbar.downstream.value = True
+    graph.toolbar.failed_button.click()
+    assert stored_states("ctl", run.run_id) == {"a": "success", "b": "failed", "c": "failed"}
+    graph.toolbar.downstream.value = False
+    graph.toolbar.success_button.click()
+    assert stored_states("ctl", run.run_id) == {"a": "success", "b": "success", "c": "failed"}
+    graph.flush()
+    assert graph.node_data("b")["state"] == "success" and graph.node_data("c")["state"] == "failed"
+    assert "marked 1 task(s) success" in graph.toolbar.status.value
+
+
+def test_toolbar_without_a_selection_says_so_and_changes_nothing(nbflow_home: Path) -> None:
+    d = details_dag()
+    run = run_dag(d, executor="inline")
+    graph = DagGraph(d)
+    graph.toolbar.success_button.click()
+    assert "select a task first" in graph.details.body.value
+    assert stored_states("details", run.run_id) == {"talk": "success", "big": "success"}
+
+
+def test_toolbar_pause_toggle_pauses_the_dag(nbflow_home: Path) -> None:
+    d = details_dag()
+    graph = DagGraph(d)  # never run: the toggle records the DAG first
+    graph.toolbar.pause_toggle.value = True
+    with Store.open() as store:
+        assert store.get_dag("details")["is_paused"] is True
+    graph.toolbar.pause_toggle.value = False
+    with Store.open() as store:
+        assert store.get_dag("details")["is_paused"] is False
+
+
+def test_run_picker_lists_the_runs_and_loads_a_past_one(nbflow_home: Path) -> None:
+    mode = ["fail"]
+
+    def flaky() -> int:
+        if mode[0] == "fail":
+            raise ValueError("not today")
+        return 1
+
+    with DAG("picker", timezone="UTC") as d:
+        PythonOperator(task_id="flaky", python_callable=flaky) >> EmptyOperator(task_id="after")
+    first = run_dag(d, executor="inline", logical_date="2024-03-01T10:00:00+00:00")
+    mode[0] = "ok"
+    second = run_dag(d, executor="inline", logical_date="2024-03-02T10:00:00+00:00")
+    graph = DagGraph(d)
+    options = graph.toolbar.runs.options
+    assert [value for _, value in options] == [second.run_id, first.run_id]
+    assert options[1][0].startswith("2024-03-01 10:00 UTC") and "failed" in options[1][0]
+    assert graph.states == {"flaky": "success", "after": "success"}
+    graph.toolbar.runs.value = first.run_id
+    assert graph.run_id == first.run_id
+    assert graph.states == {"flaky": "failed", "after": "upstream_failed"}
+    assert graph.node_data("flaky")["state"] == "failed"
+
+
+# -- runs grid -------------------------------------------------------------------------------------
+
+
+def test_runs_grid_has_a_cell_per_run_and_task_coloured_by_state(nbflow_home: Path) -> None:
+    from nbflow.jupyter.runs_grid import RunsGrid
+
+    mode = ["fail"]
+
+    def flaky() -> int:
+        if mode[0] == "fail":
+            raise ValueError("no")
+        return 1
+
+    with DAG("grid", timezone="UTC") as d:
+        PythonOperator(task_id="flaky", python_callable=flaky) >> EmptyOperator(task_id="after")
+    first = run_dag(d, executor="inline", logical_date="2024-03-01")
+    mode[0] = "ok"
+    second = run_dag(d, executor="inline", logical_date="2024-03-02")
+    graph = DagGraph(d)
+    grid = RunsGrid(d, limit=25, graph=graph)
+    assert len(grid.cells) == 2 * 2
+    assert [r["run_id"] for r in grid.runs] == [first.run_id, second.run_id]  # oldest on the left
+    assert grid.cell(first.run_id, "flaky").style.button_color == style_for("failed")["background"]
+    assert grid.cell(first.run_id, "after").style.button_color == style_for("upstream_failed")["background"]
+    assert grid.cell(second.run_id, "flaky").style.button_color == style_for("success")["background"]
+    assert graph.run_id == second.run_id
+    grid.cell(first.run_id, "after").click()
+    assert graph.run_id == first.run_id and graph.selected_task == "after"
+    assert graph.states["flaky"] == "failed"
+
+
+def test_runs_grid_folds_a_big_dag_into_few_rows(nbflow_home: Path) -> None:
+    from nbflow.jupyter.runs_grid import RunsGrid
+
+    d = fan_dag("widegrid", width=200)
+    run = run_dag(d, executor="inline")
+    grid = RunsGrid(d, max_rows=10)
+    assert 0 < len(grid.rows) <= 10
+    assert len(grid.cells) == len(grid.rows)
+    assert grid.cell(run.run_id, "part_150").style.button_color == style_for("success")["background"]
+
+
+# -- dashboard -------------------------------------------------------------------------------------
+
+
+def test_dashboard_lists_dags_and_import_errors_and_toggles_pause(nbflow_home: Path) -> None:
+    import nbflow
+    from nbflow.jupyter.dashboard import Dashboard
+
+    d = details_dag()
+    run_dag(d, executor="inline")
+    other = fan_dag("other", width=3)
+    run_dag(other, executor="inline")
+    with Store.open() as store:
+        store.record_import_error("/dags/broken.py", "SyntaxError: invalid syntax", "Traceback: line 3")
+    board = nbflow.dashboard()
+    assert isinstance(board, Dashboard)
+    assert sorted(board.rows) == ["details", "other"]
+    row = board.rows["details"]
+    assert row["last_state"] == "success" and row["failed"] == 0 and row["recent"] == ["success", "success"]
+    assert "/dags/broken.py" in board.errors.value and "SyntaxError" in board.errors.value
+    board.toggles["other"].value = True
+    with Store.open() as store:
+        assert store.get_dag("other")["is_paused"] is True and store.get_dag("details")["is_paused"] is False
+    board.toggles["other"].value = False
+    with Store.open() as store:
+        assert store.get_dag("other")["is_paused"] is False
+    board.buttons["details"].click()
+    assert board.graph is not None and board.graph.dag is d and board.graph in board.graph_area.children
+
+
+def test_dashboard_opens_a_dag_from_its_file(nbflow_home: Path, tmp_path: Path) -> None:
+    from nbflow.discovery import collect, sync
+    from nbflow.jupyter.dashboard import Dashboard
+
+    file = tmp_path / "filed.py"
+    file.write_text("from nbflow import DAG\nfrom nbflow.operators import EmptyOperator\n"
+                    "with DAG('filed_dag', schedule='@daily', start_date='2024-01-01', timezone='UTC') as d:\n"
+                    "    EmptyOperator(task_id='x')\n")
+    bag = collect([file])
+    with Store.open() as store:
+        sync(bag, store)
+    del bag
+    board = Dashboard()
+    assert board.rows["filed_dag"]["schedule"]
+    graph = board.open("filed_dag")
+    assert graph.dag.dag_id == "filed_dag" and node_ids(graph) == ["x"]
+
+
+# -- display ---------------------------------------------------------------------------------------
+
+
+def test_dag_mimebundle_has_the_widget_view_and_an_svg(nbflow_home: Path) -> None:
+    from ipywidgets import Widget
+
+    d = grouped_dag("shown")
+    bundle = d._repr_mimebundle_()
+    model_id = bundle[WIDGET_MIME]["model_id"]
+    assert isinstance(Widget.widgets[model_id], DagGraph)
+    assert bundle["image/svg+xml"].lstrip().startswith(("<svg", "<?xml"))
+    assert "<svg" in bundle["text/html"] and "start" in bundle["image/svg+xml"]
+    assert bundle["text/plain"] == repr(d)
+    assert WIDGET_MIME not in d._repr_mimebundle_(include=["text/plain", "image/svg+xml"])
+
+
+@pytest.fixture
+def ip(nbflow_home: Path) -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()
+    shell = InteractiveShell.instance()
+    if "nbflow" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "nbflow")
+    before = set(shell.user_ns)
+    try:
+        yield shell
+    finally:
+        for name in set(shell.user_ns) - before:
+            shell.user_ns.pop(name, None)
+
+
+def test_dag_cell_magic_displays_the_graph_widget_with_a_picture(ip: Any) -> None:
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        result = ip.run_cell("%%dag shown_cell\nfrom nbflow.operators import EmptyOperator\nEmptyOperator(task_id='only')")
+    assert result.success, result.error_in_exec
+    data = captured.outputs[-1].data
+    assert WIDGET_MIME in data and "image/svg+xml" in data
+    formatted, _ = ip.display_formatter.format(ip.user_ns["shown_cell"])
+    assert WIDGET_MIME in formatted and "<svg" in formatted["text/html"]
+
+
+def test_nbflow_dashboard_magic_returns_the_dashboard(ip: Any) -> None:
+    from nbflow.jupyter.dashboard import Dashboard
+
+    assert isinstance(ip.run_line_magic("nbflow", "dashboard"), Dashboard)
