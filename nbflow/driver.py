@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbflow import observers
 from nbflow.errors import NbflowError, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
 from nbflow.paths import safe_path_part, task_folder
@@ -140,6 +141,8 @@ class RunDriver:
         if self.run_state is RunState.QUEUED:
             self.run_state = RunState.RUNNING
             self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+        else:  # resumed: views in this process learn that it is driven here now
+            observers.notify(self.dag.dag_id, self.run_id, None, self.run_state.value)
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
 
@@ -543,9 +546,13 @@ class RunDriver:
         check_task_transition(self.states[task_id], state)
         self.states[task_id] = state
         self._task_changes.append({"task_id": task_id, "state": state.value, **columns})
+        if observers.active:
+            observers.notify(self.dag.dag_id, self.run_id, task_id, state.value)
 
     def _change_run(self, **columns: Any) -> None:
         self._run_changes.update(columns)
+        if "state" in columns and observers.active:
+            observers.notify(self.dag.dag_id, self.run_id, None, columns["state"])
 
     def _event(self, kind: str, task_id: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"at": utcnow(), "kind": kind, "dag_id": self.dag.dag_id, "run_id": self.run_id,

@@ -21,7 +21,7 @@ LAYER_OF = {
     "nbflow.decorators": "model", "nbflow.context": "model", "nbflow.operators": "model",
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
     "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model", "nbflow.outputs": "model",
-    "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
+    "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model", "nbflow.observers": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",

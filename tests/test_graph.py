@@ -255,9 +255,17 @@ def test_a_fan_out_folds_into_one_aggregate_with_merged_edges() -> None:
     assert {(e["source"], e["target"], e["count"]) for e in model.edges} == {
         ("start", aggregate["id"], 2000), (aggregate["id"], "end", 2000)}
     assert_every_task_once(model, dag)
-    # the user opens it: its tasks come back, above the limit or not
+    # the user opens it: 2,000 tasks do not fit one by one, so they come back in consecutive
+    # parts, as many as fit; opening a part shows its tasks
     opened = GraphModel.from_dag(dag, expanded={aggregate["id"]})
-    assert opened.node_of("extract_7") == "extract_7" and len(opened.nodes) == 2002
+    assert opened.element_count <= 400 and len(opened.nodes) > 100
+    assert_every_task_once(opened, dag)
+    part = opened.node(opened.node_of("extract_7"))
+    assert part["id"].startswith("agg:extract_0~") and part["label"].startswith("extract_0 … extract_")
+    assert part["members"] == [f"extract_{i}" for i in range(len(part["members"]))]
+    inside = GraphModel.from_dag(dag, opened=[part["members"]])
+    assert [inside.node_of(t) for t in part["members"]] == part["members"]
+    assert inside.node_of("extract_1999").startswith("agg:")  # the rest folds again
 
 
 def test_only_the_folds_needed_are_made_biggest_first() -> None:
@@ -520,3 +528,50 @@ def test_render_svg_of_2000_tasks_is_fast(limit: int) -> None:
     assert took < 1.0, f"{len(model.nodes)} nodes took {took:.3f} s"
     ET.fromstring(svg)
     assert_every_task_once(model, dag)
+
+
+def random_layered_dag(tasks: int, width: int = 50, seed: int = 7) -> DAG:
+    """No groups, no look-alike neighbours: each task has two random parents in the layer above."""
+    rnd = random.Random(seed)
+    with DAG(f"layered_{tasks}") as dag:
+        previous: list[Any] = []
+        for layer in range(tasks // width):
+            current = [EmptyOperator(task_id=f"stage{layer}_job{j}") for j in range(width)]
+            for task in current:
+                for parent in rnd.sample(previous, min(2, len(previous))):
+                    parent >> task
+            previous = current
+    return dag
+
+
+@pytest.mark.parametrize("tasks", [2000, 10000])
+def test_an_irregular_dag_still_folds_under_the_limit_by_stem_and_layer(tasks: int) -> None:
+    dag = random_layered_dag(tasks)
+    model = GraphModel.from_dag(dag, max_elements=400)
+    assert 0 < model.element_count <= 400
+    assert_every_task_once(model, dag)
+    # the folds follow the stages: one stage per node while stages fit, else consecutive stages
+    for node in model.nodes:
+        stages = sorted({int(m.split("_")[0].removeprefix("stage")) for m in node["members"]})
+        assert stages == list(range(stages[0], stages[-1] + 1)), node["id"]
+        if tasks == 2000:
+            assert len(stages) == 1, node["id"]
+    layer_of = {n["id"]: n["position"][1] for n in model.nodes}
+    assert all(layer_of[e["source"]] < layer_of[e["target"]] for e in model.edges)
+
+
+def test_collapsed_groups_with_the_same_neighbours_fold_together() -> None:
+    with DAG("many_groups") as dag:
+        first = EmptyOperator(task_id="first")
+        for g in range(40):
+            with TaskGroup(f"g{g}") as group:
+                steps = [EmptyOperator(task_id=f"t{i}") for i in range(50)]
+                for a, b in zip(steps, steps[1:]):
+                    a >> b
+            first >> group
+    model = GraphModel.from_dag(dag, max_elements=60)
+    assert model.element_count <= 60
+    assert_every_task_once(model, dag)
+    folded = model.node(model.node_of("g7.t3"))
+    assert folded["is_aggregate"] and len(folded["members"]) == 2000
+    assert model.node_of("first") == "first"

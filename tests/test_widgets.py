@@ -15,7 +15,8 @@ import pytest
 
 from nbflow import DAG, TaskGroup
 from nbflow.jupyter.graph import NO_STATUS, GraphModel, style_for
-from nbflow.jupyter.graph_widget import DagGraph, cytoscape_style
+from nbflow.jupyter.cyto import cytoscape_style
+from nbflow.jupyter.graph_widget import DagGraph
 from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
 from nbflow.runs import run_dag
 from nbflow.store import Store
@@ -155,7 +156,7 @@ def test_a_2000_task_dag_builds_with_at_most_max_elements(nbflow_home: Path, mes
 # -- live ------------------------------------------------------------------------------------------
 
 
-def test_follow_picks_up_a_real_run_live(nbflow_home: Path) -> None:
+def test_a_run_in_this_process_shows_live_even_when_its_task_runs_inline(nbflow_home: Path) -> None:
     gate = threading.Event()
 
     def slow() -> int:
@@ -165,40 +166,137 @@ def test_follow_picks_up_a_real_run_live(nbflow_home: Path) -> None:
     with DAG("live", timezone="UTC") as d:
         PythonOperator(task_id="slow", python_callable=slow) >> EmptyOperator(task_id="after")
     graph = DagGraph(d)
-    assert graph.run_id is None
-    follower = graph.follow(interval=0.05)
+    assert graph.run_id is None and graph.following
+    # inline: the task blocks the thread that would write the store, so only the notices can tell
     runner = threading.Thread(target=lambda: run_dag(d, executor="inline"))
     runner.start()
     try:
         def shows_running() -> bool:
             graph.flush()
-            return graph.node_data("slow")["state"] == "running"
+            return graph.run_id is not None and graph.node_data("slow")["state"] == "running"
 
-        wait_until(shows_running)  # seen while the run is still going
-        assert graph.following and graph.run_id is not None
+        wait_until(shows_running)
+        assert graph.node_data("after")["state"] in ("none", NO_STATUS)
+        with Store.open() as store:  # the store has not heard of it yet: the view did not poll it
+            assert stored_states("live", graph.run_id)["slow"] != "running"
     finally:
         gate.set()
         runner.join(30)
-    assert follower.join(15)
-    graph.flush()
-    assert graph.states == {"slow": "success", "after": "success"}
+
+    def shows_success() -> bool:
+        graph.flush()
+        return graph.states == {"slow": "success", "after": "success"}
+
+    wait_until(shows_success)
     assert graph.node_data("after")["state"] == "success"
-    assert not graph.following
     assert [value for _, value in graph.toolbar.runs.options] == [graph.run_id]
+    assert "success" in graph.toolbar.runs.options[0][0]
 
 
-def test_run_now_runs_in_a_thread_and_follows(nbflow_home: Path) -> None:
+DAG_FILE = """\
+import os, time
+from nbflow import DAG, task
+
+with DAG("elsewhere", schedule=None, timezone="UTC") as d:
+    @task
+    def wait_for_gate():
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.environ["GATE_FILE"]):
+            assert time.monotonic() < deadline, "no gate"
+            time.sleep(0.02)
+        return 1
+
+    @task
+    def after(x):
+        return x + 1
+
+    after(wait_for_gate())
+"""
+
+
+def test_a_run_driven_by_another_process_reaches_the_view_through_the_store(nbflow_home: Path,
+                                                                           tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from nbflow.discovery import load_file
+    from nbflow.jupyter.live import hub
+
+    file = tmp_path / "elsewhere.py"
+    file.write_text(DAG_FILE)
+    gate = tmp_path / "gate"
+    (d,), failure = load_file(file)
+    assert failure is None
+    graph = DagGraph(d)
+    assert graph.following and graph.run_id is None
+    env = {**os.environ, "GATE_FILE": str(gate)}
+    output = (tmp_path / "other.out").open("wb")
+    other = subprocess.Popen([sys.executable, "-m", "nbflow", "dags", "test", "elsewhere", "-f", str(file)],
+                             env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        def shows_running() -> bool:
+            graph.flush()
+            return graph.run_id is not None and graph.node_data("wait_for_gate")["state"] == "running"
+
+        wait_until(shows_running, timeout=30)
+        polls = hub().polls
+        gate.write_text("go")
+        assert other.wait(30) == 0, (tmp_path / "other.out").read_text()
+    finally:
+        gate.write_text("go")
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+        output.close()
+
+    def shows_success() -> bool:
+        graph.flush()
+        return graph.states == {"wait_for_gate": "success", "after": "success"}
+
+    wait_until(shows_success, timeout=15)
+    assert hub().polls > polls  # it was the store that told
+
+
+def test_picking_a_past_run_stops_following_and_follow_goes_back_to_the_newest(nbflow_home: Path) -> None:
+    with DAG("pin", timezone="UTC") as d:
+        PythonOperator(task_id="one", python_callable=lambda: 1)
+    first = run_dag(d, executor="inline", logical_date="2024-03-01T10:00:00+00:00")
+    second = run_dag(d, executor="inline", logical_date="2024-03-02T10:00:00+00:00")
+    graph = DagGraph(d)
+    assert graph.run_id == second.run_id and graph.following
+    graph.toolbar.runs.value = first.run_id  # the user picks an older one: the view stays on it
+    assert graph.run_id == first.run_id
+    assert not graph.following and not graph.toolbar.follow_button.value
+    third = run_dag(d, executor="inline", logical_date="2024-03-03T10:00:00+00:00")
+    time.sleep(0.3)
+    assert graph.run_id == first.run_id
+    graph.toolbar.follow_button.value = True
+    wait_until(lambda: graph.run_id == third.run_id)
+    assert graph.following
+
+
+def test_run_now_runs_in_a_thread_and_the_graph_follows_it(nbflow_home: Path) -> None:
     with DAG("now", timezone="UTC") as d:
         PythonOperator(task_id="one", python_callable=lambda: 1)
     graph = DagGraph(d)
     graph.toolbar.run_button.click()
     assert graph._runner is not None
     graph._runner.join(30)
-    assert graph.follower is not None and graph.follower.join(15)
-    graph.flush()
-    assert graph.states == {"one": "success"}
+
+    def shows_success() -> bool:
+        graph.flush()
+        return graph.states == {"one": "success"}
+
+    wait_until(shows_success)
     with Store.open() as store:
         assert [r["run_type"] for r in store.list_runs("now")] == ["manual"]
+    assert graph.run_id == store_run_ids("now")[0]
+
+
+def store_run_ids(dag_id: str) -> list[str]:
+    with Store.open() as store:
+        return [r["run_id"] for r in store.list_runs(dag_id)]
 
 
 # -- details ---------------------------------------------------------------------------------------
@@ -227,7 +325,11 @@ def test_clicking_a_node_shows_state_log_tail_and_output(nbflow_home: Path) -> N
     html = graph.details.body.value
     assert graph.selected_task == "talk"
     assert "data-state='success'" in html and "1 of 1" in html
-    assert "line-60" in html and "line-21" in html and "line-20\n" not in html  # the last 40 lines
+    log_lines = Path(graph.details.last_info["log_path"]).read_text().splitlines()
+    assert len(log_lines) > 45
+    tail = log_lines[-40:]
+    assert all(line.rstrip() in html for line in tail if line.strip())  # the last 40 lines
+    assert "line-60" in html and f"{log_lines[-41]}\n" not in html
     assert "UTC" in html  # times name their zone
     click(graph, "big")
     html = graph.details.body.value
@@ -248,10 +350,10 @@ def test_a_failing_click_shows_an_error_line_and_the_view_keeps_working(nbflow_h
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(details, "collect_task_details", broken)
-    click(graph, "talk")
-    assert "disk on fire" in graph.details.body.value and "nbflow-error" in graph.details.body.value
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(details, "collect_task_details", broken)
+        click(graph, "talk")
+        assert "disk on fire" in graph.details.body.value and "nbflow-error" in graph.details.body.value
     click(graph, "talk")
     assert "line-60" in graph.details.body.value
 
@@ -429,7 +531,7 @@ def test_dashboard_opens_a_dag_from_its_file(nbflow_home: Path, tmp_path: Path) 
     del bag
     board = Dashboard()
     assert board.rows["filed_dag"]["schedule"]
-    graph = board.open("filed_dag")
+    graph = board.open_dag("filed_dag")
     assert graph.dag.dag_id == "filed_dag" and node_ids(graph) == ["x"]
 
 
@@ -437,12 +539,12 @@ def test_dashboard_opens_a_dag_from_its_file(nbflow_home: Path, tmp_path: Path) 
 
 
 def test_dag_mimebundle_has_the_widget_view_and_an_svg(nbflow_home: Path) -> None:
-    from ipywidgets import Widget
+    from ipywidgets.widgets.widget import _instances
 
     d = grouped_dag("shown")
     bundle = d._repr_mimebundle_()
     model_id = bundle[WIDGET_MIME]["model_id"]
-    assert isinstance(Widget.widgets[model_id], DagGraph)
+    assert isinstance(_instances[model_id], DagGraph)
     assert bundle["image/svg+xml"].lstrip().startswith(("<svg", "<?xml"))
     assert "<svg" in bundle["text/html"] and "start" in bundle["image/svg+xml"]
     assert bundle["text/plain"] == repr(d)

@@ -177,13 +177,13 @@ class Dashboard(w.VBox):
     def _clicked(self, dag_id: str) -> Any:
         def clicked(_button: Any) -> None:
             try:
-                self.open(dag_id)
+                self.open_dag(dag_id)
             except Exception as exc:
                 self.message.value = f"<span style='color:#b30000'>opening {escape(dag_id)} failed: {escape(str(exc))}</span>"
 
         return clicked
 
-    def open(self, dag_id: str) -> DagGraph:
+    def open_dag(self, dag_id: str) -> DagGraph:
         """Show ``dag_id``'s graph below the table and return it."""
         from nbflow.jupyter.graph_widget import DagGraph
         from nbflow.store import Store

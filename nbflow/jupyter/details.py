@@ -163,12 +163,14 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_node_summary(label: str, counts: Mapping[str, int], members: list[str], states: Mapping[str, Any]) -> str:
+def render_node_summary(label: str, counts: Mapping[str, int], members: list[str], states: Mapping[str, Any],
+                        *, openable: bool = False) -> str:
     """A folded node or a group box: how many of its tasks are in each state, and the first few."""
     badges = " ".join(f"{state_badge(state)} {n}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     shown = "".join(f"<li>{escape(t)} {state_badge(states.get(t))}</li>" for t in members[:20])
     more = f"<li>… and {len(members) - 20} more</li>" if len(members) > 20 else ""
-    return (f"<div><b>{escape(label)}</b> — {len(members)} tasks</div><div>{badges}</div>"
+    hint = "<div><small>double-click it, or press <b>open</b>, to see its tasks</small></div>" if openable else ""
+    return (f"<div><b>{escape(label)}</b> — {len(members)} tasks</div><div>{badges}</div>{hint}"
             f"<ul class='nbflow-members'>{shown}{more}</ul>")
 
 
@@ -185,6 +187,8 @@ class DetailsPanel(w.VBox):
         self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"))
         self.report = w.HTML()
         self._report_path: str | None = None
+        #: what the panel shows now, as :func:`collect_task_details` found it
+        self.last_info: dict[str, Any] = {}
         self.report_button.on_click(lambda _: self.show_report())
         kwargs.setdefault("layout", w.Layout(width="40%", max_height="460px", overflow="auto", padding="4px"))
         super().__init__(children=[self.body, self.report_button, self.report], **kwargs)
@@ -205,6 +209,7 @@ class DetailsPanel(w.VBox):
             info = {"task_id": task_id, "kind": kind, "missing": "no run yet: run the DAG to see its tasks' details"}
         else:
             info = collect_task_details(store, dag_id, run_id, task_id, kind=kind)
+        self.last_info = info
         self.show_html(render_task_details(info), info.get("report"))
         return info
 

@@ -112,35 +112,22 @@ def node_size(kind: str) -> tuple[float, float]:
 # -- layout ---------------------------------------------------------------------------------------
 
 
-def layered_layout(
-    nodes: list[str],
-    edges: Iterable[tuple[str, str]],
-    *,
-    x_spacing: float = X_SPACING,
-    y_spacing: float = Y_SPACING,
-    clusters: Mapping[str, str] | None = None,
-) -> dict[str, tuple[float, float]]:
-    """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
-    layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
-    edges cross. Nodes sharing a ``clusters`` value are kept next to each other in each layer, so
-    that a group's box does not swallow unrelated nodes.
-
-    Linear in nodes and edges apart from one sort per layer and sweep. A cycle (folding can make
-    one: a collapsed group both upstream and downstream of a task) is broken at the first node in
-    ``nodes`` order that is still waiting; edges to unknown nodes are ignored.
-    """
-    names = list(dict.fromkeys(nodes))
+def _adjacency(names: list[str], edges: Iterable[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
     index = {name: i for i, name in enumerate(names)}
-    n = len(names)
-    parents: list[list[int]] = [[] for _ in range(n)]
-    children: list[list[int]] = [[] for _ in range(n)]
+    parents: list[list[int]] = [[] for _ in names]
+    children: list[list[int]] = [[] for _ in names]
     for source, target in edges:
         s, t = index.get(source), index.get(target)
         if s is None or t is None or s == t:
             continue
         children[s].append(t)
         parents[t].append(s)
+    return parents, children
 
+
+def _layers(parents: list[list[int]], children: list[list[int]]) -> list[int]:
+    """Longest path from a root, per node; a cycle is broken at the first node still waiting."""
+    n = len(parents)
     layer = [0] * n
     waiting = [len(p) for p in parents]
     done = [False] * n
@@ -164,6 +151,36 @@ def layered_layout(
                 waiting[c] -= 1
                 if waiting[c] == 0:
                     ready.append(c)
+    return layer
+
+
+def longest_path_layers(nodes: list[str], edges: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """The layer of each node: its longest path from a root (edges to unknown nodes ignored)."""
+    names = list(dict.fromkeys(nodes))
+    return dict(zip(names, _layers(*_adjacency(names, edges))))
+
+
+def layered_layout(
+    nodes: list[str],
+    edges: Iterable[tuple[str, str]],
+    *,
+    x_spacing: float = X_SPACING,
+    y_spacing: float = Y_SPACING,
+    clusters: Mapping[str, str] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
+    layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
+    edges cross. Nodes sharing a ``clusters`` value are kept next to each other in each layer, so
+    that a group's box does not swallow unrelated nodes.
+
+    Linear in nodes and edges apart from one sort per layer and sweep. A cycle (folding can make
+    one: a collapsed group both upstream and downstream of a task) is broken at the first node in
+    ``nodes`` order that is still waiting; edges to unknown nodes are ignored.
+    """
+    names = list(dict.fromkeys(nodes))
+    n = len(names)
+    parents, children = _adjacency(names, edges)
+    layer = _layers(parents, children)
 
     layers: list[list[int]] = [[] for _ in range(max(layer, default=-1) + 1)]
     for i in range(n):
@@ -378,6 +395,7 @@ class GraphModel:
         max_elements: int = 400,
         collapsed: Iterable[str] = frozenset(),
         expanded: Iterable[str] = frozenset(),
+        opened: Iterable[Iterable[str]] = (),
         focus: str | None = None,
         focus_hops: int = 2,
     ) -> GraphModel:
@@ -385,18 +403,33 @@ class GraphModel:
         most ``max_elements``, then lay it out.
 
         Folding goes (1) task groups, outermost and largest first, each into one node; (2) sibling
-        tasks with the same upstream and downstream nodes into one ``name ×N`` node, then straight
-        chains of tasks into one node, repeated while that helps. It stops as
-        soon as the graph fits; a graph that still does not fit is returned folded as far as these
-        rules go. ``collapsed`` names groups the user closed, ``expanded`` the groups and folded
-        nodes the user opened (``group:<id>``, a bare group id, or ``agg:<task>``); ``expanded``
-        wins. ``focus`` shows a task with its upstream and downstream within ``focus_hops`` edges,
-        each task inside its open group boxes, and folds everything else into "upstream",
-        "downstream" and "other" nodes.
+        tasks (or collapsed groups) with the same upstream and downstream nodes into one ``name ×N``
+        node, then straight chains of tasks into one node, repeated while that helps; (3) for DAGs
+        without such regularity, tasks of one layer sharing a name stem, whole layers, then bands
+        of layers. It stops as soon as the graph fits.
+
+        ``collapsed`` names groups the user closed, ``expanded`` the groups and folded nodes the
+        user opened (``group:<id>``, a bare group id, or a folded node's ``agg:`` id); ``expanded``
+        wins. ``opened`` lists task sets the user opened directly (the members of a folded node).
+        An opened set is never folded with anything else; if its tasks do not fit one by one they
+        are shown in consecutive parts (``agg:<first>~<last>``), each of which opens in turn.
+        ``focus`` shows a task with its upstream and downstream within ``focus_hops`` edges, each
+        task inside its open group boxes, and folds everything else into "upstream", "downstream"
+        and "other" nodes.
         """
         d = _Definition(dag)
-        opened = {e.removeprefix("group:") for e in expanded} | set(expanded)
-        closed = {c.removeprefix("group:") for c in collapsed} - opened
+        expanded = set(expanded)
+        folded_ids = {e for e in expanded if e.startswith("agg:")}
+        sets = [[t for t in members if t in d.kind] for members in opened]
+        if folded_ids:
+            # An aggregate id names the tasks it held in the view it was clicked in: that view.
+            before = cls.from_dag(dag, max_elements=max_elements, collapsed=collapsed,
+                                  expanded=expanded - folded_ids, opened=sets, focus=focus, focus_hops=focus_hops)
+            sets += [list(before.node(a)["members"]) for a in sorted(folded_ids) if a in before._by_id]
+        sets = [sorted(set(s), key=d.order.__getitem__) for s in sets if s]
+        protected = {t for s in sets for t in s}
+        groups_opened = {e.removeprefix("group:") for e in expanded - folded_ids}
+        closed = {c.removeprefix("group:") for c in collapsed} - groups_opened
         closed &= d.group_tasks.keys()
         if focus is not None:
             if focus not in d.kind:
@@ -404,10 +437,39 @@ class GraphModel:
             node_of, boxes = cls._focus(d, focus, focus_hops)
             keep = {focus}
         else:
-            node_of, boxes = cls._collapse(d, closed, opened, max_elements)
+            node_of, boxes = cls._collapse(d, closed, groups_opened, max_elements)
             keep = set()
-        cls._fold(d, node_of, boxes, opened, keep, max_elements)
+        cls._fold(d, node_of, boxes, groups_opened, keep | protected, max_elements)
+        for tasks in sorted(sets, key=len, reverse=True):
+            cls._chunk(d, node_of, boxes, tasks, max_elements)
         return cls._build(d, node_of, boxes)
+
+    @classmethod
+    def _chunk(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], tasks: list[str], limit: int) -> None:
+        """Show an opened set of tasks in as many consecutive parts as fit (one by one if they do)."""
+        if cls._count(d, node_of, boxes) <= limit:
+            return
+        units = list(dict.fromkeys(node_of[t] for t in tasks))
+
+        def split(parts: int) -> dict[str, str]:
+            size, extra = divmod(len(units), parts)
+            renamed: dict[str, str] = {}
+            at = 0
+            for k in range(parts):
+                part = units[at:at + size + (1 if k < extra else 0)]
+                at += len(part)
+                if len(part) > 1:
+                    renamed.update(dict.fromkeys(part, f"agg:{part[0]}~{part[-1]}"))
+            return {tid: renamed.get(unit, unit) for tid, unit in node_of.items()}
+
+        lo, hi = 1, len(units)
+        while lo < hi:  # the most parts that still fit
+            mid = (lo + hi + 1) // 2
+            if cls._count(d, split(mid), boxes) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        node_of.update(split(lo))
 
     @staticmethod
     def _visible(d: _Definition, closed: set[str]) -> tuple[dict[str, str], set[str]]:
@@ -486,29 +548,60 @@ class GraphModel:
     @classmethod
     def _fold(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], opened: set[str],
               keep: set[str], limit: int) -> None:
-        """Fold look-alike siblings, then straight chains, a few rounds (a folded chain can make its
-        siblings alike), each time the fewest, biggest folds that fit."""
+        """Fold until the graph fits, gentlest rules first: look-alike siblings, then straight chains,
+        a few rounds (a folded chain can make its siblings alike); then, for DAGs with no such
+        regularity, tasks of one layer sharing a name stem, whole layers, and at last bands of
+        consecutive layers. Each step takes the fewest, biggest folds that fit, so structure is
+        lost only as far as the limit demands."""
         for _ in range(3):
             for finder in (cls._sibling_folds, cls._chain_folds):
-                if cls._count(d, node_of, boxes) <= limit:
+                if not cls._fold_step(d, node_of, boxes, opened, keep, limit, finder):
                     return
-                members: dict[str, list[str]] = {}
-                for tid in d.tasks:
-                    members.setdefault(node_of[tid], []).append(tid)
-                units = {u: m for u, m in members.items()
-                         if not u.startswith(("group:", "focus:")) and not keep.intersection(m)}
-                folds = [f for f in finder(d, node_of, units)
-                         if f"agg:{min((members[u][0] for u in f), key=d.order.__getitem__)}" not in opened]
-                folds.sort(key=lambda f: -sum(len(members[u]) for u in f))
-                # Folding more never adds elements, so the fewest folds that fit is a binary search.
-                lo, hi = 1, len(folds)
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if cls._count(d, cls._merged(d, node_of, members, folds[:mid]), boxes) <= limit:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                node_of.update(cls._merged(d, node_of, members, folds[:hi]))
+        for finder in (cls._stem_folds, cls._layer_folds):
+            if not cls._fold_step(d, node_of, boxes, opened, keep, limit, finder):
+                return
+        bands = max(2, limit // 3)
+        while bands >= 1 and cls._count(d, node_of, boxes) > limit:
+            trial = dict(node_of)
+            cls._fold_step(d, trial, boxes, opened, keep, limit,
+                           lambda d_, n_, u_, b_, k=bands: cls._band_folds(d_, n_, u_, b_, k))
+            if cls._count(d, trial, boxes) <= limit or bands == 1:
+                node_of.update(trial)
+                return
+            bands //= 2
+
+    @classmethod
+    def _fold_step(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], opened: set[str],
+                   keep: set[str], limit: int, finder: Callable[..., list[list[str]]]) -> bool:
+        """Apply the fewest of ``finder``'s folds that make the graph fit (all of them if none do);
+        False once the graph fits and folding is over."""
+        if cls._count(d, node_of, boxes) <= limit:
+            return False
+        members: dict[str, list[str]] = {}
+        for tid in d.tasks:
+            members.setdefault(node_of[tid], []).append(tid)
+        units = {u: m for u, m in members.items() if not u.startswith("focus:") and not keep.intersection(m)}
+        folds = [f for f in finder(d, node_of, units, boxes)
+                 if f"agg:{min((members[u][0] for u in f), key=d.order.__getitem__)}" not in opened]
+        folds.sort(key=lambda f: -sum(len(members[u]) for u in f))
+        # Folding more never adds elements, so the fewest folds that fit is a binary search.
+        lo, hi = 1, len(folds)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cls._count(d, cls._merged(d, node_of, members, folds[:mid]), boxes) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        node_of.update(cls._merged(d, node_of, members, folds[:hi]))
+        return cls._count(d, node_of, boxes) > limit
+
+    @staticmethod
+    def _box(d: _Definition, tids: list[str], boxes: set[str]) -> str | None:
+        """The innermost open group box a unit is drawn in (a collapsed group sits in its parent's)."""
+        group = d.group[tids[0]]
+        while group is not None and group not in boxes:
+            group = d.group_parent.get(group)
+        return group
 
     @staticmethod
     def _merged(d: _Definition, node_of: dict[str, str], members: dict[str, list[str]],
@@ -532,17 +625,19 @@ class GraphModel:
         return preds, succs
 
     @classmethod
-    def _sibling_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]]) -> list[list[str]]:
+    def _sibling_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]],
+                       boxes: set[str]) -> list[list[str]]:
         """Units in the same group box with exactly the same upstream and downstream nodes."""
         preds, succs = cls._neighbours(d, node_of)
         classes: dict[tuple[Any, ...], list[str]] = {}
         for unit, tids in units.items():
-            key = (d.group[tids[0]], frozenset(preds.get(unit, ())), frozenset(succs.get(unit, ())))
+            key = (cls._box(d, tids, boxes), frozenset(preds.get(unit, ())), frozenset(succs.get(unit, ())))
             classes.setdefault(key, []).append(unit)
         return [c for c in classes.values() if len(c) > 1]
 
     @classmethod
-    def _chain_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]]) -> list[list[str]]:
+    def _chain_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]],
+                     boxes: set[str]) -> list[list[str]]:
         """Maximal paths in one group box where each step is the only way out of one node and the
         only way into the next: a pipeline drawn as one node loses no branching."""
         preds, succs = cls._neighbours(d, node_of)
@@ -552,7 +647,7 @@ class GraphModel:
             if len(out) != 1:
                 return None
             (nxt,) = out
-            if nxt in units and preds.get(nxt) == {unit} and d.group[units[nxt][0]] == d.group[units[unit][0]]:
+            if nxt in units and preds.get(nxt) == {unit} and cls._box(d, units[nxt], boxes) == cls._box(d, units[unit], boxes):
                 return nxt
             return None
 
@@ -570,6 +665,50 @@ class GraphModel:
             elif len(chain) > 1:
                 chains.append(chain)
         return chains
+
+    @classmethod
+    def _unit_layers(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]]) -> dict[str, int]:
+        """Each unit's layer in the folded graph: its longest path from a root."""
+        _, succs = cls._neighbours(d, node_of)
+        names = list(dict.fromkeys(node_of[t] for t in d.tasks))
+        layers = longest_path_layers(names, [(a, b) for a, outs in succs.items() for b in outs])
+        return {unit: layers[unit] for unit in units}
+
+    @classmethod
+    def _stem_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]],
+                    boxes: set[str]) -> list[list[str]]:
+        """Units of one layer and one box whose names differ only by a trailing counter
+        (``load_3``, ``load_17``): most likely one kind of work, repeated."""
+        layers = cls._unit_layers(d, node_of, units)
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for unit, tids in units.items():
+            name = unit.removeprefix("group:") if unit.startswith("group:") else tids[0]
+            stem = _TRAILING.sub("", name.rsplit(".", 1)[-1])
+            if stem:
+                classes.setdefault((cls._box(d, tids, boxes), layers[unit], stem), []).append(unit)
+        return [c for c in classes.values() if len(c) > 1]
+
+    @classmethod
+    def _layer_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]],
+                     boxes: set[str]) -> list[list[str]]:
+        """All units of one layer in one box: the DAG drawn as its stages."""
+        layers = cls._unit_layers(d, node_of, units)
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for unit, tids in units.items():
+            classes.setdefault((cls._box(d, tids, boxes), layers[unit]), []).append(unit)
+        return [c for c in classes.values() if len(c) > 1]
+
+    @classmethod
+    def _band_folds(cls, d: _Definition, node_of: dict[str, str], units: dict[str, list[str]],
+                    boxes: set[str], bands: int) -> list[list[str]]:
+        """Consecutive layers in ``bands`` bands: for DAGs too deep even when drawn by layer."""
+        layers = cls._unit_layers(d, node_of, units)
+        depth = max(layers.values(), default=0) + 1
+        size = -(-depth // max(1, bands))
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for unit, tids in units.items():
+            classes.setdefault((cls._box(d, tids, boxes), layers[unit] // size), []).append(unit)
+        return [c for c in classes.values() if len(c) > 1]
 
     @classmethod
     def _build(cls, d: _Definition, node_of: dict[str, str], boxes: set[str]) -> GraphModel:
@@ -591,7 +730,9 @@ class GraphModel:
                 folded = nid.startswith("agg:")
                 parent = box_of(d.group[first]) if folded else None
                 kinds = {d.kind[t] for t in tids}
-                if folded:
+                if folded and "~" in nid:
+                    label = f"{_short(tids[0], parent)} … {_short(tids[-1], parent)} ×{len(tids)}"
+                elif folded:
                     label = f"{_fold_label([_short(t, parent) for t in tids])} ×{len(tids)}"
                 else:
                     label = f"+{len(tids)} {nid.removeprefix('focus:')}"

@@ -1,22 +1,15 @@
 """``DagGraph``: a DAG drawn in the notebook, coloured by the states of one run, updated live.
 
-Cost model (measured with ipycytoscape 1.3, counting the comm messages a kernel sends):
+The drawing is an ipycytoscape widget (``graph.cytoscape``, free to restyle) fed by a folded,
+laid-out :class:`~nbflow.jupyter.graph.GraphModel`, so a DAG of any size costs at most
+``max_elements`` widgets (see :mod:`nbflow.jupyter.cyto` for the message budget). States reach it
+only through :meth:`DagGraph.set_states`, which goes through a
+:class:`~nbflow.jupyter.graph.StateBatcher`: a few batches a second, one message per node that
+changed, whatever the number of task-state changes.
 
-* ipycytoscape makes every node and every edge its own widget, so drawing N elements costs at least
-  N ``comm_open`` messages; nothing can batch those. ``Graph.add_graph_from_json`` costs about 3.5
-  messages per element on top (each attribute is set after the element's comm is open, and the
-  graph's adjacency dict is re-sent after every node). Here each element is created with its data,
-  position and classes in its constructor (which go out with its ``comm_open``) and all of them are
-  handed to the graph inside one ``hold_sync``, which sends the node list, the edge list and the
-  adjacency once: N + 2 messages for the whole build. The model keeps N under ``max_elements``.
-* A state change is a change of one element's ``data`` (``state``, and the label of a folded node
-  with its counts): one message per changed element, because each element is a separate widget and
-  ipycytoscape has no message that updates several. So changes are coalesced by
-  :class:`~nbflow.jupyter.graph.StateBatcher` (at most ``rate`` batches a second, latest state per
-  task), each batch touches each visible node at most once, and an element whose data did not change
-  sends nothing. A 2,000-task run in a 400-element view therefore costs at most 400 messages per
-  batch, usually a handful, whatever the number of task-state changes.
-* Layout is ``preset`` with positions computed in Python; the browser never runs dagre.
+The view follows its DAG's newest run by default (``following``): runs driven in this kernel are
+seen through :mod:`nbflow.observers` the moment each state changes, runs driven elsewhere through
+the store (:mod:`nbflow.jupyter.live`). Picking a past run in the run picker stops following.
 """
 
 from __future__ import annotations
@@ -24,108 +17,33 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from html import escape
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import ipycytoscape
 import ipywidgets as w
 from traitlets import Bool, Unicode, observe
 
+from nbflow.jupyter.cyto import Elements, legend_html
 from nbflow.jupyter.details import DetailsPanel, render_node_summary
-from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, StateBatcher, node_size, style_for
+from nbflow.jupyter.graph import NO_STATUS, GraphModel, StateBatcher
 
 if TYPE_CHECKING:
     from nbflow.controls import Changes
     from nbflow.dag import DAG
-    from nbflow.jupyter.live import RunFollower
+    from nbflow.observers import StateNotice
     from nbflow.store import Store
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-GRAPH_HEIGHT = "440px"
-
-
-# -- pure: model -> cytoscape ----------------------------------------------------------------------
-
-
-def cytoscape_style() -> list[dict[str, Any]]:
-    """The stylesheet: shapes by ``data.kind``, colours by ``data.state`` (from ``style_for``),
-    open group boxes as compound nodes, arrows on every edge."""
-    base = style_for(NO_STATUS)
-    sheet: list[dict[str, Any]] = [
-        {"selector": "node", "style": {
-            "label": "data(label)", "width": "data(width)", "height": "data(height)",
-            "text-valign": "center", "text-halign": "center", "text-wrap": "ellipsis", "text-max-width": "140px",
-            "font-size": 11, "border-width": 2, "background-color": base["background"],
-            "border-color": base["border"], "color": base["text"],
-        }},
-    ]
-    sheet += [{"selector": f'node[kind = "{kind}"]', "style": {"shape": shape}} for kind, shape in KIND_SHAPES.items()]
-    sheet += [
-        {"selector": f'node[state = "{state}"]', "style": {
-            "background-color": look["background"], "border-color": look["border"], "color": look["text"]}}
-        for state, look in LEGEND
-    ]
-    sheet += [
-        {"selector": "node[?is_aggregate], node[?is_group]", "style": {"border-style": "double", "border-width": 4}},
-        {"selector": "node[?is_compound]", "style": {
-            "background-color": "#f4f6fa", "background-opacity": 0.6, "border-style": "dashed", "border-width": 2,
-            "text-valign": "top", "text-halign": "center", "color": "#333333", "padding": "12px", "shape": "round-rectangle"}},
-        {"selector": "node:selected", "style": {"overlay-color": "#1e6fd9", "overlay-opacity": 0.25, "overlay-padding": 4}},
-        {"selector": "edge", "style": {
-            "curve-style": "bezier", "width": 1.5, "line-color": "#9a9a9a", "target-arrow-color": "#9a9a9a",
-            "target-arrow-shape": "triangle", "arrow-scale": 1.1}},
-        {"selector": "edge[count > 1]", "style": {"label": "data(count)", "font-size": 9, "width": 3,
-                                                 "text-background-color": "#ffffff", "text-background-opacity": 1}},
-    ]
-    return sheet
-
-
-def element_specs(model: GraphModel) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Constructor arguments of the cytoscape nodes and edges for ``model``, in drawing order."""
-    nodes: list[dict[str, Any]] = []
-    edges: list[dict[str, Any]] = []
-    for element in model.to_elements():
-        data = dict(element["data"])
-        if element["group"] == "nodes":
-            width, height = node_size(data.get("kind", "custom"))
-            data.update(state=NO_STATUS, width=width, height=height)
-            nodes.append({"data": data, "position": dict(element["position"]), "grabbable": True})
-        else:
-            edges.append({"data": data, "classes": "directed"})
-    return nodes, edges
-
-
-def legend_html() -> str:
-    items = "".join(
-        f"<span style='display:inline-block;margin:0 8px 2px 0'><span style='display:inline-block;width:11px;"
-        f"height:11px;vertical-align:middle;background:{look['background']};border:1px solid {look['border']}'>"
-        f"</span> {escape(look['label'])}</span>"
-        for _, look in LEGEND
-    )
-    return f"<div class='nbflow-legend' style='font-size:11px'>{items}</div>"
-
-
-def build_cytoscape(model: GraphModel) -> tuple[ipycytoscape.CytoscapeWidget, dict[str, ipycytoscape.Node]]:
-    """The cytoscape widget with every element of ``model``, sent in one build (see the module doc)."""
-    view = ipycytoscape.CytoscapeWidget(
-        cytoscape_layout={"name": "preset", "fit": True, "padding": 24},
-        cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=4.0,
-        layout=w.Layout(width="60%", height=GRAPH_HEIGHT),
-    )
-    node_specs, edge_specs = element_specs(model)
-    nodes = [ipycytoscape.Node(**spec) for spec in node_specs]
-    edges = [ipycytoscape.Edge(**spec) for spec in edge_specs]
-    with view.graph.hold_sync():
-        view.graph.add_nodes(nodes)
-        view.graph.add_edges(edges, directed=True)
-    return view, {node.data["id"]: node for node in nodes}
-
-
-# -- the widget ------------------------------------------------------------------------------------
+#: seconds after a display at which the browser is asked to fit the graph again: the view's final
+#: size is known only once the output area has settled, and ipycytoscape fits only once, at once
+REFIT_AFTER = (0.4, 1.2, 3.0)
+#: two clicks on one node within this many seconds are a double click (which expands it)
+DOUBLE_CLICK = 0.45
+ACTIVE_TASK_STATES = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule")
 
 
 def _guarded(what: str) -> Callable[[F], F]:
@@ -150,29 +68,35 @@ class DagGraph(w.VBox):
     """A DAG's graph with a toolbar and a details panel, showing the task states of one run.
 
     ``cytoscape`` is the ipycytoscape widget, free to restyle. The view's state lives in synced traits
-    (``run_id``, ``selected_node``, ``selected_task``, ``following``, ``status``); state reaches the
-    drawing only through :meth:`set_states`, which goes through a :class:`StateBatcher`.
+    (``run_id``, ``selected_node``, ``selected_task``, ``following``, ``status``).
     """
 
     dag_id = Unicode("").tag(sync=True)
     run_id = Unicode(None, allow_none=True).tag(sync=True)
     selected_node = Unicode(None, allow_none=True).tag(sync=True)
     selected_task = Unicode(None, allow_none=True).tag(sync=True)
-    following = Bool(False).tag(sync=True)
+    following = Bool(True).tag(sync=True)
     status = Unicode("").tag(sync=True)
 
     def __init__(self, dag: DAG, *, run_id: str | None = None, max_elements: int = 400, rate: float = 4.0,
-                 load: bool = True, **kwargs: Any) -> None:
+                 load: bool = True, live: bool = True, model: GraphModel | None = None, **kwargs: Any) -> None:
         from nbflow.jupyter.toolbar import GraphToolbar
 
         self.dag = dag
-        self.model = GraphModel.from_dag(dag, max_elements=max_elements)
+        self.max_elements = max_elements
+        self.collapsed: set[str] = set()
+        self.expanded: set[str] = set()
+        self.opened: list[list[str]] = []
+        self.focused: str | None = None
+        self.model = model or GraphModel.from_dag(dag, max_elements=max_elements)
         self._states: dict[str, str] = {}
         self._selecting = False
         self._lock = threading.RLock()
-        self.cytoscape, self._elements = build_cytoscape(self.model)
+        self._run_pk: int | None = None
+        self._last_click: tuple[str, float] = ("", 0.0)
+        self.elements = Elements()
+        self.elements.sync(self.model, self._states)
         self._batcher = StateBatcher(self._apply, rate=rate)
-        self.follower: RunFollower | None = None
         self._runner: threading.Thread | None = None
         self.details = DetailsPanel()
         self.legend = w.HTML(legend_html())
@@ -183,11 +107,42 @@ class DagGraph(w.VBox):
         self.cytoscape.on("node", "click", self._on_node_click)
         if load:
             self._initial_load(run_id)
+        self._live = live
+        if live:
+            from nbflow.jupyter.live import hub
+
+            hub().add(self)
+
+    @property
+    def cytoscape(self) -> Any:
+        """The ipycytoscape ``CytoscapeWidget`` that draws the graph."""
+        return self.elements.view
 
     @_guarded("reading the store")
     def _initial_load(self, run_id: str | None) -> None:
         runs = self.refresh_runs()
-        self.run_id = run_id if run_id is not None else (runs[0]["run_id"] if runs else None)
+        if run_id is None and runs:
+            run_id = max(runs, key=lambda row: row["id"])["run_id"]
+            self.following = True
+        elif run_id is not None:
+            self.following = False
+        self.run_id = run_id
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.refit_soon()
+        return super()._repr_mimebundle_(**kwargs)
+
+    def refit_soon(self, delays: Iterable[float] = REFIT_AFTER) -> None:
+        """Fit the graph to its view a few times over the next seconds (after it is displayed)."""
+        def refit() -> None:
+            for delay in delays:
+                time.sleep(delay)
+                try:
+                    self.elements.fit()
+                except Exception:  # closed meanwhile
+                    return
+
+        threading.Thread(target=refit, name="nbflow-graph-fit", daemon=True).start()
 
     # -- states -----------------------------------------------------------------------------------
 
@@ -207,7 +162,7 @@ class DagGraph(w.VBox):
 
     def node_data(self, node_id: str) -> dict[str, Any]:
         """The data of a drawn node, as the browser has it."""
-        return dict(self._elements[node_id].data)
+        return dict(self.elements.nodes[node_id].data)
 
     def _apply(self, batch: dict[str, str]) -> None:
         with self._lock:
@@ -221,21 +176,82 @@ class DagGraph(w.VBox):
                 while node_id is not None and node_id not in touched:
                     touched[node_id] = None
                     node_id = self.model.node(node_id)["parent"]
-            counts = None
-            for node_id in touched:
-                node = self.model.node(node_id)
-                look = self.model.node_style(node, self._states)
-                element = self._elements[node_id]
-                data = dict(element.data)
-                data["state"] = look["state"]
-                data["label"] = look["label"]
-                if node["is_aggregate"] or node["is_group"]:
-                    counts = counts if counts is not None else self.model.state_counts(self._states)
-                    data["counts"] = counts[node_id]
-                if data != element.data:
-                    element.data = data  # one message for this element, none if unchanged
+            self.elements.update(self.model, touched, self._states)
         if self.selected_task is not None and self.selected_task in batch:
             self.refresh_details()
+
+    # -- the view: groups, folded nodes, focus ---------------------------------------------------
+
+    def redraw(self) -> None:
+        """Fold and lay out again with the current choices (opened, collapsed, focus), and draw."""
+        self.flush()
+        model = GraphModel.from_dag(self.dag, max_elements=self.max_elements, collapsed=self.collapsed,
+                                    expanded=self.expanded, opened=self.opened, focus=self.focused)
+        with self._lock:
+            self.model = model
+            self.elements.sync(model, self._states)
+        node = self.selected_node
+        if node is not None and node not in self.elements.nodes:
+            node = model.node_of(self.selected_task) if self.selected_task else None
+        self.elements.select(node)
+        self.elements.fit()
+
+    def expand(self, node_id: str | None = None) -> None:
+        """Open a collapsed group or a folded node (default: the selected one) to show its inside."""
+        node = self.model.node(self._node_or_selected(node_id))
+        if node["is_group"] and not node["is_compound"]:
+            gid = node["id"].removeprefix("group:")
+            self.collapsed.discard(gid)
+            self.expanded.add(gid)
+        elif node["is_aggregate"] and not node["id"].startswith("focus:"):
+            members = set(node["members"])
+            self.opened = [s for s in self.opened if not members <= set(s)] + [list(node["members"])]
+        elif node["id"].startswith("focus:"):
+            self.focused = None
+        else:
+            raise ValueError(f"{node['label']} is a single task: there is nothing inside it to show")
+        self.status = f"opened {node['label']}"
+        self.redraw()
+
+    def collapse(self, node_id: str | None = None) -> None:
+        """Close the group holding a node (or the group box itself), or fold an opened node again."""
+        node = self.model.node(self._node_or_selected(node_id))
+        tasks = set(node["members"])
+        holder = next((s for s in self.opened if tasks and tasks <= set(s)), None)
+        if holder is not None:
+            self.opened.remove(holder)
+        elif node["is_compound"] or node["parent"] is not None:
+            gid = (node["id"] if node["is_compound"] else node["parent"]).removeprefix("group:")
+            self.expanded.discard(gid)
+            self.collapsed.add(gid)
+        else:
+            raise ValueError(f"{node['label']} is in no group and was not opened: there is nothing to close")
+        self.status = f"closed {node['label']}"
+        self.redraw()
+
+    def focus(self, task_id: str | None = None, hops: int = 2) -> None:
+        """Show one task with its neighbourhood; everything else folds into a few nodes."""
+        task_id = task_id or self.selected_task
+        if task_id is None:
+            raise ValueError("select a task first (click it in the graph)")
+        self.focused = task_id
+        self.status = f"focus on {task_id}"
+        self.redraw()
+
+    def reset_view(self) -> None:
+        """The whole DAG again, folded only as its size demands."""
+        self.collapsed.clear()
+        self.expanded.clear()
+        self.opened.clear()
+        self.focused = None
+        self.status = "whole DAG"
+        self.redraw()
+
+    def _node_or_selected(self, node_id: str | None) -> str:
+        node_id = node_id or self.selected_node
+        if node_id is None:
+            raise ValueError("select a node first (click it in the graph)")
+        return node_id
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -267,6 +283,11 @@ class DagGraph(w.VBox):
         else:
             self.run_id = run_id
 
+    def pick_run(self, run_id: str | None) -> None:
+        """A run chosen by the user: show it and keep showing it (stop following new runs)."""
+        self.following = False
+        self.show_run(run_id)
+
     @observe("run_id")
     def _run_id_changed(self, change: dict[str, Any]) -> None:
         self.toolbar.select_run(change["new"])
@@ -274,24 +295,71 @@ class DagGraph(w.VBox):
 
     @_guarded("loading the run")
     def _load_run(self, run_id: str | None) -> None:
-        from nbflow.jupyter.live import run_task_states
-
         found: dict[str, str] = {}
+        self._run_pk = None
         if run_id is not None:
             with self._store() as store:
-                found = run_task_states(store, self.dag.dag_id, run_id)
+                row = store.get_run(self.dag.dag_id, run_id)
+                if row is not None:
+                    self._run_pk = row["id"]
+                    found = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
         self.set_states({task_id: found.get(task_id, NO_STATUS) for task_id in self.dag.task_dict})
         self.flush()
         self.refresh_details()
+
+    # -- live (called by nbflow.jupyter.live on its thread, or by the run's thread) ---------------
+
+    @_guarded("following the runs")
+    def live_newest(self, run: Mapping[str, Any]) -> None:
+        if self.following and run["run_id"] != self.run_id and (self._run_pk is None or run["id"] > self._run_pk):
+            self.refresh_runs()
+            self.run_id = run["run_id"]
+            self.status = f"following {run['run_id']}: {run['state']}"
+        if self.selected_task is not None and self._states.get(self.selected_task) in ACTIVE_TASK_STATES:
+            self.refresh_details()  # the log tail follows a running task
+
+    def live_notice(self, notice: StateNotice) -> None:
+        if notice.task_id is not None:
+            if notice.run_id == self.run_id:
+                self.set_states({notice.task_id: notice.state})
+            return
+        self._run_notice(notice)
+
+    @_guarded("following the runs")
+    def _run_notice(self, notice: StateNotice) -> None:
+        if notice.run_id != self.run_id:
+            if not self.following or notice.state != "running":
+                return
+            self.refresh_runs()
+            self.run_id = notice.run_id
+        self.status = f"{'following ' if self.following else ''}{notice.run_id}: {notice.state}"
+        self.toolbar.update_run_label({"run_id": notice.run_id, "state": notice.state})
+
+    def live_states(self, run_id: str, states: Mapping[str, str]) -> None:
+        if run_id == self.run_id:
+            self.set_states(states)
+
+    def follow(self) -> None:
+        """Show the newest run and every run that starts after it, live."""
+        from nbflow.jupyter.live import hub
+
+        self.following = True
+        self.status = "following the newest run"
+        if not self._live:
+            hub().add(self)
+            self._live = True
+        hub().poke()
+
+    def stop(self) -> None:
+        """Keep showing the current run; do not switch to new ones."""
+        self.following = False
 
     # -- selection and details --------------------------------------------------------------------
 
     def select(self, task_id: str) -> None:
         """Select the node of ``task_id`` (a folded node if it is folded) and show its details."""
         node_id = self.model.node_of(task_id)
-        for nid, element in self._elements.items():
-            if element.selected != (nid == node_id):
-                element.selected = nid == node_id
+        self.elements.select(node_id)
         self._set_selection(node_id, task_id)
 
     def _set_selection(self, node_id: str | None, task_id: str | None) -> None:
@@ -307,7 +375,15 @@ class DagGraph(w.VBox):
     def _on_node_click(self, event: Mapping[str, Any]) -> None:
         node_id = event["data"]["id"]
         node = self.model.node(node_id)
+        before, at = self._last_click
+        now = time.monotonic()
+        self._last_click = (node_id, now)
+        if before == node_id and now - at < DOUBLE_CLICK and (node["is_aggregate"] or
+                                                              (node["is_group"] and not node["is_compound"])):
+            self.expand(node_id)
+            return
         plain = not (node["is_aggregate"] or node["is_group"] or node.get("is_compound")) and len(node["members"]) == 1
+        self.elements.select(node_id)
         self._set_selection(node_id, node["members"][0] if plain else None)
 
     @observe("selected_node", "selected_task")
@@ -321,14 +397,14 @@ class DagGraph(w.VBox):
             kind = self.dag.task_dict[self.selected_task].kind if self.selected_task in self.dag.task_dict else ""
             with self._store() as store:
                 self.details.show_task(store, self.dag.dag_id, self.run_id, self.selected_task, kind=kind)
-        elif self.selected_node is not None:
+        elif self.selected_node is not None and self.selected_node in self.elements.nodes:
             node = self.model.node(self.selected_node)
             counts = self.model.state_counts(self._states)[node["id"]]
-            members = node["members"] or [t for t, n in ((t, self.model.node_of(t)) for t in self.dag.task_dict)
-                                          if self._inside(n, node["id"])]
-            self.details.show_html(render_node_summary(node["label"], counts, members, self._states))
+            members = node["members"] or [t for t in self.dag.task_dict if self._inside(self.model.node_of(t), node["id"])]
+            self.details.show_html(render_node_summary(node["label"], counts, members, self._states,
+                                                       openable=bool(node["is_aggregate"] or node["is_group"])))
 
-    def _inside(self, node_id: str, box: str) -> bool:
+    def _inside(self, node_id: str | None, box: str) -> bool:
         while node_id is not None:
             if node_id == box:
                 return True
@@ -344,49 +420,10 @@ class DagGraph(w.VBox):
         except Exception:  # even the error line failed: the log has it
             log.exception("%s failed and could not be shown", what)
 
-    # -- live -------------------------------------------------------------------------------------
-
-    def follow(self, run_id: str | None = None, *, interval: float = 0.5, wait: float | None = 300.0) -> RunFollower:
-        """Follow a run live until it ends: ``run_id``, or (without) the next run of this DAG that
-        starts, e.g. ``dag.test()`` or ``%nbflow run`` in this kernel, a scheduler, another host."""
-        from nbflow.jupyter.live import RunFollower
-
-        self.stop()
-        self.follower = RunFollower(self.dag.dag_id, run_id=run_id, interval=interval, wait=wait,
-                                    on_run=self._followed_run, on_states=self.set_states, on_end=self._follow_ended)
-        self.following = True
-        self.status = f"following {run_id}" if run_id else "waiting for the next run…"
-        self.follower.start()
-        return self.follower
-
-    def stop(self) -> None:
-        """Stop following."""
-        if self.follower is not None:
-            self.follower.stop()
-        self.following = False
-
-    @_guarded("following the run")
-    def _followed_run(self, run: Mapping[str, Any]) -> None:
-        if run["run_id"] != self.run_id:
-            self.refresh_runs()
-            self.run_id = run["run_id"]
-        self.status = f"following {run['run_id']}: {run['state']}"
-        self.toolbar.update_run_label(run)
-
-    @_guarded("following the run")
-    def _follow_ended(self, run: Mapping[str, Any] | None) -> None:
-        self.flush()
-        self.following = False
-        if run is not None:
-            self.status = f"{run['run_id']}: {run['state']}"
-            self.refresh_runs()
-        elif self.follower is not None and self.follower.error:
-            self.status = f"following stopped: {self.follower.error}"
-
     # -- controls ---------------------------------------------------------------------------------
 
     def run_now(self, *, executor: Any = None) -> threading.Thread:
-        """Run the DAG now in a background thread of this kernel and follow it live."""
+        """Run the DAG now in a background thread of this kernel; the graph follows it live."""
         from nbflow.runs import run_dag
 
         self.follow()
@@ -453,6 +490,11 @@ class DagGraph(w.VBox):
         self.status = "paused" if paused else "unpaused"
 
     def close(self) -> None:
-        self.stop()
+        from nbflow.jupyter.live import hub
+
+        hub().remove(self)
         self._batcher.close()
+        self.toolbar.close()
+        self.details.close()
+        self.elements.close()
         super().close()

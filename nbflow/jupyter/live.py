@@ -1,25 +1,53 @@
-"""Following a run from the store: a background thread that polls cheaply and reports changes.
+"""Keeping graph views live: notices from runs in this process at once, the store polled for the rest.
 
-The run may be driven anywhere: ``dag.test()`` on the kernel's main thread, a scheduler host, another
-machine. All the follower needs is the store, so it reads ``get_task_instances`` of the run every
-``interval`` seconds (one indexed query) and reports only the task states that changed since the last
-look. It never touches a widget itself; the callbacks do.
+A run can be driven anywhere: ``dag.test()`` on the kernel's main thread, the in-kernel scheduler, a
+daemon or another machine. Runs driven in this process announce each change through
+:mod:`nbflow.observers` the moment it is decided, so a graph under a cell changes while the run is
+going, even when the task runs inline on the thread that would write the store. Runs driven
+elsewhere reach the views through the store: one thread per process looks at each watched DAG's
+newest runs every ``interval`` seconds (one indexed query per DAG) and reads the task instances
+only of runs that are active and not driven here. Views in many cells showing one DAG cost the
+same as one.
+
+The hub never touches a widget: it calls the :class:`LiveView` methods, and the view batches what
+it is given (see :class:`~nbflow.jupyter.graph.StateBatcher`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import time
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from nbflow.observers import StateNotice
     from nbflow.store import Store
 
 log = logging.getLogger(__name__)
 
 #: run states after which nothing changes any more (until someone clears the run)
 FINISHED_RUN_STATES = ("success", "failed")
+#: a run that sent a notice this recently is driven here: its notices are fresher than the store
+DRIVEN_HERE_FOR = 3.0
+RECENT_RUNS = 5
+
+
+class LiveView(Protocol):
+    """What the hub needs of a view."""
+
+    dag_id: str
+
+    def live_newest(self, run: Mapping[str, Any]) -> None:
+        """The DAG's newest run, as the store has it now (called every poll)."""
+
+    def live_notice(self, notice: StateNotice) -> None:
+        """A change decided in this process, for this view's DAG."""
+
+    def live_states(self, run_id: str, states: Mapping[str, str]) -> None:
+        """Task states of ``run_id`` that changed in the store since the last poll."""
 
 
 def run_task_states(store: Store, dag_id: str, run_id: str) -> dict[str, str]:
@@ -30,132 +58,154 @@ def run_task_states(store: Store, dag_id: str, run_id: str) -> dict[str, str]:
     return {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
 
 
-class RunFollower:
-    """Polls the store in a daemon thread until the followed run ends, then stops.
-
-    With ``run_id`` it follows that run. Without, it waits up to ``wait`` seconds for a run of
-    ``dag_id`` created after :meth:`start` (or one already running) and follows that. Callbacks run
-    on the follower's thread: ``on_run(run_row)`` when it starts following a run and when that run's
-    state changes, ``on_states({task_id: state})`` with the states that changed (everything on the
-    first look), ``on_end(run_row or None)`` once at the end. A callback that raises is logged and
-    the polling goes on: a broken view must not stop the view from updating later.
-    """
-
-    def __init__(
-        self,
-        dag_id: str,
-        *,
-        run_id: str | None = None,
-        interval: float = 0.5,
-        wait: float | None = 300.0,
-        on_run: Callable[[dict[str, Any]], Any] | None = None,
-        on_states: Callable[[dict[str, str]], Any] | None = None,
-        on_end: Callable[[dict[str, Any] | None], Any] | None = None,
-    ) -> None:
-        self.dag_id = dag_id
-        self.run_id = run_id
-        self.interval = float(interval)
-        self.wait = wait
-        self._on_run = on_run
-        self._on_states = on_states
-        self._on_end = on_end
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._baseline = 0
-        #: number of store polls so far (a cheap way for tests and users to see it is alive)
-        self.polls = 0
-        self.error: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> RunFollower:
-        """Start polling. The runs that exist now are noted here, on the caller's thread, so that a
-        run started right after this call is recognised as the new one."""
-        from nbflow.store import Store
-
-        store = Store.open()
-        try:
-            if self.run_id is None:
-                latest = store.list_runs(self.dag_id, limit=None)
-                self._baseline = max((row["id"] for row in latest), default=0)
-        except BaseException:
-            store.close()
-            raise
-        self._thread = threading.Thread(target=self._loop, args=(store,), name=f"nbflow-follow-{self.dag_id}",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop polling and wait (up to ``timeout`` seconds) for the thread to end."""
-        self._stop.set()
-        self.join(timeout)
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the followed run to end (or :meth:`stop`); True if the thread is done."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        return not self.alive
-
-    # -- the thread -------------------------------------------------------------------------------
-
-    def _call(self, callback: Callable[[Any], Any] | None, value: Any) -> None:
-        if callback is None:
-            return
-        try:
-            callback(value)
-        except Exception:
-            log.exception("a run follower callback failed; following goes on")
-
-    def _pick(self, store: Store) -> dict[str, Any] | None:
-        if self.run_id is not None:
-            return store.get_run(self.dag_id, self.run_id)
-        rows = store.list_runs(self.dag_id, limit=20)
-        fresh = [row for row in rows if row["id"] > self._baseline or row["state"] == "running"]
-        return max(fresh, key=lambda row: row["id"]) if fresh else None
-
-    def _loop(self, store: Store) -> None:
-        import time
-
-        run: dict[str, Any] | None = None
-        known: dict[str, str] = {}
-        started = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                self.polls += 1
-                if run is None:
-                    run = self._pick(store)
-                    if run is not None:
-                        self.run_id = run["run_id"]
-                        self._call(self._on_run, run)
-                    elif self.wait is not None and time.monotonic() - started > self.wait:
-                        break
-                if run is not None:
-                    row = store.get_run_by_pk(run["id"])
-                    if row is None:  # deleted under us
-                        break
-                    current = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
-                    changes = changed(known, current)
-                    known.update(changes)
-                    if changes:
-                        self._call(self._on_states, changes)
-                    if row["state"] != run["state"]:
-                        self._call(self._on_run, row)
-                    run = row
-                    if row["state"] in FINISHED_RUN_STATES:
-                        break
-                self._stop.wait(self.interval)
-        except Exception as exc:  # the store went away: say so, do not take the kernel down
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("following %s stopped", self.dag_id)
-        finally:
-            store.close()
-            self._call(self._on_end, run)
-
-
 def changed(known: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
     """The entries of ``current`` that differ from ``known``."""
     return {task_id: state for task_id, state in current.items() if known.get(task_id) != state}
+
+
+class LiveHub:
+    """Feeds the live views of this process; :func:`hub` gives the shared one."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._views: dict[str, weakref.WeakSet[Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._unwatch: Any = None
+        self._wake = threading.Event()
+        self._driven: dict[tuple[str, str], float] = {}
+        self._known: dict[tuple[str, str], dict[str, str]] = {}
+        self._active: set[tuple[str, str]] = set()
+        self._store: Store | None = None
+        self._store_url: str | None = None
+        #: number of polls so far, and the last error a poll met (None after a good one)
+        self.polls = 0
+        self.error: str | None = None
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def add(self, view: LiveView) -> None:
+        from nbflow import observers
+
+        with self._lock:
+            self._views.setdefault(view.dag_id, weakref.WeakSet()).add(view)
+            if self._unwatch is None:
+                self._unwatch = observers.watch(self._on_notice)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="nbflow-live", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def remove(self, view: LiveView) -> None:
+        with self._lock:
+            views = self._views.get(view.dag_id)
+            if views is not None:
+                views.discard(view)
+                if not views:
+                    del self._views[view.dag_id]
+
+    def views(self, dag_id: str | None = None) -> list[Any]:
+        with self._lock:
+            if dag_id is not None:
+                return list(self._views.get(dag_id, ()))
+            return [v for views in self._views.values() for v in views]
+
+    def poke(self) -> None:
+        """Poll now instead of at the next interval (a control just changed the store)."""
+        self._wake.set()
+
+    # -- in-process notices --------------------------------------------------------------------------
+
+    def _on_notice(self, notice: StateNotice) -> None:
+        key = (notice.dag_id, notice.run_id)
+        if notice.task_id is None and notice.state in FINISHED_RUN_STATES:
+            self._driven.pop(key, None)
+            self._wake.set()  # one last look at the store, for anything the notices did not say
+        else:
+            self._driven[key] = time.monotonic()
+        for view in self.views(notice.dag_id):
+            try:
+                view.live_notice(notice)
+            except Exception:
+                log.exception("a live view failed on a notice; it stays registered")
+
+    # -- polling -----------------------------------------------------------------------------------
+
+    def _open_store(self) -> Store:
+        from nbflow.settings import get_settings
+        from nbflow.store import Store
+
+        settings = get_settings()
+        if self._store is None or self._store_url != settings.database_url:
+            if self._store is not None:
+                self._store.close()
+            self._store = Store.open(settings)
+            self._store_url = settings.database_url
+        return self._store
+
+    def poll_once(self) -> None:
+        """One look at the store for every watched DAG."""
+        store = self._open_store()
+        now = time.monotonic()
+        for dag_id in list(self._views):
+            views = self.views(dag_id)
+            if not views:
+                continue
+            rows = store.list_runs(dag_id, limit=RECENT_RUNS)
+            if rows:
+                newest = max(rows, key=lambda row: row["id"])
+                for view in views:
+                    view.live_newest(newest)
+            for row in rows:
+                key = (dag_id, row["run_id"])
+                active = row["state"] not in FINISHED_RUN_STATES
+                was_active = key in self._active
+                (self._active.add if active else self._active.discard)(key)
+                if not (active or was_active or key not in self._known):
+                    continue
+                if now - self._driven.get(key, float("-inf")) < DRIVEN_HERE_FOR:
+                    continue
+                current = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
+                delta = changed(self._known.get(key, {}), current)
+                self._known[key] = current
+                if delta:
+                    for view in views:
+                        view.live_states(row["run_id"], delta)
+        self.polls += 1
+
+    def _loop(self) -> None:
+        failures = 0
+        while True:
+            with self._lock:
+                if not any(self._views.values()):
+                    self._thread = None
+                    return
+            try:
+                self.poll_once()
+                self.error = None
+                failures = 0
+            except Exception as exc:  # the store went away for a moment: say so, try again later
+                failures += 1
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("nbflow live views: polling the store failed (%s)", self.error)
+                if self._store is not None:
+                    try:
+                        self._store.close()
+                    except Exception:
+                        pass
+                    self._store = None
+            self._wake.wait(self.interval * min(2 ** failures, 30))
+            self._wake.clear()
+
+
+_HUB: LiveHub | None = None
+_HUB_LOCK = threading.Lock()
+
+
+def hub() -> LiveHub:
+    """The process's hub (made on first use; nothing runs until a view registers)."""
+    global _HUB
+    with _HUB_LOCK:
+        if _HUB is None:
+            _HUB = LiveHub()
+        return _HUB

@@ -1,4 +1,5 @@
-"""The graph view's toolbar: run now, clear or mark the selected task, pause, and the run picker.
+"""The graph view's toolbar: run now, follow, pause, the run picker; clear or mark the selected task;
+open, close or focus on part of the graph.
 
 Thin: every button calls one public method of :class:`~nbflow.jupyter.graph_widget.DagGraph`, and a
 failure shows as an error line in the view instead of a traceback.
@@ -54,8 +55,19 @@ class GraphToolbar(w.VBox):
                                            layout=small)
         self.runs = w.Dropdown(description="run", options=[("(no run yet)", None)], value=None,
                                layout=w.Layout(width="420px"))
+        self.open_button = w.Button(description="open", icon="expand", tooltip="show the inside of the selected "
+                                    "folded node or group (or double-click it)", layout=small)
+        self.close_button = w.Button(description="close", icon="compress", tooltip="fold the selected node's group "
+                                     "or opened node again", layout=small)
+        self.focus_button = w.Button(description="focus", icon="crosshairs", tooltip="show the selected task with "
+                                     "its neighbours only", layout=small)
+        self.whole_button = w.Button(description="whole DAG", icon="sitemap", tooltip="undo every open, close and "
+                                     "focus", layout=small)
+        self.fit_button = w.Button(description="fit", icon="arrows-alt", tooltip="fit the graph to the view",
+                                   layout=small)
         self.status = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
         self._quiet = False
+        self._rows: dict[str, dict[str, Any]] = {}
 
         self.run_button.on_click(self._handler("run now", lambda: self.graph.run_now()))
         self.clear_button.on_click(self._handler("clear", lambda: self.graph.clear_task(downstream=self.downstream.value)))
@@ -63,6 +75,11 @@ class GraphToolbar(w.VBox):
             "success", downstream=self.downstream.value)))
         self.failed_button.on_click(self._handler("mark failed", lambda: self.graph.mark_task(
             "failed", downstream=self.downstream.value)))
+        self.open_button.on_click(self._handler("open", lambda: self.graph.expand()))
+        self.close_button.on_click(self._handler("close", lambda: self.graph.collapse()))
+        self.focus_button.on_click(self._handler("focus", lambda: self.graph.focus()))
+        self.whole_button.on_click(self._handler("whole DAG", lambda: self.graph.reset_view()))
+        self.fit_button.on_click(self._handler("fit", lambda: self.graph.elements.fit()))
         self.pause_toggle.observe(self._toggled_pause, "value")
         self.follow_button.observe(self._toggled_follow, "value")
         self.runs.observe(self._picked_run, "value")
@@ -70,8 +87,12 @@ class GraphToolbar(w.VBox):
         graph.observe(self._following_changed, "following")
         super().__init__(children=[
             w.HBox([self.run_button, self.follow_button, self.pause_toggle, self.runs]),
-            w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button, self.status]),
+            w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button,
+                    self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button],
+                   layout=w.Layout(flex_flow="row wrap")),
+            self.status,
         ])
+        self._following_changed({"new": graph.following})
 
     def _handler(self, what: str, action: Callable[[], Any]) -> Callable[[Any], None]:
         def handle(_button: Any) -> None:
@@ -85,6 +106,7 @@ class GraphToolbar(w.VBox):
     # -- the run picker ---------------------------------------------------------------------------
 
     def set_runs(self, runs: Sequence[Mapping[str, Any]], selected: str | None) -> None:
+        self._rows = {run["run_id"]: dict(run) for run in runs}
         options = run_options(runs) or [("(no run yet)", None)]
         self._quiet = True
         try:
@@ -108,10 +130,12 @@ class GraphToolbar(w.VBox):
 
     def update_run_label(self, run: Mapping[str, Any]) -> None:
         """A followed run changed state: its label in the picker says so."""
+        row = {**self._rows.get(run["run_id"], {"run_type": "", "logical_date": None}), **run}
+        self._rows[run["run_id"]] = row
         options = list(self.runs.options)
         for i, (_, value) in enumerate(options):
             if value == run["run_id"]:
-                options[i] = (run_label(run), value)
+                options[i] = (run_label(row), value)
                 self.set_runs_options(options, self.runs.value)
                 return
 
@@ -127,7 +151,7 @@ class GraphToolbar(w.VBox):
         if self._quiet:
             return
         try:
-            self.graph.show_run(change["new"])
+            self.graph.pick_run(change["new"])
         except Exception as exc:
             self.graph.report_failure("loading the run", exc)
 

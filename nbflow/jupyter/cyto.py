@@ -1,0 +1,186 @@
+"""From a :class:`~nbflow.jupyter.graph.GraphModel` to ipycytoscape elements, at the least cost.
+
+Cost model (measured with ipycytoscape 1.3, counting the comm messages a kernel sends):
+
+* ipycytoscape makes every node and every edge its own widget, so drawing N elements costs at least
+  N ``comm_open`` messages; nothing can batch those. ``Graph.add_graph_from_json`` costs about 3.5
+  messages per element on top (each attribute is set after the element's comm is open, and the
+  graph's adjacency dict is re-sent after every node). Here each element is created with its data,
+  position and classes in its constructor (they go out with its ``comm_open``) and the lists are
+  handed to the graph inside one ``hold_sync``: N + 3 messages for a whole build.
+* Redrawing after the view changes (a group opened, a folded node expanded) keeps every element
+  whose id is still drawn and sends only what changed about it (its position, its data); new
+  elements are created as above, gone ones are closed.
+* A state change is a change of one element's ``data``: one message per changed element, because
+  ipycytoscape has no message that updates several. :class:`Elements` sends nothing for an element
+  whose data did not change; the caller coalesces changes (see ``StateBatcher``).
+* Layout is ``preset`` with positions computed in Python; the browser never runs dagre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from html import escape
+from typing import Any
+
+import ipycytoscape
+import ipywidgets as w
+
+from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
+
+GRAPH_HEIGHT = "440px"
+SELECTED = "nbflow-selected"
+
+
+def cytoscape_style() -> list[dict[str, Any]]:
+    """The stylesheet: shapes by ``data.kind``, colours by ``data.state`` (from ``style_for``),
+    open group boxes as compound nodes, arrows on every edge."""
+    base = style_for(NO_STATUS)
+    sheet: list[dict[str, Any]] = [
+        {"selector": "node", "style": {
+            "label": "data(label)", "width": "data(width)", "height": "data(height)",
+            "text-valign": "center", "text-halign": "center", "text-wrap": "ellipsis", "text-max-width": "140px",
+            "font-size": 11, "border-width": 2, "background-color": base["background"],
+            "border-color": base["border"], "color": base["text"],
+        }},
+    ]
+    sheet += [{"selector": f'node[kind = "{kind}"]', "style": {"shape": shape}} for kind, shape in KIND_SHAPES.items()]
+    sheet += [
+        {"selector": f'node[state = "{state}"]', "style": {
+            "background-color": look["background"], "border-color": look["border"], "color": look["text"]}}
+        for state, look in LEGEND
+    ]
+    sheet += [
+        {"selector": "node[?is_aggregate], node[?is_group]", "style": {"border-style": "double", "border-width": 4}},
+        {"selector": "node[?is_compound]", "style": {
+            "background-color": "#f4f6fa", "background-opacity": 0.6, "border-style": "dashed", "border-width": 2,
+            "text-valign": "top", "text-halign": "center", "color": "#333333", "padding": "12px", "shape": "round-rectangle"}},
+        {"selector": f"node.{SELECTED}", "style": {
+            "overlay-color": "#1e6fd9", "overlay-opacity": 0.3, "overlay-padding": 6, "border-color": "#1e6fd9"}},
+        {"selector": "edge", "style": {
+            "curve-style": "bezier", "width": 1.5, "line-color": "#9a9a9a", "target-arrow-color": "#9a9a9a",
+            "target-arrow-shape": "triangle", "arrow-scale": 1.1}},
+        {"selector": "edge[count > 1]", "style": {"label": "data(count)", "font-size": 9, "width": 3,
+                                                 "text-background-color": "#ffffff", "text-background-opacity": 1}},
+    ]
+    return sheet
+
+
+def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str],
+              counts: Mapping[str, int] | None) -> dict[str, Any]:
+    """The ``data`` of one drawn node: the model's fields, its size, and its current look."""
+    data = {k: v for k, v in node.items() if k not in ("position", "members")}
+    data["size"] = len(node["members"])
+    if data["parent"] is None:
+        del data["parent"]
+    width, height = node_size(node["kind"])
+    data.update(width=width, height=height, state=look["state"], label=look["label"])
+    if counts is not None:
+        data["counts"] = dict(counts)
+    return data
+
+
+def legend_html() -> str:
+    items = "".join(
+        f"<span style='display:inline-block;margin:0 8px 2px 0'><span style='display:inline-block;width:11px;"
+        f"height:11px;vertical-align:middle;background:{look['background']};border:1px solid {look['border']}'>"
+        f"</span> {escape(look['label'])}</span>"
+        for _, look in LEGEND
+    )
+    return f"<div class='nbflow-legend' style='font-size:11px'>{items}</div>"
+
+
+class Elements:
+    """The cytoscape widget of a graph view and its element widgets, kept in step with a model."""
+
+    def __init__(self, layout: w.Layout | None = None) -> None:
+        self.view = ipycytoscape.CytoscapeWidget(
+            cytoscape_layout={"name": "preset", "fit": True, "padding": 24},
+            cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=4.0,
+            layout=layout or w.Layout(width="60%", height=GRAPH_HEIGHT),
+        )
+        self.nodes: dict[str, ipycytoscape.Node] = {}
+        self.edges: dict[str, ipycytoscape.Edge] = {}
+
+    def sync(self, model: GraphModel, states: Mapping[str, Any]) -> None:
+        """Draw ``model`` with the looks of ``states``: keep, update, create and close elements so
+        that exactly the model's elements are drawn (see the module doc for the cost)."""
+        counts = model.state_counts(states)
+        wanted_nodes: dict[str, ipycytoscape.Node] = {}
+        fresh: list[Any] = []
+        for node in model.nodes:
+            look = model.node_style(node, states)
+            folded = node["is_aggregate"] or node["is_group"]
+            data = node_data(model, node, look, counts[node["id"]] if folded else None)
+            x, y = node["position"]
+            position = {"x": x, "y": y}
+            element = self.nodes.get(node["id"])
+            if element is None:
+                element = ipycytoscape.Node(data=data, position=position, grabbable=True)
+                fresh.append(element)
+            else:
+                if element.data != data:
+                    element.data = data
+                if element.position != position:
+                    element.position = position
+            wanted_nodes[node["id"]] = element
+        wanted_edges: dict[str, ipycytoscape.Edge] = {}
+        for edge in model.edges:
+            element_edge = self.edges.get(edge["id"])
+            if element_edge is None or element_edge.data != dict(edge):
+                element_edge = ipycytoscape.Edge(data=dict(edge), classes="directed")
+                fresh.append(element_edge)
+            wanted_edges[edge["id"]] = element_edge
+        gone = [e for i, e in self.nodes.items() if wanted_nodes.get(i) is not e]
+        gone += [e for i, e in self.edges.items() if wanted_edges.get(i) is not e]
+        # ipycytoscape's own bookkeeping of which edges exist (the browser does not read it)
+        adjacency: dict[str, dict[str, int]] = {nid: {} for nid in wanted_nodes}
+        for edge in model.edges:
+            adjacency[edge["source"]][edge["target"]] = 1
+        graph = self.view.graph
+        with graph.hold_sync():
+            graph.nodes = list(wanted_nodes.values())
+            graph.edges = list(wanted_edges.values())
+            graph._adj = adjacency
+        self.nodes, self.edges = wanted_nodes, wanted_edges
+        for element in gone:
+            element.close()
+
+    def update(self, model: GraphModel, node_ids: Iterable[str], states: Mapping[str, Any]) -> int:
+        """Give the nodes ``node_ids`` the looks of ``states``; returns how many elements changed."""
+        counts = None
+        sent = 0
+        for node_id in node_ids:
+            element = self.nodes.get(node_id)
+            if element is None:
+                continue
+            node = model.node(node_id)
+            look = model.node_style(node, states)
+            data = dict(element.data)
+            data["state"] = look["state"]
+            data["label"] = look["label"]
+            if node["is_aggregate"] or node["is_group"]:
+                counts = counts if counts is not None else model.state_counts(states)
+                data["counts"] = counts[node_id]
+            if data != element.data:
+                element.data = data  # one message for this element
+                sent += 1
+        return sent
+
+    def select(self, node_id: str | None) -> None:
+        """Mark one node as selected (ipycytoscape's own ``selected`` does not reach the view)."""
+        for nid, element in self.nodes.items():
+            classes = SELECTED if nid == node_id else ""
+            if element.classes != classes:
+                element.classes = classes
+
+    def fit(self) -> None:
+        """Run the preset layout again in the browser, which fits the graph to the view's size."""
+        self.view.relayout()
+
+    def close(self) -> None:
+        for element in [*self.nodes.values(), *self.edges.values()]:
+            element.close()
+        self.nodes, self.edges = {}, {}
+        self.view.graph.close()
+        self.view.close()
