@@ -358,6 +358,38 @@ def test_a_failing_click_shows_an_error_line_and_the_view_keeps_working(nbflow_h
     assert "line-60" in graph.details.body.value
 
 
+def test_a_notebook_task_shows_its_cell_progress_and_its_report_and_notebook_inline(nbflow_home: Path,
+                                                                                    tmp_path: Path) -> None:
+    import nbformat
+    from nbformat import v4
+
+    from nbflow.operators import NotebookOperator
+
+    nb = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                  "language": "python"}})
+    params = v4.new_code_cell("rows = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, v4.new_code_cell("print('rows are', rows)"), v4.new_code_cell("total = rows * 2\ntotal")]
+    nbformat.write(nb, tmp_path / "report.ipynb")
+    with DAG("nbdetails", timezone="UTC") as d:
+        NotebookOperator(task_id="report", notebook=str(tmp_path / "report.ipynb"), parameters={"rows": 21},
+                         report="html")
+    run = run_dag(d, executor="inline")
+    assert run.state == "success", run.errors
+    graph = DagGraph(d)
+    click(graph, "report")
+    html = graph.details.body.value
+    info = graph.details.last_info
+    cells = len(nbformat.read(info["notebook"], as_version=4).cells)  # with the injected parameters
+    assert info["progress"]["cell"] == info["progress"]["cells"] == cells
+    assert f"cell {cells}/{cells}" in html and info["notebook"].endswith(".ipynb") and info["report"].endswith(".html")
+    assert graph.details.report_button.layout.display == "" and graph.details.notebook_button.layout.display == ""
+    graph.details.report_button.click()
+    assert "<iframe" in graph.details.report.value and "rows are 21" in graph.details.report.value
+    graph.details.notebook_button.click()
+    assert "sandbox" in graph.details.report.value and "42" in graph.details.report.value
+
+
 def test_clicking_a_folded_node_lists_its_tasks_and_counts(nbflow_home: Path) -> None:
     d = fan_dag(width=12)
     run_dag(d, executor="inline")
@@ -549,6 +581,15 @@ def test_dag_mimebundle_has_the_widget_view_and_an_svg(nbflow_home: Path) -> Non
     assert "<svg" in bundle["text/html"] and "start" in bundle["image/svg+xml"]
     assert bundle["text/plain"] == repr(d)
     assert WIDGET_MIME not in d._repr_mimebundle_(include=["text/plain", "image/svg+xml"])
+    import re
+
+    def node_states(svg: str) -> list[str]:
+        return re.findall(r'<g class="node" data-id="[^"]*" data-state="([^"]*)"', svg)
+
+    assert node_states(bundle["image/svg+xml"]) and "success" not in node_states(bundle["image/svg+xml"])
+    run_dag(d, executor="inline")
+    after = d._repr_mimebundle_()["image/svg+xml"]  # the picture is coloured by the run the widget shows
+    assert set(node_states(after)) == {"success"}
 
 
 @pytest.fixture

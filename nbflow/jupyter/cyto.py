@@ -29,6 +29,8 @@ import ipywidgets as w
 from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
 
 GRAPH_HEIGHT = "440px"
+#: fitting a small DAG never blows its nodes up past this
+MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
 
 
@@ -96,7 +98,7 @@ class Elements:
     def __init__(self, layout: w.Layout | None = None) -> None:
         self.view = ipycytoscape.CytoscapeWidget(
             cytoscape_layout={"name": "preset", "fit": True, "padding": 24},
-            cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=4.0,
+            cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=MAX_ZOOM,
             layout=layout or w.Layout(width="60%", height=GRAPH_HEIGHT),
         )
         self.nodes: dict[str, ipycytoscape.Node] = {}
@@ -175,8 +177,16 @@ class Elements:
                 element.classes = classes
 
     def fit(self) -> None:
-        """Run the preset layout again in the browser, which fits the graph to the view's size."""
-        self.view.relayout()
+        """Fit the graph to the view as the browser lays it out now.
+
+        ipycytoscape measures its container once, when it first draws, often before the output
+        area has its final width, and fits the graph to that. A change of the widget's height is
+        the one thing that makes it measure again and fit (``resize`` then ``fit`` in the
+        browser), so the height moves by a pixel each time."""
+        layout = self.view.layout
+        self._nudge = not getattr(self, "_nudge", False)
+        base = float(GRAPH_HEIGHT.removesuffix("px"))
+        layout.height = f"{base + (1 if self._nudge else 0):g}px"
 
     def close(self) -> None:
         for element in [*self.nodes.values(), *self.edges.values()]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from nbflow.jupyter.graph import style_for
-from nbflow.jupyter.timefmt import duration_text, local_time
+from nbflow.jupyter.timefmt import duration_text, local_time, utc_time
 
 if TYPE_CHECKING:
     from nbflow.store import Store
@@ -117,6 +117,11 @@ def _row(name: str, value: str) -> str:
     return f"<tr><th style='text-align:left;padding-right:8px'>{escape(name)}</th><td>{value}</td></tr>"
 
 
+def _time(value: Any) -> str:
+    """Local time with its zone named, UTC on hover."""
+    return f"<span class='nbflow-time' title='{escape(utc_time(value))}'>{escape(local_time(value))}</span>"
+
+
 def state_badge(state: str | None) -> str:
     look = style_for(state)
     return (f"<span class='nbflow-state' data-state='{escape(str(state))}' style='background:{look['background']};"
@@ -132,8 +137,8 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     rows = [
         _row("state", state_badge(info.get("state"))),
         _row("try", f"{info.get('try_number', 0)} of {info.get('max_tries', 1)}"),
-        _row("started", escape(local_time(info.get("start_date")))),
-        _row("ended", escape(local_time(info.get("end_date")))),
+        _row("started", _time(info.get("start_date"))),
+        _row("ended", _time(info.get("end_date"))),
         _row("duration", escape(duration_text(info.get("duration")))),
         _row("run", f"<code>{escape(info['run_id'])}</code>"),
     ]
@@ -180,29 +185,37 @@ def render_error(what: str, exc: BaseException) -> str:
 
 
 class DetailsPanel(w.VBox):
-    """The panel beside the graph: an HTML body, plus the inline report of a notebook task."""
+    """The panel beside the graph: an HTML body, and for a notebook task its report or its executed
+    notebook, rendered inline on request (sandboxed, so the page's scripts cannot reach Lab)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.body = w.HTML("<small>click a task to see its details</small>")
         self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"))
+        self.notebook_button = w.Button(description="show notebook", icon="book", layout=w.Layout(display="none"))
         self.report = w.HTML()
         self._report_path: str | None = None
+        self._notebook_path: str | None = None
         #: what the panel shows now, as :func:`collect_task_details` found it
         self.last_info: dict[str, Any] = {}
         self.report_button.on_click(lambda _: self.show_report())
+        self.notebook_button.on_click(lambda _: self.show_notebook())
         kwargs.setdefault("layout", w.Layout(width="40%", max_height="460px", overflow="auto", padding="4px"))
-        super().__init__(children=[self.body, self.report_button, self.report], **kwargs)
+        super().__init__(children=[self.body, w.HBox([self.report_button, self.notebook_button]), self.report],
+                         **kwargs)
 
-    def show_html(self, html: str, report_path: str | None = None) -> None:
+    def show_html(self, html: str, report_path: str | None = None, notebook_path: str | None = None) -> None:
         self.body.value = html
-        self._report_path = report_path
-        self.report.value = ""
+        if (report_path, notebook_path) != (self._report_path, self._notebook_path):
+            self.report.value = ""
+        self._report_path, self._notebook_path = report_path, notebook_path
         self.report_button.layout.display = "" if report_path else "none"
+        self.notebook_button.layout.display = "" if notebook_path else "none"
 
     def show_error(self, what: str, exc: BaseException) -> None:
         log.debug("%s failed", what, exc_info=exc)
         self.body.value = render_error(what, exc)
         self.report_button.layout.display = "none"
+        self.notebook_button.layout.display = "none"
 
     def show_task(self, store: Store, dag_id: str, run_id: str | None, task_id: str, *, kind: str = "") -> dict[str, Any]:
         if run_id is None:
@@ -210,16 +223,27 @@ class DetailsPanel(w.VBox):
         else:
             info = collect_task_details(store, dag_id, run_id, task_id, kind=kind)
         self.last_info = info
-        self.show_html(render_task_details(info), info.get("report"))
+        self.show_html(render_task_details(info), info.get("report"), info.get("notebook"))
         return info
 
+    def _inline(self, html: str) -> None:
+        self.report.value = (f"<iframe class='nbflow-inline' sandbox srcdoc=\"{escape(html, quote=True)}\" "
+                             "style='width:100%;height:420px;border:1px solid #ccc'></iframe>")
+
     def show_report(self) -> None:
-        """The notebook's HTML report, inline (sandboxed), below the details."""
+        """The notebook's HTML report, inline, below the details."""
         try:
-            if not self._report_path:
-                return
-            text = Path(self._report_path).read_text(encoding="utf-8")
-            self.report.value = (f"<iframe sandbox srcdoc=\"{escape(text, quote=True)}\" "
-                                 "style='width:100%;height:420px;border:1px solid #ccc'></iframe>")
+            if self._report_path:
+                self._inline(Path(self._report_path).read_text(encoding="utf-8"))
         except Exception as exc:
             self.show_error("showing the report", exc)
+
+    def show_notebook(self) -> None:
+        """The executed notebook, rendered to HTML, inline (a failed one shows its error cell)."""
+        try:
+            if self._notebook_path:
+                from nbflow.notebook.report import notebook_html
+
+                self._inline(notebook_html(self._notebook_path))
+        except Exception as exc:
+            self.show_error("showing the notebook", exc)

@@ -34,3 +34,14 @@ def duration_text(seconds: float | None) -> str:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def utc_time(value: datetime | None) -> str:
+    """``2024-03-05 10:00:02 UTC``; ``-`` for no time (what views show on hover)."""
+    if value is None:
+        return "-"
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

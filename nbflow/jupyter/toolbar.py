@@ -51,7 +51,7 @@ class GraphToolbar(w.VBox):
         self.downstream = w.Checkbox(description="downstream", value=False, indent=False, layout=w.Layout(width="110px"))
         self.success_button = w.Button(description="mark success", icon="check", layout=small)
         self.failed_button = w.Button(description="mark failed", icon="times", layout=small)
-        self.pause_toggle = w.ToggleButton(description="paused", icon="pause", tooltip="pause or unpause the schedule",
+        self.pause_toggle = w.ToggleButton(description="pause", icon="pause", tooltip="pause or unpause the schedule",
                                            layout=small)
         self.runs = w.Dropdown(description="run", options=[("(no run yet)", None)], value=None,
                                layout=w.Layout(width="420px"))
@@ -165,16 +165,20 @@ class GraphToolbar(w.VBox):
         self._quiet = True
         try:
             self.pause_toggle.value = paused
-            self.pause_toggle.icon = "play" if paused else "pause"
+            self._label_pause(paused)
         finally:
             self._quiet = False
+
+    def _label_pause(self, paused: bool) -> None:
+        self.pause_toggle.description = "paused" if paused else "pause"
+        self.pause_toggle.icon = "play" if paused else "pause"
 
     def _toggled_pause(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
         try:
             self.graph.set_paused(change["new"])
-            self.pause_toggle.icon = "play" if change["new"] else "pause"
+            self._label_pause(change["new"])
         except Exception as exc:
             self.graph.report_failure("pause" if change["new"] else "unpause", exc)
 

@@ -8,13 +8,23 @@ from typing import Any
 FORMATS = ("html",)
 
 
+def notebook_html(nb: Any) -> str:
+    """A notebook (a node, or the path of an ``.ipynb``) as one self-contained HTML page."""
+    from nbconvert import HTMLExporter
+
+    if isinstance(nb, (str, os.PathLike)):
+        import nbformat
+
+        nb = nbformat.read(os.fspath(nb), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return body
+
+
 def write_report(nb: Any, output_path: str, report: str) -> str:
     """Write ``nb`` as ``report`` next to ``output_path``; returns the report's path."""
     if report not in FORMATS:
         raise ValueError(f"report={report!r} is not a report format nbflow writes; use one of {FORMATS}")
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body = notebook_html(nb)
     path = os.path.splitext(output_path)[0] + ".html"
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(body)
