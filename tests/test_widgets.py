@@ -157,6 +157,8 @@ def test_a_2000_task_dag_builds_with_at_most_max_elements(nbflow_home: Path, mes
 
 
 def test_a_run_in_this_process_shows_live_even_when_its_task_runs_inline(nbflow_home: Path) -> None:
+    from nbflow.jupyter.live import hub
+
     gate = threading.Event()
 
     def slow() -> int:
@@ -177,8 +179,13 @@ def test_a_run_in_this_process_shows_live_even_when_its_task_runs_inline(nbflow_
 
         wait_until(shows_running)
         assert graph.node_data("after")["state"] in ("none", NO_STATUS)
-        with Store.open() as store:  # the store has not heard of it yet: the view did not poll it
-            assert stored_states("live", graph.run_id)["slow"] != "running"
+        # the store has not heard of it yet, and polling it (every second) must not undo what the
+        # run said: while its driver lives, the notices win
+        assert stored_states("live", graph.run_id)["slow"] != "running"
+        polls = hub().polls
+        wait_until(lambda: hub().polls >= polls + 3)
+        graph.flush()
+        assert graph.node_data("slow")["state"] == "running"
     finally:
         gate.set()
         runner.join(30)

@@ -29,6 +29,9 @@ import ipywidgets as w
 from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
 
 GRAPH_HEIGHT = "440px"
+#: the view's height follows the drawing's shape within these bounds (pixels); its width is what
+#: the output area gives, about this much beside the details panel
+MIN_HEIGHT, MAX_HEIGHT, TYPICAL_WIDTH = 260, 720, 580
 #: fitting a small DAG never blows its nodes up past this
 MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
@@ -82,6 +85,19 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
     return data
 
 
+def fitting_height(model: GraphModel) -> int:
+    """A view height (pixels) that shows the drawing at a readable size: tall drawings get a taller
+    view, flat ones a shorter one."""
+    if not model.nodes:
+        return MIN_HEIGHT
+    xs = [n["position"][0] for n in model.nodes]
+    ys = [n["position"][1] for n in model.nodes]
+    width = max(xs) - min(xs) + 200.0
+    height = max(ys) - min(ys) + 100.0
+    zoom = min(MAX_ZOOM, TYPICAL_WIDTH / width)
+    return int(max(MIN_HEIGHT, min(MAX_HEIGHT, height * zoom + 60)))
+
+
 def legend_html() -> str:
     items = "".join(
         f"<span style='display:inline-block;margin:0 8px 2px 0'><span style='display:inline-block;width:11px;"
@@ -103,6 +119,8 @@ class Elements:
         )
         self.nodes: dict[str, ipycytoscape.Node] = {}
         self.edges: dict[str, ipycytoscape.Edge] = {}
+        self.height = int(GRAPH_HEIGHT.removesuffix("px"))
+        self._nudge = False
 
     def sync(self, model: GraphModel, states: Mapping[str, Any]) -> None:
         """Draw ``model`` with the looks of ``states``: keep, update, create and close elements so
@@ -147,6 +165,8 @@ class Elements:
         self.nodes, self.edges = wanted_nodes, wanted_edges
         for element in gone:
             element.close()
+        self.height = fitting_height(model)
+        self.view.layout.height = f"{self.height}px"
 
     def update(self, model: GraphModel, node_ids: Iterable[str], states: Mapping[str, Any]) -> int:
         """Give the nodes ``node_ids`` the looks of ``states``; returns how many elements changed."""
@@ -183,10 +203,8 @@ class Elements:
         area has its final width, and fits the graph to that. A change of the widget's height is
         the one thing that makes it measure again and fit (``resize`` then ``fit`` in the
         browser), so the height moves by a pixel each time."""
-        layout = self.view.layout
-        self._nudge = not getattr(self, "_nudge", False)
-        base = float(GRAPH_HEIGHT.removesuffix("px"))
-        layout.height = f"{base + (1 if self._nudge else 0):g}px"
+        self._nudge = not self._nudge
+        self.view.layout.height = f"{self.height + (1 if self._nudge else 0)}px"
 
     def close(self) -> None:
         for element in [*self.nodes.values(), *self.edges.values()]:

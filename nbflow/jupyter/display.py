@@ -13,7 +13,7 @@ from collections.abc import Container, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from nbflow.jupyter.graph import GraphModel
+from nbflow.jupyter.graph import MAX_ELEMENTS, GraphModel
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-def static_svg(dag: DAG, *, max_elements: int = 400, model: GraphModel | None = None,
+def static_svg(dag: DAG, *, max_elements: int = MAX_ELEMENTS, model: GraphModel | None = None,
                states: Mapping[str, Any] | None = None) -> str:
     from nbflow.jupyter.svg import render_svg
 

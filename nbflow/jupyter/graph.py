@@ -83,6 +83,10 @@ KIND_BADGES: dict[str, str] = {
 KIND_SIZES: dict[str, tuple[float, float]] = {"empty": (70.0, 28.0)}
 DEFAULT_SIZE: tuple[float, float] = (150.0, 40.0)
 
+#: How many nodes and edges a view draws at most, folding the rest. ipycytoscape itself starts to
+#: lose elements at a few hundred; a graph stays readable in a notebook cell well below that.
+MAX_ELEMENTS = 200
+
 X_SPACING = 180.0
 Y_SPACING = 100.0
 
@@ -167,11 +171,13 @@ def layered_layout(
     x_spacing: float = X_SPACING,
     y_spacing: float = Y_SPACING,
     clusters: Mapping[str, str] | None = None,
+    max_row: int = 8,
 ) -> dict[str, tuple[float, float]]:
     """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
     layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
     edges cross. Nodes sharing a ``clusters`` value are kept next to each other in each layer, so
-    that a group's box does not swallow unrelated nodes.
+    that a group's box does not swallow unrelated nodes. A layer of more than ``max_row`` nodes
+    wraps onto several rows.
 
     Linear in nodes and edges apart from one sort per layer and sweep. A cycle (folding can make
     one: a collapsed group both upstream and downstream of a task) is broken at the first node in
@@ -214,7 +220,20 @@ def layered_layout(
     sweep(layers[1:], parents)
     sweep(reversed(layers[:-1]), children)
     sweep(layers[1:], parents)
-    return {names[i]: (pos[i] * x_spacing, layer[i] * y_spacing) for i in range(n)}
+    # A layer wider than max_row wraps onto sub-rows, closer together than layers are, so that a
+    # wide stage does not shrink the whole drawing to fit the view's width.
+    out: dict[str, tuple[float, float]] = {}
+    y = 0.0
+    sub = y_spacing * 0.55
+    for row in layers:
+        for start in range(0, len(row), max_row):
+            chunk = row[start:start + max_row]
+            middle = (len(chunk) - 1) / 2
+            for k, i in enumerate(chunk):
+                out[names[i]] = ((k - middle) * x_spacing, y)
+            y += sub
+        y += y_spacing - sub
+    return out
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -392,7 +411,7 @@ class GraphModel:
         cls,
         dag: DAG | Mapping[str, Any],
         *,
-        max_elements: int = 400,
+        max_elements: int = MAX_ELEMENTS,
         collapsed: Iterable[str] = frozenset(),
         expanded: Iterable[str] = frozenset(),
         opened: Iterable[Iterable[str]] = (),
@@ -439,30 +458,40 @@ class GraphModel:
         else:
             node_of, boxes = cls._collapse(d, closed, groups_opened, max_elements)
             keep = set()
+        # Opened sets first take a share of the room, the rest folds to fit beside them, and then
+        # the opened sets spread into whatever room is left.
+        share = max(1, max_elements // (6 * len(sets))) if sets else 0
+        for tasks in sets:
+            cls._chunk(d, node_of, boxes, tasks, max_elements, most=share)
         cls._fold(d, node_of, boxes, groups_opened, keep | protected, max_elements)
         for tasks in sorted(sets, key=len, reverse=True):
             cls._chunk(d, node_of, boxes, tasks, max_elements)
         return cls._build(d, node_of, boxes)
 
     @classmethod
-    def _chunk(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], tasks: list[str], limit: int) -> None:
-        """Show an opened set of tasks in as many consecutive parts as fit (one by one if they do)."""
-        if cls._count(d, node_of, boxes) <= limit:
-            return
-        units = list(dict.fromkeys(node_of[t] for t in tasks))
+    def _chunk(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], tasks: list[str], limit: int,
+               most: int | None = None) -> None:
+        """Show an opened set of tasks in as many consecutive parts as fit (one by one if they do),
+        at most ``most`` parts."""
+        for tid in tasks:  # start again from the tasks themselves
+            node_of[tid] = tid
 
         def split(parts: int) -> dict[str, str]:
-            size, extra = divmod(len(units), parts)
+            size, extra = divmod(len(tasks), parts)
             renamed: dict[str, str] = {}
             at = 0
             for k in range(parts):
-                part = units[at:at + size + (1 if k < extra else 0)]
+                part = tasks[at:at + size + (1 if k < extra else 0)]
                 at += len(part)
                 if len(part) > 1:
                     renamed.update(dict.fromkeys(part, f"agg:{part[0]}~{part[-1]}"))
-            return {tid: renamed.get(unit, unit) for tid, unit in node_of.items()}
+            return {**node_of, **renamed}
 
-        lo, hi = 1, len(units)
+        top = min(len(tasks), most or len(tasks))
+        if cls._count(d, split(top), boxes) <= limit:
+            node_of.update(split(top))
+            return
+        lo, hi = 1, top
         while lo < hi:  # the most parts that still fit
             mid = (lo + hi + 1) // 2
             if cls._count(d, split(mid), boxes) <= limit:
@@ -561,11 +590,11 @@ class GraphModel:
             if not cls._fold_step(d, node_of, boxes, opened, keep, limit, finder):
                 return
         bands = max(2, limit // 3)
-        while bands >= 1 and cls._count(d, node_of, boxes) > limit:
+        while bands >= 1:  # the most bands that fit; none if even one band per box does not
             trial = dict(node_of)
             cls._fold_step(d, trial, boxes, opened, keep, limit,
                            lambda d_, n_, u_, b_, k=bands: cls._band_folds(d_, n_, u_, b_, k))
-            if cls._count(d, trial, boxes) <= limit or bands == 1:
+            if cls._count(d, trial, boxes) <= limit:
                 node_of.update(trial)
                 return
             bands //= 2

@@ -27,7 +27,7 @@ from traitlets import Bool, Unicode, observe
 
 from nbflow.jupyter.cyto import Elements, legend_html
 from nbflow.jupyter.details import DetailsPanel, render_node_summary
-from nbflow.jupyter.graph import NO_STATUS, GraphModel, StateBatcher
+from nbflow.jupyter.graph import MAX_ELEMENTS, NO_STATUS, GraphModel, StateBatcher
 
 if TYPE_CHECKING:
     from nbflow.controls import Changes
@@ -78,7 +78,7 @@ class DagGraph(w.VBox):
     following = Bool(True).tag(sync=True)
     status = Unicode("").tag(sync=True)
 
-    def __init__(self, dag: DAG, *, run_id: str | None = None, max_elements: int = 400, rate: float = 4.0,
+    def __init__(self, dag: DAG, *, run_id: str | None = None, max_elements: int = MAX_ELEMENTS, rate: float = 4.0,
                  load: bool = True, live: bool = True, model: GraphModel | None = None, **kwargs: Any) -> None:
         from nbflow.jupyter.toolbar import GraphToolbar
 
@@ -203,9 +203,20 @@ class DagGraph(w.VBox):
             gid = node["id"].removeprefix("group:")
             self.collapsed.discard(gid)
             self.expanded.add(gid)
+            own = [t for t in node["members"] if self.dag.task_dict[t].group_id == gid]
+            if own:  # its own tasks are what the user wants to see: keep them apart from the folding
+                self.opened = [s for s in self.opened if not set(own) <= set(s)] + [own]
         elif node["is_aggregate"] and not node["id"].startswith("focus:"):
-            members = set(node["members"])
-            self.opened = [s for s in self.opened if not members <= set(s)] + [list(node["members"])]
+            members = list(node["members"])
+            inside = set(members)
+            sets: list[list[str]] = []
+            for opened in self.opened:
+                if inside <= set(opened):  # a part of an opened set: the rest of it stays open around it
+                    sets += [[t for t in opened[:opened.index(members[0])] if t not in inside],
+                             [t for t in opened[opened.index(members[0]):] if t not in inside]]
+                else:
+                    sets.append(opened)
+            self.opened = [s for s in sets if s] + [members]
         elif node["id"].startswith("focus:"):
             self.focused = None
         else:

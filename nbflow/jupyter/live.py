@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,8 +29,6 @@ log = logging.getLogger(__name__)
 
 #: run states after which nothing changes any more (until someone clears the run)
 FINISHED_RUN_STATES = ("success", "failed")
-#: a run that sent a notice this recently is driven here: its notices are fresher than the store
-DRIVEN_HERE_FOR = 3.0
 RECENT_RUNS = 5
 
 
@@ -73,7 +70,9 @@ class LiveHub:
         self._thread: threading.Thread | None = None
         self._unwatch: Any = None
         self._wake = threading.Event()
-        self._driven: dict[tuple[str, str], float] = {}
+        # runs driven in this process, with the thread driving them: while it lives, its notices
+        # are fresher than the store (which an inline task keeps from being written)
+        self._driven: dict[tuple[str, str], threading.Thread] = {}
         self._known: dict[tuple[str, str], dict[str, str]] = {}
         self._active: set[tuple[str, str]] = set()
         self._store: Store | None = None
@@ -122,7 +121,7 @@ class LiveHub:
             self._driven.pop(key, None)
             self._wake.set()  # one last look at the store, for anything the notices did not say
         else:
-            self._driven[key] = time.monotonic()
+            self._driven[key] = threading.current_thread()
         for view in self.views(notice.dag_id):
             try:
                 view.live_notice(notice)
@@ -146,7 +145,6 @@ class LiveHub:
     def poll_once(self) -> None:
         """One look at the store for every watched DAG."""
         store = self._open_store()
-        now = time.monotonic()
         for dag_id in list(self._views):
             views = self.views(dag_id)
             if not views:
@@ -163,8 +161,11 @@ class LiveHub:
                 (self._active.add if active else self._active.discard)(key)
                 if not (active or was_active or key not in self._known):
                     continue
-                if now - self._driven.get(key, float("-inf")) < DRIVEN_HERE_FOR:
-                    continue
+                driver = self._driven.get(key)
+                if driver is not None:
+                    if driver.is_alive():
+                        continue
+                    del self._driven[key]  # its driver is gone without a word: the store knows best
                 current = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
                 delta = changed(self._known.get(key, {}), current)
                 self._known[key] = current

@@ -306,17 +306,34 @@ _CYTOSCAPES_JS = f"""
 """
 
 _NODE_POINT_JS = f"""
-([path, index, nodeId]) => {{
+([path, cell, nodeId]) => {{
     const panel = ({_PANEL_JS})(path);
-    const containers = Array.from(panel.node.querySelectorAll('div'))
-        .filter(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
-    const container = containers[index];
+    const area = panel.content.widgets[cell].node;
+    const container = Array.from(area.querySelectorAll('div'))
+        .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
+    if (!container) return null;
     container.scrollIntoView({{block: 'center'}});
     const node = container._cyreg.cy.getElementById(nodeId);
     if (node.empty()) return null;
     const rect = container.getBoundingClientRect();
     const point = node.renderedPosition();
-    return {{x: rect.left + point.x, y: rect.top + point.y}};
+    return {{x: rect.left + point.x, y: rect.top + point.y,
+             inside: point.x >= 0 && point.y >= 0 && point.x <= rect.width && point.y <= rect.height}};
+}}
+"""
+
+_FIT_JS = f"""
+([path, cell]) => {{
+    const panel = ({_PANEL_JS})(path);
+    const area = panel.content.widgets[cell].node;
+    const container = Array.from(area.querySelectorAll('div'))
+        .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
+    if (!container) return null;
+    const cy = container._cyreg.cy;
+    const rect = container.getBoundingClientRect();
+    const box = cy.elements().renderedBoundingBox();
+    return {{width: rect.width, height: rect.height, cyWidth: cy.width(), cyHeight: cy.height(),
+             x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2}};
 }}
 """
 
@@ -437,11 +454,32 @@ class LabPage:
         self.wait_for(ready, what, timeout=timeout, details=lambda: f"cytoscape instances: {seen[0]}")
         return seen[0]
 
-    def click_node(self, instance: int, node_id: str) -> None:
-        """Click node ``node_id`` of the ``instance``-th cytoscape on the page with the mouse."""
-        point = self.page.evaluate(_NODE_POINT_JS, [self.path, instance, node_id])
-        assert point is not None, f"no node {node_id!r} in cytoscape instance {instance}"
-        self.page.mouse.click(point["x"], point["y"])
+    def node_point(self, cell: int, node_id: str) -> dict[str, Any]:
+        """Where node ``node_id`` of the graph under cell ``cell`` is on the page, scrolled into view."""
+        found: list[Any] = [None]
+
+        def inside() -> bool:  # the graph is fitted to its view within a few seconds of showing
+            found[0] = self.page.evaluate(_NODE_POINT_JS, [self.path, cell, node_id])
+            assert found[0] is not None, f"no node {node_id!r} in a graph under cell {cell}"
+            return bool(found[0]["inside"])
+
+        self.wait_for(inside, f"node {node_id!r} to be inside its graph's view", timeout=10,
+                      details=lambda: str(found[0]))
+        self.page.wait_for_timeout(100)  # let the scroll settle, then measure again
+        return self.page.evaluate(_NODE_POINT_JS, [self.path, cell, node_id])
+
+    def click_node(self, cell: int, node_id: str, *, double: bool = False) -> None:
+        """Click (or double-click) node ``node_id`` of the graph under cell ``cell`` with the mouse."""
+        point = self.node_point(cell, node_id)
+        if double:
+            self.page.mouse.dblclick(point["x"], point["y"], delay=60)
+        else:
+            self.page.mouse.click(point["x"], point["y"])
+
+    def graph_fit(self, cell: int) -> dict[str, float] | None:
+        """The graph under cell ``cell``: its view's size, cytoscape's idea of it, and where the
+        drawn elements are within it (rendered pixels)."""
+        return self.page.evaluate(_FIT_JS, [self.path, cell])
 
     def output_types(self, index: int) -> list[list[str]]:
         """The output types of cell ``index``: its mime types for displays and results."""

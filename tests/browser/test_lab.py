@@ -6,7 +6,6 @@ never pixels. Each test leaves a screenshot under ``tests/browser/screenshots/``
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
@@ -49,19 +48,6 @@ AFTER_RUN_CELL = 4  # the `d` after the run
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def _widget_missing() -> bool:
-    """True while the graph widget that displays a DAG is not in the package yet."""
-    return any(
-        importlib.util.find_spec(name) is None for name in ("nbflow.jupyter.graph", "nbflow.jupyter.widgets")
-    )
-
-
-needs_widget = pytest.mark.xfail(
-    _widget_missing(), strict=True,
-    reason="nbflow.jupyter.widgets (the DagGraph widget a DAG displays as) is not written yet",
-)
-
-
 def _in_cell(graphs: list[dict[str, Any]], cell: int) -> list[dict[str, Any]]:
     return [g for g in graphs if g["cell"] == cell]
 
@@ -98,41 +84,175 @@ w""",
     assert graphs[0]["edges"] == 2
 
 
-@needs_widget
 def test_dag_displays_as_graph_with_run_states(lab_page: LabPage) -> None:
     from nbflow.jupyter.graph import style_for
 
     graphs = _run_dag_notebook(lab_page)
-
-    before = _in_cell(graphs, BEFORE_RUN_CELL)
-    assert len(before) == 1, f"cell {BEFORE_RUN_CELL} (`d`) should show one graph: {graphs}"
-    assert len(before[0]["nodes"]) == len(TASKS)
-
-    after = _in_cell(graphs, AFTER_RUN_CELL)
-    assert len(after) == 1, f"cell {AFTER_RUN_CELL} (`d` after the run) should show one graph: {graphs}"
-    nodes = after[0]["nodes"]
-    assert len(nodes) == len(TASKS)
     success = rgb(style_for("success")["background"])
-    for node in nodes:
+    for cell in (BEFORE_RUN_CELL, AFTER_RUN_CELL):
+        shown = _in_cell(graphs, cell)
+        assert len(shown) == 1, f"cell {cell} (`d`) should show one graph: {graphs}"
+        assert sorted(n["id"] for n in shown[0]["nodes"]) == TASKS and shown[0]["edges"] == 4
+    # the graph shown before the run followed it: it is green too, without being displayed again
+    lab_page.wait_for_cytoscapes(
+        lambda found: all(n["state"] == "success" and rgb(n["background"]) == success
+                          for g in _in_cell(found, BEFORE_RUN_CELL) for n in g["nodes"]),
+        f"the graph under cell {BEFORE_RUN_CELL} to turn green as the run succeeded",
+    )
+    for node in _in_cell(graphs, AFTER_RUN_CELL)[0]["nodes"]:
         assert node["state"] == "success", node
         assert rgb(node["background"]) == success, node
+    # fitted to its view once the output area settled: nothing drawn outside it
+    def fitted() -> bool:
+        fit = lab_page.graph_fit(AFTER_RUN_CELL)
+        return bool(fit) and abs(fit["cyWidth"] - fit["width"]) < 2 and fit["x1"] >= 0 and fit["y1"] >= 0 \
+            and fit["x2"] <= fit["width"] + 1 and fit["y2"] <= fit["height"] + 1
+
+    lab_page.wait_for(fitted, "the graph to fit its view", timeout=10,
+                      details=lambda: str(lab_page.graph_fit(AFTER_RUN_CELL)))
+    lab_page.scroll_to_cell(AFTER_RUN_CELL)
+    lab_page.screenshot("after-run")
 
 
-@needs_widget
 def test_clicking_a_node_shows_its_details(lab_page: LabPage) -> None:
-    graphs = _run_dag_notebook(lab_page)
-    graph = _in_cell(graphs, AFTER_RUN_CELL)[0]
-    node = next(n for n in graph["nodes"] if n["id"] == "report" or n["label"] == "report")
+    _run_dag_notebook(lab_page)
     before = lab_page.cell_text(AFTER_RUN_CELL)
 
-    lab_page.click_node(graph["index"], node["id"])
+    lab_page.click_node(AFTER_RUN_CELL, "report")
 
     def details_shown() -> bool:
         text = lab_page.cell_text(AFTER_RUN_CELL)
-        return text != before and "report" in text and "success" in text
+        return "3 rows, total 12" in text and "1 of 1" in text
 
     lab_page.wait_for(
         details_shown, "the details panel of task 'report'", timeout=15,
         details=lambda: f"output text before the click:\n{before}\nafter:\n{lab_page.cell_text(AFTER_RUN_CELL)}",
     )
+    text = lab_page.cell_text(AFTER_RUN_CELL)
+    assert "state\tsuccess" in text.replace(" ", "\t") or "success" in text
+    assert "UTC" in text  # times name their zone
     lab_page.screenshot("details")
+
+
+LIVE_CELLS = [
+    "import os, threading, time\nfrom nbflow import DAG, task",
+    """\
+with DAG("browser_live", schedule=None) as live:
+    @task
+    def wait_for_gate():
+        while not os.path.exists("gate"):
+            time.sleep(0.05)
+        return 1
+
+    @task
+    def after(x):
+        return x + 1
+
+    after(wait_for_gate())""",
+    "live",
+    "runner = threading.Thread(target=live.test, daemon=True)\nrunner.start()",
+]
+
+
+def test_a_graph_under_a_cell_changes_while_its_run_goes(lab_page: LabPage) -> None:
+    from nbflow.jupyter.graph import style_for
+
+    lab_page.run_notebook(LIVE_CELLS)
+
+    def states(found: list[dict[str, Any]]) -> dict[str, str]:
+        graphs = _in_cell(found, 2)
+        return {n["id"]: n["state"] for n in graphs[0]["nodes"]} if graphs else {}
+
+    running = lab_page.wait_for_cytoscapes(
+        lambda found: states(found).get("wait_for_gate") == "running", "the first task to show running")
+    node = next(n for n in _in_cell(running, 2)[0]["nodes"] if n["id"] == "wait_for_gate")
+    assert rgb(node["background"]) == rgb(style_for("running")["background"])
+    assert states(running)["after"] in ("none", "no_status")
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("running")
+    (lab_page.lab.root_dir / "gate").write_text("go")
+    lab_page.wait_for_cytoscapes(
+        lambda found: set(states(found).values()) == {"success"}, "both tasks to turn green", timeout=30)
+
+
+BIG_CELLS = [
+    "from nbflow import DAG, TaskGroup\nfrom nbflow.operators import EmptyOperator",
+    """\
+with DAG("browser_big", schedule=None) as big:
+    first = EmptyOperator(task_id="first")
+    for g in range(8):
+        with TaskGroup(f"region{g}") as group:
+            for i in range(250):
+                EmptyOperator(task_id=f"shard_{i}")
+        first >> group
+assert len(big.task_dict) == 2001""",
+    "import time\nstarted = time.perf_counter()\nbig",
+    "run = big.test(executor='inline')\nassert run.state == 'success'",
+]
+
+
+def test_a_2000_task_dag_shows_folded_and_a_double_click_opens_a_fold(lab_page: LabPage) -> None:
+    from nbflow.jupyter.graph import style_for
+
+    path = lab_page.write_notebook(BIG_CELLS)
+    lab_page.open_notebook(path)
+    lab_page.run_all(timeout=120)
+    success = rgb(style_for("success")["background"])
+    graphs = lab_page.wait_for_cytoscapes(
+        lambda found: any(g["nodes"] and all(n["state"] == "success" for n in g["nodes"]) for g in _in_cell(found, 2)),
+        "the big graph, all green after the run", timeout=60,
+    )
+    graph = _in_cell(graphs, 2)[0]
+    assert 1 < len(graph["nodes"]) + graph["edges"] <= 400, graph
+    assert all(rgb(n["background"]) == success for n in graph["nodes"])
+    folded = [n for n in graph["nodes"] if "×" in (n["label"] or "")]
+    assert folded, [n["label"] for n in graph["nodes"]]
+    before = len(graph["nodes"])
+    lab_page.click_node(2, folded[0]["id"], double=True)
+    opened = lab_page.wait_for_cytoscapes(
+        lambda found: any(len(g["nodes"]) > before for g in _in_cell(found, 2)),
+        "more nodes after opening a folded node", timeout=30,
+    )
+    graph = _in_cell(opened, 2)[0]
+    assert len(graph["nodes"]) + graph["edges"] <= 400
+    assert all(n["state"] == "success" for n in graph["nodes"]), "the opened nodes keep the run's states"
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("opened")
+
+
+DASHBOARD_CELLS = [
+    "%load_ext nbflow",
+    """\
+%%dag browser_board --schedule "0 6 * * *" --timezone Europe/Paris --start 2024-01-01 --tags demo
+from nbflow import task
+
+@task
+def one():
+    return 1
+
+one()""",
+    "browser_board.test()",
+    "%nbflow dashboard",
+]
+
+
+def test_the_dashboard_lists_dags_and_opens_a_graph(lab_page: LabPage) -> None:
+    path = lab_page.write_notebook(DASHBOARD_CELLS)
+    lab_page.open_notebook(path)
+    lab_page.run_all(timeout=90)
+
+    def listed() -> bool:
+        text = lab_page.cell_text(3)
+        return "browser_board" in text and "demo" in text
+
+    lab_page.wait_for(listed, "the dashboard to list browser_board", timeout=20,
+                      details=lambda: lab_page.cell_text(3))
+    text = lab_page.cell_text(3)
+    assert "demo" in text and "success" in text
+    lab_page.page.locator(".jp-Cell").nth(3).get_by_role("button", name="browser_board").click()
+    lab_page.wait_for_cytoscapes(
+        lambda found: any(g["nodes"] and g["nodes"][0]["id"] == "one" for g in _in_cell(found, 3)),
+        "the DAG's graph under the dashboard", timeout=20,
+    )
+    lab_page.scroll_to_cell(3)
+    lab_page.screenshot("dashboard")
