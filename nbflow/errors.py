@@ -24,6 +24,8 @@ The tree::
     │   └── RunNotFoundError
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
     ├── InvalidRequestError              a control (backfill, clear, mark, pools) got values it cannot use
+    ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
+    ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
     ├── OutputError                      a task's return value cannot be kept
     │   ├── OutputNotSerializableError
@@ -228,6 +230,33 @@ class InvalidRequestError(NbflowError):
     def __init__(self, message: str, dag_id: str | None = None) -> None:
         self.dag_id = dag_id
         super().__init__(_where(dag_id) + message)
+
+
+class DagFileConflictError(NbflowError):
+    """Writing the DAG file ``path`` would destroy someone's work: the file exists and nbflow did not
+    write it (``other`` is None), or the DAG id is already defined in the file ``other``. Nothing
+    was written."""
+
+    def __init__(self, path: str, dag_id: str, other: str | None = None) -> None:
+        self.path, self.dag_id, self.other = str(path), dag_id, other
+        if other is None:
+            message = (f"{path} exists and nbflow did not write it; pick another DAG id or move that file "
+                       "(a file nbflow generated starts with a comment saying so, and only such a file is rewritten)")
+        else:
+            message = f"DAG id '{dag_id}' is already defined in {other}; pick another DAG id"
+        super().__init__(message)
+
+
+class PathNotAllowedError(NbflowError):
+    """A path (a task's log or artifact as the store names it, or a notebook a client asked for)
+    that resolves outside ``roots``, the folders nbflow may read files from. Nothing was read."""
+
+    def __init__(self, path: str, roots: list[str], what: str = "file") -> None:
+        self.path, self.roots, self.what = str(path), [str(r) for r in roots], what
+        super().__init__(
+            f"refusing to read the {what} {path}: it is outside {' and '.join(self.roots)}. Only files "
+            "under these folders are served; move the file there or open it another way."
+        )
 
 
 class TemplateError(NbflowError):

@@ -50,6 +50,9 @@ class Settings:
     poll_interval: float = 1.0
     #: seconds between re-reads of the DAG files in dags_folder
     dag_reload_interval: float = 30.0
+    #: whether a Jupyter server with nbflow's extension also runs a scheduler (its default for
+    #: ``--NbflowApp.run_scheduler``), so that a lone JupyterLab keeps the schedules without a daemon
+    server_scheduler: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,8 +81,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(data.get("nbflow", data))
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
 def _coerce(key: str, value: Any) -> Any:
     kind = _FIELDS[key].type
+    if kind == "bool":
+        # TOML gives a real bool; an environment variable gives text such as "1" or "false"
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(key, value, "expected true or false (1 or 0)")
     try:
         if kind in ("int",):
             return int(value)

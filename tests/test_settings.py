@@ -37,3 +37,16 @@ def test_bad_values_name_the_setting_and_the_variable(tmp_path: Path) -> None:
     (tmp_path / "nbflow.toml").write_text("executor = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+
+
+def test_server_scheduler_is_a_boolean_from_toml_or_environment(tmp_path: Path) -> None:
+    assert load_settings(env={"NBFLOW_HOME": str(tmp_path)}).server_scheduler is False
+    (tmp_path / "nbflow.toml").write_text("server_scheduler = true\n")
+    assert load_settings(env={"NBFLOW_HOME": str(tmp_path)}).server_scheduler is True
+    env = {"NBFLOW_HOME": str(tmp_path), "NBFLOW_SERVER_SCHEDULER": "0"}
+    assert load_settings(env=env).server_scheduler is False
+    env["NBFLOW_SERVER_SCHEDULER"] = "yes"
+    assert load_settings(env=env).server_scheduler is True
+    env["NBFLOW_SERVER_SCHEDULER"] = "sometimes"
+    with pytest.raises(ConfigError, match="server_scheduler.*NBFLOW_SERVER_SCHEDULER"):
+        load_settings(env=env)

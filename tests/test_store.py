@@ -260,6 +260,30 @@ def test_events_newest_first(store: Store) -> None:
         store.add_events([{"dag_id": "a"}])
 
 
+def test_events_after_an_id_oldest_first_by_kind_and_up_to_a_bound(store: Store) -> None:
+    assert store.last_event_id() == 0 and store.events_after(0) == []
+    store.add_events([{"kind": "run_success", "dag_id": "a"}, {"kind": "run_failed", "dag_id": "b"}])
+    first = store.last_event_id()
+    store.add_events([{"kind": "run_failed", "dag_id": "c"}, {"kind": "task_marked", "dag_id": "c"}])
+    last = store.last_event_id()
+    assert last == first + 2
+    assert [e["dag_id"] for e in store.events_after(0)] == ["a", "b", "c", "c"]
+    assert [e["dag_id"] for e in store.events_after(first)] == ["c", "c"]
+    assert [e["dag_id"] for e in store.events_after(0, kinds=["run_failed"])] == ["b", "c"]
+    assert [e["dag_id"] for e in store.events_after(0, through=first)] == ["a", "b"]
+    assert [e["kind"] for e in store.events_after(0, limit=1)] == ["run_success"]
+    assert store.events_after(last) == []
+
+
+def test_run_counts_per_dag_and_state(store: Store) -> None:
+    make_run(store, "etl", "r1")
+    make_run(store, "etl", "r2")
+    make_run(store, "other", "r1")
+    store.update_run(store.get_run("etl", "r2")["id"], state="failed")
+    counts = store.run_counts()
+    assert counts["etl"] == {"queued": 1, "failed": 1} and counts["other"] == {"queued": 1}
+
+
 def test_datetimes_are_aware_utc_and_naive_ones_are_refused(store: Store) -> None:
     seoul_time = datetime(2024, 3, 1, 15, 0, 0, 123456, tzinfo=SEOUL)
     store.upsert_dag("tz", next_run_at=seoul_time)

@@ -524,6 +524,24 @@ class Store:
         with read_connection(self._engine, self.url) as conn:
             return _rows(conn.execute(query))
 
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none): where a reader that wants only what
+        happens from now on starts."""
+        with read_connection(self._engine, self.url) as conn:
+            return int(conn.execute(select(func.max(_event.c.id))).scalar() or 0)
+
+    def events_after(
+        self, after: int, *, through: int | None = None, kinds: Iterable[str] | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Events with ``after < id <= through`` (oldest first), of ``kinds`` if given: what a
+        poller has not seen yet. Ids only grow, so the last id read is the next ``after``."""
+        query = select(_event).where(_event.c.id > int(after)).order_by(_event.c.id).limit(int(limit))
+        if through is not None:
+            query = query.where(_event.c.id <= int(through))
+        if kinds is not None:
+            query = query.where(_event.c.kind.in_([str(kind) for kind in kinds]))
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
 
     # -- scheduler hosts ------------------------------------------------------------------------
 
@@ -619,6 +637,17 @@ class Store:
             return conn.execute(
                 select(func.max(_run.c.logical_date)).where(_run.c.dag_id == dag_id, _run.c.run_type.in_(list(run_types)))
             ).scalar()
+
+    def run_counts(self) -> dict[str, dict[str, int]]:
+        """How many runs each DAG has in each state, in one query (``{dag_id: {state: n}}``)."""
+        with read_connection(self._engine, self.url) as conn:
+            rows = conn.execute(
+                select(_run.c.dag_id, _run.c.state, func.count()).group_by(_run.c.dag_id, _run.c.state)
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for dag_id, state, n in rows:
+            counts.setdefault(dag_id, {})[state] = int(n)
+        return counts
 
     def count_active_runs(self) -> dict[str, int]:
         """Runs queued or running, per DAG."""
