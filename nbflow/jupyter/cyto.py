@@ -8,9 +8,9 @@ Cost model (measured with ipycytoscape 1.3, counting the comm messages a kernel 
   graph's adjacency dict is re-sent after every node). Here each element is created with its data,
   position and classes in its constructor (they go out with its ``comm_open``) and the lists are
   handed to the graph inside one ``hold_sync``: N + 3 messages for a whole build.
-* Redrawing after the view changes (a group opened, a folded node expanded) keeps every element
-  whose id is still drawn and sends only what changed about it (its position, its data); new
-  elements are created as above, gone ones are closed.
+* Redrawing after the view changes (a group opened, a folded node expanded) empties the graph in
+  one message, closes the old elements and builds the new ones as above (see :meth:`Elements.sync`
+  for why nothing is kept).
 * A state change is a change of one element's ``data``: one message per changed element, because
   ipycytoscape has no message that updates several. :class:`Elements` sends nothing for an element
   whose data did not change; the caller coalesces changes (see ``StateBatcher``).
@@ -31,7 +31,7 @@ from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, nod
 GRAPH_HEIGHT = "440px"
 #: the view's height follows the drawing's shape within these bounds (pixels); its width is what
 #: the output area gives, about this much beside the details panel
-MIN_HEIGHT, MAX_HEIGHT, TYPICAL_WIDTH = 260, 720, 580
+MIN_HEIGHT, MAX_HEIGHT, TYPICAL_WIDTH = 260, 720, 620
 #: fitting a small DAG never blows its nodes up past this
 MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
@@ -45,7 +45,7 @@ def cytoscape_style() -> list[dict[str, Any]]:
         {"selector": "node", "style": {
             "label": "data(label)", "width": "data(width)", "height": "data(height)",
             "text-valign": "center", "text-halign": "center", "text-wrap": "ellipsis", "text-max-width": "140px",
-            "font-size": 11, "border-width": 2, "background-color": base["background"],
+            "font-size": 13, "border-width": 2, "background-color": base["background"],
             "border-color": base["border"], "color": base["text"],
         }},
     ]
@@ -62,6 +62,8 @@ def cytoscape_style() -> list[dict[str, Any]]:
             "text-valign": "top", "text-halign": "center", "color": "#333333", "padding": "12px", "shape": "round-rectangle"}},
         {"selector": f"node.{SELECTED}", "style": {
             "overlay-color": "#1e6fd9", "overlay-opacity": 0.3, "overlay-padding": 6, "border-color": "#1e6fd9"}},
+        {"selector": f"node.{SELECTED}[?is_compound]", "style": {
+            "overlay-opacity": 0, "border-color": "#1e6fd9", "border-width": 3, "border-style": "solid"}},
         {"selector": "edge", "style": {
             "curve-style": "bezier", "width": 1.5, "line-color": "#9a9a9a", "target-arrow-color": "#9a9a9a",
             "target-arrow-shape": "triangle", "arrow-scale": 1.1}},
@@ -115,7 +117,7 @@ class Elements:
         self.view = ipycytoscape.CytoscapeWidget(
             cytoscape_layout={"name": "preset", "fit": True, "padding": 24},
             cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=MAX_ZOOM,
-            layout=layout or w.Layout(width="60%", height=GRAPH_HEIGHT),
+            layout=layout or w.Layout(width="64%", height=GRAPH_HEIGHT),
         )
         self.nodes: dict[str, ipycytoscape.Node] = {}
         self.edges: dict[str, ipycytoscape.Edge] = {}
@@ -123,49 +125,41 @@ class Elements:
         self._nudge = False
 
     def sync(self, model: GraphModel, states: Mapping[str, Any]) -> None:
-        """Draw ``model`` with the looks of ``states``: keep, update, create and close elements so
-        that exactly the model's elements are drawn (see the module doc for the cost)."""
+        """Draw ``model`` with the looks of ``states``, replacing whatever was drawn.
+
+        The browser side of ipycytoscape cannot take a changed list of elements in one step: it
+        re-adds the elements after the first difference before it has removed the old ones, and
+        loses the ones whose ids are drawn both times. So a redraw first empties the graph (one
+        message, handled completely before the next one), then adds fresh elements."""
+        graph = self.view.graph
+        old = [*self.nodes.values(), *self.edges.values()]
+        if old:
+            with graph.hold_sync():
+                graph.nodes = []
+                graph.edges = []
+                graph._adj = {}
+            for element in old:
+                element.close()
         counts = model.state_counts(states)
-        wanted_nodes: dict[str, ipycytoscape.Node] = {}
-        fresh: list[Any] = []
+        nodes: dict[str, ipycytoscape.Node] = {}
         for node in model.nodes:
             look = model.node_style(node, states)
             folded = node["is_aggregate"] or node["is_group"]
-            data = node_data(model, node, look, counts[node["id"]] if folded else None)
             x, y = node["position"]
-            position = {"x": x, "y": y}
-            element = self.nodes.get(node["id"])
-            if element is None:
-                element = ipycytoscape.Node(data=data, position=position, grabbable=True)
-                fresh.append(element)
-            else:
-                if element.data != data:
-                    element.data = data
-                if element.position != position:
-                    element.position = position
-            wanted_nodes[node["id"]] = element
-        wanted_edges: dict[str, ipycytoscape.Edge] = {}
-        for edge in model.edges:
-            element_edge = self.edges.get(edge["id"])
-            if element_edge is None or element_edge.data != dict(edge):
-                element_edge = ipycytoscape.Edge(data=dict(edge), classes="directed")
-                fresh.append(element_edge)
-            wanted_edges[edge["id"]] = element_edge
-        gone = [e for i, e in self.nodes.items() if wanted_nodes.get(i) is not e]
-        gone += [e for i, e in self.edges.items() if wanted_edges.get(i) is not e]
+            nodes[node["id"]] = ipycytoscape.Node(
+                data=node_data(model, node, look, counts[node["id"]] if folded else None),
+                position={"x": x, "y": y}, grabbable=True)
+        edges = {edge["id"]: ipycytoscape.Edge(data=dict(edge), classes="directed") for edge in model.edges}
         # ipycytoscape's own bookkeeping of which edges exist (the browser does not read it)
-        adjacency: dict[str, dict[str, int]] = {nid: {} for nid in wanted_nodes}
+        adjacency: dict[str, dict[str, int]] = {nid: {} for nid in nodes}
         for edge in model.edges:
             adjacency[edge["source"]][edge["target"]] = 1
-        graph = self.view.graph
-        with graph.hold_sync():
-            graph.nodes = list(wanted_nodes.values())
-            graph.edges = list(wanted_edges.values())
-            graph._adj = adjacency
-        self.nodes, self.edges = wanted_nodes, wanted_edges
-        for element in gone:
-            element.close()
         self.height = fitting_height(model)
+        with graph.hold_sync():
+            graph.nodes = list(nodes.values())
+            graph.edges = list(edges.values())
+            graph._adj = adjacency
+        self.nodes, self.edges = nodes, edges
         self.view.layout.height = f"{self.height}px"
 
     def update(self, model: GraphModel, node_ids: Iterable[str], states: Mapping[str, Any]) -> int:

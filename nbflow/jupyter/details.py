@@ -199,7 +199,9 @@ class DetailsPanel(w.VBox):
         self.last_info: dict[str, Any] = {}
         self.report_button.on_click(lambda _: self.show_report())
         self.notebook_button.on_click(lambda _: self.show_notebook())
-        kwargs.setdefault("layout", w.Layout(width="40%", max_height="460px", overflow="auto", padding="4px"))
+        # A fixed height: a panel that grew with its content would move the graph under the mouse
+        # between the two clicks of a double click.
+        kwargs.setdefault("layout", w.Layout(width="36%", height="440px", overflow="auto", padding="4px"))
         super().__init__(children=[self.body, w.HBox([self.report_button, self.notebook_button]), self.report],
                          **kwargs)
 

@@ -87,6 +87,10 @@ DEFAULT_SIZE: tuple[float, float] = (150.0, 40.0)
 #: lose elements at a few hundred; a graph stays readable in a notebook cell well below that.
 MAX_ELEMENTS = 200
 
+#: An opened node too big to show task by task shows at most this many parts: enough to see its
+#: shape, few enough to read; each part opens in turn.
+OPENED_PARTS = 24
+
 X_SPACING = 180.0
 Y_SPACING = 100.0
 
@@ -171,7 +175,7 @@ def layered_layout(
     x_spacing: float = X_SPACING,
     y_spacing: float = Y_SPACING,
     clusters: Mapping[str, str] | None = None,
-    max_row: int = 8,
+    max_row: int = 5,
 ) -> dict[str, tuple[float, float]]:
     """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
     layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
@@ -226,8 +230,15 @@ def layered_layout(
     y = 0.0
     sub = y_spacing * 0.55
     for row in layers:
-        for start in range(0, len(row), max_row):
-            chunk = row[start:start + max_row]
+        # each group's share of the layer wraps on rows of its own, so that its box holds only it
+        runs: list[list[int]] = []
+        for i in row:
+            if runs and cluster_of[runs[-1][-1]] == cluster_of[i]:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        chunks = [run[k:k + max_row] for run in runs for k in range(0, len(run), max_row)] if len(row) > max_row else [row]
+        for chunk in chunks:
             middle = (len(chunk) - 1) / 2
             for k, i in enumerate(chunk):
                 out[names[i]] = ((k - middle) * x_spacing, y)
@@ -465,7 +476,7 @@ class GraphModel:
             cls._chunk(d, node_of, boxes, tasks, max_elements, most=share)
         cls._fold(d, node_of, boxes, groups_opened, keep | protected, max_elements)
         for tasks in sorted(sets, key=len, reverse=True):
-            cls._chunk(d, node_of, boxes, tasks, max_elements)
+            cls._chunk(d, node_of, boxes, tasks, max_elements, most=OPENED_PARTS)
         return cls._build(d, node_of, boxes)
 
     @classmethod

@@ -40,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: seconds after a display at which the browser is asked to fit the graph again: the view's final
 #: size is known only once the output area has settled, and ipycytoscape fits only once, at once
-REFIT_AFTER = (0.4, 1.2, 3.0)
+REFIT_AFTER = (0.3, 0.8, 1.5)
 #: two clicks on one node within this many seconds are a double click (which expands it)
 DOUBLE_CLICK = 0.45
 ACTIVE_TASK_STATES = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule")
@@ -99,6 +99,7 @@ class DagGraph(w.VBox):
         self._batcher = StateBatcher(self._apply, rate=rate)
         self._runner: threading.Thread | None = None
         self.details = DetailsPanel()
+        self.details.layout.height = f"{self.elements.height}px"
         self.legend = w.HTML(legend_html())
         self.toolbar = GraphToolbar(self)
         kwargs.setdefault("layout", w.Layout(width="100%"))
@@ -190,6 +191,7 @@ class DagGraph(w.VBox):
         with self._lock:
             self.model = model
             self.elements.sync(model, self._states)
+        self.details.layout.height = f"{self.elements.height}px"
         node = self.selected_node
         if node is not None and node not in self.elements.nodes:
             node = model.node_of(self.selected_task) if self.selected_task else None

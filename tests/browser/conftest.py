@@ -465,8 +465,13 @@ class LabPage:
 
         self.wait_for(inside, f"node {node_id!r} to be inside its graph's view", timeout=10,
                       details=lambda: str(found[0]))
-        self.page.wait_for_timeout(100)  # let the scroll settle, then measure again
-        return self.page.evaluate(_NODE_POINT_JS, [self.path, cell, node_id])
+        # The view fits itself again during its first seconds: click once it has stopped moving.
+        while True:
+            self.page.wait_for_timeout(900)
+            again = self.page.evaluate(_NODE_POINT_JS, [self.path, cell, node_id])
+            if again == found[0]:
+                return again
+            found[0] = again
 
     def click_node(self, cell: int, node_id: str, *, double: bool = False) -> None:
         """Click (or double-click) node ``node_id`` of the graph under cell ``cell`` with the mouse."""
