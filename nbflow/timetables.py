@@ -56,6 +56,7 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nbflow.cron import PRESETS, first_reading, offset_at, parse_cron
+from nbflow.cronwords import describe_cron, describe_schedule
 from nbflow.errors import InvalidDateError, ScheduleError, TimezoneError
 
 __all__ = [
@@ -230,6 +231,11 @@ class Timetable(abc.ABC):
     def previous_before(self, at: datetime) -> datetime | None:
         """The last scheduled time strictly before ``at``; ``None`` when there is none."""
 
+    @property
+    def summary(self) -> str:
+        """The schedule in plain English (:mod:`nbflow.cronwords`); an unknown kind shows its description."""
+        return self.description
+
     def latest_at_or_before(self, at: datetime) -> datetime | None:
         """The most recent scheduled time, ``at`` itself included: what a run without catchup uses."""
         return self.previous_before(_to_utc(at, self.tz) + _TICK)
@@ -271,6 +277,10 @@ class CronTimetable(Timetable):
         self.elapsed_time = self._cron.steps_hours
         self.description = f"{self.expression} ({timezone_name(tz)})"
 
+    @property
+    def summary(self) -> str:
+        return f"{describe_cron(self.expression)} ({timezone_name(self.tz)})"
+
     def _key(self) -> tuple[Any, ...]:
         return (self.cron, timezone_name(self.tz))
 
@@ -301,6 +311,10 @@ class DeltaTimetable(Timetable):
         self.anchor = _to_utc(anchor, tz).astimezone(tz)
         self.description = f"every {delta}"
 
+    @property
+    def summary(self) -> str:
+        return describe_schedule(self.delta)
+
     def _key(self) -> tuple[Any, ...]:
         return (self.delta, self.anchor.astimezone(UTC), timezone_name(self.tz))
 
@@ -329,6 +343,10 @@ class OnceTimetable(Timetable):
         self.start_date = _to_utc(start_date, tz).astimezone(tz) if start_date is not None else None
         self.description = "@once"
 
+    @property
+    def summary(self) -> str:
+        return describe_schedule("@once")
+
     def _key(self) -> tuple[Any, ...]:
         return (self.start_date.astimezone(UTC) if self.start_date else None,)
 
@@ -349,6 +367,10 @@ class NullTimetable(Timetable):
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
         self.description = "manual"
+
+    @property
+    def summary(self) -> str:
+        return describe_schedule(None)
 
     def next_after(self, after: datetime) -> datetime | None:
         return None
