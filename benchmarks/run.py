@@ -3,6 +3,7 @@
     python benchmarks/run.py            # everything, a few minutes on 2 cores
     python benchmarks/run.py --quick    # smaller sizes, for a smoke check
     python benchmarks/run.py --scheduling [--quick]   # the scheduling benchmarks instead (scheduling.py)
+    python benchmarks/run.py --graph [--quick]        # the graph view in JupyterLab and Chromium (graph.py)
 
 Each measurement runs in a fresh process with its own NBFLOW_HOME and SQLite store, so peak RSS is
 the scenario's own. "per task" is wall time divided by the number of tasks; "marginal" is the slope
@@ -172,6 +173,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--scheduling", action="store_true",
                         help="run the scheduling benchmarks (benchmarks/scheduling.py) instead")
+    parser.add_argument("--graph", action="store_true",
+                        help="run the graph view benchmarks in JupyterLab and Chromium (benchmarks/graph.py) instead")
     parser.add_argument("--one", nargs=3, metavar=("SHAPE", "SIZE", "EXECUTOR"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -186,6 +189,9 @@ def main() -> None:
         import scheduling
 
         scheduling.main(["--quick"] if args.quick else [])
+        return
+    if args.graph:
+        subprocess.run([sys.executable, str(HERE / "graph.py"), *(["--quick"] if args.quick else [])], check=True)
         return
 
     wide = 2_000 if args.quick else 10_000

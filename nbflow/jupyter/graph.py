@@ -594,9 +594,12 @@ class GraphModel:
         consecutive layers. Each step takes the fewest, biggest folds that fit, so structure is
         lost only as far as the limit demands."""
         for _ in range(3):
+            before = len(set(node_of.values()))
             for finder in (cls._sibling_folds, cls._chain_folds):
                 if not cls._fold_step(d, node_of, boxes, opened, keep, limit, finder):
                     return
+            if len(set(node_of.values())) == before:
+                break  # a round that folded nothing: another would not either
         for finder in (cls._stem_folds, cls._layer_folds):
             if not cls._fold_step(d, node_of, boxes, opened, keep, limit, finder):
                 return

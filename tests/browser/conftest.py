@@ -421,6 +421,45 @@ class LabPage:
                 )
         return state
 
+    def run_cells(self, first: int, last: int, timeout: float = 90) -> None:
+        """Run cells ``first`` to ``last`` (indexes, inclusive) one by one; fail on an error output."""
+        for index in range(first, last + 1):
+            self.page.evaluate(
+                f"""async ([path, index]) => {{
+                    const panel = ({_PANEL_JS})(path);
+                    window.jupyterapp.shell.activateById(panel.id);
+                    panel.content.activeCellIndex = index;
+                    await window.jupyterapp.commands.execute('notebook:run-cell');
+                }}""",
+                [self.path, index],
+            )
+
+            def ran() -> bool:
+                state = self.notebook_state()
+                cell = state["cells"][index]
+                return bool(cell["errors"]) or (state["kernel"] == "idle" and cell["count"] is not None)
+
+            self.wait_for(ran, f"cell {index} to run", timeout=timeout)
+            errors = self.notebook_state()["cells"][index]["errors"]
+            if errors:
+                pytest.fail(f"cell {index} raised {errors[0]['ename']}: {errors[0]['evalue']}", pytrace=False)
+
+    def kernel_json(self, expression: str) -> Any:
+        """The value of ``expression`` in the notebook's kernel, through JSON (outside any cell)."""
+        text = self.page.evaluate(
+            f"""async ([path, code]) => {{
+                const panel = ({_PANEL_JS})(path);
+                const kernel = panel.sessionContext.session.kernel;
+                let out = '';
+                const future = kernel.requestExecute({{code, silent: false, store_history: false}});
+                future.onIOPub = msg => {{ if (msg.header.msg_type === 'stream') out += msg.content.text; }};
+                await future.done;
+                return out;
+            }}""",
+            [self.path, f"import json as _json; print(_json.dumps({expression}))"],
+        )
+        return json.loads(text)
+
     def run_notebook(self, cells: list[str], timeout: float = 90) -> str:
         """Write, open and run a notebook of ``cells``; return its path."""
         path = self.write_notebook(cells)
