@@ -57,6 +57,13 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension: the REST API for JupyterLab (and, if asked, a scheduler host)."""
+    from nbflow.jupyter.server.app import NbflowApp
+
+    return [{"module": "nbflow.jupyter.server.app", "app": NbflowApp}]
+
+
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         import importlib

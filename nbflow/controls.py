@@ -300,8 +300,9 @@ def trigger(
 def live_schedulers(store: Store | None = None, *, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The scheduler hosts that will pick up a queued run: running, heartbeating within
     ``host_stale_after``, and (on this machine) with their process still there. A backfill's host
-    drives only its own runs, so it does not count."""
-    from nbflow.scheduler import pid_alive
+    (or any host of :data:`~nbflow.scheduler.OWN_RUNS_ONLY_KINDS`) drives only its own runs, so it
+    does not count."""
+    from nbflow.scheduler import OWN_RUNS_ONLY_KINDS, pid_alive
     from nbflow.settings import get_settings
 
     settings = settings or get_settings()
@@ -311,7 +312,7 @@ def live_schedulers(store: Store | None = None, *, settings: Settings | None = N
         hosts = s.list_hosts(state="running")
     return [
         host for host in hosts
-        if host["kind"] != "backfill" and host["heartbeat_at"] is not None
+        if host["kind"] not in OWN_RUNS_ONLY_KINDS and host["heartbeat_at"] is not None
         and (now - host["heartbeat_at"]).total_seconds() < settings.host_stale_after
         and (host["hostname"] != hostname or pid_alive(host["pid"]))
     ]

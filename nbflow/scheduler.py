@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
 DRIVEN_RUN_TYPES = ("scheduled", "manual")
+#: kinds of host that drive only the runs they were started for (a backfill; one manual run started
+#: by the Jupyter server when no scheduler was alive): they never pick up a run queued by others
+OWN_RUNS_ONLY_KINDS = ("backfill", "server-run")
 _UNKNOWN = object()
 
 

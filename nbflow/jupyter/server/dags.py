@@ -1,0 +1,199 @@
+"""``dags``: the list, one DAG, pausing, next run times, the graph laid out, the grid of runs.
+
+The store answers for every DAG; the DAG object (loaded from its file by the catalog) adds what only
+it knows: the schedule as written and when it runs next. A DAG whose file cannot be loaded (defined
+in a kernel, or its file is broken) is still shown from its stored definition.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from nbflow.errors import DagNotFoundError, InvalidRequestError, NbflowError
+from nbflow.jupyter.server import serialize as out
+from nbflow.jupyter.server.base import NbflowHandler
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.jupyter.server.services import Services
+
+#: the style keys of a state that the API hands out (see nbflow.jupyter.graph.STATE_STYLES)
+STYLE_KEYS = ("background", "border", "text", "label")
+
+
+def find_row(services: Services, dag_id: str) -> dict[str, Any]:
+    """The store's row of ``dag_id``; the folder is read again first if the store does not know it
+    (a file added a moment ago)."""
+    store = services.store
+    row = store.get_dag(dag_id)
+    if row is None:
+        services.catalog.scan()
+        row = store.get_dag(dag_id)
+    if row is None:
+        raise DagNotFoundError(dag_id, [r["dag_id"] for r in store.list_dags()])
+    return row
+
+
+def zone_of(dag: DAG | None, row: dict[str, Any]) -> tzinfo:
+    from nbflow.timetables import resolve_timezone
+
+    if dag is not None:
+        return dag.timezone
+    try:
+        return resolve_timezone(row.get("timezone") or "UTC")
+    except NbflowError:
+        return resolve_timezone("UTC")
+
+
+def upcoming(dag: DAG | None, row: dict[str, Any], n: int) -> list[datetime]:
+    """The next ``n`` scheduled times: from the DAG object, else rebuilt from the stored schedule and
+    dates (cron and presets; nothing for schedules that only the DAG file can rebuild)."""
+    if n <= 0:
+        return []
+    if dag is not None:
+        return dag.next_runs(n)
+    from nbflow.timetables import make_timetable, next_runs, parse_date
+
+    schedule = out.raw_schedule(None, row)
+    definition = row.get("definition") or {}
+    if schedule is None:
+        return []
+    try:
+        zone = zone_of(None, row)
+        start = parse_date(definition["start_date"], zone) if definition.get("start_date") else None
+        end = parse_date(definition["end_date"], zone) if definition.get("end_date") else None
+        timetable = make_timetable(schedule, zone, start)
+        return next_runs(timetable, n, start_date=start, end_date=end)
+    except NbflowError:
+        return []
+
+
+def summary(services: Services, row: dict[str, Any], dag: DAG | None,
+            counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    store = services.store
+    runs = store.list_runs(row["dag_id"], limit=out.RECENT_RUNS)
+    counts = store.run_counts() if counts is None else counts
+    following = upcoming(dag, row, 1)
+    return out.dag_summary(row, dag, runs, counts.get(row["dag_id"], {}), following[0] if following else None)
+
+
+def list_dags(services: Services) -> dict[str, Any]:
+    catalog, store = services.catalog, services.store
+    catalog.scan()
+    counts = store.run_counts()
+    dags = [summary(services, row, catalog.get(row), counts) for row in store.list_dags()]
+    return {"dags": dags, "import_errors": [out.import_error(e) for e in store.list_import_errors()]}
+
+
+def dag_detail(services: Services, dag_id: str) -> dict[str, Any]:
+    row = find_row(services, dag_id)
+    dag = services.catalog.get(row)
+    result = summary(services, row, dag)
+    result["tasks"] = out.tasks_of(dag.describe() if dag is not None else row.get("definition") or {})
+    result["next_runs"], result["next_runs_local"] = out.times(upcoming(dag, row, 5), zone_of(dag, row))
+    return result
+
+
+def set_paused(services: Services, dag_id: str, paused: bool) -> dict[str, Any]:
+    from nbflow import controls
+
+    row = find_row(services, dag_id)
+    (controls.pause if paused else controls.unpause)(dag_id, store=services.store)
+    row = find_row(services, dag_id)
+    return summary(services, row, services.catalog.get(row))
+
+
+def next_times(services: Services, dag_id: str, n: int) -> dict[str, Any]:
+    from nbflow.timetables import timezone_name
+
+    row = find_row(services, dag_id)
+    dag = services.catalog.get(row)
+    zone = zone_of(dag, row)
+    utc, local = out.times(upcoming(dag, row, n), zone)
+    return {"timezone": timezone_name(zone), "next_runs": utc, "next_runs_local": local}
+
+
+def graph(services: Services, dag_id: str) -> dict[str, Any]:
+    """The whole graph, laid out here: every task a node, nothing folded, so that a browser view
+    only draws (laying out thousands of nodes in the browser takes seconds)."""
+    from nbflow.jupyter.graph import STATE_STYLES, GraphModel, kind_shape, node_size
+
+    row = find_row(services, dag_id)
+    dag = services.catalog.get(row)
+    model = GraphModel.from_dag(dag if dag is not None else row.get("definition") or {"dag_id": dag_id},
+                                max_elements=sys.maxsize)
+    nodes = []
+    for node in model.nodes:
+        width, height = node_size(node["kind"])
+        x, y = node["position"]
+        nodes.append({"id": node["id"], "label": node["label"], "kind": node["kind"], "shape": kind_shape(node["kind"]),
+                      "parent": node["parent"], "x": x, "y": y, "width": width, "height": height,
+                      "is_group": bool(node["is_group"])})
+    edges = [{"id": e["id"], "source": e["source"], "target": e["target"]} for e in model.edges]
+    styles = {state: {key: style[key] for key in STYLE_KEYS} for state, style in STATE_STYLES.items()}
+    return {"dag_id": dag_id, "nodes": nodes, "edges": edges, "styles": styles}
+
+
+def grid(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
+    store = services.store
+    row = find_row(services, dag_id)
+    dag = services.catalog.get(row)
+    definition = dag.describe() if dag is not None else row.get("definition") or {}
+    runs = list(reversed(store.list_runs(dag_id, limit=limit)))
+    states = {run["run_id"]: {ti["task_id"]: ti["state"] for ti in store.get_task_instances(run["id"])} for run in runs}
+    return {"runs": [out.run_summary(r) for r in runs], "tasks": [t["task_id"] for t in out.tasks_of(definition)],
+            "states": states}
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+
+
+class DagsHandler(NbflowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.services.call(list_dags, self.services))
+
+
+class DagHandler(NbflowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, dag_id: str) -> None:
+        self.reply(await self.services.call(dag_detail, self.services, dag_id))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, dag_id: str) -> None:
+        body = self.json_body()
+        paused = body.get("is_paused")
+        if not isinstance(paused, bool):
+            raise InvalidRequestError('send {"is_paused": true} or {"is_paused": false}', dag_id)
+        self.reply(await self.services.call(set_paused, self.services, dag_id, paused))
+
+
+class NextRunsHandler(NbflowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, dag_id: str) -> None:
+        n = self.int_argument("n", 5, low=0, high=1000)
+        self.reply(await self.services.call(next_times, self.services, dag_id, n))
+
+
+class GraphHandler(NbflowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, dag_id: str) -> None:
+        self.reply(await self.services.call(graph, self.services, dag_id))
+
+
+class GridHandler(NbflowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, dag_id: str) -> None:
+        limit = self.int_argument("limit", 25, low=1, high=1000)
+        self.reply(await self.services.call(grid, self.services, dag_id, limit))

@@ -1,0 +1,171 @@
+"""Store rows and DAGs as the JSON of the REST API (the field lists are in the API's contract).
+
+Times go out as ISO 8601 in UTC (``+00:00``); fields named ``*_local`` carry the DAG zone's offset
+instead. Nothing here reads the store or a file: callers pass what they read, so every shape can be
+checked without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+
+PREVIEW_CHARS = 300
+RECENT_RUNS = 10
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def local_iso(value: datetime | None, zone: tzinfo) -> str | None:
+    return None if value is None else value.astimezone(zone).isoformat()
+
+
+def jsonable(value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` can go out as JSON unchanged, the value): NaN, tuples and objects cannot."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False, None
+    if isinstance(value, float) and not math.isfinite(value):
+        return False, None
+    return True, value
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- schedules ----------------------------------------------------------------------------------------
+
+
+def raw_schedule(dag: DAG | None, row: Mapping[str, Any]) -> str | None:
+    """The schedule as written (``0 6 * * *``, ``@daily``, ``@once``), ``None`` for manual only.
+
+    Without the DAG object the stored description is all there is: ``0 6 * * * (Asia/Seoul)``.
+    """
+    if dag is not None:
+        expression = getattr(dag.timetable, "expression", None)
+        if expression:
+            return str(expression)
+        schedule = dag.schedule
+        if schedule is None or (isinstance(schedule, str) and schedule.strip() in ("", "None")):
+            return None
+        return str(schedule)
+    text = row.get("schedule")
+    if not text or text == "manual":
+        return None
+    zone = row.get("timezone")
+    suffix = f" ({zone})"
+    return text[: -len(suffix)] if zone and text.endswith(suffix) else text
+
+
+def schedule_words(schedule: Any, fallback: str | None) -> str | None:
+    """The schedule in words (nbflow.cronwords), or ``fallback`` (the timetable's description) when
+    that is not available or cannot phrase it."""
+    try:
+        from nbflow.cronwords import describe_schedule
+    except ImportError:
+        return fallback
+    try:
+        return describe_schedule(schedule)
+    except Exception:  # words are a nicety: a value they cannot phrase still has its description
+        return fallback
+
+
+def cron_words(expression: str, fallback: str) -> str:
+    try:
+        from nbflow.cronwords import describe_cron
+    except ImportError:
+        return fallback
+    try:
+        return describe_cron(expression)
+    except Exception:  # as above
+        return fallback
+
+
+# -- rows ---------------------------------------------------------------------------------------------
+
+
+def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"], "state": row["state"], "run_type": row["run_type"],
+        "logical_date": iso(row.get("logical_date")), "start_date": iso(row.get("start_date")),
+        "end_date": iso(row.get("end_date")), "conf": row.get("conf") or {},
+    }
+
+
+def task_instance(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "task_id": row["task_id"], "state": row["state"], "try_number": row.get("try_number") or 0,
+        "max_tries": row.get("max_tries") or 0, "start_date": iso(row.get("start_date")),
+        "end_date": iso(row.get("end_date")), "duration": row.get("duration"), "hostname": row.get("hostname"),
+        "error": row.get("error"),
+    }
+
+
+def try_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "try_number": row["try_number"], "state": row["state"], "start_date": iso(row.get("start_date")),
+        "end_date": iso(row.get("end_date")), "duration": row.get("duration"), "hostname": row.get("hostname"),
+        "error": row.get("error"), "has_log": bool(row.get("log_path")),
+    }
+
+
+def tasks_of(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of a stored (or fresh) ``DAG.describe()``, in DAG order."""
+    return [
+        {"task_id": t["task_id"], "kind": t.get("kind") or "custom", "upstream": list(t.get("upstream") or []),
+         "group": t.get("group"), "trigger_rule": t.get("trigger_rule") or "all_success"}
+        for t in definition.get("tasks") or []
+    ]
+
+
+def dag_summary(row: Mapping[str, Any], dag: DAG | None, runs: list[Mapping[str, Any]],
+                counts: Mapping[str, int], next_run: datetime | None) -> dict[str, Any]:
+    """A DAG as the list shows it. ``runs`` are its newest runs (newest first), ``counts`` its runs
+    per state; ``dag`` the DAG object when its file could be loaded (for the schedule as written)."""
+    summaries = [run_summary(r) for r in runs[:RECENT_RUNS]]
+    schedule = raw_schedule(dag, row)
+    return {
+        "dag_id": row["dag_id"], "is_paused": bool(row.get("is_paused")), "schedule": schedule,
+        "schedule_text": schedule_words(dag.schedule if dag is not None else schedule, row.get("schedule")),
+        "timezone": row.get("timezone"), "next_run": iso(next_run),
+        "owner": row.get("owner"), "tags": list(row.get("tags") or []), "description": row.get("description"),
+        "fileloc": row.get("fileloc"), "last_run": summaries[0] if summaries else None, "recent_runs": summaries,
+        "active_runs": int(counts.get("queued", 0)) + int(counts.get("running", 0)),
+        "failed_runs": int(counts.get("failed", 0)),
+    }
+
+
+def times(values: Iterable[datetime], zone: tzinfo) -> tuple[list[str | None], list[str | None]]:
+    """The same instants in UTC and in ``zone``."""
+    listed = list(values)
+    return [iso(v) for v in listed], [local_iso(v, zone) for v in listed]
+
+
+def import_error(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"fileloc": row["fileloc"], "summary": row.get("summary"), "traceback": row.get("traceback"),
+            "timestamp": iso(row.get("created_at"))}
+
+
+def event(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "at": iso(row.get("at")), "kind": row["kind"], "dag_id": row.get("dag_id"),
+            "run_id": row.get("run_id"), "task_id": row.get("task_id"), "detail": row.get("detail")}
+
+
+def host(row: Mapping[str, Any], live: set[str]) -> dict[str, Any]:
+    """A scheduler host; one the store says is running but that has gone silent is "unresponsive"."""
+    state = row.get("state")
+    if state == "running" and row["host_id"] not in live:
+        state = "unresponsive"
+    return {"host_id": row["host_id"], "hostname": row.get("hostname"), "pid": row.get("pid"),
+            "kind": row.get("kind"), "state": state, "last_heartbeat": iso(row.get("heartbeat_at"))}
