@@ -1,6 +1,6 @@
 """``Dashboard``: every DAG the store knows, at a glance, with its import errors.
 
-One row per DAG: a pause toggle, the schedule, the next run in local time, owner, tags, the last run's
+One row per DAG: a pause toggle, the schedule in words (the cron on hover), the next run in local time, owner, tags, the last run's
 state, how many runs are running and failed, and a strip of the last run's task states. Clicking a
 DAG opens its :class:`~nbflow.jupyter.graph_widget.DagGraph` below the table; the DAG object is the
 one built in this kernel, else it is loaded from its file.
@@ -23,21 +23,42 @@ if TYPE_CHECKING:
     from nbflow.jupyter.graph_widget import DagGraph
     from nbflow.store import Store
 
-COLUMNS = ["", "DAG", "schedule", "next run", "owner", "tags", "last run", "running", "failed", "recent tasks"]
-WIDTHS = "90px 170px 130px 190px 80px 110px 90px 60px 60px 1fr"
-STRIP_MAX = 40
+COLUMNS = ["", "DAG", "schedule", "next run", "owner", "tags", "last run", "running", "failed", "last run's tasks"]
+WIDTHS = "88px minmax(120px, 170px) minmax(140px, 220px) 170px 70px 90px 80px 55px 50px minmax(100px, 1fr)"
+STRIP_MAX = 30
 
 
 def state_strip(states: Sequence[str], limit: int = STRIP_MAX) -> str:
     """A row of small squares, one per task state, coloured by ``style_for``."""
     squares = "".join(
         f"<span class='nbflow-cell' data-state='{escape(s)}' title='{escape(style_for(s)['label'])}' "
-        f"style='display:inline-block;width:9px;height:12px;margin-right:1px;background:{style_for(s)['background']};"
+        f"style='display:inline-block;width:7px;height:12px;margin-right:1px;background:{style_for(s)['background']};"
         f"border:1px solid {style_for(s)['border']}'></span>"
         for s in states[:limit]
     )
     more = f"<small> +{len(states) - limit}</small>" if len(states) > limit else ""
-    return squares + more
+    return f"<div style='white-space:nowrap;overflow:hidden'>{squares}{more}</div>"
+
+
+def schedule_words(row: Mapping[str, Any], dag: DAG | None) -> str:
+    """The schedule in words: from the DAG built in this kernel, else from what the store has
+    (a cron, a preset, "manual", ...), else the stored text as it is."""
+    if dag is not None:
+        try:
+            return dag.timetable.summary
+        except Exception:
+            pass
+    text = str(row.get("schedule") or "")
+    if not text or text == "manual":
+        return "manual runs only"
+    expression = text.rsplit(" (", 1)[0] if text.endswith(")") else text
+    try:
+        from nbflow.cronwords import describe_cron
+
+        words = describe_cron(expression)
+    except Exception:
+        return text
+    return f"{words} ({row['timezone']})" if row.get("timezone") else words
 
 
 def next_run_at(row: Mapping[str, Any], dag: DAG | None) -> datetime | None:
@@ -57,7 +78,8 @@ def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None) -> d
     last = store.list_runs(dag_id, limit=1)
     last_states = [ti["state"] for ti in store.get_task_instances(last[0]["id"])] if last else []
     return {
-        "dag_id": dag_id, "paused": bool(row["is_paused"]), "schedule": row.get("schedule") or "-",
+        "dag_id": dag_id, "paused": bool(row["is_paused"]), "schedule": schedule_words(row, dag),
+        "cron": row.get("schedule") or "-",
         "next_run": next_run_at(row, dag), "owner": row.get("owner") or "-", "tags": list(row.get("tags") or []),
         "last_state": last[0]["state"] if last else None,
         "running": len(store.list_runs(dag_id, limit=None, states=["running"])),
@@ -145,7 +167,7 @@ class Dashboard(w.VBox):
             self.toggles[row["dag_id"]], self.buttons[row["dag_id"]] = toggle, button
             last = row["last_state"]
             cells += [
-                toggle, button, w.HTML(escape(row["schedule"])),
+                toggle, button, w.HTML(f"<span title='{escape(row['cron'])}'>{escape(row['schedule'])}</span>"),
                 w.HTML(f"<small>{escape(local_time(row['next_run'], seconds=False))}</small>"),
                 w.HTML(escape(row["owner"])), w.HTML(f"<small>{escape(', '.join(row['tags']))}</small>"),
                 w.HTML(f"<span style='color:{style_for(last)['border']}'>{escape(last or '-')}</span>"),

@@ -98,6 +98,7 @@ class DagGraph(w.VBox):
         self.elements.sync(self.model, self._states)
         self._batcher = StateBatcher(self._apply, rate=rate)
         self._runner: threading.Thread | None = None
+        self.grid: Any = None
         self.details = DetailsPanel()
         self.details.layout.height = f"{self.elements.height}px"
         self.legend = w.HTML(legend_html())
@@ -320,6 +321,23 @@ class DagGraph(w.VBox):
         self.flush()
         self.refresh_details()
 
+    def show_grid(self, shown: bool = True) -> Any:
+        """Show (or hide) the runs grid below the graph: recent runs × tasks, clickable."""
+        from nbflow.jupyter.runs_grid import RunsGrid
+
+        if shown:
+            if self.grid is None:
+                self.grid = RunsGrid(self.dag, graph=self)
+            else:
+                self.grid.refresh()
+            if self.grid not in self.children:
+                self.children = (*self.children, self.grid)
+        elif self.grid is not None:
+            self.children = tuple(c for c in self.children if c is not self.grid)
+        if self.toolbar.grid_toggle.value != shown:
+            self.toolbar.grid_toggle.value = shown
+        return self.grid
+
     # -- live (called by nbflow.jupyter.live on its thread, or by the run's thread) ---------------
 
     @_guarded("following the runs")
@@ -347,6 +365,8 @@ class DagGraph(w.VBox):
             self.run_id = notice.run_id
         self.status = f"{'following ' if self.following else ''}{notice.run_id}: {notice.state}"
         self.toolbar.update_run_label({"run_id": notice.run_id, "state": notice.state})
+        if self.grid is not None and notice.state in ("success", "failed"):
+            self.grid.refresh()
 
     def live_states(self, run_id: str, states: Mapping[str, str]) -> None:
         if run_id == self.run_id:
@@ -509,5 +529,7 @@ class DagGraph(w.VBox):
         self._batcher.close()
         self.toolbar.close()
         self.details.close()
+        if self.grid is not None:
+            self.grid.close()
         self.elements.close()
         super().close()

@@ -127,6 +127,6 @@ class RunsGrid(w.VBox):
         self.message.value = f"<small>{escape(run_id)}{' · ' + escape(node_id) if node_id else ''}</small>"
         if self.graph is None:
             return
-        self.graph.show_run(run_id)
+        self.graph.pick_run(run_id)  # a run chosen by hand: the graph stays on it
         if node_id is not None:
             self.graph.select(self.model.node(node_id)["members"][0])

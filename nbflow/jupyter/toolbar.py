@@ -65,6 +65,8 @@ class GraphToolbar(w.VBox):
                                      "focus", layout=small)
         self.fit_button = w.Button(description="fit", icon="arrows-alt", tooltip="fit the graph to the view",
                                    layout=small)
+        self.grid_toggle = w.ToggleButton(description="runs grid", icon="th", tooltip="show the recent runs × tasks "
+                                          "below the graph; click a cell to show that run and task", layout=small)
         self.status = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
         self._quiet = False
         self._rows: dict[str, dict[str, Any]] = {}
@@ -80,19 +82,27 @@ class GraphToolbar(w.VBox):
         self.focus_button.on_click(self._handler("focus", lambda: self.graph.focus()))
         self.whole_button.on_click(self._handler("whole DAG", lambda: self.graph.reset_view()))
         self.fit_button.on_click(self._handler("fit", lambda: self.graph.elements.fit()))
+        self.grid_toggle.observe(lambda change: self._guard("runs grid", lambda: self.graph.show_grid(change["new"])),
+                                 "value")
         self.pause_toggle.observe(self._toggled_pause, "value")
         self.follow_button.observe(self._toggled_follow, "value")
         self.runs.observe(self._picked_run, "value")
         graph.observe(self._status_changed, "status")
         graph.observe(self._following_changed, "following")
         super().__init__(children=[
-            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self.runs]),
+            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self.runs, self.grid_toggle]),
             w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button,
                     self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button],
                    layout=w.Layout(flex_flow="row wrap")),
             self.status,
         ])
         self._following_changed({"new": graph.following})
+
+    def _guard(self, what: str, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as exc:
+            self.graph.report_failure(what, exc)
 
     def _handler(self, what: str, action: Callable[[], Any]) -> Callable[[Any], None]:
         def handle(_button: Any) -> None:

@@ -249,6 +249,7 @@ def test_the_dashboard_lists_dags_and_opens_a_graph(lab_page: LabPage) -> None:
                       details=lambda: lab_page.cell_text(3))
     text = lab_page.cell_text(3)
     assert "demo" in text and "success" in text
+    assert "at 06:00 every day (Europe/Paris)" in text  # the schedule in words
     lab_page.page.locator(".jp-Cell").nth(3).get_by_role("button", name="browser_board").click()
     lab_page.wait_for_cytoscapes(
         lambda found: any(g["nodes"] and g["nodes"][0]["id"] == "one" for g in _in_cell(found, 3)),
