@@ -23,6 +23,11 @@ CHECKS = {
         "Mon 2024-03-04 07:00 EST success report for 2024-03-04",
         "backfill__2024-03-08T12:00:00+00:00",
     ],
+    "03-the-graph.ipynb": [
+        "'clean.double': 'success'", "'skip': 'skipped'", "runs in the grid: 1",
+        "2001 tasks drawn as 17 elements: ['first', 'region0 ×250',",
+        "after opening region0: 33 nodes", "shard_0 … shard_10 ×11", "30 style rules",
+    ],
     "report.ipynb": ["Daily sales for 2024-01-01: 6"],
 }
 
