@@ -1,0 +1,320 @@
+/**
+ * The nbflow REST API of the Jupyter server extension, typed.
+ *
+ * Every call goes through `ServerConnection.makeRequest`, so it carries Lab's token and XSRF
+ * cookie. Times are ISO 8601 strings in UTC unless a field ends with `_local` (the DAG's zone).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface IRunSummary {
+  run_id: string;
+  state: string;
+  run_type: string;
+  logical_date: string | null;
+  start_date: string | null;
+  end_date: string | null;
+  conf: Record<string, unknown> | null;
+}
+
+export interface IDagSummary {
+  dag_id: string;
+  is_paused: boolean;
+  schedule: string | null;
+  schedule_text: string | null;
+  timezone: string;
+  next_run: string | null;
+  owner: string | null;
+  tags: string[];
+  description: string | null;
+  fileloc: string | null;
+  last_run: IRunSummary | null;
+  recent_runs: IRunSummary[];
+  active_runs: number;
+  failed_runs: number;
+}
+
+export interface IImportError {
+  fileloc: string;
+  summary: string;
+  traceback: string;
+  timestamp: string | null;
+}
+
+export interface IDagList {
+  dags: IDagSummary[];
+  import_errors: IImportError[];
+}
+
+export interface ITaskSpec {
+  task_id: string;
+  kind: string;
+  upstream: string[];
+  group: string | null;
+  trigger_rule: string;
+}
+
+export interface IDagDetail extends IDagSummary {
+  tasks: ITaskSpec[];
+  next_runs: string[];
+  next_runs_local: string[];
+}
+
+export interface IStateStyle {
+  background: string;
+  border: string;
+  text: string;
+  label: string;
+}
+
+export interface IGraphNode {
+  id: string;
+  label: string;
+  kind: string;
+  shape: string;
+  parent: string | null;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  is_group: boolean;
+}
+
+export interface IGraphEdge {
+  id: string;
+  source: string;
+  target: string;
+}
+
+export interface IGraph {
+  dag_id: string;
+  nodes: IGraphNode[];
+  edges: IGraphEdge[];
+  styles: Record<string, IStateStyle>;
+}
+
+export interface ITaskInstance {
+  task_id: string;
+  state: string | null;
+  try_number: number;
+  max_tries: number;
+  start_date: string | null;
+  end_date: string | null;
+  duration: number | null;
+  hostname: string | null;
+  error: string | null;
+}
+
+export interface IRunDetail extends IRunSummary {
+  task_instances: ITaskInstance[];
+}
+
+export interface IGrid {
+  runs: IRunSummary[];
+  tasks: string[];
+  states: Record<string, Record<string, string | null>>;
+}
+
+export interface ITry {
+  try_number: number;
+  state?: string | null;
+  start_date?: string | null;
+  end_date?: string | null;
+  [key: string]: unknown;
+}
+
+export interface INotebookFiles {
+  output_path: string | null;
+  report_path: string | null;
+  lab_path: string | null;
+}
+
+export interface IProgress {
+  cell: number;
+  cells: number;
+  elapsed: number;
+}
+
+export interface ITaskDetail extends ITaskInstance {
+  tries: ITry[];
+  output_preview: string | null;
+  notebook: INotebookFiles | null;
+  progress: IProgress | null;
+}
+
+export interface ILogChunk {
+  text: string;
+  offset: number;
+  complete: boolean;
+  path: string | null;
+}
+
+export interface ICronPreview {
+  expression: string;
+  timezone: string;
+  description: string;
+  next_runs: string[];
+  next_runs_local: string[];
+}
+
+export interface ITimezones {
+  default: string;
+  timezones: string[];
+}
+
+export type ParameterType = 'int' | 'float' | 'str' | 'bool' | 'list' | 'dict' | 'None' | 'other';
+
+export interface INotebookParameter {
+  name: string;
+  type: ParameterType;
+  default: unknown;
+  source: string;
+  help: string | null;
+}
+
+export interface INotebookParameters {
+  path: string;
+  kernel_name: string | null;
+  parameters: INotebookParameter[];
+}
+
+export interface IScheduleRequest {
+  path: string;
+  cron: string;
+  timezone: string;
+  parameters: Record<string, unknown>;
+  report: 'html' | 'none';
+  dag_id?: string;
+}
+
+export interface IScheduled {
+  dag_id: string;
+  fileloc: string;
+  schedule_text: string;
+  next_runs: string[];
+  next_runs_local: string[];
+}
+
+export interface IEvent {
+  id: number;
+  at: string;
+  kind: string;
+  dag_id: string | null;
+  run_id: string | null;
+  task_id: string | null;
+  detail: unknown;
+}
+
+export interface IEvents {
+  events: IEvent[];
+  last_id: number;
+}
+
+export interface ITriggered {
+  run: IRunSummary;
+  how: 'queued' | 'started';
+}
+
+/** An error answered by the server: its nbflow error class, message and extra fields. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly kind: string,
+    message: string,
+    readonly fields: Record<string, unknown> = {}
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const settings = ServerConnection.makeSettings();
+
+/** The absolute URL of an API path, for links and iframes (the page's cookie authenticates them). */
+export function apiUrl(path: string, query: Record<string, string | number> = {}): string {
+  const url = URLExt.join(settings.baseUrl, 'nbflow/api', path);
+  const search = Object.entries(query)
+    .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`)
+    .join('&');
+  return search ? `${url}?${search}` : url;
+}
+
+async function request<T>(
+  path: string,
+  init: RequestInit = {},
+  query: Record<string, string | number> = {}
+): Promise<T> {
+  const url = apiUrl(path, query);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ApiError(0, 'NetworkError', `The Jupyter server did not answer: ${String(error)}`);
+  }
+  const text = await response.text();
+  let body: unknown = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  }
+  if (!response.ok) {
+    const fields = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+    const kind = typeof fields.error === 'string' ? fields.error : `HTTP ${response.status}`;
+    let message = typeof fields.message === 'string' ? fields.message : response.statusText;
+    if (response.status === 404 && !fields.error) {
+      message = `${url} is not served: is the nbflow server extension enabled?`;
+    }
+    throw new ApiError(response.status, kind, message, fields);
+  }
+  return body as T;
+}
+
+function send<T>(path: string, method: 'POST' | 'PATCH', payload: unknown): Promise<T> {
+  return request<T>(path, {
+    method,
+    body: JSON.stringify(payload),
+    headers: { 'Content-Type': 'application/json' }
+  });
+}
+
+const enc = encodeURIComponent;
+
+function dagPath(dagId: string, ...rest: string[]): string {
+  return ['dags', enc(dagId), ...rest.map(enc)].join('/');
+}
+
+export const api = {
+  listDags: () => request<IDagList>('dags'),
+  getDag: (dagId: string) => request<IDagDetail>(dagPath(dagId)),
+  setPaused: (dagId: string, isPaused: boolean) =>
+    send<IDagSummary>(dagPath(dagId), 'PATCH', { is_paused: isPaused }),
+  graph: (dagId: string) => request<IGraph>(dagPath(dagId, 'graph')),
+  runs: (dagId: string, limit = 25) =>
+    request<{ runs: IRunSummary[] }>(dagPath(dagId, 'runs'), {}, { limit }),
+  trigger: (dagId: string, conf: Record<string, unknown> = {}) =>
+    send<ITriggered>(dagPath(dagId, 'runs'), 'POST', { conf }),
+  run: (dagId: string, runId: string) => request<IRunDetail>(dagPath(dagId, 'runs', runId)),
+  grid: (dagId: string, limit = 25) => request<IGrid>(dagPath(dagId, 'grid'), {}, { limit }),
+  task: (dagId: string, runId: string, taskId: string) =>
+    request<ITaskDetail>(dagPath(dagId, 'runs', runId, 'tasks', taskId)),
+  log: (dagId: string, runId: string, taskId: string, tryNumber: number, offset: number) =>
+    request<ILogChunk>(
+      dagPath(dagId, 'runs', runId, 'tasks', taskId, 'log'),
+      {},
+      { try: tryNumber, offset }
+    ),
+  reportUrl: (dagId: string, runId: string, taskId: string) =>
+    apiUrl(dagPath(dagId, 'runs', runId, 'tasks', taskId, 'report')),
+  notebookHtmlUrl: (dagId: string, runId: string, taskId: string) =>
+    apiUrl(dagPath(dagId, 'runs', runId, 'tasks', taskId, 'notebook'), { format: 'html' }),
+  cron: (expression: string, timezone: string, n = 5) =>
+    request<ICronPreview>('cron', {}, { expression, timezone, n }),
+  timezones: () => request<ITimezones>('timezones'),
+  parameters: (path: string) => request<INotebookParameters>('notebooks/parameters', {}, { path }),
+  schedule: (payload: IScheduleRequest) => send<IScheduled>('schedule', 'POST', payload),
+  events: (after: number | null, kind = 'run_failed') =>
+    request<IEvents>('events', {}, after === null ? { kind } : { after, kind })
+};
