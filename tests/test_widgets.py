@@ -153,6 +153,65 @@ def test_a_2000_task_dag_builds_with_at_most_max_elements(nbflow_home: Path, mes
     assert {graph.node_data(n)["state"] for n in node_ids(graph)} == {"success"}
 
 
+def regions_dag(regions: int = 8, shards: int = 250) -> DAG:
+    with DAG("regions", timezone="UTC") as d:
+        first = EmptyOperator(task_id="first")
+        for g in range(regions):
+            with TaskGroup(f"region{g}") as region:
+                for i in range(shards):
+                    EmptyOperator(task_id=f"shard_{i}")
+            first >> region
+    return d
+
+
+def test_a_double_click_opens_a_folded_group_and_close_folds_it_again(nbflow_home: Path,
+                                                                       messages: Counter[str]) -> None:
+    d = regions_dag()
+    graph = DagGraph(d, load=False, live=False)
+    assert node_ids(graph) == ["first", *(f"group:region{g}" for g in range(8))]
+    graph.set_states({t: "success" for t in d.task_dict})
+    graph.flush()
+    messages.clear()
+    click(graph, "group:region3")
+    assert graph.selected_node == "group:region3" and graph.selected_task is None
+    click(graph, "group:region3")  # the second click of a double click
+    assert "opened region3" in graph.status
+    drawn = node_ids(graph)
+    assert "group:region3" in drawn and len(drawn) > 20 and "region3.shard_7" not in drawn
+    assert graph.model.node("group:region3")["is_compound"]
+    part = graph.model.node_of("region3.shard_7")
+    assert part.startswith("agg:region3.shard_0~") and graph.model.node(part)["parent"] == "group:region3"
+    assert len(drawn) + len(graph.cytoscape.graph.edges) <= graph.max_elements
+    # the states came along: every drawn node is green, no state was lost in the redraw
+    assert {graph.node_data(n)["state"] for n in drawn if not graph.node_data(n).get("is_compound")} == {"success"}
+    # redrawing costs the new elements and closes the old ones, nothing per task
+    assert messages["comm_open"] < 3 * graph.max_elements
+    graph.expand(part)  # a part opens into its tasks
+    assert graph.model.node_of("region3.shard_7") == "region3.shard_7"
+    graph.collapse("region3.shard_7")  # close: the part folds again
+    assert graph.model.node_of("region3.shard_7").startswith("agg:")
+    graph.collapse("group:region3")  # close the box: back to one node
+    assert graph.model.node_of("region3.shard_7") == "group:region3"
+    with pytest.raises(ValueError, match="single task"):
+        graph.expand("first")
+
+
+def test_focus_shows_a_task_and_its_neighbours_and_whole_dag_undoes_it(nbflow_home: Path) -> None:
+    with DAG("long", timezone="UTC") as d:
+        steps = [EmptyOperator(task_id=f"step_{i}") for i in range(60)]
+        for a, b in zip(steps, steps[1:]):
+            a >> b
+    graph = DagGraph(d, load=False, live=False, max_elements=40)
+    assert graph.model.node_of("step_30").startswith("agg:")  # the middle of the chain is folded
+    graph.select("step_0")
+    graph.focus("step_30")
+    drawn = node_ids(graph)
+    assert {"step_28", "step_29", "step_30", "step_31", "step_32"} <= set(drawn)
+    assert "focus:upstream" in drawn and "focus:downstream" in drawn
+    graph.toolbar.whole_button.click()
+    assert graph.focused is None and graph.model.node_of("step_30").startswith("agg:")
+
+
 # -- live ------------------------------------------------------------------------------------------
 
 

@@ -365,6 +365,10 @@ class GraphModel:
         except KeyError:
             raise TaskNotFoundError(self.dag_id, task_id) from None
 
+    def group_tasks(self, group_id: str) -> list[str]:
+        """The tasks of an open group box (nested ones included); empty for a closed group."""
+        return list(self._group_tasks.get(group_id, []))
+
     def _tasks_of(self, node: Mapping[str, Any]) -> list[str]:
         if node.get("is_compound"):
             return self._group_tasks.get(node["id"].removeprefix("group:"), [])

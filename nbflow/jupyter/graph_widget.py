@@ -87,6 +87,7 @@ class DagGraph(w.VBox):
         self.collapsed: set[str] = set()
         self.expanded: set[str] = set()
         self.opened: list[list[str]] = []
+        self._before_open: dict[tuple[str, ...], list[list[str]]] = {}
         self.focused: str | None = None
         self.model = model or GraphModel.from_dag(dag, max_elements=max_elements)
         self._states: dict[str, str] = {}
@@ -208,6 +209,7 @@ class DagGraph(w.VBox):
             self.expanded.add(gid)
             own = [t for t in node["members"] if self.dag.task_dict[t].group_id == gid]
             if own:  # its own tasks are what the user wants to see: keep them apart from the folding
+                self._before_open[tuple(own)] = [list(s) for s in self.opened]
                 self.opened = [s for s in self.opened if not set(own) <= set(s)] + [own]
         elif node["is_aggregate"] and not node["id"].startswith("focus:"):
             members = list(node["members"])
@@ -219,6 +221,7 @@ class DagGraph(w.VBox):
                              [t for t in opened[opened.index(members[0]):] if t not in inside]]
                 else:
                     sets.append(opened)
+            self._before_open[tuple(members)] = [list(s) for s in self.opened]
             self.opened = [s for s in sets if s] + [members]
         elif node["id"].startswith("focus:"):
             self.focused = None
@@ -232,12 +235,15 @@ class DagGraph(w.VBox):
         node = self.model.node(self._node_or_selected(node_id))
         tasks = set(node["members"])
         holder = next((s for s in self.opened if tasks and tasks <= set(s)), None)
-        if holder is not None:
-            self.opened.remove(holder)
+        if holder is not None:  # undo the open that made it: what was open before comes back
+            before = self._before_open.pop(tuple(holder), None)
+            self.opened = before if before is not None else [s for s in self.opened if s is not holder]
         elif node["is_compound"] or node["parent"] is not None:
             gid = (node["id"] if node["is_compound"] else node["parent"]).removeprefix("group:")
             self.expanded.discard(gid)
             self.collapsed.add(gid)
+            inside = set(self.model.group_tasks(gid))
+            self.opened = [s for s in self.opened if not set(s) <= inside]
         else:
             raise ValueError(f"{node['label']} is in no group and was not opened: there is nothing to close")
         self.status = f"closed {node['label']}"
@@ -257,6 +263,7 @@ class DagGraph(w.VBox):
         self.collapsed.clear()
         self.expanded.clear()
         self.opened.clear()
+        self._before_open.clear()
         self.focused = None
         self.status = "whole DAG"
         self.redraw()

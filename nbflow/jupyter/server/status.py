@@ -66,12 +66,13 @@ def timezones(services: Services) -> dict[str, Any]:
     return {"default": default, "timezones": names}
 
 
-def events(services: Services, after: int, kinds: list[str] | None) -> dict[str, Any]:
-    """Events after id ``after``; with ``after`` 0, only where history ends, so that a new page does
-    not announce every failure of the past."""
+def events(services: Services, after: int | None, kinds: list[str] | None) -> dict[str, Any]:
+    """Events after id ``after``. Without ``after``, only where history ends (``last_id``), so that a
+    new page does not announce every failure of the past; ``after=0`` is the very beginning, so a
+    poller that started on an empty store still hears of the first failure."""
     store = services.store
     last = store.last_event_id()
-    if after <= 0 or after >= last:
+    if after is None or after >= last:
         return {"events": [], "last_id": last}
     rows = store.events_after(after, through=last, kinds=kinds, limit=EVENTS_PER_PAGE)
     next_after = rows[-1]["id"] if len(rows) == EVENTS_PER_PAGE else last
@@ -118,7 +119,7 @@ class EventsHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        after = self.int_argument("after", 0, low=0, high=2**62)
+        after = self.int_argument("after", -1, low=0, high=2**62) if self.get_argument("after", "") else None
         kind = self.get_argument("kind", None)
         kinds = [k.strip() for k in kind.split(",") if k.strip()] if kind else None
         self.reply(await self.services.call(events, self.services, after, kinds))
