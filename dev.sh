@@ -6,8 +6,10 @@
 #                     run the whole test suite (browser tests included)
 #   ./dev.sh bench    set up .venv and run the benchmarks
 #   ./dev.sh shell    set up .venv and open a shell with it active
+#   ./dev.sh setup    only set up .venv (nbflow[test], the JupyterLab extension built and installed)
 #
-# Needs only Python >= 3.11 (and, for the tests, apt for PostgreSQL and Chromium when missing).
+# Needs only Python >= 3.11 and Node.js >= 20 (and, for the tests, apt for PostgreSQL and Chromium
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -30,12 +32,32 @@ setup() {
     "$(find_python)" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
   fi
-  # Reinstall only when the dependencies changed.
+  # Reinstall only when the dependencies or the JupyterLab extension's sources changed: the
+  # install builds the extension (labextension/ -> nbflow/labextension) and copies it into
+  # .venv/share/jupyter/labextensions, where JupyterLab finds it.
   local stamp="$VENV/.nbflow-installed-$extras"
   local digest
-  digest=$(cat pyproject.toml | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest())')
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
-    echo "dev.sh: installing nbflow[$extras] into .venv ..." >&2
+  digest=$("$VENV/bin/python" - <<'PY'
+import hashlib
+from pathlib import Path
+
+ext = Path("labextension")
+files = [Path("pyproject.toml"), *(ext / name for name in ("package.json", "yarn.lock", "tsconfig.json", ".yarnrc.yml", "install.json"))]
+for folder in ("src", "style"):
+    files += sorted(p for p in (ext / folder).rglob("*") if p.is_file())
+digest = hashlib.sha1()
+for path in files:
+    digest.update(str(path).encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+print(digest.hexdigest())
+PY
+)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
+     [ ! -f "$VENV/share/jupyter/labextensions/nbflow-labextension/package.json" ]; then
+    if ! command -v node >/dev/null 2>&1; then
+      echo "dev.sh: building nbflow's JupyterLab extension needs Node.js (>= 20) on PATH" >&2
+      exit 1
+    fi
+    echo "dev.sh: installing nbflow[$extras] into .venv (and building the JupyterLab extension) ..." >&2
     "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
     echo "$digest" > "$stamp"
   fi
@@ -62,12 +84,15 @@ case "$command" in
     setup "test"
     exec "$VENV/bin/python" benchmarks/run.py "$@"
     ;;
+  setup)
+    setup "test"
+    ;;
   shell)
     setup "test"
     exec bash --rcfile <(echo "source '$VENV/bin/activate'; PS1='(nbflow) \w\$ '")
     ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     [ "$command" = "help" ] || exit 2
     ;;
 esac

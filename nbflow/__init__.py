@@ -64,6 +64,12 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "nbflow.jupyter.server.app", "app": NbflowApp}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The JupyterLab extension, built from ``labextension/`` into ``nbflow/labextension``; used by
+    ``jupyter labextension develop`` (an installed wheel ships it under ``share/jupyter``)."""
+    return [{"src": "labextension", "dest": "nbflow-labextension"}]
+
+
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         import importlib
