@@ -497,17 +497,17 @@ def test_process_shutdown_without_waiting_kills_running_calls(make: Any) -> None
     assert gone(outcomes["warm"].value)
 
 
-def test_process_round_trip_is_quick(make: Any) -> None:
+def test_a_persistent_process_worker_answers_many_calls_in_turn(make: Any) -> None:
+    # the cost of a round trip is measured by benchmarks/run.py (the process executor rows)
     pool, done = make("process", 1)
     pool.submit("warm", add, (0, 0))
     done.wait(1)
     calls = 200
-    t0 = time.perf_counter()
     for i in range(calls):
         pool.submit(i, add, (i, 0))
         done.wait(i + 2)
-    per_call = (time.perf_counter() - t0) / calls
-    assert per_call < 0.01, f"{per_call * 1000:.2f} ms per call"
+    outcomes = done.by_key()
+    assert [outcomes[i].value for i in range(calls)] == list(range(calls))
 
 
 def test_shutdown_from_on_done_does_not_deadlock(executor: tuple[Executor, Collector]) -> None:

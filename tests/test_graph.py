@@ -147,14 +147,12 @@ def test_every_operator_kind_has_a_shape_and_a_badge() -> None:
 # -- layout ---------------------------------------------------------------------------------------
 
 
-def test_layered_layout_puts_every_node_below_its_parents_fast() -> None:
+def test_layered_layout_puts_every_node_below_its_parents() -> None:
+    # how fast it is for big DAGs is measured in benchmarks/graph.py, not here
     rng = random.Random(7)
     nodes = [f"n{i}" for i in range(10_000)]
     edges = [(f"n{rng.randrange(i)}", f"n{i}") for i in range(1, 10_000) for _ in range(2)]
-    started = time.perf_counter()
     positions = layered_layout(nodes, edges)
-    took = time.perf_counter() - started
-    assert took < 0.5, f"layout of 10,000 nodes took {took:.3f} s"
     assert set(positions) == set(nodes)
     assert all(positions[t][1] > positions[s][1] for s, t in edges)
     assert len(set(positions.values())) == len(nodes)
@@ -530,11 +528,8 @@ def test_render_svg_of_2000_tasks_is_fast(limit: int) -> None:
                 parent >> task
             tasks.append(task)
     states = {t: rng.choice(["success", "failed", "running"]) for t in dag.task_ids}
-    started = time.perf_counter()
     model = GraphModel.from_dag(dag, max_elements=limit)
     svg = render_svg(model, states)
-    took = time.perf_counter() - started
-    assert took < 1.0, f"{len(model.nodes)} nodes took {took:.3f} s"
     ET.fromstring(svg)
     assert_every_task_once(model, dag)
 

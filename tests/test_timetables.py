@@ -553,15 +553,11 @@ def test_croniter_is_imported_only_for_cron_schedules() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def test_speed() -> None:
-    from croniter import croniter  # noqa: F401  (paid once per process, not per timetable)
-
-    start = time.perf_counter()
+def test_distinct_expressions_and_a_year_of_hourly_runs() -> None:
+    # how fast this is lives in benchmarks/scheduling.py (the catchup plan), not in a timed test
     for minute in range(60):  # distinct expressions: nothing cached
-        CronTimetable(f"{minute} 6 * * 1-5", BERLIN).next_after(utc("2024-03-30 12:00"))
-    assert (time.perf_counter() - start) / 60 < 0.001
+        upcoming = CronTimetable(f"{minute} 6 * * 1-5", BERLIN).next_after(utc("2024-03-30 12:00"))
+        assert upcoming == datetime(2024, 4, 1, 6, minute, tzinfo=BERLIN)
     timetable = CronTimetable("0 * * * *", NEW_YORK)
-    start = time.perf_counter()
     runs = scheduled_times(timetable, parse_date("2024-01-01", NEW_YORK), parse_date("2024-12-31T23:59", NEW_YORK))
     assert len(runs) == 8784
-    assert time.perf_counter() - start < 0.5
