@@ -293,11 +293,12 @@ class DAG:
         return f"<DAG {self.dag_id!r}: {len(self.task_dict)} tasks, schedule {self.timetable.description}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """In a notebook: the live graph widget, with the graph as an SVG picture for viewers that
-        run no kernel (nbconvert, GitHub)."""
-        from nbflow.jupyter.display import dag_bundle
+        """In a notebook: what the installed DAG view draws (nbflow's: the live graph widget, with
+        an SVG picture for viewers that run no kernel), else the plain table of tasks."""
+        from nbflow.displayhooks import render
 
-        return dag_bundle(self, include=include, exclude=exclude)
+        bundle = render("dag", self, include=include, exclude=exclude)
+        return bundle if bundle is not None else {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
         from html import escape

@@ -23,6 +23,7 @@ LAYER_OF = {
     "nbflow.cronwords": "model",
     "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model", "nbflow.outputs": "model",
     "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model", "nbflow.observers": "model",
+    "nbflow.displayhooks": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",
@@ -33,10 +34,10 @@ LAYER_OF = {
 }
 # Packages whose __init__ only re-exports names lazily, and user-level example code.
 UNCHECKED = {"nbflow", "nbflow.examples"}
-# (importing module, imported module): a model object handing itself to the runtime, or (nbflow.dag ->
-# nbflow.jupyter) a DAG shown in a notebook asking the views for its picture in _repr_mimebundle_.
+# (importing module, imported module): a model object handing itself to the runtime. A DAG shown in a
+# notebook finds its view through the nbflow.display entry point (nbflow.displayhooks), not an import.
 ENTRY_POINTS = {("nbflow.dag", "nbflow.runs"), ("nbflow.sensors.external", "nbflow.store"),
-                ("nbflow.operators.notebook", "nbflow.notebook"), ("nbflow.dag", "nbflow.jupyter")}
+                ("nbflow.operators.notebook", "nbflow.notebook")}
 FORBIDDEN_IN_MODEL = ("sqlalchemy", "alembic", "IPython", "ipywidgets", "ipykernel", "jupyter_server", "dask", "papermill")
 
 
