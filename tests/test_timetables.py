@@ -9,7 +9,6 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path

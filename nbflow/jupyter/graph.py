@@ -1,87 +1,49 @@
-"""The DAG graph view's model: which elements to draw, where, and in what colour. No widget here.
+"""The DAG graph view's model: which elements to draw and where. No widget here.
 
 A browser graph widget degrades badly with size (every element is a message, elements are silently
-lost past a few hundred, client-side layout takes seconds), so this module decides everything a view
-needs before anything is sent: it folds big DAGs into at most ``max_elements`` nodes and edges (task
-groups first, then look-alike siblings), lays the result out in Python, maps task states to colours
-with one pure function, and coalesces state changes into a few batches a second. A view hands
-:attr:`GraphModel.nodes` and :attr:`GraphModel.edges` over in one call and applies each
-:class:`StateBatcher` batch in one update.
+lost past a few hundred, client-side layout takes seconds), so this module decides what a view draws
+before anything is sent: :class:`GraphModel` folds a big DAG into at most ``max_elements`` nodes and
+edges (task groups first, then look-alike siblings, chains, stages) and lays the result out in
+Python (:mod:`nbflow.jupyter.layout`). Looks come from :mod:`nbflow.jupyter.styles`, and state
+changes reach views through :class:`~nbflow.jupyter.batching.StateBatcher`; both are re-exported
+here, where the views have always found them.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nbflow.errors import TaskNotFoundError
-from nbflow.states import TaskState
+from nbflow.jupyter.batching import StateBatcher
+from nbflow.jupyter.layout import X_SPACING, Y_SPACING, layered_layout, longest_path_layers
+from nbflow.jupyter.styles import (
+    _RANK,
+    DEFAULT_SIZE,
+    KIND_BADGES,
+    KIND_SHAPES,
+    KIND_SIZES,
+    LEGEND,
+    NO_STATUS,
+    SEVERITY,
+    STATE_STYLES,
+    kind_shape,
+    node_size,
+    state_key,
+    style_for,
+)
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
 
-log = logging.getLogger(__name__)
-
-#: the key for a task that has no task instance (the DAG has not run, or the run has no row for it)
-NO_STATUS = "no_status"
-
-
-def _style(background: str, border: str, text: str, label: str, symbol: str) -> dict[str, str]:
-    return {"background": background, "border": border, "text": text, "label": label, "symbol": symbol}
-
-
-#: The one mapping from task state to look, with colours close to Airflow's so that a run reads at a
-#: glance to anyone who knows Airflow. ``symbol`` is what count labels use (``480✓ 20▶``).
-STATE_STYLES: dict[str, dict[str, str]] = {
-    TaskState.SUCCESS.value: _style("#008000", "#006400", "#ffffff", "success", "✓"),
-    TaskState.RUNNING.value: _style("#00ff00", "#008000", "#000000", "running", "▶"),
-    TaskState.FAILED.value: _style("#ff0000", "#b30000", "#ffffff", "failed", "✗"),
-    TaskState.UPSTREAM_FAILED.value: _style("#ffa500", "#cc8400", "#000000", "upstream failed", "⚠"),
-    TaskState.UP_FOR_RETRY.value: _style("#ffd700", "#b39700", "#000000", "up for retry", "↻"),
-    TaskState.UP_FOR_RESCHEDULE.value: _style("#40e0d0", "#2a9d92", "#000000", "up for reschedule", "⏸"),
-    TaskState.QUEUED.value: _style("#808080", "#595959", "#ffffff", "queued", "…"),
-    TaskState.SCHEDULED.value: _style("#d2b48c", "#a58b66", "#000000", "scheduled", "◷"),
-    TaskState.SKIPPED.value: _style("#ff69b4", "#c9518d", "#000000", "skipped", "↷"),
-    TaskState.REMOVED.value: _style("#d3d3d3", "#a9a9a9", "#000000", "removed", "−"),
-    TaskState.NONE.value: _style("#ffffff", "#808080", "#000000", "none", "○"),
-    NO_STATUS: _style("#ffffff", "#c0c0c0", "#000000", "no status", "·"),
-}
-
-#: Worst first: the state whose colour a folded node shows when its tasks disagree. A node that is
-#: mostly green but has one failure must look failed.
-SEVERITY: tuple[str, ...] = (
-    "failed", "upstream_failed", "up_for_retry", "running", "up_for_reschedule", "queued", "scheduled",
-    "success", "skipped", "removed", "none", NO_STATUS,
-)
-_RANK = {state: i for i, state in enumerate(SEVERITY)}
-
-#: Ordered (state, style) pairs for a legend: outcomes first, then what is still to come.
-LEGEND: list[tuple[str, dict[str, str]]] = [
-    (state, STATE_STYLES[state]) for state in (
-        "success", "failed", "upstream_failed", "skipped", "running", "up_for_retry",
-        "up_for_reschedule", "queued", "scheduled", "none", "removed", NO_STATUS,
-    )
+__all__ = [
+    "DEFAULT_SIZE", "KIND_BADGES", "KIND_SHAPES", "KIND_SIZES", "LEGEND", "MAX_ELEMENTS", "NO_STATUS",
+    "OPENED_PARTS", "SEVERITY", "STATE_STYLES", "X_SPACING", "Y_SPACING", "GraphModel", "StateBatcher",
+    "kind_shape", "layered_layout", "longest_path_layers", "node_size", "state_key", "style_for",
 ]
 
-#: Operator kind -> cytoscape node shape; "group" is a collapsed task group, "mixed" a folded node
-#: whose tasks are of different kinds.
-KIND_SHAPES: dict[str, str] = {
-    "python": "round-rectangle", "bash": "rectangle", "notebook": "barrel", "sensor": "ellipse",
-    "branch": "diamond", "short_circuit": "diamond", "empty": "ellipse", "custom": "octagon",
-    "group": "round-rectangle", "mixed": "octagon",
-}
-#: A short badge per kind, for views that draw one beside the label.
-KIND_BADGES: dict[str, str] = {
-    "python": "py", "bash": "sh", "notebook": "nb", "sensor": "sensor", "branch": "branch",
-    "short_circuit": "short", "empty": "", "custom": "op", "group": "group", "mixed": "mixed",
-}
-#: (width, height) per kind in layout units; an empty task is a small joint, not a step of work.
-KIND_SIZES: dict[str, tuple[float, float]] = {"empty": (70.0, 28.0)}
-DEFAULT_SIZE: tuple[float, float] = (150.0, 40.0)
+log = logging.getLogger(__name__)
 
 #: How many nodes and edges a view draws at most, folding the rest. ipycytoscape itself starts to
 #: lose elements at a few hundred; a graph stays readable in a notebook cell well below that.
@@ -91,160 +53,7 @@ MAX_ELEMENTS = 200
 #: shape, few enough to read; each part opens in turn.
 OPENED_PARTS = 24
 
-X_SPACING = 180.0
-Y_SPACING = 100.0
 
-
-def state_key(state: Any) -> str:
-    """The plain string for a state (``TaskState`` members hash by name, not value, so never use
-    them as dict keys directly); ``None`` and unknown values become ``"no_status"``."""
-    if state is None:
-        return NO_STATUS
-    value = getattr(state, "value", state)
-    return value if isinstance(value, str) and value in STATE_STYLES else NO_STATUS
-
-
-def style_for(state: str | None) -> dict[str, str]:
-    """The style of one state; unknown states look like "no status" so a view never breaks."""
-    return dict(STATE_STYLES[state_key(state)])
-
-
-def kind_shape(kind: str) -> str:
-    return KIND_SHAPES.get(kind, KIND_SHAPES["custom"])
-
-
-def node_size(kind: str) -> tuple[float, float]:
-    return KIND_SIZES.get(kind, DEFAULT_SIZE)
-
-
-# -- layout ---------------------------------------------------------------------------------------
-
-
-def _adjacency(names: list[str], edges: Iterable[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
-    index = {name: i for i, name in enumerate(names)}
-    parents: list[list[int]] = [[] for _ in names]
-    children: list[list[int]] = [[] for _ in names]
-    for source, target in edges:
-        s, t = index.get(source), index.get(target)
-        if s is None or t is None or s == t:
-            continue
-        children[s].append(t)
-        parents[t].append(s)
-    return parents, children
-
-
-def _layers(parents: list[list[int]], children: list[list[int]]) -> list[int]:
-    """Longest path from a root, per node; a cycle is broken at the first node still waiting."""
-    n = len(parents)
-    layer = [0] * n
-    waiting = [len(p) for p in parents]
-    done = [False] * n
-    ready = deque(i for i in range(n) if waiting[i] == 0)
-    placed = 0
-    forced = 0
-    while placed < n:
-        if not ready:
-            while done[forced]:
-                forced += 1
-            ready.append(forced)
-        i = ready.popleft()
-        if done[i]:
-            continue
-        done[i] = True
-        placed += 1
-        for c in children[i]:
-            if not done[c]:
-                if layer[c] <= layer[i]:
-                    layer[c] = layer[i] + 1
-                waiting[c] -= 1
-                if waiting[c] == 0:
-                    ready.append(c)
-    return layer
-
-
-def longest_path_layers(nodes: list[str], edges: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """The layer of each node: its longest path from a root (edges to unknown nodes ignored)."""
-    names = list(dict.fromkeys(nodes))
-    return dict(zip(names, _layers(*_adjacency(names, edges))))
-
-
-def layered_layout(
-    nodes: list[str],
-    edges: Iterable[tuple[str, str]],
-    *,
-    x_spacing: float = X_SPACING,
-    y_spacing: float = Y_SPACING,
-    clusters: Mapping[str, str] | None = None,
-    max_row: int = 5,
-) -> dict[str, tuple[float, float]]:
-    """Top-to-bottom positions: the layer of a node is its longest path from a root, and within a
-    layer nodes are ordered by the mean position of their neighbours (down, up, down) so that few
-    edges cross. Nodes sharing a ``clusters`` value are kept next to each other in each layer, so
-    that a group's box does not swallow unrelated nodes. A layer of more than ``max_row`` nodes
-    wraps onto several rows.
-
-    Linear in nodes and edges apart from one sort per layer and sweep. A cycle (folding can make
-    one: a collapsed group both upstream and downstream of a task) is broken at the first node in
-    ``nodes`` order that is still waiting; edges to unknown nodes are ignored.
-    """
-    names = list(dict.fromkeys(nodes))
-    n = len(names)
-    parents, children = _adjacency(names, edges)
-    layer = _layers(parents, children)
-
-    layers: list[list[int]] = [[] for _ in range(max(layer, default=-1) + 1)]
-    for i in range(n):
-        layers[layer[i]].append(i)
-    pos = [0.0] * n
-
-    def place(row: list[int]) -> None:
-        middle = (len(row) - 1) / 2
-        for k, i in enumerate(row):
-            pos[i] = k - middle
-
-    for row in layers:
-        place(row)
-    cluster_of = [clusters.get(name) if clusters else None for name in names]
-
-    def sweep(rows: Iterable[list[int]], neighbours: list[list[int]]) -> None:
-        for row in rows:
-            key = {}
-            for i in row:
-                near = neighbours[i]
-                key[i] = sum(pos[j] for j in near) / len(near) if near else pos[i]
-            cluster_key: dict[str, list[float]] = {}
-            for i in row:
-                if cluster_of[i] is not None:
-                    cluster_key.setdefault(cluster_of[i], []).append(key[i])
-            mean = {c: sum(v) / len(v) for c, v in cluster_key.items()}
-            row.sort(key=lambda i: (mean[cluster_of[i]] if cluster_of[i] is not None else key[i],
-                                    cluster_of[i] or "", key[i], pos[i]))
-            place(row)
-
-    sweep(layers[1:], parents)
-    sweep(reversed(layers[:-1]), children)
-    sweep(layers[1:], parents)
-    # A layer wider than max_row wraps onto sub-rows, closer together than layers are, so that a
-    # wide stage does not shrink the whole drawing to fit the view's width.
-    out: dict[str, tuple[float, float]] = {}
-    y = 0.0
-    sub = y_spacing * 0.55
-    for row in layers:
-        # each group's share of the layer wraps on rows of its own, so that its box holds only it
-        runs: list[list[int]] = []
-        for i in row:
-            if runs and cluster_of[runs[-1][-1]] == cluster_of[i]:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        chunks = [run[k:k + max_row] for run in runs for k in range(0, len(run), max_row)] if len(row) > max_row else [row]
-        for chunk in chunks:
-            middle = (len(chunk) - 1) / 2
-            for k, i in enumerate(chunk):
-                out[names[i]] = ((k - middle) * x_spacing, y)
-            y += sub
-        y += y_spacing - sub
-    return out
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -842,89 +651,3 @@ def _node(nid: str, label: str, kind: str, parent: str | None, members: list[str
     return {"id": nid, "label": label, "kind": kind, "parent": parent, "members": members,
             "position": (0.0, 0.0), "is_group": is_group, "is_aggregate": is_aggregate,
             "is_compound": False}
-
-
-# -- live state -----------------------------------------------------------------------------------
-
-
-class StateBatcher:
-    """Coalesces task state changes pushed from any thread into at most ``rate`` batches a second.
-
-    A run can change thousands of states a second and every update a widget sends costs a message,
-    so changes wait here and go to ``callback`` as one ``{task_id: state}`` dict, keeping only the
-    latest state of each task. Batches are delivered one at a time and in order, from a background
-    thread started on the first push (or from the caller of :meth:`flush`/:meth:`close`). A
-    callback that raises is logged and the batcher carries on, so a broken view never breaks the
-    run that feeds it. Changes pushed after :meth:`close` are ignored: the view is gone.
-    """
-
-    def __init__(self, callback: Callable[[dict[str, str]], Any], *, rate: float = 4.0) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, not {rate!r}")
-        self._callback = callback
-        self._interval = 1.0 / rate
-        self._pending: dict[str, str] = {}
-        self._lock = threading.Condition()
-        self._deliver = threading.RLock()  # close() may be called from the callback
-        self._last = float("-inf")
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def push(self, task_id: str, state: Any) -> None:
-        self.push_many({task_id: state})
-
-    def push_many(self, changes: Mapping[str, Any]) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            for task_id, state in changes.items():
-                self._pending[task_id] = state_key(state) if state is not None else NO_STATUS
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="nbflow-graph-states", daemon=True)
-                self._thread.start()
-            self._lock.notify()
-
-    def flush(self) -> None:
-        """Deliver what is pending now, whatever the rate."""
-        with self._deliver:
-            with self._lock:
-                batch, self._pending = self._pending, {}
-                self._last = time.monotonic()
-            self._send(batch)
-
-    def close(self) -> None:
-        """Deliver what is pending and stop the background thread."""
-        with self._lock:
-            self._closed = True
-            self._lock.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        self.flush()
-
-    def __enter__(self) -> StateBatcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _send(self, batch: dict[str, str]) -> None:
-        if not batch:
-            return
-        try:
-            self._callback(batch)
-        except Exception:
-            log.exception("the graph view's state callback failed; carrying on")
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._pending and not self._closed:
-                    self._lock.wait()
-                if self._closed:
-                    return
-                wait = self._last + self._interval - time.monotonic()
-                if wait > 0:
-                    self._lock.wait(wait)
-                    continue
-            self.flush()
