@@ -28,6 +28,7 @@ export class DagView extends BoxPanel {
   readonly grid = new GridView();
   readonly details: TaskDetails;
   private readonly header = new Widget();
+  private readonly headerInner = h('div', { class: 'nbflow-DagView-headerInner' });
   private readonly stack = new StackedPanel();
   private readonly ticker: Ticker;
   private dag: IDagDetail | null = null;
@@ -52,6 +53,7 @@ export class DagView extends BoxPanel {
     this.title.closable = true;
     this.details = new TaskDetails(actions);
     this.header.addClass('nbflow-DagView-header');
+    this.header.node.append(this.headerInner);
 
     this.stack.addClass('nbflow-DagView-stack');
     this.stack.addWidget(this.graph);
@@ -108,7 +110,7 @@ export class DagView extends BoxPanel {
   }
 
   private async load(): Promise<void> {
-    replaceChildren(this.header.node, h('h2', {}, this.dagId), h('span', { class: 'nbflow-Muted' }, 'loading…'));
+    replaceChildren(this.headerInner, h('h2', {}, this.dagId), h('span', { class: 'nbflow-Muted' }, 'loading…'));
     try {
       const [dag, graph] = await Promise.all([api.getDag(this.dagId), api.graph(this.dagId)]);
       this.dag = dag;
@@ -116,7 +118,8 @@ export class DagView extends BoxPanel {
       this.graph.node.dataset.drawMs = ms.toFixed(0);
       this.renderHeader();
     } catch (error) {
-      replaceChildren(this.header.node, h('h2', {}, this.dagId), h('p', { class: 'nbflow-Error' }, String(error)));
+      replaceChildren(this.headerInner, h('h2', {}, this.dagId), h('p', { class: 'nbflow-Error' }, String(error)));
+      this.fitHeader();
       return;
     }
     this.ticker.start();
@@ -274,7 +277,7 @@ export class DagView extends BoxPanel {
       }
     });
     replaceChildren(
-      this.header.node,
+      this.headerInner,
       h(
         'div',
         { class: 'nbflow-DagView-title' },
@@ -311,6 +314,28 @@ export class DagView extends BoxPanel {
     );
     this.showTab(this.tab);
     this.renderRunPicker();
+    this.fitHeader();
+  }
+
+  /** Give the header the height its content needs (the box layout does not measure content). */
+  private fitHeader(): void {
+    const style = getComputedStyle(this.header.node);
+    const height = this.headerInner.offsetHeight + parseFloat(style.paddingTop) + parseFloat(style.paddingBottom) + 1;
+    if (this.headerInner.offsetHeight > 0 && Math.abs(height - this.header.node.offsetHeight) > 1) {
+      this.header.node.style.minHeight = `${Math.ceil(height)}px`;
+      this.header.node.style.maxHeight = `${Math.ceil(height)}px`;
+      this.fit();
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.fitHeader();
+  }
+
+  protected onResize(msg: Widget.ResizeMessage): void {
+    super.onResize(msg);
+    this.fitHeader();
   }
 
   private renderRunPicker(): void {

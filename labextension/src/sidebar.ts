@@ -42,9 +42,9 @@ export class DagListPanel extends Widget {
       { class: 'nbflow-Sidebar-header' },
       h('h2', {}, 'nbflow'),
       h('span', { class: 'nbflow-Spacer' }),
-      button('Schedule a notebook…', () => this.actions.scheduleNotebook(), {
-        class: 'jp-Button jp-mod-styled jp-mod-reject nbflow-ScheduleButton',
-        title: 'Run a notebook on a schedule'
+      button('Schedule…', () => this.actions.scheduleNotebook(), {
+        class: 'jp-Button jp-mod-minimal nbflow-ScheduleButton',
+        title: 'Schedule a notebook: run it on a cron schedule'
       }),
       button('⟳', () => this.refresh(), { class: 'jp-Button jp-mod-minimal nbflow-Refresh', title: 'Refresh' })
     );
@@ -145,8 +145,8 @@ export class DagListPanel extends Widget {
     const li = h(
       'li',
       { class: `nbflow-DagRow${dag.is_paused ? ' nbflow-mod-paused' : ''}`, 'data-dag-id': dag.dag_id },
-      h('div', { class: 'nbflow-DagRow-top' }, badge, name, h('span', { class: 'nbflow-Spacer' }), trigger, pauseSwitch(dag, () => this.refresh())),
-      h('div', { class: 'nbflow-DagRow-meta' }, schedule, dag.is_paused ? h('span', { class: 'nbflow-Tag' }, 'paused') : null, next),
+      h('div', { class: 'nbflow-DagRow-top' }, name, h('span', { class: 'nbflow-Spacer' }), trigger, pauseSwitch(dag, () => this.refresh())),
+      h('div', { class: 'nbflow-DagRow-meta' }, badge, schedule, dag.is_paused ? h('span', { class: 'nbflow-Tag' }, 'paused') : null, next),
       dag.recent_runs.length ? h('div', { class: 'nbflow-DagRow-runs' }, runs,
         dag.active_runs ? h('span', { class: 'nbflow-Muted' }, `${dag.active_runs} active`) : null) : null
     );

@@ -582,3 +582,40 @@ class LabPage:
         path = SCREENSHOTS / f"{self.name}{'-' + label if label else ''}.png"
         self.page.screenshot(path=str(path))
         return path
+
+
+# -- nbflow's own JupyterLab extension ------------------------------------------------------------
+
+#: The name nbflow's lab extension is installed under (share/jupyter/labextensions/<name>).
+NBFLOW_LABEXTENSION = "nbflow-labextension"
+
+
+@pytest.fixture(scope="session")
+def nbflow_lab(lab: Lab) -> Lab:
+    """The session's Lab, checked to serve nbflow's REST API and to load nbflow's lab extension."""
+    try:
+        lab.api("nbflow/api/dags", timeout=30)
+    except urllib.error.HTTPError as exc:
+        pytest.fail(
+            f"GET /nbflow/api/dags answered {exc.code}: the nbflow server extension is not enabled in "
+            f"this Lab (is {sys.prefix}/etc/jupyter/jupyter_server_config.d/nbflow.json installed?)\n"
+            f"{lab.log_tail()}", pytrace=False,
+        )
+    if NBFLOW_LABEXTENSION not in _labextensions(lab):
+        pytest.fail(
+            f"JupyterLab does not load {NBFLOW_LABEXTENSION}: build and install it with ./dev.sh setup "
+            f"(it must be in {sys.prefix}/share/jupyter/labextensions)", pytrace=False,
+        )
+    return lab
+
+
+def api_json(lab: Lab, path: str, method: str = "GET", body: Any = None, timeout: float = 30.0) -> Any:
+    """Call Lab's server with a JSON body (``Lab.api`` sends none); return the decoded answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{lab.base_url}/{path.lstrip('/')}", method=method, data=data,
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
