@@ -206,7 +206,7 @@ scheduler_host = Table(
     Column("host_id", String(64), primary_key=True),
     Column("hostname", String(ID)),
     Column("pid", Integer),
-    Column("kind", String(STATE)),  # 'daemon' | 'kernel' | 'server' | 'backfill'
+    Column("kind", String(STATE)),  # 'daemon' | 'kernel' | 'jupyter-server' | 'server-run' | 'backfill'
     Column("state", String(STATE), nullable=False),  # 'running' | 'stopped'
     Column("started_at", UTCDateTime),
     Column("heartbeat_at", UTCDateTime),

@@ -8,7 +8,6 @@ checked without a server.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,6 @@ def jsonable(value: Any) -> tuple[bool, Any]:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        return False, None
-    if isinstance(value, float) and not math.isfinite(value):
         return False, None
     return True, value
 
