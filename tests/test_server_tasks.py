@@ -98,6 +98,7 @@ def test_a_running_task_log_is_followed_by_offset(api: Api, dags: Path) -> None:
     assert api.get(*task, "log", params={"offset": offset}) == {"text": "", "offset": offset, "complete": True,
                                                                  "path": body["path"]}
     assert api.get(*task, "log", params={"try": 1, "offset": 0})["text"] == text
+    assert api.get(*task, "log", params={"try": 0})["text"] == text  # 0: the current try
     detail = api.get(*task)
     assert detail["state"] == "success" and detail["kind"] == "python" and detail["try_number"] == 1
     assert [t["try_number"] for t in detail["tries"]] == [1] and detail["tries"][0]["has_log"] is True
@@ -195,5 +196,8 @@ def test_log_of_a_task_that_has_not_run(api: Api, dags: Path) -> None:
     run_id = api.post("dags", "slow", "runs", body={}, expect=201)["run"]["run_id"]
     body = api.get("dags", "slow", "runs", run_id, "tasks", "talk", "log")
     assert body == {"text": "", "offset": 0, "complete": False, "path": None}
+    # a client that asks for try 1 before there is one keeps polling: nothing is complete yet
+    first = api.get("dags", "slow", "runs", run_id, "tasks", "talk", "log", params={"try": 1})
+    assert first == {"text": "", "offset": 0, "complete": False, "path": None}
     assert api.error("GET", "dags", "slow", "runs", run_id, "tasks", "talk", "log", params={"offset": -1},
                      expect=400)["error"] == "InvalidRequestError"

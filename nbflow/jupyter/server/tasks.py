@@ -174,8 +174,8 @@ class LogHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self, dag_id: str, run_id: str, task_id: str) -> None:
-        number = self.get_argument("try", None)
-        try_number = None if not number else self.int_argument("try", 0, low=0, high=100_000)
+        # no try, or try=0, is the current one (a task that has not run yet has try number 0)
+        try_number = self.int_argument("try", 0, low=0, high=100_000) or None
         offset = self.int_argument("offset", 0, low=0, high=2**53)
         self.reply(await self.services.call(task_log, self.services, dag_id, run_id, task_id, try_number, offset))
 
