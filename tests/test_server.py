@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_server.auth import Authorizer
+from traitlets import List
 
 from jupyter_api import *  # noqa: F403 (the test server's fixtures)
 from jupyter_api import Api, wait_for
@@ -279,6 +281,28 @@ def test_every_endpoint_needs_a_token(api: Api, dags: Path) -> None:
     with open_store() as store:
         assert store.get_dag("etl")["is_paused"] is False
         assert len(store.list_runs("etl")) == 1
+
+
+class ReadOnlyNbflow(Authorizer):
+    """Lets a user read nbflow and change nothing in it; everything else is allowed."""
+
+    asked = List()
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        self.asked.append((action, resource))
+        return action == "read" if resource == "nbflow" else True
+
+
+def test_jupyters_authorizer_decides_with_the_nbflow_resource(api: Api, dags: Path) -> None:
+    readonly = ReadOnlyNbflow(parent=api.serverapp, identity_provider=api.serverapp.identity_provider)
+    api.serverapp.web_app.settings["authorizer"] = readonly
+    assert api.get("dags", "etl")["dag_id"] == "etl"
+    denied = api.error("PATCH", "dags", "etl", body={"is_paused": True}, expect=403)
+    assert denied["error"] == "Forbidden" and "write" in denied["message"] and "nbflow" in denied["message"]
+    assert api.error("POST", "dags", "etl", "runs", body={}, expect=403)["error"] == "Forbidden"
+    assert ("read", "nbflow") in readonly.asked and ("write", "nbflow") in readonly.asked
+    with open_store() as store:
+        assert store.get_dag("etl")["is_paused"] is False and store.list_runs("etl") == []
 
 
 # -- the rest -------------------------------------------------------------------------------------------
