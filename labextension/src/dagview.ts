@@ -43,7 +43,7 @@ export class DagView extends BoxPanel {
   private selectedTask: string | null = null;
   private readonly status = h('span', { class: 'nbflow-Muted nbflow-DagView-status' });
 
-  constructor(dagId: string, runId: string | null, actions: IDetailsActions) {
+  constructor(dagId: string, runId: string | null, private readonly actions: IDetailsActions) {
     super({ direction: 'top-to-bottom', spacing: 0 });
     this.dagId = dagId;
     this.id = `nbflow-dag-${dagId}`;
@@ -239,6 +239,7 @@ export class DagView extends BoxPanel {
       this.runs = [run, ...this.runs.filter(r => r.run_id !== run.run_id)];
       this.chooseRun(run.run_id, true);
       this.runState = run.state;
+      this.actions.changed?.(this.dagId);
     } catch (error) {
       Notification.error(`nbflow: could not trigger ${this.dagId}: ${String(error)}`, { autoClose: 8000 });
     }
@@ -287,6 +288,7 @@ export class DagView extends BoxPanel {
             this.dag = { ...this.dag, ...updated };
           }
           void this.loadDag();
+          this.actions.changed?.(this.dagId);
         }),
         button('▶ Trigger', () => this.trigger(), {
           class: 'jp-Button jp-mod-styled jp-mod-accept nbflow-Trigger',

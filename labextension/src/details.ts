@@ -15,6 +15,8 @@ export interface IDetailsActions {
   openNotebook(path: string): void;
   /** Show an HTML page served by the API in a main-area tab. */
   openHtml(title: string, url: string): void;
+  /** Something about a DAG changed here (a run was triggered, the DAG paused). */
+  changed?(dagId: string): void;
 }
 
 interface ISelection {
@@ -157,7 +159,15 @@ export class TaskDetails extends Widget {
     }
     const parts: (Node | null)[] = [table, h('p', { class: 'nbflow-Muted' }, `Times in local time (${LOCAL_ZONE}).`)];
     if (detail.error) {
-      parts.push(h('div', { class: 'nbflow-Section' }, 'Error'), h('pre', { class: 'nbflow-Details-error' }, detail.error));
+      const lines = detail.error.trim().split('\n');
+      const last = lines[lines.length - 1];
+      parts.push(
+        h('div', { class: 'nbflow-Section' }, 'Error'),
+        h('div', { class: 'nbflow-Details-errorLine' }, last),
+        lines.length > 1
+          ? h('details', { class: 'nbflow-Details-traceback' }, h('summary', {}, 'traceback'), h('pre', { class: 'nbflow-Details-error' }, detail.error))
+          : null
+      );
     }
     if (detail.output_preview) {
       parts.push(h('div', { class: 'nbflow-Section' }, 'Output'), h('pre', { class: 'nbflow-Details-output' }, detail.output_preview));

@@ -40,6 +40,16 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
       }
     },
     {
+      // Joints (empty tasks) are small: their label goes under them, where it has room.
+      selector: 'node[kind = "empty"][!is_group]',
+      style: {
+        'text-valign': 'bottom',
+        'text-margin-y': 3,
+        'text-max-width': '160px',
+        'font-size': 12
+      }
+    },
+    {
       selector: 'node[?is_group]',
       style: {
         shape: 'round-rectangle',
@@ -73,6 +83,7 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
       style: { 'background-color': style.background, 'border-color': style.border, color: style.text }
     });
   }
+  sheet.push({ selector: 'node[kind = "empty"][!is_group]', style: { color: '#424242' } });
   sheet.push({
     selector: 'node:selected',
     style: {
@@ -118,6 +129,7 @@ export class GraphView extends Widget {
   private readonly canvas: HTMLDivElement;
   private readonly _taskSelected = new Signal<this, string>(this);
   private fitPending = false;
+  private userMoved = false;
   private legend: HTMLDivElement;
 
   constructor() {
@@ -128,6 +140,12 @@ export class GraphView extends Widget {
     this.legend = document.createElement('div');
     this.legend.className = 'nbflow-Graph-legend';
     this.node.append(this.canvas, this.legend);
+    // Once someone pans or zooms, resizing the view keeps their viewport instead of fitting again.
+    for (const type of ['wheel', 'mousedown', 'touchstart']) {
+      this.canvas.addEventListener(type, () => {
+        this.userMoved = true;
+      }, { passive: true });
+    }
   }
 
   /** Emitted with the task id when a task node is clicked. */
@@ -150,7 +168,7 @@ export class GraphView extends Widget {
       container: this.canvas,
       style: stylesheet(styles, big),
       layout: { name: 'preset' },
-      minZoom: 0.02,
+      minZoom: 0.002,
       maxZoom: 3,
       wheelSensitivity: 0.4,
       boxSelectionEnabled: false,
@@ -170,6 +188,7 @@ export class GraphView extends Widget {
       }
     });
     this.cy = cy;
+    this.userMoved = false;
     this.renderLegend(styles);
     this.fit();
     const elapsed = performance.now() - started;
@@ -218,12 +237,39 @@ export class GraphView extends Widget {
       return;
     }
     this.fitPending = false;
-    this.cy.resize();
-    this.cy.fit(undefined, 24);
+    const cy = this.cy;
+    cy.resize();
+    const padding = 24;
+    const box = cy.elements().boundingBox();
+    const width = Math.max(1, cy.width() - 2 * padding);
+    const height = Math.max(1, cy.height() - 2 * padding);
+    const byWidth = width / Math.max(1, box.w);
+    const byHeight = height / Math.max(1, box.h);
+    const whole = Math.min(byWidth, byHeight);
+    if (whole < 0.2 && Math.max(byWidth, byHeight) > 4 * whole) {
+      // A drawing far taller than wide (or wider than tall) would shrink to a line: fill the short
+      // side instead and start at the top (or left); "Fit all" still shows everything.
+      const zoom = Math.min(1, Math.max(byWidth, byHeight));
+      cy.zoom(zoom);
+      if (byWidth > byHeight) {
+        cy.pan({ x: (cy.width() - box.w * zoom) / 2 - box.x1 * zoom, y: padding - box.y1 * zoom });
+      } else {
+        cy.pan({ x: padding - box.x1 * zoom, y: (cy.height() - box.h * zoom) / 2 - box.y1 * zoom });
+      }
+      return;
+    }
+    cy.fit(undefined, padding);
     // Small DAGs should not be blown up to fill a big view.
-    if (this.cy.zoom() > 1.25) {
-      this.cy.zoom(1.25);
-      this.cy.center();
+    if (cy.zoom() > 1.25) {
+      cy.zoom(1.25);
+      cy.center();
+    }
+  }
+
+  /** Show the whole drawing, however small that makes it. */
+  fitAll(): void {
+    if (this.cy) {
+      this.cy.fit(undefined, 16);
     }
   }
 
@@ -255,7 +301,7 @@ export class GraphView extends Widget {
     if (!this.cy) {
       return;
     }
-    if (this.fitPending) {
+    if (this.fitPending || !this.userMoved) {
       this.fit();
     } else {
       this.cy.resize();
@@ -279,5 +325,14 @@ export class GraphView extends Widget {
       item.append(swatch, style.label);
       this.legend.append(item);
     }
+    const spacer = document.createElement('span');
+    spacer.className = 'nbflow-Spacer';
+    const fit = document.createElement('button');
+    fit.type = 'button';
+    fit.className = 'jp-Button jp-mod-minimal nbflow-FitAll';
+    fit.textContent = 'Fit all';
+    fit.title = 'Show the whole graph';
+    fit.addEventListener('click', () => this.fitAll());
+    this.legend.append(spacer, fit);
   }
 }

@@ -90,7 +90,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openNotebook: path => {
         void app.commands.execute('docmanager:open', { path });
       },
-      openHtml
+      openHtml,
+      changed: () => sidebar.refresh()
     };
 
     const openDag = (dagId: string, runId?: string): DagView => {

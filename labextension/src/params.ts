@@ -20,7 +20,13 @@ function initialText(parameter: INotebookParameter): string {
   if (typeof value === 'string') {
     return value;
   }
-  return JSON.stringify(value);
+  // Show the default as written in the notebook when that is JSON too ("[3, 1, 2]").
+  try {
+    JSON.parse(parameter.source);
+    return parameter.source;
+  } catch {
+    return JSON.stringify(value);
+  }
 }
 
 /** Parse what was typed for `parameter`; throws an Error that names the parameter. */

@@ -241,3 +241,227 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     assert states == ["success"] * 4
     ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="graph"]')
     ui.page.wait_for_timeout(300)
+
+
+def _report_notebook(lab: Lab, name: str) -> Path:
+    """A notebook with a cell tagged ``parameters`` (title, rows, factor, verbose)."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    parameters = nbformat.v4.new_code_cell(
+        'title = "Daily numbers"  # the heading of the report\nrows = [3, 1, 2]\nfactor = 1\nverbose = False'
+    )
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# A little report"),
+        parameters,
+        nbformat.v4.new_code_cell('total = sum(rows) * factor\nprint(f"{title}: the total is {total}")'),
+    ]
+    path = lab.root_dir / f"{name}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_notebook_task_report(ui: NbflowUI) -> None:
+    dag_id = f"lab_report_{_uid()}"
+    notebook = _report_notebook(ui.lab, f"{dag_id}_nb")
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG
+        from nbflow.operators import NotebookOperator
+
+        with DAG("{dag_id}", schedule=None) as dag:
+            NotebookOperator(task_id="report", notebook={str(notebook)!r},
+                             parameters={{"title": "Lab report", "factor": 2}}, report="html")
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.page.click(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName')
+    ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 1, "a graph of one notebook task")
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-Trigger")
+    graph = ui.wait_graph(dag_id, lambda g: g["nodes"][0]["state"] in ("success", "failed"), "the notebook task to finish",
+                          timeout=120)
+    assert graph["nodes"][0]["state"] == "success", graph
+    assert graph["nodes"][0]["shape"] == "barrel"  # KIND_SHAPES["notebook"]
+    ui.click_task(dag_id, "report")
+    ui.page.wait_for_selector(f"#nbflow-dag-{dag_id} .nbflow-OpenReport")
+    ui.lp.wait_for(lambda: "Lab report: the total is 12" in ui.log_text(dag_id), "the log to hold what the notebook printed")
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-OpenReport")
+    frame = ui.page.frame_locator(".nbflow-Report iframe")
+    frame.locator("text=Lab report: the total is 12").wait_for(timeout=30_000)
+    # the report is the rendered notebook, injected parameters included
+    assert "A little report" in frame.locator("body").inner_text()
+    ui.page.wait_for_timeout(500)
+
+
+def test_schedule_a_notebook_through_the_dialog(ui: NbflowUI) -> None:
+    name = f"lab_sched_{_uid()}"
+    _report_notebook(ui.lab, name)
+    ui.lp.open_notebook(f"{name}.ipynb")
+    ui.page.wait_for_selector('li.lm-TabBar-tab[data-id="nbflow-sidebar"]')
+    ui.open_sidebar()
+    ui.page.click(".nbflow-ToolbarSchedule")  # the notebook toolbar's "Schedule…"
+    dialog = ui.page.locator(".nbflow-ScheduleDialog")
+    dialog.wait_for()
+    assert dialog.locator('input[name="path"]').input_value() == f"{name}.ipynb"
+
+    # A bad cron says which field is wrong, in the dialog.
+    dialog.locator('input[name="cron"]').fill("61 * * * *")
+    dialog.locator(".nbflow-CronError").wait_for()
+    assert "minute" in dialog.locator(".nbflow-CronError").inner_text().lower()
+
+    dialog.locator('input[name="timezone"]').fill("Asia/Seoul")
+    dialog.locator('input[name="cron"]').fill("30 7 * * 1-5")
+    ui.lp.wait_for(lambda: dialog.locator(".nbflow-NextRuns li").count() == 5, "five next times in the preview")
+    preview = dialog.locator(".nbflow-CronPreview").inner_text()
+    assert "07:30" in preview and "Asia/Seoul" in preview, preview
+    words = dialog.locator(".nbflow-CronText").inner_text()
+    assert words and "30 7" not in words, words  # said in words, not echoed
+
+    # The form comes from the parameters cell: names, types, defaults, the trailing comment.
+    dialog.locator('[data-param="title"]').wait_for()
+    assert dialog.locator('[data-param="rows"]').input_value() == "[3, 1, 2]"
+    assert "heading of the report" in dialog.locator(".nbflow-Params").inner_text()
+    dialog.locator('[data-param="title"]').fill("Seoul morning")
+    dialog.locator('[data-param="factor"]').fill("3")
+    ui.lp.screenshot("dialog")
+    dialog.locator(".nbflow-Submit").click()
+    dialog.wait_for(state="detached")
+
+    dag_id = f"report_{name}"
+    row = ui.wait_row(dag_id, what=f"the sidebar to list the new DAG {dag_id}")
+    assert "next" in row["text"]
+    files = list((ui.lab.nbflow_home / "dags").glob(f"{dag_id}.py"))
+    assert files, sorted(p.name for p in (ui.lab.nbflow_home / "dags").iterdir())
+    source = files[0].read_text()
+    assert "Seoul morning" in source and "30 7 * * 1-5" in source and "Asia/Seoul" in source, source
+    summary = ui.lab.api(f"nbflow/api/dags/{dag_id}")
+    assert summary["timezone"] == "Asia/Seoul" and summary["schedule"] == "30 7 * * 1-5"
+    ui.page.wait_for_timeout(300)
+
+
+def test_failed_run_raises_a_notification(ui: NbflowUI) -> None:
+    from .conftest import api_json
+
+    dag_id = f"lab_fail_{_uid()}"
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG, task
+
+        with DAG("{dag_id}", schedule=None) as dag:
+            @task
+            def boom():
+                raise ValueError("the numbers do not add up")
+
+            boom()
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.page.wait_for_timeout(1500)  # the page has read where the event feed stands
+    started = time.monotonic()
+    api_json(ui.lab, f"nbflow/api/dags/{dag_id}/runs", "POST", {"conf": {}})
+    ui.lp.wait_for(lambda: any(dag_id in t and "failed" in t for t in ui.toasts()),
+                   "a Lab notification that the run failed", timeout=60, details=lambda: str(ui.toasts()))
+    print(f"\n[notification] {time.monotonic() - started:.1f} s after the trigger")
+    ui.page.wait_for_timeout(800)  # the toast slides in
+    ui.lp.screenshot("notification")
+    row = ui.wait_row(dag_id, lambda r: r["badgeState"] == "failed", "the sidebar badge to turn red")
+    assert rgb(row["badgeColour"]) == rgb(STATE_STYLES["failed"]["background"])
+    # The notification's action opens the run in the DAG view, with the task red.
+    ui.page.locator(".Toastify__toast", has_text=dag_id).locator("button", has_text="Show run").click()
+    graph = ui.wait_graph(dag_id, lambda g: g["nodes"] and g["nodes"][0]["state"] == "failed", "the failed task in the graph")
+    _assert_colours(graph["nodes"], "failed")
+    ui.click_task(dag_id, "boom")
+    ui.lp.wait_for(lambda: "the numbers do not add up" in ui.details_text(dag_id), "the error in the task details")
+
+
+def test_graph_of_5000_tasks(ui: NbflowUI) -> None:
+    dag_id = f"lab_big_{_uid()}"
+    layers, width = 50, 100
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG
+        from nbflow.operators import EmptyOperator
+
+        with DAG("{dag_id}", schedule=None) as dag:
+            previous = None
+            for layer in range({layers}):
+                current = [EmptyOperator(task_id=f"l{{layer:02d}}_t{{i:03d}}") for i in range({width})]
+                if previous:
+                    for i, op in enumerate(current):
+                        previous[i] >> op
+                        if i % 10 == 0:
+                            previous[(i + 1) % {width}] >> op
+                previous = current
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id, timeout=60)
+    started = time.monotonic()
+    ui.page.evaluate("(dagId) => window.jupyterapp.commands.execute('nbflow:open-dag', {dagId})", dag_id)
+    graph = ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == layers * width, f"{layers * width} nodes", timeout=60)
+    elapsed = time.monotonic() - started
+    assert graph["edges"] == (layers - 1) * (width + width // 10)
+    _assert_colours(graph["nodes"][:50], "no_status")
+    ui.page.wait_for_timeout(800)
+    ui.lp.screenshot("opened")  # a drawing far taller than wide opens at the top, readable
+    # Panning and zooming a graph this size stays fluent: 30 viewport changes, one per frame.
+    frame_ms = ui.page.evaluate(
+        """async (dagId) => {
+            const cy = document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas')._cyreg.cy;
+            const frame = () => new Promise(resolve => requestAnimationFrame(resolve));
+            await frame();
+            const t0 = performance.now();
+            for (let i = 0; i < 30; i++) {
+                cy.panBy({x: 3, y: -12});
+                cy.zoom({level: cy.zoom() * (i < 15 ? 0.97 : 1.03), renderedPosition: {x: 300, y: 300}});
+                await frame();
+            }
+            return (performance.now() - t0) / 30;
+        }""",
+        dag_id,
+    )
+    print(f"\n[5,000 tasks] the DAG view showed {len(graph['nodes'])} nodes and {graph['edges']} edges "
+          f"{elapsed:.2f} s after the command (cytoscape {graph['drawMs']:.0f} ms); pan/zoom {frame_ms:.0f} ms a frame")
+    assert frame_ms < 250
+    assert elapsed < 30
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-FitAll")
+    visible = ui.page.evaluate(
+        """(dagId) => {
+            const cy = document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas')._cyreg.cy;
+            const e = cy.extent();
+            return cy.nodes().filter(n => {
+                const p = n.position();
+                return p.x >= e.x1 && p.x <= e.x2 && p.y >= e.y1 && p.y <= e.y2;
+            }).length;
+        }""",
+        dag_id,
+    )
+    assert visible == layers * width  # "Fit all" shows every node
+    ui.page.wait_for_timeout(800)
+
+
+def test_schedule_command_in_file_browser_and_palette(ui: NbflowUI) -> None:
+    name = f"lab_menu_{_uid()}"
+    _report_notebook(ui.lab, name)
+    ui.open_lab()
+    ui.page.evaluate("() => window.jupyterapp.shell.activateById('filebrowser')")
+    item = ui.page.locator(f'.jp-DirListing-item[data-file-type="notebook"]:has-text("{name}")')
+    item.wait_for()
+    item.click(button="right")
+    entry = ui.page.locator(".lm-Menu-item", has_text="Schedule this notebook…")
+    entry.wait_for()
+    ui.lp.screenshot("context-menu")
+    entry.click()
+    dialog = ui.page.locator(".nbflow-ScheduleDialog")
+    dialog.wait_for()
+    assert dialog.locator('input[name="path"]').input_value() == f"{name}.ipynb"
+    dialog.locator('[data-param="title"]').wait_for()
+    ui.page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+
+    ui.page.evaluate("() => window.jupyterapp.commands.execute('apputils:activate-command-palette')")
+    ui.page.keyboard.type("Schedule this notebook")
+    ui.page.locator(".lm-CommandPalette-item", has_text="Schedule this notebook…").wait_for()
+    ui.page.keyboard.press("Escape")
