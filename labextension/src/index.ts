@@ -202,9 +202,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(sidebar, 'left', { rank: 650 });
     restorer?.add(sidebar, sidebar.id);
 
-    const notifier = new FailureNotifier((dagId, runId) => {
-      openDag(dagId, runId);
-    });
+    const notifier = new FailureNotifier(
+      (dagId, runId) => {
+        openDag(dagId, runId);
+      },
+      () => sidebar.refresh()
+    );
     void app.restored.then(() => notifier.start());
   }
 };

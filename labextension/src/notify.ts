@@ -14,7 +14,10 @@ export class FailureNotifier {
   private lastId: number | null = null;
   private readonly ticker = new Ticker(() => this.poll(), () => INTERVAL);
 
-  constructor(private readonly openDag: (dagId: string, runId?: string) => void) {}
+  constructor(
+    private readonly openDag: (dagId: string, runId?: string) => void,
+    private readonly failed: () => void = () => undefined
+  ) {}
 
   start(): void {
     this.ticker.start();
@@ -36,18 +39,19 @@ export class FailureNotifier {
       }
       throw error;
     }
-    if (this.lastId !== null) {
+    if (this.lastId !== null && feed.events.length) {
       for (const event of feed.events) {
         this.announce(event);
       }
+      this.failed();
     }
     this.lastId = Math.max(feed.last_id ?? 0, this.lastId ?? 0);
   }
 
   private announce(event: IEvent): void {
     const dagId = event.dag_id ?? 'a DAG';
-    const where = event.task_id ? ` (task ${event.task_id})` : '';
-    const text = `nbflow: run ${event.run_id ?? ''} of ${dagId} failed${where}`;
+    const task = event.task_id ? `, task ${event.task_id}` : '';
+    const text = `nbflow: ${dagId} failed (run ${event.run_id ?? '?'}${task})`;
     const actions = event.dag_id
       ? [
           {
