@@ -22,6 +22,7 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
     {
       selector: 'node',
       style: {
+        // cytoscape's types do not list data mappers for the shape, which it accepts
         shape: 'data(shape)' as unknown as cytoscape.Css.NodeShape,
         width: 'data(width)',
         height: 'data(height)',
@@ -130,6 +131,7 @@ export class GraphView extends Widget {
   private readonly _taskSelected = new Signal<this, string>(this);
   private fitPending = false;
   private userMoved = false;
+  private fitting = false;
   private legend: HTMLDivElement;
 
   constructor() {
@@ -140,12 +142,6 @@ export class GraphView extends Widget {
     this.legend = document.createElement('div');
     this.legend.className = 'nbflow-Graph-legend';
     this.node.append(this.canvas, this.legend);
-    // Once someone pans or zooms, resizing the view keeps their viewport instead of fitting again.
-    for (const type of ['wheel', 'mousedown', 'touchstart']) {
-      this.canvas.addEventListener(type, () => {
-        this.userMoved = true;
-      }, { passive: true });
-    }
   }
 
   /** Emitted with the task id when a task node is clicked. */
@@ -180,6 +176,12 @@ export class GraphView extends Widget {
     });
     cy.batch(() => {
       cy.add(elements(graph));
+    });
+    // Once someone pans or zooms, resizing the view keeps their viewport instead of fitting again.
+    cy.on('viewport', () => {
+      if (!this.fitting) {
+        this.userMoved = true;
+      }
     });
     cy.on('tap', 'node', event => {
       const node = event.target as cytoscape.NodeSingular;
@@ -237,7 +239,15 @@ export class GraphView extends Widget {
       return;
     }
     this.fitPending = false;
-    const cy = this.cy;
+    this.fitting = true;
+    try {
+      this.fitNow(this.cy);
+    } finally {
+      this.fitting = false;
+    }
+  }
+
+  private fitNow(cy: cytoscape.Core): void {
     cy.resize();
     const padding = 24;
     const box = cy.elements().boundingBox();
@@ -269,7 +279,10 @@ export class GraphView extends Widget {
   /** Show the whole drawing, however small that makes it. */
   fitAll(): void {
     if (this.cy) {
+      this.fitting = true;
       this.cy.fit(undefined, 16);
+      this.fitting = false;
+      this.userMoved = false;
     }
   }
 

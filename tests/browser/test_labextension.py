@@ -274,17 +274,30 @@ def test_notebook_task_report(ui: NbflowUI) -> None:
         with DAG("{dag_id}", schedule=None) as dag:
             NotebookOperator(task_id="report", notebook={str(notebook)!r},
                              parameters={{"title": "Lab report", "factor": 2}}, report="html")
+            # executed into the server's root, so that Lab can open it
+            NotebookOperator(task_id="copy", notebook={str(notebook)!r}, parameters={{"title": "Copy"}},
+                             output_path={str(ui.lab.root_dir / (dag_id + "_out.ipynb"))!r})
         """)
     ui.open_lab()
     ui.open_sidebar()
     ui.wait_row(dag_id)
     ui.page.click(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName')
-    ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 1, "a graph of one notebook task")
+    ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 2, "a graph of two notebook tasks")
     ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-Trigger")
-    graph = ui.wait_graph(dag_id, lambda g: g["nodes"][0]["state"] in ("success", "failed"), "the notebook task to finish",
-                          timeout=120)
-    assert graph["nodes"][0]["state"] == "success", graph
-    assert graph["nodes"][0]["shape"] == "barrel"  # KIND_SHAPES["notebook"]
+    graph = ui.wait_graph(dag_id, lambda g: all(n["state"] in ("success", "failed") for n in g["nodes"]),
+                          "the notebook tasks to finish", timeout=120)
+    _assert_colours(graph["nodes"], "success")
+    assert {n["shape"] for n in graph["nodes"]} == {"barrel"}  # KIND_SHAPES["notebook"]
+
+    # A notebook executed under the server's root opens in Lab itself.
+    ui.click_task(dag_id, "copy")
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-OpenNotebook")
+    ui.lp.wait_for(lambda: ui.page.evaluate(
+        """(path) => Array.from(window.jupyterapp.shell.widgets('main'))
+            .some(w => w.context && w.context.path === path)""", f"{dag_id}_out.ipynb"),
+        "the output notebook to open in Lab")
+    ui.page.locator(".jp-OutputArea-output", has_text="Copy: the total is 6").first.wait_for()
+    ui.page.evaluate("(id) => window.jupyterapp.shell.activateById(id)", f"nbflow-dag-{dag_id}")
     ui.click_task(dag_id, "report")
     ui.page.wait_for_selector(f"#nbflow-dag-{dag_id} .nbflow-OpenReport")
     ui.lp.wait_for(lambda: "Lab report: the total is 12" in ui.log_text(dag_id), "the log to hold what the notebook printed")
