@@ -36,9 +36,11 @@ def _uid() -> str:
     return uuid.uuid4().hex[:6]
 
 
-def _hello_dag(lab: Lab, dag_id: str) -> None:
-    """extract -> (double, count) -> report, all Python; runs in well under a second."""
+def _hello_dag(lab: Lab, dag_id: str, sleep: float = 0.0) -> None:
+    """extract -> (double, count) -> report, all Python; extract takes ``sleep`` seconds."""
     _dag_file(lab, dag_id, f"""\
+        import time
+
         from nbflow import DAG, task
 
         with DAG("{dag_id}", schedule="0 6 * * *", start_date="2024-01-01", timezone="Europe/Paris",
@@ -46,6 +48,7 @@ def _hello_dag(lab: Lab, dag_id: str) -> None:
             @task
             def extract():
                 print("extracting three rows")
+                time.sleep({sleep})
                 return [1, 2, 3]
 
             @task
@@ -210,7 +213,7 @@ def test_sidebar_trigger_and_watch_success(ui: NbflowUI) -> None:
 
 def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     dag_id = f"lab_view_{_uid()}"
-    _hello_dag(ui.lab, dag_id)
+    _hello_dag(ui.lab, dag_id, sleep=4)
     ui.open_lab()
     ui.open_sidebar()
     ui.wait_row(dag_id)
@@ -220,6 +223,13 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     _assert_colours(graph["nodes"], "no_status")
 
     ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-Trigger")
+    # While the run is active the view follows it: extract shows as running, in the running colour.
+    graph = ui.wait_graph(
+        dag_id, lambda g: any(n["id"] == "extract" and n["state"] == "running" for n in g["nodes"]),
+        "extract to show as running", timeout=30,
+    )
+    _assert_colours([n for n in graph["nodes"] if n["id"] == "extract"], "running")
+    ui.lp.screenshot("running")
     graph = ui.wait_graph(
         dag_id, lambda g: all(n["state"] == "success" for n in g["nodes"]), "every task to turn green", timeout=60,
     )
@@ -239,6 +249,7 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
         f"#nbflow-dag-{dag_id} .nbflow-Grid-cell", "cells => cells.map(c => c.dataset.state)"
     )
     assert states == ["success"] * 4
+    ui.lp.screenshot("grid")
     ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="graph"]')
     ui.page.wait_for_timeout(300)
 
