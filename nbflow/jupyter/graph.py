@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from nbflow.dag import DAG
 
 __all__ = [
-    "DEFAULT_SIZE", "KIND_BADGES", "KIND_SHAPES", "KIND_SIZES", "LEGEND", "MAX_ELEMENTS", "NO_STATUS",
+    "DEFAULT_SIZE", "KIND_BADGES", "KIND_SHAPES", "KIND_SIZES", "LEGEND", "MAX_ELEMENTS", "MAX_ROW", "NO_STATUS",
     "OPENED_PARTS", "SEVERITY", "STATE_STYLES", "X_SPACING", "Y_SPACING", "GraphModel", "StateBatcher",
     "kind_shape", "layered_layout", "longest_path_layers", "node_size", "state_key", "style_for",
 ]
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 #: How many nodes and edges a view draws at most, folding the rest. ipycytoscape itself starts to
 #: lose elements at a few hundred; a graph stays readable in a notebook cell well below that.
 MAX_ELEMENTS = 200
+
+#: Nodes per row before a layer wraps, in a notebook cell's view.
+MAX_ROW = 5
 
 #: An opened node too big to show task by task shows at most this many parts: enough to see its
 #: shape, few enough to read; each part opens in turn.
@@ -241,6 +244,7 @@ class GraphModel:
         opened: Iterable[Iterable[str]] = (),
         focus: str | None = None,
         focus_hops: int = 2,
+        max_row: int = MAX_ROW,
     ) -> GraphModel:
         """Fold ``dag`` (a ``DAG`` or its ``describe()`` dict) until its nodes and edges number at
         most ``max_elements``, then lay it out.
@@ -258,7 +262,8 @@ class GraphModel:
         are shown in consecutive parts (``agg:<first>~<last>``), each of which opens in turn.
         ``focus`` shows a task with its upstream and downstream within ``focus_hops`` edges, each
         task inside its open group boxes, and folds everything else into "upstream", "downstream"
-        and "other" nodes.
+        and "other" nodes. A layer of more than ``max_row`` nodes wraps onto several rows (what a
+        notebook cell's narrow view needs; a full-page view of a whole DAG wants a wider row).
         """
         d = _Definition(dag)
         expanded = set(expanded)
@@ -267,7 +272,8 @@ class GraphModel:
         if folded_ids:
             # An aggregate id names the tasks it held in the view it was clicked in: that view.
             before = cls.from_dag(dag, max_elements=max_elements, collapsed=collapsed,
-                                  expanded=expanded - folded_ids, opened=sets, focus=focus, focus_hops=focus_hops)
+                                  expanded=expanded - folded_ids, opened=sets, focus=focus, focus_hops=focus_hops,
+                                  max_row=max_row)
             sets += [list(before.node(a)["members"]) for a in sorted(folded_ids) if a in before._by_id]
         sets = [sorted(set(s), key=d.order.__getitem__) for s in sets if s]
         protected = {t for s in sets for t in s}
@@ -290,7 +296,7 @@ class GraphModel:
         cls._fold(d, node_of, boxes, groups_opened, keep | protected, max_elements)
         for tasks in sorted(sets, key=len, reverse=True):
             cls._chunk(d, node_of, boxes, tasks, max_elements, most=OPENED_PARTS)
-        return cls._build(d, node_of, boxes)
+        return cls._build(d, node_of, boxes, max_row)
 
     @classmethod
     def _chunk(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], tasks: list[str], limit: int,
@@ -567,7 +573,7 @@ class GraphModel:
         return [c for c in classes.values() if len(c) > 1]
 
     @classmethod
-    def _build(cls, d: _Definition, node_of: dict[str, str], boxes: set[str]) -> GraphModel:
+    def _build(cls, d: _Definition, node_of: dict[str, str], boxes: set[str], max_row: int = 5) -> GraphModel:
         members: dict[str, list[str]] = {}
         for tid in d.tasks:
             members.setdefault(node_of[tid], []).append(tid)
@@ -617,7 +623,7 @@ class GraphModel:
             parent = node["parent"]
             return _group_node(d.chain[parent.removeprefix("group:")][0]) if parent else None
 
-        positions = layered_layout([n["id"] for n in leaves], list(edge_count),
+        positions = layered_layout([n["id"] for n in leaves], list(edge_count), max_row=max_row,
                                    clusters={n["id"]: b for n in leaves if (b := top_box(n))})
         for node in leaves:
             node["position"] = positions[node["id"]]

@@ -118,6 +118,10 @@ def next_times(services: Services, dag_id: str, n: int) -> dict[str, Any]:
     return {"timezone": timezone_name(zone), "next_runs": utc, "next_runs_local": local}
 
 
+#: a DAG view fills a Lab tab: wide layers stay on one row up to this many nodes
+WHOLE_PAGE_ROW = 60
+
+
 def graph(services: Services, dag_id: str) -> dict[str, Any]:
     """The whole graph, laid out here: every task a node, nothing folded, so that a browser view
     only draws (laying out thousands of nodes in the browser takes seconds)."""
@@ -126,7 +130,7 @@ def graph(services: Services, dag_id: str) -> dict[str, Any]:
     row = find_row(services, dag_id)
     dag = services.catalog.get(row)
     model = GraphModel.from_dag(dag if dag is not None else row.get("definition") or {"dag_id": dag_id},
-                                max_elements=sys.maxsize)
+                                max_elements=sys.maxsize, max_row=WHOLE_PAGE_ROW)
     nodes = []
     for node in model.nodes:
         width, height = node_size(node["kind"])
