@@ -153,7 +153,10 @@ def test_html_report(tmp_path: Path) -> None:
     path = make_notebook(tmp_path / "r.ipynb", "print('in the report: ' + str(6 * 7))")
     result = run_notebook(path, output_path=tmp_path / "out" / "r.ipynb", report="html")
     assert result.report_path == str(tmp_path / "out" / "r.html")
-    assert "in the report: 42" in Path(result.report_path).read_text()
+    html = Path(result.report_path).read_text()
+    assert "in the report: 42" in html
+    assert "_nbflow_os.chdir" not in html  # nbflow's bootstrap cell is not part of the report
+    assert "_nbflow_os.chdir" in Path(result.output_path).read_text()  # the executed notebook keeps it
 
 
 def test_cell_timeout_and_execution_timeout(settings, tmp_path: Path) -> None:

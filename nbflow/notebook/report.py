@@ -12,10 +12,16 @@ def notebook_html(nb: Any) -> str:
     """A notebook (a node, or the path of an ``.ipynb``) as one self-contained HTML page."""
     from nbconvert import HTMLExporter
 
-    if isinstance(nb, (str, os.PathLike)):
-        import nbformat
+    import copy
 
-        nb = nbformat.read(os.fspath(nb), as_version=4)
+    import nbformat
+
+    from nbflow.notebook.params import BOOTSTRAP_TAG
+
+    nb = nbformat.read(os.fspath(nb), as_version=4) if isinstance(nb, (str, os.PathLike)) else copy.deepcopy(nb)
+    # nbflow's own bootstrap cell (working directory, where outputs go) is plumbing, not the
+    # report; papermill's cell of injected parameters stays: it says what this run was given
+    nb.cells = [c for c in nb.cells if BOOTSTRAP_TAG not in c.get("metadata", {}).get("tags", [])]
     body, _ = HTMLExporter().from_notebook_node(nb)
     return body
 
