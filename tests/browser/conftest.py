@@ -5,7 +5,7 @@
   and ``NBFLOW_HOME`` (kernels inherit them). The environment's ``share/jupyter`` stays on the data
   path, so its prebuilt labextensions (widgets manager, cytoscape) load; the fixture checks that.
   Under pytest-xdist each worker starts its own server.
-* ``browser`` (session): Debian's Chromium (``/usr/bin/chromium``) through Playwright's sync API.
+* ``browser`` (module): Debian's Chromium (``/usr/bin/chromium``) through Playwright's sync API.
   ``scripts/install-chromium.sh`` installs it; no other browser is ever downloaded.
 * ``lab_page`` (per test): a fresh browser context and page wrapped in :class:`LabPage`, which
   writes notebooks, opens them in Lab, runs them and reads the live cytoscape graphs on the page.
@@ -210,9 +210,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium, driven by Playwright."""
+    """Headless Debian Chromium, driven by Playwright, for one test module: while Playwright's sync
+    API is started, its event loop counts as running on this thread, which would break the server
+    tests (pytest-jupyter) that a worker runs after the browser tests."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (./dev.sh test does)", pytrace=False)
     from playwright.sync_api import sync_playwright
