@@ -158,6 +158,11 @@ export class DagView extends BoxPanel {
     }
     const current = runs.find(run => run.run_id === this.runId);
     if (current) {
+      if (current.state !== this.runState) {
+        // the run moved on (it may have ended since the last look at its tasks): load them again,
+        // or the graph would keep the colours it had while the run was going
+        this.statesLoadedFor = null;
+      }
       this.runState = current.state;
     }
     this.renderRunPicker();
