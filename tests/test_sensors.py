@@ -64,6 +64,25 @@ def _create_later(path: Path, delay: float) -> threading.Thread:
     return thread
 
 
+def _create_after_a_miss(path: Path, logs: Path, at_least: float = 0.3) -> threading.Thread:
+    """Create ``path`` once a sensor has logged that it is not there yet (and ``at_least`` seconds
+    have passed): on a busy machine the run may start late, and a file that is already there when
+    the sensor first looks tests nothing about waiting."""
+    def create() -> None:
+        started = time.monotonic()
+        deadline = started + 30
+        while time.monotonic() < deadline:
+            if time.monotonic() - started >= at_least and any(
+                    "not yet after poke" in log.read_text(errors="replace") for log in logs.rglob("*.log")):
+                break
+            time.sleep(0.02)
+        path.write_text("ready")
+
+    thread = threading.Thread(target=create, daemon=True)
+    thread.start()
+    return thread
+
+
 # -- definitions ------------------------------------------------------------------------------------
 
 
@@ -164,7 +183,7 @@ def test_poke_mode_waits_until_the_file_appears(settings, tmp_path: Path) -> Non
     target = tmp_path / "arrives.txt"
     with DAG("waits", timezone="UTC") as d:
         FileSensor(task_id="wait", filepath=str(target), poke_interval=0.1, timeout=10) >> EmptyOperator(task_id="after")
-    writer = _create_later(target, 0.3)
+    writer = _create_after_a_miss(target, Path(settings.logs_folder))
     started = time.monotonic()
     run = _run(d, settings)
     writer.join()
