@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,9 +55,17 @@ def _context(**values):
     return {**base, **values}
 
 
-def _create_later(path: Path, delay: float) -> threading.Thread:
+def _create_when(path: Path, ready: Callable[[], bool], at_least: float) -> threading.Thread:
+    """Create ``path`` once ``ready()`` says the sensor has looked and not found it (and ``at_least``
+    seconds have passed): on a busy machine the run may start late, and a file that is already
+    there when the sensor first looks tests nothing about waiting."""
     def create() -> None:
-        time.sleep(delay)
+        started = time.monotonic()
+        deadline = started + 30
+        while time.monotonic() < deadline:
+            if time.monotonic() - started >= at_least and ready():
+                break
+            time.sleep(0.02)
         path.write_text("ready")
 
     thread = threading.Thread(target=create, daemon=True)
@@ -65,22 +74,9 @@ def _create_later(path: Path, delay: float) -> threading.Thread:
 
 
 def _create_after_a_miss(path: Path, logs: Path, at_least: float = 0.3) -> threading.Thread:
-    """Create ``path`` once a sensor has logged that it is not there yet (and ``at_least`` seconds
-    have passed): on a busy machine the run may start late, and a file that is already there when
-    the sensor first looks tests nothing about waiting."""
-    def create() -> None:
-        started = time.monotonic()
-        deadline = started + 30
-        while time.monotonic() < deadline:
-            if time.monotonic() - started >= at_least and any(
-                    "not yet after poke" in log.read_text(errors="replace") for log in logs.rglob("*.log")):
-                break
-            time.sleep(0.02)
-        path.write_text("ready")
-
-    thread = threading.Thread(target=create, daemon=True)
-    thread.start()
-    return thread
+    """Create ``path`` once a sensor has logged that it is not there yet."""
+    return _create_when(path, lambda: any("not yet after poke" in log.read_text(errors="replace")
+                                          for log in logs.rglob("*.log")), at_least)
 
 
 # -- definitions ------------------------------------------------------------------------------------
@@ -336,7 +332,11 @@ def test_reschedule_mode_through_the_run_driver(settings, tmp_path: Path) -> Non
     with DAG("resched_run", timezone="UTC") as d:
         FileSensor(task_id="wait", filepath=str(target), mode="reschedule", poke_interval=0.2, timeout=30) \
             >> EmptyOperator(task_id="after")
-    writer = _create_later(target, 0.5)
+    def rescheduled_once() -> bool:
+        with Store(settings.database_url) as store:
+            return any(e["kind"] == "rescheduled" for e in store.list_events("resched_run", limit=None))
+
+    writer = _create_when(target, rescheduled_once, at_least=0.5)
     started = time.monotonic()
     run = _run(d, settings)
     writer.join()
