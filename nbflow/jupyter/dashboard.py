@@ -217,6 +217,7 @@ class Dashboard(w.VBox):
             self.graph.close()
         self.graph = DagGraph(dag)
         self.graph_area.children = [w.HTML(f"<b>{escape(dag_id)}</b>"), self.graph]
+        self.graph.refit_soon()  # shown inside the dashboard, not displayed on its own
         return self.graph
 
 

@@ -255,5 +255,11 @@ def test_the_dashboard_lists_dags_and_opens_a_graph(lab_page: LabPage) -> None:
         lambda found: any(g["nodes"] and g["nodes"][0]["id"] == "one" for g in _in_cell(found, 3)),
         "the DAG's graph under the dashboard", timeout=20,
     )
+    def centred() -> bool:  # fitted to its view, though it was shown inside the dashboard
+        fit = lab_page.graph_fit(3)
+        return bool(fit) and abs((fit["x1"] + fit["x2"]) / 2 - fit["width"] / 2) < fit["width"] * 0.05
+
+    lab_page.wait_for(centred, "the graph under the dashboard to be fitted", timeout=10,
+                      details=lambda: str(lab_page.graph_fit(3)))
     lab_page.scroll_to_cell(3)
     lab_page.screenshot("dashboard")
