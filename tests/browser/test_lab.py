@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from nbflow.jupyter.graph import OPENED_PARTS
+
 from .conftest import LabPage, rgb
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -191,6 +193,18 @@ assert len(big.task_dict) == 2001""",
 ]
 
 
+def model_after_opening(region: str) -> Any:
+    """What the view should draw once ``region`` of the notebook's big DAG is opened, computed here
+    with the same code the kernel runs."""
+    from nbflow.jupyter.graph import GraphModel
+
+    namespace: dict[str, Any] = {}
+    exec(BIG_CELLS[0] + "\n" + BIG_CELLS[1], namespace)
+    dag = namespace["big"]
+    own = [t for t, task in dag.task_dict.items() if task.group_id == region]
+    return GraphModel.from_dag(dag, expanded={region}, opened=[own])
+
+
 def test_a_2000_task_dag_shows_folded_and_a_double_click_opens_a_fold(lab_page: LabPage) -> None:
     from nbflow.jupyter.graph import style_for
 
@@ -203,18 +217,23 @@ def test_a_2000_task_dag_shows_folded_and_a_double_click_opens_a_fold(lab_page: 
         "the big graph, all green after the run", timeout=60,
     )
     graph = _in_cell(graphs, 2)[0]
-    assert 1 < len(graph["nodes"]) + graph["edges"] <= 400, graph
+    # 2,001 tasks arrive as 9 nodes (the first task, each region folded) and 8 edges
+    regions = [f"group:region{g}" for g in range(8)]
+    assert sorted(n["id"] for n in graph["nodes"]) == sorted(["first", *regions]) and graph["edges"] == 8, graph
     assert all(rgb(n["background"]) == success for n in graph["nodes"])
-    folded = [n for n in graph["nodes"] if "×" in (n["label"] or "")]
-    assert folded, [n["label"] for n in graph["nodes"]]
-    before = len(graph["nodes"])
-    lab_page.click_node(2, folded[0]["id"], double=True)
+    assert {n["label"] for n in graph["nodes"] if n["id"] != "first"} == {f"region{g} ×250 (250✓)" for g in range(8)}
+    lab_page.click_node(2, "group:region3", double=True)
+    # opened: region3's box holding its 250 shards in parts, beside the first task and the other regions
+    expected = model_after_opening("region3")
     opened = lab_page.wait_for_cytoscapes(
-        lambda found: any(len(g["nodes"]) > before for g in _in_cell(found, 2)),
-        "more nodes after opening a folded node", timeout=30,
+        lambda found: any(len(g["nodes"]) == len(expected.nodes) for g in _in_cell(found, 2)),
+        f"{len(expected.nodes)} nodes after opening region3", timeout=30,
     )
     graph = _in_cell(opened, 2)[0]
-    assert len(graph["nodes"]) + graph["edges"] <= 400
+    assert sorted(n["id"] for n in graph["nodes"]) == sorted(n["id"] for n in expected.nodes)
+    assert graph["edges"] == len(expected.edges)
+    parts = [n for n in graph["nodes"] if n["id"].startswith("agg:region3.shard_")]
+    assert len(parts) == OPENED_PARTS
     assert all(n["state"] == "success" for n in graph["nodes"]), "the opened nodes keep the run's states"
     lab_page.scroll_to_cell(2)
     lab_page.screenshot("opened")
