@@ -23,7 +23,7 @@ The tree::
     │   ├── TaskNotFoundError
     │   └── RunNotFoundError
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
-    ├── InvalidRequestError              a control (backfill, clear, mark, pools) got values it cannot use
+    ├── InvalidRequestError              a control (backfill, clear, mark, pools) or a view got values it cannot use
     ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
     ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
@@ -224,8 +224,9 @@ class DagImportError(NbflowError):
 
 
 class InvalidRequestError(NbflowError):
-    """A request about runs (backfill, clear, mark, trigger, pools) that cannot be carried out as
-    asked; the message says which value to change. Nothing was changed."""
+    """A request (backfill, clear, mark, trigger, pools; a graph view asked to open, close or focus
+    on something it cannot) that cannot be carried out as asked; the message says which value to
+    change. Nothing was changed."""
 
     def __init__(self, message: str, dag_id: str | None = None) -> None:
         self.dag_id = dag_id

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from nbflow import DAG, TaskGroup
+from nbflow.errors import InvalidRequestError
 from nbflow.jupyter.graph import NO_STATUS, GraphModel, style_for
 from nbflow.jupyter.cyto import cytoscape_style
 from nbflow.jupyter.graph_widget import DagGraph
@@ -192,8 +193,12 @@ def test_a_double_click_opens_a_folded_group_and_close_folds_it_again(nbflow_hom
     assert graph.model.node_of("region3.shard_7").startswith("agg:")
     graph.collapse("group:region3")  # close the box: back to one node
     assert graph.model.node_of("region3.shard_7") == "group:region3"
-    with pytest.raises(ValueError, match="single task"):
+    with pytest.raises(InvalidRequestError, match="DAG 'regions'.*single task"):
         graph.expand("first")
+    with pytest.raises(InvalidRequestError, match="draws no node 'group:nope'"):
+        graph.expand("group:nope")
+    click(graph, "group:nope")  # a click on something gone: an error line, not a traceback
+    assert "draws no node" in graph.details.body.value
 
 
 def test_focus_shows_a_task_and_its_neighbours_and_whole_dag_undoes_it(nbflow_home: Path) -> None:

@@ -15,7 +15,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from nbflow.errors import TaskNotFoundError
+from nbflow.errors import InvalidRequestError, TaskNotFoundError
 from nbflow.jupyter.batching import StateBatcher
 from nbflow.jupyter.layout import X_SPACING, Y_SPACING, layered_layout, longest_path_layers
 from nbflow.jupyter.styles import (
@@ -168,7 +168,11 @@ class GraphModel:
         return len(self.nodes) + len(self.edges)
 
     def node(self, node_id: str) -> dict[str, Any]:
-        return self._by_id[node_id]
+        try:
+            return self._by_id[node_id]
+        except KeyError:
+            raise InvalidRequestError(f"the graph draws no node {node_id!r}: pass the id of a drawn node "
+                                      "(a task id, group:<group id> or a folded node's agg: id)", self.dag_id) from None
 
     def node_of(self, task_id: str) -> str:
         """The id of the visible node that stands for ``task_id`` (never an open group box)."""

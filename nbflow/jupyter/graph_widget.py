@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import ipywidgets as w
 from traitlets import Bool, Unicode, observe
 
+from nbflow.errors import InvalidRequestError
 from nbflow.jupyter.cyto import Elements, legend_html
 from nbflow.jupyter.details import DetailsPanel, render_node_summary
 from nbflow.jupyter.graph import MAX_ELEMENTS, NO_STATUS, GraphModel, StateBatcher
@@ -226,7 +227,8 @@ class DagGraph(w.VBox):
         elif node["id"].startswith("focus:"):
             self.focused = None
         else:
-            raise ValueError(f"{node['label']} is a single task: there is nothing inside it to show")
+            raise InvalidRequestError(f"{node['label']} is a single task: there is nothing inside it to show",
+                                      self.dag.dag_id)
         self.status = f"opened {node['label']}"
         self.redraw()
 
@@ -245,7 +247,8 @@ class DagGraph(w.VBox):
             inside = set(self.model.group_tasks(gid))
             self.opened = [s for s in self.opened if not set(s) <= inside]
         else:
-            raise ValueError(f"{node['label']} is in no group and was not opened: there is nothing to close")
+            raise InvalidRequestError(f"{node['label']} is in no group and was not opened: there is nothing to close",
+                                      self.dag.dag_id)
         self.status = f"closed {node['label']}"
         self.redraw()
 
@@ -253,7 +256,7 @@ class DagGraph(w.VBox):
         """Show one task with its neighbourhood; everything else folds into a few nodes."""
         task_id = task_id or self.selected_task
         if task_id is None:
-            raise ValueError("select a task first (click it in the graph)")
+            raise InvalidRequestError("select a task first (click it in the graph)", self.dag.dag_id)
         self.focused = task_id
         self.status = f"focus on {task_id}"
         self.redraw()
@@ -271,7 +274,7 @@ class DagGraph(w.VBox):
     def _node_or_selected(self, node_id: str | None) -> str:
         node_id = node_id or self.selected_node
         if node_id is None:
-            raise ValueError("select a node first (click it in the graph)")
+            raise InvalidRequestError("select a node first (click it in the graph)", self.dag.dag_id)
         return node_id
 
     # -- runs -------------------------------------------------------------------------------------
@@ -481,9 +484,9 @@ class DagGraph(w.VBox):
     def _target(self, task_id: str | None) -> tuple[str, str]:
         task_id = task_id or self.selected_task
         if task_id is None:
-            raise ValueError("select a task first (click it in the graph)")
+            raise InvalidRequestError("select a task first (click it in the graph)", self.dag.dag_id)
         if self.run_id is None:
-            raise ValueError("no run is shown: pick one in the run list")
+            raise InvalidRequestError("no run is shown: pick one in the run list", self.dag.dag_id)
         return self.run_id, task_id
 
     def clear_task(self, task_id: str | None = None, *, downstream: bool = False) -> Changes:
