@@ -250,6 +250,8 @@ def test_a_run_in_this_process_shows_live_even_when_its_task_runs_inline(nbflow_
         wait_until(lambda: hub().polls >= polls + 3)
         graph.flush()
         assert graph.node_data("slow")["state"] == "running"
+        graph.show_run(graph.run_id)  # loading the run from the store again keeps what the run said
+        assert graph.node_data("slow")["state"] == "running"
     finally:
         gate.set()
         runner.join(30)

@@ -95,6 +95,9 @@ class DagGraph(w.VBox):
         self._selecting = False
         self._lock = threading.RLock()
         self._run_pk: int | None = None
+        # task states of run _noticed_run announced in this process (see _load_run)
+        self._noticed_run: str | None = None
+        self._noticed: dict[str, str] = {}
         self._last_click: tuple[str, float] = ("", 0.0)
         self.elements = Elements()
         self.elements.sync(self.model, self._states)
@@ -327,7 +330,14 @@ class DagGraph(w.VBox):
                 if row is not None:
                     self._run_pk = row["id"]
                     found = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
-        self.set_states({task_id: found.get(task_id, NO_STATUS) for task_id in self.dag.task_dict})
+        states = {task_id: found.get(task_id, NO_STATUS) for task_id in self.dag.task_dict}
+        with self._lock:
+            if self._noticed_run != run_id:
+                self._noticed_run, self._noticed = run_id, {}
+            # A run driven in this process told us more than the store knows yet (its writes are
+            # coalesced, and an inline task keeps them from being written at all): keep what it said.
+            states.update(self._noticed)
+        self.set_states(states)
         self.flush()
         self.refresh_details()
 
@@ -361,9 +371,18 @@ class DagGraph(w.VBox):
 
     def live_notice(self, notice: StateNotice) -> None:
         if notice.task_id is not None:
-            if notice.run_id == self.run_id:
-                self.set_states({notice.task_id: notice.state})
+            with self._lock:
+                if notice.run_id != self.run_id:
+                    return
+                if self._noticed_run != notice.run_id:
+                    self._noticed_run, self._noticed = notice.run_id, {}
+                self._noticed[notice.task_id] = notice.state
+            self.set_states({notice.task_id: notice.state})
             return
+        if notice.state in ("success", "failed"):
+            with self._lock:  # the run's last writes follow at once: from now on the store knows best
+                if self._noticed_run == notice.run_id:
+                    self._noticed = {}
         self._run_notice(notice)
 
     @_guarded("following the runs")
@@ -510,6 +529,8 @@ class DagGraph(w.VBox):
         return changes
 
     def _after_control(self, what: str, changes: Changes) -> None:
+        with self._lock:  # the store has just been changed by hand: it knows best
+            self._noticed = {}
         skipped = f"; {len(changes.skipped)} held by a running host were left alone" if changes.skipped else ""
         self.status = what + skipped
         self.refresh_runs()
