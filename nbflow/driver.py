@@ -205,7 +205,8 @@ class RunDriver:
             # No flush first: a ready task's stored state is claimable whatever is still pending,
             # and the pending changes merge to "running" once this task starts.
             claimed = set(self.store.claim_task_instances(
-                self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running"))
+                self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running",
+                try_numbers={task_id: self._next_try(task_id) for task_id in chosen}))
             for task_id in chosen:
                 if task_id not in claimed:
                     self.elsewhere.add(task_id)
@@ -225,10 +226,14 @@ class RunDriver:
         self.ready.append(task_id)
         self._ready_sorted = False
 
+    def _next_try(self, task_id: str) -> int:
+        """The try number the next start of ``task_id`` takes: a reschedule goes on with its try."""
+        rescheduled = self.states.get(task_id) is S.UP_FOR_RESCHEDULE or task_id in self.first_attempt
+        return self.try_numbers.get(task_id, 0) + (0 if rescheduled and self.try_numbers.get(task_id) else 1)
+
     def _start(self, task_id: str, executor: Executor) -> None:
         task = self.dag.task_dict[task_id]
-        rescheduled = self.states.get(task_id) is S.UP_FOR_RESCHEDULE or task_id in self.first_attempt
-        try_number = self.try_numbers.get(task_id, 0) + (0 if rescheduled and self.try_numbers.get(task_id) else 1)
+        try_number = self._next_try(task_id)
         self.try_numbers[task_id] = try_number
         now = utcnow()
         self.started[task_id] = now

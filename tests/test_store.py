@@ -343,6 +343,20 @@ def test_claim_moves_only_rows_in_from_states(store: Store) -> None:
     assert store.claim_task_instances(run_pk, [], "host-c") == []
 
 
+def test_a_claim_writes_the_try_it_starts_in_the_same_update(store: Store) -> None:
+    run_pk = make_run(store, tasks=3)
+    before = {ti["task_id"]: ti["try_number"] for ti in store.get_task_instances(run_pk)}
+    assert store.claim_task_instances(run_pk, ["t0", "t1"], "host-a", try_numbers={"t0": 1, "t1": 3}) == ["t0", "t1"]
+    # host-b asks for t1 again: it is taken, so neither its state nor its try changes
+    assert store.claim_task_instances(run_pk, ["t1", "t2"], "host-b", try_numbers={"t1": 9, "t2": 2}) == ["t2"]
+    tis = {ti["task_id"]: ti for ti in store.get_task_instances(run_pk)}
+    assert {k: (v["try_number"], v["claimed_by"]) for k, v in tis.items()} == {
+        "t0": (1, "host-a"), "t1": (3, "host-a"), "t2": (2, "host-b")}
+    assert store.claim_task_instances(run_pk, ["t0"], "host-c", from_states=("queued",)) == ["t0"]
+    assert store.get_task_instance("etl", "manual__1", "t0")["try_number"] == 1  # no try given: kept
+    assert before != {k: v["try_number"] for k, v in tis.items()}
+
+
 def test_concurrent_claims_take_each_task_instance_once(store_url: str, store: Store) -> None:
     tasks = 60
     run_pk = make_run(store, tasks=tasks)

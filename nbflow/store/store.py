@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, inspect, select, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
@@ -346,11 +346,15 @@ class Store:
         *,
         from_states: Iterable[str] = ("scheduled",),
         to_state: str = "queued",
+        try_numbers: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Move the task instances still in ``from_states`` to ``to_state`` for ``host_id``.
 
         Returns the task ids this call claimed, in the order asked; a task instance another host
         claimed first is left out, so whoever gets it back runs it and nobody else does.
+        ``try_numbers`` (task id -> the try about to start) are written in the same update: a host
+        killed right after it started the try leaves that number behind, so whoever takes the task
+        over counts the try as lost and starts the next one, never the same one again.
         """
         if not task_ids:
             return []
@@ -359,6 +363,8 @@ class Store:
         values: dict[str, Any] = {"state": str(to_state), "claimed_by": host_id, "updated_at": now}
         if str(to_state) == "queued":
             values["queued_at"] = now
+        if try_numbers:
+            values["try_number"] = case(dict(try_numbers), value=_ti.c.task_id, else_=_ti.c.try_number)
         wanted = (_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.state.in_(states))
         with write_transaction(self._engine, self.url) as conn:
             if self._dialect == "postgresql":
