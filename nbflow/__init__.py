@@ -30,6 +30,7 @@ __all__ = [
     "dag",
     "dashboard",
     "get_current_context",
+    "literal",
     "output",
     "task",
 ]
@@ -46,6 +47,7 @@ _WHERE = {
     "cross_downstream": "nbflow.helpers",
     "dashboard": "nbflow.jupyter.dashboard",
     "get_current_context": "nbflow.context",
+    "literal": "nbflow.templates",
     "output": "nbflow.notebook.outputs",
 }
 

@@ -10,12 +10,35 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import TemplateError
+from nbflow.errors import DagDefinitionError, TemplateError
 
 if TYPE_CHECKING:
     from nbflow.operators.base import BaseOperator
 
 _environment: Any = None
+
+
+class Literal(str):
+    """A string that templated fields keep as it is: ``{{`` in it is text, not a template.
+
+    For values that come from outside the DAG's author, such as a file name, which must never be
+    evaluated by Jinja. A ``str`` subclass, so that every operator treats it as the text it is.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"literal({str.__repr__(self)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Literal, (str(self),))
+
+
+def literal(value: str) -> Literal:
+    """Mark ``value`` as plain text in a templated field (Airflow's ``literal``): it is not rendered."""
+    if not isinstance(value, str):
+        raise DagDefinitionError(f"literal() takes a string, not {type(value).__name__}; pass the text to keep as it is")
+    return Literal(value)
 
 
 def build_context(
@@ -92,7 +115,7 @@ def _has_template(text: str) -> bool:
 def render_value(value: Any, context: dict[str, Any], task: BaseOperator | None = None, field: str | None = None) -> Any:
     """``value`` with every string in it rendered; containers are copied, other values kept."""
     if isinstance(value, str):
-        if not _has_template(value):
+        if isinstance(value, Literal) or not _has_template(value):
             return value
         import jinja2
 

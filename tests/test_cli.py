@@ -410,7 +410,7 @@ def test_schedule_writes_a_dag_file_and_says_when_it_runs(nbflow_home: Path) -> 
     text = dag_file.read_text()
     assert "from nbflow.operators.notebook import NotebookOperator" in text
     assert "schedule='0 7 * * *'" in text and "timezone='Europe/Paris'" in text
-    assert f"notebook={str(REPORT_NOTEBOOK)!r}" in text and "report='html'" in text
+    assert f"notebook=literal({str(REPORT_NOTEBOOK)!r})" in text and "report='html'" in text
     assert "{'rows': [1, 2, 3], 'factor': 2, 'title': 'Morning numbers', 'day': '{{ ds }}'}" in text
     assert "scheduled report_report" in out and str(dag_file) in out
     next_times = [line for line in out.splitlines() if line.strip().startswith("20") and "07:00 CE" in line]
@@ -433,8 +433,16 @@ def test_schedule_refuses_bad_input_and_writes_nothing(nbflow_home: Path, tmp_pa
     bad_zone = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", "--timezone", "Mars/Base", home=nbflow_home,
                       check=1)
     assert "Mars/Base" in bad_zone.stderr
-    missing = nbflow("schedule", str(tmp_path / "nope.ipynb"), "--cron", "@daily", home=nbflow_home, check=2)
-    assert "not a notebook file" in missing.stderr
+    missing = nbflow("schedule", str(tmp_path / "nope.ipynb"), "--cron", "@daily", home=nbflow_home, check=1)
+    assert "nope.ipynb does not exist" in missing.stderr
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    not_notebook = nbflow("schedule", str(tmp_path / "notes.txt"), "--cron", "@daily", home=nbflow_home, check=1)
+    assert "notes.txt is not a notebook file (.ipynb)" in not_notebook.stderr
+    hidden = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", "--dag-id", "_hidden", home=nbflow_home,
+                    check=1)
+    assert "DAG id '_hidden' starts with '_'" in hidden.stderr
+    nan = nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@daily", "-p", "x=NaN", home=nbflow_home, check=1)
+    assert "parameter 'x' is nan" in nan.stderr and "Traceback" not in nan.stderr
     folder = nbflow_home / "dags"
     assert not folder.exists() or not list(folder.glob("*.py"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -456,7 +464,6 @@ def test_reports_of_unknown_and_unrun_dags(home: Path) -> None:
 
 
 def test_schedule_then_trigger_produces_a_listed_report(nbflow_home: Path) -> None:
-    pytest.importorskip("nbflow.operators.notebook")
     nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "0 7 * * *", "--timezone", "UTC", "--dag-id", "sales_report",
            "-p", "rows=[4, 5]", "-p", "title=Sales", "-p", "day={{ ds }}", home=nbflow_home)
     nbflow("dags", "trigger", "sales_report", "--wait", "--logical-date", "2024-06-03T07:00", home=nbflow_home)

@@ -35,11 +35,10 @@ def parse_param(text: str) -> tuple[str, Any]:
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Write a one-task DAG file that runs a notebook on a cron schedule, into dags_folder."""
     from nbflow.errors import DagFileConflictError, DagImportError
-    from nbflow.notebook.schedule import schedule_notebook
+    from nbflow.notebook.schedule import check_notebook_path, schedule_notebook
 
     notebook = Path(args.notebook).expanduser().resolve()
-    if notebook.suffix != ".ipynb" or not notebook.is_file():
-        raise SystemExit(f"nbflow: {args.notebook} is not a notebook file (.ipynb)")
+    check_notebook_path(notebook, args.notebook)
     parameters = dict(parse_param(p) for p in args.param or [])
     try:
         scheduled = schedule_notebook(notebook, args.cron, timezone=args.timezone, parameters=parameters,
@@ -50,7 +49,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                              "pick another --dag-id or move that file") from None
         raise SystemExit(f"nbflow: DAG id {exc.dag_id!r} is already defined in {exc.other}; pick another --dag-id") from None
     except DagImportError as exc:
-        print(f"nbflow: wrote {exc.fileloc}, but it does not load: {exc.summary}\n{exc.traceback_text}", file=sys.stderr)
+        print(f"nbflow: the DAG file for {exc.fileloc} would not load, so it was not written: {exc.summary}",
+              file=sys.stderr)
         return 1
     dag, dag_id = scheduled.dag, scheduled.dag_id
     print(f"scheduled {dag_id}: {notebook}")
