@@ -20,12 +20,12 @@ import socket
 import time
 import traceback as tb
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
 from nbflow.errors import NbflowError, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
+from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
 from nbflow.pools import PoolSlots
@@ -268,13 +268,9 @@ class RunDriver:
         for task_id, row in self.store.get_outputs(self.run_pk).items():
             if task_id in self.outputs:
                 continue
-            if row.get("value_json") is not None:
-                self.outputs[task_id] = ("json", row["value_json"])
-            elif row.get("artifact_path") and os.path.exists(row["artifact_path"]):
-                path = Path(row["artifact_path"])
-                self.outputs[task_id] = (
-                    ("json", path.read_text("utf-8")) if path.suffix == ".json" else ("pickle", path.read_bytes())
-                )
+            encoded = read_stored(row)  # still encoded: only the worker that needs it decodes it
+            if encoded is not None:
+                self.outputs[task_id] = (encoded.kind, encoded.data)
         self._outputs_loaded = True
 
     def _derive_decisions(self) -> None:
@@ -462,12 +458,12 @@ class RunDriver:
             if followed is not None:
                 self.decisions[task.task_id] = Decision(frozenset(followed), bool(task.skip_all_descendants))
         self.outputs[task.task_id] = (encoded.kind, encoded.data)
-        row: dict[str, Any] = {"task_id": task.task_id, "size": encoded.size, "created_at": utcnow(),
-                               "value_json": None, "artifact_path": None}
         if encoded.kind == "json" and encoded.size <= self.settings.inline_output_bytes:
-            row["value_json"] = encoded.data
+            row = output_row(task.task_id, encoded, value_json=str(encoded.data))
         else:
-            row["artifact_path"] = self._write_artifact(task.task_id, encoded.kind, encoded.data)
+            row = output_row(task.task_id, encoded,
+                             artifact_path=self._write_artifact(task.task_id, encoded.kind, encoded.data))
+        row["created_at"] = utcnow()
         self._outputs.append(row)
         return None
 

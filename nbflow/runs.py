@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow.driver import RunDriver, utcnow
@@ -154,7 +153,7 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     """A :class:`DagRun` as the store has it now."""
     from nbflow.dagrun import DagRun, TaskInstanceResult
     from nbflow.errors import RunNotFoundError
-    from nbflow.outputs import decode
+    from nbflow.outputs import load_value
 
     row = store.get_run(dag_id, run_id)
     if row is None:
@@ -174,13 +173,9 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     }
     outputs: dict[str, Any] = {}
     for task_id, out in store.get_outputs(row["id"]).items():
-        if out.get("value_json") is not None:
-            outputs[task_id] = decode("json", out["value_json"])
-        elif out.get("artifact_path"):
-            path = Path(out["artifact_path"])
-            if path.exists():
-                kind = "json" if path.suffix == ".json" else "pickle"
-                outputs[task_id] = decode(kind, path.read_text("utf-8") if kind == "json" else path.read_bytes())
+        found, value = load_value(out)  # run.outputs is the Python values: this unpickles
+        if found:
+            outputs[task_id] = value
     local = (lambda d: d.astimezone(tz) if d is not None else None)
     return DagRun(
         dag_id=dag_id, run_id=run_id, run_type=row["run_type"], state=RunState(row["state"]),

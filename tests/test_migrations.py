@@ -79,3 +79,57 @@ def test_no_pending_autogenerate_changes(store_url: str) -> None:
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0002_keeps_outputs_without_previews(store_url: str, tmp_path: Any) -> None:
+    """Migration 0003 adds the preview columns; outputs stored before it keep their data, and are
+    shown with a line saying no preview is stored, without their pickle being read."""
+    import pickle
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from nbflow.outputs import load_value, stored_preview
+    from nbflow.store.migrate import alembic_config, upgrade_db
+
+    command.upgrade(alembic_config(store_url), "0002")
+    artifact = tmp_path / "output.pickle"
+    artifact.write_bytes(pickle.dumps((1, "two")))
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO dag (dag_id, is_paused) VALUES ('old', :f)"), {"f": False})
+            conn.execute(text("INSERT INTO dag_run (dag_id, run_id, run_type, state) "
+                              "VALUES ('old', 'r1', 'manual', 'success')"))
+            run_pk = conn.execute(text("SELECT id FROM dag_run")).scalar_one()
+            conn.execute(text("INSERT INTO task_output (run_pk, task_id, value_json, artifact_path, size, created_at) "
+                              "VALUES (:pk, 'inline', '{\"a\": 1}', NULL, 8, :at), "
+                              "(:pk, 'pickled', NULL, :path, :size, :at)"),
+                         {"pk": run_pk, "path": str(artifact), "size": artifact.stat().st_size,
+                          "at": datetime(2024, 6, 1, tzinfo=UTC)})
+    finally:
+        engine.dispose()
+
+    upgrade_db(store_url)
+    check_db(store_url)
+    with Store(store_url) as store:
+        rows = store.get_outputs(run_pk)
+    assert rows["pickled"]["artifact_path"] == str(artifact) and rows["inline"]["value_json"] == '{"a": 1}'
+    assert all(rows[t]["kind"] is None and rows[t]["preview"] is None for t in rows)
+
+    artifact.unlink()  # the preview must not need the file: it is never opened
+    old = stored_preview(rows["pickled"])
+    assert not old.stored and old.kind == "pickle" and old.size == rows["pickled"]["size"]
+    assert old.line().startswith("(no preview stored: a pickle output")
+    inline = stored_preview(rows["inline"])  # inline JSON runs no code: a preview is made from it
+    assert inline.stored and inline.line() == "{'a': 1}" and inline.type_name == "dict"
+    assert load_value(rows["inline"]) == (True, {"a": 1}) and load_value(rows["pickled"]) == (False, None)
+
+    command.downgrade(alembic_config(store_url), "0002")
+    engine = create_engine(store_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("task_output")}
+    finally:
+        engine.dispose()
+    assert columns.isdisjoint({"kind", "type_name", "preview"}) and {"value_json", "artifact_path"} <= columns

@@ -103,7 +103,10 @@ def test_a_running_task_log_is_followed_by_offset(api: Api, dags: Path) -> None:
     assert detail["state"] == "success" and detail["kind"] == "python" and detail["try_number"] == 1
     assert [t["try_number"] for t in detail["tries"]] == [1] and detail["tries"][0]["has_log"] is True
     assert detail["output_preview"] == "{'said': 6}" and detail["notebook"] is None
-    assert api.get(*task, "output") == {"value": {"said": 6}, "preview": "{'said': 6}"}
+    assert api.get(*task, "output") == {"value": {"said": 6}, "preview": "{'said': 6}", "kind": "json", "type": "dict",
+                                        "size": len('{"said":6}'), "preview_stored": True}
+    assert detail["output"] == {"preview": "{'said': 6}", "kind": "json", "type": "dict", "size": 10,
+                                "preview_stored": True}
 
 
 def test_a_notebook_task_serves_its_notebook_and_sandboxed_report(api: Api, dags: Path, tmp_path: Path) -> None:
@@ -201,3 +204,71 @@ def test_log_of_a_task_that_has_not_run(api: Api, dags: Path) -> None:
     assert first == {"text": "", "offset": 0, "complete": False, "path": None}
     assert api.error("GET", "dags", "slow", "runs", run_id, "tasks", "talk", "log", params={"offset": -1},
                      expect=400)["error"] == "InvalidRequestError"
+
+
+HOSTILE_DAG = '''
+import os
+import shlex
+
+from nbflow import DAG, task
+
+MARKER = {marker!r}
+
+
+class Boom:
+    """Unpickling it runs a shell command: whoever unpickles this output creates MARKER."""
+
+    def __reduce__(self):
+        return (os.system, ("touch " + shlex.quote(MARKER),))
+
+    def __repr__(self):
+        return "Boom(" + "x" * 10000 + ")"
+
+
+with DAG("hostile", timezone="UTC"):
+    @task
+    def make():
+        return Boom()
+
+    make()
+'''
+
+
+@pytest.fixture
+def hostile(server_env: Path, tmp_path: Path) -> Path:
+    """A DAG whose task returns an object that runs code when unpickled; the path of its marker."""
+    marker = tmp_path / "PWNED"
+    (server_env / "dags" / "hostile.py").write_text(HOSTILE_DAG.format(marker=str(marker)))
+    return marker
+
+
+def test_a_pickled_output_is_shown_from_its_stored_preview_never_unpickled(hostile: Path, server_env: Path,
+                                                                           api: Api) -> None:
+    run_id = run_to_end(api, "hostile")
+    task = ("dags", "hostile", "runs", run_id, "tasks", "make")
+    detail = api.get(*task)
+    assert detail["state"] == "success", detail
+    preview = detail["output_preview"]
+    assert preview.startswith("Boom(xxx") and "..." in preview and len(preview) <= 4096
+    from nbflow.discovery import module_name
+
+    assert detail["output"]["type"] == f"{module_name(server_env / 'dags' / 'hostile.py')}.Boom"
+    assert detail["output"]["kind"] == "pickle" and detail["output"]["size"] > 0 and detail["output"]["preview_stored"]
+    output = api.get(*task, "output")
+    assert output == {"value": None, **detail["output"]}
+    assert not hostile.exists(), "the server unpickled the output"
+
+    # an output stored before previews were (no preview columns set): a line says so, still unread
+    with Store.open() as store:
+        run = store.get_run("hostile", run_id)
+        row = store.get_outputs(run["id"])["make"]
+        store.record(run["id"], outputs=[{**row, "kind": None, "type_name": None, "preview": None}])
+    old = api.get(*task, "output")
+    assert old["value"] is None and old["preview_stored"] is False and old["kind"] == "pickle"
+    assert old["preview"].startswith("(no preview stored: a pickle output of")
+    assert api.get(*task)["output_preview"] == old["preview"]
+    assert not hostile.exists(), "the server unpickled the output"
+
+    from nbflow.outputs import load_value
+
+    assert load_value(row)[0] and hostile.exists()  # the marker works: unpickling does create it

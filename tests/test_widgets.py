@@ -407,7 +407,8 @@ def test_clicking_a_node_shows_state_log_tail_and_output(nbflow_home: Path) -> N
     click(graph, "big")
     html = graph.details.body.value
     output = html.split("<pre class='nbflow-output'>")[1].split("</pre>")[0]
-    assert output.startswith("[0, 1, 2") and len(output) <= 300 and output.endswith("…")
+    assert output.startswith("[0, 1, 2, 3") and output.endswith("498, 499, ...]")  # the stored, cut preview
+    assert "list · json · 3,891 bytes" in html
 
 
 def test_a_failing_click_shows_an_error_line_and_the_view_keeps_working(nbflow_home: Path,
@@ -716,3 +717,31 @@ def test_nbflow_dashboard_magic_returns_the_dashboard(ip: Any) -> None:
     from nbflow.jupyter.dashboard import Dashboard
 
     assert isinstance(ip.run_line_magic("nbflow", "dashboard"), Dashboard)
+
+
+def test_the_details_show_a_pickled_output_from_its_stored_preview_without_unpickling(nbflow_home: Path,
+                                                                                       tmp_path: Path) -> None:
+    from test_outputs import Boom
+
+    marker = tmp_path / "PWNED"
+    with DAG("hostile_details", timezone="UTC") as d:
+        PythonOperator(task_id="make", python_callable=lambda: Boom(marker))
+    run = run_dag(d, executor="inline")
+    assert marker.exists()  # run.outputs unpickled it: the marker works
+    marker.unlink()
+    graph = DagGraph(d)
+    click(graph, "make")
+    html = graph.details.body.value
+    assert not marker.exists(), "the details panel unpickled the output"
+    output = html.split("<pre class='nbflow-output'>")[1].split("</pre>")[0]
+    assert output.startswith("Boom(xxx") and "..." in output and len(output) <= 4096
+    assert "test_outputs.Boom · pickle · " in html
+
+    with Store.open() as store:  # as written before previews were stored
+        pk = store.get_run("hostile_details", run.run_id)["id"]
+        row = store.get_outputs(pk)["make"]
+        store.record(pk, outputs=[{**row, "kind": None, "type_name": None, "preview": None}])
+    click(graph, "make")
+    html = graph.details.body.value
+    assert "(no preview stored: a pickle output of" in html and "type not stored · pickle" in html
+    assert not marker.exists(), "the details panel unpickled the output"

@@ -66,17 +66,17 @@ def cmd_tasks_test(args: argparse.Namespace) -> int:
 def _latest_outputs(dag_id: str, wanted: set[str]) -> dict[str, tuple[str, str | bytes]]:
     if not wanted:
         return {}
+    from nbflow.outputs import read_stored
+
     store = _open_store()
     found: dict[str, tuple[str, str | bytes]] = {}
     try:
         for run in store.list_runs(dag_id, limit=20):
             for task_id, row in store.get_outputs(run["id"]).items():
                 if task_id in wanted and task_id not in found:
-                    if row.get("value_json") is not None:
-                        found[task_id] = ("json", row["value_json"])
-                    elif row.get("artifact_path") and Path(row["artifact_path"]).exists():
-                        path = Path(row["artifact_path"])
-                        found[task_id] = ("json", path.read_text("utf-8")) if path.suffix == ".json" else ("pickle", path.read_bytes())
+                    encoded = read_stored(row)  # decoded by the task under test, which needs the value
+                    if encoded is not None:
+                        found[task_id] = (encoded.kind, encoded.data)
     finally:
         store.close()
     return found

@@ -19,6 +19,7 @@ import ipywidgets as w
 
 from nbflow.jupyter.graph import style_for
 from nbflow.jupyter.timefmt import duration_text, local_time, utc_time
+from nbflow.outputs import stored_preview
 
 if TYPE_CHECKING:
     from nbflow.store import Store
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_LINES = 40
-PREVIEW_CHARS = 300
 #: the lines a notebook task writes to its log (see nbflow.operators.notebook)
 OUTPUT_NOTEBOOK = "nbflow: output notebook "
 REPORT = "nbflow: report "
@@ -41,11 +41,6 @@ def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
             return "".join(deque(handle, maxlen=lines))
     except OSError:
         return None
-
-
-def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def notebook_paths(log_path: str | None) -> tuple[str | None, str | None]:
@@ -63,18 +58,6 @@ def notebook_paths(log_path: str | None) -> tuple[str | None, str | None]:
     except OSError:
         pass
     return output, report
-
-
-def _output_value(row: Mapping[str, Any]) -> tuple[bool, Any]:
-    from nbflow.outputs import decode
-
-    if row.get("value_json") is not None:
-        return True, decode("json", row["value_json"])
-    path = Path(row["artifact_path"]) if row.get("artifact_path") else None
-    if path is not None and path.exists():
-        kind = "json" if path.suffix == ".json" else "pickle"
-        return True, decode(kind, path.read_text("utf-8") if kind == "json" else path.read_bytes())
-    return False, None
 
 
 def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *, kind: str = "") -> dict[str, Any]:
@@ -99,12 +82,10 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
     info["log_tail"] = log_tail(log_path)
     out = store.get_outputs(run["id"]).get(task_id)
     if out is not None:
-        try:
-            found, value = _output_value(out)
-            if found:
-                info["output"] = preview(value)
-        except Exception as exc:  # an output that no longer unpickles is still worth a line
-            info["output"] = f"(cannot read the output: {type(exc).__name__}: {exc})"
+        # the preview stored when the output was written: unpickling here would run the pickle's code
+        shown = stored_preview(out)
+        info["output"] = shown.line()
+        info["output_summary"] = shown.summary()
     if kind == "notebook":
         output_path, report_path = notebook_paths(log_path)
         info["notebook"] = output_path
@@ -158,7 +139,9 @@ def render_task_details(info: Mapping[str, Any]) -> str:
         last = info["error"].strip().splitlines()[-1] if info["error"].strip() else ""
         parts.append(f"<div class='nbflow-task-error' style='color:#b30000'>{escape(last)}</div>")
     if "output" in info:
-        parts.append(f"<div><b>output</b><pre class='nbflow-output'>{escape(info['output'])}</pre></div>")
+        summary = f" <small class='nbflow-output-type'>{escape(info['output_summary'])}</small>" if info.get("output_summary") else ""
+        parts.append(f"<div><b>output</b>{summary}<pre class='nbflow-output'>"
+                     f"{escape(info['output'])}</pre></div>")
     tail = info.get("log_tail")
     if tail is not None:
         parts.append(f"<div><b>log</b> <small>last {LOG_LINES} lines</small>"

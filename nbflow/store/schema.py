@@ -173,6 +173,11 @@ task_output = Table(
     Column("artifact_path", Text),
     Column("size", Integer),
     Column("created_at", UTCDateTime),
+    # What views show, made where the task ran (see nbflow.outputs): showing a pickled output must
+    # never unpickle it. NULL in rows written before migration 0003.
+    Column("kind", String(STATE)),  # 'json' | 'pickle'
+    Column("type_name", Text),
+    Column("preview", Text),
     PrimaryKeyConstraint("run_pk", "task_id"),
 )
 

@@ -7,7 +7,6 @@ checked without a server.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nbflow.dag import DAG
 
-PREVIEW_CHARS = 300
 RECENT_RUNS = 10
 
 
@@ -25,20 +23,6 @@ def iso(value: datetime | None) -> str | None:
 
 def local_iso(value: datetime | None, zone: tzinfo) -> str | None:
     return None if value is None else value.astimezone(zone).isoformat()
-
-
-def jsonable(value: Any) -> tuple[bool, Any]:
-    """(whether ``value`` can go out as JSON unchanged, the value): NaN, tuples and objects cannot."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False, None
-    return True, value
-
-
-def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- schedules ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from nbflow.jupyter.server import files
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
 from nbflow.jupyter.server.runs import find_run
+from nbflow.outputs import load_json, stored_preview
 
 if TYPE_CHECKING:
     from nbflow.jupyter.server.services import Services
@@ -52,18 +53,12 @@ def _log_paths(ti: dict[str, Any], tries: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def _output_value(services: Services, row: dict[str, Any]) -> Any:
-    from nbflow.outputs import decode
-
-    if row.get("value_json") is not None:
-        return decode("json", row["value_json"])
+def _artifact(services: Services, row: dict[str, Any]) -> Path | None:
+    """The output's file, checked to be inside NBFLOW_HOME: a row pointing elsewhere is refused
+    even where the file would not be read."""
     if not row.get("artifact_path"):
         return None
-    path = files.inside(row["artifact_path"], services.roots, "output artifact")
-    if not path.is_file():
-        raise NotFoundError(f"the output file {path} is gone (deleted after the run?)")
-    kind = "json" if path.suffix == ".json" else "pickle"
-    return decode(kind, path.read_text("utf-8") if kind == "json" else path.read_bytes())
+    return files.inside(row["artifact_path"], services.roots, "output artifact")
 
 
 def _notebook_paths(services: Services, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str | None]:
@@ -83,10 +78,10 @@ def task_detail(services: Services, dag_id: str, run_id: str, task_id: str) -> d
               "tries": [out.try_row(t) for t in tries], "output_preview": None, "notebook": None, "progress": None}
     row = store.get_outputs(run["id"]).get(task_id)
     if row is not None:
-        try:
-            result["output_preview"] = out.preview(_output_value(services, row))
-        except Exception as exc:  # an output that cannot be read is still worth a line in the details
-            result["output_preview"] = f"(the output cannot be read: {type(exc).__name__}: {exc})"
+        # the preview stored with the output; the server never unpickles (that would run its code)
+        shown = stored_preview(row)
+        result["output_preview"] = shown.line()
+        result["output"] = shown.as_dict()
     if kind == "notebook" or ti.get("operator") == "NotebookOperator":
         output, report = files.notebook_files(services.settings, dag_id, run_id, task_id, _log_paths(ti, tries))
         if output is not None:
@@ -127,9 +122,14 @@ def task_output(services: Services, dag_id: str, run_id: str, task_id: str) -> d
     row = services.store.get_outputs(run["id"]).get(task_id)
     if row is None:
         raise NotFoundError(f"task '{task_id}' of run '{run_id}' has no output: it has not succeeded, or returned nothing")
-    value = _output_value(services, row)
-    ok, plain = out.jsonable(value)
-    return {"value": plain if ok else None, "preview": out.preview(value)}
+    artifact = _artifact(services, row)
+    shown = stored_preview(row)
+    value = None
+    if shown.kind == "json":  # the full value, read as JSON; a pickle is only ever previewed
+        found, value = load_json(row, artifact)
+        if not found:
+            raise NotFoundError(f"the output file {artifact} of task '{task_id}' is gone (deleted after the run?)")
+    return {"value": value, **shown.as_dict()}
 
 
 def notebook_file(services: Services, dag_id: str, run_id: str, task_id: str, as_html: bool) -> tuple[str, str]:
