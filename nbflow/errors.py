@@ -7,7 +7,8 @@ failure in a worker process arrives whole in the scheduler.
 The tree::
 
     NbflowError
-    ├── ConfigError                      a setting in nbflow.toml or NBFLOW_* is unusable
+    ├── ConfigError                      a setting in nbflow.toml or NBFLOW_* is unusable; .source says where it came from
+    │   └── ConfigFileError              nbflow.toml itself cannot be read (.path, .line)
     ├── DagDefinitionError               the DAG as written cannot run
     │   ├── CycleError                   .path names the loop
     │   ├── DuplicateTaskIdError
@@ -43,7 +44,8 @@ The tree::
     │       └── NotebookTimeoutError     a cell ran past cell_timeout, or the notebook past execution_timeout
     ├── StoreError                       the metadata database
     │   ├── SchemaVersionError           the schema is older or newer than this nbflow
-    │   └── DatabaseLockedError          another process holds the database
+    │   ├── DatabaseLockedError          the store is busy: another process holds the database
+    │   └── StoreUnavailableError        the database cannot be reached (server down, wrong host or port)
     ├── IllegalTransitionError           a state change the state table forbids (a bug)
     ├── NoTaskContextError               get_current_context() outside a running task
     └── TaskSignal                       not failures: a task's way to end early
@@ -81,11 +83,36 @@ def _where(dag_id: str | None = None, task_id: str | None = None) -> str:
 
 
 class ConfigError(NbflowError):
-    def __init__(self, key: str, value: Any, problem: str) -> None:
-        self.key, self.value = key, value
-        super().__init__(
-            f"setting '{key}' = {value!r} is unusable: {problem}. Fix it in nbflow.toml "
-            f"or in the environment variable NBFLOW_{key.upper()}."
+    """Setting ``key`` has a value nbflow cannot use. ``source`` says where the value came from, so
+    the message can point at the one place to fix: ``"default"``, an environment variable's name
+    (``NBFLOW_...``) or the path of the ``nbflow.toml`` that set it; None when unknown."""
+
+    def __init__(self, key: str, value: Any, problem: str, source: str | None = None) -> None:
+        self.key, self.value, self.problem, self.source = key, value, problem, source
+        variable = f"NBFLOW_{key.upper()}"
+        if source is None:
+            where, fix = "", f"Fix it in nbflow.toml or in the environment variable {variable}."
+        elif source == "default":
+            where, fix = " (the default)", f"Set it in nbflow.toml or in the environment variable {variable}."
+        elif source.startswith("NBFLOW_"):
+            where, fix = f" (from the environment variable {source})", f"Fix or unset {source}."
+        else:
+            where, fix = f" (from {source})", f"Fix it in {source} (or override it with {variable})."
+        super().__init__(f"setting '{key}' = {value!r}{where} is unusable: {problem}. {fix}")
+
+
+class ConfigFileError(ConfigError):
+    """The settings file ``path`` cannot be read at all (not TOML, not UTF-8, unreadable); ``line``
+    is where the parser stopped, when it says."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        self.key, self.value, self.problem, self.source = "nbflow.toml", None, problem, str(path)
+        self.path, self.line = str(path), line
+        at = f", line {line}" if line is not None else ""
+        NbflowError.__init__(
+            self,
+            f"the settings file {path}{at} cannot be used: {problem}. Fix the file (or move it away to "
+            "use the defaults); no setting was read from it.",
         )
 
 
@@ -215,10 +242,15 @@ class RunNotFoundError(NotFoundError):
 
 
 class DagImportError(NbflowError):
-    def __init__(self, fileloc: str, summary: str, traceback_text: str = "") -> None:
-        self.fileloc, self.summary, self.traceback_text = fileloc, summary, traceback_text
+    """The DAG file ``fileloc`` failed to load. With ``dag_id``: the DAG asked for is (or was) defined
+    in that file, so the failure is the reason it is not available."""
+
+    def __init__(self, fileloc: str, summary: str, traceback_text: str = "", dag_id: str | None = None) -> None:
+        self.fileloc, self.summary, self.traceback_text, self.dag_id = fileloc, summary, traceback_text, dag_id
+        head = f"DAG '{dag_id}' is not available: its file " if dag_id else "could not load DAGs from "
+        tail = " failed to load" if dag_id else ""
         super().__init__(
-            f"could not load DAGs from {fileloc}: {summary}. Fix the file; the other DAG files "
+            f"{head}{fileloc}{tail}: {summary}. Fix the file; the other DAG files "
             "keep loading, and `nbflow dags list-import-errors` shows the full traceback."
         )
 
@@ -441,9 +473,28 @@ class DatabaseLockedError(StoreError):
     def __init__(self, url: str, detail: str = "") -> None:
         self.url = url
         super().__init__(
-            f"the database {url} stayed locked by another process past the busy timeout"
+            f"the store is busy: the database {url} stayed locked by another process past the busy timeout"
             + (f" ({detail})" if detail else "")
             + ". Nothing was lost; retry, stop the other writer, or raise NBFLOW_DB_BUSY_TIMEOUT."
+        )
+
+
+class StoreUnavailableError(StoreError):
+    """The database at ``url`` (shown without its password) could not be reached: the server is down,
+    the host or port is wrong, or the login was refused. ``source`` says where the URL came from
+    (see :class:`ConfigError`), when known. A scheduler host retries; a command stops."""
+
+    def __init__(self, url: str, detail: str, source: str | None = None) -> None:
+        self.url, self.detail, self.source = url, " ".join(str(detail).split()), source
+        if source is None or source == "default":
+            origin = "the setting database_url"
+        elif source.startswith("NBFLOW_"):
+            origin = f"the setting database_url (from the environment variable {source})"
+        else:
+            origin = f"the setting database_url (from {source})"
+        super().__init__(
+            f"cannot connect to the store {url} ({self.detail}). Check that the database server is running "
+            f"and reachable, or fix {origin}."
         )
 
 

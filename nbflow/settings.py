@@ -7,12 +7,15 @@ caches it per ``NBFLOW_HOME`` and environment so tests that change either get fr
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbflow.errors import ConfigError
+from nbflow.errors import ConfigError, ConfigFileError
 
 EXECUTORS = ("inline", "thread", "process")
 
@@ -54,12 +57,26 @@ class Settings:
     #: ``--NbflowApp.run_scheduler``), so that a lone JupyterLab keeps the schedules without a daemon
     server_scheduler: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where each value came from: "default", the environment variable's name, or the nbflow.toml
+    #: path; kept so that an error about a value (a database that cannot be reached) names the
+    #: place to fix it
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_SETTINGS}
+
+    @property
+    def config_file(self) -> Path:
+        """The ``nbflow.toml`` these settings read (it may not exist)."""
+        return self.home / "nbflow.toml"
+
+    def source_of(self, key: str) -> str:
+        """Where setting ``key`` came from: "default", ``NBFLOW_<KEY>`` or the nbflow.toml path."""
+        return self.sources.get(key, "default")
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+_NOT_SETTINGS = ("extra", "sources")
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in _NOT_SETTINGS}
 _cache: dict[tuple[Any, ...], Settings] = {}
 
 
@@ -76,16 +93,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("nbflow.toml", str(path), f"it is not valid TOML ({exc})") from exc
+        # Python 3.11's TOMLDecodeError carries the position only in its text
+        found = re.search(r"at line (\d+)", str(exc))
+        raise ConfigFileError(str(path), f"it is not valid TOML ({exc})", int(found[1]) if found else None) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(str(path), f"it is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    except OSError as exc:
+        raise ConfigFileError(str(path), f"it cannot be read ({exc.strerror or exc})") from None
     # Accept both a flat file and one with an [nbflow] table.
-    return dict(data.get("nbflow", data))
+    table = data.get("nbflow", data)
+    if not isinstance(table, dict):
+        raise ConfigFileError(str(path), "its 'nbflow' entry is not a table; write the settings under [nbflow] "
+                                         "or at the top of the file")
+    for key, value in table.items():
+        # Other tables are kept (settings.extra); a plain value under an unknown name is a typo that
+        # would otherwise be ignored without a word.
+        if key not in _FIELDS and not isinstance(value, dict):
+            close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigFileError(str(path), f"it sets '{key}', which is not an nbflow setting ({hint}the settings "
+                                             "are listed in README.md, 'Where things live')")
+    return dict(table)
 
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
 
-def _coerce(key: str, value: Any) -> Any:
+def _coerce(key: str, value: Any, source: str) -> Any:
     kind = _FIELDS[key].type
     if kind == "bool":
         # TOML gives a real bool; an environment variable gives text such as "1" or "false"
@@ -94,17 +129,39 @@ def _coerce(key: str, value: Any) -> Any:
         text = str(value).strip().lower()
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
-        raise ConfigError(key, value, "expected true or false (1 or 0)")
-    try:
-        if kind in ("int",):
-            return int(value)
-        if kind in ("float",):
-            return float(value)
-        if kind == "Path":
-            return Path(str(value)).expanduser()
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, f"expected a {kind}") from None
+        raise ConfigError(key, value, "expected true or false (1 or 0)", source)
+    if kind in ("int", "float"):
+        # int(True) and int(2.5) would pass silently; NaN and infinity compare false with every
+        # bound and break the arithmetic that uses them (a busy timeout in milliseconds)
+        number: float | int | None = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value) if kind == "float" else _whole(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None:
+            expected = "a whole number" if kind == "int" else "a number"
+            raise ConfigError(key, value, f"expected {expected}", source)
+        if not math.isfinite(number):
+            raise ConfigError(key, value, "expected a finite number, not NaN or infinity", source)
+        if number < 0:
+            raise ConfigError(key, value, "it must be 0 or more", source)
+        return number
+    if kind == "Path":
+        if not str(value).strip():
+            raise ConfigError(key, value, "expected a folder path, not an empty value", source)
+        return Path(str(value)).expanduser()
+    if key == "database_url" and not str(value).strip():
+        raise ConfigError(key, value, "expected a database URL such as sqlite:////path/nbflow.db", source)
     return str(value)
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(str(value).strip()) if isinstance(value, str) else int(value)
 
 
 def load_settings(home: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -113,22 +170,35 @@ def load_settings(home: Path | str | None = None, env: dict[str, str] | None = N
     home_path = Path(home or env.get("NBFLOW_HOME") or Path.home() / "nbflow").expanduser().resolve()
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    for key, value in _read_toml(home_path / "nbflow.toml").items():
-        if key in _FIELDS and key != "home":
-            values[key] = value
+    sources = {key: "default" for key in _FIELDS}
+    if not home and env.get("NBFLOW_HOME"):
+        sources["home"] = "NBFLOW_HOME"
+    config_file = home_path / "nbflow.toml"
+    for key, value in _read_toml(config_file).items():
+        if key == "home":
+            raise ConfigFileError(str(config_file), "it sets 'home', which only NBFLOW_HOME can set (the file "
+                                                    "lives in the home folder)")
+        if key in _FIELDS:
+            values[key], sources[key] = value, str(config_file)
         else:
             extra[key] = value
     for key in _FIELDS:
         name = f"NBFLOW_{key.upper()}"
         if key != "home" and name in env:
-            values[key] = env[name]
-    values = {key: _coerce(key, value) for key, value in values.items()}
+            values[key], sources[key] = env[name], name
+    values = {key: _coerce(key, value, sources[key]) for key, value in values.items()}
     values.setdefault("dags_folder", home_path / "dags")
     values.setdefault("logs_folder", home_path / "logs")
     values.setdefault("artifacts_folder", home_path / "artifacts")
     values.setdefault("database_url", f"sqlite:///{home_path / 'nbflow.db'}")
-    settings = Settings(home=home_path, extra=extra, **values)
-    _validate(settings)
+    settings = Settings(home=home_path, extra=extra, sources=sources, **values)
+    try:
+        _validate(settings)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        # the checks name the setting; where its value came from is known only here
+        raise ConfigError(exc.key, exc.value, exc.problem, settings.source_of(exc.key)) from exc.__cause__
     return settings
 
 

@@ -36,6 +36,10 @@ SAMPLES = [
     errors.SchemaVersionError("sqlite:///x", "0001", "0002"),
     errors.DatabaseLockedError("sqlite:///x"),
     errors.ConfigError("executor", "gpu", "unknown"),
+    errors.ConfigError("executor", "gpu", "unknown", source="NBFLOW_EXECUTOR"),
+    errors.ConfigFileError("/home/u/nbflow/nbflow.toml", "not valid TOML", 3),
+    errors.StoreUnavailableError("postgresql://u:***@db/x", "connection refused", "NBFLOW_DATABASE_URL"),
+    errors.DagImportError("f.py", "CycleError: a >> b >> a", "", dag_id="d"),
     errors.SkipTask("nothing to do"),
     errors.NoTaskContextError(),
 ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nbflow.errors import ConfigError
+from nbflow.errors import ConfigError, ConfigFileError
 from nbflow.settings import load_settings
 
 
@@ -50,3 +50,74 @@ def test_server_scheduler_is_a_boolean_from_toml_or_environment(tmp_path: Path) 
     env["NBFLOW_SERVER_SCHEDULER"] = "sometimes"
     with pytest.raises(ConfigError, match="server_scheduler.*NBFLOW_SERVER_SCHEDULER"):
         load_settings(env=env)
+
+
+def test_every_value_knows_where_it_came_from(tmp_path: Path) -> None:
+    (tmp_path / "nbflow.toml").write_text('executor = "process"\n')
+    s = load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_PARALLELISM": "3"})
+    assert s.config_file == tmp_path.resolve() / "nbflow.toml"
+    assert s.source_of("executor") == str(s.config_file)
+    assert s.source_of("parallelism") == "NBFLOW_PARALLELISM"
+    assert s.source_of("poll_interval") == "default"
+    assert s.source_of("home") == "NBFLOW_HOME"
+    assert "sources" not in s.as_dict() and "extra" not in s.as_dict()
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "-1", "-0.5"])
+def test_float_settings_refuse_nan_infinity_and_negatives(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_DB_BUSY_TIMEOUT": text})
+    error = info.value
+    assert (error.key, error.source) == ("db_busy_timeout", "NBFLOW_DB_BUSY_TIMEOUT")
+    assert "\n" not in str(error)
+    assert "(from the environment variable NBFLOW_DB_BUSY_TIMEOUT)" in str(error)
+    assert "finite" in str(error) or "0 or more" in str(error)
+
+
+def test_numbers_from_toml_must_be_numbers_of_the_right_kind(tmp_path: Path) -> None:
+    toml = tmp_path / "nbflow.toml"
+    for line, expected in [("parallelism = true", "whole number"), ("parallelism = 2.5", "whole number"),
+                           ("heartbeat_interval = -3", "0 or more"), ("poll_interval = nan", "finite"),
+                           ('max_output_bytes = "lots"', "whole number"), ("parallelism = 0", "at least 1")]:
+        toml.write_text(line + "\n")
+        with pytest.raises(ConfigError, match=expected) as info:
+            load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+        assert info.value.source == str(toml.resolve()), line
+        assert f"(from {toml.resolve()})" in str(info.value)
+    toml.write_text("parallelism = 4.0\npoll_interval = 0\n")  # a whole float, and 0 where 0 means "at once"
+    s = load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    assert (s.parallelism, s.poll_interval) == (4, 0.0) and isinstance(s.parallelism, int)
+
+
+def test_empty_paths_are_refused_not_taken_for_the_working_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dags_folder.*NBFLOW_DAGS_FOLDER.*folder path"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_DAGS_FOLDER": ""})
+    with pytest.raises(ConfigError, match="database_url.*NBFLOW_DATABASE_URL.*database URL"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_DATABASE_URL": " "})
+
+
+def test_a_broken_settings_file_is_named_with_its_line(tmp_path: Path) -> None:
+    toml = tmp_path / "nbflow.toml"
+    toml.write_text('executor = "thread"\nparallelism = \n')
+    with pytest.raises(ConfigFileError) as info:
+        load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    message = str(info.value)
+    assert info.value.path == str(toml.resolve()) and info.value.line == 2
+    assert message.startswith(f"the settings file {toml.resolve()}, line 2 cannot be used: it is not valid TOML")
+    assert "NBFLOW_NBFLOW" not in message and "\n" not in message
+    toml.write_bytes(b'executor = "\xff"\n')
+    with pytest.raises(ConfigFileError, match="not UTF-8"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    toml.write_text("nbflow = 3\n")
+    with pytest.raises(ConfigFileError, match=r"\[nbflow\]"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+
+
+def test_unknown_or_misplaced_keys_in_the_file_are_refused_not_ignored(tmp_path: Path) -> None:
+    toml = tmp_path / "nbflow.toml"
+    toml.write_text("paralelism = 4\n")
+    with pytest.raises(ConfigFileError, match="'paralelism', which is not an nbflow setting.*'parallelism'"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    toml.write_text('[nbflow]\nhome = "/elsewhere"\n')
+    with pytest.raises(ConfigFileError, match="NBFLOW_HOME"):
+        load_settings(env={"NBFLOW_HOME": str(tmp_path)})

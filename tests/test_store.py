@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, exc as sa_exc, text
 
-from nbflow.errors import DagNotFoundError, DatabaseLockedError, SchemaVersionError
+from nbflow.errors import ConfigError, DagNotFoundError, DatabaseLockedError, SchemaVersionError, StoreUnavailableError
 from nbflow.settings import load_settings
 from nbflow.store import Store, open_store
 from nbflow.store.migrate import HEAD_REVISION, check_db, init_db, reset_db, upgrade_db
@@ -412,3 +412,43 @@ def test_concurrent_claims_across_processes(store_url: str, store: Store) -> Non
         assert proc.exitcode == 0
     every = [task_id for mine in results.values() for task_id in mine]
     assert sorted(every) == sorted(task_ids)
+
+
+# -- a database that cannot be used -----------------------------------------------------------------
+
+#: nothing listens on port 1 of the loopback interface (binding it needs root), so connecting is refused
+UNREACHABLE = "postgresql+psycopg://nbflow:s3cret@127.0.0.1:1/nbflow"
+
+
+def test_an_unreachable_database_is_one_error_naming_the_url_without_its_password(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, env={"NBFLOW_DATABASE_URL": UNREACHABLE})
+    with pytest.raises(StoreUnavailableError) as info:
+        Store.open(settings)
+    error = info.value
+    assert isinstance(error.__cause__, sa_exc.OperationalError)
+    assert error.url == "postgresql+psycopg://nbflow:***@127.0.0.1:1/nbflow" and error.source == "NBFLOW_DATABASE_URL"
+    message = str(error)
+    assert "s3cret" not in message and "\n" not in message
+    assert "cannot connect to the store postgresql+psycopg://nbflow:***@127.0.0.1:1/nbflow" in message
+    assert "refused" in message.lower() and "(from the environment variable NBFLOW_DATABASE_URL)" in message
+    (tmp_path / "nbflow.toml").write_text(f'database_url = "{UNREACHABLE}"\n')
+    with pytest.raises(StoreUnavailableError, match=f"from {tmp_path.resolve() / 'nbflow.toml'}"):
+        Store.open(load_settings(home=tmp_path, env={}))
+    # the same boundary for a store already open whose server went away, and for the schema commands
+    with pytest.raises(StoreUnavailableError, match="nbflow:\\*\\*\\*@"):
+        Store(UNREACHABLE).list_dags()
+    with pytest.raises(StoreUnavailableError):
+        check_db(UNREACHABLE)
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("not a url", "not a database URL"),
+    ("nosuchdb://u:pw@host/db", "no database kind 'nosuchdb'"),
+    ("mysql+nosuchdriver://u:pw@host/db", "database kind|not installed"),
+])
+def test_an_unusable_database_url_is_a_setting_error(tmp_path: Path, url: str, problem: str) -> None:
+    settings = load_settings(home=tmp_path, env={"NBFLOW_DATABASE_URL": url})
+    with pytest.raises(ConfigError, match=problem) as info:
+        Store.open(settings)
+    assert (info.value.key, info.value.source) == ("database_url", "NBFLOW_DATABASE_URL")
+    assert ":pw@" not in str(info.value) and "\n" not in str(info.value)

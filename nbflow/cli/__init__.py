@@ -12,7 +12,7 @@ from typing import Sequence
 from nbflow.cli.dags import _progress_bar
 from nbflow.cli.parser import build_parser
 from nbflow.cli.reports import parse_param
-from nbflow.errors import NbflowError
+from nbflow.errors import ConfigError, NbflowError, StoreUnavailableError
 
 __all__ = ["_progress_bar", "build_parser", "main", "parse_param", "run"]
 
@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except (ConfigError, StoreUnavailableError) as exc:
+        # the setup is wrong, not the request: the exit status of a usage error, as argparse's
+        print(f"nbflow: error: {exc}", file=sys.stderr)
+        return 2
     except NbflowError as exc:
         print(f"nbflow: error: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import threading
 
     from nbflow.scheduler import Scheduler
+    from nbflow.store.engine import safe_url
 
     stop = threading.Event()
     scheduler = Scheduler(executor=args.executor, dag_paths=args.file)
@@ -36,7 +37,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
-    print(f"nbflow scheduler {scheduler.host_id} on {_settings().database_url}", file=sys.stderr, flush=True)
+    print(f"nbflow scheduler {scheduler.host_id} on {safe_url(_settings().database_url)}", file=sys.stderr, flush=True)
     scheduler.serve(stop, exit_when_idle=args.exit_when_idle, grace=args.grace)
     print(f"nbflow scheduler: stopped; finished {len(scheduler.finished_runs)} run(s)", file=sys.stderr)
     return 0
@@ -115,23 +116,27 @@ def cmd_pools_delete(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from nbflow.store import migrate
+    from nbflow.store.engine import safe_url, url_source
 
-    url = _settings().database_url
-    if args.db_command == "init":
-        migrate.init_db(url)
-        print(f"initialised {url}")
-    elif args.db_command == "upgrade":
-        migrate.upgrade_db(url)
-        print(f"upgraded {url} to {migrate.HEAD_REVISION}")
-    elif args.db_command == "check":
-        migrate.check_db(url)
-        print(f"{url}: schema is current ({migrate.HEAD_REVISION})")
-    elif args.db_command == "reset":
-        if not args.yes:
-            print(f"this deletes every run, task instance and output in {url}; add --yes to do it", file=sys.stderr)
-            return 2
-        migrate.reset_db(url)
-        print(f"reset {url}")
+    settings = _settings()
+    url = settings.database_url
+    with url_source(settings.source_of("database_url")):
+        shown = safe_url(url)
+        if args.db_command == "init":
+            migrate.init_db(url, busy_timeout=settings.db_busy_timeout)
+            print(f"initialised {shown}")
+        elif args.db_command == "upgrade":
+            migrate.upgrade_db(url, busy_timeout=settings.db_busy_timeout)
+            print(f"upgraded {shown} to {migrate.HEAD_REVISION}")
+        elif args.db_command == "check":
+            migrate.check_db(url, busy_timeout=settings.db_busy_timeout)
+            print(f"{shown}: schema is current ({migrate.HEAD_REVISION})")
+        elif args.db_command == "reset":
+            if not args.yes:
+                print(f"this deletes every run, task instance and output in {shown}; add --yes to do it", file=sys.stderr)
+                return 2
+            migrate.reset_db(url, busy_timeout=settings.db_busy_timeout)
+            print(f"reset {shown}")
     return 0
 
 

@@ -62,6 +62,7 @@ def _print_run_footer(run: Any) -> None:
     from nbflow.settings import get_settings
 
     settings = get_settings()
+    from nbflow.store.engine import safe_url
     print()
     logs = {Path(p).parent.parent for p in run.log_paths.values()}
     if logs:
@@ -69,7 +70,7 @@ def _print_run_footer(run: Any) -> None:
     artifacts = Path(settings.artifacts_folder) / run.dag_id
     if artifacts.exists():
         print(f"artifacts: {artifacts}")
-    print(f"store:     {settings.database_url}")
+    print(f"store:     {safe_url(settings.database_url)}")
 
 
 def _synced(args: argparse.Namespace, read: Any) -> tuple[Any, Any]:

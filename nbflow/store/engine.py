@@ -8,6 +8,7 @@ busy timeout) at the start instead of failing half-way through a read-then-write
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.expression import Executable
 
-from nbflow.errors import DatabaseLockedError
+from nbflow.errors import ConfigError, DatabaseLockedError, StoreUnavailableError
 
 #: Execution option naming the statement that opens a SQLite transaction.
 BEGIN_OPTION = "nbflow_sqlite_begin"
@@ -33,12 +34,36 @@ def is_sqlite(url: str) -> bool:
 
 def safe_url(url: str) -> str:
     """The URL as it may appear in messages and logs: without its password."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:  # not a URL at all: hide what looks like a password anyway
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(url))
 
 
 def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
-    """An engine for ``url``; SQLite files get their parent folder and pragmas."""
-    parsed = make_url(url)
+    """An engine for ``url``; SQLite files get their parent folder and pragmas.
+
+    A URL that cannot be used (not a URL, an unknown database kind, a driver that is not installed)
+    raises :class:`ConfigError` for the setting ``database_url``: it is the user's setting to fix.
+    """
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError as exc:
+        raise ConfigError("database_url", safe_url(url), f"it is not a database URL ({exc}); write one such as "
+                          "sqlite:////path/to/nbflow.db or postgresql+psycopg://user@host/dbname") from exc
+    try:
+        return _make_engine(parsed, busy_timeout)
+    except sa_exc.NoSuchModuleError as exc:
+        raise ConfigError("database_url", safe_url(url), f"SQLAlchemy knows no database kind '{parsed.drivername}'; "
+                          "use a sqlite:/// or postgresql+psycopg:// URL") from exc
+    except ImportError as exc:
+        raise ConfigError("database_url", safe_url(url), f"the driver for '{parsed.drivername}' is not installed "
+                          f"({exc}); install it (for PostgreSQL: pip install nbflow[postgres])") from exc
+    except OSError as exc:  # the SQLite file's folder cannot be made
+        raise StoreUnavailableError(safe_url(url), f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+def _make_engine(parsed: Any, busy_timeout: float) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     database = parsed.database or ""
@@ -144,6 +169,10 @@ def translate_errors(url: str) -> Iterator[None]:
     except sa_exc.OperationalError as exc:
         if is_locked_error(exc):
             raise DatabaseLockedError(safe_url(url), str(exc.orig)) from exc
+        if exc.statement is None:
+            # SQLAlchemy wraps a failure to connect without a statement: the server is down, the
+            # host, port or login is wrong. A scheduler host retries it; a command reports it.
+            raise StoreUnavailableError(safe_url(url), str(exc.orig)) from exc
         raise
     except sa_exc.StatementError as exc:
         # A value refused while binding parameters (a naive datetime): the caller's mistake,
@@ -151,6 +180,22 @@ def translate_errors(url: str) -> Iterator[None]:
         if not isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, (ValueError, TypeError)):
             raise type(exc.orig)(str(exc.orig)) from exc
         raise
+
+
+@contextmanager
+def url_source(source: str | None) -> Iterator[None]:
+    """Name where the database URL came from (see :meth:`Settings.source_of`) in the errors about it
+    raised inside the block, so that the message points at the place to fix."""
+    try:
+        yield
+    except ConfigError as exc:
+        if source is None or exc.source is not None or exc.key != "database_url":
+            raise
+        raise ConfigError(exc.key, exc.value, exc.problem, source) from exc.__cause__
+    except StoreUnavailableError as exc:
+        if source is None or exc.source is not None:
+            raise
+        raise StoreUnavailableError(exc.url, exc.detail, source) from exc.__cause__
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, MetaData, inspect, text
 
 from nbflow.errors import SchemaVersionError
-from nbflow.store.engine import make_engine, safe_url, write_transaction
+from nbflow.store.engine import make_engine, read_connection, safe_url, write_transaction
 from nbflow.store.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def check_db(url: str, *, busy_timeout: float = 30.0) -> None:
     """Raise :class:`SchemaVersionError`, saying which command fixes it, unless the schema is at head."""
     engine = make_engine(url, busy_timeout=busy_timeout)
     try:
-        with engine.connect() as connection:
+        with read_connection(engine, url) as connection:
             found = read_version(connection)
     finally:
         engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import DagNotFoundError, SchemaVersionError
 from nbflow.store import schema
-from nbflow.store.engine import DriverStatement, make_engine, read_connection, safe_url, write_transaction
+from nbflow.store.engine import DriverStatement, make_engine, read_connection, safe_url, url_source, write_transaction
 from nbflow.store.migrate import (
     HEAD_REVISION,
     create_at_head,
@@ -106,16 +106,17 @@ class Store:
             from nbflow.settings import get_settings
 
             settings = get_settings()
-        store = cls(settings.database_url, busy_timeout=settings.db_busy_timeout)
-        try:
-            found = store.schema_version()
-            if found is None and create:
-                found = store._create_if_empty()
-            if found != HEAD_REVISION:
-                raise SchemaVersionError(safe_url(store.url), found, HEAD_REVISION)
-        except BaseException:
-            store.close()
-            raise
+        with url_source(settings.source_of("database_url")):
+            store = cls(settings.database_url, busy_timeout=settings.db_busy_timeout)
+            try:
+                found = store.schema_version()
+                if found is None and create:
+                    found = store._create_if_empty()
+                if found != HEAD_REVISION:
+                    raise SchemaVersionError(safe_url(store.url), found, HEAD_REVISION)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def _create_if_empty(self) -> str | None:
