@@ -270,11 +270,13 @@ def trigger(
     Nothing runs here: a scheduler host picks the run up, so the caller returns at once and the run
     survives the caller's process. Use :func:`scheduler_alive` to know whether one will.
     """
+    from nbflow.dagrun import check_conf
     from nbflow.runs import new_run_id, source_kind, sync_dag
     from nbflow.scheduler import task_rows
     from nbflow.timetables import parse_date
 
     dag.validate()
+    conf = check_conf(conf, dag.dag_id)
     when = (
         parse_date(logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id)
         if logical_date is not None

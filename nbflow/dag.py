@@ -17,6 +17,7 @@ from nbflow.errors import (
     CycleError,
     DagDefinitionError,
     DuplicateTaskIdError,
+    InvalidOptionError,
     ScheduleError,
     TaskNotFoundError,
     UnknownArgumentError,
@@ -40,6 +41,16 @@ def check_id(kind: str, value: Any, dag_id: str | None = None) -> str:
             dag_id,
         )
     return value
+
+
+def _at_least_one(option: str, value: Any, dag_id: str) -> int:
+    """A limit on what runs at once: 0 would leave every run queued forever, so it is refused."""
+    from nbflow.operators.base import INT_MAX, whole_number
+
+    number = whole_number(value)
+    if not isinstance(number, int) or not 1 <= number <= INT_MAX:
+        raise InvalidOptionError(option, value, f"give a whole number from 1 to {INT_MAX:,} (0 would never start anything)", dag_id)
+    return number
 
 
 def _caller_file() -> str | None:
@@ -86,7 +97,7 @@ class DAG:
         dagrun_timeout: Any = None,
         fileloc: str | None = None,
     ) -> None:
-        from nbflow.operators.base import DEFAULT_ARGS_KEYS
+        from nbflow.operators.base import DEFAULT_ARGS_KEYS, check_option
 
         self.dag_id = check_id("dag_id", dag_id)
         if schedule is not _UNSET and schedule_interval is not _UNSET:
@@ -95,17 +106,19 @@ class DAG:
             schedule_interval if schedule_interval is not _UNSET else None
         )
         self.default_args = dict(default_args or {})
-        for key in self.default_args:
+        for key, value in self.default_args.items():
             if key not in DEFAULT_ARGS_KEYS:
                 raise UnknownArgumentError(key, sorted(DEFAULT_ARGS_KEYS), "default_args", dag_id)
+            # checked here too, so a bad default fails even in a DAG without tasks yet
+            self.default_args[key] = check_option(key, value, dag_id=dag_id, via="default_args")
         self.catchup = bool(catchup)
         self.params = dict(params or {})
         self.tags = sorted(set(tags or ()))
         self.owner = owner or self.default_args.get("owner") or "nbflow"
         self.description = description
         self.doc_md = doc_md
-        self.max_active_runs = int(max_active_runs)
-        self.max_active_tasks = int(max_active_tasks)
+        self.max_active_runs = _at_least_one("max_active_runs", max_active_runs, dag_id)
+        self.max_active_tasks = _at_least_one("max_active_tasks", max_active_tasks, dag_id)
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
         self.dagrun_timeout = dagrun_timeout
@@ -234,9 +247,11 @@ class DAG:
     # -- schedule ---------------------------------------------------------------------------------
 
     def next_runs(self, n: int = 5, after: Any = None) -> list[datetime]:
-        """The next ``n`` scheduled times after ``after`` (default now), aware, in the DAG's zone."""
-        from nbflow.timetables import next_runs, parse_date
+        """The next ``n`` scheduled times after ``after`` (default now), aware, in the DAG's zone;
+        ``n`` goes from 1 to :data:`~nbflow.timetables.MAX_NEXT_RUNS`."""
+        from nbflow.timetables import check_run_count, next_runs, parse_date
 
+        check_run_count(n, self.dag_id)
         when = parse_date(after, self.timezone, field="after", dag_id=self.dag_id) if after is not None else None
         return next_runs(self.timetable, n, when, start_date=self.start_date, end_date=self.end_date)
 

@@ -109,3 +109,59 @@ class DagRun:
             f"<b>{escape(self.state.value)}</b><table><tr><th>task</th><th>state</th><th>tries</th>"
             f"<th>seconds</th></tr>{rows}</table></div>"
         )
+
+
+def check_conf(conf: Any, dag_id: str | None = None, *, max_bytes: int | None = None) -> dict[str, Any]:
+    """The ``conf`` of a new run of ``dag_id``, checked before anything is stored; every way of
+    starting a run (``dag.test``, a trigger from the CLI, a notebook or the REST API) calls it.
+
+    A conf is kept as JSON in the store and sent whole in every answer that lists runs, so it must be
+    a JSON object of plain values: a NaN or an infinity would be stored as text that browsers and
+    PostgreSQL reject, a datetime or a set would fail deep in the store, a key that is not a string
+    would come back as another key, and a conf of megabytes would make every list of runs that big.
+    ``max_bytes`` (default: the ``max_conf_bytes`` setting) limits the size of its compact UTF-8 JSON.
+    Raises :class:`~nbflow.errors.InvalidConfError` naming the DAG and the first bad value.
+    """
+    import json
+    import math
+
+    from nbflow.errors import InvalidConfError
+
+    if conf is None:
+        return {}
+    if not isinstance(conf, dict):
+        raise InvalidConfError(f"is a {type(conf).__name__}, not a JSON object ({{...}})", dag_id)
+    stack: list[tuple[Any, str]] = [(conf, "conf")]
+    while stack:  # not recursive: a conf nested thousands deep must not blow the stack
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidConfError(
+                        f"has the key {key!r} ({type(key).__name__}) in {where}: JSON keys are strings", dag_id)
+                stack.append((item, f"{where}[{key!r}]"))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{where}[{index}]") for index, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidConfError(f"has {value!r} at {where}: JSON has no NaN or infinity", dag_id)
+        elif value is not None and not isinstance(value, (str, int, float)):
+            raise InvalidConfError(
+                f"has a {type(value).__name__} at {where}, which JSON cannot hold (give it as a string or a number)",
+                dag_id)
+    try:
+        text = json.dumps(conf, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        size = len(text.encode("utf-8"))
+    except RecursionError:
+        raise InvalidConfError("is nested too deeply to be written as JSON", dag_id) from None
+    except UnicodeEncodeError:
+        raise InvalidConfError("has a string that is not valid Unicode (a lone surrogate such as \\ud800)", dag_id) from None
+    if max_bytes is None:
+        from nbflow.settings import get_settings
+
+        max_bytes = get_settings().max_conf_bytes
+    if size > max_bytes:
+        raise InvalidConfError(
+            f"takes {size:,} bytes as JSON, over the limit of {max_bytes:,} bytes (setting max_conf_bytes)", dag_id,
+            fix="Pass large data as a file path or a table name instead, or raise the limit with max_conf_bytes "
+                "in nbflow.toml or NBFLOW_MAX_CONF_BYTES.")
+    return dict(conf)

@@ -13,6 +13,7 @@ Exploration cells, plots and everything else are left alone. ``%%dag`` lines are
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import importlib.util
 import json
@@ -20,6 +21,7 @@ import linecache
 import os
 import re
 import shlex
+import stat
 import sys
 import traceback
 import types
@@ -124,20 +126,81 @@ def _traceback_in(exc: BaseException, fileloc: str) -> str:
 def dag_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The ``.py`` files under ``folder`` that mention nbflow (others are helpers, not DAG files) and
     the notebooks that have a ``%%dag`` cell."""
+    return scan_folder(folder)[0]
+
+
+_SUFFIXES = (".py", ".ipynb")
+
+
+def _link_problem(path: Path, exc: OSError) -> ImportFailure:
+    """The import error of a link that cannot be followed: a loop, or a link to nothing."""
+    if exc.errno == errno.ELOOP:
+        what = "symbolic link loop: the link leads back to itself"
+    else:
+        what = f"broken symbolic link: it points to {os.readlink(path)!r}, which does not exist"
+    return ImportFailure(str(path), f"{what}; remove the link or point it at a real file or folder", "")
+
+
+def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], list[ImportFailure]]:
+    """The DAG files under ``folder`` (see :func:`dag_files`) and the links that could not be followed.
+
+    Links to folders are followed, so a DAG folder may gather others by linking them in; a link back
+    to a folder the walk is already in is a loop, reported as a failure naming the link and never
+    followed, as is a link that leads to itself or to nothing. Names starting with ``.`` or ``_``
+    are skipped, and a file reached by two ways is listed once.
+    """
     root = Path(folder)
     if not root.is_dir():
-        return []
-    files = []
-    for path in sorted([*root.rglob("*.py"), *root.rglob("*.ipynb")]):
-        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+        return [], []
+    candidates: list[Path] = []
+    failures: list[ImportFailure] = []
+    walked: set[tuple[int, int]] = set()  # each folder once, however many links lead to it
+
+    def walk(directory: Path, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(directory) as entries:
+                listed = sorted(entries, key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in listed:
+            if entry.name.startswith((".", "_")):
+                continue
+            path = Path(entry.path)
+            try:
+                info = os.stat(path)  # follows links: a loop or a dangling link raises here
+            except OSError as exc:
+                if entry.is_symlink() and (exc.errno == errno.ELOOP or path.suffix in _SUFFIXES):
+                    failures.append(_link_problem(path, exc))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in ancestors:
+                    failures.append(ImportFailure(
+                        str(path), f"symbolic link loop: the link leads back to {os.path.realpath(path)}, a "
+                        "folder that contains it; remove the link or point it elsewhere", ""))
+                elif key not in walked:
+                    walked.add(key)
+                    walk(path, ancestors | {key})
+            elif path.suffix in _SUFFIXES and stat.S_ISREG(info.st_mode):
+                candidates.append(path)
+
+    top = os.stat(root)
+    walked.add((top.st_dev, top.st_ino))
+    walk(root, frozenset(walked))
+    files: list[Path] = []
+    seen: set[str] = set()
+    for path in sorted(candidates):
+        real = os.path.realpath(path)
+        if real in seen:
             continue
+        seen.add(real)
         marker = "%%dag" if path.suffix == ".ipynb" else "nbflow"
         try:
             if marker in path.read_text(encoding="utf-8", errors="replace"):
                 files.append(path)
         except OSError:
             continue
-    return files
+    return files, failures
 
 
 def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
@@ -145,12 +208,25 @@ def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
     bag = DagBag()
     for entry in paths:
         entry_path = Path(entry)
+        if not entry_path.exists() and entry_path.is_symlink():  # a link loop, or a link to nothing
+            error = OSError(errno.ENOENT, "no such file")
+            try:
+                os.stat(entry_path)
+            except OSError as exc:
+                error = exc
+            failure = _link_problem(entry_path, error)
+            bag.files.append(failure.fileloc)
+            bag.failures[failure.fileloc] = failure
+            continue
         if not entry_path.exists():
             fileloc = str(entry_path.resolve())
             bag.files.append(fileloc)
             bag.failures[fileloc] = ImportFailure(fileloc, "FileNotFoundError: no such file or folder", "")
             continue
-        files = dag_files(entry_path) if entry_path.is_dir() else [entry_path]
+        files, broken = scan_folder(entry_path) if entry_path.is_dir() else ([entry_path], [])
+        for failure in broken:
+            bag.files.append(failure.fileloc)
+            bag.failures[failure.fileloc] = failure
         for file in files:
             bag.files.append(str(file.resolve()))
             dags, failure = load_file(file)

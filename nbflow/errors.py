@@ -18,13 +18,15 @@ The tree::
     │   ├── InvalidDateError             an unparsable start_date / end_date / logical date
     │   ├── ScheduleError                a bad cron (.field names the bad field) or schedule value
     │   ├── TimezoneError                an unknown IANA time zone
-    │   └── DependencyError              an edge to something that is not a task of this DAG
+    │   ├── DependencyError              an edge to something that is not a task of this DAG
+    │   └── InvalidOptionError           a task or DAG option out of range (.option, .value, .allowed)
     ├── NotFoundError                    asked for something the DAG or the store does not have
     │   ├── DagNotFoundError
     │   ├── TaskNotFoundError
     │   └── RunNotFoundError
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
     ├── InvalidRequestError              a control (backfill, clear, mark, pools) or a view got values it cannot use
+    │   └── InvalidConfError             a run's conf is not a JSON object of plain values, or too large
     ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
     ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
@@ -213,6 +215,21 @@ class DependencyError(DagDefinitionError):
     pass
 
 
+class InvalidOptionError(DagDefinitionError):
+    """A numeric (or otherwise checked) option of a task or DAG has a value nbflow cannot honour:
+    ``retries=-1``, ``execution_timeout=0``, ``max_active_runs=0``, ... ``allowed`` says what would do;
+    ``value`` is the repr of the value given (it may not be JSON, e.g. NaN). Refused when the DAG is
+    built, so a DAG file, a ``%%dag`` cell and the REST API all stop there."""
+
+    def __init__(
+        self, option: str, value: Any, allowed: str, dag_id: str | None = None, task_id: str | None = None,
+        via: str = "",
+    ) -> None:
+        self.option, self.value, self.allowed = option, repr(value), allowed
+        source = f" (from {via})" if via else ""
+        super().__init__(f"{option}={value!r}{source} is not allowed: {allowed}.", dag_id, task_id)
+
+
 class NotFoundError(NbflowError):
     pass
 
@@ -263,6 +280,21 @@ class InvalidRequestError(NbflowError):
     def __init__(self, message: str, dag_id: str | None = None) -> None:
         self.dag_id = dag_id
         super().__init__(_where(dag_id) + message)
+
+
+class InvalidConfError(InvalidRequestError):
+    """The ``conf`` given to a new run cannot be kept as it is: not a JSON object, a value JSON
+    cannot carry (NaN, a datetime, a set), or more than ``max_conf_bytes`` of JSON. No run was made."""
+
+    def __init__(self, problem: str, dag_id: str | None = None, fix: str | None = None) -> None:
+        self.problem = problem
+        super().__init__(
+            f"the run's conf {problem}. "
+            + (fix or "Give a JSON object of plain values (strings, finite numbers, booleans, null, lists "
+               'and objects with string keys), e.g. {"day": "2024-06-01"}.')
+            + " No run was made.",
+            dag_id,
+        )
 
 
 class DagFileConflictError(NbflowError):

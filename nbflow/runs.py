@@ -92,12 +92,14 @@ def run_dag(
     settings: Settings | None = None,
 ) -> DagRun:
     """Create a run of ``dag`` and drive it to its end in this process; return the finished run."""
+    from nbflow.dagrun import check_conf
     from nbflow.settings import get_settings
     from nbflow.store import Store
     from nbflow.timetables import parse_date
 
     dag.validate()
     settings = settings or get_settings()
+    conf = check_conf(conf, dag.dag_id, max_bytes=settings.max_conf_bytes)
     own_store = store is None
     store = store or Store.open(settings)
     try:

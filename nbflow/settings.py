@@ -44,6 +44,8 @@ class Settings:
     max_output_bytes: int = 64 * 1024 * 1024
     #: outputs whose JSON is at most this many bytes live in the database; larger ones in a file
     inline_output_bytes: int = 64 * 1024
+    #: a run's conf larger than this (bytes of its JSON) is refused: every answer listing runs carries it
+    max_conf_bytes: int = 1024 * 1024
     #: seconds between heartbeats of a scheduler host (and of the task instances it runs)
     heartbeat_interval: float = 5.0
     #: a host silent for this many seconds is taken for dead; its running task instances are retried
@@ -207,6 +209,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("executor", settings.executor, f"choose one of {', '.join(EXECUTORS)}")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
+    if settings.max_conf_bytes < 2:
+        raise ConfigError("max_conf_bytes", settings.max_conf_bytes, "it must be at least 2 (the size of {})")
     if settings.default_timezone:
         from nbflow.timetables import resolve_timezone
 

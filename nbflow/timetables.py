@@ -57,7 +57,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nbflow.cron import PRESETS, first_reading, offset_at, parse_cron
 from nbflow.cronwords import describe_cron, describe_schedule
-from nbflow.errors import InvalidDateError, ScheduleError, TimezoneError
+from nbflow.errors import InvalidDateError, InvalidRequestError, ScheduleError, TimezoneError
 
 __all__ = [
     "PRESETS",
@@ -434,6 +434,20 @@ def scheduled_times(
             break
         times.append(when)
     return times
+
+
+#: the most scheduled times one question lists (``dag.next_runs``, ``nbflow dags next -n``, the
+#: REST API's ``?n=``): plenty to look ahead, and a huge count cannot keep a process busy for minutes
+MAX_NEXT_RUNS = 1000
+
+
+def check_run_count(n: Any, dag_id: str | None = None, option: str = "n") -> int:
+    """``n`` if it is a whole number from 1 to :data:`MAX_NEXT_RUNS`, else an
+    :class:`~nbflow.errors.InvalidRequestError` naming the DAG and the range."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NEXT_RUNS:
+        raise InvalidRequestError(
+            f"{option}={n!r}: ask for a whole number of scheduled times from 1 to {MAX_NEXT_RUNS}", dag_id)
+    return n
 
 
 def next_runs(

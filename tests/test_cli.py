@@ -92,6 +92,41 @@ def test_trigger_runs_and_dags_runs_lists(home: Path) -> None:
     assert "manual__" in out and "success" in out
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_conf_json_cannot_carry_is_one_line_and_nothing_is_stored(
+        home: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    from nbflow.settings import load_settings
+    from nbflow.store import Store
+
+    env = {"NBFLOW_DATABASE_URL": request.getfixturevalue("postgres_url")} if backend == "postgres" else {}
+    cases = [
+        (["dags", "test", "etl"], '{"x": NaN}', "has nan at conf['x']"),
+        (["dags", "trigger", "etl", "--queue"], '{"x": [1, -Infinity]}', "has -inf at conf['x'][1]"),
+        (["dags", "trigger", "etl", "--wait"], '{"x": 1e999}', "has inf at conf['x']"),
+        (["dags", "trigger", "etl"], "[1, 2]", "is a list, not a JSON object"),
+        (["tasks", "test", "etl", "extract"], '{"x": NaN}', "has nan at conf['x']"),
+    ]
+    for command, conf, problem in cases:
+        result = nbflow(*command, "--conf", conf, home=home, check=1, env=env)
+        assert result.stderr.startswith(f"nbflow: error: DAG 'etl': the run's conf {problem}"), result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "No run was made." in result.stderr
+    with Store.open(load_settings(env={"NBFLOW_HOME": str(home), **env})) as store:
+        assert store.list_runs("etl") == []
+    nbflow("dags", "test", "etl", "--conf", '{"x": 1.5, "day": "2024-06-01"}', home=home, env=env)
+    with Store.open(load_settings(env={"NBFLOW_HOME": str(home), **env})) as store:
+        assert [run["conf"] for run in store.list_runs("etl")] == [{"x": 1.5, "day": "2024-06-01"}]
+
+
+def test_a_conf_over_max_conf_bytes_is_refused_naming_the_setting(home: Path) -> None:
+    conf = '{"rows": "' + "x" * 100 + '"}'
+    env = {"NBFLOW_MAX_CONF_BYTES": "100"}
+    big = nbflow("dags", "trigger", "etl", "--queue", "--conf", conf, home=home, check=1, env=env)
+    assert "the run's conf takes 111 bytes as JSON, over the limit of 100 bytes (setting max_conf_bytes)" in big.stderr
+    assert "NBFLOW_MAX_CONF_BYTES" in big.stderr and big.stderr.count("\n") == 1
+    nbflow("dags", "trigger", "etl", "--queue", "--conf", conf, home=home, env={"NBFLOW_MAX_CONF_BYTES": "111"})
+
+
 def test_tasks_list_show_and_test(home: Path) -> None:
     assert nbflow("tasks", "list", "etl", home=home).stdout.split() == ["extract", "clean", "enough", "load", "skip"]
     show = nbflow("dags", "show", "etl", home=home).stdout
@@ -224,6 +259,22 @@ def test_dags_next_shows_three_zones_and_marks_the_dst_change(cal_home: Path) ->
     assert next(line for line in fall.splitlines() if line.startswith("2024-11-03")).endswith("DST -1:00")
     manual = nbflow("dags", "next", "etl", home=cal_home).stdout
     assert "runs only when triggered" in manual
+
+
+@pytest.mark.parametrize("count", ["0", "-3", "1001", "100000000"])
+def test_dags_next_refuses_a_count_outside_1_to_1000(cal_home: Path, count: str) -> None:
+    result = nbflow("dags", "next", "ny", "-n", count, home=cal_home, check=1)
+    assert result.stderr == (f"nbflow: error: DAG 'ny': -n={int(count)}: ask for a whole number of scheduled "
+                             "times from 1 to 1000\n")
+    assert result.stdout == ""
+
+
+def test_dags_next_lists_up_to_1000_and_refuses_a_bad_after(cal_home: Path) -> None:
+    out = nbflow("dags", "next", "ny", "-n", "1000", "--after", "2024-01-01", home=cal_home).stdout
+    assert len([line for line in out.splitlines() if line.startswith(("2024-", "2025-", "2026-", "2027-"))]) == 1000
+    bad = nbflow("dags", "next", "ny", "--after", "next tuesday", home=cal_home, check=1)
+    assert bad.stderr.startswith("nbflow: error: DAG 'ny': --after='next tuesday' is not a date. Use an ISO date")
+    assert bad.stderr.count("\n") == 1
 
 
 def test_backfill_draws_progress_and_resumes_without_redoing(cal_home: Path) -> None:

@@ -87,6 +87,29 @@ def test_pause_and_unpause_flip_the_stored_flag(settings, store: Store, tmp_path
         controls.pause("nope", store=store)
 
 
+def test_trigger_refuses_a_conf_json_cannot_carry_and_stores_nothing(settings, store: Store, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import date
+
+    from nbflow.errors import InvalidConfError
+
+    dag = _pipeline(tmp_path / "flag")
+    for conf, problem in [({"x": float("nan")}, "has nan at conf['x']"),
+                          ({"x": {"y": [float("-inf")]}}, "has -inf at conf['x']['y'][0]"),
+                          ({"day": date(2024, 5, 1)}, "has a date at conf['day'], which JSON cannot hold"),
+                          ({1: "one"}, "has the key 1 (int) in conf: JSON keys are strings"),
+                          ({"tags": {"a", "b"}}, "has a set at conf['tags']"),
+                          ("x=1", "is a str, not a JSON object")]:
+        with pytest.raises(InvalidConfError) as info:
+            controls.trigger(dag, conf=conf, store=store)
+        assert str(info.value).startswith(f"DAG 'pipe': the run's conf {problem}"), info.value
+    monkeypatch.setenv("NBFLOW_MAX_CONF_BYTES", "20")
+    with pytest.raises(InvalidConfError, match=r"takes 21 bytes as JSON, over the limit of 20 bytes"):
+        controls.trigger(dag, conf={"rows": "x" * 10}, store=store)
+    assert store.list_runs("pipe") == [] and store.get_dag("pipe") is None
+    assert controls.trigger(dag, conf={"rows": "x" * 9}, store=store).startswith("manual__")
+
+
 def test_trigger_queues_a_manual_run_that_a_scheduler_runs(settings, store: Store, tmp_path: Path) -> None:
     dag = _pipeline(tmp_path / "flag")
     first = controls.trigger(dag, conf={"x": 1}, logical_date="2024-05-01T06:00:00", store=store)

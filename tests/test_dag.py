@@ -15,6 +15,7 @@ from nbflow.errors import (
     DependencyError,
     DuplicateTaskIdError,
     InvalidDateError,
+    InvalidOptionError,
     ScheduleError,
     TaskNotFoundError,
     TaskOutsideDagError,
@@ -210,3 +211,89 @@ def test_repr_and_html() -> None:
         EmptyOperator(task_id="only")
     assert "shown" in repr(dag) and "1 tasks" in repr(dag)
     assert "<table>" in dag._repr_html_() and "only" in dag._repr_html_()
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), [
+    ("retries", -1, "whole number from 0"),
+    ("retries", 1.5, "whole number from 0"),
+    ("retries", "2", "whole number from 0"),
+    ("retries", True, "whole number from 0"),
+    ("retries", 2**31, "whole number from 0"),  # more tries than the store can count
+    ("execution_timeout", -5, "more than 0 seconds"),
+    ("execution_timeout", 0, "more than 0 seconds"),
+    ("execution_timeout", timedelta(0), "more than 0 seconds"),
+    ("execution_timeout", float("nan"), "more than 0 seconds"),
+    ("execution_timeout", "1h", "more than 0 seconds"),
+    ("timeout", -1, "more than 0 seconds"),
+    ("retry_delay", -1, "0 or more seconds"),
+    ("retry_delay", timedelta(seconds=-30), "0 or more seconds"),
+    ("max_retry_delay", float("inf"), "0 or more seconds"),
+    ("pool_slots", 0, "whole number from 1"),
+    ("pool_slots", 2.0, "whole number from 1"),
+    ("priority_weight", 1.5, "whole number from"),
+    ("priority_weight", 2**40, "whole number from"),
+    ("pool", "", "non-empty string"),
+])
+def test_task_options_out_of_range_are_refused_naming_dag_task_option_and_what_is_allowed(
+        option: str, value: object, allowed: str) -> None:
+    with DAG("limits"):
+        with pytest.raises(InvalidOptionError) as info:
+            EmptyOperator(task_id="t", **{option: value})
+    error = info.value
+    assert isinstance(error, DagDefinitionError)
+    assert (error.dag_id, error.task_id, error.option, error.value) == ("limits", "t", option, repr(value))
+    assert str(error).startswith(f"DAG 'limits', task 't': {option}={value!r} is not allowed: give ")
+    assert allowed in str(error) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("retries", -1), ("execution_timeout", 0), ("timeout", -5), ("retry_delay", -1), ("pool_slots", 0),
+    ("priority_weight", "high"),
+])
+def test_default_args_are_checked_when_the_dag_is_built_and_again_for_each_task(option: str, value: object) -> None:
+    with pytest.raises(InvalidOptionError, match=rf"^DAG 'defaults': {option}={value!r} \(from default_args\) is not allowed"):
+        DAG("defaults", default_args={option: value})
+    # a task reading it finds the same problem, named as its own
+    dag = DAG("defaults", default_args={"retries": 1})
+    dag.default_args[option] = value
+    with dag, pytest.raises(InvalidOptionError) as info:
+        EmptyOperator(task_id="t")
+    assert info.value.task_id == "t" and "(from default_args)" in str(info.value)
+
+
+def test_good_option_values_are_kept_as_given() -> None:
+    class Index:  # a whole number that is not an int, as numpy's integers are
+        def __index__(self) -> int:
+            return 2
+
+    with DAG("fine", default_args={"retries": None, "timeout": 3}) as dag:
+        a = EmptyOperator(task_id="a")
+        b = EmptyOperator(task_id="b", retries=Index(), retry_delay=0, max_retry_delay=timedelta(minutes=1),
+                          execution_timeout=timedelta(seconds=1.5), pool_slots=3, priority_weight=-7, pool="db")
+    assert (a.retries, a.execution_timeout_seconds) == (0, 3)
+    assert (b.retries, type(b.retries), b.retry_delay, b.max_retry_delay) == (2, int, 0, timedelta(minutes=1))
+    assert (b.execution_timeout_seconds, b.pool_slots, b.priority_weight, b.pool) == (1.5, 3, -7, "db")
+    assert dag.default_args == {"retries": 0, "timeout": 3}
+
+
+def test_timeout_and_execution_timeout_together_are_refused() -> None:
+    with DAG("both"):
+        with pytest.raises(DagDefinitionError, match=r"task 't': give either timeout or execution_timeout"):
+            EmptyOperator(task_id="t", timeout=5, execution_timeout=10)
+
+
+@pytest.mark.parametrize("option", ["max_active_runs", "max_active_tasks"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "4", None])
+def test_dag_concurrency_limits_below_one_or_not_whole_are_refused(option: str, value: object) -> None:
+    with pytest.raises(InvalidOptionError, match=rf"^DAG 'busy': {option}={value!r} is not allowed: give a whole number from 1"):
+        DAG("busy", **{option: value})
+    assert getattr(DAG("busy", **{option: 3}), option) == 3
+
+
+def test_cell_timeout_of_a_notebook_task_must_be_positive() -> None:
+    from nbflow.operators import NotebookOperator
+
+    with DAG("nb"):
+        with pytest.raises(InvalidOptionError, match=r"task 'report': cell_timeout=0 is not allowed"):
+            NotebookOperator(task_id="report", notebook="r.ipynb", cell_timeout=0)
+        assert NotebookOperator(task_id="ok", notebook="r.ipynb", cell_timeout=timedelta(minutes=1)).cell_timeout == 60

@@ -159,3 +159,41 @@ def test_tasks_in_groups_get_prefixed_and_numbered() -> None:
             load()
         load()
     assert d.task_ids == ["eu.load", "eu.load__1", "load"]
+
+
+def test_bad_option_values_of_task_and_dag_decorators_are_refused_when_the_dag_is_built() -> None:
+    from nbflow.errors import InvalidOptionError
+
+    @task(retries=-1)
+    def flaky() -> None: ...
+
+    @dag(timezone="UTC")
+    def uses_flaky():
+        flaky()
+
+    with pytest.raises(InvalidOptionError, match=r"^DAG 'uses_flaky', task 'flaky': retries=-1 is not allowed"):
+        uses_flaky()
+
+    @dag(timezone="UTC", max_active_tasks=0)
+    def stuck():
+        pass
+
+    with pytest.raises(InvalidOptionError, match=r"^DAG 'stuck': max_active_tasks=0 is not allowed"):
+        stuck()
+
+    @dag(timezone="UTC", default_args={"execution_timeout": -5})
+    def negative():
+        pass
+
+    with pytest.raises(InvalidOptionError, match=r"^DAG 'negative': execution_timeout=-5 \(from default_args\)"):
+        negative()
+
+    @dag(timezone="UTC")
+    def overridden():
+        @task
+        def fine() -> None: ...
+
+        fine.override(task_id="fine_too", pool_slots=0)()
+
+    with pytest.raises(InvalidOptionError, match=r"task 'fine_too': pool_slots=0 is not allowed"):
+        overridden()

@@ -215,3 +215,39 @@ def test_not_a_notebook_is_an_import_error(tmp_path: Path) -> None:
     (tmp_path / "junk.ipynb").write_text("%%dag but not json")
     bag = collect([tmp_path])
     assert [f.summary.split(":")[0] for f in bag.failures.values()] == ["JSONDecodeError"]
+
+
+def test_symbolic_link_loops_are_import_errors_and_the_other_dags_load(tmp_path: Path, nbflow_home: Path) -> None:
+    folder = tmp_path / "dags"
+    write(folder, "good.py", GOOD)
+    write(tmp_path, "elsewhere/decorated.py", DECORATED)
+    (folder / "loop").symlink_to("loop")              # ln -s loop loop
+    (folder / "loop.py").symlink_to("loop.py")        # the same, named like a DAG file
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to("..")           # a folder link back to the folder holding it
+    (folder / "gone.py").symlink_to("deleted.py")      # a DAG file link to nothing
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")   # a link to a real folder is followed
+    bag = collect([folder])
+    assert set(bag.dags) == {"simple_example", "decorated"}
+    summaries = {f.fileloc: f.summary for f in bag.failures.values()}
+    assert set(summaries) == {str(folder / "loop"), str(folder / "loop.py"), str(folder / "sub" / "up"),
+                              str(folder / "gone.py")}
+    assert summaries[str(folder / "loop")].startswith("symbolic link loop: the link leads back to itself")
+    assert summaries[str(folder / "sub" / "up")].startswith(
+        f"symbolic link loop: the link leads back to {folder.resolve()}, a folder that contains it")
+    assert summaries[str(folder / "gone.py")].startswith("broken symbolic link: it points to 'deleted.py'")
+    with Store.open() as store:
+        sync(bag, store)
+        assert sorted(e["fileloc"] for e in store.list_import_errors()) == sorted(summaries)
+    assert [f.summary[:18] for f in collect([folder / "loop.py"]).failures.values()] == ["symbolic link loop"]
+
+
+def test_a_file_reached_through_two_links_loads_once(tmp_path: Path) -> None:
+    write(tmp_path, "shared/decorated.py", DECORATED)
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "a").symlink_to(tmp_path / "shared")
+    (folder / "b").symlink_to(tmp_path / "shared")
+    (folder / "c.py").symlink_to(tmp_path / "shared" / "decorated.py")
+    bag = collect([folder])
+    assert list(bag.dags) == ["decorated"] and not bag.failures

@@ -108,6 +108,25 @@ def test_a_cycle_is_a_clear_error_and_registers_nothing(ip: Any) -> None:
     assert isinstance(result.error_in_exec, UsageError)
 
 
+def test_an_option_out_of_range_in_the_cell_is_one_clear_line_and_registers_nothing(ip: Any) -> None:
+    body = """
+    from nbflow.operators import EmptyOperator
+    EmptyOperator(task_id="ok")
+    EmptyOperator(task_id="t", retries=-1)
+    """
+    result = ip.run_cell("%%dag limited\n" + textwrap.dedent(body))
+    error = result.error_in_exec
+    assert isinstance(error, UsageError)
+    first, rest = str(error).split("\n", 1)
+    assert first == ("DAG 'limited', task 't': retries=-1 is not allowed: give a whole number from 0 to "
+                     "2,147,483,646. (cell line 4)")
+    assert rest == "Nothing was registered; fix the cell and run it again."
+    assert stored("limited") is None and "limited" not in ip.user_ns
+    with pytest.raises(UsageError, match=r"^DAG 'timed', task 'slow': timeout=0 is not allowed: give more than 0"):
+        ip.run_cell_magic("dag", "timed", "from nbflow import task\n@task(timeout=0)\ndef slow(): ...\nslow()\n")
+    assert stored("timed") is None
+
+
 def test_an_error_in_the_cell_is_the_users_own(ip: Any) -> None:
     result = ip.run_cell("%%dag broken\nfrom nbflow import task\nundefined_name\n")
     assert isinstance(result.error_in_exec, NameError)
@@ -207,6 +226,12 @@ def test_bad_run_values_are_usage_errors(ip: Any) -> None:
         ip.run_line_magic("nbflow", "test dated --date not-a-date")
     with pytest.raises(UsageError, match="JSON"):
         ip.run_line_magic("nbflow", "run dated --conf '{nope'")
+    with pytest.raises(UsageError, match=r"^DAG 'dated': the run's conf has nan at conf\['x'\]"):
+        ip.run_line_magic("nbflow", """run dated --conf '{"x": NaN}'""")
+    with pytest.raises(UsageError, match=r"^DAG 'dated': the run's conf is a list, not a JSON object"):
+        ip.run_line_magic("nbflow", "run dated --conf '[1]'")
+    with Store.open() as store:
+        assert store.list_runs("dated") == []
 
 
 def test_an_id_that_is_not_a_python_name_is_still_defined(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:

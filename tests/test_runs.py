@@ -71,6 +71,19 @@ def test_issue_example_runs_on_every_executor_and_database(settings, executor) -
         assert Path(tis["load"]["log_path"]).read_text().count("2024-03-05") >= 1
 
 
+def test_dag_test_refuses_a_conf_json_cannot_carry_before_storing_anything(settings) -> None:
+    from nbflow.errors import InvalidConfError
+
+    d = _etl()
+    with pytest.raises(InvalidConfError, match=r"^DAG 'etl': the run's conf has nan at conf\['limit'\]"):
+        d.test(conf={"limit": float("nan")})
+    with pytest.raises(InvalidConfError, match=r"^DAG 'etl': the run's conf is a list"):
+        _run(d, settings, conf=[("limit", 1)])
+    with Store.open(settings) as store:
+        assert store.list_runs("etl") == [] and store.get_dag("etl") is None
+    assert d.test(conf={"limit": 2.5}).conf == {"limit": 2.5}
+
+
 def test_retries_then_success_keeps_every_try(settings, executor, tmp_path: Path) -> None:
     marker = tmp_path / "tries"
 

@@ -19,6 +19,7 @@ import nbflow.sensors
 from nbflow import DAG, task
 from nbflow.errors import (
     DagDefinitionError,
+    InvalidOptionError,
     RescheduleTask,
     SensorTimeoutError,
     SkipTask,
@@ -112,8 +113,31 @@ def test_bad_durations_are_definition_errors() -> None:
     with DAG("durations", timezone="UTC"):
         with pytest.raises(DagDefinitionError, match="poke_interval"):
             FileSensor(task_id="a", filepath="x", poke_interval="soon")
-        with pytest.raises(DagDefinitionError, match="negative"):
+        with pytest.raises(DagDefinitionError, match=r"task 'b': timeout=-1 is not allowed: give 0 or more seconds"):
             FileSensor(task_id="b", filepath="x", timeout=-1)
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), [
+    ("poke_interval", 0, "more than 0"),  # would poke in a busy loop
+    ("poke_interval", timedelta(seconds=-1), "more than 0"),
+    ("poke_interval", float("nan"), "more than 0"),
+    ("timeout", float("inf"), "0 or more"),
+    ("max_wait", 0, "more than 0"),
+    ("max_wait", True, "more than 0"),
+])
+def test_sensor_durations_out_of_range_are_refused(option: str, value: object, allowed: str) -> None:
+    with DAG("sensor_limits", timezone="UTC"):
+        with pytest.raises(InvalidOptionError) as info:
+            FileSensor(task_id="wait", filepath="x", **{option: value})
+    error = info.value
+    assert (error.dag_id, error.task_id, error.option, error.value) == ("sensor_limits", "wait", option, repr(value))
+    assert f"DAG 'sensor_limits', task 'wait': {option}={value!r} is not allowed: give {allowed} seconds" in str(error)
+
+
+def test_a_sensor_timeout_of_zero_means_poke_once() -> None:
+    with DAG("poke_once", timezone="UTC"):
+        sensor = FileSensor(task_id="wait", filepath="x", timeout=0, poke_interval=0.5)
+    assert (sensor.timeout, sensor.poke_interval) == (0.0, 0.5)
 
 
 def test_sensor_timeout_error_pickles_whole() -> None:

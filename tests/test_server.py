@@ -204,7 +204,34 @@ def test_trigger_with_conf_runs_in_the_server_without_blocking(api: Api, dags: P
     assert summary["last_run"]["run_id"] == run["run_id"] and summary["active_runs"] == 0
     bad = api.error("POST", "dags", "etl", "runs", body="{not json", expect=400)
     assert bad["error"] == "InvalidRequestError" and "JSON" in bad["message"]
-    assert api.error("POST", "dags", "etl", "runs", body={"conf": [1]}, expect=400)["error"] == "InvalidRequestError"
+    assert api.error("POST", "dags", "etl", "runs", body={"conf": [1]}, expect=400)["error"] == "InvalidConfError"
+
+
+def test_a_conf_json_cannot_carry_is_a_400_and_makes_no_run(
+        api: Api, dags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw, problem in [
+        ('{"conf": {"x": NaN}}', "has nan at conf['x']: JSON has no NaN or infinity"),
+        ('{"conf": {"x": [1, Infinity]}}', "has inf at conf['x'][1]"),
+        ('{"conf": [1]}', "is a list, not a JSON object"),
+        ('{"conf": "day=1"}', "is a str, not a JSON object"),
+        ('{"conf": {"s": "\\ud800"}}', "has a string that is not valid Unicode"),
+    ]:
+        body = api.error("POST", "dags", "etl", "runs", body=raw, expect=400)
+        assert body["error"] == "InvalidConfError" and body["dag_id"] == "etl", body
+        assert body["message"].startswith(f"DAG 'etl': the run's conf {problem}"), body
+    monkeypatch.setenv("NBFLOW_MAX_CONF_BYTES", "64")
+    big = api.error("POST", "dags", "etl", "runs", body={"conf": {"rows": "x" * 100}}, expect=400)
+    assert "takes 111 bytes as JSON, over the limit of 64 bytes (setting max_conf_bytes)" in big["message"]
+    assert api.get("dags", "etl", "runs")["runs"] == []
+    with open_store() as store:
+        assert store.list_runs("etl") == []
+
+
+def test_next_runs_asks_for_1_to_1000(api: Api, dags: Path) -> None:
+    for n in ("0", "-1", "1001", "100000000"):
+        body = api.error("GET", "dags", "etl", "next", params={"n": n}, expect=400)
+        assert body["message"] == f"?n={n} is out of range: give a number from 1 to 1000"
+    assert len(api.get("dags", "etl", "next", params={"n": 1000})["next_runs"]) == 1000
 
 
 def test_a_paused_dag_is_queued_not_started(api: Api, dags: Path) -> None:

@@ -121,3 +121,12 @@ def test_unknown_or_misplaced_keys_in_the_file_are_refused_not_ignored(tmp_path:
     toml.write_text('[nbflow]\nhome = "/elsewhere"\n')
     with pytest.raises(ConfigFileError, match="NBFLOW_HOME"):
         load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+
+
+def test_max_conf_bytes_defaults_to_one_mebibyte_and_must_hold_an_empty_object(tmp_path: Path) -> None:
+    assert load_settings(env={"NBFLOW_HOME": str(tmp_path)}).max_conf_bytes == 1048576
+    assert load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_MAX_CONF_BYTES": "4096"}).max_conf_bytes == 4096
+    for text in ("0", "1", "-5", "lots"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_MAX_CONF_BYTES": text})
+        assert info.value.key == "max_conf_bytes" and "NBFLOW_MAX_CONF_BYTES" in str(info.value), text

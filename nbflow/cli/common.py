@@ -40,16 +40,18 @@ def _find_dag(args: argparse.Namespace) -> Any:
     return bag.get(args.dag_id)
 
 
-def _parse_conf(text: str | None) -> dict[str, Any]:
+def _parse_conf(text: str | None, dag_id: str | None = None) -> dict[str, Any]:
+    """``--conf`` as a run's conf, checked as every run's conf is (a JSON object, no NaN, within
+    max_conf_bytes) before anything is stored."""
+    from nbflow.dagrun import check_conf
+
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"nbflow: --conf is not valid JSON ({exc.msg} at column {exc.colno}): {text}") from None
-    if not isinstance(value, dict):
-        raise SystemExit("nbflow: --conf must be a JSON object, e.g. '{\"key\": 1}'")
-    return value
+    return check_conf(value, dag_id, max_bytes=_settings().max_conf_bytes)
 
 
 def _local(value: Any) -> str:
@@ -90,7 +92,7 @@ def _run(args: argparse.Namespace, run_type: str, dag: Any = None) -> int:
     from nbflow.runs import run_dag
 
     dag = dag or _find_dag(args)
-    run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf), executor=args.executor, run_type=run_type)
+    run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf, dag.dag_id), executor=args.executor, run_type=run_type)
     print(run.summary())
     _print_run_footer(run)
     return 0 if run.state == "success" else 1

@@ -73,7 +73,7 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
     if args.wait:
         return _run(args, "manual")
     dag = _find_dag(args)
-    conf = _parse_conf(args.conf)
+    conf = _parse_conf(args.conf, dag.dag_id)
     store = _open_store()
     try:
         hosts = controls.live_schedulers(store)
@@ -101,10 +101,11 @@ def cmd_dags_next(args: argparse.Namespace) -> int:
     """The next scheduled times in the DAG's zone, UTC and this machine's zone, marking DST changes."""
     from datetime import UTC
 
-    from nbflow.timetables import (NullTimetable, dst_change_between, local_timezone, next_runs, parse_date,
-                                   timezone_name, utcnow)
+    from nbflow.timetables import (NullTimetable, check_run_count, dst_change_between, local_timezone, next_runs,
+                                   parse_date, timezone_name, utcnow)
 
     dag = _find_dag(args)
+    check_run_count(args.n, dag.dag_id, option="-n")
     if isinstance(dag.timetable, NullTimetable):
         print(f"{dag.dag_id} has no schedule: it runs only when triggered (`nbflow dags trigger {dag.dag_id}`)")
         return 0

@@ -266,8 +266,6 @@ class NbflowMagics(Magics):
                 conf = json.loads(args.conf)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--conf is not valid JSON ({exc.msg}): {args.conf}") from None
-            if not isinstance(conf, dict):
-                raise UsageError("--conf must be a JSON object, e.g. '{\"key\": 1}'")
         return run_dag(self.find_dag(args.dag_id), logical_date=args.date, conf=conf, executor=args.executor,
                        run_type="manual")
 

@@ -8,11 +8,19 @@ that hold Jinja templates in ``template_fields``. Options left unset fall back t
 from __future__ import annotations
 
 import inspect
+import math
+import operator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from nbflow.context import current_dag, current_group
-from nbflow.errors import DependencyError, TaskOutsideDagError, UnknownArgumentError
+from nbflow.errors import (
+    DagDefinitionError,
+    DependencyError,
+    InvalidOptionError,
+    TaskOutsideDagError,
+    UnknownArgumentError,
+)
 from nbflow.refs import OutputRef, find_refs
 from nbflow.states import TriggerRule
 
@@ -80,6 +88,96 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
+#: the largest whole number the store's integer columns (retries, pool slots, priority) can hold
+INT_MAX = 2**31 - 1
+_NO = object()
+
+
+def whole_number(value: Any) -> Any:
+    """``value`` as an int if it is a whole number (an ``int`` or anything with ``__index__``, never
+    a bool or a float), else a marker that fails every range check."""
+    if isinstance(value, bool):
+        return _NO
+    try:
+        return operator.index(value)
+    except TypeError:
+        return _NO
+
+
+def duration_seconds(value: Any) -> float | None:
+    """Seconds of a ``timedelta`` or a real number, or None when ``value`` is neither or is not
+    finite: a NaN or infinite duration would make a timeout never fire or a retry never come."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _count(low: int, high: int = INT_MAX) -> tuple[Any, str]:
+    def check(value: Any) -> Any:
+        number = whole_number(value)
+        return number if number is not _NO and low <= number <= high else _NO
+
+    return check, f"give a whole number from {low} to {high:,}"
+
+
+def _seconds_rule(positive: bool, none_means: str) -> tuple[Any, str]:
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        seconds = duration_seconds(value)
+        if seconds is None or seconds < 0 or (positive and seconds == 0):
+            return _NO
+        return value
+
+    bound = "more than 0" if positive else "0 or more"
+    return check, f"give {bound} seconds (a finite number or a datetime.timedelta), or None for {none_means}"
+
+
+def _priority(value: Any) -> Any:
+    number = whole_number(value)
+    return number if number is not _NO and -INT_MAX <= number <= INT_MAX else _NO
+
+
+def _pool(value: Any) -> Any:
+    return value if isinstance(value, str) and value.strip() else _NO
+
+
+#: what each checked task option accepts: option -> (normalise or return _NO, what is allowed).
+#: Checked for every task, and for a DAG's default_args when the DAG is built.
+OPTION_RULES: dict[str, tuple[Any, str]] = {
+    "retries": _count(0, INT_MAX - 1),  # the store keeps retries + 1 tries
+    "retry_delay": _seconds_rule(positive=False, none_means="no delay"),
+    "max_retry_delay": _seconds_rule(positive=False, none_means="no cap"),
+    "execution_timeout": _seconds_rule(positive=True, none_means="no limit"),
+    "timeout": _seconds_rule(positive=True, none_means="no limit"),
+    "pool_slots": _count(1),
+    "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
+    "pool": (_pool, "give the pool's name, a non-empty string"),
+}
+
+
+def check_option(
+    name: str, value: Any, *, dag_id: str | None = None, task_id: str | None = None, via: str = "",
+) -> Any:
+    """The value of option ``name`` as tasks use it (a whole number as an ``int``), or
+    :class:`~nbflow.errors.InvalidOptionError` naming the DAG, the task, the option and what is
+    allowed. Options without a rule pass unchanged."""
+    rule = OPTION_RULES.get(name)
+    if rule is None:
+        return value
+    check, allowed = rule
+    if name == "retries" and value is None:  # Airflow's "no retries"
+        return 0
+    checked = check(value)
+    if checked is _NO:
+        raise InvalidOptionError(name, value, allowed, dag_id, task_id, via)
+    return checked
+
+
 class BaseOperator:
     """One task of a DAG. Subclasses implement :meth:`execute`."""
 
@@ -121,17 +219,22 @@ class BaseOperator:
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None
         defaults = dict(dag.default_args) if dag is not None else {}
+        dag_id = getattr(dag, "dag_id", None)
         if timeout is not UNSET:
-            options.setdefault("execution_timeout", timeout)
+            if options.get("execution_timeout", UNSET) is not UNSET:
+                raise DagDefinitionError(
+                    "give either timeout or execution_timeout, not both (timeout is the short name of "
+                    "execution_timeout)", dag_id, task_id,
+                )
+            options["execution_timeout"] = check_option("timeout", timeout, dag_id=dag_id, task_id=task_id)
         elif "timeout" in defaults:
             defaults.setdefault("execution_timeout", defaults["timeout"])
         for key, default in TASK_DEFAULTS.items():
-            value = options.get(key, UNSET)
+            value, via = options.get(key, UNSET), ""
             if value is UNSET:
-                value = defaults.get(key, default)
-            object.__setattr__(self, key, value)
-        self.trigger_rule = TriggerRule.parse(self.trigger_rule, getattr(dag, "dag_id", None), task_id)
-        self.retries = int(self.retries or 0)
+                value, via = defaults.get(key, default), "default_args" if key in defaults else ""
+            object.__setattr__(self, key, check_option(key, value, dag_id=dag_id, task_id=task_id, via=via))
+        self.trigger_rule = TriggerRule.parse(self.trigger_rule, dag_id, task_id)
         self.params = {**(defaults.get("params") or {}), **(params or {})}
         self.start_date, self.end_date = start_date, end_date
         if dag is None:

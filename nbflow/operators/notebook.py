@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from nbflow.errors import DagDefinitionError
-from nbflow.operators.base import BaseOperator
+from nbflow.errors import DagDefinitionError, InvalidOptionError
+from nbflow.operators.base import BaseOperator, duration_seconds
 
 REPORTS = ("html",)
 
@@ -55,8 +55,16 @@ class NotebookOperator(BaseOperator):
         self.cwd = cwd
         self.output_path = output_path
         self.report = report
-        self.cell_timeout = cell_timeout
+        # 0 would mean "no limit" to the executor: refused rather than read two ways
+        self.cell_timeout = cell_timeout if cell_timeout is None else self._positive_seconds("cell_timeout", cell_timeout)
         self.reuse_kernel = reuse_kernel
+
+    def _positive_seconds(self, name: str, value: Any) -> float:
+        seconds = duration_seconds(value)
+        if seconds is None or seconds <= 0:
+            raise InvalidOptionError(name, value, "give more than 0 seconds (a number or a datetime.timedelta), "
+                                     "or None for no limit", self.dag_id, self.task_id)
+        return seconds
 
     def default_output_path(self, context: dict[str, Any]) -> str:
         from nbflow.paths import task_folder

@@ -22,11 +22,12 @@ from typing import Any, ClassVar
 
 from nbflow.errors import (
     DagDefinitionError,
+    InvalidOptionError,
     RescheduleTask,
     SensorTimeoutError,
     SkipTask,
 )
-from nbflow.operators.base import BaseOperator
+from nbflow.operators.base import BaseOperator, duration_seconds
 
 MODES = ("poke", "reschedule")
 DEFAULT_POKE_INTERVAL = 60.0
@@ -74,9 +75,11 @@ class BaseSensor(BaseOperator):
         # ``timeout`` is taken here and never passed on: BaseOperator reads it as an alias of
         # execution_timeout, while for a sensor it is how long to keep waiting.
         super().__init__(**kwargs)
-        self.poke_interval = self._seconds_option("poke_interval", poke_interval)
-        self.timeout = self._seconds_option("timeout", timeout)
-        self.max_wait = None if max_wait is None else self._seconds_option("max_wait", max_wait)
+        # A poke interval (or a backoff cap) of 0 would poke in a busy loop; a timeout of 0 means
+        # "poke once", which is a fair thing to ask.
+        self.poke_interval = self._seconds_option("poke_interval", poke_interval, positive=True)
+        self.timeout = self._seconds_option("timeout", timeout, positive=False)
+        self.max_wait = None if max_wait is None else self._seconds_option("max_wait", max_wait, positive=True)
         if mode not in MODES:
             raise DagDefinitionError(
                 f"mode={mode!r} is not a sensor mode. Use one of: "
@@ -88,18 +91,13 @@ class BaseSensor(BaseOperator):
         self.soft_fail = bool(soft_fail)
         self.exponential_backoff = bool(exponential_backoff)
 
-    def _seconds_option(self, name: str, value: Any) -> float:
-        if isinstance(value, timedelta):
-            seconds = value.total_seconds()
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        else:
-            raise DagDefinitionError(
-                f"{name}={value!r} is not a duration. Give seconds (a number) or a datetime.timedelta.",
-                self.dag_id, self.task_id,
+    def _seconds_option(self, name: str, value: Any, *, positive: bool) -> float:
+        seconds = duration_seconds(value)
+        if seconds is None or seconds < 0 or (positive and seconds == 0):
+            bound = "more than 0" if positive else "0 or more"
+            raise InvalidOptionError(
+                name, value, f"give {bound} seconds (a finite number or a datetime.timedelta)", self.dag_id, self.task_id,
             )
-        if seconds < 0:
-            raise DagDefinitionError(f"{name}={value!r} is negative; give 0 or more seconds.", self.dag_id, self.task_id)
         return seconds
 
     # -- what subclasses implement ------------------------------------------------------------------

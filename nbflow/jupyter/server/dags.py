@@ -17,6 +17,7 @@ from tornado import web
 from nbflow.errors import DagNotFoundError, InvalidRequestError, NbflowError
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
+from nbflow.timetables import MAX_NEXT_RUNS
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -184,7 +185,7 @@ class NextRunsHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self, dag_id: str) -> None:
-        n = self.int_argument("n", 5, low=0, high=1000)
+        n = self.int_argument("n", 5, low=1, high=MAX_NEXT_RUNS)
         self.reply(await self.services.call(next_times, self.services, dag_id, n))
 
 
