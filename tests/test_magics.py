@@ -239,3 +239,22 @@ def test_an_id_that_is_not_a_python_name_is_still_defined(ip: Any, capsys: pytes
     assert "is not a Python name" in capsys.readouterr().out
     assert stored("my-report.v2") is not None
     assert ip.run_line_magic("nbflow", "test my-report.v2").state == "success"
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("NBFLOW_DB_BUSY_TIMEOUT", "nan", "setting 'db_busy_timeout' = 'nan' (from the environment variable "
+                                      "NBFLOW_DB_BUSY_TIMEOUT) is unusable: expected a finite number"),
+    ("NBFLOW_DATABASE_URL", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db",
+     "cannot connect to the store postgresql+psycopg://u:***@127.0.0.1:1/db"),
+])
+def test_unusable_settings_are_the_command_lines_one_line_not_a_traceback(
+        ip: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str) -> None:
+    monkeypatch.setenv(variable, value)
+    for line in ("runs anything", "logs anything t") if variable == "NBFLOW_DATABASE_URL" else ("list", "runs anything"):
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic("nbflow", line)
+        assert expected in str(info.value) and "s3cret" not in str(info.value)
+    if variable == "NBFLOW_DB_BUSY_TIMEOUT":  # the cell needs the settings for its default time zone
+        with pytest.raises(UsageError, match="Nothing was registered") as info:
+            ip.run_cell_magic("dag", "broken_settings", PIPELINE)
+        assert expected in str(info.value)

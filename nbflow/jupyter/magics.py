@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from nbflow.errors import DagDefinitionError, NbflowError
+from nbflow.errors import ConfigError, DagDefinitionError, NbflowError
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -171,6 +171,8 @@ class NbflowMagics(Magics):
             built = exec_dag_cell(line, code, self.shell.user_ns, fileloc=fileloc)
         except DagDefinitionError as exc:  # a cycle, a duplicate task id: say what, not how nbflow found it
             raise UsageError(f"{exc}{_cell_line(exc, filename)}\nNothing was registered; fix the cell and run it again.") from None
+        except ConfigError as exc:  # nbflow's settings (read for the default time zone), not the cell
+            raise UsageError(f"{exc}\nNothing was registered.") from None
         self.defined[built.dag_id] = built
         if built.dag_id.isidentifier():
             self.shell.user_ns[built.dag_id] = built

@@ -14,6 +14,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
+from nbflow.errors import ConfigError
 from nbflow.jupyter.server.routes import handlers
 from nbflow.jupyter.server.services import Services
 
@@ -43,17 +44,30 @@ class NbflowApp(ExtensionApp):
     )
     api_threads = Int(4, config=True, help="Worker threads for the API's blocking work (database, files).")
 
+    #: nbflow's settings could not be read: every API request answers with this error (the same one
+    #: line the command line prints), and the server and its other extensions keep working
+    settings_error: ConfigError | None = None
+
     @default("run_scheduler")
     def _run_scheduler_default(self) -> bool:
         from nbflow.settings import get_settings
 
-        return bool(get_settings().server_scheduler)
+        try:
+            return bool(get_settings().server_scheduler)
+        except ConfigError:  # reported once, by initialize_settings
+            return False
 
     def initialize_settings(self) -> None:
         from nbflow.settings import get_settings
 
         assert self.serverapp is not None
-        self.services = Services(get_settings(), root_dir=self.serverapp.root_dir, threads=self.api_threads,
+        try:
+            settings = get_settings()
+        except ConfigError as exc:
+            self.settings_error = exc
+            self.log.error("nbflow: %s", exc)
+            return
+        self.services = Services(settings, root_dir=self.serverapp.root_dir, threads=self.api_threads,
                                  executor=self.scheduler_executor or None, grace=self.shutdown_grace)
 
     def initialize_handlers(self) -> None:
@@ -61,7 +75,7 @@ class NbflowApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Called by the server once its event loop runs: start the scheduler host if asked to."""
-        if self.run_scheduler:
+        if self.run_scheduler and self.settings_error is None:
             self.services.host.start()
             self.log.info("nbflow: scheduler host %s runs in this server", self.services.host.host_id)
 

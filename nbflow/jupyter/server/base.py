@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,9 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def services(self) -> Services:
+        error = getattr(self.extensionapp, "settings_error", None)
+        if error is not None:  # a copy: raising one instance again and again would pile up tracebacks
+            raise copy.copy(error)
         return self.extensionapp.services  # type: ignore[attr-defined, no-any-return]
 
     # -- input ------------------------------------------------------------------------------------
@@ -131,6 +135,10 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """nbflow errors are answers, not crashes: one line in the log, no traceback."""
+        if isinstance(value, (ConfigError, StoreError)):  # the setup, not a bug: the message says what to fix
+            self.log.warning("nbflow API %s %s: %s: %s", self.request.method, self.request.path,
+                             type(value).__name__, value)
+            return
         if isinstance(value, NbflowError) and status_of(value) < 500:
             self.log.info("nbflow API %s %s: %s: %s", self.request.method, self.request.path,
                           type(value).__name__, value)
