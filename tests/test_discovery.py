@@ -248,6 +248,8 @@ def test_a_file_reached_through_two_links_loads_once(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "a").symlink_to(tmp_path / "shared")
     (folder / "b").symlink_to(tmp_path / "shared")
-    (folder / "c.py").symlink_to(tmp_path / "shared" / "decorated.py")
     bag = collect([folder])
     assert list(bag.dags) == ["decorated"] and not bag.failures
+    assert bag.files == [str((tmp_path / "shared" / "decorated.py").resolve())]
+    (folder / "c.py").symlink_to(tmp_path / "shared" / "decorated.py")
+    assert list(collect([folder]).dags) == ["decorated"] and not collect([folder]).failures
