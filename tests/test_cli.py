@@ -72,6 +72,24 @@ def test_dags_list_shows_dags_and_import_errors(home: Path) -> None:
     assert "broken.py" in errors and "Traceback" in errors
 
 
+def test_a_bad_option_and_a_link_loop_in_dags_folder_are_import_errors_and_the_rest_loads(home: Path) -> None:
+    dags = home / "dags"
+    (dags / "eager.py").write_text(
+        "from nbflow import DAG\nfrom nbflow.operators import EmptyOperator\n"
+        "with DAG('eager', default_args={'retries': 1}):\n    EmptyOperator(task_id='fetch', execution_timeout=-5)\n")
+    (dags / "loop").symlink_to("loop")
+    (dags / "nested").mkdir()
+    (dags / "nested" / "up").symlink_to("..")
+    listed = nbflow("dags", "list", home=home).stdout
+    rows = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert "etl" in rows and "eager" not in rows
+    errors = nbflow("dags", "list-import-errors", home=home, check=1).stdout
+    assert ("InvalidOptionError: DAG 'eager', task 'fetch': execution_timeout=-5 is not allowed: give more than 0 "
+            "seconds") in errors
+    assert f"== {dags / 'loop'}\nsymbolic link loop: the link leads back to itself" in errors
+    assert f"== {dags / 'nested' / 'up'}\nsymbolic link loop: the link leads back to {dags.resolve()}" in errors
+
+
 def test_dags_test_prints_a_summary_and_where_things_are(home: Path) -> None:
     out = nbflow("dags", "test", "etl", "--logical-date", "2024-06-01", home=home).stdout
     assert "SUCCESS" in out
