@@ -267,10 +267,10 @@ def test_good_option_values_are_kept_as_given() -> None:
             return 2
 
     with DAG("fine", default_args={"retries": None, "timeout": 3}) as dag:
-        a = EmptyOperator(task_id="a")
+        a = EmptyOperator(task_id="a", pool=None)
         b = EmptyOperator(task_id="b", retries=Index(), retry_delay=0, max_retry_delay=timedelta(minutes=1),
                           execution_timeout=timedelta(seconds=1.5), pool_slots=3, priority_weight=-7, pool="db")
-    assert (a.retries, a.execution_timeout_seconds) == (0, 3)
+    assert (a.retries, a.execution_timeout_seconds, a.pool) == (0, 3, "default_pool")
     assert (b.retries, type(b.retries), b.retry_delay, b.max_retry_delay) == (2, int, 0, timedelta(minutes=1))
     assert (b.execution_timeout_seconds, b.pool_slots, b.priority_weight, b.pool) == (1.5, 3, -7, "db")
     assert dag.default_args == {"retries": 0, "timeout": 3}

@@ -156,7 +156,7 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "timeout": _seconds_rule(positive=True, none_means="no limit"),
     "pool_slots": _count(1),
     "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
-    "pool": (_pool, "give the pool's name, a non-empty string"),
+    "pool": (_pool, "give the pool's name, a non-empty string (or None for default_pool)"),
 }
 
 
@@ -170,8 +170,8 @@ def check_option(
     if rule is None:
         return value
     check, allowed = rule
-    if name == "retries" and value is None:  # Airflow's "no retries"
-        return 0
+    if value is None and name in ("retries", "pool"):  # as in Airflow: no retries, the default pool
+        return TASK_DEFAULTS[name]
     checked = check(value)
     if checked is _NO:
         raise InvalidOptionError(name, value, allowed, dag_id, task_id, via)
