@@ -251,7 +251,8 @@ class RunDriver:
             max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
             log_path=log_path, operator=task, dag=self.dag_for_worker, upstream=upstream,
-            max_output_bytes=self.settings.max_output_bytes, first_attempt_at=first,
+            max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
+            first_attempt_at=first,
         )
         executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
 from nbflow.errors import RescheduleTask, SkipTask
-from nbflow.logcapture import capture, stamp
+from nbflow.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import EncodedOutput, encode, decode
 from nbflow.refs import resolve_refs
@@ -58,6 +58,7 @@ class TaskRequest:
     dag: Any                                   # the DAG in-process, a DagInfo in a worker process
     upstream: dict[str, tuple[str, str | bytes]] = field(default_factory=dict)  # task_id -> encoded output
     max_output_bytes: int = 64 * 1024 * 1024
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     first_attempt_at: datetime | None = None   # when this try first started (sensors that reschedule)
 
 
@@ -117,7 +118,7 @@ def run_task(request: TaskRequest) -> TaskResult:
         f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id} run {request.run_id} try "
         f"{request.try_number} of {request.max_tries} on {socket.gethostname()} pid {os.getpid()}\n"
     )
-    with capture(request.log_path, preamble) as log:
+    with capture(request.log_path, preamble, request.max_log_bytes) as log:
         try:
             outputs = {tid: decode(kind, data) for tid, (kind, data) in request.upstream.items()}
             task = copy.copy(request.operator)

@@ -18,6 +18,8 @@ from typing import Any
 from nbflow.errors import ConfigError, ConfigFileError
 
 EXECUTORS = ("inline", "thread", "process")
+#: the smallest max_log_bytes: a head, a tail and the line saying what was cut between them
+MIN_LOG_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Settings:
     inline_output_bytes: int = 64 * 1024
     #: a run's conf larger than this (bytes of its JSON) is refused: every answer listing runs carries it
     max_conf_bytes: int = 1024 * 1024
+    #: a try's log is kept to about this many bytes: its first and last halves, with a line saying
+    #: how much was cut between them (a task printing without end must not fill the disk)
+    max_log_bytes: int = 64 * 1024 * 1024
     #: seconds between heartbeats of a scheduler host (and of the task instances it runs)
     heartbeat_interval: float = 5.0
     #: a host silent for this many seconds is taken for dead; its running task instances are retried
@@ -211,6 +216,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
     if settings.max_conf_bytes < 2:
         raise ConfigError("max_conf_bytes", settings.max_conf_bytes, "it must be at least 2 (the size of {})")
+    if settings.max_log_bytes < MIN_LOG_BYTES:
+        raise ConfigError("max_log_bytes", settings.max_log_bytes,
+                          f"it must be at least {MIN_LOG_BYTES} bytes, room for a head, a tail and the line between")
     if settings.default_timezone:
         from nbflow.timetables import resolve_timezone
 

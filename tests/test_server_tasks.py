@@ -5,7 +5,11 @@ that the API refuses to serve because the store points outside NBFLOW_HOME."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -272,3 +276,68 @@ def test_a_pickled_output_is_shown_from_its_stored_preview_never_unpickled(hosti
     from nbflow.outputs import load_value
 
     assert load_value(row)[0] and hostile.exists()  # the marker works: unpickling does create it
+
+
+CAPPED_DAG = '''
+import os
+import time
+
+from nbflow import DAG, task
+
+GO = {go!r}
+
+with DAG("capped", timezone="UTC"):
+    @task
+    def talk():
+        for i in range(100):
+            print(f"early {{i}}", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(GO) and time.monotonic() < deadline:  # the test has read the head
+            time.sleep(0.02)
+        for i in range(100_000):
+            print(f"late {{i}}")
+        return 1
+
+    talk()
+'''
+
+
+@pytest.fixture
+def capped(server_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAG whose task prints about 1 MB under max_log_bytes = 10 KiB, the rest once ``go`` exists."""
+    monkeypatch.setenv("NBFLOW_MAX_LOG_BYTES", "10240")
+    go = tmp_path / "go"
+    (server_env / "dags" / "capped.py").write_text(CAPPED_DAG.format(go=str(go)))
+    return go
+
+
+def test_a_capped_log_is_followed_by_offset_and_read_by_the_cli(capped: Path, server_env: Path, api: Api) -> None:
+    run_id = api.post("dags", "capped", "runs", body={}, expect=201)["run"]["run_id"]
+    task = ("dags", "capped", "runs", run_id, "tasks", "talk")
+    offset, text, polls = 0, "", 0
+    while True:
+        body = api.get(*task, "log", params={"offset": offset})
+        assert body["offset"] >= offset
+        text += body["text"]
+        offset = body["offset"]
+        if "early 99\n" in text and not capped.exists():
+            assert not body["complete"]
+            capped.touch()  # read while the task runs: now let it print the rest
+        if body["complete"]:
+            break
+        polls += 1
+        assert polls < 1200, "the log never completed"
+        api.run_loop(0.05)
+    path = Path(body["path"])
+    assert text == path.read_text(encoding="utf-8") and offset == path.stat().st_size  # nothing lost or repeated
+    assert 10240 <= offset <= 10240 + 400
+    cut = re.findall(r"nbflow: ([\d,]+) bytes of this log were cut here: it reached max_log_bytes \(10,240\)", text)
+    assert len(cut) == 1 and int(cut[0].replace(",", "")) > 1_000_000 - 20_480
+    head, tail = text.split(" bytes of this log were cut here")
+    assert "early 0\n" in head and "early 99\n" in head and "late 99999\n" in tail
+    assert api.get(*task, "log", params={"offset": 0})["text"] == text
+
+    logs = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "logs", "capped", "talk", "--run-id", run_id],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "NBFLOW_HOME": str(server_env)})
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith("==> try 1: success") and text in logs.stdout

@@ -46,7 +46,7 @@ def cmd_tasks_test(args: argparse.Namespace) -> int:
         dag_id=dag.dag_id, task_id=task.task_id, run_id="tasks_test", try_number=1, max_tries=1,
         logical_date=when, data_interval_start=start, data_interval_end=end, conf=_parse_conf(args.conf, dag.dag_id),
         log_path=str(log), operator=task, dag=dag, upstream=upstream,
-        max_output_bytes=_settings().max_output_bytes,
+        max_output_bytes=_settings().max_output_bytes, max_log_bytes=_settings().max_log_bytes,
     )
     code = 0
     try:

@@ -14,8 +14,9 @@ import sys
 import threading
 from typing import Any, ClassVar, Sequence
 
-from nbflow.errors import BashCommandError, SkipTask, TaskTimeoutError
+from nbflow.errors import BashCommandError, OutputTooLargeError, SkipTask, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
+from nbflow.settings import get_settings
 
 
 class BashOperator(BaseOperator):
@@ -68,7 +69,7 @@ class BashOperator(BaseOperator):
         if timer is not None:
             timer.daemon = True
             timer.start()
-        last: list[str] = []
+        last = _LastLine(get_settings().max_output_bytes)
         with process:
             try:
                 _relay(process, self.output_encoding, last)
@@ -84,33 +85,77 @@ class BashOperator(BaseOperator):
         if returncode in self.skip_on_exit_code:
             raise SkipTask(f"the bash command exited with code {returncode}")
         if returncode != 0:
-            raise BashCommandError(self.task_id, returncode, last[0] if last else "")
-        return last[0] if last else None
+            raise BashCommandError(self.task_id, returncode, last.text[-2000:])
+        if last.size > last.limit:
+            raise OutputTooLargeError(self.dag_id, self.task_id, last.size, last.limit)
+        return last.text or None
 
     def on_kill(self) -> None:
         """Nothing to do here: the process group dies with the timer or the exception path."""
 
 
-def _relay(process: subprocess.Popen[bytes], encoding: str, last: list[str]) -> None:
+#: most bytes read from the command at once: a line without end is relayed in pieces this big
+READ_BYTES = 1 << 20
+
+
+class _LastLine:
+    """The last non-empty line of stdout (the task's output), read piece by piece. A line longer
+    than ``limit`` (max_output_bytes) is not kept, only measured: as the output it would be refused."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.text = ""
+        self.size = 0
+        self._parts: list[str] = []
+        self._size = 0
+
+    def add(self, piece: str) -> None:
+        ended = piece.endswith("\n")
+        if ended:
+            piece = piece[:-1]
+        self._size += len(piece)
+        if self._size <= self.limit:
+            self._parts.append(piece)
+        else:
+            self._parts.clear()
+        if ended:
+            self.end()
+
+    def end(self) -> None:
+        """The line is complete (a newline, or the end of stdout)."""
+        text = "".join(self._parts)
+        if text.strip() or self._size > self.limit:
+            self.text, self.size = text, self._size
+        self._parts, self._size = [], 0
+
+
+def _relay(process: subprocess.Popen[bytes], encoding: str, last: _LastLine) -> None:
     """Copy the command's stdout and stderr line by line to this thread's sys.stdout/sys.stderr (the
-    task log), keeping the last non-empty stdout line. One thread reads both pipes, so every line
-    lands in the log of the task that ran the command."""
+    task log, which keeps what max_log_bytes allows), keeping the last non-empty stdout line. One
+    thread reads both pipes, so every line lands in the log of the task that ran the command. Reads
+    are at most READ_BYTES: of a command printing one endless line, the log holds no more than its
+    cap, and the last line no more than max_output_bytes, the most an output may be."""
+    import codecs
     import selectors
 
     sinks = {process.stdout: sys.stdout, process.stderr: sys.stderr}
+    decoders = {stream: codecs.getincrementaldecoder(encoding)(errors="replace") for stream in sinks}
     with selectors.DefaultSelector() as selector:
         for stream in sinks:
             selector.register(stream, selectors.EVENT_READ)
         while selector.get_map():
             for key, _ in selector.select():
-                raw = key.fileobj.readline()  # type: ignore[union-attr]
+                stream = key.fileobj
+                raw = stream.readline(READ_BYTES)  # type: ignore[union-attr]
+                text = decoders[stream].decode(raw, final=not raw)  # type: ignore[index]
+                if text:
+                    sinks[stream].write(text)  # type: ignore[index]
+                    if stream is process.stdout:
+                        last.add(text)
                 if not raw:
-                    selector.unregister(key.fileobj)
-                    continue
-                line = raw.decode(encoding, errors="replace")
-                sinks[key.fileobj].write(line)  # type: ignore[index]
-                if key.fileobj is process.stdout and line.strip():
-                    last[:] = [line.rstrip("\n")]
+                    selector.unregister(stream)
+                    if stream is process.stdout:
+                        last.end()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
