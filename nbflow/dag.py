@@ -305,7 +305,11 @@ class DAG:
         }
 
     def __repr__(self) -> str:
-        return f"<DAG {self.dag_id!r}: {len(self.task_dict)} tasks, schedule {self.timetable.description}>"
+        return f"<DAG {self.dag_id!r}: {self._task_count()}, schedule {self.timetable.description}>"
+
+    def _task_count(self) -> str:
+        count = len(self.task_dict)
+        return f"{count} task" if count == 1 else f"{count} tasks"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In a notebook: what the installed DAG view draws (nbflow's: the live graph widget, with
@@ -324,7 +328,7 @@ class DAG:
             for t in (self.task_dict[tid] for tid in self.topological_order())
         )
         return (
-            f"<div><b>DAG {escape(self.dag_id)}</b> — {len(self.task_dict)} tasks, schedule "
+            f"<div><b>DAG {escape(self.dag_id)}</b> — {self._task_count()}, schedule "
             f"{escape(self.timetable.description)}<table><tr><th>task</th><th>kind</th>"
             f"<th>upstream</th></tr>{rows}</table></div>"
         )

@@ -23,7 +23,8 @@ The tree::
     ├── NotFoundError                    asked for something the DAG or the store does not have
     │   ├── DagNotFoundError
     │   ├── TaskNotFoundError
-    │   └── RunNotFoundError
+    │   ├── RunNotFoundError
+    │   └── TryNotFoundError             a try of a task instance that has not run
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
     ├── InvalidRequestError              a control (backfill, clear, mark, pools) or a view got values it cannot use
     │   └── InvalidConfError             a run's conf is not a JSON object of plain values, or too large
@@ -235,11 +236,22 @@ class NotFoundError(NbflowError):
 
 
 class DagNotFoundError(NotFoundError):
-    def __init__(self, dag_id: str, known: list[str] | None = None) -> None:
-        self.dag_id = dag_id
+    """No DAG ``dag_id`` can be loaded. ``reason``, when known, says why (its file is missing, or lies
+    outside dags_folder) and replaces the generic hint; ``broken`` counts the DAG files that failed to
+    load, any of which may be where it is defined."""
+
+    def __init__(self, dag_id: str, known: list[str] | None = None, reason: str | None = None,
+                 broken: int = 0) -> None:
+        self.dag_id, self.reason, self.broken = dag_id, reason, broken
+        if reason:
+            super().__init__(f"DAG '{dag_id}' is not available: {reason}.")
+            return
         hint = f" Known DAGs: {', '.join(sorted(known))}." if known else (
             " Check `nbflow dags list` and the dags_folder setting."
         )
+        if broken:
+            files = "1 DAG file" if broken == 1 else f"{broken} DAG files"
+            hint += f" {files} failed to load and may define it: nbflow dags list-import-errors."
         super().__init__(f"no DAG with id '{dag_id}'.{hint}")
 
 
@@ -258,6 +270,18 @@ class RunNotFoundError(NotFoundError):
         )
 
 
+class TryNotFoundError(NotFoundError):
+    """Try ``try_number`` of a task instance has not run; ``tries`` are the ones that did."""
+
+    def __init__(self, dag_id: str, task_id: str, run_id: str, try_number: int, tries: list[int]) -> None:
+        self.dag_id, self.task_id, self.run_id, self.try_number, self.tries = dag_id, task_id, run_id, try_number, list(tries)
+        ran = f"tries: {', '.join(str(t) for t in tries)}" if tries else "no try has run yet"
+        super().__init__(
+            _where(dag_id, task_id) + f"try {try_number} in run {run_id} has not run; {ran}. Leave out --try "
+            "to see every try."
+        )
+
+
 class DagImportError(NbflowError):
     """The DAG file ``fileloc`` failed to load. With ``dag_id``: the DAG asked for is (or was) defined
     in that file, so the failure is the reason it is not available."""
@@ -267,7 +291,7 @@ class DagImportError(NbflowError):
         head = f"DAG '{dag_id}' is not available: its file " if dag_id else "could not load DAGs from "
         tail = " failed to load" if dag_id else ""
         super().__init__(
-            f"{head}{fileloc}{tail}: {summary}. Fix the file; the other DAG files "
+            f"{head}{fileloc}{tail}: {summary.rstrip('.')}. Fix the file; the other DAG files "
             "keep loading, and `nbflow dags list-import-errors` shows the full traceback."
         )
 

@@ -65,9 +65,9 @@ def nbflow(*args: str, home: Path, check: int | None = 0, env: dict[str, str] | 
 
 
 def test_dags_list_shows_dags_and_import_errors(home: Path) -> None:
-    out = nbflow("dags", "list", home=home).stdout
-    assert "etl" in out and "failing" in out
-    assert "broken.py" in out and "SyntaxError" in out
+    listed = nbflow("dags", "list", home=home)
+    assert "etl" in listed.stdout and "failing" in listed.stdout
+    assert listed.stderr == "1 DAG file failed to load: nbflow dags list-import-errors\n"
     errors = nbflow("dags", "list-import-errors", home=home, check=1).stdout
     assert "broken.py" in errors and "Traceback" in errors
 
@@ -197,9 +197,10 @@ def test_demo_runs_the_shipped_pipeline(home: Path) -> None:
 
 
 def test_first_use_creates_the_dags_folder(nbflow_home: Path) -> None:
-    out = nbflow("dags", "list", home=nbflow_home).stdout
+    listed = nbflow("dags", "list", home=nbflow_home)
     assert (nbflow_home / "dags").is_dir()
-    assert "failed to load" not in out
+    assert "failed to load" not in listed.stdout + listed.stderr
+    assert f"no DAGs in {nbflow_home / 'dags'}" in listed.stdout
 
 
 # -- scheduling controls ----------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def test_backfill_draws_progress_and_resumes_without_redoing(cal_home: Path) -> 
     progress = again.stderr.splitlines()
     assert progress[0] == "[##########..........] 2/4 runs", "the two finished runs count as done at once"
     assert progress[-1] == "[####################] 4/4 runs" and len(progress) == 3
-    assert "4 run(s): 4 succeeded, 0 failed" in again.stdout
+    assert "4 runs: 4 succeeded, 0 failed" in again.stdout
     with _store() as store:
         assert sorted(r["run_id"] for r in store.list_runs("daily", limit=None)) == ids + [
             "backfill__2024-01-03T00:00:00+00:00", "backfill__2024-01-04T00:00:00+00:00"]
@@ -372,10 +373,10 @@ def test_tasks_clear_lists_first_then_clears_and_a_scheduler_reruns(home: Path) 
     run_id = "manual__2024-06-01T00:00:00+00:00"
     args = ("tasks", "clear", "etl", "-t", "clean", "--downstream", "--start", "2024-06-01", "--end", "2024-06-01")
     preview = nbflow(*args, home=home, check=2).stdout
-    assert "would clear 4 task instance(s) in 1 run(s)" in preview
+    assert "would clear 4 task instances in 1 run:" in preview
     assert f"{run_id}: clean, enough, load, skip" in preview and "add --yes to clear these" in preview
     assert _run_state("etl", run_id) == "success"
-    assert "cleared 4 task instance(s) in 1 run(s)" in nbflow(*args, "--yes", home=home).stdout
+    assert "cleared 4 task instances in 1 run;" in nbflow(*args, "--yes", home=home).stdout
     assert _run_state("etl", run_id) == "queued"
     nbflow("scheduler", "--exit-when-idle", "-e", "inline", home=home)
     assert _run_state("etl", run_id) == "success"
@@ -487,8 +488,8 @@ def test_schedule_writes_a_dag_file_and_says_when_it_runs(nbflow_home: Path) -> 
     assert "nbflow dags trigger report_report --wait" in out
     show = nbflow("dags", "show", "report_report", home=nbflow_home).stdout
     assert "0 7 * * * (Europe/Paris)" in show and "report" in show and "catchup: False" in show
-    listed = nbflow("dags", "list", home=nbflow_home).stdout
-    assert "report_report" in listed and "failed to load" not in listed
+    listed = nbflow("dags", "list", home=nbflow_home)
+    assert "report_report" in listed.stdout and "failed to load" not in listed.stdout + listed.stderr
     # Scheduling again with another cron rewrites the generated file.
     nbflow("schedule", str(REPORT_NOTEBOOK), "--cron", "@hourly", "--timezone", "UTC", "--report", "none",
            home=nbflow_home)

@@ -209,7 +209,8 @@ def test_operator_pickles_without_its_dag() -> None:
 def test_repr_and_html() -> None:
     with DAG("shown", schedule="@daily", timezone="UTC") as dag:
         EmptyOperator(task_id="only")
-    assert "shown" in repr(dag) and "1 tasks" in repr(dag)
+    assert repr(dag) == "<DAG 'shown': 1 task, schedule @daily (UTC)>"
+    assert "1 task," in dag._repr_html_()
     assert "<table>" in dag._repr_html_() and "only" in dag._repr_html_()
 
 

@@ -21,6 +21,8 @@ SAMPLES = [
     errors.DagNotFoundError("d", ["e"]),
     errors.TaskNotFoundError("d", "t", ["u"]),
     errors.RunNotFoundError("d", "r"),
+    errors.TryNotFoundError("d", "t", "r", 2, [1]),
+    errors.DagNotFoundError("d", reason="its file /dags/d.py is missing"),
     errors.DagImportError("f.py", "SyntaxError"),
     errors.InvalidRequestError("bad", "d"),
     errors.DagFileConflictError("/dags/d.py", "d"),

@@ -20,6 +20,12 @@ __all__ = ["_progress_bar", "build_parser", "main", "parse_param", "run"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    positional = getattr(args, "logical_date_arg", None)
+    if positional is not None:  # Airflow's `dags test DAG DATE`
+        if args.logical_date is not None:
+            parser.error(f"the logical date is given twice ({positional} and --logical-date {args.logical_date}); "
+                         "give it once")
+        args.logical_date = positional
     try:
         return int(args.func(args) or 0)
     except (ConfigError, StoreUnavailableError) as exc:

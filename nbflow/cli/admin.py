@@ -11,7 +11,10 @@ from nbflow.cli.common import (
     _settings,
     _open_store,
     _local,
+    _describe_stalled,
+    _plural,
     _print_run_footer,
+    _stalled_schedulers,
 )
 
 
@@ -39,7 +42,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, graceful)
     print(f"nbflow scheduler {scheduler.host_id} on {safe_url(_settings().database_url)}", file=sys.stderr, flush=True)
     scheduler.serve(stop, exit_when_idle=args.exit_when_idle, grace=args.grace)
-    print(f"nbflow scheduler: stopped; finished {len(scheduler.finished_runs)} run(s)", file=sys.stderr)
+    print(f"nbflow scheduler: stopped; finished {_plural(len(scheduler.finished_runs), 'run')}", file=sys.stderr)
     return 0
 
 
@@ -50,19 +53,22 @@ def _scheduler_status() -> int:
     store = _open_store()
     try:
         hosts = store.list_hosts()
+        stalled = _stalled_schedulers(store)
     finally:
         store.close()
     now = datetime.now(timezone.utc)
     alive = [h for h in hosts if h["state"] == "running" and h["heartbeat_at"] is not None
              and (now - h["heartbeat_at"]).total_seconds() < settings.host_stale_after]
-    if not alive:
+    for host in stalled:
+        print(_describe_stalled(host))
+    if not alive and not stalled:
         print("no scheduler is running")
     for host in alive:
         detail = host.get("detail") or {}
         age = (now - host["heartbeat_at"]).total_seconds()
         print(f"{host['kind']:<8} {host['host_id']}  pid {host['pid']} on {host['hostname']}, up since "
               f"{_local(host['started_at'])}, heartbeat {age:.1f} s ago")
-        print(f"         {detail.get('running_tasks', 0)} task(s) running in {len(detail.get('runs', []))} run(s)"
+        print(f"         {_plural(detail.get('running_tasks', 0), 'task')} running in {_plural(len(detail.get('runs', [])), 'run')}"
               + (": " + ", ".join(detail.get("runs", [])[:5]) if detail.get("runs") else ""))
     return 0 if alive else 3
 
@@ -95,7 +101,7 @@ def cmd_pools_set(args: argparse.Namespace) -> int:
         controls.set_pool(args.name, args.slots, description=args.description, store=store)
     finally:
         store.close()
-    print(f"pool {args.name}: {args.slots} slot(s)")
+    print(f"pool {args.name}: {_plural(args.slots, 'slot')}")
     return 0
 
 
@@ -141,9 +147,26 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    """Every setting with the value in use and where it came from (default, nbflow.toml or an
+    NBFLOW_* variable), and where nbflow.toml is looked for."""
+    from nbflow.store.engine import safe_url
+    from nbflow.timetables import local_timezone, timezone_name
+
     settings = _settings()
+    exists = "exists" if settings.config_file.is_file() else "does not exist; every value is a default or an NBFLOW_* variable"
+    print(f"# settings file: {settings.config_file} ({exists})")
+    lines = []
     for key, value in settings.as_dict().items():
-        print(f"{key} = {value}")
+        source = settings.source_of(key)
+        origin = "nbflow.toml" if source not in ("default",) and not source.startswith("NBFLOW_") else source
+        if key == "database_url":
+            value = safe_url(value)
+        elif key == "default_timezone" and not value:
+            value, origin = timezone_name(local_timezone()), f"{origin}: not set, so this machine's zone"
+        lines.append((f"{key} = {value}", origin))
+    width = max(len(text) for text, _ in lines)
+    for text, origin in lines:
+        print(f"{text:<{width}}  # {origin}")
     return 0
 
 

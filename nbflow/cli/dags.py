@@ -14,6 +14,16 @@ from nbflow.cli.common import (
     _local,
     _synced,
     _run,
+    _bag,
+    _describe_stalled,
+    _missing_dag,
+    _stalled_schedulers,
+    _not_loaded,
+    _plural,
+    _positive,
+    _require_dag,
+    _roots,
+    _within,
 )
 
 
@@ -21,29 +31,45 @@ from nbflow.cli.common import (
 
 
 def cmd_dags_list(args: argparse.Namespace) -> int:
-    bag, rows = _synced(args, lambda store: store.list_dags())
+    """The DAGs the scheduler would run: those loaded from dags_folder (or the ``-f`` paths). DAGs the
+    store knows that did not load are listed apart with the reason, so that a deleted file or a DAG
+    run once from a script does not pass for a scheduled one."""
+    bag, rows = _synced(args, lambda store: store.list_dags(), summary=True)
+    roots = _roots(args)
+    loaded = [row for row in rows if row["dag_id"] in bag.dags]
+    apart = [(row, _not_loaded(row, bag, roots)) for row in rows if row["dag_id"] not in bag.dags]
+    if args.file:  # -f restricts the list to those paths: DAGs elsewhere are not this list's business
+        apart = [(row, status) for row, status in apart if row.get("fileloc") and _within(row["fileloc"], roots)]
     if args.json:
-        print(json.dumps([{k: r.get(k) for k in ("dag_id", "schedule", "timezone", "is_paused", "fileloc", "owner", "tags")} for r in rows], default=str, indent=2))
+        keys = ("dag_id", "schedule", "timezone", "is_paused", "fileloc", "owner", "tags")
+        listed = [{**{k: row.get(k) for k in keys}, "status": "loaded"} for row in loaded]
+        listed += [{**{k: row.get(k) for k in keys}, "status": status} for row, status in apart]
+        print(json.dumps(listed, default=str, indent=2))
         return 0
-    print(f"{'dag_id':<28} {'schedule':<28} {'timezone':<20} {'tasks':>5} {'paused':<6} file")
-    for row in rows:
+    where = " and ".join(str(root) for root in roots)
+    if not loaded:
+        print(f"no DAGs in {where}: a .py file there that builds a DAG (or a notebook with a %%dag cell) is loaded")
+    else:
+        print(f"{'dag_id':<28} {'schedule':<28} {'timezone':<20} {'tasks':>5} {'paused':<6} file")
+    for row in loaded:
         tasks = len((row.get("definition") or {}).get("tasks", []))
         print(f"{row['dag_id']:<28} {str(row.get('schedule')):<28} {str(row.get('timezone')):<20} {tasks:>5} "
               f"{'yes' if row.get('is_paused') else 'no':<6} {row.get('fileloc') or '-'}")
-    if bag.failures:
-        print(f"\n{len(bag.failures)} file(s) failed to load; see `nbflow dags list-import-errors`:")
-        for failure in bag.failures.values():
-            print(f"  {failure.fileloc}: {failure.summary}")
+    if apart:
+        print(f"\nknown to the store but not loaded from {where}, so no scheduler runs them:")
+        print(f"{'dag_id':<28} {'status':<22} file")
+        for row, status in apart:
+            print(f"{row['dag_id']:<28} {status:<22} {row.get('fileloc') or '-'}")
     return 0
 
 
 def cmd_dags_import_errors(args: argparse.Namespace) -> int:
-    _, errors = _synced(args, lambda store: store.list_import_errors())
-    if not errors:
-        print("no import errors")
+    bag, _ = _synced(args, lambda store: None)
+    if not bag.failures:
+        print(f"no import errors in {' and '.join(str(root) for root in _roots(args))}")
         return 0
-    for error in errors:
-        print(f"== {error['fileloc']}\n{error['summary']}\n{error['traceback']}")
+    for failure in bag.failures.values():
+        print(f"== {failure.fileloc}\n{failure.summary}\n{failure.traceback}".rstrip())
     return 1
 
 
@@ -72,12 +98,18 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
 
     if args.wait:
         return _run(args, "manual")
+    from nbflow.runs import source_kind, sync_dag
+
     dag = _find_dag(args)
     conf = _parse_conf(args.conf, dag.dag_id)
     store = _open_store()
     try:
         hosts = controls.live_schedulers(store)
-        if not hosts and not args.queue:
+        stalled = [] if hosts else _stalled_schedulers(store)
+        if not hosts and not stalled and not args.queue:
+            # Recording the DAG is the run's first write: a busy store says so now, before this
+            # command announces anything.
+            sync_dag(store, dag, source_kind=source_kind(dag))
             store.close()
             print(f"no scheduler is running: running {dag.dag_id} now, in this process", file=sys.stderr)
             return _run(args, "manual", dag)
@@ -89,6 +121,8 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
     if hosts:
         host = hosts[0]
         print(f"the {host['kind']} scheduler {host['host_id']} (pid {host['pid']} on {host['hostname']}) will run it")
+    elif stalled:
+        print(f"{_describe_stalled(stalled[0])}; it runs the run when it catches up (see `nbflow scheduler status`)")
     else:
         print("no scheduler is running: start one with `nbflow scheduler` to run it")
     if paused:
@@ -180,38 +214,45 @@ def cmd_dags_backfill(args: argparse.Namespace) -> int:
     for run in runs:
         print(f"{run.run_id:<46} {run.state.value:<8} {_local(run.logical_date)}")
     failed = [run for run in runs if run.state == "failed"]
-    print(f"\n{len(runs)} run(s): {len(runs) - len(failed)} succeeded, {len(failed)} failed")
+    print(f"\n{_plural(len(runs), 'run')}: {len(runs) - len(failed)} succeeded, {len(failed)} failed")
     return 1 if failed else 0
 
 
-def cmd_dags_pause(args: argparse.Namespace) -> int:
+def _set_paused(args: argparse.Namespace, paused: bool) -> None:
     from nbflow import controls
+    from nbflow.errors import DagNotFoundError
 
-    _synced(args, lambda store: controls.pause(args.dag_id, store=store))
+    change = controls.pause if paused else controls.unpause
+    try:
+        _synced(args, lambda store: change(args.dag_id, store=store))
+    except DagNotFoundError:
+        raise _missing_dag(args, _bag(args, summary=False), args.dag_id) from None
+
+
+def cmd_dags_pause(args: argparse.Namespace) -> int:
+    _set_paused(args, True)
     print(f"paused {args.dag_id}: no new runs start; runs in progress finish")
     return 0
 
 
 def cmd_dags_unpause(args: argparse.Namespace) -> int:
-    from nbflow import controls
-
-    _synced(args, lambda store: controls.unpause(args.dag_id, store=store))
+    _set_paused(args, False)
     print(f"unpaused {args.dag_id}")
     return 0
 
 
 def cmd_dags_runs(args: argparse.Namespace) -> int:
+    _positive(args.limit, "--limit", "a number of runs", args.dag_id)
     store = _open_store()
     try:
+        _require_dag(args, store)
         rows = store.list_runs(args.dag_id, limit=args.limit)
     finally:
         store.close()
     if not rows:
-        print(f"no runs of {args.dag_id}")
+        print(f"{args.dag_id} has no runs yet: start one with `nbflow dags trigger {args.dag_id}`")
         return 0
     print(f"{'run_id':<46} {'type':<9} {'state':<8} {'logical date (local)':<26} {'ended (local)'}")
     for row in rows:
         print(f"{row['run_id']:<46} {row['run_type']:<9} {row['state']:<8} {_local(row['logical_date']):<26} {_local(row.get('end_date'))}")
     return 0
-
-

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=dag_commands.cmd_dags_show)
     p = with_files(dags.add_parser("test", help="run a DAG once now, in this process"))
     p.add_argument("dag_id")
+    p.add_argument("logical_date_arg", nargs="?", metavar="LOGICAL_DATE",
+                   help="the run's logical date, as Airflow's `dags test DAG DATE` takes it (or -d; not both)")
     with_run(p)
     p.set_defaults(func=dag_commands.cmd_dags_test)
     p = with_files(dags.add_parser(
@@ -77,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_files(tasks.add_parser("test", help="run one task alone, recording nothing"))
     p.add_argument("dag_id")
     p.add_argument("task_id")
-    p.add_argument("--logical-date", "-d")
+    p.add_argument("logical_date_arg", nargs="?", metavar="LOGICAL_DATE",
+                   help="the logical date, as Airflow's `tasks test DAG TASK DATE` takes it (or -d; not both)")
+    p.add_argument("--logical-date", "-d", help="the logical date (default: now)")
     p.add_argument("--conf", "-c")
     p.set_defaults(func=task_commands.cmd_tasks_test)
     p = with_files(tasks.add_parser("clear", help="make task instances run again (lists them; --yes clears)"))

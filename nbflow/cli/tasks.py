@@ -13,6 +13,9 @@ from nbflow.cli.common import (
     _find_dag,
     _parse_conf,
     _local,
+    _plural,
+    _positive,
+    _require_dag,
 )
 
 
@@ -112,12 +115,12 @@ def cmd_tasks_clear(args: argparse.Namespace) -> int:
         print("nothing to clear")
         return 0
     if not args.yes:
-        print(f"would clear {len(changes)} task instance(s) in {len(runs)} run(s):")
+        print(f"would clear {_plural(len(changes), 'task instance')} in {_plural(len(runs), 'run')}:")
         for run_id, task_ids in runs.items():
             print(f"  {run_id}: {', '.join(task_ids)}")
         print("add --yes to clear these")
         return 2
-    print(f"cleared {len(changes)} task instance(s) in {len(runs)} run(s); their runs are queued again")
+    print(f"cleared {_plural(len(changes), 'task instance')} in {_plural(len(runs), 'run')}; their runs are queued again")
     if not alive:
         print("no scheduler is running: start one with `nbflow scheduler` (backfill runs: run the backfill again)")
     return 0
@@ -142,14 +145,26 @@ def cmd_tasks_mark(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_logs(args: argparse.Namespace) -> int:
+    """A task's log, every try or one; an unknown DAG, task, run or try is an error saying which."""
+    from nbflow.errors import NotFoundError, RunNotFoundError, TaskNotFoundError, TryNotFoundError
+
+    _positive(args.try_number, "--try", "a try number", args.dag_id)
     store = _open_store()
     try:
+        dag_row = _require_dag(args, store)
         runs = store.list_runs(args.dag_id, limit=1) if not args.run_id else [store.get_run(args.dag_id, args.run_id)]
-        if not runs or runs[0] is None:
-            from nbflow.errors import RunNotFoundError
-
-            raise RunNotFoundError(args.dag_id, args.run_id or "(latest)")
+        if args.run_id and runs[0] is None:
+            raise RunNotFoundError(args.dag_id, args.run_id)
+        known = [t["task_id"] for t in (dag_row.get("definition") or {}).get("tasks", [])]
+        if not runs:
+            if known and args.task_id not in known:
+                raise TaskNotFoundError(args.dag_id, args.task_id, known)
+            raise NotFoundError(f"DAG '{args.dag_id}' has no runs yet, so task '{args.task_id}' has no log; start "
+                                f"one with `nbflow dags trigger {args.dag_id}`")
         run = runs[0]
+        in_run = [ti["task_id"] for ti in store.get_task_instances(run["id"])]
+        if args.task_id not in in_run:
+            raise TaskNotFoundError(args.dag_id, args.task_id, in_run or known)
         tries = store.get_tries(run["id"], args.task_id)
         ti = store.get_task_instance(args.dag_id, run["run_id"], args.task_id)
     finally:
@@ -157,10 +172,15 @@ def cmd_tasks_logs(args: argparse.Namespace) -> int:
     rows = sorted(tries, key=lambda t: t["try_number"])
     if not rows and ti is not None and ti.get("try_number"):
         rows = [ti]  # still running: its try has no row yet
-    if args.try_number:
+    if args.try_number is not None:
+        ran = [t["try_number"] for t in rows]
+        if args.try_number not in ran:
+            raise TryNotFoundError(args.dag_id, args.task_id, run["run_id"], args.try_number, ran)
         rows = [t for t in rows if t["try_number"] == args.try_number]
     if not rows:
-        print(f"task {args.task_id} has not run in run {run['run_id']}", file=sys.stderr)
+        state = ti.get("state") if ti else "none"
+        print(f"DAG '{args.dag_id}', task '{args.task_id}' has not run in run {run['run_id']} (state: {state})",
+              file=sys.stderr)
         return 1
     for row in rows:
         path = row.get("log_path")
