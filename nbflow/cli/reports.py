@@ -12,6 +12,8 @@ from nbflow.cli.common import (
     _settings,
     _open_store,
     _local,
+    _positive,
+    _require_dag,
 )
 
 
@@ -84,13 +86,11 @@ def _report_files(settings: Any, dag_id: str, run_id: str, task_id: str) -> tupl
 
 def cmd_reports(args: argparse.Namespace) -> int:
     """Each run of a DAG with the output notebooks and HTML reports of its notebook tasks."""
+    _positive(args.limit, "--limit", "a number of runs", args.dag_id)
     settings = _settings()
     store = _open_store()
     try:
-        if store.get_dag(args.dag_id) is None:
-            from nbflow.errors import DagNotFoundError
-
-            raise DagNotFoundError(args.dag_id, [d["dag_id"] for d in store.list_dags()])
+        _require_dag(args, store)  # an unknown DAG, or one whose file failed, is an error saying so
         runs = store.list_runs(args.dag_id, limit=args.limit)
         tasks = {run["id"]: store.get_task_instances(run["id"]) for run in runs}
     finally:
