@@ -121,7 +121,11 @@ class DAG:
         self.max_active_tasks = _at_least_one("max_active_tasks", max_active_tasks, dag_id)
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
-        self.dagrun_timeout = dagrun_timeout
+        if dagrun_timeout is not None:
+            # Accepted and ignored would be worse than refused: runs are not ended by wall-clock time.
+            raise InvalidOptionError("dagrun_timeout", dagrun_timeout, "runs are not ended by a wall-clock limit; "
+                                     "leave it out and set execution_timeout on the tasks instead", dag_id)
+        self.dagrun_timeout = None
         self.fileloc = fileloc or _caller_file()
         #: where the definition lives: "file", "notebook" or "interactive"; set by what built the
         #: DAG (DAG-file discovery, the %%dag magic), otherwise inferred from ``fileloc``
