@@ -47,8 +47,11 @@ The tree::
     │       └── NotebookTimeoutError     a cell ran past cell_timeout, or the notebook past execution_timeout
     ├── StoreError                       the metadata database
     │   ├── SchemaVersionError           the schema is older or newer than this nbflow
-    │   ├── DatabaseLockedError          the store is busy: another process holds the database
-    │   └── StoreUnavailableError        the database cannot be reached (server down, wrong host or port)
+    │   └── TransientStoreError          the store did not answer this time; the same call may succeed later
+    │       ├── DatabaseLockedError      the store is busy: another process holds the database
+    │       ├── StoreUnavailableError    the database cannot be reached (server down, wrong host or port)
+    │       └── StoreInterruptedError    the connection broke mid-transaction (server restarting, connection
+    │                                    closed) or the database gave up a conflicting one; nothing of it was stored
     ├── IllegalTransitionError           a state change the state table forbids (a bug)
     ├── NoTaskContextError               get_current_context() outside a running task
     └── TaskSignal                       not failures: a task's way to end early
@@ -525,7 +528,15 @@ class SchemaVersionError(StoreError):
         super().__init__(f"the database {url} {what}. {fix}")
 
 
-class DatabaseLockedError(StoreError):
+class TransientStoreError(StoreError):
+    """The store could not do this now, but nothing is wrong with the request: the database is
+    locked, restarting or unreachable, or it aborted the transaction (a serialization conflict, a
+    deadlock). The transaction was rolled back as a whole. A scheduler host keeps working and retries
+    (within ``db_outage_grace``); a command reports it and stops. Errors that are not transient
+    (a schema mismatch, a constraint violation, bad SQL) are not of this kind: retrying cannot help."""
+
+
+class DatabaseLockedError(TransientStoreError):
     def __init__(self, url: str, detail: str = "") -> None:
         self.url = url
         super().__init__(
@@ -535,7 +546,7 @@ class DatabaseLockedError(StoreError):
         )
 
 
-class StoreUnavailableError(StoreError):
+class StoreUnavailableError(TransientStoreError):
     """The database at ``url`` (shown without its password) could not be reached: the server is down,
     the host or port is wrong, or the login was refused. ``source`` says where the URL came from
     (see :class:`ConfigError`), when known. A scheduler host retries; a command stops."""
@@ -551,6 +562,19 @@ class StoreUnavailableError(StoreError):
         super().__init__(
             f"cannot connect to the store {url} ({self.detail}). Check that the database server is running "
             f"and reachable, or fix {origin}."
+        )
+
+
+class StoreInterruptedError(TransientStoreError):
+    """A statement on the store at ``url`` failed half-way for a reason that passes: the connection was
+    closed or reset, the server is shutting down or starting up, or the database aborted the
+    transaction to resolve a conflict. ``detail`` is the driver's message."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url, self.detail = url, " ".join(str(detail).split())
+        super().__init__(
+            f"the store {url} broke off a transaction ({self.detail}); it was rolled back, nothing of it was "
+            "stored. A scheduler host retries by itself; for a command, run it again once the database answers."
         )
 
 

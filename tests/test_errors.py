@@ -37,6 +37,7 @@ SAMPLES = [
     errors.WorkerLostError("t", "exit code -9"),
     errors.SchemaVersionError("sqlite:///x", "0001", "0002"),
     errors.DatabaseLockedError("sqlite:///x"),
+    errors.StoreInterruptedError("postgresql://u:***@db/x", "terminating connection due to administrator command"),
     errors.ConfigError("executor", "gpu", "unknown"),
     errors.ConfigError("executor", "gpu", "unknown", source="NBFLOW_EXECUTOR"),
     errors.ConfigFileError("/home/u/nbflow/nbflow.toml", "not valid TOML", 3),

@@ -20,12 +20,24 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.expression import Executable
 
-from nbflow.errors import ConfigError, DatabaseLockedError, StoreUnavailableError
+from nbflow.errors import ConfigError, DatabaseLockedError, StoreInterruptedError, StoreUnavailableError
 
 #: Execution option naming the statement that opens a SQLite transaction.
 BEGIN_OPTION = "nbflow_sqlite_begin"
 
 _LOCKED_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+#: PostgreSQL error codes of failures that pass: the server shutting down, crashed or starting up
+#: (57P01-57P03), and transactions it aborted to settle a conflict (serialization failure, deadlock).
+#: Class 08 (connection exceptions) is matched by its prefix.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+#: what drivers say when a connection breaks without an error code (psycopg's client-side errors)
+_BROKEN_CONNECTION_MESSAGES = (
+    "server closed the connection", "connection refused", "connection reset", "connection is closed",
+    "connection timed out", "terminating connection", "the database system is starting up",
+    "the database system is shutting down", "could not receive data", "could not send data",
+    "consuming input failed", "broken pipe", "no connection to the server", "ssl connection has been closed",
+    "server conn crashed", "connection to server",
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -158,21 +170,39 @@ def is_locked_error(exc: BaseException) -> bool:
     return any(message in text for message in _LOCKED_MESSAGES)
 
 
+def is_interrupted_error(exc: sa_exc.DBAPIError) -> bool:
+    """Whether a driver error broke off a transaction for a reason that passes (see
+    :class:`StoreInterruptedError`), as opposed to a bug or a broken database, which retrying cannot mend."""
+    if exc.connection_invalidated:  # SQLAlchemy's own verdict: the connection is gone
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return False
+    text = str(exc.orig).lower()
+    return any(message in text for message in _BROKEN_CONNECTION_MESSAGES)
+
+
 @contextmanager
 def translate_errors(url: str) -> Iterator[None]:
     """Re-raise driver errors the store's callers can act on as nbflow errors.
 
-    Everything else propagates unchanged: it is a bug or a broken database, not a condition.
+    The transient ones become :class:`~nbflow.errors.TransientStoreError`: a locked SQLite file, a
+    server that cannot be reached, a connection that broke or a transaction the server aborted. Every
+    other error propagates unchanged: it is a bug or a broken database, not a condition to wait out.
     """
     try:
         yield
-    except sa_exc.OperationalError as exc:
+    except sa_exc.DBAPIError as exc:
         if is_locked_error(exc):
             raise DatabaseLockedError(safe_url(url), str(exc.orig)) from exc
-        if exc.statement is None:
+        if exc.statement is None and isinstance(exc, sa_exc.OperationalError):
             # SQLAlchemy wraps a failure to connect without a statement: the server is down, the
             # host, port or login is wrong. A scheduler host retries it; a command reports it.
             raise StoreUnavailableError(safe_url(url), str(exc.orig)) from exc
+        if is_interrupted_error(exc):
+            raise StoreInterruptedError(safe_url(url), str(exc.orig)) from exc
         raise
     except sa_exc.StatementError as exc:
         # A value refused while binding parameters (a naive datetime): the caller's mistake,
