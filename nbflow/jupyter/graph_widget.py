@@ -337,7 +337,9 @@ class DagGraph(w.VBox):
             # A run driven in this process told us more than the store knows yet (its writes are
             # coalesced, and an inline task keeps them from being written at all): keep what it said.
             states.update(self._noticed)
-        self.set_states(states)
+            # Pushed under the lock, so a notice that arrives while the store was read cannot be
+            # overtaken by these older states (live_notice pushes under the same lock).
+            self.set_states(states)
         self.flush()
         self.refresh_details()
 
@@ -377,7 +379,7 @@ class DagGraph(w.VBox):
                 if self._noticed_run != notice.run_id:
                     self._noticed_run, self._noticed = notice.run_id, {}
                 self._noticed[notice.task_id] = notice.state
-            self.set_states({notice.task_id: notice.state})
+                self.set_states({notice.task_id: notice.state})
             return
         if notice.state in ("success", "failed"):
             with self._lock:  # the run's last writes follow at once: from now on the store knows best
