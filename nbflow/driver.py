@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
-from nbflow.errors import NbflowError, TaskTimeoutError
+from nbflow.errors import NbflowError, StoreError, TaskTimeoutError
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
@@ -215,8 +215,17 @@ class RunDriver:
                     self.pools.release(task.pool, task.pool_slots)
             missed = len(chosen) - len(claimed)
             chosen = [t for t in chosen if t in claimed]
-        for task_id in chosen:
-            self._start(task_id, executor)
+        for index, task_id in enumerate(chosen):
+            try:
+                self._start(task_id, executor)
+            except StoreError:
+                # Claimed but not started (reading upstream outputs failed): their pool slots go
+                # back; the store holds them for this host, so the re-read after the outage counts
+                # those tries as lost and retries them by their policy.
+                for unstarted in chosen[index:]:
+                    task = self.dag.task_dict[unstarted]
+                    self.pools.release(task.pool, task.pool_slots)
+                raise
         return len(chosen), missed
 
     def _priority(self, task_id: str) -> tuple[int, int]:
@@ -245,7 +254,6 @@ class RunDriver:
             self._log_folder_made = True
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
-        upstream = self._upstream_outputs(task)
         request = TaskRequest(
             dag_id=self.dag.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
             max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
@@ -288,6 +296,8 @@ class RunDriver:
                 from nbflow.outputs import decode
 
                 try:
+        # first, as the one step that may need the store: if it fails, nothing here has changed yet
+        upstream = self._upstream_outputs(task)
                     followed = task.followed_task_ids(decode(*self.outputs[task_id]))
                 except NbflowError:
                     followed = None
@@ -396,10 +406,11 @@ class RunDriver:
         """Write the run's final state and call the DAG's callback."""
         outcome = run_outcome(self.dag, self.states)
         state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
-        self.run_state = state
-        if self.host_id is None:
-            self._change_run(state=state.value, end_date=utcnow())
-        self._events.append(self._event(f"run_{state.value}"))
+        if self.run_state is not state:  # not again when a store outage made the host call it twice
+            self.run_state = state
+            if self.host_id is None:
+                self._change_run(state=state.value, end_date=utcnow())
+            self._events.append(self._event(f"run_{state.value}"))
         self.flush()
         # Under several hosts, each may see the run end; the one whose update moves it out of
         # "running" reports it, so callbacks fire once.

@@ -51,11 +51,12 @@ def sync_dag(store: Store, dag: DAG, source_kind: str = "file") -> None:
 
 def _open_executor(executor: Any, settings: Settings) -> tuple[Executor, bool]:
     """The executor to use, and whether this call owns it (and must shut it down)."""
-    from nbflow.executors import Executor, get_executor
+    from nbflow.executors import Executor, executor_for
 
     if isinstance(executor, Executor):
         return executor, False
-    return get_executor(executor or settings.executor, settings.parallelism), True
+    # the caller drives this run in the foreground (dag.test(), nbflow dags test): threads by default
+    return executor_for(settings, None, executor), True
 
 
 def ship_by_value(dag: DAG) -> None:

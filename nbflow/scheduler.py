@@ -124,7 +124,7 @@ class Scheduler:
     def start(self) -> Scheduler:
         if self._started:
             return self
-        from nbflow.executors import Executor, get_executor
+        from nbflow.executors import Executor, executor_for
         from nbflow.store import Store
 
         if self.store is None:
@@ -133,7 +133,7 @@ class Scheduler:
             self.executor = self._executor_arg
             self._own_executor = False
         else:
-            self.executor = get_executor(self._executor_arg or self.settings.executor, self.settings.parallelism)
+            self.executor = executor_for(self.settings, self.kind, self._executor_arg)
         self.executor.start(self.outcomes.put)
         self.store.register_host(self.host_id, hostname=self.hostname, pid=os.getpid(), kind=self.kind,
                                  detail=self._detail())

@@ -34,14 +34,24 @@ class Settings:
     database_url: str
     logs_folder: Path
     artifacts_folder: Path
-    #: executor used when none is given: inline, thread or process
-    executor: str = "thread"
+    #: executor used when none is given: inline, thread or process; "auto" (the default, or empty)
+    #: picks per host: worker processes in long-lived hosts (the daemon, the Jupyter server), threads
+    #: where the caller runs its own tasks (a notebook kernel, ``dag.test()``, ``nbflow dags test``,
+    #: backfill)
+    executor: str = "auto"
+    #: a worker process whose memory (RSS, MiB) is above this after a task is replaced, so that what
+    #: a task left allocated returns to the system; 0 turns the check off
+    worker_max_rss_mb: int = 1024
     #: most task instances running at once, over all DAGs
     parallelism: int = 16
     #: IANA zone of DAGs that name none; empty means the machine's zone
     default_timezone: str = ""
     #: seconds SQLite waits for a lock before giving up
     db_busy_timeout: float = 30.0
+    #: seconds a scheduler host waits out a store that does not answer (server down or restarting,
+    #: connection lost, SQLite locked) while its running tasks go on; past it the host also stops
+    #: claiming new work until the store answers. It never exits because of the database.
+    db_outage_grace: float = 120.0
     #: a task output larger than this (bytes, serialised) is refused
     max_output_bytes: int = 64 * 1024 * 1024
     #: outputs whose JSON is at most this many bytes live in the database; larger ones in a file
@@ -210,8 +220,9 @@ def load_settings(home: Path | str | None = None, env: dict[str, str] | None = N
 
 
 def _validate(settings: Settings) -> None:
-    if settings.executor not in EXECUTORS:
-        raise ConfigError("executor", settings.executor, f"choose one of {', '.join(EXECUTORS)}")
+    if settings.executor not in (*EXECUTORS, "auto", ""):
+        raise ConfigError("executor", settings.executor,
+                          f"choose one of {', '.join(EXECUTORS)}, or auto for each host's default")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
     if settings.max_conf_bytes < 2:

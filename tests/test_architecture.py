@@ -27,8 +27,8 @@ LAYER_OF = {
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.executors": "execution", "nbflow.runner": "execution", "nbflow.runs": "execution", "nbflow.scheduler": "execution",
-    "nbflow.driver": "execution", "nbflow.pools": "execution",
-    "nbflow.discovery": "execution", "nbflow.logcapture": "execution", "nbflow.controls": "execution",
+    "nbflow.driver": "execution", "nbflow.pools": "execution", "nbflow.outage": "execution",
+    "nbflow.discovery": "execution", "nbflow.dagparsing": "execution", "nbflow.logcapture": "execution", "nbflow.controls": "execution",
     "nbflow.notebook": "notebooks",
     "nbflow.jupyter": "views", "nbflow.cli": "views", "nbflow.__main__": "views",
 }

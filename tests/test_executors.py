@@ -441,8 +441,8 @@ def test_process_worker_killed_mid_call_is_reported_and_replaced(make: Any) -> N
     outcomes = done.by_key()
     killed, exited = outcomes["killed"], outcomes["exited"]
     assert isinstance(killed.error, WorkerLostError) and not killed.ok and not killed.timed_out
-    assert "SIGKILL" in str(killed.error) and "-9" in str(killed.error)
-    assert isinstance(exited.error, WorkerLostError) and "exit code 3" in str(exited.error)
+    assert "killed by SIGKILL, signal 9" in str(killed.error)
+    assert isinstance(exited.error, WorkerLostError) and "exited with status 3" in str(exited.error)
     assert outcomes["after"].ok and outcomes["after"].value not in (killed.pid, exited.pid)
 
 
@@ -553,4 +553,191 @@ def test_process_workers_that_cannot_start_fail_the_calls(make: Any, tmp_path: P
     # The worker dies before it can report ready: depending on timing the pool sees its exit code
     # or a broken pipe while handing it the call. Either way the call fails as a lost worker.
     assert isinstance(outcome.error, WorkerLostError)
-    assert "exit code 7" in str(outcome.error) or "could not start a worker process" in str(outcome.error)
+    assert "exited with status 7" in str(outcome.error) or "could not start a worker process" in str(outcome.error)
+
+
+# -- process: a task cannot take its worker's neighbours, or the caller, down with it ----------------
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def fork_and_linger(pid_file: str, then: str) -> int:
+    """Fork a child that sleeps 300 s holding the worker's socket; then return, exit or fall into
+    the worker's own loop (``then`` = "return", "exit" or "fall")."""
+    pid = os.fork()
+    if pid == 0:
+        if then == "fall":
+            return -1  # the child returns into the worker's loop, as a careless fork does
+        time.sleep(300)
+        os._exit(0)
+    Path(pid_file).write_text(str(pid))
+    if then == "exit":
+        os._exit(5)
+    return pid
+
+
+def double_fork_daemon(pid_file: str) -> int:
+    """Start a daemon the usual way (fork, setsid, fork): it leaves the worker's session."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(pid_file).write_text(str(os.getpid()))
+            time.sleep(300)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 5
+    while not Path(pid_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(Path(pid_file).read_text())
+
+
+# These helpers travel by value, so their own globals die with the call: a leak has to live in a
+# module the worker keeps (sys here), as a cache in an imported library does.
+
+def grow_and_fail(megabytes: int) -> None:
+    sys.kept_by_test = [b"\x01" * (1024 * 1024) for _ in range(megabytes)]  # type: ignore[attr-defined]
+    raise MemoryError(f"gave up after {megabytes} MiB")
+
+
+def grow_and_keep(megabytes: int) -> int:
+    sys.kept_by_test = [b"\x01" * (1024 * 1024) for _ in range(megabytes)]  # type: ignore[attr-defined]
+    return os.getpid()
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return gone(pid)
+
+
+def test_process_segfault_and_exit_name_what_happened_and_the_pool_goes_on(make: Any) -> None:
+    pool, done = make("process", 1)
+    pool.submit("segv", segfault)
+    pool.submit("exit7", exit_hard, (7,))
+    pool.submit("after", whoami)
+    done.wait(3)
+    outcomes = done.by_key()
+    segv, exit7 = outcomes["segv"], outcomes["exit7"]
+    assert isinstance(segv.error, WorkerLostError)
+    assert f"worker process {segv.pid} killed by SIGSEGV, signal 11" in str(segv.error)
+    assert isinstance(exit7.error, WorkerLostError)
+    assert f"worker process {exit7.pid} exited with status 7" in str(exit7.error)
+    assert outcomes["after"].ok and outcomes["after"].value not in (segv.pid, exit7.pid)
+
+
+def test_process_a_forked_child_ends_with_its_call(make: Any, tmp_path: Path) -> None:
+    pool, done = make("process", 1)
+    pid_file = tmp_path / "child.pid"
+    pool.submit("fork", fork_and_linger, (str(pid_file), "return"))
+    [outcome] = done.wait(1)
+    assert outcome.ok, outcome.error
+    child = outcome.value
+    assert wait_gone(child, 0.5), "the forked child outlived its call"
+    pool.submit("after", whoami)
+    assert done.wait(2)[1].value == outcome.pid  # the worker itself lives on
+
+
+def test_process_a_fork_that_falls_into_the_worker_loop_exits_at_once(make: Any, tmp_path: Path) -> None:
+    # before: the fork read the next call off the shared socket, and that call never ended
+    pool, done = make("process", 1)
+    pool.submit("fork", fork_and_linger, (str(tmp_path / "child.pid"), "fall"))
+    for i in range(5):
+        pool.submit(i, add, (i, 1))
+    done.wait(6, timeout=10)
+    outcomes = done.by_key()
+    assert outcomes["fork"].ok and outcomes["fork"].value > 0
+    assert [outcomes[i].value for i in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_process_a_worker_that_dies_while_its_fork_holds_the_socket_is_seen(make: Any, tmp_path: Path) -> None:
+    # before: the fork kept the socket open, the worker stayed a zombie and the call ran forever
+    pool, done = make("process", 1)
+    pid_file = tmp_path / "child.pid"
+    pool.submit("fork", fork_and_linger, (str(pid_file), "exit"))
+    pool.submit("after", whoami)
+    done.wait(2, timeout=10)
+    outcomes = done.by_key()
+    assert isinstance(outcomes["fork"].error, WorkerLostError)
+    assert "exited with status 5" in str(outcomes["fork"].error)
+    assert wait_gone(int(pid_file.read_text()))
+    assert outcomes["after"].ok
+
+
+def test_process_a_double_forked_daemon_ends_with_its_call(make: Any, tmp_path: Path) -> None:
+    pool, done = make("process", 1)
+    pool.submit("daemon", double_fork_daemon, (str(tmp_path / "daemon.pid"),))
+    [outcome] = done.wait(1)
+    assert outcome.ok, outcome.error
+    assert wait_gone(outcome.value, 1.0), "a daemon started by the task outlived its call"
+
+
+def test_process_a_worker_above_its_memory_limit_is_replaced(tmp_path: Path) -> None:
+    import psutil
+
+    pool, done = get_executor("process", 1, max_rss_mb=200), Collector()
+    pool.start(done)
+    try:
+        pool.submit("small", grow_and_keep, (10,))
+        pool.submit("leak", grow_and_keep, (300,))
+        pool.submit("after", whoami)
+        done.wait(3)
+        outcomes = done.by_key()
+        assert outcomes["small"].value == outcomes["leak"].value  # under the limit: kept
+        assert outcomes["after"].ok and outcomes["after"].value != outcomes["leak"].value
+        assert wait_gone(outcomes["leak"].value)
+        assert psutil.Process(outcomes["after"].value).memory_info().rss < 200 * 1024 * 1024
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_process_a_failed_call_that_grew_the_worker_retires_it(make: Any) -> None:
+    pool, done = make("process", 1)  # no memory limit: only the failure's growth counts
+    pool.submit("first", whoami)
+    pool.submit("grow", grow_and_fail, (400,))
+    pool.submit("after", whoami)
+    done.wait(3)
+    outcomes = done.by_key()
+    assert isinstance(outcomes["grow"].error, MemoryError) and "gave up after 400 MiB" in str(outcomes["grow"].error)
+    assert outcomes["grow"].pid == outcomes["first"].value
+    assert outcomes["after"].value != outcomes["first"].value
+    assert wait_gone(outcomes["first"].value)
+
+
+def test_process_memory_limit_is_checked() -> None:
+    with pytest.raises(ConfigError, match="worker_max_rss_mb"):
+        get_executor("process", 1, max_rss_mb=-1)
+    with pytest.raises(TypeError):
+        get_executor("thread", 1, max_rss_mb=100)  # an option the executor does not take is refused
+
+
+@pytest.mark.parametrize(("kind", "setting", "given", "expected"), [
+    ("daemon", "auto", None, "process"),
+    ("jupyter-server", "auto", None, "process"),
+    ("server-run", "", None, "process"),
+    ("kernel", "auto", None, "thread"),
+    ("backfill", "auto", None, "thread"),
+    (None, "auto", None, "thread"),             # run_dag: dag.test(), nbflow dags test
+    ("daemon", "thread", None, "thread"),       # the setting wins over the host's default
+    ("kernel", "process", None, "process"),
+    ("daemon", "auto", "inline", "inline"),     # and the caller's choice (-e) over both
+])
+def test_each_host_gets_its_default_executor_unless_one_is_chosen(
+    tmp_path: Path, kind: str | None, setting: str, given: str | None, expected: str,
+) -> None:
+    from nbflow.executors import executor_for
+    from nbflow.settings import load_settings
+
+    settings = load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_EXECUTOR": setting,
+                                  "NBFLOW_WORKER_MAX_RSS_MB": "321"})
+    pool = executor_for(settings, kind, given)
+    try:
+        assert pool.name == expected
+        if expected == "process":
+            assert pool.max_rss_mb == 321  # type: ignore[attr-defined]
+    finally:
+        pool.shutdown(wait=False)

@@ -16,7 +16,7 @@ def test_defaults_live_under_home(tmp_path: Path) -> None:
     assert s.dags_folder == s.home / "dags" and s.logs_folder == s.home / "logs"
     assert s.artifacts_folder == s.home / "artifacts"
     assert s.database_url == f"sqlite:///{s.home / 'nbflow.db'}"
-    assert s.executor == "thread"
+    assert s.executor == "auto" and s.worker_max_rss_mb == 1024
 
 
 def test_toml_then_environment(tmp_path: Path) -> None:

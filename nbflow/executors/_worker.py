@@ -13,7 +13,13 @@ The wire protocol, over one socket (``multiprocessing.connection`` framing), is 
 * the worker answers ``b"ready"`` once it can take calls, so that start-up time is not counted
   against the first call's timeout;
 * then each message is a ``cloudpickle`` of ``(fn, args)``, answered by a ``pickle`` of
-  ``(status, started_at, ended_at, type_name, body)``; an empty message means "exit now".
+  ``(status, started_at, ended_at, type_name, body, retiring)``; an empty message means "exit now".
+  ``retiring`` is empty, or why this worker exits right after that reply (its memory stayed high).
+
+When a call ends, whatever it started ends too: every other process of the worker's session and
+every descendant (the worker is a child subreaper, so orphans of a double fork come back to it) is
+killed and reaped, and a forked copy of this loop that returned from the call exits at once, so it
+can never read the next call off the shared socket.
 """
 
 import os
@@ -24,6 +30,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     del sys.path[0]
 
 import pickle  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from multiprocessing.connection import Connection  # noqa: E402
@@ -50,29 +57,42 @@ def _error_body(exc: BaseException, dumps: Any) -> tuple[Any, ...]:
     return (pickled, _type_name(exc), str(exc), text)
 
 
-def _run(data: bytes, dumps: Any) -> bytes:
+#: this worker's pid; a process running this loop under another pid is a fork made by a task
+ME = os.getpid()
+#: a failed call that left the worker this much bigger (bytes) retires it, whatever the limit:
+#: what a failure kept alive (a traceback's frames, a half-built result) is not worth keeping
+FAILED_GROWTH = 256 * 1024 * 1024
+
+
+def _run(data: bytes, dumps: Any) -> tuple[Any, ...]:
     started = time.time()
     try:
         fn, args = pickle.loads(data)
         value = fn(*args)
     except BaseException as exc:  # SystemExit from a task is the task's failure, not the worker's
+        if os.getpid() != ME:
+            os._exit(1)  # a fork of this worker made by the task: it must not answer or read calls
         ended = time.time()
-        return pickle.dumps(("error", started, ended, _type_name(exc), _error_body(exc, dumps)), protocol=5)
+        return ("error", started, ended, _type_name(exc), _error_body(exc, dumps))
+    if os.getpid() != ME:
+        os._exit(0)
     ended = time.time()
     try:
         body = dumps(value)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        return pickle.dumps(("unpicklable", started, ended, _type_name(value), reason), protocol=5)
-    return pickle.dumps(("ok", started, ended, "", body), protocol=5)
+        return ("unpicklable", started, ended, _type_name(value), reason)
+    return ("ok", started, ended, "", body)
 
 
 def main() -> None:
     conn = Connection(int(sys.argv[1]))
     setup = pickle.loads(conn.recv_bytes())
     sys.path[:] = setup["path"]
+    max_rss = int(setup.get("max_rss_mb") or 0) * 1024 * 1024
     import cloudpickle
 
+    _become_subreaper()
     dumps = cloudpickle.dumps
     conn.send_bytes(b"ready")
     while True:
@@ -82,12 +102,100 @@ def main() -> None:
             return  # the parent is gone: nobody would read an answer
         if not data:
             return
+        before = _rss()
         reply = _run(data, dumps)
+        _end_descendants()
         _flush()  # a call's prints should reach the log before its outcome does
+        after = _rss()
+        retiring = ""
+        if max_rss and after > max_rss:
+            retiring = f"its memory (RSS {after >> 20} MiB) stayed above worker_max_rss_mb = {max_rss >> 20}"
+        elif reply[0] == "error" and after - before > FAILED_GROWTH:
+            retiring = f"a failed call left it {(after - before) >> 20} MiB bigger"
         try:
-            conn.send_bytes(reply)
+            conn.send_bytes(pickle.dumps((*reply, retiring), protocol=5))
         except OSError:
             return
+        if retiring:
+            return
+
+
+def _become_subreaper() -> None:
+    """Make orphaned descendants (a task's double-forked daemon) children of this worker, so that
+    the end of a call finds and ends them. Linux only; elsewhere the session sweep has to do."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def _end_descendants() -> None:
+    """Kill and reap whatever the call started and left behind.
+
+    The common case costs one system call: with no child at all ``waitpid`` says so at once. Only
+    when something is left is ``/proc`` read to find the whole tree and this worker's session.
+    """
+    for _ in range(200):
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except OSError:
+            return
+        if pid:
+            continue  # reaped one that had already ended; look again
+        for other in _left_behind():
+            try:
+                os.kill(other, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.005)  # the kernel needs a moment to end a SIGKILLed process
+
+
+def _left_behind() -> list[int]:
+    """Pids of this worker's descendants and of the other processes of its session."""
+    parents: dict[int, list[int]] = {}
+    session: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        pid, ppid, sid = int(name), int(fields[1]), int(fields[3])
+        parents.setdefault(ppid, []).append(pid)
+        if sid == ME and pid != ME:
+            session.append(pid)
+    found, todo = set(session), [ME]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    found.discard(ME)
+    return sorted(found)
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes (0 where it cannot be read cheaply)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _flush() -> None:

@@ -15,6 +15,12 @@ thread in the parent waits on every worker socket at once: it reads results, not
 (end of file), enforces every deadline, starts replacements and hands out queued calls. Only the
 pump closes sockets and reaps processes, so no other thread ever waits on a closed socket.
 
+A worker's end is seen on its pidfd (Linux), not only on its socket: a process the task forked may
+hold the socket open after the worker itself died. When a call ends, the worker ends whatever the
+call started (see ``_worker.py``); when a worker dies or is killed, its whole process group goes
+with it. A worker whose memory stays above ``max_rss_mb`` after a call says so in its reply and
+exits; a fresh one takes its place, so memory a task left behind returns to the system.
+
 The wire protocol is described in ``_worker.py``, its other end.
 """
 
@@ -37,13 +43,23 @@ from typing import Any
 
 import cloudpickle
 
-from nbflow.errors import OutputNotSerializableError, RemoteTaskError, TaskTimeoutError, WorkerLostError
+from nbflow.errors import (
+    ConfigError,
+    OutputNotSerializableError,
+    RemoteTaskError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
 from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
 
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 #: workers that die before they are ready, in a row, before queued calls are failed instead of
 #: starting yet another worker (a broken environment must not become an endless restart loop)
 MAX_FAILED_STARTS = 3
+#: without pidfds (not Linux), how often the pump looks for workers that died with their socket
+#: still held open by a process they forked
+EXIT_POLL_SECONDS = 1.0
+HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
 @dataclass(eq=False)
@@ -67,6 +83,10 @@ class _Worker:
     retiring: bool = False
     #: why the executor killed it, for the outcome of the call it was running
     reason: str = ""
+    #: readable once the process has ended (-1 where pidfds are not available)
+    pidfd: int = -1
+    #: why the worker retires itself after its last reply (memory); a fresh worker replaces it
+    recycled: str = ""
 
 
 class ProcessExecutor(Executor):
@@ -84,8 +104,12 @@ class ProcessExecutor(Executor):
     name = "process"
     in_process = False
 
-    def __init__(self, parallelism: int = 4) -> None:
+    def __init__(self, parallelism: int = 4, max_rss_mb: int = 0) -> None:
         super().__init__(parallelism)
+        if isinstance(max_rss_mb, bool) or not isinstance(max_rss_mb, int) or max_rss_mb < 0:
+            raise ConfigError("worker_max_rss_mb", max_rss_mb, "it must be a whole number of MiB, 0 for no limit")
+        #: a worker above this resident memory (MiB) after a call is replaced; 0: no limit
+        self.max_rss_mb = max_rss_mb
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
         self._workers: list[_Worker] = []
@@ -209,8 +233,14 @@ class ProcessExecutor(Executor):
         finally:
             child_end.close()
         conn = Connection(parent_end.detach())
-        conn.send_bytes(pickle.dumps({"path": list(sys.path)}))
-        self._workers.append(_Worker(proc, conn))
+        conn.send_bytes(pickle.dumps({"path": list(sys.path), "max_rss_mb": self.max_rss_mb}))
+        pidfd = -1
+        if HAVE_PIDFD:
+            try:
+                pidfd = os.pidfd_open(proc.pid)
+            except OSError:  # an old kernel: the pump polls instead
+                pidfd = -1
+        self._workers.append(_Worker(proc, conn, pidfd=pidfd))
         self._wake()
 
     def _drain_queue(self) -> list[_Call]:
@@ -230,6 +260,9 @@ class ProcessExecutor(Executor):
         _kill_group(worker.proc)
         code = _reap(worker.proc)
         worker.conn.close()
+        if worker.pidfd >= 0:
+            os.close(worker.pidfd)
+            worker.pidfd = -1
         self._workers.remove(worker)
         outcomes: list[Outcome] = []
         call, was_ready = worker.call, worker.ready
@@ -241,14 +274,16 @@ class ProcessExecutor(Executor):
                 started_at=call.sent_at, ended_at=time.time(), pid=worker.proc.pid, hostname=HOSTNAME,
             ))
         elif call is not None:
-            outcomes.append(self._lost(call, worker.proc.pid, worker.reason or _describe_exit(code)))
+            outcomes.append(self._lost(call, worker.proc.pid, worker.reason or _describe_exit(worker.proc.pid, code)))
         elif not was_ready and not worker.retiring:
             self._failed_starts += 1
             if self._failed_starts >= MAX_FAILED_STARTS:
                 self._failed_starts = 0
-                detail = f"new worker processes keep exiting before they are ready ({_describe_exit(code)}; see stderr)"
+                detail = f"new worker processes keep exiting before they are ready ({_describe_exit(worker.proc.pid, code)}; see stderr)"
                 outcomes += [self._lost(c, None, detail) for c in self._drain_queue()]
-        if was_ready and not self._closed and not worker.retiring:
+        if was_ready and not self._closed and (not worker.retiring or worker.recycled):
+            if worker.recycled:
+                log.info("worker process %s replaced: %s", worker.proc.pid, worker.recycled)
             try:
                 self._spawn()  # keep the pool warm: the next call should not wait for a start-up
             except OSError as exc:
@@ -277,10 +312,14 @@ class ProcessExecutor(Executor):
                     if self._closed and not self._workers and not self._queue:
                         return
                     conns = {worker.conn: worker for worker in self._workers}
+                    pidfds = {worker.pidfd: worker for worker in self._workers if worker.pidfd >= 0}
                     deadlines = [w.deadline for w in self._workers if w.deadline is not None and w.call]
+                    polling = len(pidfds) < len(self._workers)
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                if polling:
+                    timeout = EXIT_POLL_SECONDS if timeout is None else min(timeout, EXIT_POLL_SECONDS)
                 try:
-                    self._pump_once(conns, timeout)
+                    self._pump_once(conns, timeout, pidfds)
                 except Exception:
                     log.exception("the process executor's pump failed; carrying on")
                     time.sleep(0.05)
@@ -288,10 +327,16 @@ class ProcessExecutor(Executor):
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _pump_once(self, conns: dict[Connection, _Worker], timeout: float | None) -> None:
+    def _pump_once(self, conns: dict[Connection, _Worker], timeout: float | None,
+                   pidfds: dict[int, _Worker] | None = None) -> None:
+        pidfds = pidfds or {}
         outcomes: list[Outcome] = []
-        for item in wait([self._wake_r, *conns], timeout):
+        ended: list[_Worker] = []
+        for item in wait([self._wake_r, *conns, *pidfds], timeout):
             if isinstance(item, int):
+                if item in pidfds:
+                    ended.append(pidfds[item])
+                    continue
                 while True:
                     try:
                         if not os.read(self._wake_r, 512):
@@ -299,24 +344,17 @@ class ProcessExecutor(Executor):
                     except BlockingIOError:
                         break
                 continue
-            worker = conns[item]
-            try:
-                data: bytes | None = item.recv_bytes()
-            except (EOFError, OSError):
-                data = None
+            outcomes += self._receive(conns[item])
+        with self._lock:
+            if not pidfds:  # no pidfds: look for workers that ended with their socket held open
+                ended += [w for w in self._workers if w.pidfd < 0 and w.proc.poll() is not None]
+        for worker in ended:
+            # what it sent before it ended is still in its socket: read that first
+            while worker in self._workers and not worker.conn.closed and _has_data(worker.conn):
+                outcomes += self._receive(worker)
             with self._lock:
-                if data is None:
+                if worker in self._workers:
                     outcomes += self._bury(worker)
-                    continue
-                if not worker.ready:
-                    worker.ready = True
-                    self._failed_starts = 0
-                    outcomes += self._dispatch()
-                    continue
-                call, worker.call, worker.deadline = worker.call, None, None
-                outcomes += self._dispatch()
-            if call is not None:
-                outcomes.append(_decode(call.key, data, worker.proc.pid))
         with self._lock:
             now = time.monotonic()
             for worker in list(self._workers):
@@ -325,11 +363,46 @@ class ProcessExecutor(Executor):
         for outcome in outcomes:
             self._report(outcome)
 
+    def _receive(self, worker: _Worker) -> list[Outcome]:
+        """Read one message from a worker: ready, a reply, or its end."""
+        if worker not in self._workers or worker.conn.closed:
+            return []
+        try:
+            data: bytes | None = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            data = None
+        outcomes: list[Outcome] = []
+        with self._lock:
+            if data is None:
+                return self._bury(worker)
+            if not worker.ready:
+                worker.ready = True
+                self._failed_starts = 0
+                return self._dispatch()
+            try:
+                reply = pickle.loads(data)  # the outer tuple only: the value inside stays bytes
+            except Exception:
+                reply = None
+            if isinstance(reply, tuple) and len(reply) == 6 and reply[5]:
+                worker.retiring, worker.recycled = True, str(reply[5])  # it exits after this reply
+            call, worker.call, worker.deadline = worker.call, None, None
+            outcomes += self._dispatch()
+        if call is not None:
+            outcomes.append(_decode(call.key, reply, worker.proc.pid))
+        return outcomes
 
-def _decode(key: Hashable, data: bytes, pid: int) -> Outcome:
-    """Turn a worker's reply into an Outcome; unpickling happens here, outside the lock."""
+
+def _has_data(conn: Connection) -> bool:
     try:
-        status, started, ended, type_name, body = pickle.loads(data)
+        return conn.poll(0)
+    except (EOFError, OSError):
+        return False
+
+
+def _decode(key: Hashable, reply: Any, pid: int) -> Outcome:
+    """Turn a worker's reply into an Outcome; unpickling the value happens here, outside the lock."""
+    try:
+        status, started, ended, type_name, body, _retiring = reply
     except Exception as exc:  # a reply that does not parse is a broken worker, not a task failure
         lost = WorkerLostError(None, f"its reply could not be read ({type(exc).__name__}: {exc})")
         return Outcome(key, ok=False, error=lost, traceback=format_error(lost), pid=pid, hostname=HOSTNAME)
@@ -383,12 +456,13 @@ def _reap(proc: subprocess.Popen[bytes]) -> int | None:
         return None
 
 
-def _describe_exit(code: int | None) -> str:
+def _describe_exit(pid: int, code: int | None) -> str:
+    """What happened to a worker process, in the words a task's error shows."""
     if code is None:
-        return "it did not exit after SIGKILL"
+        return f"worker process {pid} did not exit after SIGKILL"
     if code < 0:
         try:
-            return f"killed by {signal.Signals(-code).name}, exit code {code}"
+            return f"worker process {pid} killed by {signal.Signals(-code).name}, signal {-code}"
         except ValueError:
-            return f"killed by signal {-code}, exit code {code}"
-    return f"exit code {code}"
+            return f"worker process {pid} killed by signal {-code}"
+    return f"worker process {pid} exited with status {code}"

@@ -56,7 +56,8 @@ def test_config_show_says_where_each_value_comes_from_and_the_zone_in_use(home: 
     assert lines[0] == f"# settings file: {home / 'nbflow.toml'} (does not exist; every value is a default or an NBFLOW_* variable)"
     values = {line.split(" = ")[0]: line.split(" = ")[1] for line in lines[1:]}
     assert values["parallelism"].split() == ["3", "#", "NBFLOW_PARALLELISM"]
-    assert values["executor"].split() == ["thread", "#", "default"]
+    assert [part.strip() for part in values["executor"].split("#")] == [
+        "auto", "default: process in the daemon and the Jupyter server, thread elsewhere"]
     assert values["home"].split() == [str(home), "#", "NBFLOW_HOME"]
     assert [part.strip() for part in values["default_timezone"].split("#")] == [
         "Asia/Seoul", "default: not set, so this machine's zone"]

@@ -1,0 +1,352 @@
+"""The store going away under a running daemon: PostgreSQL stopped and started again, SQLite held
+locked by another process. The daemon lives through it, keeps the outcomes of the tasks that ended
+meanwhile, writes them once the store is back, and every task runs exactly once.
+
+PostgreSQL here is a throwaway server of this module's own (``scripts/pg-test-server.sh`` with its
+own data folder), never the shared one the other tests use: these tests stop it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbflow.errors import (
+    DatabaseLockedError,
+    SchemaVersionError,
+    StoreError,
+    StoreInterruptedError,
+    StoreUnavailableError,
+    TransientStoreError,
+)
+from nbflow.store import Store
+from nbflow.store.migrate import init_db
+
+REPO = Path(__file__).resolve().parent.parent
+PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
+CHAINS, LENGTH = 3, 10
+TASK_IDS = [f"c{c}_{i}" for c in range(CHAINS) for i in range(LENGTH)]
+
+pytestmark = pytest.mark.slow
+
+_DAG_FILE = '''
+import os
+import time
+
+from nbflow import DAG
+from nbflow.operators import PythonOperator
+
+SIDE_EFFECTS = {side!r}
+
+
+def work(ti):
+    time.sleep({pause!r})
+    fd = os.open(SIDE_EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{{ti.task_id}} {{ti.try_number}} {{os.getpid()}}\\n".encode())
+    finally:
+        os.close(fd)
+
+
+with DAG("outage", schedule="@once", start_date="2024-01-01", timezone="UTC", max_active_tasks=16) as d:
+    for c in range({chains!r}):
+        previous = None
+        for i in range({length!r}):
+            op = PythonOperator(task_id=f"c{{c}}_{{i}}", python_callable=work)
+            if previous is not None:
+                previous >> op
+            previous = op
+'''
+
+
+# -- a PostgreSQL server of this module's own ----------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    script: Callable[[str], None]
+
+    def stop(self) -> None:
+        self.script("stop")
+
+    def start(self) -> None:
+        self.script("start")
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[Server]:
+    base = Path(tempfile.gettempdir()) / f"nbflow-outage-{os.getuid()}-{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "NBFLOW_PGTEST_DIR": str(base)}
+    output: list[str] = []
+
+    def script(command: str) -> None:
+        done = subprocess.run(["bash", str(PG_SCRIPT), command], env=env, capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            pytest.fail(f"{PG_SCRIPT} {command} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
+        output.append(done.stdout)
+
+    script("start")
+    url = output[-1].strip().splitlines()[-1]
+    try:
+        yield Server(url, script)
+    finally:
+        subprocess.run(["bash", str(PG_SCRIPT), "stop"], env=env, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+        Path(f"{base}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def outage_pg_url(own_postgres: Server) -> Iterator[str]:
+    """A fresh database on the module's own server."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(own_postgres.url)
+    name = f"nbflow_outage_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        own_postgres.start()  # a failed test may have left it stopped
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- a daemon and its run ------------------------------------------------------------------------------
+
+
+def _env(home: Path, database_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env.update(NBFLOW_HOME=str(home), NBFLOW_HEARTBEAT_INTERVAL="0.5", NBFLOW_POLL_INTERVAL="0.2",
+               NBFLOW_DAG_RELOAD_INTERVAL="2")
+    if database_url is not None:
+        env["NBFLOW_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler", "--exit-when-idle"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _executions(side: Path) -> dict[str, list[int]]:
+    ran: dict[str, list[int]] = defaultdict(list)
+    if side.exists():
+        for line in side.read_text().splitlines():
+            task_id, try_number, _pid = line.split()
+            ran[task_id].append(int(try_number))
+    return ran
+
+
+def _lines(side: Path) -> int:
+    return len(side.read_text().splitlines()) if side.exists() else 0
+
+
+def _setup(tmp_path: Path, pause: float) -> tuple[Path, Path, Path]:
+    home, side, log = tmp_path / "home", tmp_path / "side_effects.txt", tmp_path / "daemon.log"
+    (home / "dags").mkdir(parents=True)
+    source = _DAG_FILE.format(side=str(side), pause=pause, chains=CHAINS, length=LENGTH)
+    (home / "dags" / "outage.py").write_text(source)
+    return home, side, log
+
+
+def _check_exactly_once(url: str, side: Path, log: Path) -> None:
+    with Store(url, busy_timeout=10) as store:
+        (run,) = store.list_runs("outage", limit=None)
+        assert run["state"] == "success", (run, log.read_text()[-3000:])
+        tis = {ti["task_id"]: ti for ti in store.get_task_instances(run["id"])}
+        assert {t: ti["state"] for t, ti in tis.items()} == dict.fromkeys(TASK_IDS, "success")
+        assert {t: ti["try_number"] for t, ti in tis.items()} == dict.fromkeys(TASK_IDS, 1)
+        tries: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for row in store.get_tries(run["id"]):
+            tries[row["task_id"]].append((row["try_number"], row["state"]))
+        assert dict(tries) == {t: [(1, "success")] for t in TASK_IDS}
+        assert [h["state"] for h in store.list_hosts()] == ["stopped"]
+    assert dict(_executions(side)) == {t: [1] for t in TASK_IDS}, "a task ran twice or never"
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    if daemon.poll() is None:
+        daemon.kill()
+        daemon.wait()
+
+
+def _postgres_outage(tmp_path: Path, server: Server, url: str, seconds: float, **env: str) -> str:
+    """Run the DAG under a daemon, stop PostgreSQL for ``seconds`` once a few tasks are done; return
+    the daemon's log."""
+    home, side, log = _setup(tmp_path, pause=0.2)
+    init_db(url)
+    daemon = _daemon(_env(home, url, **env), log)
+    try:
+        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+        server.stop()
+        stopped_at = time.monotonic()
+        while time.monotonic() - stopped_at < seconds:  # the outage itself is what is tested
+            assert daemon.poll() is None, f"the daemon died without its database:\n{log.read_text()[-3000:]}"
+            time.sleep(0.05)
+        if seconds > 1:
+            # the tasks running when the store went away went on running and ended meanwhile
+            assert _lines(side) > 3
+        server.start()
+        assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        _stop(daemon)
+    _check_exactly_once(url, side, log)
+    return log.read_text()
+
+
+def test_postgres_stopped_for_5_seconds_mid_run(tmp_path: Path, own_postgres: Server, outage_pg_url: str) -> None:
+    text = _postgres_outage(tmp_path, own_postgres, outage_pg_url, 5.0)
+    # one line when the outage starts, one when it ends with its length; no traceback
+    assert text.count("store unreachable") == 1, text
+    assert text.count("store reachable again after") == 1, text
+    assert "Traceback" not in text, text
+    assert "stopped claiming" not in text, text
+
+
+def test_postgres_blip_mid_run(tmp_path: Path, own_postgres: Server, outage_pg_url: str) -> None:
+    text = _postgres_outage(tmp_path, own_postgres, outage_pg_url, 0.0)
+    assert "Traceback" not in text, text
+
+
+def test_past_the_grace_the_daemon_stops_claiming_then_resumes(
+    tmp_path: Path, own_postgres: Server, outage_pg_url: str
+) -> None:
+    text = _postgres_outage(tmp_path, own_postgres, outage_pg_url, 4.0, NBFLOW_DB_OUTAGE_GRACE="1.5")
+    assert text.count("stopped claiming") == 1, text
+    assert text.count("resumes claiming") == 1, text
+    assert text.index("store unreachable") < text.index("stopped claiming") < text.index("resumes claiming")
+
+
+def test_sqlite_locked_past_the_busy_timeout_mid_run(tmp_path: Path) -> None:
+    home, side, log = _setup(tmp_path, pause=0.1)
+    db = home / "nbflow.db"
+    url = f"sqlite:///{db}"
+    init_db(url)
+    daemon = _daemon(_env(home, None, NBFLOW_DB_BUSY_TIMEOUT="0.3"), log)
+    holder = None
+    try:
+        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+        # another process takes the write lock and keeps it well past the daemon's busy timeout
+        holder = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(f"""
+                import sqlite3, sys, time
+                conn = sqlite3.connect({str(db)!r}, isolation_level=None, timeout=10)
+                conn.execute("BEGIN EXCLUSIVE")
+                print("locked", flush=True)
+                time.sleep(3)
+                conn.execute("ROLLBACK")
+            """)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert holder.stdout is not None
+        with holder.stdout:
+            assert holder.stdout.readline().strip() == b"locked"
+        assert holder.wait(timeout=30) == 0
+        assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        _stop(daemon)
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    _check_exactly_once(url, side, log)
+    text = log.read_text()
+    assert text.count("store unreachable") == 1, text
+    assert text.count("store reachable again after") == 1, text
+    assert "Traceback" not in text, text
+
+
+# -- which store errors are transient ------------------------------------------------------------------
+
+
+def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, own_postgres: Server,
+                                                       outage_pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.pool import NullPool
+
+    init_db(outage_pg_url)
+    with Store(outage_pg_url) as store:
+        store.upsert_dag("d")
+        # a connection killed while its transaction is open: transient, and nothing of it is kept
+        pid: list[int] = []
+        killer = create_engine(outage_pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        original = store.upsert_dag
+
+        def kill_then_write() -> None:
+            with store._engine.connect() as conn:
+                pid.append(conn.execute(text("select pg_backend_pid()")).scalar_one())
+        kill_then_write()
+        with killer.connect() as conn:
+            conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid[0]})
+        killer.dispose()
+        # the pool's pre-ping replaces the dead connection when it is checked out again
+        original("d", is_paused=True)
+        assert store.get_dag("d")["is_paused"] is True
+
+        with pytest.raises(IntegrityError):  # a bug, not an outage: not transient, not translated
+            store.create_run(dag_id="d", run_id="r", run_type="manual", logical_date=None,
+                             data_interval_start=None, data_interval_end=None, conf={}, state="queued",
+                             task_rows=[{"task_id": "t"}, {"task_id": "t"}])
+        assert store.get_run("d", "r") is None  # one transaction: no half-written run
+
+        # a connection closed by the server in the middle of a transaction
+        from nbflow.store.engine import write_transaction
+
+        with pytest.raises(StoreInterruptedError) as info:
+            with write_transaction(store._engine, store.url) as conn:
+                conn.execute(text("update dag set is_paused = false where dag_id = 'd'"))
+                conn.execute(text("select pg_terminate_backend(pg_backend_pid())"))
+        assert isinstance(info.value, TransientStoreError)
+        assert "nothing of it was stored" in str(info.value)
+        assert store.get_dag("d")["is_paused"] is True
+
+    with pytest.raises(StoreUnavailableError) as unreachable:
+        Store("postgresql+psycopg://postgres@127.0.0.1:1/postgres").list_dags()
+    assert isinstance(unreachable.value, TransientStoreError)
+    assert not issubclass(SchemaVersionError, TransientStoreError)
+    assert issubclass(TransientStoreError, StoreError)
+
+    # SQLite held by another writer past the busy timeout
+    db = tmp_path / "locked.db"
+    init_db(f"sqlite:///{db}")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with Store(f"sqlite:///{db}", busy_timeout=0.1) as store, pytest.raises(DatabaseLockedError) as locked:
+            store.upsert_dag("d")
+        assert isinstance(locked.value, TransientStoreError)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
