@@ -333,26 +333,26 @@ def test_locked_sqlite_raises_and_loses_nothing(sqlite_url: str) -> None:
 
 def test_claim_moves_only_rows_in_from_states(store: Store) -> None:
     run_pk = make_run(store, tasks=3)
-    assert store.claim_task_instances(run_pk, ["t2", "t0", "zz"], "host-a") == ["t2", "t0"]
-    assert store.claim_task_instances(run_pk, ["t0", "t1", "t2"], "host-b") == ["t1"]
+    assert list(store.claim_task_instances(run_pk, ["t2", "t0", "zz"], "host-a")) == ["t2", "t0"]
+    assert list(store.claim_task_instances(run_pk, ["t0", "t1", "t2"], "host-b")) == ["t1"]
     tis = {ti["task_id"]: ti for ti in store.get_task_instances(run_pk)}
     assert {k: (v["state"], v["claimed_by"]) for k, v in tis.items()} == {
         "t0": ("queued", "host-a"), "t1": ("queued", "host-b"), "t2": ("queued", "host-a")}
     assert tis["t0"]["queued_at"].tzinfo is not None
-    assert store.claim_task_instances(run_pk, ["t0"], "host-c", from_states=("queued",), to_state="running") == ["t0"]
-    assert store.claim_task_instances(run_pk, [], "host-c") == []
+    assert list(store.claim_task_instances(run_pk, ["t0"], "host-c", from_states=("queued",), to_state="running")) == ["t0"]
+    assert list(store.claim_task_instances(run_pk, [], "host-c")) == []
 
 
 def test_a_claim_writes_the_try_it_starts_in_the_same_update(store: Store) -> None:
     run_pk = make_run(store, tasks=3)
     before = {ti["task_id"]: ti["try_number"] for ti in store.get_task_instances(run_pk)}
-    assert store.claim_task_instances(run_pk, ["t0", "t1"], "host-a", try_numbers={"t0": 1, "t1": 3}) == ["t0", "t1"]
+    assert list(store.claim_task_instances(run_pk, ["t0", "t1"], "host-a", try_numbers={"t0": 1, "t1": 3})) == ["t0", "t1"]
     # host-b asks for t1 again: it is taken, so neither its state nor its try changes
-    assert store.claim_task_instances(run_pk, ["t1", "t2"], "host-b", try_numbers={"t1": 9, "t2": 2}) == ["t2"]
+    assert list(store.claim_task_instances(run_pk, ["t1", "t2"], "host-b", try_numbers={"t1": 9, "t2": 2})) == ["t2"]
     tis = {ti["task_id"]: ti for ti in store.get_task_instances(run_pk)}
     assert {k: (v["try_number"], v["claimed_by"]) for k, v in tis.items()} == {
         "t0": (1, "host-a"), "t1": (3, "host-a"), "t2": (2, "host-b")}
-    assert store.claim_task_instances(run_pk, ["t0"], "host-c", from_states=("queued",)) == ["t0"]
+    assert list(store.claim_task_instances(run_pk, ["t0"], "host-c", from_states=("queued",))) == ["t0"]
     assert store.get_task_instance("etl", "manual__1", "t0")["try_number"] == 1  # no try given: kept
     assert before != {k: v["try_number"] for k, v in tis.items()}
 
@@ -372,7 +372,7 @@ def test_concurrent_claims_take_each_task_instance_once(store_url: str, store: S
             with Store(store_url, busy_timeout=10) as own:  # its own engine: a separate host
                 barrier.wait()
                 for start in range(0, len(order), 5):
-                    mine += own.claim_task_instances(run_pk, order[start:start + 5], name)
+                    mine += list(own.claim_task_instances(run_pk, order[start:start + 5], name))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         claimed[name] = mine
@@ -394,7 +394,7 @@ def test_concurrent_claims_take_each_task_instance_once(store_url: str, store: S
 
 def _claim_in_process(url: str, run_pk: int, task_ids: list[str], name: str, queue: Any) -> None:
     with Store(url, busy_timeout=10) as store:
-        queue.put((name, store.claim_task_instances(run_pk, task_ids, name)))
+        queue.put((name, list(store.claim_task_instances(run_pk, task_ids, name))))
 
 
 def test_concurrent_claims_across_processes(store_url: str, store: Store) -> None:

@@ -143,6 +143,9 @@ task_instance = Table(
     Column("error", Text),
     Column("claimed_by", String(ID)),
     Column("updated_at", UTCDateTime),
+    # The claim's fence: every claim (and adoption, clear, mark) raises it by one, and a host's write
+    # of this row lands only while the row still has the fence that host holds (see Store.record).
+    Column("fence", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("run_pk", "task_id"),
     Index("ix_task_instance_state", "state"),
 )
@@ -161,6 +164,9 @@ task_try = Table(
     Column("pid", Integer),
     Column("log_path", Text),
     Column("error", Text),
+    # The fence of the claim that started the try (or of the host that adopted it): only its holder
+    # writes the try's outcome. NULL for tries recorded without a claim (dag.test(), before 0004).
+    Column("fence", Integer),
     PrimaryKeyConstraint("run_pk", "task_id", "try_number"),
 )
 

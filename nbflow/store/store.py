@@ -11,7 +11,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, case, delete, func, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    inspect,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
@@ -31,6 +44,9 @@ if TYPE_CHECKING:
 _dag, _run, _ti = schema.dag, schema.dag_run, schema.task_instance
 _try, _output, _import_error, _event = schema.task_try, schema.task_output, schema.import_error, schema.event
 _host, _pool = schema.scheduler_host, schema.pool
+#: what every claim, adoption, clear or mark sets a task instance's fence to (a literal, not a bound
+#: parameter, so the hot path's precompiled statements need no value for it)
+_NEXT_FENCE = _ti.c.fence + literal_column("1")
 #: task instance states that a host holds: it claimed them and is (about to be) running them
 HELD_STATES = ("queued", "running")
 
@@ -165,15 +181,19 @@ class Store:
             self._statements[cache_key] = statement
         return statement
 
-    def _task_update(self, keys: frozenset[str]) -> Executable:
-        cache_key = ("task_update", keys)
+    def _task_update(self, keys: frozenset[str], fenced: bool) -> Executable:
+        """A fenced update writes only a row that still has the writer's fence; an unfenced one
+        (outside any claim) raises the fence, so the row's holder is refused from then on."""
+        cache_key = ("task_update", keys, fenced)
         statement = self._statements.get(cache_key)
         if statement is None:
-            statement = (
-                update(_ti)
-                .where(_ti.c.run_pk == bindparam("w_run_pk"), _ti.c.task_id == bindparam("w_task_id"))
-                .values({key: bindparam(f"v_{key}") for key in keys})
-            )
+            where = [_ti.c.run_pk == bindparam("w_run_pk"), _ti.c.task_id == bindparam("w_task_id")]
+            values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in keys}
+            if fenced:
+                where.append(_ti.c.fence == bindparam("w_fence"))
+            else:
+                values["fence"] = _NEXT_FENCE
+            statement = update(_ti).where(*where).values(values)
             self._statements[cache_key] = statement
         return statement
 
@@ -348,38 +368,77 @@ class Store:
         from_states: Iterable[str] = ("scheduled",),
         to_state: str = "queued",
         try_numbers: Mapping[str, int] | None = None,
-    ) -> list[str]:
+        seen: Mapping[str, int] | None = None,
+        hostname: str | None = None,
+    ) -> dict[str, int]:
         """Move the task instances still in ``from_states`` to ``to_state`` for ``host_id``.
 
-        Returns the task ids this call claimed, in the order asked; a task instance another host
-        claimed first is left out, so whoever gets it back runs it and nobody else does.
-        ``try_numbers`` (task id -> the try about to start) are written in the same update: a host
-        killed right after it started the try leaves that number behind, so whoever takes the task
-        over counts the try as lost and starts the next one, never the same one again.
+        Returns ``{task_id: fence}`` for the task instances this call claimed, in the order asked;
+        one another host claimed first is left out, so whoever gets it runs it and nobody else does.
+        Each claim raises the row's fence by one, in the same update, and hands it to the claimer:
+        the claimer's later writes of that task instance carry it (see :meth:`record`).
+
+        ``seen`` (task id -> the fence the claimer last read) makes the claim a compare-and-swap: a
+        row whose fence moved since (someone claimed, adopted, cleared or marked it) is not taken,
+        so a host never starts a try decided from a stale view. With ``seen``, a row this host
+        still holds with exactly that fence may be claimed from any state: its outcome is in this
+        host's write buffer, and it is starting the task's next try.
+
+        ``try_numbers`` (task id -> the try about to start) are written in the same update, and the
+        try's row is created with them, carrying the claim's fence: a host killed right after the
+        claim leaves the try behind in the history, and whoever takes the task over fails that try
+        and starts the next one, never the same one again.
         """
         if not task_ids:
-            return []
+            return {}
         states = [str(state) for state in from_states]
         now = _now()
-        values: dict[str, Any] = {"state": str(to_state), "claimed_by": host_id, "updated_at": now}
+        values: dict[str, Any] = {"state": str(to_state), "claimed_by": host_id, "updated_at": now,
+                                  "fence": _NEXT_FENCE}
         if str(to_state) == "queued":
             values["queued_at"] = now
         if try_numbers:
             values["try_number"] = case(dict(try_numbers), value=_ti.c.task_id, else_=_ti.c.try_number)
-        wanted = (_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.state.in_(states))
+        wanted: tuple[Any, ...] = (_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)))
+        if seen is None:
+            wanted += (_ti.c.state.in_(states),)
+        else:
+            asked = [(task_id, int(seen.get(task_id, 0))) for task_id in dict.fromkeys(task_ids)]
+            wanted += (tuple_(_ti.c.task_id, _ti.c.fence).in_(asked),
+                       or_(_ti.c.state.in_(states), _ti.c.claimed_by == host_id))
+        returned = (_ti.c.task_id, _ti.c.fence)
         with write_transaction(self._engine, self.url) as conn:
             if self._dialect == "postgresql":
                 locked = conn.execute(
-                    select(_ti.c.id, _ti.c.task_id).where(*wanted).with_for_update(skip_locked=True)
-                ).all()
-                if locked:
-                    conn.execute(update(_ti).where(_ti.c.id.in_([row.id for row in locked])).values(values))
-                claimed = {row.task_id for row in locked}
+                    select(_ti.c.id).where(*wanted).with_for_update(skip_locked=True)
+                ).scalars().all()
+                claimed = dict(conn.execute(
+                    update(_ti).where(_ti.c.id.in_(locked)).values(values).returning(*returned)
+                ).all()) if locked else {}
             else:
                 # Inside BEGIN IMMEDIATE this host is the only writer, so one conditional UPDATE
                 # decides atomically.
-                claimed = set(conn.execute(update(_ti).where(*wanted).values(values).returning(_ti.c.task_id)).scalars())
-        return [task_id for task_id in dict.fromkeys(task_ids) if task_id in claimed]
+                claimed = dict(conn.execute(update(_ti).where(*wanted).values(values).returning(*returned))
+                               .all())
+            if claimed and try_numbers:
+                rows = [{"run_pk": run_pk, "task_id": task_id, "try_number": int(try_numbers[task_id]),
+                         "state": str(to_state), "start_date": now, "hostname": hostname, "fence": fence}
+                        for task_id, fence in claimed.items() if task_id in try_numbers]
+                if rows:
+                    self._many(conn, self._try_claim_upsert(), rows)
+        return {task_id: claimed[task_id] for task_id in dict.fromkeys(task_ids) if task_id in claimed}
+
+    def _try_claim_upsert(self) -> Executable:
+        """The try row a claim writes; a reschedule goes on with its try, keeping its first start."""
+        statement = self._statements.get("try_claim")
+        if statement is None:
+            insert = self._insert(_try)
+            statement = insert.on_conflict_do_update(
+                index_elements=list(_TRY_PK),
+                set_={key: insert.excluded[key] for key in ("state", "hostname", "fence")},
+            )
+            self._statements["try_claim"] = statement
+        return statement
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -392,33 +451,41 @@ class Store:
         outputs: Sequence[Mapping[str, Any]] = (),
         events: Sequence[Mapping[str, Any]] = (),
         run_changes: Mapping[str, Any] | None = None,
-        owner: str | None = None,
+        fenced: bool = False,
     ) -> list[str]:
         """Apply one batch of outcomes of run ``run_pk`` in one transaction.
-
-        With ``owner`` (a scheduler host id), changes, tries and outputs of task instances that this
-        host no longer holds (another host adopted them when this one looked dead) are dropped, and
-        their task ids are returned: the store keeps one writer per task instance.
 
         ``task_changes`` are dicts with ``task_id`` and the task_instance columns to set;
         ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones),
         ``events`` event rows, ``run_changes`` dag_run columns to set. Either all of it is stored
         or none: a crash between two parts would leave a task finished without its output.
+
+        The fencing rule: a scheduler host writes with ``fenced``, and then every task change and
+        output carries the ``fence`` the host holds for that task instance (from its claim, or the
+        one it last read for a task it only plans), and every try row the fence of its try. A row is
+        written only while it still has that fence, checked in the UPDATE's own WHERE clause (in the
+        upsert's conflict clause for tries), so a write buffered before a newer claim, adoption,
+        clear or mark can never land over it. The task ids of refused changes and outputs are
+        returned: that host's view of them is stale. Unfenced writes (``dag.test()``, ``mark``) are
+        outside any claim: they raise the fence of each row they change, so whoever held it is
+        refused from then on.
         """
         now = _now()
         with write_transaction(self._engine, self.url) as conn:
-            lost: list[str] = []
-            if owner is not None and task_changes:
-                # Checked inside the write transaction: checked before it, an adoption could land
-                # between the check and the write, and this host would overwrite its successor.
-                lost = self._not_held(conn, run_pk, [c["task_id"] for c in task_changes], owner)
-                if lost:
-                    gone = set(lost)
-                    task_changes = [c for c in task_changes if c["task_id"] not in gone]
-                    tries = [t for t in tries if t["task_id"] not in gone]
-                    outputs = [o for o in outputs if o["task_id"] not in gone]
-            self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes)
-        return lost
+            refused: list[str] = []
+            if fenced and (task_changes or outputs):
+                current = self._fences(conn, run_pk, {item["task_id"] for item in (*task_changes, *outputs)})
+                refused = list(dict.fromkeys(
+                    item["task_id"] for item in (*task_changes, *outputs)
+                    if current.get(item["task_id"]) != _fence_of(item)
+                ))
+                if refused:
+                    stale = set(refused)
+                    task_changes = [c for c in task_changes if c["task_id"] not in stale]
+                    outputs = [o for o in outputs if o["task_id"] not in stale]
+                outputs = [{k: v for k, v in o.items() if k != "fence"} for o in outputs]
+            self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes, fenced)
+        return refused
 
     def _write_batch(
         self,
@@ -430,11 +497,13 @@ class Store:
         outputs: Sequence[Mapping[str, Any]],
         events: Sequence[Mapping[str, Any]],
         run_changes: Mapping[str, Any] | None,
+        fenced: bool,
     ) -> None:
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         for change in task_changes:
             keys = set(change)
             keys.discard("task_id")
+            keys.discard("fence")
             _check_keys(_ti, keys, fixed=("id", "run_pk", "dag_id", "run_id"))
             params = {f"v_{key}": change[key] for key in keys}
             if "updated_at" not in keys:
@@ -442,8 +511,14 @@ class Store:
                 params["v_updated_at"] = now
             params["w_run_pk"] = run_pk
             params["w_task_id"] = change["task_id"]
+            if fenced:
+                params["w_fence"] = _fence_of(change)
             groups.setdefault(frozenset(keys), []).append(params)
         try_rows = _full_rows(_try, tries, run_pk=run_pk) if tries else ()
+        if fenced:
+            for row in try_rows:
+                if row["fence"] is None:
+                    raise TypeError(f"fenced write of a try without its fence: {row!r}")
         output_rows = _full_rows(_output, outputs, run_pk=run_pk) if outputs else ()
         for row in output_rows:
             if row["created_at"] is None:
@@ -452,9 +527,9 @@ class Store:
         if run_changes:
             _check_keys(_run, run_changes, fixed=("id",))
         for keys, params in groups.items():
-            self._many(conn, self._task_update(keys), params)
+            self._many(conn, self._task_update(keys, fenced), params)
         if try_rows:
-            self._many(conn, self._upsert(_try, _TRY_KEYS, _TRY_PK), try_rows)
+            self._many(conn, self._try_upsert(fenced), try_rows)
         if output_rows:
             self._many(conn, self._upsert(_output, _OUTPUT_KEYS, _OUTPUT_PK), output_rows)
         if event_rows:
@@ -462,14 +537,30 @@ class Store:
         if run_changes:
             self._many(conn, self._run_update(frozenset(run_changes)), [{**run_changes, "w_run_pk": run_pk}])
 
-    def _not_held(self, conn: Connection, run_pk: int, task_ids: list[str], owner: str) -> list[str]:
-        """Of ``task_ids``, those claimed by another host. A task instance no host claims (a
-        dag.test() run) or claimed by ``owner`` is held. On PostgreSQL the rows stay locked until
-        the transaction ends, so no adoption can slip in before the write."""
-        query = select(_ti.c.task_id, _ti.c.claimed_by).where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(task_ids))
+    def _fences(self, conn: Connection, run_pk: int, task_ids: set[str]) -> dict[str, int]:
+        """The fence each of ``task_ids`` has now. On PostgreSQL the rows stay locked until the
+        transaction ends (SQLite's BEGIN IMMEDIATE already excludes every other writer), so the
+        caller learns exactly which of its writes the fenced UPDATE will refuse."""
+        query = select(_ti.c.task_id, _ti.c.fence).where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)))
         if self._dialect == "postgresql":
             query = query.order_by(_ti.c.id).with_for_update()  # one lock order for every host
-        return [row.task_id for row in conn.execute(query) if row.claimed_by is not None and row.claimed_by != owner]
+        return dict(conn.execute(query).all())
+
+    def _try_upsert(self, fenced: bool) -> Executable:
+        """A try's outcome over the row its claim wrote: what the outcome does not know (a try
+        taken over from a dead host has no start, host or pid of its own) keeps the claim's value;
+        a fenced outcome lands only if the try still has the writer's fence."""
+        cache_key = ("try_upsert", fenced)
+        statement = self._statements.get(cache_key)
+        if statement is None:
+            insert = self._insert(_try)
+            kept = ("start_date", "hostname", "pid", "log_path")
+            changed = {key: (func.coalesce(insert.excluded[key], _try.c[key]) if key in kept else insert.excluded[key])
+                       for key in _TRY_KEYS if key not in _TRY_PK}
+            where = or_(_try.c.fence.is_(None), _try.c.fence == insert.excluded.fence) if fenced else None
+            statement = insert.on_conflict_do_update(index_elements=list(_TRY_PK), set_=changed, where=where)
+            self._statements[cache_key] = statement
+        return statement
 
     def _event_rows(self, events: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
         rows = _full_rows(_event, events)
@@ -602,20 +693,36 @@ class Store:
                 select(_ti).where(_ti.c.claimed_by.in_(list(host_ids)), _ti.c.state.in_(HELD_STATES))
             ))
 
-    def adopt(self, run_pk: int, task_ids: Sequence[str], from_host: str, to_host: str) -> list[str]:
-        """Take over task instances a dead host held; returns those this call took (atomic: of two
-        hosts adopting at once, each task instance goes to one)."""
+    def adopt(self, run_pk: int, task_ids: Sequence[str], from_host: str, to_host: str) -> dict[str, tuple[int, int]]:
+        """Take over task instances a dead host held; returns ``{task_id: (fence, try_number)}`` for
+        those this call took (atomic: of two hosts adopting at once, each task instance goes to one).
+
+        An adoption is a claim: it raises each row's fence and gives the try in progress the new
+        fence too, so the adopter records how that try ended and the dead host, should it come back,
+        writes neither the task instance nor its try.
+        """
         if not task_ids:
-            return []
+            return {}
         with write_transaction(self._engine, self.url) as conn:
-            taken = conn.execute(
-                update(_ti)
-                .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.claimed_by == from_host,
-                       _ti.c.state.in_(HELD_STATES))
-                .values(claimed_by=to_host, updated_at=_now())
-                .returning(_ti.c.task_id)
-            ).scalars()
-            return list(taken)
+            taken = {
+                task_id: (fence, try_number)
+                for task_id, fence, try_number in conn.execute(
+                    update(_ti)
+                    .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.claimed_by == from_host,
+                           _ti.c.state.in_(HELD_STATES))
+                    .values(claimed_by=to_host, updated_at=_now(), fence=_NEXT_FENCE)
+                    .returning(_ti.c.task_id, _ti.c.fence, _ti.c.try_number)
+                ).all()
+            }
+            if taken:
+                conn.execute(
+                    update(_try)
+                    .where(_try.c.run_pk == run_pk, _try.c.task_id == bindparam("w_task_id"),
+                           _try.c.try_number == bindparam("w_try"))
+                    .values(fence=bindparam("w_fence")),
+                    [{"w_task_id": t, "w_try": n, "w_fence": f} for t, (f, n) in taken.items()],
+                )
+            return taken
 
     # -- pools ----------------------------------------------------------------------------------
 
@@ -673,7 +780,8 @@ class Store:
             update(_ti)
             .where(_ti.c.run_pk == run_pk, _ti.c.task_id == bindparam("w_task_id"))
             .values(state="none", claimed_by=None, next_retry_at=None, end_date=None, duration=None, error=None,
-                    updated_at=bindparam("w_now"), max_tries=_ti.c.try_number + bindparam("w_allowance"))
+                    updated_at=bindparam("w_now"), max_tries=_ti.c.try_number + bindparam("w_allowance"),
+                    fence=_NEXT_FENCE)  # whoever planned or held these before is refused now
         )
         now = _now()
         params = [{"w_task_id": t, "w_now": now, "w_allowance": int(n) + 1} for t, n in retries.items()]
@@ -696,6 +804,13 @@ _TRY_PK = ("run_pk", "task_id", "try_number")
 _TRY_KEYS = tuple(sorted(_COLUMNS["task_try"]))
 _OUTPUT_PK = ("run_pk", "task_id")
 _OUTPUT_KEYS = tuple(sorted(_COLUMNS["task_output"]))
+
+
+def _fence_of(item: Mapping[str, Any]) -> int:
+    try:
+        return int(item["fence"])
+    except KeyError:
+        raise TypeError(f"fenced write without the writer's fence: {dict(item)!r}") from None
 
 
 def open_store(settings: Settings | None = None, *, create: bool = True) -> Store:
