@@ -5,11 +5,13 @@ executor, and records outcomes: it is the one writer of the run's outcomes. It i
 owns it feeds it outcomes and asks it to dispatch. ``dag.test()`` owns one driver (``run()``); the
 scheduler owns one per active run and shares one executor between them.
 
-Under a scheduler host (``host_id`` given) the store stays the referee: a task instance is claimed
-with an atomic update before it is dispatched, and outcomes are written only for task instances the
-host still holds, so two hosts never run one task instance and a host that was taken for dead cannot
-overwrite what its successor decided. Writes are coalesced: while tasks flow, everything decided
-goes out in one transaction per ``FLUSH_INTERVAL``.
+Under a scheduler host (``host_id`` given) the store stays the referee, through fenced claims. A
+task instance is claimed with an atomic compare-and-swap on the fence this driver last read; the
+claim raises the fence, hands it to the driver and writes the try's row. Every later write of that
+task instance (state, try, output) carries the fence it was decided under, and the store refuses it
+once the row's fence has moved (another host claimed or adopted it, a user cleared or marked it), so
+a write buffered before a newer claim never lands over it. Writes are coalesced: while tasks flow,
+everything decided goes out in one transaction per ``FLUSH_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class RunDriver:
         self.decisions: dict[str, Decision] = {}
         self.running: set[str] = set()
         self.elsewhere: set[str] = set()                 # claimed by another host
+        self.fences: dict[str, int] = {}                 # the fence each task had when last read or claimed
+        self.orphaned: set[str] = set()                  # held by this host in the store, run by no driver
+        self._taken_over: set[str] = set()               # lost tries of a dead host, being recorded
         self.ready: list[str] = []
         self._ready_sorted = True
         self._log_folder_made = False
@@ -114,6 +119,10 @@ class RunDriver:
                 continue
             state = TaskState(row["state"])
             self.try_numbers[task_id] = row["try_number"] or 0
+            self.fences[task_id] = row.get("fence") or 0
+            if (state in (S.QUEUED, S.RUNNING) and self.host_id is not None
+                    and row.get("claimed_by") == self.host_id):
+                self.orphaned.add(task_id)
             if row.get("max_tries"):
                 self.max_tries[task_id] = row["max_tries"]
             if state in (S.QUEUED, S.RUNNING):
@@ -140,9 +149,17 @@ class RunDriver:
         """Mark the run running and plan it from the states it has (new, or resumed)."""
         if self.run_state is RunState.QUEUED:
             self.run_state = RunState.RUNNING
-            self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+            if self.host_id is None:
+                self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+            else:
+                # Written now, not buffered: a host that dies before its first flush must not leave
+                # its run "queued" under tasks it claimed, which other hosts would take for a run
+                # cleared from outside. False means another host started it first: nothing to do.
+                self.store.claim_run(self.run_pk, ("queued",), RunState.RUNNING.value, start_date=utcnow())
+                observers.notify(self.dag.dag_id, self.run_id, None, RunState.RUNNING.value)
         else:  # resumed: views in this process learn that it is driven here now
             observers.notify(self.dag.dag_id, self.run_id, None, self.run_state.value)
+        self._fail_orphans()
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
 
@@ -150,8 +167,21 @@ class RunDriver:
         """Re-read task states another host may have changed, and plan again."""
         self.flush()
         self._load(self.store.get_task_instances(self.run_pk))
+        self._fail_orphans()
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
+
+    def _fail_orphans(self) -> None:
+        """Task instances this host holds in the store that this driver does not run: an earlier
+        driver of this host for the run was replaced without their outcome. Nobody else adopts them
+        while this host beats, so their try counts as lost here, and is retried by its policy."""
+        for task_id in sorted(self.orphaned - self.running):
+            self.lost(task_id, (
+                f"WorkerLostError: scheduler host {self.host_id} lost track of try "
+                f"{self.try_numbers.get(task_id, 0)} of this task; the try counts as failed and is retried "
+                "if retries are left"
+            ))
+        self.orphaned.clear()
 
     @property
     def done(self) -> bool:
@@ -204,9 +234,18 @@ class RunDriver:
         if self.host_id is not None:
             # No flush first: a ready task's stored state is claimable whatever is still pending,
             # and the pending changes merge to "running" once this task starts.
-            claimed = set(self.store.claim_task_instances(
-                self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running",
-                try_numbers={task_id: self._next_try(task_id) for task_id in chosen}))
+            try:
+                claimed = self.store.claim_task_instances(
+                    self.run_pk, chosen, self.host_id, from_states=self.CLAIMABLE, to_state="running",
+                    try_numbers={task_id: self._next_try(task_id) for task_id in chosen},
+                    seen={task_id: self.fences.get(task_id, 0) for task_id in chosen}, hostname=self.hostname)
+            except StoreError:
+                # The store did not answer: the tasks stay ready for when it does. Should the claim
+                # have landed all the same, the store names them held by this host and the re-read
+                # after the outage (refresh) counts those tries as lost, never runs them twice.
+                self._unchoose(chosen)
+                raise
+            self._took(claimed)
             for task_id in chosen:
                 if task_id not in claimed:
                     self.elsewhere.add(task_id)
@@ -228,6 +267,22 @@ class RunDriver:
                 raise
         return len(chosen), missed
 
+    def _unchoose(self, chosen: list[str]) -> None:
+        """Give tasks taken off the ready list for a claim that failed back their place and slots."""
+        for task_id in chosen:
+            task = self.dag.task_dict[task_id]
+            self.pools.release(task.pool, task.pool_slots)
+            self._make_ready(task_id)
+
+    def _took(self, fences: dict[str, int]) -> None:
+        """This host now holds these task instances with these fences. What it buffered for them
+        before was decided under an older fence: the store would refuse it, so it is dropped here."""
+        if not fences:
+            return
+        self.fences.update(fences)
+        if self._task_changes:
+            self._task_changes = [c for c in self._task_changes if c["task_id"] not in fences]
+
     def _priority(self, task_id: str) -> tuple[int, int]:
         return (-self.dag.task_dict[task_id].priority_weight, self.order[task_id])
 
@@ -242,6 +297,8 @@ class RunDriver:
 
     def _start(self, task_id: str, executor: Executor) -> None:
         task = self.dag.task_dict[task_id]
+        # first, as the one step that may need the store: if it fails, nothing here has changed yet
+        upstream = self._upstream_outputs(task)
         try_number = self._next_try(task_id)
         self.try_numbers[task_id] = try_number
         now = utcnow()
@@ -296,8 +353,6 @@ class RunDriver:
                 from nbflow.outputs import decode
 
                 try:
-        # first, as the one step that may need the store: if it fails, nothing here has changed yet
-        upstream = self._upstream_outputs(task)
                     followed = task.followed_task_ids(decode(*self.outputs[task_id]))
                 except NbflowError:
                     followed = None
@@ -323,12 +378,21 @@ class RunDriver:
         if finished:
             self._apply(plan_after(self.dag, finished, self.states, self.decisions).changes)
 
-    def lost(self, task_id: str, reason: str) -> None:
-        """A task instance whose host died while it ran: a failed try, retried by its policy."""
+    def lost(self, task_id: str, reason: str, *, fence: int | None = None, try_number: int | None = None) -> None:
+        """A task instance whose host died while it ran: a failed try, retried by its policy.
+
+        ``fence`` and ``try_number`` are what the adoption returned: the try that was lost is the
+        one the store holds, whatever this driver read before."""
         from nbflow.executors import Outcome
 
         self.elsewhere.discard(task_id)
+        self.orphaned.discard(task_id)
+        if fence is not None:
+            self._took({task_id: fence})
+        if try_number is not None:
+            self.try_numbers[task_id] = try_number
         self.try_numbers[task_id] = max(self.try_numbers.get(task_id, 0), 1)
+        self._taken_over.add(task_id)
         self.handle(Outcome(key=(self.run_pk, task_id), ok=False, error=None, traceback=reason))
 
     def _handle(self, outcome: Outcome) -> str | None:
@@ -387,7 +451,12 @@ class RunDriver:
         path = self._log_path(task_id, try_number)
         common["log_path"] = path if logged or path in self._appended else None
         self._set(task_id, state, error=error_text, **common)
-        self._record_try(task_id, state, start, error_text, common)
+        if task_id in self._taken_over:
+            # the try ran on the dead host: its row keeps the start and host its claim wrote
+            self._taken_over.discard(task_id)
+            self._record_try(task_id, state, None, error_text, {**common, "hostname": None})
+        else:
+            self._record_try(task_id, state, start, error_text, common)
         return None if retrying else task_id
 
     def _reschedule(self, task_id: str, when: datetime, common: dict[str, Any], logged: bool) -> None:
@@ -397,6 +466,9 @@ class RunDriver:
         path = self._log_path(task_id, self.try_numbers[task_id])
         self._set(task_id, S.UP_FOR_RESCHEDULE, next_retry_at=when, end_date=common["end_date"],
                   duration=common["duration"], log_path=path if logged else None)
+        if self.host_id is not None:  # its claim wrote the try "running"; it waits now
+            self._record_try(task_id, S.UP_FOR_RESCHEDULE, self.first_attempt[task_id], None,
+                             {**common, "log_path": path if logged else None})
         self._events.append(self._event("rescheduled", task_id, {"at": when.isoformat()}))
         return None
 
@@ -476,6 +548,8 @@ class RunDriver:
             row = output_row(task.task_id, encoded,
                              artifact_path=self._write_artifact(task.task_id, encoded.kind, encoded.data))
         row["created_at"] = utcnow()
+        if self.host_id is not None:
+            row["fence"] = self.fences.get(task.task_id, 0)
         self._outputs.append(row)
         return None
 
@@ -489,8 +563,11 @@ class RunDriver:
             path.write_bytes(data)
         return str(path)
 
-    def _record_try(self, task_id: str, state: TaskState, start: datetime, error: str | None, common: dict[str, Any]) -> None:
+    def _record_try(self, task_id: str, state: TaskState, start: datetime | None, error: str | None,
+                    common: dict[str, Any]) -> None:
         row = {k: v for k, v in common.items() if k != "next_retry_at"}
+        if self.host_id is not None:
+            row["fence"] = self.fences.get(task_id, 0)
         self._tries.append({"task_id": task_id, "try_number": self.try_numbers[task_id], "state": state.value,
                             "start_date": start, "error": error, **row})
 
@@ -558,7 +635,10 @@ class RunDriver:
     def _set(self, task_id: str, state: TaskState, **columns: Any) -> None:
         check_task_transition(self.states[task_id], state)
         self.states[task_id] = state
-        self._task_changes.append({"task_id": task_id, "state": state.value, **columns})
+        change = {"task_id": task_id, "state": state.value, **columns}
+        if self.host_id is not None:
+            change["fence"] = self.fences.get(task_id, 0)
+        self._task_changes.append(change)
         if observers.active:
             observers.notify(self.dag.dag_id, self.run_id, task_id, state.value)
 
@@ -584,9 +664,11 @@ class RunDriver:
         lost = self.store.record(
             self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
             outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
-            owner=self.host_id,
+            fenced=self.host_id is not None,
         )
-        for task_id in lost:  # another host adopted these while this one looked dead: theirs now
+        for task_id in lost:
+            # Their fence moved since this host read or claimed them (another host claimed or
+            # adopted them, a user cleared or marked them): read them again before planning them.
             self.elsewhere.add(task_id)
         self._task_changes, self._tries, self._outputs, self._events = [], [], [], []
         self._run_changes = {}
@@ -596,9 +678,9 @@ class RunDriver:
 def _merge_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One change per task: later values win, so a task that ran and finished within one turn is
     written once."""
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[tuple[str, int | None], dict[str, Any]] = {}
     for change in changes:
-        merged.setdefault(change["task_id"], {}).update(change)
+        merged.setdefault((change["task_id"], change.get("fence")), {}).update(change)
     return list(merged.values())
 
 

@@ -282,6 +282,11 @@ class Scheduler:
     def _poll(self) -> None:
         """Pick up what others changed: paused flags, runs created elsewhere, tasks others ran."""
         assert self.store is not None
+        # Write what is decided first: a run row still "queued" under this host's buffered start
+        # must not look like a run cleared from outside (that would replace its driver and drop the
+        # outcomes it holds, such as the failed try of a task adopted from a dead host).
+        for driver in self.drivers.values():
+            driver.flush()
         self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
         self.pools.refresh(self.store)
         active = self.store.list_runs(None, limit=None, states=("queued", "running"))
@@ -445,11 +450,11 @@ class Scheduler:
                     continue
             taken = self.store.adopt(run_pk, task_ids, from_host, self.host_id)
             host = names[from_host]
-            for task_id in taken:
+            for task_id, (fence, try_number) in taken.items():
                 driver.lost(task_id, (
                     f"WorkerLostError: scheduler host {from_host} (pid {host['pid']} on {host['hostname']}) "
                     "stopped while this task ran; the try counts as failed and is retried if retries are left"
-                ))
+                ), fence=fence, try_number=try_number)
                 adopted.append(f"{driver.run_id}:{task_id}")
         return adopted
 

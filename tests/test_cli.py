@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli.conftest import nbflow
 
 ETL = '''
 from nbflow import dag, task
@@ -54,14 +55,6 @@ def home(nbflow_home: Path) -> Path:
     (dags / "broken.py").write_text(textwrap.dedent(BROKEN))
     (dags / "failing.py").write_text(textwrap.dedent(FAILING))
     return nbflow_home
-
-
-def nbflow(*args: str, home: Path, check: int | None = 0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NBFLOW_HOME": str(home), **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "nbflow", *args], capture_output=True, text=True, env=env, timeout=120)
-    if check is not None:
-        assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def test_dags_list_shows_dags_and_import_errors(home: Path) -> None:
