@@ -115,6 +115,8 @@ class DAG:
         self.params = dict(params or {})
         self.tags = sorted(set(tags or ()))
         self.owner = owner or self.default_args.get("owner") or "nbflow"
+        if not isinstance(self.owner, str):
+            raise InvalidOptionError("owner", self.owner, "a name, as text", dag_id)
         self.description = description
         self.doc_md = doc_md
         self.max_active_runs = _at_least_one("max_active_runs", max_active_runs, dag_id)
@@ -167,6 +169,16 @@ class DAG:
         pop_dag(self._token)
         if exc_type is None:
             self.validate()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A DAG travels whole (from the process that parsed its file): the authoring token is only
+        # meaningful in the process that made it.
+        return {**self.__dict__, "_token": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for task in self.task_dict.values():  # a pickled task leaves its DAG behind (BaseOperator.__getstate__)
+            task.dag = self
 
     def add_task(self, task: BaseOperator) -> None:
         check_id("task_id", task.task_id, self.dag_id)

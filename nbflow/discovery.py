@@ -25,6 +25,7 @@ import stat
 import sys
 import traceback
 import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,6 +112,9 @@ def _namespace() -> object:
 def _summary(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    if isinstance(exc, SystemExit):
+        return (f"SystemExit: the file called sys.exit({exc.code!r}) while loading; a DAG file must only define "
+                "DAGs, never end its process")
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -203,9 +207,20 @@ def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Import
     return files, failures
 
 
-def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
-    """Load DAG files and folders of DAG files."""
+#: loads a batch of DAG files: each file's resolved path -> the DAGs it built, or how it failed
+Loader = Callable[[list[Path]], Mapping[str, "tuple[list[DAG], ImportFailure | None]"]]
+
+
+def load_here(files: list[Path]) -> dict[str, tuple[list[DAG], ImportFailure | None]]:
+    """Load DAG files in this process (a notebook kernel defining its own DAGs); scheduler hosts and
+    commands load them in a separate process instead (:mod:`nbflow.dagparsing`)."""
+    return {str(file.resolve()): load_file(file) for file in files}
+
+
+def collect(paths: list[str | os.PathLike[str]], *, load: Loader | None = None) -> DagBag:
+    """Load DAG files and folders of DAG files, with ``load`` (default: in this process)."""
     bag = DagBag()
+    found: list[Path] = []
     for entry in paths:
         entry_path = Path(entry)
         if not entry_path.exists() and entry_path.is_symlink():  # a link loop, or a link to nothing
@@ -229,22 +244,25 @@ def collect(paths: list[str | os.PathLike[str]]) -> DagBag:
             bag.failures[failure.fileloc] = failure
         for file in files:
             bag.files.append(str(file.resolve()))
-            dags, failure = load_file(file)
-            if failure is not None:
-                bag.failures[failure.fileloc] = failure
+            found.append(file)
+    loaded = (load or load_here)(found)
+    for file in found:
+        fileloc = str(file.resolve())
+        dags, failure = loaded[fileloc]
+        if failure is not None:
+            bag.failures[failure.fileloc] = failure
+            continue
+        for built in dags:
+            other = bag.dags.get(built.dag_id)
+            if other is not None and other is not built:
+                bag.failures[fileloc] = ImportFailure(
+                    fileloc,
+                    f"DagDefinitionError: DAG id '{built.dag_id}' is already defined in {other.fileloc}; "
+                    "give one of them another dag_id",
+                    "",
+                )
                 continue
-            for built in dags:
-                other = bag.dags.get(built.dag_id)
-                if other is not None and other is not built:
-                    fileloc = str(file.resolve())
-                    bag.failures[fileloc] = ImportFailure(
-                        fileloc,
-                        f"DagDefinitionError: DAG id '{built.dag_id}' is already defined in {other.fileloc}; "
-                        "give one of them another dag_id",
-                        "",
-                    )
-                    continue
-                bag.dags[built.dag_id] = built
+            bag.dags[built.dag_id] = built
     return bag
 
 

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from nbflow.dagparsing import DagFileParser
 from nbflow.driver import RunDriver, utcnow
-from nbflow.errors import StoreError
+from nbflow.errors import StoreError, TransientStoreError
+from nbflow.outage import StoreOutage
 from nbflow.pools import PoolSlots
 from nbflow.states import RunState
 
@@ -106,6 +108,8 @@ class Scheduler:
         # returning one that is asked again at each reload (the DAGs built in a kernel).
         self._fixed_dags = dags
         self._dag_paths = dag_paths
+        # DAG files are parsed in separate processes; a file's result is kept until it changes
+        self._dag_parser = DagFileParser()
         self.dags: dict[str, DAG] = {}
         self._own_executor = True
         self.paused: set[str] = set()
@@ -121,6 +125,9 @@ class Scheduler:
 
     # -- life -------------------------------------------------------------------------------------
 
+        # what this host knows of its store's availability: a store that does not answer is waited
+        # out (tasks go on, outcomes wait in memory), never a reason to exit
+        self.outage = StoreOutage(self.host_id, self.settings.db_outage_grace)
     def start(self) -> Scheduler:
         if self._started:
             return self
@@ -149,13 +156,15 @@ class Scheduler:
         while any(d.running for d in self.drivers.values()) and time.monotonic() < deadline:
             self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
             self._drain()
-        self._finish_done()  # a run whose last task ended while stopping is complete, not left running
-        for driver in self.drivers.values():
-            driver.flush()
+        self._write_before_close(deadline)
         assert self.executor is not None and self.store is not None
         if self._own_executor:
             self.executor.shutdown(wait=False)
-        self.store.stop_host(self.host_id)
+        try:
+            self.store.stop_host(self.host_id)
+        except TransientStoreError as exc:
+            log.warning("scheduler %s: could not record this host as stopped (%s); other hosts will take it "
+                        "for dead after host_stale_after", self.host_id, exc)
         if self._own_store:
             self.store.close()
         self._started = False
@@ -163,11 +172,63 @@ class Scheduler:
     # -- one pass ---------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """One pass over everything this host does. ``now`` (aware) decides which runs are due."""
+        """One pass over everything this host does. ``now`` (aware) decides which runs are due.
+
+        A store that does not answer raises :class:`TransientStoreError` and starts (or prolongs) an
+        outage: the next pass first writes what waited in memory and re-reads what this host holds.
+        """
         self.start()
+    def _write_before_close(self, deadline: float) -> None:
+        """Finish the runs that are done and write everything decided, waiting out a store that does
+        not answer until ``deadline`` (at least one try); past it, say what is left unwritten."""
+        while True:
+            try:
+                self._finish_done()  # a run whose last task ended while stopping is complete, not left running
+                for driver in self.drivers.values():
+                    driver.flush()
+                return
+            except TransientStoreError as exc:
+                self.outage.failed(exc)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    unwritten = sorted(d.run_id for d in self.drivers.values() if d.pending())
+                    log.warning("scheduler %s: stopping with what it decided for %d run(s) unwritten (%s): the "
+                                "store did not answer (%s); other hosts retry the task instances it held",
+                                self.host_id, len(unwritten), ", ".join(unwritten[:5]), exc)
+                    return
+                time.sleep(min(self.outage.delay(), left))
+
         assert self.store is not None and self.executor is not None
         now = now or utcnow()
         report = TickReport()
+        try:
+            if self.outage.down:
+                self._resync()
+            return self._tick(now)
+        except TransientStoreError as exc:
+            self.outage.failed(exc)
+            raise
+
+    def _resync(self) -> None:
+        """The first pass after an outage. Beat first (a host taken for dead meanwhile is alive again),
+        write the outcomes that waited in memory, then re-read every run: another host may have taken
+        over task instances of this one while it looked dead, and what this host decided for those is
+        refused by the store and theirs is read instead."""
+        assert self.store is not None
+        self.store.heartbeat(self.host_id, self._detail())
+        self._drain()
+        for driver in list(self.drivers.values()):
+            driver.flush()
+        taken = sorted(f"{d.run_id}:{t}" for d in self.drivers.values() for t in d.running & d.elsewhere)
+        for driver in list(self.drivers.values()):
+            driver.refresh()
+        self.outage.recovered()
+        if taken:
+            log.warning("scheduler %s: other hosts took over %d task instance(s) of this one while the store was "
+                        "away (%s); their outcomes here are not written", self.host_id, len(taken),
+                        ", ".join(taken[:10]))
+
+    def _tick(self, now: datetime | None) -> TickReport:
         mono = time.monotonic()
         if mono >= self._due["heartbeat"]:
             # first, so that a slow load of DAG files never makes this host look dead
@@ -181,7 +242,7 @@ class Scheduler:
         if mono >= self._due["poll"]:
             self._poll()
             self._due["poll"] = mono + self.settings.poll_interval
-        if self.create_runs and not self._stopping:
+        if self.create_runs and not self._stopping and self.outage.claiming:
             report.created = self._create_due_runs(now)
         self._drain()
         report.dispatched = self._dispatch(now)
@@ -205,7 +266,7 @@ class Scheduler:
                 driver.handle_many(outcomes)
 
     def _dispatch(self, now: datetime) -> int:
-        if self._stopping:
+        if self._stopping or not self.outage.claiming:
             return 0
         assert self.executor is not None
         started = 0
@@ -254,7 +315,8 @@ class Scheduler:
         from nbflow.discovery import collect, sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
-        bag = collect(paths + self._recorded_notebooks(paths))
+        self._dag_parser.timeout = self.settings.dag_file_timeout
+        bag = collect(paths + self._recorded_notebooks(paths), load=self._dag_parser)
         sync(bag, self.store)
         for dag_id in set(self.dags) - set(bag.dags):
             self.next_due.pop(dag_id, None)
@@ -420,7 +482,10 @@ class Scheduler:
         """Find hosts that stopped heartbeating (or whose process is gone) and take over the task
         instances they held: each is a failed try, retried or failed by its task's policy."""
         assert self.store is not None
-        stale_before = now - timedelta(seconds=self.settings.host_stale_after)
+        # Right after an outage, the others' heartbeats are as old as the outage: they could not beat
+        # either. That silence is forgiven until they have had time to beat again.
+        credit = self.outage.heartbeat_credit(self.settings.host_stale_after, self.settings.heartbeat_interval)
+        stale_before = now - timedelta(seconds=self.settings.host_stale_after + credit)
         dead = []
         for host in self.store.list_hosts():
             if host["host_id"] == self.host_id:
@@ -516,9 +581,16 @@ class Scheduler:
                         break
                     failures = 0
                 except StoreError as exc:
-                    # A locked or briefly unreachable database: nothing decided is lost (it is still
-                    # in memory, or a retry for whoever holds the task). Back off and try again.
+                    # Not an outage (a schema changed under this host): nothing decided is lost (it
+                    # is still in memory, or a retry for whoever holds the task). Back off, try again.
                     failures += 1
+                except TransientStoreError as exc:
+                    # A locked, restarting or unreachable database: tasks go on, their outcomes are
+                    # decided in memory and written when it answers (the outage says so, once).
+                    if exc is not self.outage.last_error:  # raised outside tick (idle)
+                        self.outage.failed(exc)
+                    self._wait_offline(stop, self.outage.delay())
+                    continue
                     log.warning("scheduler %s: store error (%s), retrying in %.1f s", self.host_id, exc,
                                 min(5.0, 0.2 * 2 ** failures))
                     stop.wait(min(5.0, 0.2 * 2 ** failures))
@@ -530,6 +602,17 @@ class Scheduler:
     def wake(self) -> None:
         """Make a sleeping :meth:`serve` look again now (used by ``stop`` and by new work)."""
         self.outcomes.put(None)
+
+    def _wait_offline(self, stop: threading.Event, delay: float) -> None:
+        """Wait ``delay`` seconds before trying the store again, deciding meanwhile the outcomes of
+        the tasks that end: their retries, downstream plans and callbacks need no store."""
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wait(left)
+            self._drain()
 
     def _detail(self) -> dict[str, Any]:
         return {

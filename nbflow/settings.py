@@ -70,6 +70,9 @@ class Settings:
     poll_interval: float = 1.0
     #: seconds between re-reads of the DAG files in dags_folder
     dag_reload_interval: float = 30.0
+    #: seconds a DAG file (or notebook) may take to load; it is loaded in a separate process, which
+    #: is killed past this, and the file becomes an import error
+    dag_file_timeout: float = 30.0
     #: whether a Jupyter server with nbflow's extension also runs a scheduler (its default for
     #: ``--NbflowApp.run_scheduler``), so that a lone JupyterLab keeps the schedules without a daemon
     server_scheduler: bool = False
@@ -225,6 +228,9 @@ def _validate(settings: Settings) -> None:
                           f"choose one of {', '.join(EXECUTORS)}, or auto for each host's default")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
+    if settings.dag_file_timeout <= 0:
+        raise ConfigError("dag_file_timeout", settings.dag_file_timeout,
+                          "it must be more than 0 seconds (every DAG file would fail to load)")
     if settings.max_conf_bytes < 2:
         raise ConfigError("max_conf_bytes", settings.max_conf_bytes, "it must be at least 2 (the size of {})")
     if settings.max_log_bytes < MIN_LOG_BYTES:

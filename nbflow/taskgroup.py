@@ -41,6 +41,9 @@ class TaskGroup:
         self.dag.task_groups[self.group_id] = self
         self._token: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_token": None}  # the authoring token belongs to the process that made it
+
     def add(self, task: BaseOperator) -> None:
         self.task_ids.append(task.task_id)
         if self.parent is not None:

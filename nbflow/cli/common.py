@@ -37,12 +37,13 @@ def _bag(args: argparse.Namespace, *, summary: bool = False) -> Any:
     """The DAGs of :func:`_roots`. With ``summary``, files that fail are summed up in one line on
     stderr rather than one line each (``nbflow dags list-import-errors`` has them all); a command
     asked for a DAG that did not load says so in its one error line instead (:func:`_missing_dag`)."""
+    from nbflow.dagparsing import DagFileParser
     from nbflow.discovery import collect
 
     roots = _roots(args)
     if not getattr(args, "file", None):
         roots[0].mkdir(parents=True, exist_ok=True)
-    bag = collect(roots)
+    bag = collect(roots, load=DagFileParser(_settings().dag_file_timeout))  # each file in a process of its own
     if summary and bag.failures:
         more = "".join(f" -f {path}" for path in getattr(args, "file", None) or [])
         print(f"{_plural(len(bag.failures), 'DAG file')} failed to load: nbflow dags list-import-errors{more}",

@@ -135,6 +135,7 @@ def schedule_notebook(
     replaces stays as it was).
     """
     from nbflow import DAG
+    from nbflow.dagparsing import DagFileParser
     from nbflow.discovery import collect, sync
     from nbflow.settings import get_settings
     from nbflow.timetables import resolve_timezone, timezone_name, utcnow
@@ -159,7 +160,8 @@ def schedule_notebook(
     if target.exists() and GENERATED not in target.read_text(encoding="utf-8", errors="replace"):
         raise DagFileConflictError(str(target), dag_id)
     folder.mkdir(parents=True, exist_ok=True)
-    other = collect([folder]).dags.get(dag_id)
+    # the folder's files are user code: loaded in separate processes, as a scheduler host loads them
+    other = collect([folder], load=DagFileParser(settings.dag_file_timeout)).dags.get(dag_id)
     if other is not None and Path(str(other.fileloc)).resolve() != target.resolve():
         raise DagFileConflictError(str(target), dag_id, str(other.fileloc))
     # A file name that is not UTF-8 is kept exact in the notebook's literal; the texts meant for

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbflow.dagparsing import DagFileParser
 from nbflow.errors import DagImportError, DagNotFoundError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ class DagCatalog:
         self.store = store
         self._files: dict[str, _Loaded] = {}
         self._folder: tuple[tuple[str, Signature | None], ...] | None = None
-        # One load at a time: loading imports user code under module names derived from the path.
+        # DAG files are user code: each is loaded in a separate process, within dag_file_timeout
+        self._parse = DagFileParser(settings.dag_file_timeout)
+        # One load at a time, so that a file is parsed once however many requests ask for it.
         self._lock = threading.RLock()
 
     @contextmanager
@@ -82,7 +85,7 @@ class DagCatalog:
             current = _folder_signature(folder)
             if current == self._folder:
                 return
-            bag = collect([folder]) if folder.is_dir() else None
+            bag = collect([folder], load=self._parse) if folder.is_dir() else None
             if bag is not None:
                 sync(bag, self.store)
                 by_file: dict[str, _Loaded] = {}
@@ -103,8 +106,6 @@ class DagCatalog:
             self._folder = current
 
     def _load(self, fileloc: str) -> _Loaded | None:
-        from nbflow.discovery import load_file
-
         signature = _signature(fileloc)
         if signature is None:
             return None
@@ -112,7 +113,8 @@ class DagCatalog:
             cached = self._files.get(fileloc)
             if cached is not None and cached.signature == signature:
                 return cached
-            dags, failure = load_file(fileloc)
+            path = Path(fileloc)
+            dags, failure = self._parse([path])[str(path.resolve())]
             loaded = _Loaded(signature, {d.dag_id: d for d in dags}, failure.summary if failure else None)
             self._files[fileloc] = loaded
             return loaded
