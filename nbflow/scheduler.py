@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from nbflow.dagparsing import DagFileParser
 from nbflow.driver import RunDriver, utcnow
 from nbflow.errors import StoreError, TransientStoreError
 from nbflow.outage import StoreOutage
@@ -108,8 +107,6 @@ class Scheduler:
         # returning one that is asked again at each reload (the DAGs built in a kernel).
         self._fixed_dags = dags
         self._dag_paths = dag_paths
-        # DAG files are parsed in separate processes; a file's result is kept until it changes
-        self._dag_parser = DagFileParser()
         self.dags: dict[str, DAG] = {}
         self._own_executor = True
         self.paused: set[str] = set()
@@ -122,12 +119,12 @@ class Scheduler:
         self._stopping = False
         self.finished_runs: list[str] = []
         self.on_run_finished = on_run_finished
-
-    # -- life -------------------------------------------------------------------------------------
-
         # what this host knows of its store's availability: a store that does not answer is waited
         # out (tasks go on, outcomes wait in memory), never a reason to exit
         self.outage = StoreOutage(self.host_id, self.settings.db_outage_grace)
+
+    # -- life -------------------------------------------------------------------------------------
+
     def start(self) -> Scheduler:
         if self._started:
             return self
@@ -171,13 +168,6 @@ class Scheduler:
 
     # -- one pass ---------------------------------------------------------------------------------
 
-    def tick(self, now: datetime | None = None) -> TickReport:
-        """One pass over everything this host does. ``now`` (aware) decides which runs are due.
-
-        A store that does not answer raises :class:`TransientStoreError` and starts (or prolongs) an
-        outage: the next pass first writes what waited in memory and re-reads what this host holds.
-        """
-        self.start()
     def _write_before_close(self, deadline: float) -> None:
         """Finish the runs that are done and write everything decided, waiting out a store that does
         not answer until ``deadline`` (at least one try); past it, say what is left unwritten."""
@@ -198,9 +188,13 @@ class Scheduler:
                     return
                 time.sleep(min(self.outage.delay(), left))
 
-        assert self.store is not None and self.executor is not None
-        now = now or utcnow()
-        report = TickReport()
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One pass over everything this host does. ``now`` (aware) decides which runs are due.
+
+        A store that does not answer raises :class:`TransientStoreError` and starts (or prolongs) an
+        outage: the next pass first writes what waited in memory and re-reads what this host holds.
+        """
+        self.start()
         try:
             if self.outage.down:
                 self._resync()
@@ -229,6 +223,9 @@ class Scheduler:
                         ", ".join(taken[:10]))
 
     def _tick(self, now: datetime | None) -> TickReport:
+        assert self.store is not None and self.executor is not None
+        now = now or utcnow()
+        report = TickReport()
         mono = time.monotonic()
         if mono >= self._due["heartbeat"]:
             # first, so that a slow load of DAG files never makes this host look dead
@@ -315,8 +312,7 @@ class Scheduler:
         from nbflow.discovery import collect, sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
-        self._dag_parser.timeout = self.settings.dag_file_timeout
-        bag = collect(paths + self._recorded_notebooks(paths), load=self._dag_parser)
+        bag = collect(paths + self._recorded_notebooks(paths))
         sync(bag, self.store)
         for dag_id in set(self.dags) - set(bag.dags):
             self.next_due.pop(dag_id, None)
@@ -580,10 +576,6 @@ class Scheduler:
                     if exit_when_idle and self.idle():
                         break
                     failures = 0
-                except StoreError as exc:
-                    # Not an outage (a schema changed under this host): nothing decided is lost (it
-                    # is still in memory, or a retry for whoever holds the task). Back off, try again.
-                    failures += 1
                 except TransientStoreError as exc:
                     # A locked, restarting or unreachable database: tasks go on, their outcomes are
                     # decided in memory and written when it answers (the outage says so, once).
@@ -591,6 +583,10 @@ class Scheduler:
                         self.outage.failed(exc)
                     self._wait_offline(stop, self.outage.delay())
                     continue
+                except StoreError as exc:
+                    # Not an outage (a schema changed under this host): nothing decided is lost (it
+                    # is still in memory, or a retry for whoever holds the task). Back off, try again.
+                    failures += 1
                     log.warning("scheduler %s: store error (%s), retrying in %.1f s", self.host_id, exc,
                                 min(5.0, 0.2 * 2 ** failures))
                     stop.wait(min(5.0, 0.2 * 2 ** failures))
@@ -598,10 +594,6 @@ class Scheduler:
                 self._wait(self.next_deadline() - time.monotonic())
         finally:
             self.close(grace=grace)
-
-    def wake(self) -> None:
-        """Make a sleeping :meth:`serve` look again now (used by ``stop`` and by new work)."""
-        self.outcomes.put(None)
 
     def _wait_offline(self, stop: threading.Event, delay: float) -> None:
         """Wait ``delay`` seconds before trying the store again, deciding meanwhile the outcomes of
@@ -613,6 +605,10 @@ class Scheduler:
                 return
             self._wait(left)
             self._drain()
+
+    def wake(self) -> None:
+        """Make a sleeping :meth:`serve` look again now (used by ``stop`` and by new work)."""
+        self.outcomes.put(None)
 
     def _detail(self) -> dict[str, Any]:
         return {
