@@ -741,3 +741,42 @@ def test_each_host_gets_its_default_executor_unless_one_is_chosen(
             assert pool.max_rss_mb == 321  # type: ignore[attr-defined]
     finally:
         pool.shutdown(wait=False)
+
+
+_HOST_SCRIPT = """
+import os, sys, threading, time
+from nbflow.executors import get_executor
+
+pids, ran = [], threading.Event()
+pool = get_executor("process", 1)
+pool.start(lambda outcome: (pids.append(outcome.value), ran.set()))
+# submitted from a thread that ends at once: the worker must outlive that thread, not this process
+threading.Thread(target=pool.submit, args=("pid", os.getpid)).start()
+ran.wait(30)
+mark = sys.argv[1]
+pool.submit("long", lambda: (open(mark, "w").close(), time.sleep(300)))
+print(pids[0], flush=True)
+time.sleep(300)
+"""
+
+
+def test_process_workers_die_with_their_host(tmp_path: Path) -> None:
+    # a host killed by SIGKILL must not leave a try running on, while another host retries it
+    started = tmp_path / "started"
+    host = subprocess.Popen([sys.executable, "-c", _HOST_SCRIPT, str(started)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None
+        worker = int(host.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not started.exists() and time.monotonic() < deadline:  # the worker is busy with the long call
+            time.sleep(0.01)
+        assert started.exists() and not gone(worker)
+        host.kill()
+        host.wait()
+        assert wait_gone(worker), "a worker process outlived its host"
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+        assert host.stdout is not None
+        host.stdout.close()

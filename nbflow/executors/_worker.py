@@ -86,6 +86,7 @@ def _run(data: bytes, dumps: Any) -> tuple[Any, ...]:
 
 
 def main() -> None:
+    _die_with_parent()
     conn = Connection(int(sys.argv[1]))
     setup = pickle.loads(conn.recv_bytes())
     sys.path[:] = setup["path"]
@@ -118,6 +119,23 @@ def main() -> None:
             return
         if retiring:
             return
+
+
+def _die_with_parent() -> None:
+    """Be killed with the scheduler host that started this worker: a host killed by SIGKILL must
+    not leave a try running here while another host adopts and retries it. Linux only; elsewhere a
+    worker notices its parent's end at its next read of the socket."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        return
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def _become_subreaper() -> None:

@@ -194,6 +194,11 @@ class ProcessExecutor(Executor):
             return []
         starting = sum(1 for w in self._workers if not w.ready and not w.retiring)
         active = sum(1 for w in self._workers if not w.retiring)
+        if len(self._queue) > starting and active < self.parallelism and threading.current_thread() is not self._pump:
+            # Workers are started by the pump only: a worker dies with the thread that started it
+            # (PR_SET_PDEATHSIG), and the pump lives as long as the pool, unlike a caller's thread.
+            self._wake()
+            return []
         while len(self._queue) > starting and active < self.parallelism:
             try:
                 self._spawn()
@@ -343,6 +348,8 @@ class ProcessExecutor(Executor):
                             break
                     except BlockingIOError:
                         break
+                with self._lock:
+                    outcomes += self._dispatch()  # start the workers a caller's submit asked for
                 continue
             outcomes += self._receive(conns[item])
         with self._lock:
