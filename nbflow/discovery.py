@@ -52,6 +52,9 @@ class DagBag:
     dags: dict[str, DAG] = field(default_factory=dict)
     failures: dict[str, ImportFailure] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    #: the folders scanned (as given and resolved): an import error recorded for a file in one of
+    #: them that is no longer among ``files`` (deleted, renamed) is no longer true
+    folders: list[str] = field(default_factory=list)
 
     def get(self, dag_id: str) -> DAG:
         try:
@@ -239,6 +242,8 @@ def collect(paths: list[str | os.PathLike[str]], *, load: Loader | None = None) 
             bag.failures[fileloc] = ImportFailure(fileloc, "FileNotFoundError: no such file or folder", "")
             continue
         files, broken = scan_folder(entry_path) if entry_path.is_dir() else ([entry_path], [])
+        if entry_path.is_dir():
+            bag.folders.extend(dict.fromkeys((os.path.abspath(entry_path), str(entry_path.resolve()))))
         for failure in broken:
             bag.files.append(failure.fileloc)
             bag.failures[failure.fileloc] = failure
@@ -278,6 +283,12 @@ def sync(bag: DagBag, store: Store) -> None:
             store.record_import_error(fileloc, failure.summary, failure.traceback)
         else:
             store.clear_import_errors(fileloc)
+    if bag.folders:
+        inside = tuple(folder.rstrip(os.sep) + os.sep for folder in bag.folders)
+        current = set(bag.files)
+        for error in store.list_import_errors():
+            if error["fileloc"] not in current and str(error["fileloc"]).startswith(inside):
+                store.clear_import_errors(error["fileloc"])  # its file was deleted or is no DAG file now
 
 
 # -- %%dag cells ------------------------------------------------------------------------------------
