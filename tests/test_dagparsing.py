@@ -19,6 +19,8 @@ from jupyter_api import *  # noqa: F403 (the test server's fixtures)
 from jupyter_api import Api
 from nbflow.dagparsing import DagFileParser
 from nbflow.discovery import collect
+from nbflow.errors import ConfigError
+from nbflow.settings import load_settings
 from nbflow.store import Store
 
 #: a DAG file doing something a DAG file must not do -> the words its import error must contain
@@ -236,3 +238,11 @@ def test_the_rest_api_lists_dags_beside_bad_files(bad_dags: Path, api: Api) -> N
     assert done["state"] == "success"
     assert (bad_dags.parent / "marks").read_text().split() == [run["run_id"]]
     _wait_for(lambda: not _leftovers(bad_dags), 10, "every parse process to end")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_dag_file_timeout_must_be_more_than_zero(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="dag_file_timeout") as caught:
+        load_settings(home=tmp_path, env={"NBFLOW_DAG_FILE_TIMEOUT": value})
+    assert "NBFLOW_DAG_FILE_TIMEOUT" in str(caught.value)
+    assert load_settings(home=tmp_path, env={"NBFLOW_DAG_FILE_TIMEOUT": "2.5"}).dag_file_timeout == 2.5
