@@ -84,10 +84,12 @@ class StoreOutage:
 
     def heartbeat_credit(self, stale_after: float, heartbeat_interval: float) -> float:
         """Seconds to forgive in other hosts' heartbeats: they could not beat while the store was away
-        either, so right after an outage a silence that long is no sign of death. Forgiven until every
-        live host has had time to beat again (its own retry delay and one heartbeat interval)."""
+        either, so right after an outage a silence that long is no sign of death, nor is the time a
+        live host takes to notice that the store is back (its own retry delay) and beat. Forgiven until
+        every live host has had that time."""
         if self.ended_at is None:
-            return self.length()
-        if self._clock() - self.ended_at < stale_after + MAX_DELAY + heartbeat_interval:
-            return self.last_length + self.length()
-        return self.length()
+            return 0.0
+        grace_to_beat = MAX_DELAY + heartbeat_interval
+        if self._clock() - self.ended_at < stale_after + grace_to_beat:
+            return self.last_length + grace_to_beat
+        return 0.0

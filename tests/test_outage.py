@@ -183,7 +183,7 @@ def _setup(tmp_path: Path, pause: float) -> tuple[Path, Path, Path]:
     return home, side, log
 
 
-def _check_exactly_once(url: str, side: Path, log: Path) -> None:
+def _check_exactly_once(url: str, side: Path, log: Path, hosts: list[str] | None = None) -> None:
     with Store(url, busy_timeout=10) as store:
         (run,) = store.list_runs("outage", limit=None)
         assert run["state"] == "success", (run, log.read_text()[-3000:])
@@ -194,7 +194,7 @@ def _check_exactly_once(url: str, side: Path, log: Path) -> None:
         for row in store.get_tries(run["id"]):
             tries[row["task_id"]].append((row["try_number"], row["state"]))
         assert dict(tries) == {t: [(1, "success")] for t in TASK_IDS}
-        assert [h["state"] for h in store.list_hosts()] == ["stopped"]
+        assert [h["state"] for h in store.list_hosts()] == (hosts or ["stopped"])
     assert dict(_executions(side)) == {t: [1] for t in TASK_IDS}, "a task ran twice or never"
 
 
@@ -235,6 +235,36 @@ def test_postgres_stopped_for_5_seconds_mid_run(tmp_path: Path, own_postgres: Se
     assert text.count("store reachable again after") == 1, text
     assert "Traceback" not in text, text
     assert "stopped claiming" not in text, text
+
+
+def test_two_daemons_outlive_an_outage_longer_than_host_stale_after(
+    tmp_path: Path, own_postgres: Server, outage_pg_url: str
+) -> None:
+    """Both hosts wait the outage out, write what they decided meanwhile, and share the rest of the run:
+    every task runs once, and neither takes the other for dead."""
+    home, side, _log = _setup(tmp_path, pause=0.2)
+    init_db(outage_pg_url)
+    env = _env(home, outage_pg_url, NBFLOW_HOST_STALE_AFTER="2", NBFLOW_HEARTBEAT_INTERVAL="0.3")
+    logs = [tmp_path / "daemon0.log", tmp_path / "daemon1.log"]
+    daemons = [_daemon(env, log) for log in logs]
+    try:
+        with Store(outage_pg_url) as store:
+            _wait_for(lambda: len(store.list_hosts("running")) == 2, 60, "both hosts to register")
+        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+        own_postgres.stop()
+        stopped_at = time.monotonic()
+        while time.monotonic() - stopped_at < 4.0:  # twice host_stale_after
+            assert all(d.poll() is None for d in daemons), "a daemon died without its database"
+            time.sleep(0.05)
+        own_postgres.start()
+        for daemon, log in zip(daemons, logs):
+            assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        for daemon in daemons:
+            _stop(daemon)
+    text = "".join(log.read_text() for log in logs)
+    _check_exactly_once(outage_pg_url, side, logs[0], hosts=["stopped", "stopped"])
+    assert "WorkerLostError" not in text and "Traceback" not in text, text
 
 
 def test_postgres_blip_mid_run(tmp_path: Path, own_postgres: Server, outage_pg_url: str) -> None:
@@ -290,29 +320,24 @@ def test_sqlite_locked_past_the_busy_timeout_mid_run(tmp_path: Path) -> None:
 # -- which store errors are transient ------------------------------------------------------------------
 
 
-def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, own_postgres: Server,
-                                                       outage_pg_url: str) -> None:
+def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, outage_pg_url: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.pool import NullPool
 
+    from nbflow.store.engine import write_transaction
+
     init_db(outage_pg_url)
     with Store(outage_pg_url) as store:
         store.upsert_dag("d")
-        # a connection killed while its transaction is open: transient, and nothing of it is kept
-        pid: list[int] = []
+        # the server ends a pooled connection between two calls: the pool's check replaces it
+        with store._engine.connect() as conn:
+            pid = conn.execute(text("select pg_backend_pid()")).scalar_one()
         killer = create_engine(outage_pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        original = store.upsert_dag
-
-        def kill_then_write() -> None:
-            with store._engine.connect() as conn:
-                pid.append(conn.execute(text("select pg_backend_pid()")).scalar_one())
-        kill_then_write()
         with killer.connect() as conn:
-            conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid[0]})
+            conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
         killer.dispose()
-        # the pool's pre-ping replaces the dead connection when it is checked out again
-        original("d", is_paused=True)
+        store.upsert_dag("d", is_paused=True)
         assert store.get_dag("d")["is_paused"] is True
 
         with pytest.raises(IntegrityError):  # a bug, not an outage: not transient, not translated
@@ -321,9 +346,7 @@ def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, own_postg
                              task_rows=[{"task_id": "t"}, {"task_id": "t"}])
         assert store.get_run("d", "r") is None  # one transaction: no half-written run
 
-        # a connection closed by the server in the middle of a transaction
-        from nbflow.store.engine import write_transaction
-
+        # a connection closed by the server in the middle of a write transaction
         with pytest.raises(StoreInterruptedError) as info:
             with write_transaction(store._engine, store.url) as conn:
                 conn.execute(text("update dag set is_paused = false where dag_id = 'd'"))
@@ -332,8 +355,9 @@ def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, own_postg
         assert "nothing of it was stored" in str(info.value)
         assert store.get_dag("d")["is_paused"] is True
 
-    with pytest.raises(StoreUnavailableError) as unreachable:
-        Store("postgresql+psycopg://postgres@127.0.0.1:1/postgres").list_dags()
+    with Store("postgresql+psycopg://postgres@127.0.0.1:1/postgres") as nowhere, \
+            pytest.raises(StoreUnavailableError) as unreachable:
+        nowhere.list_dags()
     assert isinstance(unreachable.value, TransientStoreError)
     assert not issubclass(SchemaVersionError, TransientStoreError)
     assert issubclass(TransientStoreError, StoreError)
@@ -350,3 +374,77 @@ def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, own_postg
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+# -- the outage's state and lines, on a clock the test moves ----------------------------------------
+
+
+def test_the_outage_says_when_it_starts_passes_the_grace_and_ends(caplog: pytest.LogCaptureFixture) -> None:
+    from nbflow.outage import StoreOutage
+
+    now = [100.0]
+    outage = StoreOutage("h1", grace=10.0, clock=lambda: now[0])
+    caplog.set_level("WARNING", logger="nbflow.scheduler")
+    assert not outage.down and outage.claiming and outage.heartbeat_credit(30, 5) == 0.0
+    delays = []
+    for _ in range(8):
+        delays.append(outage.failed(StoreUnavailableError("postgresql://db/x", "connection refused")))
+        now[0] += 1.0
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]  # doubling, capped
+    assert outage.down and outage.claiming and outage.length() == 8.0
+    now[0] += 2.0
+    outage.failed(StoreUnavailableError("postgresql://db/x", "connection refused"))  # 10 s: past the grace
+    assert not outage.claiming
+    outage.failed(StoreUnavailableError("postgresql://db/x", "connection refused"))
+    now[0] += 2.5
+    outage.recovered()
+    assert not outage.down and outage.claiming and outage.last_length == 12.5
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("scheduler h1: store unreachable (cannot connect to the store postgresql://db/x")
+    assert "past db_outage_grace (10 s): stopped claiming new work and creating runs" in lines[1]
+    assert lines[2] == ("scheduler h1: store reachable again after 12.5 s; what waited in memory is written; "
+                        "resumes claiming new work")
+    # others' heartbeats are forgiven the outage and the time they need to notice its end, then no more
+    assert outage.heartbeat_credit(30, 5) == 12.5 + 5.0 + 5.0
+    now[0] += 39.9
+    assert outage.heartbeat_credit(30, 5) == 22.5
+    now[0] += 0.2
+    assert outage.heartbeat_credit(30, 5) == 0.0
+    outage.recovered()  # not down: nothing to say
+    assert len(caplog.records) == 3
+
+
+def test_after_an_outage_other_hosts_are_not_taken_for_dead_for_not_beating_during_it(
+    nbflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from nbflow.outage import MAX_DELAY, StoreOutage
+    from nbflow.scheduler import Scheduler
+    from nbflow.settings import get_settings
+
+    monkeypatch.setenv("NBFLOW_HOST_STALE_AFTER", "2")
+    monkeypatch.setenv("NBFLOW_HEARTBEAT_INTERVAL", "0.5")
+    settings = get_settings()
+    with Store.open(settings) as store:
+        scheduler = Scheduler(settings=settings, store=store, executor="inline", dags={})
+        clock = [0.0]
+        scheduler.outage = StoreOutage(scheduler.host_id, settings.db_outage_grace, clock=lambda: clock[0])
+        now = datetime.now(UTC)
+        # another machine's host, last heard of 10 s ago: just before the store went away for 9 s
+        store.register_host("other", hostname="elsewhere", pid=1, kind="daemon")
+        store.heartbeat("other", now=now - timedelta(seconds=10))
+        scheduler.outage.failed(StoreUnavailableError("sqlite:///x", "gone"))
+        clock[0] += 9.0
+        scheduler.outage.recovered()
+        try:
+            scheduler.tick(now)
+            assert [h["state"] for h in store.list_hosts() if h["host_id"] == "other"] == ["running"]
+            # once it has had time to beat again and did not, it is dead
+            clock[0] += settings.host_stale_after + MAX_DELAY + settings.heartbeat_interval
+            scheduler._due["heartbeat"] = 0.0
+            scheduler.tick(now)
+            assert [h["state"] for h in store.list_hosts() if h["host_id"] == "other"] == ["dead"]
+        finally:
+            scheduler.close(grace=1.0)
