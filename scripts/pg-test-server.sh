@@ -62,7 +62,9 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local port tries=0
     while [ "$tries" -lt 200 ]; do
-        port=$(( 20000 + RANDOM % 40000 ))
+        # below 32768, where the system picks the local ports of outgoing connections: a server
+        # stopped and started again (the outage tests) must find its port still free
+        port=$(( 20000 + RANDOM % 12000 ))
         if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
         tries=$((tries + 1))
     done
