@@ -112,6 +112,7 @@ def throughput(path: str, executor: str, size: int, runs: int) -> dict:
     the last one's end.
     """
     import nbflow.executors.inline
+    import nbflow.executors.process
     import nbflow.executors.thread  # noqa: F401
     from nbflow.runs import run_dag
     from nbflow.scheduler import Scheduler, task_rows
@@ -141,6 +142,15 @@ def throughput(path: str, executor: str, size: int, runs: int) -> dict:
         store.close()
         assert len(scheduler.finished_runs) == runs, scheduler.finished_runs
     wall = time.perf_counter() - started
+    if executor == "process":
+        # the tasks ran in worker processes, whose LOG this process cannot see: ask the store
+        store = Store.open()
+        tis = [ti for run in store.list_runs(dag.dag_id, limit=None) for ti in store.get_task_instances(run["id"])]
+        store.close()
+        done = [ti for ti in tis if ti["state"] == "success"]
+        assert len(done) == size * runs, f"{len(done)} of {size * runs} tasks succeeded"
+        span = (max(ti["end_date"] for ti in done) - min(ti["start_date"] for ti in done)).total_seconds()
+        return {"wall": wall, "span": span, "tasks": size * runs}
     assert len(LOG) == size * runs, f"{len(LOG)} of {size * runs} tasks ran"
     span = max(e for _, e in LOG) - min(s for s, _ in LOG)
     return {"wall": wall, "span": span, "tasks": size * runs}
@@ -300,8 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     wide_size = 1_000 if args.quick else 5_000
     n_dags = 200 if args.quick else 1_000
     latency_cases = [(path, executor) for path in ("run_dag", "scheduler") for executor in ("inline", "thread")]
-    throughput_cases = [("scheduler", "thread", wide_size, 1), ("scheduler", "inline", wide_size, 1),
-                        ("scheduler", "thread", wide_size // 5, 5), ("scheduler", "inline", wide_size // 5, 5),
+    # "process" is what the nbflow scheduler daemon uses unless told otherwise (executor = auto)
+    throughput_cases = [("scheduler", "process", wide_size, 1), ("scheduler", "thread", wide_size, 1),
+                        ("scheduler", "inline", wide_size, 1),
+                        ("scheduler", "process", wide_size // 5, 5), ("scheduler", "thread", wide_size // 5, 5),
+                        ("scheduler", "inline", wide_size // 5, 5),
                         ("run_dag", "thread", wide_size, 1), ("run_dag", "inline", wide_size, 1)]
 
     print(f"nbflow scheduling benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite store\n")
@@ -317,13 +330,16 @@ def main(argv: list[str] | None = None) -> None:
     floor = baseline_calls(chain_size)
 
     print(f"1. latency from a task's end to its downstream's start, chain of {chain_size} "
-          "(measured inside the tasks; target: median < 5 ms)")
+          "(measured inside the tasks; target: median < 1 ms in-process, < 2 ms under a daemon with threads)")
     header = f"   {'path':<34} {'median ms':>10} {'p95 ms':>10} {'max ms':>10}  target"
     print(header)
     print("   " + "-" * (len(header) - 3))
     for (path, executor), r in lat.items():
         label = f"run_dag, {executor}" if path == "run_dag" else f"Scheduler.serve daemon, {executor}"
-        print(f"   {label:<34} {ms(r['median']):>10} {ms(r['p95']):>10} {ms(r['max']):>10}  {mark(r['median'] < 0.005)}")
+        # targets of issue 11: under 1 ms in-process (run_dag), under 2 ms under a daemon with threads
+        target = 0.001 if path == "run_dag" else 0.002 if executor == "thread" else 0.005
+        print(f"   {label:<34} {ms(r['median']):>10} {ms(r['p95']):>10} {ms(r['max']):>10}  "
+              f"{mark(r['median'] < target)} (< {target * 1000:g} ms)")
     print(f"   {'baseline: two bare calls in a row':<34} {ms(floor['median']):>10} {ms(floor['p95']):>10} "
           f"{ms(floor['max']):>10}")
     print()
@@ -335,9 +351,13 @@ def main(argv: list[str] | None = None) -> None:
     for (path, executor, size, runs), r in thr.items():
         shape = f"{runs} runs x {size:,}" if runs > 1 else f"1 run x {size:,}"
         label = f"{'daemon' if path == 'scheduler' else 'baseline: run_dag'}, {executor}, {shape}"
+        if path == "scheduler" and executor == "process":
+            label += " *"
         rate = r["tasks"] / r["wall"]
         print(f"   {label:<38} {r['tasks']:>6} {r['wall']:>8.3f} {rate:>10.0f} {r['tasks'] / r['span']:>11.0f}"
               f"  {mark(rate > 1000) if path == 'scheduler' else ''}")
+    print("   * the daemon's default executor (worker processes, started within the wall time); TI/s tasks for it")
+    print("     comes from the store's start and end dates, as its tasks run in other processes")
     print("   TI/s wall: from building the Scheduler to serve() returning, in a warm process (runs and their")
     print("   task rows created, everything written); TI/s tasks: from the first task's start to the last one's end")
     print()
