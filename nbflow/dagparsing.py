@@ -20,6 +20,7 @@ changed (size, modification time): reloading an unchanged folder costs a ``stat`
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import json
 import os
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from nbflow.discovery import ImportFailure, load_file, module_name
+from nbflow.discovery import DagBag, ImportFailure, collect, load_file, module_name
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -474,6 +475,7 @@ class _ParseServer:
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _server = _ParseServer()
+atexit.register(_server.close)
 
 
 def parse_isolated(paths: list[str], timeout: float, concurrency: int = CONCURRENCY) -> dict[str, Reply]:
@@ -549,3 +551,37 @@ class DagFileParser:
                 if _signature(path) is None:  # deleted: forget it
                     del self._parsed[path]
         return results
+
+
+class BackgroundCollector:
+    """Collects DAG files on a thread of its own, so that a scheduler's loop (its heartbeats, the
+    outcomes of running tasks) never waits for a slow DAG file: the first collection is waited for
+    (a host starts with its DAGs), later ones only ``wait`` seconds, and a pass that finds one still
+    under way keeps the DAGs it has and looks again at its next pass."""
+
+    def __init__(self, parser: DagFileParser) -> None:
+        self.parser = parser
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[DagBag | None, BaseException | None] = (None, None)
+        self._first = True
+
+    def collect(self, paths: list[str], wait: float) -> DagBag | None:
+        """The DAGs of ``paths``, or None while a collection started earlier is still under way."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, args=(list(paths),), name="nbflow-dag-files",
+                                            daemon=True)
+            self._thread.start()
+        self._thread.join(None if self._first else wait)
+        if self._thread.is_alive():
+            return None
+        self._thread, self._first = None, False
+        (bag, error), self._outcome = self._outcome, (None, None)
+        if error is not None:
+            raise error
+        return bag
+
+    def _run(self, paths: list[str]) -> None:
+        try:
+            self._outcome = (collect(paths, load=self.parser), None)
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+            self._outcome = (None, exc)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from nbflow.dagparsing import BackgroundCollector, DagFileParser
 from nbflow.driver import RunDriver, utcnow
 from nbflow.errors import StoreError, TransientStoreError
 from nbflow.outage import StoreOutage
@@ -107,6 +108,9 @@ class Scheduler:
         # returning one that is asked again at each reload (the DAGs built in a kernel).
         self._fixed_dags = dags
         self._dag_paths = dag_paths
+        # DAG files are parsed in separate processes, off this host's loop; a file's result is kept
+        # until it changes
+        self._dag_files = BackgroundCollector(DagFileParser())
         self.dags: dict[str, DAG] = {}
         self._own_executor = True
         self.paused: set[str] = set()
@@ -231,8 +235,9 @@ class Scheduler:
             # first, so that a slow load of DAG files never makes this host look dead
             self.store.heartbeat(self.host_id, self._detail())
         if mono >= self._due["reload"]:
-            self._reload_dags()
-            self._due["reload"] = mono + self.settings.dag_reload_interval
+            # a reload still parsing DAG files is looked at again at the next poll
+            done = self._reload_dags()
+            self._due["reload"] = mono + (self.settings.dag_reload_interval if done else self.settings.poll_interval)
         if mono >= self._due["heartbeat"]:
             report.adopted = self._adopt_orphans(now)
             self._due["heartbeat"] = mono + self.settings.heartbeat_interval
@@ -298,7 +303,8 @@ class Scheduler:
 
     # -- DAGs and runs ----------------------------------------------------------------------------
 
-    def _reload_dags(self) -> None:
+    def _reload_dags(self) -> bool:
+        """Take in the DAGs as they are now; False while DAG files are still being parsed."""
         if self._fixed_dags is not None:
             from nbflow.runs import source_kind, sync_dag
 
@@ -308,11 +314,14 @@ class Scheduler:
                     self.next_due.pop(dag_id, None)
                     sync_dag(self.store, dag, source_kind=source_kind(dag))
             self.dags = dict(given)
-            return
-        from nbflow.discovery import collect, sync
+            return True
+        from nbflow.discovery import sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
-        bag = collect(paths + self._recorded_notebooks(paths))
+        self._dag_files.parser.timeout = self.settings.dag_file_timeout
+        bag = self._dag_files.collect(paths + self._recorded_notebooks(paths), wait=0.05)
+        if bag is None:
+            return False
         sync(bag, self.store)
         for dag_id in set(self.dags) - set(bag.dags):
             self.next_due.pop(dag_id, None)
@@ -321,6 +330,7 @@ class Scheduler:
             if old is None or old.timetable.description != dag.timetable.description:
                 self.next_due.pop(dag_id, None)
         self.dags = dict(bag.dags)
+        return True
 
     def _recorded_notebooks(self, paths: list[str]) -> list[str]:
         """Notebooks the store names as DAG sources (a ``%%dag`` cell ran in them) that live outside

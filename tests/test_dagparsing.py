@@ -20,6 +20,7 @@ from jupyter_api import Api
 from nbflow.dagparsing import DagFileParser
 from nbflow.discovery import collect
 from nbflow.errors import ConfigError
+from nbflow.scheduler import Scheduler
 from nbflow.settings import load_settings
 from nbflow.store import Store
 
@@ -246,3 +247,40 @@ def test_dag_file_timeout_must_be_more_than_zero(tmp_path: Path, value: str) -> 
         load_settings(home=tmp_path, env={"NBFLOW_DAG_FILE_TIMEOUT": value})
     assert "NBFLOW_DAG_FILE_TIMEOUT" in str(caught.value)
     assert load_settings(home=tmp_path, env={"NBFLOW_DAG_FILE_TIMEOUT": "2.5"}).dag_file_timeout == 2.5
+
+
+def test_a_slow_file_does_not_hold_up_the_scheduler_loop(tmp_path: Path, nbflow_home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the first load is waited for: later, a file still loading leaves the loop running with
+    the DAGs it has, and its DAGs (or its error) are taken in by a later pass."""
+    monkeypatch.setenv("NBFLOW_DAG_FILE_TIMEOUT", "60")
+    monkeypatch.setenv("NBFLOW_DAG_RELOAD_INTERVAL", "0")
+    monkeypatch.setenv("NBFLOW_POLL_INTERVAL", "0")
+    dags = nbflow_home / "dags"
+    dags.mkdir()
+    (dags / "canary.py").write_text(_canary(tmp_path / "marks"))
+    gate = tmp_path / "gate"
+    settings = load_settings()
+    scheduler = Scheduler(settings=settings, executor="inline")
+    try:
+        scheduler.tick()
+        assert set(scheduler.dags) == {"canary"}
+        (dags / "slow.py").write_text(textwrap.dedent(f"""
+            import os, time
+            from nbflow import DAG
+            while not os.path.exists({str(gate)!r}):
+                time.sleep(0.01)
+            with DAG("slow", timezone="UTC"):
+                pass
+        """))
+        started = time.monotonic()
+        for _ in range(5):
+            scheduler.tick()
+        assert time.monotonic() - started < 30, "a pass waited for the slow file"
+        assert set(scheduler.dags) == {"canary"}
+        gate.write_text("go")
+        _wait_for(lambda: scheduler.tick() is not None and "slow" in scheduler.dags, 60, "the slow file's DAG")
+        assert set(scheduler.dags) == {"canary", "slow"}
+    finally:
+        gate.write_text("go")
+        scheduler.close()
