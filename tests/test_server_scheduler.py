@@ -97,9 +97,10 @@ GATE = {gate!r}
 
 
 def note(ti):
+    # both hosts run tasks in worker processes (executor = auto): the host is the worker's parent
     fd = os.open(SIDE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getpid()}}\\n".encode())
+        os.write(fd, f"{{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getppid()}}\\n".encode())
     finally:
         os.close(fd)
 
