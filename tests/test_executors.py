@@ -780,3 +780,14 @@ def test_process_workers_die_with_their_host(tmp_path: Path) -> None:
             host.wait()
         assert host.stdout is not None
         host.stdout.close()
+
+
+def test_a_task_shipped_to_a_worker_keeps_its_dag_id() -> None:
+    # a notebook task in a worker process builds its artifact path from its DAG's id
+    from nbflow import DAG
+    from nbflow.operators import EmptyOperator
+
+    with DAG("shipped", schedule=None, start_date="2024-01-01"):
+        task = EmptyOperator(task_id="t")
+    copy = cloudpickle.loads(cloudpickle.dumps(task))
+    assert copy.dag is None and copy.dag_id == "shipped"

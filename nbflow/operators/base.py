@@ -271,7 +271,8 @@ class BaseOperator:
 
     @property
     def dag_id(self) -> str | None:
-        return self.dag.dag_id if self.dag is not None else None
+        # in a worker process the task travels without its DAG, but keeps its id (paths, messages)
+        return self.dag.dag_id if self.dag is not None else self.__dict__.get("_shipped_dag_id")
 
     @property
     def output(self) -> OutputRef:
@@ -376,6 +377,7 @@ class BaseOperator:
         # A task shipped to a worker process travels without its DAG, which may hold thousands of
         # tasks; the runner gives the worker what it needs of the DAG separately.
         state = dict(self.__dict__)
+        state["_shipped_dag_id"] = self.dag_id
         state["dag"] = None
         return state
 
