@@ -179,6 +179,8 @@ def test_the_daemon_keeps_the_canary_on_schedule_beside_bad_files(tmp_path: Path
         db = home / "nbflow.db"
         _wait_for(lambda: db.exists(), 60, "the store")
         with Store(f"sqlite:///{db}", busy_timeout=10) as store:
+            # the file exists a moment before the daemon has written its schema into it
+            _wait_for(lambda: store.schema_version() is not None, 60, "the store's schema")
             def errors() -> dict[str, str]:
                 return {Path(e["fileloc"]).name: e["summary"] for e in store.list_import_errors()}
 
