@@ -78,7 +78,7 @@ def current_rss_mb() -> float:
 
 def one(shape: str, size: int, executor: str) -> dict:
     """Run one scenario in this (fresh) process and report its figures."""
-    from nbflow.runs import run_dag
+    from nbflow.engine.runs import run_dag
 
     started = time.perf_counter()
     dag = build(shape, size)
@@ -92,7 +92,7 @@ def one(shape: str, size: int, executor: str) -> dict:
 
 def memory_growth(repeats: int) -> dict:
     """RSS along many runs of the same DAG: caches warm up, then finished tasks must not accumulate."""
-    from nbflow.runs import run_dag
+    from nbflow.engine.runs import run_dag
 
     dag = build("chain", 100)
     checkpoints = {5, repeats // 2, repeats}
@@ -163,7 +163,7 @@ def cold_start(home: Path, repeats: int) -> dict:
     runs = [timed(nbflow) for _ in range(repeats)]
     python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(repeats))
     imports = statistics.median(
-        timed([sys.executable, "-c", "import nbflow.runs, nbflow.store, sqlalchemy"]) for _ in range(repeats)
+        timed([sys.executable, "-c", "import nbflow.engine.runs, nbflow.store, sqlalchemy"]) for _ in range(repeats)
     )
     return {"first": first, "median": statistics.median(runs), "python": python, "imports": imports}
 

@@ -88,13 +88,13 @@ def summary(values: list[float]) -> dict:
 def latency(path: str, executor: str, size: int) -> dict:
     """A chain of ``size`` tasks, run by run_dag or by a Scheduler serving it."""
     if path == "run_dag":
-        from nbflow.runs import run_dag
+        from nbflow.engine.runs import run_dag
 
         dag = chain("latency", size)
         run = run_dag(dag, executor=executor)
         assert run.state == "success", run.summary()
     else:
-        from nbflow.scheduler import Scheduler
+        from nbflow.engine.scheduler import Scheduler
 
         dag = chain("latency", size, schedule="@once", start_date=PAST)
         scheduler = Scheduler(dags=[dag], executor=executor)
@@ -114,8 +114,9 @@ def throughput(path: str, executor: str, size: int, runs: int) -> dict:
     import nbflow.executors.inline
     import nbflow.executors.process
     import nbflow.executors.thread  # noqa: F401
-    from nbflow.runs import run_dag
-    from nbflow.scheduler import Scheduler, task_rows
+    from nbflow.engine.runs import run_dag
+    from nbflow.engine.lifecycle import task_rows
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.store import Store
 
     Store.open().close()
@@ -161,7 +162,8 @@ def scheduling_pass(n_dags: int) -> dict:
     tick finds nothing due."""
     from nbflow import DAG
     from nbflow.operators import PythonOperator
-    from nbflow.scheduler import Scheduler, task_rows
+    from nbflow.engine.lifecycle import task_rows
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.store import Store
 
     dags = []
@@ -222,7 +224,7 @@ def catchup_plan(years: int) -> dict:
 
     from nbflow import DAG
     from nbflow.operators import PythonOperator
-    from nbflow.scheduler import Scheduler
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.timetables import make_timetable, scheduled_times
 
     tz = ZoneInfo("Europe/Berlin")

@@ -284,9 +284,9 @@ class DAG:
         The run is recorded in the store like any other (run type ``test``) so that its logs and
         outputs can be looked at afterwards.
         """
-        from nbflow.runs import run_dag
+        from nbflow.plugins import engine
 
-        return run_dag(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
+        return engine("run")(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
 
     def backfill(self, start: Any, end: Any, *, reprocess: str = "none", executor: str | Any | None = None) -> list[DagRun]:
         """Run every scheduled time in [start, end] (both included) and return the runs in order.
@@ -294,9 +294,9 @@ class DAG:
         Existing runs are kept (``reprocess="none"``), re-run when failed (``"failed"``) or always
         (``"all"``); an interrupted backfill resumes without redoing what finished.
         """
-        from nbflow.runs import backfill
+        from nbflow.plugins import engine
 
-        return backfill(self, start, end, reprocess=reprocess, executor=executor)
+        return engine("backfill")(self, start, end, reprocess=reprocess, executor=executor)
 
     # -- description ------------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ class DAG:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In a notebook: what the installed DAG view draws (nbflow's: the live graph widget, with
         an SVG picture for viewers that run no kernel), else the plain table of tasks."""
-        from nbflow.displayhooks import render
+        from nbflow.plugins import render
 
         bundle = render("dag", self, include=include, exclude=exclude)
         return bundle if bundle is not None else {"text/plain": repr(self), "text/html": self._repr_html_()}

@@ -9,6 +9,7 @@ The tree::
     NbflowError
     ├── ConfigError                      a setting in nbflow.toml or NBFLOW_* is unusable; .source says where it came from
     │   └── ConfigFileError              nbflow.toml itself cannot be read (.path, .line)
+    ├── NotInstalledError                a part nbflow finds through its entry points is missing
     ├── DagDefinitionError               the DAG as written cannot run
     │   ├── CycleError                   .path names the loop
     │   ├── DuplicateTaskIdError
@@ -105,6 +106,15 @@ class ConfigError(NbflowError):
         else:
             where, fix = f" (from {source})", f"Fix it in {source} (or override it with {variable})."
         super().__init__(f"setting '{key}' = {value!r}{where} is unusable: {problem}. {fix}")
+
+
+class NotInstalledError(NbflowError):
+    """An entry point nbflow looks up (``group``, ``name``) is missing: the installation is broken."""
+
+    def __init__(self, group: str, name: str) -> None:
+        self.group, self.name = group, name
+        super().__init__(f"the installed nbflow declares no entry point {name!r} in the group {group!r}; "
+                         "reinstall nbflow (pip install nbflow, or ./dev.sh setup in a clone of it)")
 
 
 class ConfigFileError(ConfigError):

@@ -164,7 +164,7 @@ class OutputPreview:
         what = f"a {self.kind} output" if self.kind else "an output"
         size = f" of {self.size:,} bytes" if self.size is not None else ""
         return (f"(no preview stored: {what}{size} written before nbflow stored previews; it is not read "
-                "here. Load it where its value is needed, e.g. nbflow.runs.load_run(...).outputs)")
+                "here. Load it where its value is needed, e.g. nbflow.engine.runs.load_run(...).outputs)")
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "type": self.type_name, "size": self.size, "preview": self.line(),

@@ -17,7 +17,7 @@ from nbflow.errors import NotebookCellError, NotebookNotFoundError, NotebookTime
 from nbflow.notebook import KernelPool, run_notebook
 from nbflow.notebook.pool import default_pool
 from nbflow.operators import NotebookOperator
-from nbflow.runs import run_dag
+from nbflow.engine.runs import run_dag
 from nbflow.settings import load_settings
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}

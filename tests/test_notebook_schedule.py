@@ -78,7 +78,7 @@ def _literals(source: str) -> dict[str, Any]:
 
 
 def _import_in_fresh_process(dag_file: Path, cwd: Path) -> str:
-    code = ("import sys\nfrom nbflow.discovery import load_file\n"
+    code = ("import sys\nfrom nbflow.engine.discovery import load_file\n"
             "dags, failure = load_file(sys.argv[1])\nassert failure is None, failure\n"
             "print(dags[0].dag_id)\n")
     done = subprocess.run([sys.executable, "-c", code, str(dag_file)], cwd=cwd, capture_output=True, text=True,

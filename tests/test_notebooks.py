@@ -99,7 +99,7 @@ def test_report_takes_parameters(nbflow_home: Path, tmp_path: Path) -> None:
 
 def test_example_notebooks_are_dag_sources(tmp_path: Path) -> None:
     """Pointed at by dags_folder, the examples give their DAGs without running their other cells."""
-    from nbflow.discovery import collect
+    from nbflow.engine.discovery import collect
 
     bag = collect([NOTEBOOKS])
     assert not bag.failures

@@ -21,7 +21,7 @@ from nbflow.outputs import (
     read_stored,
     stored_preview,
 )
-from nbflow.runs import load_run, run_dag
+from nbflow.engine.runs import load_run, run_dag
 from nbflow.store import Store
 
 

@@ -25,7 +25,7 @@ from nbflow.errors import (
     SkipTask,
 )
 from nbflow.operators import BashOperator, EmptyOperator
-from nbflow.runs import run_dag
+from nbflow.engine.runs import run_dag
 from nbflow.sensors import (
     ExternalTaskSensor,
     FileSensor,

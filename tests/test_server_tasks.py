@@ -254,7 +254,7 @@ def test_a_pickled_output_is_shown_from_its_stored_preview_never_unpickled(hosti
     assert detail["state"] == "success", detail
     preview = detail["output_preview"]
     assert preview.startswith("Boom(xxx") and "..." in preview and len(preview) <= 4096
-    from nbflow.discovery import module_name
+    from nbflow.engine.discovery import module_name
 
     assert detail["output"]["type"] == f"{module_name(server_env / 'dags' / 'hostile.py')}.Boom"
     assert detail["output"]["kind"] == "pickle" and detail["output"]["size"] > 0 and detail["output"]["preview_stored"]

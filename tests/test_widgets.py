@@ -19,7 +19,7 @@ from nbflow.jupyter.graph import NO_STATUS, GraphModel, style_for
 from nbflow.jupyter.cyto import cytoscape_style
 from nbflow.jupyter.graph_widget import DagGraph
 from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
-from nbflow.runs import run_dag
+from nbflow.engine.runs import run_dag
 from nbflow.store import Store
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -293,7 +293,7 @@ def test_a_run_driven_by_another_process_reaches_the_view_through_the_store(nbfl
     import subprocess
     import sys
 
-    from nbflow.discovery import load_file
+    from nbflow.engine.discovery import load_file
     from nbflow.jupyter.live import hub
 
     file = tmp_path / "elsewhere.py"
@@ -640,7 +640,8 @@ def test_dashboard_lists_dags_and_import_errors_and_toggles_pause(nbflow_home: P
 
 
 def test_dashboard_opens_a_dag_from_its_file(nbflow_home: Path, tmp_path: Path) -> None:
-    from nbflow.discovery import collect, sync
+    from nbflow.engine.discovery import collect
+    from nbflow.engine.sync import sync
     from nbflow.jupyter.dashboard import Dashboard
 
     file = tmp_path / "filed.py"

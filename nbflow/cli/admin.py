@@ -27,7 +27,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from nbflow.scheduler import Scheduler
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.store.engine import safe_url
 
     stop = threading.Event()
@@ -77,7 +77,7 @@ def _scheduler_status() -> int:
 
 
 def cmd_pools_list(args: argparse.Namespace) -> int:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     store = _open_store()
     try:
@@ -94,7 +94,7 @@ def cmd_pools_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pools_set(args: argparse.Namespace) -> int:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     store = _open_store()
     try:
@@ -106,7 +106,7 @@ def cmd_pools_set(args: argparse.Namespace) -> int:
 
 
 def cmd_pools_delete(args: argparse.Namespace) -> int:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     store = _open_store()
     try:
@@ -173,8 +173,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nbflow.discovery import load_file
-    from nbflow.runs import run_dag
+    from nbflow.engine.discovery import load_file
+    from nbflow.engine.runs import run_dag
 
     demo_file = Path(__file__).parent.parent / "examples" / "demo_pipeline.py"
     dags, failure = load_file(demo_file)

@@ -37,8 +37,8 @@ def _bag(args: argparse.Namespace, *, summary: bool = False) -> Any:
     """The DAGs of :func:`_roots`. With ``summary``, files that fail are summed up in one line on
     stderr rather than one line each (``nbflow dags list-import-errors`` has them all); a command
     asked for a DAG that did not load says so in its one error line instead (:func:`_missing_dag`)."""
-    from nbflow.dagparsing import DagFileParser
-    from nbflow.discovery import collect
+    from nbflow.engine.dagparsing import DagFileParser
+    from nbflow.engine.discovery import collect
 
     roots = _roots(args)
     if not getattr(args, "file", None):
@@ -79,7 +79,7 @@ def _stalled_schedulers(store: Any) -> list[dict[str, Any]]:
     import socket
     from datetime import datetime, timezone
 
-    from nbflow.scheduler import OWN_RUNS_ONLY_KINDS, pid_alive
+    from nbflow.engine.scheduler import OWN_RUNS_ONLY_KINDS, pid_alive
 
     now, hostname, limit = datetime.now(timezone.utc), socket.gethostname(), _settings().host_stale_after
     stalled = []
@@ -217,7 +217,7 @@ def _print_run_footer(run: Any) -> None:
 
 def _synced(args: argparse.Namespace, read: Any, *, summary: bool = False) -> tuple[Any, Any]:
     """Load the DAG files, record them (and their import errors) in the store, then ``read(store)``."""
-    from nbflow.discovery import sync
+    from nbflow.engine.sync import sync
 
     bag = _bag(args, summary=summary)
     store = _open_store()
@@ -229,7 +229,7 @@ def _synced(args: argparse.Namespace, read: Any, *, summary: bool = False) -> tu
 
 
 def _run(args: argparse.Namespace, run_type: str, dag: Any = None) -> int:
-    from nbflow.runs import run_dag
+    from nbflow.engine.runs import run_dag
 
     dag = dag or _find_dag(args)
     run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf, dag.dag_id), executor=args.executor, run_type=run_type)

@@ -94,11 +94,11 @@ def cmd_dags_test(args: argparse.Namespace) -> int:
 def cmd_dags_trigger(args: argparse.Namespace) -> int:
     """Queue a manual run for a running scheduler (``--queue``), run it here and wait (``--wait``),
     or, by default, queue it when a scheduler is alive and run it here when none is."""
-    from nbflow import controls
+    from nbflow.engine import controls
 
     if args.wait:
         return _run(args, "manual")
-    from nbflow.runs import source_kind, sync_dag
+    from nbflow.engine.sync import source_kind, sync_dag
 
     dag = _find_dag(args)
     conf = _parse_conf(args.conf, dag.dag_id)
@@ -199,7 +199,7 @@ def _progress_bar(stream: Any, width: int = 20) -> Any:
 
 
 def cmd_dags_backfill(args: argparse.Namespace) -> int:
-    from nbflow.runs import backfill
+    from nbflow.engine.runs import backfill
 
     dag = _find_dag(args)
     progress = _progress_bar(sys.stderr)
@@ -219,7 +219,7 @@ def cmd_dags_backfill(args: argparse.Namespace) -> int:
 
 
 def _set_paused(args: argparse.Namespace, paused: bool) -> None:
-    from nbflow import controls
+    from nbflow.engine import controls
     from nbflow.errors import DagNotFoundError
 
     change = controls.pause if paused else controls.unpause

@@ -71,7 +71,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def _report_files(settings: Any, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str | None]:
     """The output notebook and HTML report of a notebook task, from the artifacts folder."""
-    from nbflow.runs import safe_path_part
+    from nbflow.paths import safe_path_part
 
     root = Path(settings.artifacts_folder)
     for folder in (root / safe_path_part(dag_id) / safe_path_part(run_id) / safe_path_part(task_id),

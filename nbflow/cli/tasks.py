@@ -35,13 +35,12 @@ def cmd_tasks_test(args: argparse.Namespace) -> int:
     import tempfile
 
     from nbflow.outputs import decode
-    from nbflow.runner import TaskRequest, run_task
-    from nbflow.runs import utcnow
-    from nbflow.timetables import parse_date
+    from nbflow.engine.runner import TaskRequest, run_task
+    from nbflow.engine.lifecycle import logical_date_of
 
     dag = _find_dag(args)
     task = dag.get_task(args.task_id)
-    when = parse_date(args.logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id) if args.logical_date else utcnow().astimezone(dag.timezone)
+    when = logical_date_of(dag, args.logical_date or None)
     start, end = dag.timetable.data_interval(when)
     upstream = _latest_outputs(dag.dag_id, set(task.upstream_task_ids) | {r.task_id for r in task.output_refs()})
     log = Path(tempfile.mkdtemp(prefix="nbflow-task-test-")) / "task.log"
@@ -98,7 +97,7 @@ def _print_held(pairs: Sequence[tuple[str, str]]) -> None:
 
 
 def cmd_tasks_clear(args: argparse.Namespace) -> int:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     dag = _find_dag(args)
     store = _open_store()
@@ -127,7 +126,7 @@ def cmd_tasks_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_mark(args: argparse.Namespace) -> int:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     dag = _find_dag(args)
     store = _open_store()

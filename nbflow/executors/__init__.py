@@ -7,6 +7,7 @@ in :mod:`nbflow.executors.base`.
 
 from __future__ import annotations
 
-from nbflow.executors.base import EXECUTORS, Executor, Outcome, default_executor, executor_for, get_executor
+from nbflow.executors.base import Executor, Outcome
+from nbflow.executors.choice import EXECUTORS, default_executor, executor_for, get_executor
 
 __all__ = ["EXECUTORS", "Executor", "Outcome", "default_executor", "executor_for", "get_executor"]

@@ -20,7 +20,6 @@ Executors sit in the execution layer and import only the standard library, cloud
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import traceback
@@ -28,22 +27,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from nbflow.errors import ConfigError
 
-if TYPE_CHECKING:
-    from nbflow.settings import Settings
-
 log = logging.getLogger("nbflow.executors")
-
-#: executor name -> "module:class"; the module is imported only when that executor is asked for,
-#: so choosing "thread" never imports the process machinery.
-EXECUTORS: dict[str, str] = {
-    "inline": "nbflow.executors.inline:InlineExecutor",
-    "thread": "nbflow.executors.thread:ThreadExecutor",
-    "process": "nbflow.executors.process:ProcessExecutor",
-}
 
 HOSTNAME = os.uname().nodename if hasattr(os, "uname") else ""
 
@@ -177,44 +165,3 @@ def format_error(error: BaseException, skip: int = 1) -> str:
         tb = tb.tb_next
     error.__traceback__ = tb
     return "".join(traceback.format_exception(type(error), error, tb))
-
-
-def get_executor(name: str, parallelism: int = 4, **options: Any) -> Executor:
-    """A new, not yet started executor of kind ``name`` ("inline", "thread" or "process").
-
-    ``options`` go to that executor's constructor (``max_rss_mb`` for "process"); one it does not
-    take is refused, never ignored.
-    """
-    try:
-        where = EXECUTORS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            "executor", name, f"there is no such executor; choose one of {', '.join(EXECUTORS)}"
-        ) from None
-    module_name, _, class_name = where.partition(":")
-    cls: type[Executor] = getattr(importlib.import_module(module_name), class_name)
-    return cls(parallelism, **options)
-
-
-#: kinds of scheduler host whose tasks run in worker processes unless an executor is chosen: hosts
-#: that live long and serve every DAG (the ``nbflow scheduler`` daemon, the Jupyter server's host and
-#: the runs it starts), where a task that segfaults, exits, forks or leaks memory must end a worker,
-#: not the host. Elsewhere (a notebook kernel, ``dag.test()``, ``nbflow dags test``, a backfill) the
-#: caller runs its own tasks in the foreground and keeps threads: they start in microseconds, share
-#: the kernel's objects, and a crash ends only the caller's own command.
-PROCESS_HOST_KINDS = frozenset({"daemon", "jupyter-server", "server-run"})
-
-
-def default_executor(host_kind: str | None) -> str:
-    """The executor a host of ``host_kind`` uses when neither its caller nor the settings pick one."""
-    return "process" if host_kind in PROCESS_HOST_KINDS else "thread"
-
-
-def executor_for(settings: Settings, host_kind: str | None, name: str | None = None) -> Executor:
-    """A new executor for a host: ``name`` if given, else the ``executor`` setting, else (``auto``)
-    the host's default; with the settings that apply to it (``parallelism``, ``worker_max_rss_mb``)."""
-    chosen = name or (settings.executor if settings.executor not in ("", "auto") else default_executor(host_kind))
-    options: dict[str, Any] = {}
-    if chosen == "process":
-        options["max_rss_mb"] = settings.worker_max_rss_mb
-    return get_executor(chosen, settings.parallelism, **options)

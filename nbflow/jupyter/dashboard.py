@@ -111,7 +111,7 @@ def find_dag(dag_id: str, fileloc: str | None) -> DAG:
         import os
 
         if os.path.exists(fileloc):
-            from nbflow.discovery import load_file
+            from nbflow.engine.discovery import load_file
 
             dags, failure = load_file(fileloc)
             for candidate in dags:
@@ -187,7 +187,7 @@ class Dashboard(w.VBox):
         return toggled
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
-        from nbflow.controls import pause, unpause
+        from nbflow.engine.controls import pause, unpause
 
         (pause if paused else unpause)(dag_id)
         toggle = self.toggles.get(dag_id)

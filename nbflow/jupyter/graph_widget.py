@@ -31,7 +31,7 @@ from nbflow.jupyter.details import DetailsPanel, render_node_summary
 from nbflow.jupyter.graph import MAX_ELEMENTS, NO_STATUS, GraphModel, StateBatcher
 
 if TYPE_CHECKING:
-    from nbflow.controls import Changes
+    from nbflow.engine.controls import Changes
     from nbflow.dag import DAG
     from nbflow.observers import StateNotice
     from nbflow.store import Store
@@ -488,7 +488,7 @@ class DagGraph(w.VBox):
 
     def run_now(self, *, executor: Any = None) -> threading.Thread:
         """Run the DAG now in a background thread of this kernel; the graph follows it live."""
-        from nbflow.runs import run_dag
+        from nbflow.engine.runs import run_dag
 
         self.follow()
 
@@ -512,7 +512,7 @@ class DagGraph(w.VBox):
 
     def clear_task(self, task_id: str | None = None, *, downstream: bool = False) -> Changes:
         """Clear the task (default: the selected one) in the shown run, so that it runs again."""
-        from nbflow.controls import clear
+        from nbflow.engine.controls import clear
 
         run_id, task_id = self._target(task_id)
         with self._store() as store:
@@ -522,7 +522,7 @@ class DagGraph(w.VBox):
 
     def mark_task(self, state: str, task_id: str | None = None, *, downstream: bool = False) -> Changes:
         """Mark the task (default: the selected one) ``success`` or ``failed`` in the shown run."""
-        from nbflow.controls import mark
+        from nbflow.engine.controls import mark
 
         run_id, task_id = self._target(task_id)
         with self._store() as store:
@@ -546,8 +546,8 @@ class DagGraph(w.VBox):
 
     def set_paused(self, paused: bool) -> None:
         """Pause or unpause the DAG's schedule (a DAG the store does not know yet is recorded first)."""
-        from nbflow.controls import pause, unpause
-        from nbflow.runs import source_kind, sync_dag
+        from nbflow.engine.controls import pause, unpause
+        from nbflow.engine.sync import source_kind, sync_dag
 
         with self._store() as store:
             if store.get_dag(self.dag.dag_id) is None:

@@ -4,7 +4,7 @@ Thin: each parses its arguments and calls the public API. Bad input raises ``Usa
 usage line, which IPython shows without a traceback.
 
 ``%%dag DAG_ID [--schedule CRON] ...`` runs the cell in the user namespace inside ``DAG(...)`` (the
-line is parsed by :func:`nbflow.discovery.parse_dag_line`, as for notebooks in ``dags_folder``),
+line is parsed by :func:`nbflow.engine.discovery.parse_dag_line`, as for notebooks in ``dags_folder``),
 validates the DAG, records it in the store with this notebook as its source, binds it to the name
 ``DAG_ID`` and shows it: the live graph widget, with an SVG picture for viewers without a kernel. Running the cell again builds the DAG again from scratch.
 """
@@ -156,7 +156,7 @@ class NbflowMagics(Magics):
         """
         from IPython.display import display
 
-        from nbflow.discovery import exec_dag_cell, parse_dag_line
+        from nbflow.engine.discovery import exec_dag_cell, parse_dag_line
 
         __tracebackhide__ = True  # IPython shows the cell's frames, not the magic's
         try:
@@ -184,7 +184,7 @@ class NbflowMagics(Magics):
 
     @staticmethod
     def _register(built: DAG) -> None:
-        from nbflow.runs import sync_dag
+        from nbflow.engine.sync import sync_dag
         from nbflow.store import Store
 
         try:
@@ -232,7 +232,7 @@ class NbflowMagics(Magics):
 
     @staticmethod
     def _folder() -> Any:
-        from nbflow.discovery import DagBag, collect
+        from nbflow.engine.discovery import DagBag, collect
         from nbflow.settings import get_settings
 
         folder = Path(get_settings().dags_folder)
@@ -260,7 +260,7 @@ class NbflowMagics(Magics):
         return self.find_dag(args.dag_id).test(logical_date=args.date, executor=args.executor)
 
     def _cmd_run(self, args: argparse.Namespace) -> DagRun:
-        from nbflow.runs import run_dag
+        from nbflow.engine.runs import run_dag
 
         conf: Any = {}
         if args.conf:
@@ -328,7 +328,7 @@ class NbflowMagics(Magics):
         return Dashboard()
 
     def _cmd_scheduler(self, args: argparse.Namespace) -> None:
-        from nbflow import scheduler
+        from nbflow.engine import scheduler
 
         if args.action == "start":
             running = scheduler.start(executor=args.executor)

@@ -135,8 +135,9 @@ def schedule_notebook(
     replaces stays as it was).
     """
     from nbflow import DAG
-    from nbflow.dagparsing import DagFileParser
-    from nbflow.discovery import collect, sync
+    from nbflow.engine.dagparsing import DagFileParser
+    from nbflow.engine.discovery import collect
+    from nbflow.engine.sync import sync
     from nbflow.settings import get_settings
     from nbflow.timetables import resolve_timezone, timezone_name, utcnow
 
@@ -198,7 +199,7 @@ def _write_checked(target: Path, text: str) -> DAG:
     file that does not load is never left in dags_folder and a previous good one stays."""
     import tempfile
 
-    from nbflow.discovery import load_file
+    from nbflow.engine.discovery import load_file
 
     handle, staged_name = tempfile.mkstemp(prefix=".nbflow-", suffix=".py", dir=target.parent)
     staged = Path(staged_name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.dagparsing import DagFileParser
+from nbflow.engine.dagparsing import DagFileParser
 from nbflow.errors import DagImportError, DagNotFoundError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ class DagCatalog:
     def scan(self) -> None:
         """Read ``dags_folder`` again if a file in it was added, removed or changed, and record its
         DAGs and import errors in the store (as a scheduler host's reload does)."""
-        from nbflow.discovery import collect, sync
+        from nbflow.engine.discovery import collect
+        from nbflow.engine.sync import sync
 
         folder = Path(self.settings.dags_folder).expanduser().resolve()
         with self._lock:

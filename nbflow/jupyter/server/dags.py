@@ -101,7 +101,7 @@ def dag_detail(services: Services, dag_id: str) -> dict[str, Any]:
 
 
 def set_paused(services: Services, dag_id: str, paused: bool) -> dict[str, Any]:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     row = find_row(services, dag_id)
     (controls.pause if paused else controls.unpause)(dag_id, store=services.store)

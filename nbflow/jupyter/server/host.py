@@ -1,7 +1,7 @@
 """Scheduling inside the Jupyter server process, never on its event loop.
 
 :class:`SchedulerHost` is the scheduler of ``--NbflowApp.run_scheduler``: the same
-:class:`~nbflow.scheduler.Scheduler` loop the ``nbflow scheduler`` daemon runs, against the same
+:class:`~nbflow.engine.scheduler.Scheduler` loop the ``nbflow scheduler`` daemon runs, against the same
 store, in a daemon thread, as a host of kind ``jupyter-server``. The store referees between it and
 any other host, so running it next to a daemon never runs a task instance twice.
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
-    from nbflow.scheduler import Scheduler
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class SchedulerHost:
 
     def start(self) -> None:
         """Start the loop in a daemon thread; returns at once (a second call does nothing)."""
-        from nbflow.scheduler import Scheduler
+        from nbflow.engine.scheduler import Scheduler
 
         if self.running:
             return
@@ -96,7 +96,7 @@ class RunStarter:
     def start(self, dag: DAG, run_pk: int, *, run_types: tuple[str, ...] = ("manual",)) -> str:
         """Drive the queued run ``run_pk`` of ``dag`` (of one of ``run_types``) in a new thread;
         returns the id of the host that drives it."""
-        from nbflow.scheduler import Scheduler
+        from nbflow.engine.scheduler import Scheduler
 
         scheduler = Scheduler(settings=self.settings, executor=self.executor, dags=[dag], kind=RUN_KIND,
                               create_runs=False, run_types=run_types, only_runs={run_pk})

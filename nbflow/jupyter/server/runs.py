@@ -40,7 +40,7 @@ def ordered(services: Services, dag_id: str, instances: list[dict[str, Any]]) ->
 def drive(services: Services, dag: DAG, run: dict[str, Any]) -> str:
     """``"queued"`` when a live scheduler host will pick the run up (or the DAG is paused, so the run
     waits for it to be unpaused); else ``"started"``: a one-run host in this server drives it."""
-    from nbflow import controls
+    from nbflow.engine import controls
 
     row = services.store.get_dag(dag.dag_id) or {}
     if row.get("is_paused") or controls.live_schedulers(services.store, settings=services.settings):
@@ -55,7 +55,7 @@ def list_runs(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
 
 
 def trigger(services: Services, dag_id: str, conf: Any) -> dict[str, Any]:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     dag = services.catalog.require(dag_id)
     run_id = controls.trigger(dag, conf=conf, store=services.store)
@@ -80,7 +80,7 @@ def _requeued(services: Services, dag: DAG, run_id: str, run_states: dict[str, s
 
 def clear(services: Services, dag_id: str, run_id: str, task_ids: list[str] | None, downstream: bool,
           only_failed: bool) -> dict[str, Any]:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     dag = services.catalog.require(dag_id)
     find_run(services, dag_id, run_id)
@@ -92,7 +92,7 @@ def clear(services: Services, dag_id: str, run_id: str, task_ids: list[str] | No
 
 def mark(services: Services, dag_id: str, run_id: str, task_ids: list[str], state: str,
          downstream: bool) -> dict[str, Any]:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     dag = services.catalog.require(dag_id)
     find_run(services, dag_id, run_id)

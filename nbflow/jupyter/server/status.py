@@ -30,8 +30,8 @@ def import_errors(services: Services) -> dict[str, Any]:
 
 def scheduler_status(services: Services) -> dict[str, Any]:
     """The hosts the store knows, and whether one will pick up a queued run."""
-    from nbflow import controls
-    from nbflow.scheduler import pid_alive
+    from nbflow.engine import controls
+    from nbflow.engine.scheduler import pid_alive
 
     store, settings = services.store, services.settings
     hosts = store.list_hosts()[:HOSTS_LISTED]

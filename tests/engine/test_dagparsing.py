@@ -17,10 +17,10 @@ import pytest
 
 from jupyter_api import *  # noqa: F403 (the test server's fixtures)
 from jupyter_api import Api
-from nbflow.dagparsing import DagFileParser
-from nbflow.discovery import collect
+from nbflow.engine.dagparsing import DagFileParser
+from nbflow.engine.discovery import collect
 from nbflow.errors import ConfigError
-from nbflow.scheduler import Scheduler
+from nbflow.engine.scheduler import Scheduler
 from nbflow.settings import load_settings
 from nbflow.store import Store
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nbflow import DAG, controls, task
+from nbflow import DAG, task
+from nbflow.engine import controls
 from nbflow.errors import (
     InvalidRequestError,
     DagNotFoundError,
@@ -19,8 +20,8 @@ from nbflow.errors import (
     RunNotFoundError,
     TaskNotFoundError,
 )
-from nbflow.runs import load_run, run_dag
-from nbflow.scheduler import Scheduler
+from nbflow.engine.runs import load_run, run_dag
+from nbflow.engine.scheduler import Scheduler
 from nbflow.settings import load_settings
 from nbflow.store import Store
 

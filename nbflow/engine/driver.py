@@ -30,8 +30,8 @@ from nbflow.operators.base import BaseOperator
 from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
-from nbflow.pools import PoolSlots
-from nbflow.runner import DagInfo, TaskRequest, TaskResult, run_task
+from nbflow.engine.pools import PoolSlots
+from nbflow.engine.runner import DagInfo, TaskRequest, TaskResult, run_task
 from nbflow.states import RunState, TaskState, check_task_transition
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
 from nbflow.errors import RescheduleTask, SkipTask
-from nbflow.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
+from nbflow.engine.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import EncodedOutput, encode, decode
 from nbflow.refs import resolve_refs

@@ -1,17 +1,18 @@
 """Runs: one run now (``run_dag``), backfills, and what the store says of a run (``load_run``).
 
-The work of a run is done by :class:`nbflow.driver.RunDriver`; this module creates the run, picks
+The work of a run is done by :class:`nbflow.engine.driver.RunDriver`; this module creates the run, picks
 the executor and hands back the finished :class:`DagRun`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from nbflow.driver import RunDriver, utcnow
-from nbflow.paths import safe_path_part
+from nbflow.engine.driver import RunDriver
+from nbflow.engine.lifecycle import create_run, logical_date_of, run_id_for
+from nbflow.engine.shipping import ship_by_value
+from nbflow.engine.sync import source_kind, sync_dag
 from nbflow.errors import NbflowError
 from nbflow.states import RunState, TaskState
 
@@ -23,27 +24,7 @@ if TYPE_CHECKING:
     from nbflow.store import Store
 
 S = TaskState
-__all__ = ["load_run", "new_run_id", "run_dag", "safe_path_part", "sync_dag", "utcnow"]
-
-
-def sync_dag(store: Store, dag: DAG, source_kind: str = "file") -> None:
-    """Write the DAG's definition to the store, keeping whether it is paused."""
-    from nbflow.timetables import timezone_name
-
-    store.upsert_dag(
-        dag.dag_id,
-        fileloc=dag.fileloc,
-        source_kind=source_kind,
-        schedule=dag.timetable.description,
-        timezone=timezone_name(dag.timezone),
-        description=dag.description,
-        owner=dag.owner,
-        tags=list(dag.tags),
-        max_active_runs=dag.max_active_runs,
-        max_active_tasks=dag.max_active_tasks,
-        definition=dag.describe(),
-        last_parsed_at=utcnow(),
-    )
+__all__ = ["backfill", "load_run", "run_dag"]
 
 
 # -- one run, now ----------------------------------------------------------------------------------
@@ -57,29 +38,6 @@ def _open_executor(executor: Any, settings: Settings) -> tuple[Executor, bool]:
         return executor, False
     # the caller drives this run in the foreground (dag.test(), nbflow dags test): threads by default
     return executor_for(settings, None, executor), True
-
-
-def ship_by_value(dag: DAG) -> None:
-    """Functions of a DAG file loaded by nbflow live in a module that worker processes cannot import:
-    pickle that module's functions by value."""
-    import sys
-
-    import cloudpickle
-
-    for task in dag.task_dict.values():
-        fn = getattr(task, "python_callable", None)
-        module = sys.modules.get(getattr(fn, "__module__", "") or "")
-        if module is not None and getattr(module, "__nbflow_dag_file__", False):
-            cloudpickle.register_pickle_by_value(module)
-
-
-def new_run_id(run_type: str, logical_date: datetime, existing: Any) -> str:
-    base = f"{run_type}__{logical_date.astimezone(timezone.utc).isoformat(timespec='seconds')}"
-    run_id, n = base, 1
-    while existing(run_id):
-        n += 1
-        run_id = f"{base}__{n}"
-    return run_id
 
 
 def run_dag(
@@ -96,7 +54,6 @@ def run_dag(
     from nbflow.dagrun import check_conf
     from nbflow.settings import get_settings
     from nbflow.store import Store
-    from nbflow.timetables import parse_date
 
     dag.validate()
     settings = settings or get_settings()
@@ -105,30 +62,16 @@ def run_dag(
     store = store or Store.open(settings)
     try:
         sync_dag(store, dag, source_kind=source_kind(dag))
-        when = (
-            parse_date(logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id)
-            if logical_date is not None
-            else utcnow().replace(microsecond=0).astimezone(dag.timezone)
-        )
-        start, end = dag.timetable.data_interval(when)
-        run_id = new_run_id(run_type, when, lambda rid: store.get_run(dag.dag_id, rid) is not None)
-        run_pk = store.create_run(
-            dag_id=dag.dag_id, run_id=run_id, run_type=run_type, logical_date=when,
-            data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
-            state=RunState.QUEUED.value,
-            task_rows=[
-                {"task_id": t.task_id, "state": S.NONE.value, "max_tries": t.retries + 1,
-                 "operator": type(t).__name__, "pool": t.pool, "priority_weight": t.priority_weight}
-                for t in dag.task_dict.values()
-            ],
-        )
+        new = create_run(store, dag, logical_date_of(dag, logical_date), run_type=run_type, conf=conf)
+        assert new is not None  # only scheduled and backfill runs can exist already
+        run_id, run_pk = new.run_id, new.run_pk
         run_row = store.get_run_by_pk(run_pk)
         assert run_row is not None
         pool, own_executor = _open_executor(executor, settings)
         try:
             if not pool.in_process:
                 ship_by_value(dag)
-            from nbflow.pools import PoolSlots
+            from nbflow.engine.pools import PoolSlots
 
             RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process,
                       pools=PoolSlots.load(store)).run(pool)
@@ -139,17 +82,6 @@ def run_dag(
     finally:
         if own_store:
             store.close()
-
-
-def source_kind(dag: DAG) -> str:
-    if dag.source_kind:
-        return dag.source_kind
-    fileloc = dag.fileloc or ""
-    if fileloc.endswith(".ipynb"):
-        return "notebook"
-    if fileloc.endswith(".py") and os.path.exists(fileloc) and "ipykernel" not in fileloc:
-        return "file"
-    return "interactive"
 
 
 def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
@@ -230,7 +162,7 @@ def backfill(
     called as runs end.
     """
     from nbflow.errors import InvalidRequestError
-    from nbflow.scheduler import Scheduler, task_rows
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.settings import get_settings
     from nbflow.store import Store
     from nbflow.timetables import parse_date, scheduled_times
@@ -258,12 +190,8 @@ def backfill(
         for when in times:
             row = existing.get(when.astimezone(timezone.utc))
             if row is None:
-                interval = dag.timetable.data_interval(when)
-                run_id = f"backfill__{when.astimezone(timezone.utc).isoformat(timespec='seconds')}"
-                store.create_run(dag_id=dag.dag_id, run_id=run_id, run_type="backfill", logical_date=when,
-                                 data_interval_start=interval[0], data_interval_end=interval[1], conf={},
-                                 state=RunState.QUEUED.value, task_rows=task_rows(dag), if_absent=True)
-                chosen.append((when, run_id))
+                create_run(store, dag, when, run_type="backfill")  # None: made meanwhile, the same run
+                chosen.append((when, run_id_for("backfill", when)))
                 continue
             state = row["state"]
             redo = reprocess == "all" or (reprocess == "failed" and state == "failed")

@@ -1,5 +1,6 @@
-"""A DAG in a notebook finds its view through the ``nbflow.display`` entry point, and falls back to
-its plain picture when there is none or the view fails."""
+"""A DAG finds its view (``nbflow.display``) and its engine (``nbflow.engine``) through entry points:
+the view falls back to the plain picture when there is none or it fails; a missing engine is an error
+that says to reinstall."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import nbflow.displayhooks as hooks
+import nbflow.plugins as hooks
 from nbflow import DAG
 from nbflow.operators import EmptyOperator
 
@@ -40,3 +41,18 @@ def test_a_failing_view_never_breaks_displaying(monkeypatch: pytest.MonkeyPatch,
     bundle = small()._repr_mimebundle_()
     assert "<td>a</td>" in bundle["text/html"]
     assert "nbflow.no_such_module:draw failed" in caplog.text
+
+
+def test_dag_test_and_backfill_run_through_the_installed_engine(nbflow_home: Path) -> None:
+    assert hooks._points(hooks.ENGINE_GROUP)["run"].value == "nbflow.engine.runs:run_dag"
+    assert hooks._points(hooks.ENGINE_GROUP)["backfill"].value == "nbflow.engine.runs:backfill"
+    run = small().test()
+    assert run.state == "success" and run.task_states == {"a": "success", "b": "success"}
+
+
+def test_a_missing_engine_says_to_reinstall(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.errors import NotInstalledError
+
+    monkeypatch.setattr(hooks, "_points", lambda group: {})
+    with pytest.raises(NotInstalledError, match=r"no entry point 'run' in the group 'nbflow.engine'; reinstall nbflow"):
+        small().test()

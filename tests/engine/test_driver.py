@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from nbflow import DAG
-from nbflow.driver import RunDriver
+from nbflow.engine.driver import RunDriver
 from nbflow.operators import PythonOperator
-from nbflow.scheduler import task_rows
+from nbflow.engine.lifecycle import task_rows
 from nbflow.settings import load_settings
 from nbflow.store import Store
 

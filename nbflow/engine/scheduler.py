@@ -24,14 +24,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from nbflow.dagparsing import BackgroundCollector, DagFileParser
-from nbflow.driver import RunDriver, utcnow
+from nbflow.engine.dagparsing import BackgroundCollector, DagFileParser
+from nbflow.engine.driver import RunDriver, utcnow
+from nbflow.engine.lifecycle import create_run
 from nbflow.errors import StoreError, TransientStoreError
-from nbflow.outage import StoreOutage
-from nbflow.pools import PoolSlots
+from nbflow.engine.outage import StoreOutage
+from nbflow.engine.pools import PoolSlots
 from nbflow.states import RunState
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ class Scheduler:
     def _reload_dags(self) -> bool:
         """Take in the DAGs as they are now; False while DAG files are still being parsed."""
         if self._fixed_dags is not None:
-            from nbflow.runs import source_kind, sync_dag
+            from nbflow.engine.sync import source_kind, sync_dag
 
             given = self._fixed_dags() if callable(self._fixed_dags) else self._fixed_dags
             for dag_id, dag in given.items():
@@ -315,7 +316,7 @@ class Scheduler:
                     sync_dag(self.store, dag, source_kind=source_kind(dag))
             self.dags = dict(given)
             return True
-        from nbflow.discovery import sync
+        from nbflow.engine.sync import sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
         self._dag_files.parser.timeout = self.settings.dag_file_timeout
@@ -397,7 +398,7 @@ class Scheduler:
         driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
                            host_id=self.host_id, pools=self.pools)
         if not self.executor.in_process:
-            from nbflow.runs import ship_by_value
+            from nbflow.engine.shipping import ship_by_value
 
             ship_by_value(dag)
         driver.begin()
@@ -468,19 +469,13 @@ class Scheduler:
 
     def _create_run(self, dag: DAG, logical_date: datetime, run_type: str = "scheduled") -> str | None:
         assert self.store is not None
-        start, end = dag.timetable.data_interval(logical_date)
-        run_id = f"{run_type}__{logical_date.astimezone(timezone.utc).isoformat(timespec='seconds')}"
-        run_pk = self.store.create_run(
-            dag_id=dag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
-            data_interval_start=start, data_interval_end=end, conf={}, state=RunState.QUEUED.value,
-            task_rows=task_rows(dag), if_absent=True,
-        )
-        if run_pk is None:
+        new = create_run(self.store, dag, logical_date, run_type=run_type)
+        if new is None:
             return None  # another host created it first; it will be picked up like any run
-        row = self.store.get_run_by_pk(run_pk)
+        row = self.store.get_run_by_pk(new.run_pk)
         if row is not None:
             self._adopt_run(row)
-        return run_id
+        return new.run_id
 
     # -- dead hosts -------------------------------------------------------------------------------
 
@@ -627,14 +622,6 @@ class Scheduler:
             "running_tasks": sum(len(d.running) for d in self.drivers.values()),
             "dags": len(self.dags),
         }
-
-
-def task_rows(dag: DAG) -> list[dict[str, Any]]:
-    return [
-        {"task_id": t.task_id, "state": "none", "max_tries": t.retries + 1, "operator": type(t).__name__,
-         "pool": t.pool, "priority_weight": t.priority_weight}
-        for t in dag.task_dict.values()
-    ]
 
 
 # -- the in-kernel host -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("nbflow.scheduler")
+log = logging.getLogger("nbflow.engine.scheduler")
 
 #: first delay before the store is tried again, doubled after each failure up to MAX_DELAY
 FIRST_DELAY = 0.1

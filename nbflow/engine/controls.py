@@ -271,29 +271,17 @@ def trigger(
     survives the caller's process. Use :func:`scheduler_alive` to know whether one will.
     """
     from nbflow.dagrun import check_conf
-    from nbflow.runs import new_run_id, source_kind, sync_dag
-    from nbflow.scheduler import task_rows
-    from nbflow.timetables import parse_date
+    from nbflow.engine.lifecycle import create_run, logical_date_of
+    from nbflow.engine.sync import source_kind, sync_dag
 
     dag.validate()
     conf = check_conf(conf, dag.dag_id)
-    when = (
-        parse_date(logical_date, dag.timezone, field="logical_date", dag_id=dag.dag_id)
-        if logical_date is not None
-        else _utcnow().replace(microsecond=0).astimezone(dag.timezone)
-    )
-    start, end = dag.timetable.data_interval(when)
+    when = logical_date_of(dag, logical_date)
     with _opened(store) as s:
         sync_dag(s, dag, source_kind=source_kind(dag))
-        while True:  # two triggers in the same second: the store's unique run id decides
-            run_id = new_run_id("manual", when, lambda rid: s.get_run(dag.dag_id, rid) is not None)
-            created = s.create_run(
-                dag_id=dag.dag_id, run_id=run_id, run_type="manual", logical_date=when,
-                data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
-                state=RunState.QUEUED.value, task_rows=task_rows(dag), if_absent=True,
-            )
-            if created is not None:
-                return run_id
+        new = create_run(s, dag, when, run_type="manual", conf=conf)
+        assert new is not None  # manual runs are numbered, never found existing
+        return new.run_id
 
 
 # -- scheduler hosts --------------------------------------------------------------------------------
@@ -302,9 +290,9 @@ def trigger(
 def live_schedulers(store: Store | None = None, *, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The scheduler hosts that will pick up a queued run: running, heartbeating within
     ``host_stale_after``, and (on this machine) with their process still there. A backfill's host
-    (or any host of :data:`~nbflow.scheduler.OWN_RUNS_ONLY_KINDS`) drives only its own runs, so it
+    (or any host of :data:`~nbflow.engine.scheduler.OWN_RUNS_ONLY_KINDS`) drives only its own runs, so it
     does not count."""
-    from nbflow.scheduler import OWN_RUNS_ONLY_KINDS, pid_alive
+    from nbflow.engine.scheduler import OWN_RUNS_ONLY_KINDS, pid_alive
     from nbflow.settings import get_settings
 
     settings = settings or get_settings()

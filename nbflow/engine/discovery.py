@@ -35,7 +35,6 @@ from nbflow.errors import DagDefinitionError, DagNotFoundError
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
-    from nbflow.store import Store
 
 
 @dataclass
@@ -216,7 +215,7 @@ Loader = Callable[[list[Path]], Mapping[str, "tuple[list[DAG], ImportFailure | N
 
 def load_here(files: list[Path]) -> dict[str, tuple[list[DAG], ImportFailure | None]]:
     """Load DAG files in this process (a notebook kernel defining its own DAGs); scheduler hosts and
-    commands load them in a separate process instead (:mod:`nbflow.dagparsing`)."""
+    commands load them in a separate process instead (:mod:`nbflow.engine.dagparsing`)."""
     return {str(file.resolve()): load_file(file) for file in files}
 
 
@@ -269,26 +268,6 @@ def collect(paths: list[str | os.PathLike[str]], *, load: Loader | None = None) 
                 continue
             bag.dags[built.dag_id] = built
     return bag
-
-
-def sync(bag: DagBag, store: Store) -> None:
-    """Record the DAGs and import errors of ``bag`` in the store; clear errors of files that now load."""
-    from nbflow.runs import sync_dag
-
-    for built in bag.dags.values():
-        sync_dag(store, built, source_kind="notebook" if str(built.fileloc).endswith(".ipynb") else "file")
-    for fileloc in bag.files:
-        if fileloc in bag.failures:
-            failure = bag.failures[fileloc]
-            store.record_import_error(fileloc, failure.summary, failure.traceback)
-        else:
-            store.clear_import_errors(fileloc)
-    if bag.folders:
-        inside = tuple(folder.rstrip(os.sep) + os.sep for folder in bag.folders)
-        current = set(bag.files)
-        for error in store.list_import_errors():
-            if error["fileloc"] not in current and str(error["fileloc"]).startswith(inside):
-                store.clear_import_errors(error["fileloc"])  # its file was deleted or is no DAG file now
 
 
 # -- %%dag cells ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from nbflow import DAG, SkipTask, dag, get_current_context, task
 from nbflow.errors import NoTaskContextError
 from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
-from nbflow.runs import load_run, run_dag
+from nbflow.engine.runs import load_run, run_dag
 from nbflow.settings import load_settings
 from nbflow.store import Store
 

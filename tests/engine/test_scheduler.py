@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-import nbflow.scheduler as sched_mod
+import nbflow.engine.scheduler as sched_mod
 from nbflow import DAG, task
 from nbflow.operators import PythonOperator
-from nbflow.runs import sync_dag
-from nbflow.scheduler import Scheduler, task_rows
+from nbflow.engine.sync import sync_dag
+from nbflow.engine.lifecycle import task_rows
+from nbflow.engine.scheduler import Scheduler
 from nbflow.settings import load_settings
 from nbflow.store import Store
 
@@ -470,7 +471,7 @@ def test_in_process_scheduler_runs_in_the_background(nbflow_home: Path, tmp_path
 
 
 def test_clearing_a_task_of_a_run_being_driven_makes_the_scheduler_run_it_again(settings, store) -> None:
-    from nbflow import controls
+    from nbflow.engine import controls
 
     with DAG("cleared_live", timezone="UTC") as d:
         @task

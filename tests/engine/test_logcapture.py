@@ -12,9 +12,9 @@ import pytest
 
 from nbflow import DAG, task
 from nbflow.errors import ConfigError
-from nbflow.logcapture import TaskLog, capture
+from nbflow.engine.logcapture import TaskLog, capture
 from nbflow.operators import BashOperator
-from nbflow.runs import run_dag
+from nbflow.engine.runs import run_dag
 from nbflow.settings import load_settings
 
 CAP = 10 * 1024

@@ -5,7 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from nbflow.discovery import collect, load_file, sync
+from nbflow.engine.discovery import collect, load_file
+from nbflow.engine.sync import sync
 from nbflow.store import Store
 
 GOOD = '''

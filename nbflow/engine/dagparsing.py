@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from nbflow.discovery import DagBag, ImportFailure, collect, load_file, module_name
+from nbflow.engine.discovery import DagBag, ImportFailure, collect, load_file, module_name
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -449,7 +449,7 @@ class _ParseServer:
             self._stop()
             self._process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
                 [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-                                       "from nbflow.dagparsing import serve; serve()", _PACKAGE_ROOT],
+                                       "from nbflow.engine.dagparsing import serve; serve()", _PACKAGE_ROOT],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
             )
         return self._process
@@ -517,7 +517,7 @@ class _Parsed:
 
 
 class DagFileParser:
-    """Loads DAG files in separate processes (a :data:`nbflow.discovery.Loader`), each within
+    """Loads DAG files in separate processes (a :data:`nbflow.engine.discovery.Loader`), each within
     ``timeout`` seconds, and keeps each file's result until the file or a module it imported changes.
     Safe to share between threads."""
 

@@ -36,7 +36,7 @@ from nbflow.errors import (
 from nbflow.store import Store
 from nbflow.store.migrate import init_db
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
 CHAINS, LENGTH = 3, 10
 TASK_IDS = [f"c{c}_{i}" for c in range(CHAINS) for i in range(LENGTH)]
@@ -380,11 +380,11 @@ def test_transient_errors_are_told_from_permanent_ones(tmp_path: Path, outage_pg
 
 
 def test_the_outage_says_when_it_starts_passes_the_grace_and_ends(caplog: pytest.LogCaptureFixture) -> None:
-    from nbflow.outage import StoreOutage
+    from nbflow.engine.outage import StoreOutage
 
     now = [100.0]
     outage = StoreOutage("h1", grace=10.0, clock=lambda: now[0])
-    caplog.set_level("WARNING", logger="nbflow.scheduler")
+    caplog.set_level("WARNING", logger="nbflow.engine.scheduler")
     assert not outage.down and outage.claiming and outage.heartbeat_credit(30, 5) == 0.0
     delays = []
     for _ in range(8):
@@ -420,8 +420,8 @@ def test_after_an_outage_other_hosts_are_not_taken_for_dead_for_not_beating_duri
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from nbflow.outage import MAX_DELAY, StoreOutage
-    from nbflow.scheduler import Scheduler
+    from nbflow.engine.outage import MAX_DELAY, StoreOutage
+    from nbflow.engine.scheduler import Scheduler
     from nbflow.settings import get_settings
 
     monkeypatch.setenv("NBFLOW_HOST_STALE_AFTER", "2")

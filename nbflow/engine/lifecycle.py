@@ -1,0 +1,81 @@
+"""Creating a run: its id, its data interval and its task rows, in one transaction.
+
+Every way a run starts (``dag.test()``, a backfill, a manual trigger, a host's schedule) creates it
+here, so run ids are built one way and a run's task rows are never half written. A run id names
+its kind and logical date (``scheduled__2024-06-03T07:00:00+00:00``): scheduled and backfill runs
+are idempotent by id (two hosts creating the same scheduled run make one), while test and manual
+runs of the same instant get ``__2``, ``__3`` ... so that each trigger makes its own run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from nbflow.states import RunState, TaskState
+
+if TYPE_CHECKING:
+    from nbflow.dag import DAG
+    from nbflow.store import Store
+
+#: run types whose id is the logical date alone: a second creation is the same run, not a new one
+IDEMPOTENT_RUN_TYPES = frozenset({"scheduled", "backfill"})
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run just created: its id and the store's key for it."""
+
+    run_id: str
+    run_pk: int
+
+
+def run_id_for(run_type: str, logical_date: datetime, attempt: int = 1) -> str:
+    """The one way run ids are made: ``<type>__<logical date in UTC>``, then ``__<n>`` from the second."""
+    base = f"{run_type}__{logical_date.astimezone(timezone.utc).isoformat(timespec='seconds')}"
+    return base if attempt <= 1 else f"{base}__{attempt}"
+
+
+def logical_date_of(dag: DAG, value: Any = None) -> datetime:
+    """``value`` read in the DAG's zone (any form ``start_date`` takes), or now to the second."""
+    from nbflow.timetables import parse_date
+
+    if value is not None:
+        return parse_date(value, dag.timezone, field="logical_date", dag_id=dag.dag_id)
+    return datetime.now(timezone.utc).replace(microsecond=0).astimezone(dag.timezone)
+
+
+def task_rows(dag: DAG) -> list[dict[str, Any]]:
+    """The task instance rows a new run of ``dag`` starts with."""
+    return [
+        {"task_id": t.task_id, "state": TaskState.NONE.value, "max_tries": t.retries + 1,
+         "operator": type(t).__name__, "pool": t.pool, "priority_weight": t.priority_weight}
+        for t in dag.task_dict.values()
+    ]
+
+
+def create_run(
+    store: Store, dag: DAG, logical_date: datetime, *, run_type: str, conf: dict[str, Any] | None = None,
+) -> NewRun | None:
+    """Create a queued run of ``dag`` at ``logical_date`` with all its task rows.
+
+    For scheduled and backfill runs, None when that run exists already (another host, or an earlier
+    backfill, made it). Other kinds always make a new run, numbering its id past the ones taken; the
+    store's unique (dag, run id) decides between two creators racing for one number.
+    """
+    start, end = dag.timetable.data_interval(logical_date)
+    rows = task_rows(dag)
+    attempt = 1
+    while True:
+        run_id = run_id_for(run_type, logical_date, attempt)
+        run_pk = store.create_run(
+            dag_id=dag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
+            data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
+            state=RunState.QUEUED.value, task_rows=rows, if_absent=True,
+        )
+        if run_pk is not None:
+            return NewRun(run_id, run_pk)
+        if run_type in IDEMPOTENT_RUN_TYPES:
+            return None
+        attempt += 1
