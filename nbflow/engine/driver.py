@@ -2,8 +2,8 @@
 
 A driver holds the run's task states in memory, plans with them, dispatches ready tasks to an
 executor, and records outcomes: it is the one writer of the run's outcomes. It is passive: whoever
-owns it feeds it outcomes and asks it to dispatch. ``dag.test()`` owns one driver (``run()``); the
-scheduler owns one per active run and shares one executor between them.
+owns it feeds it outcomes and asks it to dispatch: a scheduler host owns one per active run and
+shares one executor between them (``dag.test()`` and backfills are hosts of their own runs).
 
 Under a scheduler host (``host_id`` given) the store stays the referee, through fenced claims. A
 task instance is claimed with an atomic compare-and-swap on the fence this driver last read; the
@@ -17,7 +17,6 @@ everything decided goes out in one transaction per ``FLUSH_INTERVAL``.
 from __future__ import annotations
 
 import os
-import queue
 import socket
 import time
 import traceback as tb
@@ -491,41 +490,6 @@ class RunDriver:
         ):
             self._dag_callback(state)
         return state
-
-    def run(self, executor: Executor) -> RunState:
-        """Drive the run alone to its end with ``executor`` (``dag.test()``, backfill)."""
-        outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-        executor.start(outcomes.put)
-        self.begin()
-        while True:
-            self.dispatch(executor, executor.free_slots)
-            self.flush(force=False)
-            if self.done:
-                break
-            deadlines = []
-            wake = self.next_wake()
-            if wake is not None:
-                deadlines.append(time.monotonic() + (wake - utcnow()).total_seconds())
-            if self.pending():
-                deadlines.append(self._last_flush + FLUSH_INTERVAL)
-            if not self.running and not self.ready and wake is None:
-                break  # nothing can make progress: every remaining task is held elsewhere
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            if not self.running:
-                self.flush()
-            try:
-                batch = [outcomes.get(timeout=timeout)]
-            except queue.Empty:
-                batch = []
-            while True:
-                try:
-                    batch.append(outcomes.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                self.handle_many(batch)
-            self.release_due(utcnow())
-        return self.finish()
 
     def _keep_output(self, task: Any, result: TaskResult) -> str | None:
         """Store the output and the branch decision; return an error text if the output is unusable."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from nbflow.engine.driver import RunDriver
+from nbflow.engine.scheduler import DRIVEN_RUN_TYPES, Scheduler
 from nbflow.engine.lifecycle import create_run, logical_date_of, run_id_for
-from nbflow.engine.shipping import ship_by_value
 from nbflow.engine.sync import source_kind, sync_dag
 from nbflow.errors import NbflowError
 from nbflow.states import RunState, TaskState
@@ -65,16 +64,16 @@ def run_dag(
         new = create_run(store, dag, logical_date_of(dag, logical_date), run_type=run_type, conf=conf)
         assert new is not None  # only scheduled and backfill runs can exist already
         run_id, run_pk = new.run_id, new.run_pk
-        run_row = store.get_run_by_pk(run_pk)
-        assert run_row is not None
         pool, own_executor = _open_executor(executor, settings)
         try:
-            if not pool.in_process:
-                ship_by_value(dag)
-            from nbflow.engine.pools import PoolSlots
-
-            RunDriver(dag, store, settings, run=run_row, in_process=pool.in_process,
-                      pools=PoolSlots.load(store)).run(pool)
+            # A scheduler host for this one run, in this process: the same loop as every host.
+            # Only its run type's own kind of run is picked up, and only this run; a test run is
+            # driven by nobody else, so it is written without claims, while a manual run (which a
+            # daemon could pick up too) is claimed like any.
+            host = Scheduler(settings=settings, store=store, executor=pool, dags=[dag], kind="test",
+                             create_runs=False, run_types=(run_type,), only_runs={run_pk},
+                             claims=run_type in DRIVEN_RUN_TYPES)
+            host.serve(exit_when_idle=True, grace=0.0)
         finally:
             if own_executor:
                 pool.shutdown(wait=False)
@@ -162,7 +161,6 @@ def backfill(
     called as runs end.
     """
     from nbflow.errors import InvalidRequestError
-    from nbflow.engine.scheduler import Scheduler
     from nbflow.settings import get_settings
     from nbflow.store import Store
     from nbflow.timetables import parse_date, scheduled_times

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from nbflow.engine.dagparsing import BackgroundCollector, DagFileParser
 from nbflow.engine.driver import RunDriver, utcnow
 from nbflow.engine.lifecycle import create_run
 from nbflow.errors import StoreError, TransientStoreError
@@ -37,6 +36,7 @@ from nbflow.states import RunState
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
+    from nbflow.engine.dagparsing import BackgroundCollector
     from nbflow.executors import Executor, Outcome
     from nbflow.settings import Settings
     from nbflow.store import Store
@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 #: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
 DRIVEN_RUN_TYPES = ("scheduled", "manual")
 #: kinds of host that drive only the runs they were started for (a backfill; one manual run started
-#: by the Jupyter server when no scheduler was alive): they never pick up a run queued by others
-OWN_RUNS_ONLY_KINDS = ("backfill", "server-run")
+#: by the Jupyter server when no scheduler was alive; the run of a dag.test() or a trigger --wait):
+#: they never pick up a run queued by others
+OWN_RUNS_ONLY_KINDS = ("backfill", "server-run", "test")
 _UNKNOWN = object()
 
 
@@ -89,6 +90,7 @@ class Scheduler:
         run_types: tuple[str, ...] = DRIVEN_RUN_TYPES,
         only_runs: set[int] | None = None,
         on_run_finished: Callable[[str], Any] | None = None,
+        claims: bool = True,
     ) -> None:
         from nbflow.settings import get_settings
 
@@ -101,6 +103,9 @@ class Scheduler:
         self.create_runs = create_runs
         self.run_types = run_types
         self.only_runs = only_runs
+        #: whether this host claims the task instances it runs. Every host that shares runs with
+        #: others does; the host of a ``dag.test()`` run, which no other host drives, writes directly.
+        self.claims = claims
         self.host_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.hostname = socket.gethostname()
         if isinstance(dags, list):
@@ -111,7 +116,7 @@ class Scheduler:
         self._dag_paths = dag_paths
         # DAG files are parsed in separate processes, off this host's loop; a file's result is kept
         # until it changes
-        self._dag_files = BackgroundCollector(DagFileParser())
+        self._dag_files: BackgroundCollector | None = None  # made on the first load of files
         self.dags: dict[str, DAG] = {}
         self._own_executor = True
         self.paused: set[str] = set()
@@ -319,6 +324,11 @@ class Scheduler:
         from nbflow.engine.sync import sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
+        if self._dag_files is None:
+            # imported here: a host given its DAGs (a kernel, dag.test()) never parses files
+            from nbflow.engine.dagparsing import BackgroundCollector, DagFileParser
+
+            self._dag_files = BackgroundCollector(DagFileParser())
         self._dag_files.parser.timeout = self.settings.dag_file_timeout
         bag = self._dag_files.collect(paths + self._recorded_notebooks(paths), wait=0.05)
         if bag is None:
@@ -396,7 +406,7 @@ class Scheduler:
             return None
         assert self.store is not None and self.executor is not None
         driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
-                           host_id=self.host_id, pools=self.pools)
+                           host_id=self.host_id if self.claims else None, pools=self.pools)
         if not self.executor.in_process:
             from nbflow.engine.shipping import ship_by_value
 
