@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import InvalidRequestError, NotFoundError, RunNotFoundError
 from nbflow.planner import descendants, run_outcome
-from nbflow.states import RunState, TaskState
+from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -176,6 +176,7 @@ def clear(
                 if state in HELD:
                     result.skipped.append((run["run_id"], task_id))
                     continue
+                check_task_transition(TaskState(state), TaskState.NONE)
                 wanted[task_id] = dag.task_dict[task_id].retries
                 was[task_id] = state
             if not wanted:
@@ -184,6 +185,7 @@ def clear(
             if dry_run:
                 result.run_states[run["run_id"]] = run["state"]
                 continue
+            check_run_transition(RunState(run["state"]), RunState.QUEUED)
             s.clear_task_instances(run["id"], wanted)
             s.add_events([{"kind": "task_cleared", "dag_id": dag.dag_id, "run_id": run["run_id"], "task_id": task_id,
                            "detail": {"from_state": was[task_id]}} for task_id in wanted])
@@ -237,13 +239,15 @@ def mark(
             if current.value in HELD:
                 result.skipped.append((run_id, task_id))
                 continue
-            states[task_id] = TaskState(value)
+            states[task_id] = check_task_transition(current, TaskState(value))
             changes.append({
                 "task_id": task_id, "state": value, "end_date": now, "claimed_by": None, "next_retry_at": None,
                 "error": "marked failed by hand" if value == "failed" else None,
             })
             result.append((run_id, task_id))
         outcome = run_outcome(dag, states)
+        new_run_state = RunState.QUEUED if outcome is None else RunState(outcome.value)
+        check_run_transition(RunState(run["state"]), new_run_state)
         if outcome is None:
             run_changes: dict[str, Any] = {"state": RunState.QUEUED.value, "end_date": None}
         else:

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import traceback as tb
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
@@ -30,8 +30,9 @@ from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
 from nbflow.engine.pools import PoolSlots
+from nbflow.engine.outcomes import Ending, TryEnded, decide
 from nbflow.engine.runner import DagInfo, TaskRequest, TaskResult, run_task
-from nbflow.states import RunState, TaskState, check_task_transition
+from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -147,7 +148,7 @@ class RunDriver:
     def begin(self) -> None:
         """Mark the run running and plan it from the states it has (new, or resumed)."""
         if self.run_state is RunState.QUEUED:
-            self.run_state = RunState.RUNNING
+            self.run_state = check_run_transition(self.run_state, RunState.RUNNING)
             if self.host_id is None:
                 self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
             else:
@@ -411,19 +412,19 @@ class RunDriver:
         common: dict[str, Any] = dict(end_date=end, duration=duration, pid=outcome.pid,
                                       hostname=outcome.hostname or self.hostname)
         error_text: str | None = None
+        reschedule_at: datetime | None = None
         logged = True
         if outcome.ok:
             result: TaskResult = outcome.value
             logged = result.logged
-            if result.reschedule_at is not None:
-                return self._reschedule(task_id, result.reschedule_at, common, logged)
-            if result.skipped is not None:
-                state = S.SKIPPED
+            reschedule_at = result.reschedule_at
+            if reschedule_at is not None:
+                ending = Ending.RESCHEDULED
+            elif result.skipped is not None:
+                ending = Ending.SKIPPED
             else:
-                state = S.SUCCESS
                 error_text = self._keep_output(task, result)
-                if error_text is not None:
-                    state = S.FAILED
+                ending = Ending.RETURNED if error_text is None else Ending.FAILED
         else:
             error = outcome.error
             if outcome.timed_out:
@@ -431,22 +432,22 @@ class RunDriver:
             error_text = _error_text(error, outcome.traceback)
             if outcome.timed_out or not outcome.traceback or outcome.error is None:
                 self._append_log(task_id, error_text)
-            state = S.FAILED
-        self.first_attempt.pop(task_id, None)
+            ending = Ending.FAILED
         try_number = self.try_numbers[task_id]
-        retrying = state is S.FAILED and try_number < self.max_tries.get(task_id, task.retries + 1)
-        if retrying:
-            delay = task.retry_delay_for(try_number)
-            self.wake_at[task_id] = end + timedelta(seconds=delay)
-            common["next_retry_at"] = self.wake_at[task_id]
-            state = S.UP_FOR_RETRY
-            self._callback(task, "on_retry_callback", error_text)
-        else:
-            common["next_retry_at"] = None
-            if state is S.SUCCESS:
-                self._callback(task, "on_success_callback", None)
-            elif state is S.FAILED:
-                self._callback(task, "on_failure_callback", error_text)
+        verdict = decide(self.states[task_id], TryEnded(
+            ending, try_number, self.max_tries.get(task_id, task.retries + 1), end,
+            retry_delay=task.retry_delay_for(try_number) if ending is Ending.FAILED else 0.0,
+            reschedule_at=reschedule_at,
+        ))
+        if verdict.state is S.UP_FOR_RESCHEDULE:
+            return self._reschedule(task_id, verdict.wake_at, common, logged)
+        self.first_attempt.pop(task_id, None)
+        state = verdict.state
+        common["next_retry_at"] = verdict.wake_at
+        if verdict.wake_at is not None:
+            self.wake_at[task_id] = verdict.wake_at
+        if verdict.callback is not None:
+            self._callback(task, verdict.callback, None if state is S.SUCCESS else error_text)
         path = self._log_path(task_id, try_number)
         common["log_path"] = path if logged or path in self._appended else None
         self._set(task_id, state, error=error_text, **common)
@@ -456,7 +457,7 @@ class RunDriver:
             self._record_try(task_id, state, None, error_text, {**common, "hostname": None})
         else:
             self._record_try(task_id, state, start, error_text, common)
-        return None if retrying else task_id
+        return task_id if verdict.final else None
 
     def _reschedule(self, task_id: str, when: datetime, common: dict[str, Any], logged: bool) -> None:
         """A sensor gave its slot back: run it again at ``when``, in the same try."""
@@ -478,7 +479,7 @@ class RunDriver:
         outcome = run_outcome(self.dag, self.states)
         state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
         if self.run_state is not state:  # not again when a store outage made the host call it twice
-            self.run_state = state
+            self.run_state = check_run_transition(self.run_state, state)
             if self.host_id is None:
                 self._change_run(state=state.value, end_date=utcnow())
             self._events.append(self._event(f"run_{state.value}"))
