@@ -119,22 +119,23 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path) -> None:
+def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path, store_url: str) -> None:
     home, marks = tmp_path / "home", tmp_path / "marks"
     (home / "dags").mkdir(parents=True)
     marks.mkdir()
     (home / "dags" / "hostile.py").write_text(textwrap.dedent(DAG_FILE.format(marks=str(marks))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}  # executor: auto
-    env.update(NBFLOW_HOME=str(home), NBFLOW_HEARTBEAT_INTERVAL="0.5", NBFLOW_POLL_INTERVAL="0.2")
+    env.update(NBFLOW_HOME=str(home), NBFLOW_DATABASE_URL=store_url, NBFLOW_HEARTBEAT_INTERVAL="0.5",
+               NBFLOW_POLL_INTERVAL="0.2")
     log = tmp_path / "daemon.log"
     with log.open("ab") as out:
         daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env,
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     store = None
     try:
-        db = home / "nbflow.db"
-        _wait_for(db.exists, 30, "the database")
-        store = Store(f"sqlite:///{db}", busy_timeout=10)
+        if store_url.startswith("sqlite"):
+            _wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
+        store = Store(store_url, busy_timeout=10)
 
         def run() -> dict[str, Any] | None:
             if daemon.poll() is not None:
