@@ -165,20 +165,22 @@ def test_a_file_is_parsed_again_only_when_it_or_its_helper_changed(tmp_path: Pat
     assert changed.fileloc == str((folder / "counted.py").resolve())
 
 
-def test_the_daemon_keeps_the_canary_on_schedule_beside_bad_files(tmp_path: Path) -> None:
+def test_the_daemon_keeps_the_canary_on_schedule_beside_bad_files(tmp_path: Path, store_url: str) -> None:
     home = tmp_path / "home"
     dags = home / "dags"
     _write_bad_files(dags)
     marks = tmp_path / "marks"
     (dags / "canary.py").write_text(_canary(marks, schedule="timedelta(seconds=1)"))
-    env = _env(home, NBFLOW_HEARTBEAT_INTERVAL="0.2", NBFLOW_POLL_INTERVAL="0.2", NBFLOW_DAG_RELOAD_INTERVAL="0.2")
+    env = _env(home, NBFLOW_HEARTBEAT_INTERVAL="0.2", NBFLOW_POLL_INTERVAL="0.2", NBFLOW_DAG_RELOAD_INTERVAL="0.2",
+               NBFLOW_DATABASE_URL=store_url)
     log = (tmp_path / "daemon.log").open("wb")
     daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env, stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        db = home / "nbflow.db"
-        _wait_for(lambda: db.exists(), 60, "the store")
-        with Store(f"sqlite:///{db}", busy_timeout=10) as store:
+        if store_url.startswith("sqlite"):
+            db = Path(store_url.removeprefix("sqlite:///"))
+            _wait_for(lambda: db.exists(), 60, "the store")
+        with Store(store_url, busy_timeout=10) as store:
             # the file exists a moment before the daemon has written its schema into it
             _wait_for(lambda: store.schema_version() is not None, 60, "the store's schema")
             def errors() -> dict[str, str]:
