@@ -1,0 +1,224 @@
+"""The read side the views share: what the command line, the widgets and the REST API ask of the store.
+
+Each question a view asks ("this DAG's runs × tasks", "one task instance with its tries and logs",
+"every DAG with its counts and the files that failed") is answered here once, from a
+:class:`~nbflow.store.Store`, as plain dicts and dataclasses. The views only format what they get,
+so the three of them cannot drift apart on what a question means (which log is the newest, where a
+notebook task's report is, which runs count as recent), and a query made cheaper here is cheaper
+everywhere. Nothing here writes, and nothing here unpickles an output: an output is its stored row,
+previewed with :func:`nbflow.outputs.stored_preview`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import RunNotFoundError, TaskNotFoundError
+
+if TYPE_CHECKING:
+    from nbflow.store import Store
+
+#: the lines a notebook task writes to its log (see nbflow.operators.notebook)
+OUTPUT_NOTEBOOK_LINE = "nbflow: output notebook "
+REPORT_LINE = "nbflow: report "
+
+
+# -- runs -------------------------------------------------------------------------------------------
+
+
+def task_states(store: Store, run_pk: int) -> dict[str, str]:
+    """``{task_id: state}`` of one run, in the order the run was planned: what every view colours."""
+    return {ti["task_id"]: ti["state"] for ti in store.get_task_instances(run_pk)}
+
+
+def latest_run(store: Store, dag_id: str) -> dict[str, Any] | None:
+    """The DAG's newest run (newest logical date, then newest created), or None before its first:
+    what "the last run" means in the dashboard, ``nbflow tasks logs`` and ``%nbflow logs``."""
+    return next(iter(store.list_runs(dag_id, limit=1)), None)
+
+
+def run_or_latest(store: Store, dag_id: str, run_id: str | None) -> dict[str, Any] | None:
+    """Run ``run_id``, or without one the newest (:func:`latest_run`); None when there is none."""
+    return store.get_run(dag_id, run_id) if run_id else latest_run(store, dag_id)
+
+
+@dataclass
+class RunTasks:
+    """One run and its task instances (in planned order)."""
+
+    run: dict[str, Any]
+    task_instances: list[dict[str, Any]]
+
+
+def runs_with_task_instances(store: Store, dag_id: str, limit: int | None) -> list[RunTasks]:
+    """The DAG's last ``limit`` runs, newest first, each with its task instances."""
+    return [RunTasks(run, store.get_task_instances(run["id"])) for run in store.list_runs(dag_id, limit=limit)]
+
+
+@dataclass
+class RunsGrid:
+    """The runs × tasks grid: ``runs`` oldest first (as time reads, left to right) and the task states
+    of each, ``{run_id: {task_id: state}}``."""
+
+    runs: list[dict[str, Any]]
+    states: dict[str, dict[str, str]]
+
+
+def runs_grid(store: Store, dag_id: str, limit: int) -> RunsGrid:
+    """The DAG's last ``limit`` runs × their task states, for the grid widget and the API's grid."""
+    runs = list(reversed(store.list_runs(dag_id, limit=limit)))
+    return RunsGrid(runs, {run["run_id"]: task_states(store, run["id"]) for run in runs})
+
+
+# -- DAGs -------------------------------------------------------------------------------------------
+
+
+def is_paused(store: Store, dag_id: str) -> bool:
+    """Whether the DAG's schedule is paused; a DAG the store does not know is not."""
+    return bool((store.get_dag(dag_id) or {}).get("is_paused"))
+
+
+def definition_tasks(row: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The tasks of a stored DAG row's definition (``DAG.describe()``), in DAG order; none for a row
+    recorded before its definition (a run created by a test, a DAG known only by its runs)."""
+    return list(((row or {}).get("definition") or {}).get("tasks") or [])
+
+
+def task_kind(store: Store, dag_id: str, task_id: str) -> str:
+    """A task's kind (``python``, ``notebook``, ...) as the stored definition has it, else ``custom``."""
+    tasks = definition_tasks(store.get_dag(dag_id))
+    return next((t.get("kind") or "custom" for t in tasks if t["task_id"] == task_id), "custom")
+
+
+def in_dag_order(store: Store, dag_id: str, instances: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Task instances in the DAG's order (the stored definition's), unknown ones last by creation."""
+    order = {t["task_id"]: i for i, t in enumerate(definition_tasks(store.get_dag(dag_id)))}
+    return sorted((dict(ti) for ti in instances), key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
+
+
+@dataclass
+class DagOverview:
+    """One DAG as the lists show it: its stored row (schedule, owner, tags, ``is_paused``), its newest
+    runs (newest first) and how many runs it has in each state."""
+
+    row: dict[str, Any]
+    recent_runs: list[dict[str, Any]]
+    counts: dict[str, int]
+
+    @property
+    def dag_id(self) -> str:
+        return str(self.row["dag_id"])
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.row.get("is_paused"))
+
+    @property
+    def last_run(self) -> dict[str, Any] | None:
+        return self.recent_runs[0] if self.recent_runs else None
+
+
+@dataclass
+class DagsOverview:
+    """Every DAG the store knows (by id) and every DAG file that failed to load (by file)."""
+
+    dags: list[DagOverview] = field(default_factory=list)
+    import_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def dag_overview(store: Store, row: Mapping[str, Any], recent: int,
+                 counts: Mapping[str, Mapping[str, int]] | None = None) -> DagOverview:
+    """:class:`DagOverview` of the DAG of ``row``. ``counts`` is :meth:`Store.run_counts` when the
+    caller has it already (one query for every DAG of a list rather than one per DAG)."""
+    counts = store.run_counts() if counts is None else counts
+    runs = store.list_runs(row["dag_id"], limit=recent) if recent > 0 else []
+    return DagOverview(dict(row), runs, dict(counts.get(row["dag_id"], {})))
+
+
+def dags_overview(store: Store, recent: int) -> DagsOverview:
+    """Every DAG with its ``recent`` newest runs and its run counts, and the import errors: the
+    dashboard and the API's DAG list. Counts come from one grouped query for all DAGs."""
+    counts = store.run_counts()
+    return DagsOverview([dag_overview(store, row, recent, counts) for row in store.list_dags()],
+                        store.list_import_errors())
+
+
+# -- one task instance ------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskInstanceDetail:
+    """One task instance of one run: its row, its tries (oldest first) and its stored output row
+    (None without one; previewed, never unpickled)."""
+
+    run: dict[str, Any]
+    ti: dict[str, Any]
+    tries: list[dict[str, Any]]
+    output: dict[str, Any] | None
+
+    @property
+    def log_paths(self) -> list[str]:
+        """The task's log files, newest try first: the current try's (it may have no try row yet, while
+        it runs), then each try's."""
+        paths = [self.ti["log_path"]] if self.ti.get("log_path") else []
+        paths += [t["log_path"] for t in sorted(self.tries, key=lambda t: -t["try_number"]) if t.get("log_path")]
+        return list(dict.fromkeys(paths))
+
+    @property
+    def log_path(self) -> str | None:
+        """The newest log file, the one a view shows first."""
+        return next(iter(self.log_paths), None)
+
+
+def task_instance_detail(store: Store, dag_id: str, run_id: str, task_id: str) -> TaskInstanceDetail:
+    """Task ``task_id`` of run ``run_id`` with its tries and output. :class:`RunNotFoundError` for an
+    unknown run; :class:`TaskNotFoundError` (naming the run's tasks) for a task not in it."""
+    run = store.get_run(dag_id, run_id)
+    if run is None:
+        raise RunNotFoundError(dag_id, run_id)
+    ti = store.get_task_instance(dag_id, run_id, task_id)
+    if ti is None:
+        raise TaskNotFoundError(dag_id, task_id, [t["task_id"] for t in store.get_task_instances(run["id"])])
+    return TaskInstanceDetail(run, ti, store.get_tries(run["id"], task_id), store.get_outputs(run["id"]).get(task_id))
+
+
+# -- a notebook task's files ------------------------------------------------------------------------
+
+
+def notebook_files(artifacts_folder: str | Path, dag_id: str, run_id: str, task_id: str,
+                   log_paths: Sequence[str] = ()) -> tuple[str | None, str | None]:
+    """(executed notebook, HTML report) of a notebook task, or None for either that is not there.
+
+    First as its logs name them (newest try first: a notebook task with an ``output_path`` of its
+    own writes elsewhere), else as found in its artifacts folder, under the safe folder names the
+    task writes to, then under the raw ids (kept for folders written before names were made safe).
+    The report is the notebook's ``.html`` twin, else any HTML file beside it. The paths are
+    unchecked: a server passes them through its file rule before reading one.
+    """
+    from nbflow.paths import safe_path_part
+
+    output = report = None
+    for log_path in log_paths:
+        try:
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if line.startswith(OUTPUT_NOTEBOOK_LINE):
+                        output = line[len(OUTPUT_NOTEBOOK_LINE):].strip()
+                    elif line.startswith(REPORT_LINE):
+                        report = line[len(REPORT_LINE):].strip()
+        except OSError:
+            continue
+        if output:
+            return output, report
+    root = Path(artifacts_folder)
+    for folder in (root / safe_path_part(dag_id) / safe_path_part(run_id) / safe_path_part(task_id),
+                   root / dag_id / run_id / task_id):
+        notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+        if notebooks:
+            html = notebooks[0].with_suffix(".html")
+            htmls = [html] if html.exists() else sorted(folder.glob("*.html"))
+            return str(notebooks[0]), (str(htmls[0]) if htmls else None)
+    return None, None
