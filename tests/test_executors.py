@@ -791,3 +791,32 @@ def test_a_task_shipped_to_a_worker_keeps_its_dag_id() -> None:
         task = EmptyOperator(task_id="t")
     copy = cloudpickle.loads(cloudpickle.dumps(task))
     assert copy.dag is None and copy.dag_id == "shipped"
+
+
+def test_process_cancel_stops_a_running_call_and_drops_a_queued_one(make: Any, tmp_path: Path) -> None:
+    pool, done = make("process", 1)
+    pid_file = tmp_path / "child.pid"
+    pool.submit("running", sleep_with_child, (str(pid_file), 30))
+    pool.submit("queued", whoami)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the call has started once it wrote its child's pid
+    assert pool.cancel("queued", "stopped: taken over") and pool.cancel("running", "stopped: taken over")
+    assert not pool.cancel("nothing", "no such call")
+    done.wait(2)
+    outcomes = done.by_key()
+    for key in ("running", "queued"):
+        assert not outcomes[key].ok and isinstance(outcomes[key].error, WorkerLostError)
+        assert "stopped: taken over" in str(outcomes[key].error)
+    assert gone(int(pid_file.read_text()))  # the call's child went with its worker
+    pool.submit("after", add, (2, 3))
+    done.wait(3)
+    assert done.by_key()["after"].value == 5  # a fresh worker took the killed one's place
+
+
+def test_threads_cannot_be_cancelled_and_report_when_they_end(make: Any) -> None:
+    pool, done = make("thread", 1)
+    pool.submit("nap", nap, (0.05,))
+    assert pool.cancel("nap", "stopped") is False
+    done.wait(1)
+    assert done.by_key()["nap"].ok

@@ -91,6 +91,7 @@ class RunDriver:
         self.decisions: dict[str, Decision] = {}
         self.running: set[str] = set()
         self.elsewhere: set[str] = set()                 # claimed by another host
+        self._executor: Executor | None = None            # the one dispatch last used, to stop lost tries
         self.fences: dict[str, int] = {}                 # the fence each task had when last read or claimed
         self.orphaned: set[str] = set()                  # held by this host in the store, run by no driver
         self._taken_over: set[str] = set()               # lost tries of a dead host, being recorded
@@ -202,6 +203,7 @@ class RunDriver:
 
     def dispatch(self, executor: Executor, budget: int) -> int:
         """Start up to ``budget`` ready tasks, most important first; return how many started."""
+        self._executor = executor
         started = 0
         while True:
             count, missed = self._dispatch_batch(executor, budget - started)
@@ -633,8 +635,13 @@ class RunDriver:
         )
         for task_id in lost:
             # Their fence moved since this host read or claimed them (another host claimed or
-            # adopted them, a user cleared or marked them): read them again before planning them.
+            # adopted them, a user cleared or marked them): read them again before planning them,
+            # and stop a try still running here, whose outcome can no longer be written.
             self.elsewhere.add(task_id)
+            if task_id in self.running and self._executor is not None:
+                self._executor.cancel((self.run_pk, task_id), (
+                    f"stopped: task instance {task_id} of run {self.run_id} was taken over by another host "
+                    "or changed by hand while it ran here, so this try's outcome would not be kept"))
         self._task_changes, self._tries, self._outputs, self._events = [], [], [], []
         self._run_changes = {}
         self._last_flush = now

@@ -104,6 +104,15 @@ class Executor(ABC):
         ``timeout`` is in seconds, counted from when the call starts (not from when it was queued).
         """
 
+    def cancel(self, key: Hashable, reason: str) -> bool:
+        """Stop the call reported as ``key`` if it can be stopped; True if it was.
+
+        Used when its outcome no longer matters: another host took its task instance over. A call
+        stopped this way is still reported once, as not ok, with ``reason``. Threads cannot be
+        stopped, so by default nothing happens and the call reports when it ends.
+        """
+        return False
+
     @property
     @abstractmethod
     def free_slots(self) -> int:

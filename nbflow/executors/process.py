@@ -143,6 +143,26 @@ class ProcessExecutor(Executor):
         for outcome in outcomes:
             self._report(outcome)
 
+    def cancel(self, key: Hashable, reason: str) -> bool:
+        """A queued call is dropped, a running one has its worker's process group killed; either is
+        reported as lost with ``reason``, and a fresh worker takes the dead one's place."""
+        with self._lock:
+            for call in list(self._queue):
+                if call.key == key:
+                    self._queue.remove(call)
+                    dropped = self._lost(call, None, reason)
+                    break
+            else:
+                for worker in self._workers:
+                    if worker.call is not None and worker.call.key == key and not worker.retiring:
+                        worker.reason = reason
+                        worker.retiring = True
+                        _kill_group(worker.proc)
+                        return True
+                return False
+        self._report(dropped)
+        return True
+
     @property
     def free_slots(self) -> int:
         with self._lock:

@@ -27,9 +27,14 @@ class RecordingExecutor:
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.cancelled: list[tuple[str, str]] = []
 
     def submit(self, key: tuple[int, str], fn: Any, args: tuple[Any, ...], timeout: float | None = None) -> None:
         self.submitted.append(key[1])
+
+    def cancel(self, key: tuple[int, str], reason: str) -> bool:
+        self.cancelled.append((key[1], reason))
+        return True
 
 
 def _noop() -> None:
@@ -123,3 +128,22 @@ def test_a_write_decided_before_another_hosts_claim_is_refused(opened: Store, se
     opened.clear_task_instances(run_pk, {"q": 1})
     assert opened.record(run_pk, task_changes=[{"task_id": "q", "state": "success", "fence": 2}],
                          fenced=True) == ["q"]
+
+
+def test_a_try_taken_over_by_another_host_is_stopped_here(opened: Store, settings: Any) -> None:
+    """A host that was taken for dead comes back: its writes of the try it still runs are refused,
+    and it stops that try instead of letting it run on for nothing."""
+    d = _dag()
+    run_pk = opened.create_run(dag_id=d.dag_id, run_id="manual__1", run_type="manual", logical_date=T0,
+                               data_interval_start=T0, data_interval_end=T0, conf={}, state="running",
+                               task_rows=task_rows(d))
+    a, on_a = RunDriver(d, opened, settings, run=opened.get_run_by_pk(run_pk), host_id="host-a"), RecordingExecutor()
+    a.begin()
+    a.dispatch(on_a, 8)
+    a.flush()
+    assert "q" in on_a.submitted and on_a.cancelled == []
+    assert opened.adopt(run_pk, ["q"], "host-a", "host-b")  # host-a was taken for dead meanwhile
+    a._set("q", a.states["q"], heartbeat_at=T0)  # any later write of q by host-a
+    a.flush()
+    assert [task for task, _ in on_a.cancelled] == ["q"]
+    assert "taken over by another host" in on_a.cancelled[0][1] and "q" in a.elsewhere
