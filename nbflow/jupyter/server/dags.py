@@ -17,6 +17,7 @@ from tornado import web
 from nbflow.errors import DagNotFoundError, InvalidRequestError, NbflowError
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
+from nbflow.store import queries
 from nbflow.timetables import MAX_NEXT_RUNS
 
 if TYPE_CHECKING:
@@ -75,20 +76,19 @@ def upcoming(dag: DAG | None, row: dict[str, Any], n: int) -> list[datetime]:
 
 
 def summary(services: Services, row: dict[str, Any], dag: DAG | None,
-            counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
-    store = services.store
-    runs = store.list_runs(row["dag_id"], limit=out.RECENT_RUNS)
-    counts = store.run_counts() if counts is None else counts
+            overview: queries.DagOverview | None = None) -> dict[str, Any]:
+    overview = overview or queries.dag_overview(services.store, row, out.RECENT_RUNS)
     following = upcoming(dag, row, 1)
-    return out.dag_summary(row, dag, runs, counts.get(row["dag_id"], {}), following[0] if following else None)
+    return out.dag_summary(overview.row, dag, overview.recent_runs, overview.counts,
+                           following[0] if following else None)
 
 
 def list_dags(services: Services) -> dict[str, Any]:
-    catalog, store = services.catalog, services.store
+    catalog = services.catalog
     catalog.scan()
-    counts = store.run_counts()
-    dags = [summary(services, row, catalog.get(row), counts) for row in store.list_dags()]
-    return {"dags": dags, "import_errors": [out.import_error(e) for e in store.list_import_errors()]}
+    found = queries.dags_overview(services.store, out.RECENT_RUNS)
+    dags = [summary(services, o.row, catalog.get(o.row), o) for o in found.dags]
+    return {"dags": dags, "import_errors": [out.import_error(e) for e in found.import_errors]}
 
 
 def dag_detail(services: Services, dag_id: str) -> dict[str, Any]:
@@ -145,14 +145,12 @@ def graph(services: Services, dag_id: str) -> dict[str, Any]:
 
 
 def grid(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
-    store = services.store
     row = find_row(services, dag_id)
     dag = services.catalog.get(row)
     definition = dag.describe() if dag is not None else row.get("definition") or {}
-    runs = list(reversed(store.list_runs(dag_id, limit=limit)))
-    states = {run["run_id"]: {ti["task_id"]: ti["state"] for ti in store.get_task_instances(run["id"])} for run in runs}
-    return {"runs": [out.run_summary(r) for r in runs], "tasks": [t["task_id"] for t in out.tasks_of(definition)],
-            "states": states}
+    found = queries.runs_grid(services.store, dag_id, limit)
+    return {"runs": [out.run_summary(r) for r in found.runs], "tasks": [t["task_id"] for t in out.tasks_of(definition)],
+            "states": found.states}
 
 
 # -- handlers ---------------------------------------------------------------------------------------

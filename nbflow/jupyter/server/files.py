@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
 #: at most this many bytes of a log in one answer; a client reads on from the offset it is given
 LOG_CHUNK = 1024 * 1024
-#: the lines a notebook task writes to its log (see nbflow.operators.notebook)
-OUTPUT_NOTEBOOK_LINE = "nbflow: output notebook "
-REPORT_LINE = "nbflow: report "
 
 
 def nbflow_roots(settings: Settings) -> list[Path]:
@@ -96,29 +93,3 @@ def read_from(path: Path, offset: int, limit: int = LOG_CHUNK) -> tuple[str, int
         cut = len(data)
     return data[:cut].decode("utf-8", errors="replace"), offset + cut, at_end and cut == len(data)
 
-
-def notebook_files(settings: Settings, dag_id: str, run_id: str, task_id: str,
-                   log_paths: list[str]) -> tuple[str | None, str | None]:
-    """(executed notebook, HTML report) of a notebook task: as its logs name them (newest try
-    first), else as found in its artifacts folder. Unchecked: pass them through :func:`inside`."""
-    from nbflow.paths import task_folder
-
-    output = report = None
-    for log_path in log_paths:
-        try:
-            with open(log_path, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    if line.startswith(OUTPUT_NOTEBOOK_LINE):
-                        output = line[len(OUTPUT_NOTEBOOK_LINE):].strip()
-                    elif line.startswith(REPORT_LINE):
-                        report = line[len(REPORT_LINE):].strip()
-        except OSError:
-            continue
-        if output:
-            return output, report
-    folder = task_folder(settings.artifacts_folder, dag_id, run_id, task_id)
-    notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    if not notebooks:
-        return None, None
-    html = notebooks[0].with_suffix(".html")
-    return str(notebooks[0]), (str(html) if html.exists() else None)

@@ -16,6 +16,7 @@ from nbflow.errors import InvalidRequestError, RunNotFoundError
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
 from nbflow.jupyter.server.dags import find_row
+from nbflow.store import queries
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -30,20 +31,12 @@ def find_run(services: Services, dag_id: str, run_id: str) -> dict[str, Any]:
     return run
 
 
-def ordered(services: Services, dag_id: str, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Task instances in the DAG's order (the stored definition's), unknown ones last."""
-    definition = (services.store.get_dag(dag_id) or {}).get("definition") or {}
-    order = {t["task_id"]: i for i, t in enumerate(definition.get("tasks") or [])}
-    return sorted(instances, key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
-
-
 def drive(services: Services, dag: DAG, run: dict[str, Any]) -> str:
     """``"queued"`` when a live scheduler host will pick the run up (or the DAG is paused, so the run
     waits for it to be unpaused); else ``"started"``: a one-run host in this server drives it."""
     from nbflow.engine import controls
 
-    row = services.store.get_dag(dag.dag_id) or {}
-    if row.get("is_paused") or controls.live_schedulers(services.store, settings=services.settings):
+    if queries.is_paused(services.store, dag.dag_id) or controls.live_schedulers(services.store, settings=services.settings):
         return "queued"
     services.runs.start(dag, run["id"], run_types=(run["run_type"],))
     return "started"
@@ -67,7 +60,7 @@ def trigger(services: Services, dag_id: str, conf: Any) -> dict[str, Any]:
 def run_detail(services: Services, dag_id: str, run_id: str) -> dict[str, Any]:
     run = find_run(services, dag_id, run_id)
     result = out.run_summary(run)
-    instances = ordered(services, dag_id, services.store.get_task_instances(run["id"]))
+    instances = queries.in_dag_order(services.store, dag_id, services.store.get_task_instances(run["id"]))
     result["task_instances"] = [out.task_instance(ti) for ti in instances]
     return result
 

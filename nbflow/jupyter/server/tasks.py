@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from nbflow.errors import NotFoundError, TaskNotFoundError
+from nbflow.errors import NotFoundError
 from nbflow.jupyter.server import files
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
 from nbflow.jupyter.server.runs import find_run
 from nbflow.outputs import load_json, stored_preview
+from nbflow.store import queries
 
 if TYPE_CHECKING:
     from nbflow.jupyter.server.services import Services
@@ -32,25 +33,10 @@ SANDBOX_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline' data:; im
                "font-src data:; frame-ancestors 'self'")
 
 
-def find_task(services: Services, dag_id: str, run_id: str, task_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    run = find_run(services, dag_id, run_id)
-    ti = services.store.get_task_instance(dag_id, run_id, task_id)
-    if ti is None:
-        known = [t["task_id"] for t in services.store.get_task_instances(run["id"])]
-        raise TaskNotFoundError(dag_id, task_id, known)
-    return run, ti
-
-
-def _kind(services: Services, dag_id: str, task_id: str) -> str:
-    definition = (services.store.get_dag(dag_id) or {}).get("definition") or {}
-    return next((t.get("kind") or "custom" for t in definition.get("tasks") or [] if t["task_id"] == task_id), "custom")
-
-
-def _log_paths(ti: dict[str, Any], tries: list[dict[str, Any]]) -> list[str]:
-    """The task's log files, newest try first."""
-    paths = [ti["log_path"]] if ti.get("log_path") else []
-    paths += [t["log_path"] for t in sorted(tries, key=lambda t: -t["try_number"]) if t.get("log_path")]
-    return list(dict.fromkeys(paths))
+def find_task(services: Services, dag_id: str, run_id: str, task_id: str) -> queries.TaskInstanceDetail:
+    """The task instance with its tries and output; an unknown DAG, run or task is a 404 naming it."""
+    find_run(services, dag_id, run_id)
+    return queries.task_instance_detail(services.store, dag_id, run_id, task_id)
 
 
 def _artifact(services: Services, row: dict[str, Any]) -> Path | None:
@@ -61,29 +47,28 @@ def _artifact(services: Services, row: dict[str, Any]) -> Path | None:
     return files.inside(row["artifact_path"], services.roots, "output artifact")
 
 
-def _notebook_paths(services: Services, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str | None]:
-    run, ti = find_task(services, dag_id, run_id, task_id)
-    tries = services.store.get_tries(run["id"], task_id)
-    return files.notebook_files(services.settings, dag_id, run_id, task_id, _log_paths(ti, tries))
+def _notebook_paths(services: Services, detail: queries.TaskInstanceDetail) -> tuple[str | None, str | None]:
+    ti = detail.ti
+    return queries.notebook_files(services.settings.artifacts_folder, ti["dag_id"], ti["run_id"], ti["task_id"],
+                                  detail.log_paths)
 
 
 def task_detail(services: Services, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
     from nbflow.notebook.progress import read_progress
 
-    run, ti = find_task(services, dag_id, run_id, task_id)
-    store = services.store
-    tries = store.get_tries(run["id"], task_id)
-    kind = _kind(services, dag_id, task_id)
+    detail = find_task(services, dag_id, run_id, task_id)
+    ti = detail.ti
+    kind = queries.task_kind(services.store, dag_id, task_id)
     result = {"dag_id": dag_id, "run_id": run_id, **out.task_instance(ti), "kind": kind, "operator": ti.get("operator"),
-              "tries": [out.try_row(t) for t in tries], "output_preview": None, "notebook": None, "progress": None}
-    row = store.get_outputs(run["id"]).get(task_id)
-    if row is not None:
+              "tries": [out.try_row(t) for t in detail.tries], "output_preview": None, "notebook": None,
+              "progress": None}
+    if detail.output is not None:
         # the preview stored with the output; the server never unpickles (that would run its code)
-        shown = stored_preview(row)
+        shown = stored_preview(detail.output)
         result["output_preview"] = shown.line()
         result["output"] = shown.as_dict()
     if kind == "notebook" or ti.get("operator") == "NotebookOperator":
-        output, report = files.notebook_files(services.settings, dag_id, run_id, task_id, _log_paths(ti, tries))
+        output, report = _notebook_paths(services, detail)
         if output is not None:
             result["notebook"] = {"output_path": output, "report_path": report,
                                   "lab_path": files.relative_to_root(output, services.root_dir)}
@@ -95,7 +80,8 @@ def task_log(services: Services, dag_id: str, run_id: str, task_id: str, try_num
              offset: int) -> dict[str, Any]:
     """The log of one try from byte ``offset``: poll again with the returned offset until
     ``complete`` (the try is over and everything was read)."""
-    run, ti = find_task(services, dag_id, run_id, task_id)
+    detail = find_task(services, dag_id, run_id, task_id)
+    ti = detail.ti
     current = ti.get("try_number") or 0
     number = current if try_number is None else try_number
     if try_number is not None and not 1 <= number <= max(current, 1):
@@ -105,8 +91,7 @@ def task_log(services: Services, dag_id: str, run_id: str, task_id: str, try_num
         path = ti.get("log_path")
         over = ti["state"] in OVER
     else:
-        path = next((t.get("log_path") for t in services.store.get_tries(run["id"], task_id)
-                     if t["try_number"] == number), None)
+        path = next((t.get("log_path") for t in detail.tries if t["try_number"] == number), None)
         over = True
     if path is None:
         return {"text": "", "offset": offset, "complete": (over and current > 0) or number < current, "path": None}
@@ -118,8 +103,7 @@ def task_log(services: Services, dag_id: str, run_id: str, task_id: str, try_num
 
 
 def task_output(services: Services, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-    run, _ti = find_task(services, dag_id, run_id, task_id)
-    row = services.store.get_outputs(run["id"]).get(task_id)
+    row = find_task(services, dag_id, run_id, task_id).output
     if row is None:
         raise NotFoundError(f"task '{task_id}' of run '{run_id}' has no output: it has not succeeded, or returned nothing")
     artifact = _artifact(services, row)
@@ -134,7 +118,7 @@ def task_output(services: Services, dag_id: str, run_id: str, task_id: str) -> d
 
 def notebook_file(services: Services, dag_id: str, run_id: str, task_id: str, as_html: bool) -> tuple[str, str]:
     """(content type, body) of the executed notebook, as JSON or rendered to HTML."""
-    output, _report = _notebook_paths(services, dag_id, run_id, task_id)
+    output, _report = _notebook_paths(services, find_task(services, dag_id, run_id, task_id))
     if output is None:
         raise NotFoundError(f"task '{task_id}' of run '{run_id}' has no executed notebook")
     path = _existing(files.inside(output, services.roots, "output notebook"))
@@ -148,7 +132,7 @@ def notebook_file(services: Services, dag_id: str, run_id: str, task_id: str, as
 
 
 def report_file(services: Services, dag_id: str, run_id: str, task_id: str) -> str:
-    _output, report = _notebook_paths(services, dag_id, run_id, task_id)
+    _output, report = _notebook_paths(services, find_task(services, dag_id, run_id, task_id))
     if report is None:
         raise NotFoundError(f"task '{task_id}' of run '{run_id}' has no HTML report (is its report= 'html'?)")
     return _existing(files.inside(report, services.roots, "report")).read_text(encoding="utf-8")
