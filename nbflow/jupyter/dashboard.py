@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from nbflow.dag import DAG
     from nbflow.jupyter.graph_widget import DagGraph
     from nbflow.store import Store
+    from nbflow.store.queries import DagOverview
 
 COLUMNS = ["", "DAG", "schedule", "next run", "owner", "tags", "last run", "running", "failed", "last run's tasks"]
 WIDTHS = "88px minmax(120px, 170px) minmax(140px, 220px) 170px 70px 90px 80px 55px 50px minmax(100px, 1fr)"
@@ -72,19 +73,22 @@ def next_run_at(row: Mapping[str, Any], dag: DAG | None) -> datetime | None:
     return row.get("next_run_at")
 
 
-def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None) -> dict[str, Any]:
-    """What the dashboard shows of one DAG."""
-    dag_id = row["dag_id"]
-    last = store.list_runs(dag_id, limit=1)
-    last_states = [ti["state"] for ti in store.get_task_instances(last[0]["id"])] if last else []
+def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None,
+              overview: DagOverview | None = None) -> dict[str, Any]:
+    """What the dashboard shows of one DAG; ``overview`` is what :func:`nbflow.store.queries.dags_overview`
+    read of it already (read here when not given)."""
+    from nbflow.store import queries
+
+    overview = overview or queries.dag_overview(store, row, 1)
+    last = overview.last_run
     return {
-        "dag_id": dag_id, "paused": bool(row["is_paused"]), "schedule": schedule_words(row, dag),
+        "dag_id": row["dag_id"], "paused": bool(row["is_paused"]), "schedule": schedule_words(row, dag),
         "cron": row.get("schedule") or "-",
         "next_run": next_run_at(row, dag), "owner": row.get("owner") or "-", "tags": list(row.get("tags") or []),
-        "last_state": last[0]["state"] if last else None,
-        "running": len(store.list_runs(dag_id, limit=None, states=["running"])),
-        "failed": len(store.list_runs(dag_id, limit=None, states=["failed"])),
-        "recent": last_states,
+        "last_state": last["state"] if last else None,
+        "running": overview.counts.get("running", 0),
+        "failed": overview.counts.get("failed", 0),
+        "recent": list(queries.task_states(store, last["id"]).values()) if last else [],
     }
 
 
@@ -142,13 +146,14 @@ class Dashboard(w.VBox):
 
     def refresh(self) -> None:
         from nbflow.context import built_dags
-        from nbflow.store import Store
+        from nbflow.store import Store, queries
 
         try:
             with Store.open() as store:
                 built = built_dags()
-                rows = [summarise(store, row, built.get(row["dag_id"])) for row in store.list_dags()]
-                errors = store.list_import_errors()
+                found = queries.dags_overview(store, 1)
+                rows = [summarise(store, o.row, built.get(o.dag_id), o) for o in found.dags]
+                errors = found.import_errors
         except Exception as exc:
             self.message.value = f"<span style='color:#b30000'>reading the store failed: {escape(str(exc))}</span>"
             return

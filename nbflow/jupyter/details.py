@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_LINES = 40
-#: the lines a notebook task writes to its log (see nbflow.operators.notebook)
-OUTPUT_NOTEBOOK = "nbflow: output notebook "
-REPORT = "nbflow: report "
 
 
 def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
@@ -43,51 +40,36 @@ def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
         return None
 
 
-def notebook_paths(log_path: str | None) -> tuple[str | None, str | None]:
-    """(executed notebook, HTML report) named in a notebook task's log."""
-    output = report = None
-    if not log_path:
-        return None, None
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith(OUTPUT_NOTEBOOK):
-                    output = line[len(OUTPUT_NOTEBOOK):].strip()
-                elif line.startswith(REPORT):
-                    report = line[len(REPORT):].strip()
-    except OSError:
-        pass
-    return output, report
-
-
 def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *, kind: str = "") -> dict[str, Any]:
     """Everything the panel shows of ``task_id`` in run ``run_id``, read from the store and files."""
+    from nbflow.errors import RunNotFoundError, TaskNotFoundError
     from nbflow.notebook.progress import read_progress
+    from nbflow.settings import get_settings
+    from nbflow.store import queries
 
     info: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "kind": kind}
-    run = store.get_run(dag_id, run_id)
-    if run is None:
+    try:
+        detail = queries.task_instance_detail(store, dag_id, run_id, task_id)
+    except RunNotFoundError:
         info["missing"] = f"no run {run_id} of {dag_id} in the store"
         return info
-    ti = store.get_task_instance(dag_id, run_id, task_id)
-    if ti is None:
+    except TaskNotFoundError:
         info["missing"] = f"run {run_id} has no task instance {task_id}"
         return info
-    tries = store.get_tries(run["id"], task_id)
+    ti = detail.ti
     info.update(state=ti["state"], try_number=ti["try_number"], max_tries=ti["max_tries"],
                 start_date=ti["start_date"], end_date=ti["end_date"], duration=ti["duration"],
-                error=ti["error"], hostname=ti["hostname"], tries=len(tries))
-    log_path = ti["log_path"] or next((t["log_path"] for t in reversed(tries) if t.get("log_path")), None)
-    info["log_path"] = log_path
-    info["log_tail"] = log_tail(log_path)
-    out = store.get_outputs(run["id"]).get(task_id)
-    if out is not None:
+                error=ti["error"], hostname=ti["hostname"], tries=len(detail.tries))
+    info["log_path"] = detail.log_path
+    info["log_tail"] = log_tail(detail.log_path)
+    if detail.output is not None:
         # the preview stored when the output was written: unpickling here would run the pickle's code
-        shown = stored_preview(out)
+        shown = stored_preview(detail.output)
         info["output"] = shown.line()
         info["output_summary"] = shown.summary()
     if kind == "notebook":
-        output_path, report_path = notebook_paths(log_path)
+        output_path, report_path = queries.notebook_files(get_settings().artifacts_folder, dag_id, run_id, task_id,
+                                                          detail.log_paths)
         info["notebook"] = output_path
         info["report"] = report_path
         info["progress"] = read_progress(output_path) if output_path else None

@@ -325,11 +325,13 @@ class DagGraph(w.VBox):
         found: dict[str, str] = {}
         self._run_pk = None
         if run_id is not None:
+            from nbflow.store import queries
+
             with self._store() as store:
                 row = store.get_run(self.dag.dag_id, run_id)
                 if row is not None:
                     self._run_pk = row["id"]
-                    found = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
+                    found = queries.task_states(store, row["id"])
         states = {task_id: found.get(task_id, NO_STATUS) for task_id in self.dag.task_dict}
         with self._lock:
             if self._noticed_run != run_id:
@@ -540,9 +542,10 @@ class DagGraph(w.VBox):
 
     @property
     def paused(self) -> bool:
+        from nbflow.store import queries
+
         with self._store() as store:
-            row = store.get_dag(self.dag.dag_id)
-        return bool(row and row["is_paused"])
+            return queries.is_paused(store, self.dag.dag_id)
 
     def set_paused(self, paused: bool) -> None:
         """Pause or unpause the DAG's schedule (a DAG the store does not know yet is recorded first)."""

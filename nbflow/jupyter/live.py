@@ -47,14 +47,6 @@ class LiveView(Protocol):
         """Task states of ``run_id`` that changed in the store since the last poll."""
 
 
-def run_task_states(store: Store, dag_id: str, run_id: str) -> dict[str, str]:
-    """``{task_id: state}`` of one run as the store has it now; empty for an unknown run."""
-    row = store.get_run(dag_id, run_id)
-    if row is None:
-        return {}
-    return {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
-
-
 def changed(known: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
     """The entries of ``current`` that differ from ``known``."""
     return {task_id: state for task_id, state in current.items() if known.get(task_id) != state}
@@ -144,6 +136,8 @@ class LiveHub:
 
     def poll_once(self) -> None:
         """One look at the store for every watched DAG."""
+        from nbflow.store import queries
+
         store = self._open_store()
         for dag_id in list(self._views):
             views = self.views(dag_id)
@@ -166,7 +160,7 @@ class LiveHub:
                     if driver.is_alive():
                         continue
                     del self._driven[key]  # its driver is gone without a word: the store knows best
-                current = {ti["task_id"]: ti["state"] for ti in store.get_task_instances(row["id"])}
+                current = queries.task_states(store, row["id"])
                 delta = changed(self._known.get(key, {}), current)
                 self._known[key] = current
                 if delta:

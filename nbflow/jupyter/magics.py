@@ -288,11 +288,10 @@ class NbflowMagics(Magics):
                       for r in rows]))
 
     def _cmd_logs(self, args: argparse.Namespace) -> None:
-        from nbflow.store import Store
+        from nbflow.store import Store, queries
 
         with Store.open() as store:
-            run = (store.get_run(args.dag_id, args.run_id) if args.run_id
-                   else next(iter(store.list_runs(args.dag_id, limit=1)), None))
+            run = queries.run_or_latest(store, args.dag_id, args.run_id)
             if run is None:
                 raise UsageError(f"no run {args.run_id or '(latest)'} of {args.dag_id}: see %nbflow runs {args.dag_id}")
             tries = store.get_tries(run["id"], args.task_id)

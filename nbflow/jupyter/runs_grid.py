@@ -76,16 +76,15 @@ class RunsGrid(w.VBox):
 
     def refresh(self) -> None:
         """Read the runs again and redraw."""
-        from nbflow.store import Store
+        from nbflow.store import Store, queries
 
         try:
             with Store.open() as store:
-                runs = list(reversed(store.list_runs(self.dag.dag_id, limit=self.limit)))
-                states = {run["run_id"]: {ti["task_id"]: ti["state"] for ti in store.get_task_instances(run["id"])}
-                          for run in runs}
+                found = queries.runs_grid(store, self.dag.dag_id, self.limit)
         except Exception as exc:
             self.message.value = f"<span style='color:#b30000'>reading the runs failed: {escape(str(exc))}</span>"
             return
+        runs, states = found.runs, found.states
         self.runs, self.states = runs, states
         self.message.value = "" if runs else "<small>no runs yet</small>"
         self.cells = {}
