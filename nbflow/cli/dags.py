@@ -99,6 +99,7 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
     if args.wait:
         return _run(args, "manual")
     from nbflow.engine.sync import source_kind, sync_dag
+    from nbflow.store import queries
 
     dag = _find_dag(args)
     conf = _parse_conf(args.conf, dag.dag_id)
@@ -114,7 +115,7 @@ def cmd_dags_trigger(args: argparse.Namespace) -> int:
             print(f"no scheduler is running: running {dag.dag_id} now, in this process", file=sys.stderr)
             return _run(args, "manual", dag)
         run_id = controls.trigger(dag, conf=conf, logical_date=args.logical_date, store=store)
-        paused = bool((store.get_dag(dag.dag_id) or {}).get("is_paused"))
+        paused = queries.is_paused(store, dag.dag_id)
     finally:
         store.close()
     print(f"queued {run_id}")

@@ -69,42 +69,29 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_files(settings: Any, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str | None]:
-    """The output notebook and HTML report of a notebook task, from the artifacts folder."""
-    from nbflow.paths import safe_path_part
-
-    root = Path(settings.artifacts_folder)
-    for folder in (root / safe_path_part(dag_id) / safe_path_part(run_id) / safe_path_part(task_id),
-                   root / dag_id / run_id / task_id):
-        notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-        if notebooks:
-            html = notebooks[0].with_suffix(".html")
-            htmls = [html] if html.exists() else sorted(folder.glob("*.html"))
-            return str(notebooks[0]), (str(htmls[0]) if htmls else None)
-    return None, None
-
-
 def cmd_reports(args: argparse.Namespace) -> int:
     """Each run of a DAG with the output notebooks and HTML reports of its notebook tasks."""
+    from nbflow.store import queries
+
     _positive(args.limit, "--limit", "a number of runs", args.dag_id)
     settings = _settings()
     store = _open_store()
     try:
         _require_dag(args, store)  # an unknown DAG, or one whose file failed, is an error saying so
-        runs = store.list_runs(args.dag_id, limit=args.limit)
-        tasks = {run["id"]: store.get_task_instances(run["id"]) for run in runs}
+        runs = queries.runs_with_task_instances(store, args.dag_id, args.limit)
     finally:
         store.close()
     if not runs:
         print(f"{args.dag_id} has no runs yet: run it now with `nbflow dags trigger {args.dag_id} --wait`")
         return 0
     print(f"{'run_id':<46} {'state':<8} logical date (local)")
-    for run in runs:
+    for found in runs:
+        run, instances = found.run, found.task_instances
         print(f"{run['run_id']:<46} {run['state']:<8} {_local(run['logical_date'])}")
-        instances = tasks[run["id"]]
         notebook_tasks = [ti for ti in instances if ti.get("operator") == "NotebookOperator"] or instances
         for ti in sorted(notebook_tasks, key=lambda t: t["task_id"]):
-            output, html = _report_files(settings, args.dag_id, run["run_id"], ti["task_id"])
+            # from the artifacts folder only: the report a run left where `nbflow reports` looks
+            output, html = queries.notebook_files(settings.artifacts_folder, args.dag_id, run["run_id"], ti["task_id"])
             if output is None and ti.get("operator") != "NotebookOperator":
                 continue
             print(f"    {ti['task_id']} ({ti['state']})")

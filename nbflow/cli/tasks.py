@@ -146,28 +146,28 @@ def cmd_tasks_mark(args: argparse.Namespace) -> int:
 def cmd_tasks_logs(args: argparse.Namespace) -> int:
     """A task's log, every try or one; an unknown DAG, task, run or try is an error saying which."""
     from nbflow.errors import NotFoundError, RunNotFoundError, TaskNotFoundError, TryNotFoundError
+    from nbflow.store import queries
 
     _positive(args.try_number, "--try", "a try number", args.dag_id)
     store = _open_store()
     try:
         dag_row = _require_dag(args, store)
-        runs = store.list_runs(args.dag_id, limit=1) if not args.run_id else [store.get_run(args.dag_id, args.run_id)]
-        if args.run_id and runs[0] is None:
+        run = queries.run_or_latest(store, args.dag_id, args.run_id)
+        if args.run_id and run is None:
             raise RunNotFoundError(args.dag_id, args.run_id)
-        known = [t["task_id"] for t in (dag_row.get("definition") or {}).get("tasks", [])]
-        if not runs:
+        known = [t["task_id"] for t in queries.definition_tasks(dag_row)]
+        if run is None:
             if known and args.task_id not in known:
                 raise TaskNotFoundError(args.dag_id, args.task_id, known)
             raise NotFoundError(f"DAG '{args.dag_id}' has no runs yet, so task '{args.task_id}' has no log; start "
                                 f"one with `nbflow dags trigger {args.dag_id}`")
-        run = runs[0]
-        in_run = [ti["task_id"] for ti in store.get_task_instances(run["id"])]
+        in_run = list(queries.task_states(store, run["id"]))
         if args.task_id not in in_run:
             raise TaskNotFoundError(args.dag_id, args.task_id, in_run or known)
-        tries = store.get_tries(run["id"], args.task_id)
-        ti = store.get_task_instance(args.dag_id, run["run_id"], args.task_id)
+        detail = queries.task_instance_detail(store, args.dag_id, run["run_id"], args.task_id)
     finally:
         store.close()
+    tries, ti = detail.tries, detail.ti
     rows = sorted(tries, key=lambda t: t["try_number"])
     if not rows and ti is not None and ti.get("try_number"):
         rows = [ti]  # still running: its try has no row yet
