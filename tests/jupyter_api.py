@@ -10,7 +10,6 @@ and runs started by the API go on in the server's threads meanwhile.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (jp_serverapp, jp_fetch and what they need)
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
+from waiting import wait_for  # noqa: F401 (the server tests import it from here)
 
 FAST = {"NBFLOW_POLL_INTERVAL": "0.1", "NBFLOW_HEARTBEAT_INTERVAL": "0.2", "NBFLOW_DAG_RELOAD_INTERVAL": "0.5"}
 
@@ -73,14 +73,6 @@ class Api:
         self._loop.run_until_complete(__import__("asyncio").sleep(seconds))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from waiting import wait_for
 
 from nbflow.store import Store
 
@@ -80,14 +81,6 @@ def _daemon(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[byte
     return daemon
 
 
-def _wait_for(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Execution(NamedTuple):
@@ -196,7 +189,7 @@ def _kill_and_restart(tmp_path: Path, executor: str, seed: int) -> None:
     daemon = _daemon(env, log, "-e", executor)
     try:
         db = home / "nbflow.db"
-        _wait_for(db.exists, 30, "the database")
+        wait_for(db.exists, 30, "the database")
         store = Store(f"sqlite:///{db}", busy_timeout=10)
 
         def successes() -> int:
@@ -208,11 +201,11 @@ def _kill_and_restart(tmp_path: Path, executor: str, seed: int) -> None:
                 return 0
             return sum(ti["state"] == "success" for ti in store.get_task_instances(runs[0]["id"]))
 
-        _wait_for(lambda: successes() >= 1, 30, "the first task to succeed")
+        wait_for(lambda: successes() >= 1, 30, "the first task to succeed")
         done_at_kill = []
         for k in range(kills):
             if k:  # let the new host come up and take over before killing it again
-                _wait_for(lambda: any(h["pid"] == daemon.pid for h in store.list_hosts()), 30, "the new host")
+                wait_for(lambda: any(h["pid"] == daemon.pid for h in store.list_hosts()), 30, "the new host")
             time.sleep(rng.uniform(0.1, 0.6))
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()  # reaped, so its pid is really gone
@@ -302,7 +295,7 @@ def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
     store = None
     try:
         if database_url is None:
-            _wait_for((home / "nbflow.db").exists, 30, "the database")
+            wait_for((home / "nbflow.db").exists, 30, "the database")
         store = Store(url, busy_timeout=10)
 
         def both_running() -> bool:
@@ -312,7 +305,7 @@ def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
                 return False
             return {h["pid"] for h in hosts} == {d.pid for d in daemons}
 
-        _wait_for(both_running, 30, "both hosts to register")
+        wait_for(both_running, 30, "both hosts to register")
         gate.write_text("open")
         for daemon, log in zip(daemons, logs):
             assert daemon.wait(timeout=60) == 0, log.read_text()[-3000:]
@@ -421,7 +414,7 @@ def test_crash_soak_kill_9_with_several_daemons_up(tmp_path: Path, store_url: st
                 return 0
             return sum(ti["state"] == "success" for ti in store.get_task_instances(current["id"]))
 
-        _wait_for(lambda: successes() >= 4, 60, "the first tasks to succeed")
+        wait_for(lambda: successes() >= 4, 60, "the first tasks to succeed")
         at_kill = []
         for _ in range(SOAK_KILLS):
             time.sleep(rng.uniform(0.1, 0.6))
@@ -439,7 +432,7 @@ def test_crash_soak_kill_9_with_several_daemons_up(tmp_path: Path, store_url: st
             current = run()
             return current is not None and current["state"] in ("success", "failed")
 
-        _wait_for(finished, 120, "the run to finish")
+        wait_for(finished, 120, "the run to finish")
         for daemon in live:
             assert daemon.poll() is None, f"daemon {daemon.label} exited: {log.read_text()[-3000:]}"
 
@@ -506,14 +499,14 @@ def test_a_task_that_kills_its_host_on_try_1_finishes_on_the_other_host(
             except Exception:  # the tables may not exist yet
                 return False
 
-        _wait_for(both_running, 60, "both hosts to register")
+        wait_for(both_running, 60, "both hosts to register")
         _write_killer_dag(home, side, how)  # only now, so that the run starts with both hosts up
 
         def finished() -> dict[str, Any] | None:
             runs = store.list_runs("killer", limit=None)
             return runs[0] if runs and runs[0]["state"] in ("success", "failed") else None
 
-        run = _wait_for(finished, 60, "the run to finish")
+        run = wait_for(finished, 60, "the run to finish")
         dead = [d for d in daemons if d.poll() is not None]
         alive = [d for d in daemons if d.poll() is None]
         assert len(dead) == 1 and len(alive) == 1, [d.returncode for d in daemons]

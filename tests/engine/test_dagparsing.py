@@ -10,10 +10,10 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import psutil
 import pytest
+from waiting import wait_for
 
 from jupyter_api import *  # noqa: F403 (the test server's fixtures)
 from jupyter_api import Api
@@ -84,14 +84,6 @@ def _nbflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           timeout=120, stdin=subprocess.DEVNULL)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _leftovers(folder: Path) -> list[int]:
@@ -179,35 +171,35 @@ def test_the_daemon_keeps_the_canary_on_schedule_beside_bad_files(tmp_path: Path
     try:
         if store_url.startswith("sqlite"):
             db = Path(store_url.removeprefix("sqlite:///"))
-            _wait_for(lambda: db.exists(), 60, "the store")
+            wait_for(lambda: db.exists(), 60, "the store")
         with Store(store_url, busy_timeout=10) as store:
             # the file exists a moment before the daemon has written its schema into it
-            _wait_for(lambda: store.schema_version() is not None, 60, "the store's schema")
+            wait_for(lambda: store.schema_version() is not None, 60, "the store's schema")
             def errors() -> dict[str, str]:
                 return {Path(e["fileloc"]).name: e["summary"] for e in store.list_import_errors()}
 
-            found = _wait_for(lambda: len(errors()) == len(BAD_FILES) and errors(), 60, "every import error")
+            found = wait_for(lambda: len(errors()) == len(BAD_FILES) and errors(), 60, "every import error")
             for name, (_, words) in BAD_FILES.items():
                 assert words in found[name], (name, found[name])
 
             def sung() -> int:
                 return len(marks.read_text().splitlines()) if marks.exists() else 0
 
-            _wait_for(lambda: sung() >= 2, 60, "two scheduled runs of the canary")
+            wait_for(lambda: sung() >= 2, 60, "two scheduled runs of the canary")
             # each edit of the file that starts a thread makes the daemon parse it again: the threads
             # it starts end with its parse process, never pile up in the daemon
             threads = psutil.Process(daemon.pid).num_threads()
             for n in range(5):
                 _write_bad_files(dags, "threads.py", f"# edit {n}\n")
                 before = sung()
-                _wait_for(lambda: sung() > before, 30, "the next canary run")  # reloads happen meanwhile
+                wait_for(lambda: sung() > before, 30, "the next canary run")  # reloads happen meanwhile
             assert daemon.poll() is None, "the daemon died"
             assert psutil.Process(daemon.pid).num_threads() <= threads + 2  # a worker's reader, say
 
             # the endless loop, deleted, leaves nothing behind and its error goes
             (dags / "hangs.py").unlink()
-            _wait_for(lambda: "hangs.py" not in errors(), 30, "the deleted file's error to clear")
-            _wait_for(lambda: not _leftovers(dags), 10, "every parse process to end")
+            wait_for(lambda: "hangs.py" not in errors(), 30, "the deleted file's error to clear")
+            wait_for(lambda: not _leftovers(dags), 10, "every parse process to end")
             runs = store.list_runs("canary", limit=None)
             assert sum(r["state"] == "success" for r in runs) >= 5
             assert daemon.poll() is None
@@ -238,11 +230,11 @@ def test_the_rest_api_lists_dags_beside_bad_files(bad_dags: Path, api: Api) -> N
     for name, (_, words) in BAD_FILES.items():
         assert words in found[name], (name, found[name])
     run = api.post("dags", "canary", "runs", body={"conf": {}}, expect=201)["run"]
-    done = _wait_for(lambda: (r := api.get("dags", "canary", "runs", run["run_id"]))["state"] in ("success", "failed")
+    done = wait_for(lambda: (r := api.get("dags", "canary", "runs", run["run_id"]))["state"] in ("success", "failed")
                      and r, 60, "the canary's run")
     assert done["state"] == "success"
     assert (bad_dags.parent / "marks").read_text().split() == [run["run_id"]]
-    _wait_for(lambda: not _leftovers(bad_dags), 10, "every parse process to end")
+    wait_for(lambda: not _leftovers(bad_dags), 10, "every parse process to end")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan"])
@@ -283,7 +275,7 @@ def test_a_slow_file_does_not_hold_up_the_scheduler_loop(tmp_path: Path, nbflow_
         assert time.monotonic() - started < 30, "a pass waited for the slow file"
         assert set(scheduler.dags) == {"canary"}
         gate.write_text("go")
-        _wait_for(lambda: scheduler.tick() is not None and "slow" in scheduler.dags, 60, "the slow file's DAG")
+        wait_for(lambda: scheduler.tick() is not None and "slow" in scheduler.dags, 60, "the slow file's DAG")
         assert set(scheduler.dags) == {"canary", "slow"}
     finally:
         gate.write_text("go")

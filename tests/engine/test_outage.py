@@ -21,9 +21,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from nbflow.errors import (
     DatabaseLockedError,
@@ -152,14 +152,6 @@ def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _executions(side: Path) -> dict[str, list[int]]:
@@ -211,7 +203,7 @@ def _postgres_outage(tmp_path: Path, server: Server, url: str, seconds: float, *
     init_db(url)
     daemon = _daemon(_env(home, url, **env), log)
     try:
-        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+        wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
         server.stop()
         stopped_at = time.monotonic()
         while time.monotonic() - stopped_at < seconds:  # the outage itself is what is tested
@@ -249,8 +241,8 @@ def test_two_daemons_outlive_an_outage_longer_than_host_stale_after(
     daemons = [_daemon(env, log) for log in logs]
     try:
         with Store(outage_pg_url) as store:
-            _wait_for(lambda: len(store.list_hosts("running")) == 2, 60, "both hosts to register")
-        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+            wait_for(lambda: len(store.list_hosts("running")) == 2, 60, "both hosts to register")
+        wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
         own_postgres.stop()
         stopped_at = time.monotonic()
         while time.monotonic() - stopped_at < 4.0:  # twice host_stale_after
@@ -289,7 +281,7 @@ def test_sqlite_locked_past_the_busy_timeout_mid_run(tmp_path: Path) -> None:
     daemon = _daemon(_env(home, None, NBFLOW_DB_BUSY_TIMEOUT="0.3"), log)
     holder = None
     try:
-        _wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
+        wait_for(lambda: _lines(side) >= 3, 60, "the first tasks to run")
         # another process takes the write lock and keeps it well past the daemon's busy timeout
         holder = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(f"""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 import nbflow.engine.scheduler as sched_mod
 from nbflow import DAG, task
@@ -332,14 +333,6 @@ def _nbflow(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_exit_when_idle_runs_the_due_run(tmp_path: Path) -> None:
@@ -401,7 +394,7 @@ def test_scheduler_status_and_sigterm_lets_the_running_task_finish(tmp_path: Pat
                 tis = store.get_task_instances(runs[0]["id"])
                 return tis[0] if tis and tis[0]["state"] == "running" else None
 
-            ti = _wait_for(running_ti, 30, "the task to start")
+            ti = wait_for(running_ti, 30, "the task to start")
             status = _nbflow("scheduler", "status", env=env)
             assert status.returncode == 0, status.stdout + status.stderr
             (host,) = store.list_hosts()
@@ -451,14 +444,14 @@ def test_in_process_scheduler_runs_in_the_background(nbflow_home: Path, tmp_path
         assert time.monotonic() - started < 2  # the caller keeps going
         assert sched_mod.start(dags=[d]) is scheduler  # one per process
         with Store.open() as store:
-            run = _wait_for(lambda: next(iter(store.list_runs("background", limit=None)), None), 20, "the run")
-            _wait_for(lambda: sched_mod.status().get("running_tasks") == 1, 20, "the task to run")
+            run = wait_for(lambda: next(iter(store.list_runs("background", limit=None)), None), 20, "the run")
+            wait_for(lambda: sched_mod.status().get("running_tasks") == 1, 20, "the task to run")
             report = sched_mod.status()
             assert report["running"] and report["host_id"] == scheduler.host_id
             assert report["runs"] == [run["run_id"]]
             gate.write_text("open")
-            _wait_for(lambda: store.get_run_by_pk(run["id"])["state"] == "success", 20, "the run to succeed")
-            _wait_for(lambda: run["run_id"] in sched_mod.status().get("finished_runs", []), 20, "the report")
+            wait_for(lambda: store.get_run_by_pk(run["id"])["state"] == "success", 20, "the run to succeed")
+            wait_for(lambda: run["run_id"] in sched_mod.status().get("finished_runs", []), 20, "the report")
             thread = sched_mod._kernel["thread"]
         sched_mod.stop()
         assert not thread.is_alive()

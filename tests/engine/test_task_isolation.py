@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from waiting import wait_for
 
 from nbflow.store import Store
 
@@ -101,14 +101,6 @@ FIRST_TRY_ERRORS = {
 }
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _gone(pid: int) -> bool:
@@ -134,7 +126,7 @@ def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path, st
     store = None
     try:
         if store_url.startswith("sqlite"):
-            _wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
+            wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
         store = Store(store_url, busy_timeout=10)
 
         def run() -> dict[str, Any] | None:
@@ -146,9 +138,9 @@ def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path, st
                 return None
             return runs[0] if runs else None
 
-        _wait_for(run, 30, "the run")
+        wait_for(run, 30, "the run")
         baseline = psutil.Process(daemon.pid).memory_info().rss
-        finished = _wait_for(lambda: (r := run()) and r["state"] in ("success", "failed") and r, 60,
+        finished = wait_for(lambda: (r := run()) and r["state"] in ("success", "failed") and r, 60,
                              "the run to finish")
         assert daemon.poll() is None, log.read_text()[-3000:]
 
