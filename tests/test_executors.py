@@ -14,6 +14,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from waiting import wait_for
 
 from nbflow.errors import (
     ConfigError,
@@ -798,9 +799,7 @@ def test_process_cancel_stops_a_running_call_and_drops_a_queued_one(make: Any, t
     pid_file = tmp_path / "child.pid"
     pool.submit("running", sleep_with_child, (str(pid_file), 30))
     pool.submit("queued", whoami)
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)  # the call has started once it wrote its child's pid
+    wait_for(pid_file.exists, 30, "the call to start (it writes its child's pid)")
     assert pool.cancel("queued", "stopped: taken over") and pool.cancel("running", "stopped: taken over")
     assert not pool.cancel("nothing", "no such call")
     done.wait(2)
@@ -808,7 +807,8 @@ def test_process_cancel_stops_a_running_call_and_drops_a_queued_one(make: Any, t
     for key in ("running", "queued"):
         assert not outcomes[key].ok and isinstance(outcomes[key].error, WorkerLostError)
         assert "stopped: taken over" in str(outcomes[key].error)
-    assert gone(int(pid_file.read_text()))  # the call's child went with its worker
+    child = int(pid_file.read_text())
+    wait_for(lambda: gone(child), 5, "the call's child to go with its worker (SIGKILL lands a moment later)")
     pool.submit("after", add, (2, 3))
     done.wait(3)
     assert done.by_key()["after"].value == 5  # a fresh worker took the killed one's place
