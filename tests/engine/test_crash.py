@@ -206,7 +206,7 @@ def _kill_and_restart(tmp_path: Path, executor: str, seed: int) -> None:
         for k in range(kills):
             if k:  # let the new host come up and take over before killing it again
                 wait_for(lambda: any(h["pid"] == daemon.pid for h in store.list_hosts()), 30, "the new host")
-            time.sleep(rng.uniform(0.1, 0.6))
+            time.sleep(rng.uniform(0.1, 0.4))
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()  # reaped, so its pid is really gone
             done_at_kill.append(successes())
@@ -367,8 +367,9 @@ def _write_soak_dag(home: Path, side: Path) -> list[str]:
     source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(f'''
         def soak_work(ti):
             started = time.monotonic()
-            # 30 to 90 ms, fixed per task: long enough for kills to land while tasks run
-            time.sleep((30 + zlib.crc32(ti.task_id.encode()) % 61) / 1000)
+            # 60 to 150 ms, fixed per task: long enough for kills to land while tasks run, and for
+            # the 50 tasks of a chain to outlast the kills (the run must still be going at the last)
+            time.sleep((60 + zlib.crc32(ti.task_id.encode()) % 91) / 1000)
             note(ti, started)
 
 
@@ -417,7 +418,7 @@ def test_crash_soak_kill_9_with_several_daemons_up(tmp_path: Path, store_url: st
         wait_for(lambda: successes() >= 4, 60, "the first tasks to succeed")
         at_kill = []
         for _ in range(SOAK_KILLS):
-            time.sleep(rng.uniform(0.1, 0.6))
+            time.sleep(rng.uniform(0.1, 0.4))
             victim = live.pop(rng.randrange(len(live)))
             victim.send_signal(signal.SIGKILL)
             victim.wait()  # reaped, so its pid is really gone
