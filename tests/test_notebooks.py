@@ -108,7 +108,6 @@ def test_example_notebooks_are_dag_sources(tmp_path: Path) -> None:
 
 
 def test_report_runs_as_a_notebook_task_and_hands_back_its_outputs(nbflow_home: Path) -> None:
-    pytest.importorskip("nbflow.operators.notebook")
     from nbflow import DAG
     from nbflow.operators.notebook import NotebookOperator
 
