@@ -46,9 +46,16 @@ def texts(notebook: Any) -> str:
     """Everything the cells printed or displayed, as text."""
     parts = []
     for cell in notebook.cells:
+        previous = None
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                parts.append(out["text"])
+                # one print may reach the notebook in several stream messages: join them as
+                # Jupyter shows them, with nothing in between
+                if previous is not None and previous.get("output_type") == "stream" and previous.get("name") == out.get("name"):
+                    parts[-1] += out["text"]
+                else:
+                    parts.append(out["text"])
+            previous = out
             for mime in ("text/plain", "text/html"):
                 if mime in out.get("data", {}):
                     parts.append(out["data"][mime])
