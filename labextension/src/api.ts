@@ -135,9 +135,19 @@ export interface IProgress {
   elapsed: number;
 }
 
+/** What the store says of a task's output, written when the output was (never read by unpickling). */
+export interface IOutputInfo {
+  kind: string | null;
+  type: string | null;
+  size: number | null;
+  preview: string;
+  preview_stored: boolean;
+}
+
 export interface ITaskDetail extends ITaskInstance {
   tries: ITry[];
   output_preview: string | null;
+  output?: IOutputInfo | null;
   notebook: INotebookFiles | null;
   progress: IProgress | null;
 }

@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { ApiError, ITaskDetail, api } from './api';
+import { ApiError, IOutputInfo, ITaskDetail, api } from './api';
 import { button, h, replaceChildren } from './dom';
 import { isFinished, paintBadge, styleOf } from './states';
 import { Ticker } from './ticker';
@@ -170,7 +170,10 @@ export class TaskDetails extends Widget {
       );
     }
     if (detail.output_preview) {
-      parts.push(h('div', { class: 'nbflow-Section' }, 'Output'), h('pre', { class: 'nbflow-Details-output' }, detail.output_preview));
+      parts.push(
+        h('div', { class: 'nbflow-Section' }, 'Output ', h('span', { class: 'nbflow-Muted nbflow-Details-outputInfo' }, outputInfo(detail.output))),
+        h('pre', { class: 'nbflow-Details-output' }, detail.output_preview)
+      );
     }
     replaceChildren(this.facts, ...parts);
     this.renderActions(detail);
@@ -273,4 +276,13 @@ export class TaskDetails extends Widget {
       }
     }
   }
+}
+
+/** "str · json · 18 bytes": the output's type, how it is kept, and its size. */
+function outputInfo(output: IOutputInfo | null | undefined): string {
+  if (!output) {
+    return '';
+  }
+  const size = output.size === null ? null : output.size === 1 ? '1 byte' : `${output.size.toLocaleString('en')} bytes`;
+  return [output.type, output.kind, size].filter(part => part).join(' · ');
 }

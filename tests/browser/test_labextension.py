@@ -241,6 +241,8 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     details = ui.details_text(dag_id)
     assert "success" in details and "try" in details and "1 of" in details
     assert "3 rows, total 12" in details  # the output preview
+    # its type, how it is kept and its size, as stored when it was written
+    assert "str · json · 18 bytes" in ui.page.inner_text(f"#nbflow-dag-{dag_id} .nbflow-Details-outputInfo")
 
     # The grid: one row per task, the run's column all green.
     ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="grid"]')
