@@ -159,22 +159,25 @@ def _check_run(store: Store, run: dict[str, Any], ran: Ran,
 # -- kill -9 ----------------------------------------------------------------------------------------
 
 
-def _write_chains_dag(home: Path, side: Path) -> list[str]:
+def _write_chains_dag(home: Path, side: Path, *, dag_id: str = "crashy", chains: int = CHAINS,
+                      length: int = LENGTH, retries: int = 5, work: str = "work", helpers: str = "") -> list[str]:
+    """``chains`` chains of ``length`` tasks calling ``work`` (from _TASK_HELPERS or ``helpers``),
+    each task retried up to ``retries`` times at once; returns the task ids."""
     folder = home / "dags"
     folder.mkdir(parents=True, exist_ok=True)
-    source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(f'''
-        with DAG("crashy", schedule="@once", start_date="2024-01-01", timezone="UTC", max_active_tasks=32,
-                 default_args={{"retries": 5, "retry_delay": timedelta(0)}}) as d:
-            for c in range({CHAINS}):
+    source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(helpers) + textwrap.dedent(f'''
+        with DAG({dag_id!r}, schedule="@once", start_date="2024-01-01", timezone="UTC", max_active_tasks=32,
+                 default_args={{"retries": {retries}, "retry_delay": timedelta(0)}}) as d:
+            for c in range({chains}):
                 previous = None
-                for i in range({LENGTH}):
-                    op = PythonOperator(task_id=f"c{{c}}_{{i:02d}}", python_callable=work)
+                for i in range({length}):
+                    op = PythonOperator(task_id=f"c{{c}}_{{i:02d}}", python_callable={work})
                     if previous is not None:
                         previous >> op
                     previous = op
     ''')
-    (folder / "crashy.py").write_text(source)
-    return [f"c{c}_{i:02d}" for c in range(CHAINS) for i in range(LENGTH)]
+    (folder / f"{dag_id}.py").write_text(source)
+    return [f"c{c}_{i:02d}" for c in range(chains) for i in range(length)]
 
 
 def _kill_and_restart(tmp_path: Path, executor: str, seed: int) -> None:
@@ -361,30 +364,14 @@ SOAK_CHAINS, SOAK_LENGTH = 4, 50
 SOAK_KILLS = max(8, int(os.environ.get("NBFLOW_TEST_SOAK_KILLS", "20")))
 
 
-def _write_soak_dag(home: Path, side: Path) -> list[str]:
-    folder = home / "dags"
-    folder.mkdir(parents=True, exist_ok=True)
-    source = _TASK_HELPERS.format(side=str(side)) + textwrap.dedent(f'''
-        def soak_work(ti):
-            started = time.monotonic()
-            # 60 to 150 ms, fixed per task: long enough for kills to land while tasks run, and for
-            # the 50 tasks of a chain to outlast the kills (the run must still be going at the last)
-            time.sleep((60 + zlib.crc32(ti.task_id.encode()) % 91) / 1000)
-            note(ti, started)
-
-
-        with DAG("soak", schedule="@once", start_date="2024-01-01", timezone="UTC", max_active_tasks=32,
-                 default_args={{"retries": 30, "retry_delay": timedelta(0)}}) as d:
-            for c in range({SOAK_CHAINS}):
-                previous = None
-                for i in range({SOAK_LENGTH}):
-                    op = PythonOperator(task_id=f"c{{c}}_{{i:02d}}", python_callable=soak_work)
-                    if previous is not None:
-                        previous >> op
-                    previous = op
-    ''')
-    (folder / "soak.py").write_text(source)
-    return [f"c{c}_{i:02d}" for c in range(SOAK_CHAINS) for i in range(SOAK_LENGTH)]
+SOAK_WORK = '''
+def soak_work(ti):
+    started = time.monotonic()
+    # 60 to 150 ms, fixed per task: long enough for kills to land while tasks run, and for
+    # the 50 tasks of a chain to outlast the kills (the run must still be going at the last)
+    time.sleep((60 + zlib.crc32(ti.task_id.encode()) % 91) / 1000)
+    note(ti, started)
+'''
 
 
 @pytest.mark.slow
@@ -394,7 +381,8 @@ def test_crash_soak_kill_9_with_several_daemons_up(tmp_path: Path, store_url: st
     run). Thread workers, so each kill takes the tasks it was running with it."""
     home = tmp_path / "home"
     side = tmp_path / "side_effects.txt"
-    task_ids = _write_soak_dag(home, side)
+    task_ids = _write_chains_dag(home, side, dag_id="soak", chains=SOAK_CHAINS, length=SOAK_LENGTH, retries=30,
+                                 work="soak_work", helpers=SOAK_WORK)
     env = _env(home, store_url, NBFLOW_PARALLELISM="8")
     log = tmp_path / "daemons.log"
     rng = random.Random(20240715)
