@@ -223,6 +223,7 @@ def test_record_applies_a_batch_in_one_transaction(store: Store) -> None:
     out = store.get_outputs(run_pk)["t0"]
     assert out["value_json"] is None and out["artifact_path"] == "/a/t0.pkl" and out["size"] == 10**7
     assert out["created_at"].tzinfo is not None
+    assert store.get_output(run_pk, "t0") == out and store.get_output(run_pk, "t1") is None
 
     # all or nothing: a bad value in the last part leaves the first parts unwritten
     with pytest.raises(ValueError, match="naive"):

@@ -182,7 +182,7 @@ def task_instance_detail(store: Store, dag_id: str, run_id: str, task_id: str) -
     ti = store.get_task_instance(dag_id, run_id, task_id)
     if ti is None:
         raise TaskNotFoundError(dag_id, task_id, [t["task_id"] for t in store.get_task_instances(run["id"])])
-    return TaskInstanceDetail(run, ti, store.get_tries(run["id"], task_id), store.get_outputs(run["id"]).get(task_id))
+    return TaskInstanceDetail(run, ti, store.get_tries(run["id"], task_id), store.get_output(run["id"], task_id))
 
 
 # -- a notebook task's files ------------------------------------------------------------------------

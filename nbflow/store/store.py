@@ -611,6 +611,14 @@ class Store:
             rows = _rows(conn.execute(select(_output).where(_output.c.run_pk == run_pk)))
         return {row["task_id"]: row for row in rows}
 
+    def get_output(self, run_pk: int, task_id: str) -> dict[str, Any] | None:
+        """One task's output row: what a view following one task asks for, at every poll."""
+        with read_connection(self._engine, self.url) as conn:
+            row = conn.execute(
+                select(_output).where(_output.c.run_pk == run_pk, _output.c.task_id == task_id)
+            ).mappings().first()
+        return None if row is None else dict(row)
+
     # -- import errors ------------------------------------------------------------------------------
 
     def record_import_error(self, fileloc: str, summary: str, traceback: str) -> None:
