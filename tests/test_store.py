@@ -358,6 +358,31 @@ def test_a_claim_writes_the_try_it_starts_in_the_same_update(store: Store) -> No
     assert before != {k: v["try_number"] for k, v in tis.items()}
 
 
+def test_a_fenced_claim_looks_its_rows_up_by_task_id_not_by_scanning_the_run(sqlite_url: str) -> None:
+    """A claim sits between every task and the next: on SQLite it must use the (run_pk, task_id)
+    index, not read every row of the run (which cost 0.37 ms a claim at 1,000 tasks)."""
+    from sqlalchemy import event
+
+    init_db(sqlite_url)
+    seen: list[tuple[str, Any]] = []
+    with Store(sqlite_url, busy_timeout=5.0) as opened:
+        run_pk = make_run(opened, tasks=50)
+
+        def remember(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+            if statement.lstrip().upper().startswith("UPDATE TASK_INSTANCE") and "fence" in statement:
+                seen.append((statement, parameters))
+
+        event.listen(opened._engine, "before_cursor_execute", remember)
+        claimed = opened.claim_task_instances(run_pk, ["t3", "t7"], "host-a", seen={"t3": 0, "t7": 0},
+                                              from_states=("scheduled",), to_state="running")
+        assert list(claimed) == ["t3", "t7"]
+    assert seen, "the claim's UPDATE was not seen"
+    statement, parameters = seen[0]
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
+        plan = " ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+    assert "task_id=?" in plan, plan
+
+
 def test_concurrent_claims_take_each_task_instance_once(store_url: str, store: Store) -> None:
     tasks = 60
     run_pk = make_run(store, tasks=tasks)

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 
@@ -33,17 +34,19 @@ def _roots(args: argparse.Namespace) -> list[Path]:
     return paths or [Path(_settings().dags_folder)]
 
 
-def _bag(args: argparse.Namespace, *, summary: bool = False) -> Any:
+def _bag(args: argparse.Namespace, *, summary: bool = False, meanwhile: Callable[[], object] | None = None) -> Any:
     """The DAGs of :func:`_roots`. With ``summary``, files that fail are summed up in one line on
     stderr rather than one line each (``nbflow dags list-import-errors`` has them all); a command
-    asked for a DAG that did not load says so in its one error line instead (:func:`_missing_dag`)."""
+    asked for a DAG that did not load says so in its one error line instead (:func:`_missing_dag`).
+    ``meanwhile`` runs while the files load in other processes (a command's own imports)."""
     from nbflow.engine.dagparsing import DagFileParser
     from nbflow.engine.discovery import collect
 
     roots = _roots(args)
     if not getattr(args, "file", None):
         roots[0].mkdir(parents=True, exist_ok=True)
-    bag = collect(roots, load=DagFileParser(_settings().dag_file_timeout))  # each file in a process of its own
+    # each file in a process of its own
+    bag = collect(roots, load=DagFileParser(_settings().dag_file_timeout, meanwhile=meanwhile))
     if summary and bag.failures:
         more = "".join(f" -f {path}" for path in getattr(args, "file", None) or [])
         print(f"{_plural(len(bag.failures), 'DAG file')} failed to load: nbflow dags list-import-errors{more}",
@@ -51,8 +54,8 @@ def _bag(args: argparse.Namespace, *, summary: bool = False) -> Any:
     return bag
 
 
-def _find_dag(args: argparse.Namespace) -> Any:
-    bag = _bag(args)
+def _find_dag(args: argparse.Namespace, meanwhile: Callable[[], object] | None = None) -> Any:
+    bag = _bag(args, meanwhile=meanwhile)
     if args.dag_id not in bag.dags:
         raise _missing_dag(args, bag, args.dag_id)
     return bag.dags[args.dag_id]
@@ -228,10 +231,19 @@ def _synced(args: argparse.Namespace, read: Any, *, summary: bool = False) -> tu
         store.close()
 
 
+def _import_run_engine() -> None:
+    """What running a DAG here needs, imported while its file loads in a child process: the engine,
+    the store and SQLAlchemy's SQLite dialect take longer to import than a DAG file takes to load,
+    and on a second core the two overlap (``benchmarks/run.py`` measures the cold start)."""
+    import sqlalchemy.dialects.sqlite  # noqa: F401 (create_engine imports it otherwise)
+
+    import nbflow.engine.runs  # noqa: F401
+
+
 def _run(args: argparse.Namespace, run_type: str, dag: Any = None) -> int:
+    dag = dag or _find_dag(args, meanwhile=_import_run_engine)
     from nbflow.engine.runs import run_dag
 
-    dag = dag or _find_dag(args)
     run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf, dag.dag_id), executor=args.executor, run_type=run_type)
     print(run.summary())
     _print_run_footer(run)

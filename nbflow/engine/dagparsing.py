@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -297,10 +298,11 @@ def _timeout_reply(timeout: float) -> Reply:
 
 
 def parse_forked(paths: list[str], timeout: float, concurrency: int = CONCURRENCY,
-                 close_fds: tuple[int, ...] = ()) -> dict[str, Reply]:
+                 close_fds: tuple[int, ...] = (), meanwhile: Callable[[], object] | None = None) -> dict[str, Reply]:
     """Parse each of ``paths`` in a child forked from this process, ``concurrency`` at a time, each
     within ``timeout`` seconds. Only for a single-threaded process. ``close_fds`` are closed in each
-    child (the parse server's own pipes)."""
+    child (the parse server's own pipes). ``meanwhile`` runs here once the first children are
+    started, so that a command prepares what it needs next (imports) while its DAG files load."""
     _reap_answered()
     pending = deque(dict.fromkeys(paths))
     active: list[_Child] = []
@@ -327,6 +329,9 @@ def parse_forked(paths: list[str], timeout: float, concurrency: int = CONCURRENC
                 selector.register(child.read_fd, selectors.EVENT_READ, child)
                 if child.pidfd is not None:
                     selector.register(child.pidfd, selectors.EVENT_READ, child)
+            if meanwhile is not None:
+                prepare, meanwhile = meanwhile, None
+                prepare()
             now = time.monotonic()
             wait = min(child.deadline for child in active) - now
             if any(child.pidfd is None for child in active):
@@ -478,13 +483,14 @@ _server = _ParseServer()
 atexit.register(_server.close)
 
 
-def parse_isolated(paths: list[str], timeout: float, concurrency: int = CONCURRENCY) -> dict[str, Reply]:
+def parse_isolated(paths: list[str], timeout: float, concurrency: int = CONCURRENCY,
+                   meanwhile: Callable[[], object] | None = None) -> dict[str, Reply]:
     """Each file's reply, parsed in a separate process: forked from here when this process has no
-    other thread, else by the parse server."""
+    other thread (running ``meanwhile`` while the children work), else by the parse server."""
     if not paths:
         return {}
     if threading.active_count() == 1 and hasattr(os, "fork"):
-        return parse_forked(paths, timeout, concurrency)
+        return parse_forked(paths, timeout, concurrency, meanwhile=meanwhile)
     return _server.parse(paths, timeout, concurrency)
 
 
@@ -521,9 +527,12 @@ class DagFileParser:
     ``timeout`` seconds, and keeps each file's result until the file or a module it imported changes.
     Safe to share between threads."""
 
-    def __init__(self, timeout: float = 30.0, concurrency: int = CONCURRENCY) -> None:
+    def __init__(self, timeout: float = 30.0, concurrency: int = CONCURRENCY,
+                 meanwhile: Callable[[], object] | None = None) -> None:
         self.timeout = timeout
         self.concurrency = concurrency
+        #: what a command does while the first files load in forked children (see parse_forked)
+        self.meanwhile = meanwhile
         self._parsed: dict[str, _Parsed] = {}
         self._lock = threading.Lock()
 
@@ -539,7 +548,8 @@ class DagFileParser:
                 elif path not in stale:
                     stale.append(path)
         before = {path: _signature(path) for path in stale}  # taken before parsing: an edit meanwhile re-parses
-        replies = parse_isolated(stale, self.timeout, self.concurrency)
+        prepare, self.meanwhile = self.meanwhile, None
+        replies = parse_isolated(stale, self.timeout, self.concurrency, meanwhile=prepare)
         with self._lock:
             for path in stale:
                 reply = replies[path]

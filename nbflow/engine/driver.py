@@ -31,7 +31,8 @@ from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, plan_after, plan_start, run_outcome
 from nbflow.engine.pools import PoolSlots
 from nbflow.engine.outcomes import Ending, TryEnded, decide
-from nbflow.engine.runner import DagInfo, TaskRequest, TaskResult, run_task
+from nbflow.engine.runner import TaskRequest, TaskResult, run_task
+from nbflow.engine.shipping import shipment
 from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class RunDriver:
         self._ready_sorted = True
         self._log_folder_made = False
         self.order = {tid: i for i, tid in enumerate(dag.topological_order())}
-        self.dag_for_worker: Any = dag if in_process else DagInfo.of(dag)
+        #: what a try of this DAG carries to a worker process (None: tries run in this process)
+        self.shipment = None if in_process else shipment(dag)
         self.hostname = socket.gethostname()
         self.log_folder = os.path.join(settings.logs_folder, safe_path_part(dag.dag_id), safe_path_part(self.run_id))
         self._appended: set[str] = set()
@@ -317,7 +319,8 @@ class RunDriver:
             dag_id=self.dag.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
             max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
-            log_path=log_path, operator=task, dag=self.dag_for_worker, upstream=upstream,
+            log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task_id),
+            dag=self.dag if self.shipment is None else self.shipment.info, upstream=upstream,
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first,
         )

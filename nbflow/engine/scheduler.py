@@ -407,10 +407,6 @@ class Scheduler:
         assert self.store is not None and self.executor is not None
         driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
                            host_id=self.host_id if self.claims else None, pools=self.pools)
-        if not self.executor.in_process:
-            from nbflow.engine.shipping import ship_by_value
-
-            ship_by_value(dag)
         driver.begin()
         self.drivers[row["id"]] = driver
         return driver

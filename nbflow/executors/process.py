@@ -115,6 +115,7 @@ class ProcessExecutor(Executor):
         self._workers: list[_Worker] = []
         self._pump: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
+        self._wake_pending = False
         self._failed_starts = 0
 
     # -- the contract -----------------------------------------------------------------------------
@@ -139,6 +140,12 @@ class ProcessExecutor(Executor):
             if self._pump is None:
                 self._start_pump()
             self._queue.append(_Call(key, payload, timeout))
+            if threading.current_thread() is not self._pump:
+                # The pump sends: a caller that wrote to a worker's socket itself would hold the
+                # lock the pump needs for every reply, and the two threads would trade the GIL on
+                # each write. One wake-up covers every call submitted before the pump looks.
+                self._wake()
+                return
             outcomes = self._dispatch()
         for outcome in outcomes:
             self._report(outcome)
@@ -325,6 +332,10 @@ class ProcessExecutor(Executor):
         self._pump.start()
 
     def _wake(self) -> None:
+        """Make the pump look at the queue and the workers again (called with the lock held)."""
+        if self._wake_pending:
+            return  # a wake-up is in the pipe and the pump has not looked yet
+        self._wake_pending = True
         try:
             os.write(self._wake_w, b"!")
         except (BlockingIOError, OSError):
@@ -369,7 +380,10 @@ class ProcessExecutor(Executor):
                     except BlockingIOError:
                         break
                 with self._lock:
-                    outcomes += self._dispatch()  # start the workers a caller's submit asked for
+                    # Read, then cleared with the lock held: whatever was queued before this
+                    # dispatch goes out now, and a call queued after it writes a new wake-up.
+                    self._wake_pending = False
+                    outcomes += self._dispatch()  # send queued calls, start the workers they need
                 continue
             outcomes += self._receive(conns[item])
         with self._lock:

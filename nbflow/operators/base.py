@@ -7,6 +7,7 @@ that hold Jinja templates in ``template_fields``. Options left unset fall back t
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import operator
@@ -409,15 +410,26 @@ def _as_tasks(value: Any, downstream: bool = True) -> Iterable[BaseOperator]:
 def context_arguments(fn: Callable[..., Any], context: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """The context values a function asks for by parameter name, or all of them for ``**kwargs``."""
     try:
+        names = _named_parameters(fn)
+    except TypeError:  # a callable object that cannot be hashed: read its signature every time
+        names = _named_parameters.__wrapped__(fn)
+    if names is None:
+        return {k: v for k, v in context.items() if k not in given}
+    return {name: context[name] for name in names if name in context and name not in given}
+
+
+@functools.lru_cache(maxsize=1024)
+def _named_parameters(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The parameters ``fn`` takes by name, or None when it takes ``**kwargs``. Cached: reading a
+    signature took a fifth of a trivial task's run, and every try of a task asks again."""
+    try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return {}
-    wanted: dict[str, Any] = {}
+        return ()
+    names: list[str] = []
     for name, parameter in signature.parameters.items():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            return {k: v for k, v in context.items() if k not in given}
-        if name in context and name not in given and parameter.kind in (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
-        ):
-            wanted[name] = context[name]
-    return wanted
+            return None
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.append(name)
+    return tuple(names)

@@ -394,11 +394,9 @@ class Store:
         to_state = str(to_state)
         now = _now()
         statement = self._claim_statement(states, to_state, fenced=seen is not None)
-        params: dict[str, Any] = {"b_run_pk": run_pk, "b_host": host_id, "b_now": now}
         wanted = list(dict.fromkeys(task_ids))
-        if seen is None:
-            params["b_ids"] = wanted
-        else:
+        params: dict[str, Any] = {"b_run_pk": run_pk, "b_host": host_id, "b_now": now, "b_ids": wanted}
+        if seen is not None:
             params["b_pairs"] = [(task_id, int(seen.get(task_id, 0))) for task_id in wanted]
         # One cached statement for the whole batch (its IN list is a parameter): a statement shaped
         # by the batch itself (a CASE of try numbers, a literal IN list) took about 1 ms to compile
@@ -440,12 +438,16 @@ class Store:
                                   "fence": _NEXT_FENCE}
         if to_state == "queued":
             values["queued_at"] = bindparam("b_now")
-        wanted: tuple[Any, ...] = (_ti.c.run_pk == bindparam("b_run_pk"),)
+        # task_id IN (...) even when the pairs say it again: SQLite uses the (run_pk, task_id) index
+        # only for it, and without it scanned every row of the run at each claim (0.37 ms a claim
+        # in a run of 1,000 tasks, against 0.06 ms; ten times that at 10,000)
+        wanted: tuple[Any, ...] = (_ti.c.run_pk == bindparam("b_run_pk"),
+                                   _ti.c.task_id.in_(bindparam("b_ids", expanding=True)))
         if fenced:
             wanted += (tuple_(_ti.c.task_id, _ti.c.fence).in_(bindparam("b_pairs", expanding=True)),
                        or_(_ti.c.state.in_(states), _ti.c.claimed_by == bindparam("b_host")))
         else:
-            wanted += (_ti.c.task_id.in_(bindparam("b_ids", expanding=True)), _ti.c.state.in_(states))
+            wanted += (_ti.c.state.in_(states),)
         if self._dialect == "postgresql":
             picked = select(_ti.c.id).where(*wanted).with_for_update(skip_locked=True)
             statement = update(_ti).where(_ti.c.id.in_(picked.scalar_subquery()))

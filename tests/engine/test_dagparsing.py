@@ -157,6 +157,41 @@ def test_a_file_is_parsed_again_only_when_it_or_its_helper_changed(tmp_path: Pat
     assert changed.fileloc == str((folder / "counted.py").resolve())
 
 
+def test_a_command_prepares_while_its_dag_files_load(tmp_path: Path) -> None:
+    """A command's own work (its imports) overlaps the loading of its DAG files: the file below can
+    only finish once ``meanwhile`` opened the other end of its pipe, so both ran at once."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    (folder / "waits.py").write_text(textwrap.dedent(f"""
+        from nbflow import DAG
+        with open({str(pipe)!r}) as other_end:  # blocks until the command opens the pipe to write
+            word = other_end.read()
+        with DAG("waited", timezone="UTC", params={{"word": word}}):
+            pass
+    """))
+    script = textwrap.dedent(f"""
+        import threading
+        from nbflow.engine.dagparsing import DagFileParser
+        from nbflow.engine.discovery import collect
+
+        assert threading.active_count() == 1  # a command: DAG files are loaded in forked children
+        calls = []
+
+        def meanwhile():
+            calls.append(1)
+            with open({str(pipe)!r}, "w") as end:
+                end.write("ready")
+
+        bag = collect([{str(folder)!r}], load=DagFileParser(timeout=20, meanwhile=meanwhile))
+        print(bag.dags["waited"].params["word"], len(calls), sorted(f.fileloc for f in bag.failures))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ready", "1", "[]"]
+
+
 def test_the_daemon_keeps_the_canary_on_schedule_beside_bad_files(tmp_path: Path, store_url: str) -> None:
     home = tmp_path / "home"
     dags = home / "dags"
