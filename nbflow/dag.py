@@ -65,6 +65,19 @@ def _caller_file() -> str | None:
     return None
 
 
+def check_dag_arguments(arguments: Iterable[str], dag_id: str | None = None) -> None:
+    """Refuse a keyword ``DAG(...)`` / ``@dag(...)`` does not take with one line that names it, the
+    known ones and the closest, rather than Python's bare TypeError (a typo such as ``shedule`` would
+    otherwise read like a bug in nbflow)."""
+    import inspect
+
+    known = [name for name, p in inspect.signature(DAG.__init__).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY or name == "dag_id"]
+    for name in arguments:
+        if name not in known:
+            raise UnknownArgumentError(name, known, "DAG argument", dag_id)
+
+
 class DAG:
     """A directed acyclic graph of tasks with a schedule.
 
@@ -96,10 +109,12 @@ class DAG:
         on_failure_callback: Callable[[dict[str, Any]], Any] | None = None,
         dagrun_timeout: Any = None,
         fileloc: str | None = None,
+        **unknown: Any,
     ) -> None:
-        from nbflow.operators.base import DEFAULT_ARGS_KEYS, check_option
+        from nbflow.operators.base import DEFAULT_ARGS_KEYS, check_email, check_option
 
         self.dag_id = check_id("dag_id", dag_id)
+        check_dag_arguments(unknown, dag_id)
         if schedule is not _UNSET and schedule_interval is not _UNSET:
             raise ScheduleError(schedule, "give either schedule or schedule_interval, not both", dag_id)
         self.schedule = schedule if schedule is not _UNSET else (
@@ -111,6 +126,7 @@ class DAG:
                 raise UnknownArgumentError(key, sorted(DEFAULT_ARGS_KEYS), "default_args", dag_id)
             # checked here too, so a bad default fails even in a DAG without tasks yet
             self.default_args[key] = check_option(key, value, dag_id=dag_id, via="default_args")
+        check_email(self.default_args, dag_id=dag_id, via="default_args")
         self.catchup = bool(catchup)
         self.params = dict(params or {})
         self.tags = sorted(set(tags or ()))

@@ -189,6 +189,10 @@ class DagFactory:
     """What ``@dag`` returns: calling it builds the DAG (call it once at module level in DAG files)."""
 
     def __init__(self, function: Callable[..., Any], dag_kwargs: dict[str, Any]) -> None:
+        from nbflow.dag import check_dag_arguments
+
+        # refused where it is written, not first when the DAG is built
+        check_dag_arguments(dag_kwargs, dag_kwargs.get("dag_id") or getattr(function, "__name__", None))
         functools.update_wrapper(self, function)
         self.function = function
         self.dag_kwargs = dag_kwargs

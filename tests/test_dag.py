@@ -307,3 +307,80 @@ def test_cell_timeout_of_a_notebook_task_must_be_positive() -> None:
         with pytest.raises(InvalidOptionError, match=r"task 'report': cell_timeout=0 is not allowed"):
             NotebookOperator(task_id="report", notebook="r.ipynb", cell_timeout=0)
         assert NotebookOperator(task_id="ok", notebook="r.ipynb", cell_timeout=timedelta(minutes=1)).cell_timeout == 60
+
+
+# -- Airflow options nbflow does not honour are refused, unless they change nothing ------------------
+
+
+@pytest.mark.parametrize(("option", "value", "instead"), [
+    ("queue", "gpu", "pool"),
+    ("executor_config", {"KubernetesExecutor": {"image": "x"}}, "executor="),
+    ("email", ["ops@example.com"], "on_failure_callback"),
+])
+def test_unsupported_airflow_option_is_refused_naming_dag_task_and_what_to_use(option: str, value: object, instead: str) -> None:
+    with DAG("refusals"):
+        with pytest.raises(InvalidOptionError, match=rf"DAG 'refusals', task 't': {option}=.*{instead}") as info:
+            EmptyOperator(task_id="t", **{option: value})
+    assert info.value.option == option
+
+
+@pytest.mark.parametrize(("option", "value", "instead"), [
+    ("queue", "gpu", "pool"),
+    ("executor_config", {"a": 1}, "executor="),
+    ("email", "ops@example.com", "on_failure_callback"),
+])
+def test_unsupported_airflow_option_in_default_args_is_refused(option: str, value: object, instead: str) -> None:
+    with pytest.raises(InvalidOptionError, match=rf"DAG 'refused_defaults': {option}=.*\(from default_args\).*{instead}"):
+        DAG("refused_defaults", default_args={option: value})
+
+
+def test_email_is_refused_when_it_would_send_on_retry_only() -> None:
+    with DAG("mail"):
+        with pytest.raises(InvalidOptionError, match=r"email='a@b'.*on_failure_callback.*sent on retry\)"):
+            EmptyOperator(task_id="t", email="a@b", email_on_failure=False)
+
+
+def test_airflow_defaults_of_refused_options_change_nothing_and_pass(nbflow_home: object) -> None:
+    # the classic Airflow default_args: an address with both e-mail flags off sends nothing
+    with DAG("classic", default_args={"queue": "default", "executor_config": {}, "email": ["ops@example.com"],
+                                      "email_on_failure": False, "email_on_retry": False,
+                                      "depends_on_past": False}) as d:
+        a = EmptyOperator(task_id="a")
+        b = EmptyOperator(task_id="b", email_on_failure=True, email=None, queue=None)
+    assert (a.queue, a.executor_config, a.email_on_failure) == ("default", None, False)
+    assert (b.queue, b.email_on_failure, b.email) == ("default", True, None)
+    assert d.test().state == "success"
+
+
+@pytest.mark.parametrize("option", ["depends_on_past", "wait_for_downstream", "email_on_failure", "email_on_retry"])
+def test_flags_must_be_booleans(option: str) -> None:
+    with DAG("flags"):
+        with pytest.raises(InvalidOptionError, match=rf"task 't': {option}='yes'.*True or False"):
+            EmptyOperator(task_id="t", **{option: "yes"})
+
+
+def test_wait_for_downstream_implies_depends_on_past() -> None:
+    with DAG("past", default_args={"wait_for_downstream": True}):
+        task = EmptyOperator(task_id="t")
+    assert task.depends_on_past is True and task.wait_for_downstream is True
+
+
+def test_on_execute_callback_must_be_callable() -> None:
+    with DAG("cb"):
+        with pytest.raises(InvalidOptionError, match=r"task 't': on_execute_callback='print'.*function"):
+            EmptyOperator(task_id="t", on_execute_callback="print")
+
+
+def test_unknown_dag_argument_suggests_the_right_one() -> None:
+    with pytest.raises(UnknownArgumentError, match=r"^DAG 'x': unknown DAG argument key 'shedule'\. Did you mean "
+                                                   r"'schedule'\? Known keys: .*schedule_interval"):
+        DAG("x", shedule="@daily")
+
+
+def test_unknown_dag_decorator_argument_is_refused_where_it_is_written() -> None:
+    from nbflow import dag
+
+    with pytest.raises(UnknownArgumentError, match=r"DAG 'nightly'.*'catch_up'.*Did you mean 'catchup'"):
+        @dag(catch_up=False)
+        def nightly() -> None:
+            pass

@@ -73,8 +73,8 @@ TASK_DEFAULTS: dict[str, Any] = {
     "depends_on_past": False,
     "wait_for_downstream": False,
     "email": None,
-    "email_on_failure": False,
-    "email_on_retry": False,
+    "email_on_failure": True,   # Airflow's defaults: they send nothing without an address in email
+    "email_on_retry": True,
     "executor_config": None,
     "doc_md": None,
 }
@@ -147,6 +147,26 @@ def _pool(value: Any) -> Any:
     return value if isinstance(value, str) and value.strip() else _NO
 
 
+def _flag(value: Any) -> Any:
+    return value if isinstance(value, bool) else _NO
+
+
+def _queue(value: Any) -> Any:
+    return "default" if value is None or value == "default" else _NO
+
+
+def _no_executor_config(value: Any) -> Any:
+    return None if value is None or (isinstance(value, dict) and not value) else _NO
+
+
+def _callbacks(value: Any) -> Any:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, (list, tuple)) and all(callable(item) for item in value):
+        return list(value)
+    return _NO
+
+
 #: what each checked task option accepts: option -> (normalise or return _NO, what is allowed).
 #: Checked for every task, and for a DAG's default_args when the DAG is built.
 OPTION_RULES: dict[str, tuple[Any, str]] = {
@@ -158,7 +178,39 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "pool_slots": _count(1),
     "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
     "pool": (_pool, "give the pool's name, a non-empty string (or None for default_pool)"),
+    "depends_on_past": (_flag, "give True or False"),
+    "wait_for_downstream": (_flag, "give True or False (True implies depends_on_past=True)"),
+    "email_on_failure": (_flag, "give True or False"),
+    "email_on_retry": (_flag, "give True or False"),
+    "on_execute_callback": (_callbacks, "give a function of the context, a list of them, or None"),
+    # Refused rather than accepted and ignored: nbflow has no queues routed to workers, and no
+    # per-try executor settings. Their Airflow defaults change nothing, so they pass.
+    "queue": (_queue, "nbflow has no worker queues: leave queue out (only 'default' is accepted); "
+                      "use pool and pool_slots to limit where work runs at once"),
+    "executor_config": (_no_executor_config, "nbflow has no per-task executor settings: leave "
+                        "executor_config out (only None or {} is accepted); choose the executor for the "
+                        "whole run, e.g. dag.test(executor='process')"),
 }
+
+#: what to use instead of e-mail on failure or retry, which nbflow does not send
+EMAIL_INSTEAD = ("nbflow sends no e-mail: use on_failure_callback (or on_retry_callback) to notify, or "
+                 "set email_on_failure=False and email_on_retry=False; notifications come later")
+
+
+def check_email(
+    options: dict[str, Any], *, dag_id: str | None = None, task_id: str | None = None, via: str = "",
+) -> None:
+    """Refuse ``email`` when it would make Airflow send mail (an address with ``email_on_failure`` or
+    ``email_on_retry``, both True unless given): nbflow would send none, which is worse than saying
+    so. An address with both flags False, or the flags without an address, change nothing."""
+    email = options.get("email")
+    if not email:
+        return
+    sending = [name for name in ("email_on_failure", "email_on_retry") if options.get(name, True)]
+    if sending:
+        raise InvalidOptionError("email", email, f"{EMAIL_INSTEAD} (it would be sent on "
+                                 f"{' and '.join(n.removeprefix('email_on_') for n in sending)})",
+                                 dag_id, task_id, via)
 
 
 def check_option(
@@ -235,6 +287,11 @@ class BaseOperator:
             if value is UNSET:
                 value, via = defaults.get(key, default), "default_args" if key in defaults else ""
             object.__setattr__(self, key, check_option(key, value, dag_id=dag_id, task_id=task_id, via=via))
+        email_via = "" if any(options.get(k, UNSET) is not UNSET for k in ("email", "email_on_failure",
+                                                                           "email_on_retry")) else "default_args"
+        check_email(self.__dict__, dag_id=dag_id, task_id=task_id, via=email_via)
+        if self.wait_for_downstream:  # as in Airflow: waiting for the past run's downstream implies its own
+            self.depends_on_past = True
         self.trigger_rule = TriggerRule.parse(self.trigger_rule, dag_id, task_id)
         self.params = {**(defaults.get("params") or {}), **(params or {})}
         self.start_date, self.end_date = start_date, end_date
