@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nbflow.cli import admin as admin_commands
+from nbflow.cli import airflow_imports as airflow_commands
 from nbflow.cli import dags as dag_commands
 from nbflow.cli import reports as report_commands
 from nbflow.cli import tasks as task_commands
@@ -156,4 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
     p.set_defaults(func=admin_commands.cmd_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=admin_commands.cmd_version)
+
+    p = sub.add_parser("import-airflow", help="point an Airflow DAG file's imports at nbflow (shows a diff; "
+                                              "--write writes it) and list what nbflow lacks")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a .py file or a folder of them")
+    p.add_argument("--write", action="store_true", help="write the rewritten files (default: only show the diff)")
+    p.set_defaults(func=airflow_commands.cmd_import_airflow)
     return parser

@@ -114,6 +114,9 @@ def _namespace() -> object:
 def _summary(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == "airflow":
+        return (f"the file imports Airflow ({exc.name}); point its imports at nbflow with "
+                "`nbflow import-airflow FILE --write`, which also lists what nbflow does not have")
     if isinstance(exc, SystemExit):
         return (f"SystemExit: the file called sys.exit({exc.code!r}) while loading; a DAG file must only define "
                 "DAGs, never end its process")
@@ -130,8 +133,8 @@ def _traceback_in(exc: BaseException, fileloc: str) -> str:
 
 
 def dag_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The ``.py`` files under ``folder`` that mention nbflow (others are helpers, not DAG files) and
-    the notebooks that have a ``%%dag`` cell."""
+    """The ``.py`` files under ``folder`` that mention nbflow, or Airflow and a DAG (others are helpers,
+    not DAG files), and the notebooks that have a ``%%dag`` cell."""
     return scan_folder(folder)[0]
 
 
@@ -200,12 +203,17 @@ def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Import
         if real in seen:
             continue
         seen.add(real)
-        marker = "%%dag" if path.suffix == ".ipynb" else "nbflow"
         try:
-            if marker in path.read_text(encoding="utf-8", errors="replace"):
-                files.append(path)
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
+        if path.suffix == ".ipynb":
+            wanted = "%%dag" in text
+        else:
+            # an Airflow DAG file dropped here is loaded too, so that it fails saying how to move it over
+            wanted = "nbflow" in text or ("airflow" in text and "dag" in text.lower())
+        if wanted:
+            files.append(path)
     return files, failures
 
 

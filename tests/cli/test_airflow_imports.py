@@ -1,0 +1,164 @@
+"""``nbflow import-airflow``: an Airflow DAG file's imports pointed at nbflow, shown as a diff, written
+only with --write; what nbflow lacks listed with its line; the rewritten file runs under nbflow."""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+import textwrap
+from pathlib import Path
+
+from cli.conftest import nbflow
+from nbflow.cli.airflow_imports import nbflow_names, rewrite_source
+
+#: an Airflow 2/3 DAG file as people write it: names from the old and the new module paths
+AIRFLOW_DAG = '''\
+from datetime import datetime
+
+from airflow import DAG
+from airflow.decorators import task
+from airflow.operators.bash import BashOperator
+from airflow.operators.dummy import DummyOperator
+from airflow.providers.standard.operators.python import (
+    PythonOperator,
+    ShortCircuitOperator as Gate,
+)
+from airflow.utils.trigger_rule import TriggerRule
+
+with DAG("moved", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as d:
+    hello = BashOperator(task_id="hello", bash_command="echo hello")
+    gate = Gate(task_id="gate", python_callable=lambda: False)
+    never = DummyOperator(task_id="never")
+    done = DummyOperator(task_id="done", trigger_rule=TriggerRule.ALL_DONE)
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    hello >> gate >> never >> done
+    double(21) >> done
+'''
+
+#: uses what nbflow does not have: each must be listed with its line, and left in place
+UNSUPPORTED = '''\
+from airflow.decorators import dag, task, task_group
+from airflow.utils.edgemodifier import Label
+import airflow.utils.dates
+
+@task
+def add(x, y):
+    return x + y
+
+mapped = add.partial(y=1).expand(x=[1, 2])
+'''
+
+
+def test_the_imports_point_at_nbflow_and_nothing_else_changes(tmp_path: Path) -> None:
+    result = rewrite_source(AIRFLOW_DAG, tmp_path / "moved.py")
+    assert result.findings == []
+    imports = [node for node in ast.parse(result.after).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert all(not (node.module or "").startswith("airflow") for node in imports if isinstance(node, ast.ImportFrom))
+    assert {(node.module, alias.name, alias.asname) for node in imports if isinstance(node, ast.ImportFrom)
+            for alias in node.names} == {
+        ("datetime", "datetime", None), ("nbflow", "DAG", None), ("nbflow", "task", None),
+        ("nbflow.operators", "BashOperator", None), ("nbflow.operators", "EmptyOperator", "DummyOperator"),
+        ("nbflow.operators", "PythonOperator", None), ("nbflow.operators", "ShortCircuitOperator", "Gate"),
+        ("nbflow", "TriggerRule", None),
+    }
+    # everything after the imports is the user's code, untouched
+    assert result.after.split("\nwith DAG", 1)[1] == AIRFLOW_DAG.split("\nwith DAG", 1)[1]
+
+
+def test_what_nbflow_lacks_is_listed_with_its_line_and_left_in_place(tmp_path: Path) -> None:
+    result = rewrite_source(UNSUPPORTED, tmp_path / "u.py")
+    found = [(finding.line, finding.what) for finding in result.findings]
+    assert (1, "task_group (from airflow.decorators)") in found
+    assert (2, "Label (from airflow.utils.edgemodifier)") in found
+    assert (3, "a whole-module import (`import airflow.utils.dates`)") in found
+    from nbflow.operators import BaseOperator
+
+    if not hasattr(BaseOperator, "expand"):
+        assert (9, "dynamic task mapping (.expand)") in found and (9, "dynamic task mapping (.partial)") in found
+    # what nbflow has moved over; what it lacks stays an Airflow import, so loading says so
+    assert result.after.splitlines()[:2] == ["from nbflow import dag, task", "from airflow.decorators import task_group"]
+    assert "from airflow.utils.edgemodifier import Label" in result.after
+    label = next(f for f in result.findings if f.what.startswith("Label"))
+    assert label.describe("u.py").startswith("u.py:2: Label (from airflow.utils.edgemodifier) is not in nbflow: ")
+
+
+def test_the_names_come_from_what_nbflow_exports() -> None:
+    import nbflow
+    import nbflow.operators
+    import nbflow.sensors
+
+    names = nbflow_names()
+    for module in (nbflow, nbflow.operators, nbflow.sensors):
+        assert all(name in names for name in module.__all__)
+    assert names["DummyOperator"] == ("nbflow.operators", "EmptyOperator")
+    assert "Label" not in names or "Label" in nbflow.__all__
+
+
+def test_an_import_sharing_its_line_is_not_rewritten_but_named(tmp_path: Path) -> None:
+    text = "import os; from airflow import DAG\n"
+    result = rewrite_source(text, tmp_path / "x.py")
+    assert result.after == text
+    assert [finding.line for finding in result.findings] == [1]
+
+
+def test_the_command_shows_a_diff_and_writes_only_when_asked(tmp_path: Path, nbflow_home: Path) -> None:
+    dags = tmp_path / "dags"
+    (dags / "nested").mkdir(parents=True)
+    moved = dags / "nested" / "moved.py"
+    moved.write_text(AIRFLOW_DAG)
+    os.chmod(moved, 0o640)
+    (dags / "plain.py").write_text("VALUE = 1\n")
+
+    shown = nbflow("import-airflow", str(dags), home=nbflow_home)
+    assert "-from airflow.operators.bash import BashOperator" in shown.stdout
+    assert "+from nbflow.operators import BashOperator" in shown.stdout
+    assert "1 file would be rewritten (add --write to write them)" in shown.stderr
+    assert moved.read_text() == AIRFLOW_DAG
+
+    nbflow("import-airflow", str(dags), "--write", home=nbflow_home)
+    assert "from airflow" not in moved.read_text()
+    assert stat.S_IMODE(moved.stat().st_mode) == 0o640
+    assert (dags / "plain.py").read_text() == "VALUE = 1\n"
+    assert not [p for p in moved.parent.iterdir() if p.name.startswith(".")]  # no staging file left
+
+    # the rewritten file runs under nbflow with the task states Airflow gives it
+    test = nbflow("dags", "test", "moved", "-f", str(moved), home=nbflow_home)
+    states = {line.split()[0]: line.split()[1] for line in test.stdout.splitlines()
+              if line.split()[:1] in (["hello"], ["gate"], ["never"], ["done"], ["double"])}
+    # a short-circuit skips everything downstream, trigger rules included (Airflow's default)
+    assert states == {"hello": "success", "gate": "success", "never": "skipped", "done": "skipped",
+                      "double": "success"}
+
+
+def test_the_command_lists_what_is_left_and_exits_1(tmp_path: Path, nbflow_home: Path) -> None:
+    path = tmp_path / "u.py"
+    path.write_text(UNSUPPORTED)
+    out = nbflow("import-airflow", str(path), home=nbflow_home, check=1)
+    assert f"{path}:2: Label (from airflow.utils.edgemodifier) is not in nbflow: " in out.stdout
+
+
+def test_bad_files_are_named_in_one_line_and_the_others_still_done(tmp_path: Path, nbflow_home: Path) -> None:
+    (tmp_path / "broken.py").write_text("from airflow import DAG\ndef oops(:\n")
+    (tmp_path / "latin1.py").write_bytes("from airflow import DAG  # caf\xe9\n".encode("latin-1"))
+    (tmp_path / "good.py").write_text("from airflow import DAG\n")
+    out = nbflow("import-airflow", str(tmp_path), str(tmp_path / "missing"), "--write", home=nbflow_home, check=1)
+    assert f"{tmp_path / 'broken.py'}:2: not valid Python" in out.stderr
+    assert f"{tmp_path / 'latin1.py'}: not UTF-8 text; left as it is" in out.stderr
+    assert f"{tmp_path / 'missing'} does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (tmp_path / "good.py").read_text() == "from nbflow import DAG\n"
+
+
+def test_an_airflow_file_in_dags_folder_fails_saying_how_to_move_it(nbflow_home: Path) -> None:
+    dags = nbflow_home / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "legacy.py").write_text(textwrap.dedent(AIRFLOW_DAG))
+    out = nbflow("dags", "list-import-errors", home=nbflow_home, check=None)
+    assert "legacy.py" in out.stdout
+    assert "the file imports Airflow (airflow" in out.stdout
+    assert "nbflow import-airflow FILE --write" in out.stdout
