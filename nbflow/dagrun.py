@@ -14,6 +14,27 @@ from typing import Any
 from nbflow.states import RunState, TaskState
 
 
+@dataclass(frozen=True)
+class DagRunInfo:
+    """``dag_run`` in a task's context and templates: what Airflow tasks commonly read of their run
+    (``{{ dag_run.conf["x"] }}``, ``{{ dag_run.run_id }}``). Plain data, so it travels to worker
+    processes with the task's request; ``conf`` is the run's JSON object."""
+
+    dag_id: str
+    run_id: str
+    run_type: str
+    logical_date: datetime
+    data_interval_start: datetime
+    data_interval_end: datetime
+    conf: dict[str, Any] = field(default_factory=dict)
+    start_date: datetime | None = None
+
+    @property
+    def execution_date(self) -> datetime:
+        """Airflow 2's name of ``logical_date``."""
+        return self.logical_date
+
+
 @dataclass
 class TaskInstanceResult:
     task_id: str

@@ -82,6 +82,8 @@ class RunDriver:
             (run.get("data_interval_end") or run["logical_date"]).astimezone(dag.timezone),
         )
         self.conf: dict[str, Any] = run.get("conf") or {}
+        self.run_type: str = run.get("run_type") or "manual"
+        self.run_start_date: datetime | None = run.get("start_date")
         self.states: dict[str, TaskState] = {}
         self.try_numbers: dict[str, int] = {}
         self.max_tries: dict[str, int] = {}
@@ -152,13 +154,14 @@ class RunDriver:
         """Mark the run running and plan it from the states it has (new, or resumed)."""
         if self.run_state is RunState.QUEUED:
             self.run_state = check_run_transition(self.run_state, RunState.RUNNING)
+            self.run_start_date = utcnow()
             if self.host_id is None:
-                self._change_run(state=RunState.RUNNING.value, start_date=utcnow())
+                self._change_run(state=RunState.RUNNING.value, start_date=self.run_start_date)
             else:
                 # Written now, not buffered: a host that dies before its first flush must not leave
                 # its run "queued" under tasks it claimed, which other hosts would take for a run
                 # cleared from outside. False means another host started it first: nothing to do.
-                self.store.claim_run(self.run_pk, ("queued",), RunState.RUNNING.value, start_date=utcnow())
+                self.store.claim_run(self.run_pk, ("queued",), RunState.RUNNING.value, start_date=self.run_start_date)
                 observers.notify(self.dag.dag_id, self.run_id, None, RunState.RUNNING.value)
         else:  # resumed: views in this process learn that it is driven here now
             observers.notify(self.dag.dag_id, self.run_id, None, self.run_state.value)
@@ -322,7 +325,7 @@ class RunDriver:
             log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task_id),
             dag=self.dag if self.shipment is None else self.shipment.info, upstream=upstream,
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
-            first_attempt_at=first,
+            first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
         )
         executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
 
@@ -559,10 +562,17 @@ class RunDriver:
         context = build_context(
             dag=self.dag, task=task, run_id=self.run_id, logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf, ti=None,
+            dag_run=self._dag_run(),
         )
         context["exception"] = error
         context["try_number"] = self.try_numbers.get(task.task_id, 0)
         return context
+
+    def _dag_run(self) -> Any:
+        from nbflow.dagrun import DagRunInfo
+
+        return DagRunInfo(self.dag.dag_id, self.run_id, self.run_type, self.logical_date, self.interval[0],
+                          self.interval[1], dict(self.conf), self.run_start_date)
 
     def _callback(self, task: Any, name: str, error: str | None) -> None:
         callbacks = getattr(task, name, None)
@@ -583,7 +593,7 @@ class RunDriver:
             return
         context = {"dag": self.dag, "run_id": self.run_id, "logical_date": self.logical_date,
                    "conf": self.conf, "state": state.value, "params": self.dag.params,
-                   "ds": self.logical_date.strftime("%Y-%m-%d")}
+                   "ds": self.logical_date.strftime("%Y-%m-%d"), "dag_run": self._dag_run()}
         try:
             callback(context)
         except Exception as exc:

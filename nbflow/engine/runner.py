@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
+from nbflow.dagrun import DagRunInfo
 from nbflow.errors import RescheduleTask, SkipTask
 from nbflow.engine.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
 from nbflow.executors.shipped import Shipped
@@ -62,6 +63,13 @@ class TaskRequest:
     max_output_bytes: int = 64 * 1024 * 1024
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     first_attempt_at: datetime | None = None   # when this try first started (sensors that reschedule)
+    run_type: str = "manual"                   # scheduled, manual, backfill or test (dag_run.run_type)
+    run_start_date: datetime | None = None     # when the run started (dag_run.start_date)
+
+    def dag_run(self) -> DagRunInfo:
+        """``dag_run`` in the context, built where the task runs from the request's plain fields."""
+        return DagRunInfo(self.dag_id, self.run_id, self.run_type, self.logical_date, self.data_interval_start,
+                          self.data_interval_end, dict(self.conf or {}), self.run_start_date)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # Bound for a worker process, a request holds plain data (conf is JSON, outputs are encoded)
@@ -134,6 +142,20 @@ class TaskInstanceInfo:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
 
 
+def _on_execute(task: BaseOperator, context: dict[str, Any], log: Any) -> None:
+    """Call the task's ``on_execute_callback`` (one or a list) right before ``execute``, here where
+    the task runs. A callback that raises is written to the task's log and the task goes on, as in
+    Airflow: a notification must not decide whether the work is done."""
+    callbacks = task.on_execute_callback
+    for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
+        try:
+            callback(context)
+        except Exception as exc:
+            name = getattr(callback, "__name__", repr(callback))
+            log.write(f"[{stamp()}] nbflow: on_execute_callback {name} raised; the task goes on:\n")
+            log.write("".join(traceback.format_exception(exc)))
+
+
 def run_task(request: TaskRequest) -> TaskResult:
     """Run one try. Returns a :class:`TaskResult`; raises what the task raised (after logging it)."""
     from nbflow.templates import build_context, render_fields
@@ -157,11 +179,13 @@ def run_task(request: TaskRequest) -> TaskResult:
             context = build_context(
                 dag=request.dag, task=task, run_id=request.run_id, logical_date=request.logical_date,
                 data_interval_start=request.data_interval_start, data_interval_end=request.data_interval_end,
-                conf=request.conf, ti=ti,
+                conf=request.conf, ti=ti, dag_run=request.dag_run(),
             )
             render_fields(task, context)
             token = set_task_context(context)
             try:
+                if task.on_execute_callback:
+                    _on_execute(task, context, log)
                 value = task.execute(context)
             finally:
                 reset_task_context(token)
