@@ -17,6 +17,7 @@ from nbflow.decorators import dag, task
 __version__ = "0.1.0"
 
 __all__ = [
+    "Connection",
     "DAG",
     "DagRun",
     "NbflowError",
@@ -25,6 +26,7 @@ __all__ = [
     "TaskGroup",
     "TaskState",
     "TriggerRule",
+    "Variable",
     "chain",
     "cross_downstream",
     "dag",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "Connection": "nbflow.connection",
     "DagRun": "nbflow.dagrun",
     "NbflowError": "nbflow.errors",
     "RunState": "nbflow.states",
@@ -43,6 +46,7 @@ _WHERE = {
     "TaskGroup": "nbflow.taskgroup",
     "TaskState": "nbflow.states",
     "TriggerRule": "nbflow.states",
+    "Variable": "nbflow.variable",
     "chain": "nbflow.helpers",
     "cross_downstream": "nbflow.helpers",
     "dashboard": "nbflow.jupyter.dashboard",

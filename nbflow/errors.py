@@ -25,10 +25,13 @@ The tree::
     │   ├── DagNotFoundError
     │   ├── TaskNotFoundError
     │   ├── RunNotFoundError
-    │   └── TryNotFoundError             a try of a task instance that has not run
+    │   ├── TryNotFoundError             a try of a task instance that has not run
+    │   ├── ConnectionNotFoundError      no connection with this id, in the environment or the store
+    │   └── VariableNotFoundError        no variable with this key, and no default given
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
     ├── InvalidRequestError              a control (backfill, clear, mark, pools) or a view got values it cannot use
-    │   └── InvalidConfError             a run's conf is not a JSON object of plain values, or too large
+    │   ├── InvalidConfError             a run's conf is not a JSON object of plain values, or too large
+    │   └── InvalidConnectionError       a connection's URI, id, port or extra cannot be used (.conn_id)
     ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
     ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
@@ -48,6 +51,8 @@ The tree::
     │       └── NotebookTimeoutError     a cell ran past cell_timeout, or the notebook past execution_timeout
     ├── StoreError                       the metadata database
     │   ├── SchemaVersionError           the schema is older or newer than this nbflow
+    │   ├── SecretKeyError               the Fernet key that encrypts secrets cannot be read or used (.path)
+    │   │   └── DecryptionError          a stored secret was encrypted with another key (.what)
     │   └── TransientStoreError          the store did not answer this time; the same call may succeed later
     │       ├── DatabaseLockedError      the store is busy: another process holds the database
     │       ├── StoreUnavailableError    the database cannot be reached (server down, wrong host or port)
@@ -295,6 +300,29 @@ class TryNotFoundError(NotFoundError):
         )
 
 
+class ConnectionNotFoundError(NotFoundError):
+    """No connection ``conn_id``: neither ``NBFLOW_CONN_<ID>`` nor a row in the store."""
+
+    def __init__(self, conn_id: str, known: list[str] | None = None) -> None:
+        self.conn_id = conn_id
+        hint = f" Known connections: {', '.join(sorted(known))}." if known else ""
+        super().__init__(
+            f"no connection '{conn_id}'.{hint} Add it with `nbflow connections add {conn_id} --conn-uri URI`, "
+            f"or set the environment variable NBFLOW_CONN_{conn_id.upper()} to its URI."
+        )
+
+
+class VariableNotFoundError(NotFoundError):
+    """No variable ``key``: neither ``NBFLOW_VAR_<KEY>`` nor a row in the store, and no default."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"no variable '{key}'. Set it with `nbflow variables set {key} VALUE` or the environment variable "
+            f"NBFLOW_VAR_{key.upper()}, or pass a default (Variable.get('{key}', default_var=...))."
+        )
+
+
 class DagImportError(NbflowError):
     """The DAG file ``fileloc`` failed to load. With ``dag_id``: the DAG asked for is (or was) defined
     in that file, so the failure is the reason it is not available."""
@@ -331,6 +359,21 @@ class InvalidConfError(InvalidRequestError):
                'and objects with string keys), e.g. {"day": "2024-06-01"}.')
             + " No run was made.",
             dag_id,
+        )
+
+
+class InvalidConnectionError(InvalidRequestError):
+    """Connection ``conn_id`` (None when the id itself is the problem) cannot be used as given:
+    ``problem`` says what is wrong and the message how to write it. Nothing was stored."""
+
+    def __init__(self, conn_id: str | None, problem: str, fix: str | None = None) -> None:
+        self.conn_id, self.problem = conn_id, problem
+        who = f"connection '{conn_id}'" if conn_id else "the connection"
+        super().__init__(
+            f"{who}: {problem}. "
+            + (fix or "Write it as a URI, type://login:password@host:port/schema?key=value "
+               "(quote special characters in the login and password with %XX)")
+            + "."
         )
 
 
@@ -536,6 +579,29 @@ class SchemaVersionError(StoreError):
                 "than the database: upgrade nbflow)."
             )
         super().__init__(f"the database {url} {what}. {fix}")
+
+
+class SecretKeyError(StoreError):
+    """The Fernet key that encrypts connection passwords, extras and variables cannot be used:
+    ``problem`` says why, ``path`` is the key file when the key comes from one. Nothing was read
+    or written."""
+
+    def __init__(self, problem: str, fix: str, path: str | None = None) -> None:
+        self.problem, self.fix, self.path = problem, fix, path
+        super().__init__(f"{problem}. {fix}.")
+
+
+class DecryptionError(SecretKeyError):
+    """``what`` (e.g. "the password of connection 'db'") was encrypted with a key other than the ones
+    in use (from ``source``: the setting fernet_key or the key file). Nothing was changed."""
+
+    def __init__(self, what: str, source: str) -> None:
+        self.what, self.source = what, source
+        super().__init__(
+            f"{what} cannot be decrypted with the Fernet key from {source}: it was encrypted with another key",
+            "Set fernet_key (NBFLOW_FERNET_KEY) to the key it was written with (several keys may be given, "
+            "comma-separated: the first encrypts, all decrypt), or store it again under the current key",
+        )
 
 
 class TransientStoreError(StoreError):

@@ -76,6 +76,10 @@ class Settings:
     #: whether a Jupyter server with nbflow's extension also runs a scheduler (its default for
     #: ``--NbflowApp.run_scheduler``), so that a lone JupyterLab keeps the schedules without a daemon
     server_scheduler: bool = False
+    #: the Fernet key that encrypts connection passwords and extras and variables in the store;
+    #: several keys, comma-separated, rotate: the first encrypts, each decrypts. Empty means the key
+    #: file ``$NBFLOW_HOME/fernet.key``, created (mode 0600) on first use. Never shown.
+    fernet_key: str = field(default="", repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
     #: where each value came from: "default", the environment variable's name, or the nbflow.toml
     #: path; kept so that an error about a value (a database that cannot be reached) names the
@@ -236,6 +240,8 @@ def _validate(settings: Settings) -> None:
     if settings.max_log_bytes < MIN_LOG_BYTES:
         raise ConfigError("max_log_bytes", settings.max_log_bytes,
                           f"it must be at least {MIN_LOG_BYTES} bytes, room for a head, a tail and the line between")
+    if settings.fernet_key.strip():
+        _check_fernet_keys(settings.fernet_key)
     if settings.default_timezone:
         from nbflow.timetables import resolve_timezone
 
@@ -243,6 +249,27 @@ def _validate(settings: Settings) -> None:
             resolve_timezone(settings.default_timezone)
         except Exception as exc:  # TimezoneError: re-worded as a settings problem
             raise ConfigError("default_timezone", settings.default_timezone, "unknown IANA time zone") from exc
+
+
+def _check_fernet_keys(value: str) -> None:
+    """Each comma-separated key must be what ``Fernet.generate_key()`` gives: 32 bytes, url-safe
+    base64. Checked here, with the standard library, so a bad key is a settings error at start-up
+    rather than a failure at the first secret; the value is never echoed."""
+    import base64
+    import binascii
+
+    for number, key in enumerate((part.strip() for part in value.split(",")), start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            which = f"key {number} of the comma-separated list" if "," in value else "it"
+            raise ConfigError(
+                "fernet_key", "***",
+                f"{which} is not a Fernet key (32 url-safe base64-encoded bytes, 44 characters); make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+            )
 
 
 def get_settings() -> Settings:

@@ -79,7 +79,55 @@ def build_context(
         "data_interval_start_utc": data_interval_start.astimezone(utc),
         "data_interval_end_utc": data_interval_end.astimezone(utc),
         "macros": _Macros(),
+        "conn": _Connections(),
+        "var": _Variables(),
     }
+
+
+class _Connections:
+    """``{{ conn.my_db.host }}``: a connection is looked up when a template names it, not before, so
+    templates that name none cost nothing; each is looked up once per task instance."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, Any] = {}
+
+    def get(self, conn_id: str) -> Any:
+        if conn_id not in self._found:
+            from nbflow.connection import Connection
+
+            self._found[conn_id] = Connection.get(conn_id)
+        return self._found[conn_id]
+
+    def __getattr__(self, conn_id: str) -> Any:
+        if conn_id.startswith("__"):
+            raise AttributeError(conn_id)
+        return self.get(conn_id)
+
+
+class _VariableValues:
+    def __init__(self, deserialize_json: bool) -> None:
+        self._json = deserialize_json
+
+    def get(self, key: str, default_var: Any = None) -> Any:
+        """``{{ var.value.get('key', 'fallback') }}``, as in Airflow."""
+        from nbflow.variable import Variable
+
+        return Variable.get(key, default_var=default_var, deserialize_json=self._json)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        from nbflow.variable import Variable
+
+        return Variable.get(key, deserialize_json=self._json)
+
+
+class _Variables:
+    """``{{ var.value.key }}`` (text) and ``{{ var.json.key.field }}`` (JSON), read when named."""
+
+    def __init__(self) -> None:
+        self.value = _VariableValues(False)
+        self.json = _VariableValues(True)
 
 
 class _Macros:

@@ -27,7 +27,8 @@ LAYER_OF = {
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
     "nbflow.cronwords": "model", "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model",
     "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
-    "nbflow.observers": "model", "nbflow.plugins": "model",
+    "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.credentials": "model",
+    "nbflow.connection": "model", "nbflow.variable": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.engine": "execution", "nbflow.executors": "execution",
@@ -43,6 +44,8 @@ UNCHECKED = {"nbflow", "nbflow.examples"}
 RUNTIME_HELPERS = {
     ("nbflow.operators.notebook", "nbflow.notebook"): "a notebook task runs papermill when it runs",
     ("nbflow.sensors.external", "nbflow.store"): "an ExternalTaskSensor reads another DAG's runs when it pokes",
+    ("nbflow.connection", "nbflow.store"): "Connection.get reads the store when a task asks for a connection",
+    ("nbflow.variable", "nbflow.store"): "Variable.get and set reach the store when a task calls them",
 }
 FORBIDDEN_IN_MODEL = ("sqlalchemy", "alembic", "IPython", "ipywidgets", "ipykernel", "jupyter_server", "dask", "papermill")
 IMPORTLIB_CALLS = {"import_module", "__import__"}

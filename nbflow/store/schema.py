@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -231,6 +232,34 @@ pool = Table(
     Column("name", String(100), primary_key=True),
     Column("slots", Integer, nullable=False),
     Column("description", Text),
+)
+
+# Connections and variables keep credentials out of DAG code. Passwords, extras and variable values
+# hold Fernet tokens (nbflow.store.crypto), never plaintext.
+connection = Table(
+    "connection",
+    metadata,
+    Column("conn_id", String(ID), primary_key=True),
+    Column("conn_type", String(500), nullable=False),
+    Column("description", Text),
+    Column("host", String(500)),
+    Column("schema", String(500)),
+    Column("login", Text),
+    Column("password", Text),  # encrypted
+    Column("port", Integer),
+    Column("extra", Text),  # encrypted JSON object
+    Column("updated_at", UTCDateTime),
+)
+
+variable = Table(
+    "variable",
+    metadata,
+    Column("key", String(ID), primary_key=True),
+    Column("value", Text),
+    Column("description", Text),
+    # False only for a value written in plain text by hand: it is read as it is
+    Column("is_encrypted", Boolean, nullable=False, default=True, server_default=true()),
+    Column("updated_at", UTCDateTime),
 )
 
 #: Alembic's bookkeeping table; read with plain SQL so the hot path never imports Alembic.

@@ -36,6 +36,7 @@ from nbflow.store.migrate import (
     read_version,
     serialize_schema_changes,
 )
+from nbflow.store.vault import VaultMixin
 
 if TYPE_CHECKING:
     from nbflow.settings import Settings
@@ -85,8 +86,9 @@ def _full_rows(table: Table, rows: Iterable[Mapping[str, Any]], **fixed: Any) ->
     return out
 
 
-class Store:
-    """Typed access to the metadata database at ``url`` (SQLite file or PostgreSQL)."""
+class Store(VaultMixin):
+    """Typed access to the metadata database at ``url`` (SQLite file or PostgreSQL); connections and
+    variables come from :class:`VaultMixin`."""
 
     url: str
 
@@ -123,6 +125,7 @@ class Store:
             settings = get_settings()
         with url_source(settings.source_of("database_url")):
             store = cls(settings.database_url, busy_timeout=settings.db_busy_timeout)
+            store._settings = settings  # whose Fernet key encrypts its secrets
             try:
                 found = store.schema_version()
                 if found is None and create:
