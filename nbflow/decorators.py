@@ -127,7 +127,7 @@ def _notebook_task_class() -> type[BaseOperator]:
 
 class _TaskDecorator:
     """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``,
-    ``@task.notebook``."""
+    ``@task.notebook``, ``@task.external_python``, ``@task.virtualenv``."""
 
     def _make(self, kind: str, function: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
         def wrap(fn: Callable[..., Any]) -> TaskDefinition[Any]:
@@ -163,6 +163,16 @@ class _TaskDecorator:
         notebook's parameters, then the notebook runs as by ``NotebookOperator``."""
         return self._make("notebook", function, options)
 
+    def external_python(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """``@task.external_python(python="/opt/py/bin/python")``: the function runs in that
+        interpreter, as by ``ExternalPythonOperator`` (a plain def without closures)."""
+        return self._make("external_python", function, options)
+
+    def virtualenv(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """``@task.virtualenv(requirements=["six"])``: the function runs in a cached virtual
+        environment with those requirements, as by ``PythonVirtualenvOperator``."""
+        return self._make("virtualenv", function, options)
+
 
 def _operator_for(kind: str) -> type[BaseOperator]:
     if kind == "python":
@@ -179,6 +189,14 @@ def _operator_for(kind: str) -> type[BaseOperator]:
         return ShortCircuitOperator
     if kind == "notebook":
         return _notebook_task_class()
+    if kind == "external_python":
+        from nbflow.operators.external_python import ExternalPythonOperator
+
+        return ExternalPythonOperator
+    if kind == "virtualenv":
+        from nbflow.operators.external_python import PythonVirtualenvOperator
+
+        return PythonVirtualenvOperator
     return _bash_task_class()
 
 

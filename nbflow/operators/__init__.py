@@ -9,23 +9,37 @@ from __future__ import annotations
 from nbflow.lazy import exports
 
 __all__ = [
+    "BaseBranchOperator",
     "BaseOperator",
     "BashOperator",
+    "BranchDateTimeOperator",
+    "BranchDayOfWeekOperator",
     "BranchPythonOperator",
     "EmptyOperator",
+    "ExternalPythonOperator",
+    "LatestOnlyOperator",
     "NotebookOperator",
     "PythonOperator",
+    "PythonVirtualenvOperator",
     "ShortCircuitOperator",
+    "WeekDay",
 ]
 
 _WHERE = {
+    "BaseBranchOperator": "nbflow.operators.branch",
     "BaseOperator": "nbflow.operators.base",
     "BashOperator": "nbflow.operators.bash",
+    "BranchDateTimeOperator": "nbflow.operators.timebranch",
+    "BranchDayOfWeekOperator": "nbflow.operators.timebranch",
     "BranchPythonOperator": "nbflow.operators.branch",
     "EmptyOperator": "nbflow.operators.empty",
+    "ExternalPythonOperator": "nbflow.operators.external_python",
+    "LatestOnlyOperator": "nbflow.operators.latest_only",
     "NotebookOperator": "nbflow.operators.notebook",
     "PythonOperator": "nbflow.operators.python",
+    "PythonVirtualenvOperator": "nbflow.operators.external_python",
     "ShortCircuitOperator": "nbflow.operators.branch",
+    "WeekDay": "nbflow.operators.timebranch",
 }
 
 

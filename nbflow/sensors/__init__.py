@@ -10,6 +10,8 @@ from nbflow.lazy import exports
 
 __all__ = [
     "BaseSensor",
+    "BashSensor",
+    "DateTimeSensor",
     "ExternalTaskSensor",
     "FileSensor",
     "PokeReturnValue",
@@ -20,6 +22,8 @@ __all__ = [
 
 _WHERE = {
     "BaseSensor": "nbflow.sensors.base",
+    "BashSensor": "nbflow.sensors.bash",
+    "DateTimeSensor": "nbflow.sensors.date_time",
     "ExternalTaskSensor": "nbflow.sensors.external",
     "FileSensor": "nbflow.sensors.filesystem",
     "PokeReturnValue": "nbflow.sensors.base",
