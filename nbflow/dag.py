@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from nbflow.context import collect_dag, pop_dag, push_dag
+from nbflow.params import Param, check_dag_params
 from nbflow.errors import (
     CycleError,
     DagDefinitionError,
@@ -173,6 +174,8 @@ class DAG:
                 dag_id,
             )
         self.timetable: Timetable = make_timetable(self.schedule, self.timezone, self.start_date, dag_id)
+        if any(isinstance(value, Param) for value in self.params.values()):
+            check_dag_params(self.params, dag_id, scheduled=self.schedule is not None)
         collect_dag(self)
 
     # -- authoring --------------------------------------------------------------------------------
@@ -331,7 +334,8 @@ class DAG:
             "owner": self.owner,
             "description": self.description,
             "doc_md": self.doc_md,
-            "params": _jsonable(self.params),
+            "params": {name: _jsonable(value.describe() if isinstance(value, Param) else value)
+                       for name, value in self.params.items()},
             "tasks": [self.task_dict[t].describe() for t in self.topological_order()],
             "groups": {gid: {"tasks": g.task_ids, "tooltip": g.tooltip} for gid, g in self.task_groups.items()},
         }

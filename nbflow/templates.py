@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import DagDefinitionError, TemplateError
+from nbflow.params import param_values
 
 if TYPE_CHECKING:
     from nbflow.operators.base import BaseOperator
@@ -56,7 +57,8 @@ def build_context(
     """Everything a task or template can ask for, by name."""
     utc = timezone.utc
     ld_utc = logical_date.astimezone(utc)
-    params = {**(getattr(dag, "params", None) or {}), **(task.params or {})}
+    # the DAG's and the task's params, each overridden by the run's conf value of its name (Airflow's default)
+    params = param_values({**(getattr(dag, "params", None) or {}), **(task.params or {})}, conf)
     return {
         "dag": dag,
         "task": task,

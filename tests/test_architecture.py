@@ -27,7 +27,7 @@ LAYER_OF = {
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
     "nbflow.cronwords": "model", "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model",
     "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
-    "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.credentials": "model",
+    "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.params": "model", "nbflow.credentials": "model",
     "nbflow.connection": "model", "nbflow.variable": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",

@@ -275,11 +275,13 @@ def trigger(
     survives the caller's process. Use :func:`scheduler_alive` to know whether one will.
     """
     from nbflow.dagrun import check_conf
+    from nbflow.params import run_params
     from nbflow.engine.lifecycle import create_run, logical_date_of
     from nbflow.engine.sync import source_kind, sync_dag
 
     dag.validate()
     conf = check_conf(conf, dag.dag_id)
+    run_params(dag.params, conf, dag.dag_id)  # a Param's value is checked before any run is made
     when = logical_date_of(dag, logical_date)
     with _opened(store) as s:
         sync_dag(s, dag, source_kind=source_kind(dag))

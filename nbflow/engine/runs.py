@@ -51,12 +51,14 @@ def run_dag(
 ) -> DagRun:
     """Create a run of ``dag`` and drive it to its end in this process; return the finished run."""
     from nbflow.dagrun import check_conf
+    from nbflow.params import run_params
     from nbflow.settings import get_settings
     from nbflow.store import Store
 
     dag.validate()
     settings = settings or get_settings()
     conf = check_conf(conf, dag.dag_id, max_bytes=settings.max_conf_bytes)
+    run_params(dag.params, conf, dag.dag_id)  # a Param's value is checked before any run is made
     own_store = store is None
     store = store or Store.open(settings)
     try:
