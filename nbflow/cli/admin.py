@@ -163,6 +163,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
             value = safe_url(value)
         elif key == "default_timezone" and not value:
             value, origin = timezone_name(local_timezone()), f"{origin}: not set, so this machine's zone"
+        elif key == "fernet_key":  # a secret: never printed
+            value, origin = ("***", origin) if value else ("", f"{origin}: not set, so the key file {settings.home / 'fernet.key'}")
         elif key == "executor" and value in ("auto", ""):
             value, origin = "auto", f"{origin}: process in the daemon and the Jupyter server, thread elsewhere"
         lines.append((f"{key} = {value}", origin))

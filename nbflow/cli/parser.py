@@ -6,6 +6,7 @@ import argparse
 
 from nbflow.cli import admin as admin_commands
 from nbflow.cli import airflow_imports as airflow_commands
+from nbflow.cli import connections as connection_commands
 from nbflow.cli import dags as dag_commands
 from nbflow.cli import reports as report_commands
 from nbflow.cli import tasks as task_commands
@@ -163,4 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="a .py file or a folder of them")
     p.add_argument("--write", action="store_true", help="write the rewritten files (default: only show the diff)")
     p.set_defaults(func=airflow_commands.cmd_import_airflow)
+
+    connection_commands.add_parsers(sub)
     return parser
