@@ -45,6 +45,9 @@ S = TaskState
 #: While tasks are flowing, store writes are coalesced into one transaction per this many seconds.
 #: A crash can lose at most this much bookkeeping; those tasks are found by their stale heartbeat.
 FLUSH_INTERVAL = 0.02
+#: the runs a task with depends_on_past looks back at, and the states that let it go on
+PAST_RUN_TYPES = ("scheduled", "manual", "backfill")
+PAST_DONE = ("success", "skipped")
 
 
 def utcnow() -> datetime:
@@ -102,6 +105,12 @@ class RunDriver:
         self._ready_sorted = True
         self._log_folder_made = False
         self.order = {tid: i for i, tid in enumerate(dag.topological_order())}
+        #: tasks that wait for their previous run (depends_on_past), and those waiting now. A test run
+        #: neither waits nor counts as a previous run: like Airflow's dag.test(), it is a trial.
+        self.past_gated: frozenset[str] = frozenset(
+            tid for tid, t in dag.task_dict.items() if t.depends_on_past
+        ) if run.get("run_type") != "test" else frozenset()
+        self.waiting_past: set[str] = set()
         #: what a try of this DAG carries to a worker process (None: tries run in this process)
         self.shipment = None if in_process else shipment(dag)
         self.hostname = socket.gethostname()
@@ -604,6 +613,8 @@ class RunDriver:
 
     def _apply(self, changes: dict[str, TaskState]) -> None:
         now = utcnow()
+        if self.past_gated:
+            changes = self._gate_on_past(changes)
         for task_id, state in changes.items():
             if state is S.SCHEDULED:
                 if task_id not in self.ready:
@@ -611,6 +622,60 @@ class RunDriver:
                 self._set(task_id, state)
             else:
                 self._set(task_id, state, end_date=now)
+
+    # -- depends_on_past ---------------------------------------------------------------------------
+
+    def _gate_on_past(self, changes: dict[str, TaskState]) -> dict[str, TaskState]:
+        """``changes`` without the tasks that must wait for their previous run: they stay ``none``,
+        as in Airflow, until :meth:`recheck_past` finds that run's instance done."""
+        gated = [t for t, state in changes.items() if state is S.SCHEDULED and t in self.past_gated]
+        if not gated:
+            return changes
+        blocked = self._blocked_by_past(gated)
+        for task_id, reason in blocked.items():
+            if task_id not in self.waiting_past:
+                self._events.append(self._event("waiting_on_past", task_id, reason))
+            self.waiting_past.add(task_id)
+        self.waiting_past.difference_update(t for t in gated if t not in blocked)
+        return {t: state for t, state in changes.items() if t not in blocked} if blocked else changes
+
+    def _blocked_by_past(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The tasks among ``task_ids`` whose instance in the DAG's previous run (by logical date; test
+        runs aside) is not done, with what they wait for. Airflow's rule: the first run, and a run
+        before the task's start_date, wait for nothing; so does a task the previous run did not have;
+        done is success or skipped; ``wait_for_downstream`` also needs the direct downstream of that
+        instance done."""
+        tasks = [self.dag.task_dict[t] for t in task_ids]
+        wanted = set(task_ids).union(*(t.downstream_task_ids for t in tasks if t.wait_for_downstream))
+        previous, states = self.store.previous_run_task_states(
+            self.dag.dag_id, self.logical_date.astimezone(timezone.utc), sorted(wanted), PAST_RUN_TYPES)
+        if previous is None:
+            return {}
+        before = previous["logical_date"]
+        blocked: dict[str, dict[str, Any]] = {}
+        for task in tasks:
+            start = task.start_date or self.dag.start_date
+            if start is not None and before.astimezone(timezone.utc) < start.astimezone(timezone.utc):
+                continue
+            waits = [task.task_id] + (sorted(task.downstream_task_ids) if task.wait_for_downstream else [])
+            pending = {t: states[t] for t in waits if t in states and states[t] not in PAST_DONE}
+            if pending:
+                blocked[task.task_id] = {"previous_run_id": previous["run_id"], "waiting_for": pending}
+        return blocked
+
+    def recheck_past(self) -> None:
+        """Look again at the previous run for the tasks waiting on it; those it now allows become
+        ready. Called by the host when it polls, and at once when a run it drives ends a task."""
+        waiting = sorted(t for t in self.waiting_past if self.states.get(t) is S.NONE)
+        self.waiting_past.intersection_update(waiting)
+        if not waiting:
+            return
+        blocked = self._blocked_by_past(waiting)
+        for task_id in waiting:
+            if task_id not in blocked:
+                self.waiting_past.discard(task_id)
+                self._set(task_id, S.SCHEDULED)
+                self._make_ready(task_id)
 
     def _set(self, task_id: str, state: TaskState, **columns: Any) -> None:
         check_task_transition(self.states[task_id], state)

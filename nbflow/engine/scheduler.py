@@ -272,6 +272,20 @@ class Scheduler:
             driver = self.drivers.get(run_pk)
             if driver is not None:
                 driver.handle_many(outcomes)
+        if batches and any(d.waiting_past for d in self.drivers.values()):
+            self._recheck_past({d.dag.dag_id for pk in batches if (d := self.drivers.get(pk)) is not None})
+
+    def _recheck_past(self, dag_ids: set[str] | None = None) -> None:
+        """Runs here whose tasks wait for their previous run (depends_on_past) look again, at once
+        when a run of the same DAG just ended tasks here (event-driven), else when the host polls."""
+        waiting = [d for d in self.drivers.values() if d.waiting_past and (dag_ids is None or d.dag.dag_id in dag_ids)]
+        if not waiting:
+            return
+        for driver in self.drivers.values():  # what just ended must be in the store to be seen
+            if dag_ids is None or driver.dag.dag_id in dag_ids:
+                driver.flush()
+        for driver in waiting:
+            driver.recheck_past()
 
     def _dispatch(self, now: datetime) -> int:
         if self._stopping or not self.outage.claiming:
@@ -391,6 +405,7 @@ class Scheduler:
         for driver in list(self.drivers.values()):
             if driver.elsewhere:
                 driver.refresh()
+        self._recheck_past()
 
     def _adopt_run(self, row: dict[str, Any]) -> RunDriver | None:
         """Start driving a run this host knows the DAG of."""

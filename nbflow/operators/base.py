@@ -294,9 +294,15 @@ class BaseOperator:
             self.depends_on_past = True
         self.trigger_rule = TriggerRule.parse(self.trigger_rule, dag_id, task_id)
         self.params = {**(defaults.get("params") or {}), **(params or {})}
-        self.start_date, self.end_date = start_date, end_date
         if dag is None:
             raise TaskOutsideDagError(task_id)
+        from nbflow.timetables import parse_date
+
+        # aware, in the DAG's zone: depends_on_past compares the previous run's date with it
+        self.start_date = parse_date(start_date, dag.timezone, field="start_date", dag_id=dag_id,
+                                     task_id=task_id) if start_date is not None else None
+        self.end_date = parse_date(end_date, dag.timezone, field="end_date", dag_id=dag_id,
+                                   task_id=task_id) if end_date is not None else None
         dag.add_task(self)
         if group is not None:
             group.add(self)

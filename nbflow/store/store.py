@@ -786,6 +786,26 @@ class Store(VaultMixin):
             row["occupied"] = int(used.get(row["name"], 0))
         return pools
 
+    def previous_run_task_states(
+        self, dag_id: str, logical_date: datetime, task_ids: Iterable[str], run_types: Sequence[str],
+    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """The DAG's run of ``run_types`` with the latest logical date before ``logical_date`` (what
+        ``depends_on_past`` looks back at, as Airflow does), and the states of its task instances
+        ``task_ids``; ``(None, {})`` when there is no earlier run."""
+        with read_connection(self._engine, self.url) as conn:
+            run = conn.execute(
+                select(_run.c.id, _run.c.run_id, _run.c.logical_date, _run.c.state)
+                .where(_run.c.dag_id == dag_id, _run.c.logical_date < logical_date,
+                       _run.c.run_type.in_(list(run_types)))
+                .order_by(_run.c.logical_date.desc(), _run.c.id.desc()).limit(1)
+            ).mappings().first()
+            if run is None:
+                return None, {}
+            states = conn.execute(
+                select(_ti.c.task_id, _ti.c.state).where(_ti.c.run_pk == run["id"], _ti.c.task_id.in_(list(task_ids)))
+            ).all()
+        return dict(run), {task_id: state for task_id, state in states}
+
     def last_logical_date(self, dag_id: str, run_types: Sequence[str] = ("scheduled",)) -> datetime | None:
         with read_connection(self._engine, self.url) as conn:
             return conn.execute(
