@@ -109,6 +109,7 @@ class DAG:
         on_success_callback: Callable[[dict[str, Any]], Any] | None = None,
         on_failure_callback: Callable[[dict[str, Any]], Any] | None = None,
         dagrun_timeout: Any = None,
+        template_searchpath: str | Iterable[str] | None = None,
         fileloc: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -146,6 +147,9 @@ class DAG:
                                      "leave it out and set execution_timeout on the tasks instead", dag_id)
         self.dagrun_timeout = None
         self.fileloc = fileloc or _caller_file()
+        #: folders where template files (a field ending in .sql or .sh, {% include %}) are looked for
+        #: after the DAG file's own; relative ones are read from the DAG file's folder
+        self.template_searchpath = _searchpath(template_searchpath, self.fileloc, dag_id)
         #: where the definition lives: "file", "notebook" or "interactive"; set by what built the
         #: DAG (DAG-file discovery, the %%dag magic), otherwise inferred from ``fileloc``
         self.source_kind: str | None = None
@@ -368,6 +372,22 @@ class DAG:
             f"{escape(self.timetable.description)}<table><tr><th>task</th><th>kind</th>"
             f"<th>upstream</th></tr>{rows}</table></div>"
         )
+
+
+def _searchpath(value: Any, fileloc: str | None, dag_id: str) -> list[str]:
+    import os
+
+    if value is None:
+        return []
+    folders = [value] if isinstance(value, (str, os.PathLike)) else value
+    try:
+        folders = list(folders)
+    except TypeError:
+        folders = [value]
+    if not all(isinstance(folder, (str, os.PathLike)) for folder in folders):
+        raise InvalidOptionError("template_searchpath", value, "a folder, or a list of folders", dag_id)
+    base = os.path.dirname(os.path.abspath(fileloc)) if fileloc else os.getcwd()
+    return [os.path.normpath(os.path.join(base, os.fspath(folder))) for folder in folders]
 
 
 def _jsonable(value: Any) -> Any:

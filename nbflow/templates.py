@@ -16,7 +16,6 @@ from nbflow.params import param_values
 if TYPE_CHECKING:
     from nbflow.operators.base import BaseOperator
 
-_environment: Any = None
 
 
 class Literal(str):
@@ -147,15 +146,39 @@ class _Macros:
         return datetime.strptime(ds, input_format).strftime(output_format)
 
 
-def _env() -> Any:
-    global _environment
-    if _environment is None:
+def _env(searchpath: tuple[str, ...] = ()) -> Any:
+    """The Jinja environment for templates whose files (``{% include %}``, a field naming a ``.sql``
+    file) are found in ``searchpath``; one per search path, kept, so compiled templates are reused."""
+    environment = _environments.get(searchpath)
+    if environment is None:
         import jinja2
 
-        _environment = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, cache_size=400
+        environment = _environments[searchpath] = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(list(searchpath)) if searchpath else None,
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, cache_size=400,
         )
-    return _environment
+    return environment
+
+
+_environments: dict[tuple[str, ...], Any] = {}
+
+
+def searchpath_of(dag: Any) -> tuple[str, ...]:
+    """Where a DAG's template files are looked for: its file's folder, then ``template_searchpath``."""
+    import os
+
+    folders: list[str] = []
+    fileloc = getattr(dag, "fileloc", None)
+    if fileloc:
+        folders.append(os.path.dirname(os.path.abspath(fileloc)))
+    folders += [str(folder) for folder in getattr(dag, "template_searchpath", None) or ()]
+    return tuple(dict.fromkeys(folders))
+
+
+def _template_file(value: str, task: BaseOperator | None) -> bool:
+    """Whether a templated field's text names a template file (``query.sql`` for a ``.sql`` field)."""
+    extensions = getattr(task, "template_ext", ()) if task is not None else ()
+    return bool(extensions) and value.endswith(tuple(extensions))
 
 
 def _has_template(text: str) -> bool:
@@ -165,12 +188,26 @@ def _has_template(text: str) -> bool:
 def render_value(value: Any, context: dict[str, Any], task: BaseOperator | None = None, field: str | None = None) -> Any:
     """``value`` with every string in it rendered; containers are copied, other values kept."""
     if isinstance(value, str):
-        if isinstance(value, Literal) or not _has_template(value):
+        if isinstance(value, Literal):
+            return value
+        is_file = _template_file(value, task)
+        if not is_file and not _has_template(value):
             return value
         import jinja2
 
+        searchpath = searchpath_of(context.get("dag"))
         try:
-            return _env().from_string(value).render(context)
+            environment = _env(searchpath)
+            if is_file:
+                return environment.get_template(value).render(context)
+            return environment.from_string(value).render(context)
+        except jinja2.TemplateNotFound as exc:
+            where = ", ".join(searchpath) or "nowhere (the DAG has no file and no template_searchpath)"
+            raise TemplateError(
+                f"the template file {exc.name!r} is not in {where}; put it beside the DAG file or add its "
+                "folder to the DAG's template_searchpath",
+                getattr(task, "dag_id", None), getattr(task, "task_id", None), field,
+            ) from None
         except jinja2.UndefinedError as exc:
             variable = _undefined_name(str(exc))
             raise TemplateError(

@@ -37,10 +37,13 @@ class DagInfo:
     owner: str
     tags: list[str]
     description: str | None = None
+    fileloc: str | None = None                 # with template_searchpath: where template files are
+    template_searchpath: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, dag: Any) -> DagInfo:
-        return cls(dag.dag_id, dict(dag.params), dag.timezone, dag.owner, list(dag.tags), dag.description)
+        return cls(dag.dag_id, dict(dag.params), dag.timezone, dag.owner, list(dag.tags), dag.description,
+                   dag.fileloc, tuple(dag.template_searchpath))
 
 
 @dataclass

@@ -21,6 +21,9 @@ from nbflow.settings import get_settings
 
 class BashOperator(BaseOperator):
     template_fields: ClassVar[Sequence[str]] = ("bash_command", "env", "cwd")
+    #: a bash_command ending in one of these names a script file, read and rendered (Airflow's rule;
+    #: end the command with a space to run such a script as it is)
+    template_ext: ClassVar[Sequence[str]] = (".sh", ".bash")
     kind: ClassVar[str] = "bash"
 
     def __init__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, ClassVar, Sequence
 
-from nbflow.errors import DagDefinitionError
+from nbflow.errors import DagDefinitionError, InvalidOptionError
 from nbflow.operators.base import BaseOperator, context_arguments
 
 
@@ -26,9 +26,18 @@ class PythonOperator(BaseOperator):
         op_args: Sequence[Any] | None = None,
         op_kwargs: dict[str, Any] | None = None,
         templates_dict: dict[str, Any] | None = None,
+        templates_exts: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if templates_exts is not None:
+            if isinstance(templates_exts, str) or not all(
+                isinstance(ext, str) and ext.startswith(".") for ext in templates_exts
+            ):
+                raise InvalidOptionError("templates_exts", templates_exts, 'a list of file extensions, e.g. [".sql"]',
+                                         self.dag_id, self.task_id)
+            #: strings of templates_dict, op_args or op_kwargs ending in one of these name template files
+            self.template_ext = tuple(templates_exts)
         if not callable(python_callable):
             raise DagDefinitionError(
                 f"python_callable must be callable, got {type(python_callable).__name__}",
