@@ -130,6 +130,14 @@ def resolve_timezone(value: str | tzinfo | None, dag_id: str | None = None) -> t
     """
     if value is None:
         return local_timezone()
+    if isinstance(value, ZoneInfo) and type(value) is not ZoneInfo and isinstance(getattr(value, "key", None), str):
+        # a ZoneInfo subclass (pendulum's Timezone): the stdlib zone of the same name, whose
+        # arithmetic the rest of nbflow relies on
+        return resolve_timezone(value.key, dag_id)
+    if isinstance(value, tzinfo) and type(value).__module__.startswith("pendulum"):
+        offset = value.utcoffset(None)  # pendulum's FixedTimezone names no zone: keep its offset
+        if offset is not None:
+            return ZoneInfo("UTC") if not offset else timezone(offset)
     if isinstance(value, tzinfo):
         zone_name = getattr(value, "zone", None)  # a pytz zone: its arithmetic differs, use the same key
         if isinstance(zone_name, str) and not isinstance(value, ZoneInfo):
@@ -160,6 +168,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def plain_datetime(value: Any) -> Any:
+    """A stdlib ``datetime`` / ``date`` / ``timedelta`` for a subclass of one (pendulum's DateTime,
+    Date, Duration), its zone a ZoneInfo when it names one; anything else unchanged. Subclasses
+    override arithmetic (pendulum's DateTime minus a DateTime is an Interval whose ``//`` fails on a
+    timedelta), so they are converted where they come in and never reach the datetime math."""
+    if isinstance(value, datetime) and type(value) is not datetime:
+        zone = resolve_timezone(value.tzinfo) if value.tzinfo is not None else None
+        return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                        value.microsecond, tzinfo=zone, fold=value.fold)
+    if isinstance(value, date) and not isinstance(value, datetime) and type(value) is not date:
+        return date(value.year, value.month, value.day)
+    if isinstance(value, timedelta) and type(value) is not timedelta:
+        return timedelta(days=value.days, seconds=value.seconds, microseconds=value.microseconds)
+    return value
+
+
 def _to_utc(value: datetime, tz: tzinfo) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         return first_reading(value, tz)
@@ -187,7 +211,7 @@ def parse_date(
         if isinstance(value, str):
             parsed: datetime | date = datetime.fromisoformat(value.strip())
         elif isinstance(value, (datetime, date)):
-            parsed = value
+            parsed = plain_datetime(value)
         else:
             raise TypeError(type(value).__name__)
         if not isinstance(parsed, datetime):
@@ -397,6 +421,10 @@ def make_timetable(
             return OnceTimetable(tz, start_date)
         return CronTimetable(schedule, tz, dag_id)
     if isinstance(schedule, timedelta):
+        if getattr(schedule, "months", 0) or getattr(schedule, "years", 0):
+            raise ScheduleError(schedule, "a duration in months or years has no fixed length; use a cron "
+                                "schedule such as '0 0 1 * *' (monthly) instead", dag_id)
+        schedule = plain_datetime(schedule)
         if schedule <= timedelta(0):
             raise ScheduleError(schedule, "a timedelta schedule must be longer than zero", dag_id)
         if start_date is None:

@@ -560,3 +560,33 @@ def test_distinct_expressions_and_a_year_of_hourly_runs() -> None:
     timetable = CronTimetable("0 * * * *", NEW_YORK)
     runs = scheduled_times(timetable, parse_date("2024-01-01", NEW_YORK), parse_date("2024-12-31T23:59", NEW_YORK))
     assert len(runs) == 8784
+
+
+# -- pendulum values are read as the stdlib datetimes they stand for --------------------------------
+
+
+def test_pendulum_start_date_with_a_timedelta_schedule_and_a_pendulum_zone(nbflow_home) -> None:
+    import pendulum
+
+    from nbflow import DAG
+    from nbflow.operators import BashOperator
+
+    with DAG("pend", schedule=timedelta(hours=6), start_date=pendulum.datetime(2024, 1, 1, tz="Europe/Paris"),
+             end_date=pendulum.datetime(2024, 1, 3, tz="Europe/Paris")) as d:
+        BashOperator(task_id="echo", bash_command="echo {{ ts }}")
+    assert type(d.timezone) is ZoneInfo and d.timezone.key == "Europe/Paris"
+    assert type(d.start_date) is datetime
+    assert d.next_runs(2, after=pendulum.datetime(2024, 1, 2, tz="UTC")) == [
+        datetime(2024, 1, 2, 6, tzinfo=ZoneInfo("Europe/Paris")), datetime(2024, 1, 2, 12, tzinfo=ZoneInfo("Europe/Paris"))]
+    run = d.test(logical_date=pendulum.datetime(2024, 1, 2, 5, tz="UTC"))
+    assert run.state == "success" and run.outputs["echo"] == "2024-01-02T06:00:00+01:00"
+    runs = d.backfill(pendulum.datetime(2024, 1, 2, tz="Europe/Paris"), pendulum.datetime(2024, 1, 2, 12, tz="Europe/Paris"))
+    assert [r.logical_date.hour for r in runs] == [0, 6, 12]
+
+    with DAG("pend_zone", schedule=pendulum.duration(days=1), start_date=pendulum.datetime(2024, 1, 1),
+             timezone=pendulum.timezone("Asia/Seoul")) as seoul:
+        pass
+    assert type(seoul.timezone) is ZoneInfo and seoul.start_date == datetime(2024, 1, 1, tzinfo=UTC)
+    assert seoul.next_runs(1, after="2024-01-03") == [datetime(2024, 1, 3, 9, tzinfo=ZoneInfo("Asia/Seoul"))]
+    with pytest.raises(ScheduleError, match="months or years has no fixed length"):
+        DAG("pend_month", schedule=pendulum.duration(months=1), start_date="2024-01-01")
