@@ -36,6 +36,7 @@ __all__ = [
     "literal",
     "output",
     "task",
+    "task_group",
 ]
 
 _WHERE = {
@@ -55,6 +56,7 @@ _WHERE = {
     "get_current_context": "nbflow.context",
     "literal": "nbflow.templates",
     "output": "nbflow.notebook.outputs",
+    "task_group": "nbflow.taskgroup",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nbflow.context import collect_dag, pop_dag, push_dag
 from nbflow.params import Param, check_dag_params
@@ -113,8 +113,6 @@ class DAG:
         fileloc: str | None = None,
         **unknown: Any,
     ) -> None:
-        from nbflow.operators.base import DEFAULT_ARGS_KEYS, check_email, check_option
-
         self.dag_id = check_id("dag_id", dag_id)
         check_dag_arguments(unknown, dag_id)
         if schedule is not _UNSET and schedule_interval is not _UNSET:
@@ -122,13 +120,8 @@ class DAG:
         self.schedule = schedule if schedule is not _UNSET else (
             schedule_interval if schedule_interval is not _UNSET else None
         )
-        self.default_args = dict(default_args or {})
-        for key, value in self.default_args.items():
-            if key not in DEFAULT_ARGS_KEYS:
-                raise UnknownArgumentError(key, sorted(DEFAULT_ARGS_KEYS), "default_args", dag_id)
-            # checked here too, so a bad default fails even in a DAG without tasks yet
-            self.default_args[key] = check_option(key, value, dag_id=dag_id, via="default_args")
-        check_email(self.default_args, dag_id=dag_id, via="default_args")
+        # checked here too, so a bad default fails even in a DAG without tasks yet
+        self.default_args = self.check_default_args(default_args or {})
         self.catchup = bool(catchup)
         self.params = dict(params or {})
         self.tags = sorted(set(tags or ()))
@@ -183,6 +176,23 @@ class DAG:
         collect_dag(self)
 
     # -- authoring --------------------------------------------------------------------------------
+
+    def check_default_args(self, default_args: Mapping[str, Any], *, group_id: str | None = None) -> dict[str, Any]:
+        """``default_args`` of this DAG (or of its task group ``group_id``) as tasks will use them,
+        or an error naming the key: refused where they are written, not first by a task.
+
+        A group's cannot hold ``start_date`` or ``end_date``, which the DAG reads from its own."""
+        from nbflow.operators.base import DEFAULT_ARGS_KEYS, check_email, check_option
+
+        where = f"task group '{group_id}' default_args" if group_id else "default_args"
+        allowed = DEFAULT_ARGS_KEYS - {"start_date", "end_date"} if group_id else DEFAULT_ARGS_KEYS
+        checked = dict(default_args)
+        for key, value in checked.items():
+            if key not in allowed:
+                raise UnknownArgumentError(key, sorted(allowed), where, self.dag_id)
+            checked[key] = check_option(key, value, dag_id=self.dag_id, via=where)
+        check_email(checked, dag_id=self.dag_id, via=where)
+        return checked
 
     def __enter__(self) -> DAG:
         self._token = push_dag(self)

@@ -44,7 +44,6 @@ INSTEAD = {
     "BaseHook": "open the client inside the task",
     "XComArg": "pass a task's output (the value a @task call returns, or operator.output) instead",
     "Param": "use plain params={...} values",
-    "task_group": "use `with TaskGroup(\"name\"):` around the tasks",
     "Dataset": "schedule on time, or trigger the run from the producing task",
     "Asset": "schedule on time, or trigger the run from the producing task",
     "EmailOperator": "send the mail from a @task, or use on_failure_callback",

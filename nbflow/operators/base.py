@@ -272,6 +272,8 @@ class BaseOperator:
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None
         defaults = dict(dag.default_args) if dag is not None else {}
+        if group is not None:  # a task group's defaults (its parents' included) come before the DAG's
+            defaults.update(group.default_args)
         dag_id = getattr(dag, "dag_id", None)
         if timeout is not UNSET:
             if options.get("execution_timeout", UNSET) is not UNSET:
