@@ -126,8 +126,8 @@ def _notebook_task_class() -> type[BaseOperator]:
 
 
 class _TaskDecorator:
-    """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``,
-    ``@task.notebook``, ``@task.external_python``, ``@task.virtualenv``."""
+    """``task``: ``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.sensor``,
+    ``@task.bash``, ``@task.notebook``, ``@task.external_python``, ``@task.virtualenv``."""
 
     def _make(self, kind: str, function: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
         def wrap(fn: Callable[..., Any]) -> TaskDefinition[Any]:
@@ -153,6 +153,12 @@ class _TaskDecorator:
     def short_circuit(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
         """A falsy return value skips everything downstream."""
         return self._make("short_circuit", function, options)
+
+    def sensor(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """``@task.sensor(poke_interval=30, timeout=3600, mode="reschedule")``: the function is the
+        poke, called until it returns something truthy or ``PokeReturnValue(True, value)`` (then
+        ``value`` is the task's output), as by ``PythonSensor``; sensor options as ``BaseSensor``'s."""
+        return self._make("sensor", function, options)
 
     def bash(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
         """The function returns a bash command, which is then run as by ``BashOperator``."""
@@ -187,6 +193,10 @@ def _operator_for(kind: str) -> type[BaseOperator]:
         from nbflow.operators.branch import ShortCircuitOperator
 
         return ShortCircuitOperator
+    if kind == "sensor":
+        from nbflow.sensors.python import PythonSensor
+
+        return PythonSensor
     if kind == "notebook":
         return _notebook_task_class()
     if kind == "external_python":
