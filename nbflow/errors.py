@@ -43,6 +43,7 @@ The tree::
     │   ├── TaskTimeoutError
     │   ├── SensorTimeoutError           a sensor's condition was not met within its timeout
     │   ├── BashCommandError             a non-zero exit code
+    │   ├── HttpError                    an HTTP request failed: unreachable, an error status, or its response_check said no
     │   ├── RemoteTaskError              stands in for a worker's exception that could not be unpickled
     │   ├── WorkerLostError              the process running the task died
     │   └── NotebookError                a notebook task could not run or did not finish
@@ -487,6 +488,17 @@ class BashCommandError(TaskError):
             + f"the bash command exited with code {returncode}. A non-zero exit fails the task "
             f"(exit 99 skips it).{more}"
         )
+
+
+class HttpError(TaskError):
+    """An HTTP request of a task failed. ``url`` never holds credentials (they travel in a header);
+    ``status`` is the answer's status code, None when no answer came."""
+
+    def __init__(self, dag_id: str | None, task_id: str | None, method: str, url: str, problem: str,
+                 fix: str = "", status: int | None = None) -> None:
+        self.dag_id, self.task_id, self.method, self.url, self.status = dag_id, task_id, method, url, status
+        self.problem = problem
+        super().__init__(_where(dag_id, task_id) + f"{method} {url} {problem}." + (f" {fix}." if fix else ""))
 
 
 class RemoteTaskError(TaskError):

@@ -17,11 +17,14 @@ __all__ = [
     "BranchPythonOperator",
     "EmptyOperator",
     "ExternalPythonOperator",
+    "HttpHook",
+    "HttpOperator",
     "LatestOnlyOperator",
     "NotebookOperator",
     "PythonOperator",
     "PythonVirtualenvOperator",
     "ShortCircuitOperator",
+    "SimpleHttpOperator",
     "WeekDay",
 ]
 
@@ -34,11 +37,14 @@ _WHERE = {
     "BranchPythonOperator": "nbflow.operators.branch",
     "EmptyOperator": "nbflow.operators.empty",
     "ExternalPythonOperator": "nbflow.operators.external_python",
+    "HttpHook": "nbflow.operators.http",
+    "HttpOperator": "nbflow.operators.http",
     "LatestOnlyOperator": "nbflow.operators.latest_only",
     "NotebookOperator": "nbflow.operators.notebook",
     "PythonOperator": "nbflow.operators.python",
     "PythonVirtualenvOperator": "nbflow.operators.external_python",
     "ShortCircuitOperator": "nbflow.operators.branch",
+    "SimpleHttpOperator": "nbflow.operators.http",
     "WeekDay": "nbflow.operators.timebranch",
 }
 
