@@ -20,6 +20,7 @@ __all__ = [
     "Connection",
     "DAG",
     "DagRun",
+    "Label",
     "NbflowError",
     "Param",
     "RunState",
@@ -42,6 +43,7 @@ __all__ = [
 _WHERE = {
     "Connection": "nbflow.connection",
     "DagRun": "nbflow.dagrun",
+    "Label": "nbflow.edgemodifier",
     "NbflowError": "nbflow.errors",
     "Param": "nbflow.params",
     "RunState": "nbflow.states",

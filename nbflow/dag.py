@@ -148,6 +148,8 @@ class DAG:
         self.source_kind: str | None = None
         self.task_dict: dict[str, BaseOperator] = {}
         self.task_groups: dict[str, TaskGroup] = {}
+        #: what is known of an edge beyond that it exists, by (upstream, downstream): {"label": ...}
+        self.edge_info: dict[tuple[str, str], dict[str, str]] = {}
         self._order: list[str] | None = None
         self._token: Any = None
 
@@ -210,6 +212,7 @@ class DAG:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("edge_info", {})  # a DAG pickled before edges had labels
         for task in self.task_dict.values():  # a pickled task leaves its DAG behind (BaseOperator.__getstate__)
             task.dag = self
 
@@ -223,6 +226,15 @@ class DAG:
 
     def _edges_changed(self) -> None:
         self._order = None
+
+    def set_edge_info(self, upstream_task_id: str, downstream_task_id: str, info: dict[str, str]) -> None:
+        """Keep ``info`` (``{"label": "when valid"}``) for the edge ``upstream >> downstream``, which
+        ``Label`` does; views draw it, the run never reads it."""
+        self.edge_info[(upstream_task_id, downstream_task_id)] = dict(info)
+
+    def get_edge_info(self, upstream_task_id: str, downstream_task_id: str) -> dict[str, str]:
+        """What is kept for the edge ``upstream >> downstream`` (``{}`` if nothing)."""
+        return dict(self.edge_info.get((upstream_task_id, downstream_task_id), {}))
 
     @property
     def tasks(self) -> list[BaseOperator]:
@@ -352,6 +364,8 @@ class DAG:
                        for name, value in self.params.items()},
             "tasks": [self.task_dict[t].describe() for t in self.topological_order()],
             "groups": {gid: {"tasks": g.task_ids, "tooltip": g.tooltip} for gid, g in self.task_groups.items()},
+            "edge_labels": [{"upstream": up, "downstream": down, "label": info["label"]}
+                            for (up, down), info in sorted(self.edge_info.items()) if "label" in info],
         }
 
     def __repr__(self) -> str:

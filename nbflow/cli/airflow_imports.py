@@ -37,7 +37,6 @@ RENAMED = {
 #: what to do instead, for Airflow names nbflow does not have (when nbflow lacks them)
 INSTEAD = {
     "days_ago": "use a fixed start_date (a date string or an aware datetime)",
-    "Label": "edge labels are not drawn; remove the Label",
     "AirflowFailException": "raise an exception and set retries=0 on the task",
     "Variable": "read the value from the environment or a file",
     "Connection": "read the credentials from the environment or a file",

@@ -69,6 +69,10 @@ def cytoscape_style() -> list[dict[str, Any]]:
             "target-arrow-shape": "triangle", "arrow-scale": 1.1}},
         {"selector": "edge[count > 1]", "style": {"label": "data(count)", "font-size": 9, "width": 3,
                                                  "text-background-color": "#ffffff", "text-background-opacity": 1}},
+        # after the count, so that a Label's words win on an edge that stands for several
+        {"selector": "edge[label]", "style": {"label": "data(label)", "font-size": 10, "color": "#555555",
+                                             "text-background-color": "#ffffff", "text-background-opacity": 1,
+                                             "text-background-padding": "2px"}},
     ]
     return sheet
 

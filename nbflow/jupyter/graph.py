@@ -72,6 +72,7 @@ class _Definition:
         self.upstream: dict[str, list[str]] = {}
         self.group_parent: dict[str, str | None] = {}
         self.group_tasks: dict[str, list[str]] = {}
+        self.labels: dict[tuple[str, str], str] = {}   # (upstream, downstream) -> Label text
         if isinstance(source, Mapping):
             self.dag_id = str(source.get("dag_id", ""))
             for info in source.get("tasks", []):
@@ -84,6 +85,8 @@ class _Definition:
             for gid, tids in groups.items():
                 self.group_tasks[gid] = tids
                 self.group_parent[gid] = self._infer_parent(gid, tids, groups)
+            for edge in source.get("edge_labels") or []:
+                self.labels[(str(edge["upstream"]), str(edge["downstream"]))] = str(edge["label"])
         else:
             self.dag_id = source.dag_id
             for tid in source.topological_order():
@@ -95,6 +98,9 @@ class _Definition:
             for gid, group in source.task_groups.items():
                 self.group_tasks[gid] = list(group.task_ids)
                 self.group_parent[gid] = group.parent.group_id if group.parent is not None else None
+            for (up, down), info in getattr(source, "edge_info", {}).items():
+                if "label" in info:
+                    self.labels[(up, down)] = info["label"]
         self.order = {tid: i for i, tid in enumerate(self.tasks)}
         known = self.order
         self.edges = [(u, t) for t in self.tasks for u in self.upstream[t] if u in known]
@@ -150,8 +156,9 @@ class GraphModel:
     holding it, or ``None``), ``members`` (the task ids the node stands for: one for a plain task,
     none for an open group box), ``position`` (x, y), ``is_group``, ``is_aggregate`` and
     ``is_compound`` (an open group box drawn around its members). Open boxes come first, outer
-    before inner. ``edges`` are dicts with ``id``, ``source``, ``target`` and ``count`` (how many
-    task-to-task edges the drawn edge stands for).
+    before inner. ``edges`` are dicts with ``id``, ``source``, ``target``, ``count`` (how many
+    task-to-task edges the drawn edge stands for) and, when all of those carry the same ``Label``,
+    ``label`` (its words).
     """
 
     def __init__(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], node_of: dict[str, str],
@@ -617,11 +624,18 @@ class GraphModel:
                 node["parent"] = _group_node(node["parent"])
 
         edge_count: dict[tuple[str, str], int] = {}
+        edge_labels: dict[tuple[str, str], set[str | None]] = {}
         for u, t in d.edges:
             a, b = node_of[u], node_of[t]
             if a != b:
                 edge_count[(a, b)] = edge_count.get((a, b), 0) + 1
+                edge_labels.setdefault((a, b), set()).add(d.labels.get((u, t)))
         edges = [{"id": f"{a}->{b}", "source": a, "target": b, "count": c} for (a, b), c in edge_count.items()]
+        for edge in edges:
+            # a drawn edge carries a Label's words when every edge it stands for has those same words
+            words = edge_labels[(edge["source"], edge["target"])]
+            if len(words) == 1 and None not in words:
+                edge["label"] = words.pop()
 
         def top_box(node: dict[str, Any]) -> str | None:
             parent = node["parent"]

@@ -149,9 +149,11 @@ def render_svg(model: GraphModel, task_states: Mapping[str, Any] | None = None, 
         stroke = 1.2 + min(3.0, math.log10(count)) if count > 1 else 1.2
         line = (f'<line x1="{_num(sx + dx)}" y1="{_num(y_from + dy)}" x2="{_num(tx + dx)}" y2="{_num(y_to + dy)}" '
                 f'stroke="{EDGE_COLOUR}" stroke-width="{_num(stroke)}" marker-end="url(#nbflow-arrow)"/>')
-        if count > 1:
+        words = edge.get("label")
+        if words or count > 1:
+            text = _esc(_fit(words, 160)) if words else f"×{count}"
             line += (f'<text x="{_num((sx + tx) / 2 + dx + 4)}" y="{_num((y_from + y_to) / 2 + dy)}" '
-                     f'font-size="10" fill="{EDGE_COLOUR}">×{count}</text>')
+                     f'font-size="10" fill="{EDGE_COLOUR}">{text}</text>')
         out.append(f'<g class="edge" data-source="{_esc(edge["source"])}" data-target="{_esc(edge["target"])}">'
                    f'{line}</g>')
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from nbflow.context import current_dag, current_group
+from nbflow.edgemodifier import Label
 from nbflow.errors import (
     DagDefinitionError,
     DependencyError,
@@ -396,8 +397,17 @@ class BaseOperator:
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    def _relate(self, others: Any, downstream: bool) -> None:
+    def _relate(self, others: Any, downstream: bool, edge_modifier: Label | None = None) -> None:
+        if edge_modifier is not None and not isinstance(edge_modifier, Label):
+            raise DependencyError(f"edge_modifier={edge_modifier!r} is not a Label; give Label(\"words\") or "
+                                  "leave it out", self.dag_id, self.task_id)
         for other in _as_tasks(others, downstream):
+            if isinstance(other, Label):  # a >> Label("x"): the label links a when its other side comes
+                if downstream:
+                    other._add_upstream(self)
+                else:
+                    other.set_downstream(self)
+                continue
             if other is self:
                 raise DependencyError("a task cannot depend on itself", self.dag_id, self.task_id)
             if other.dag is not self.dag:
@@ -411,12 +421,16 @@ class BaseOperator:
             down.upstream_task_ids.add(up.task_id)
             if self.dag is not None:
                 self.dag._edges_changed()
+                if edge_modifier is not None:
+                    self.dag.set_edge_info(up.task_id, down.task_id, {"label": edge_modifier.label})
 
-    def set_downstream(self, others: Any) -> None:
-        self._relate(others, downstream=True)
+    def set_downstream(self, others: Any, edge_modifier: Label | None = None) -> None:
+        """``others`` run after this task; ``edge_modifier=Label("why")`` puts words on those edges."""
+        self._relate(others, downstream=True, edge_modifier=edge_modifier)
 
-    def set_upstream(self, others: Any) -> None:
-        self._relate(others, downstream=False)
+    def set_upstream(self, others: Any, edge_modifier: Label | None = None) -> None:
+        """``others`` run before this task; ``edge_modifier=Label("why")`` puts words on those edges."""
+        self._relate(others, downstream=False, edge_modifier=edge_modifier)
 
     def __rshift__(self, other: Any) -> Any:
         self.set_downstream(other)
@@ -456,7 +470,7 @@ def _as_tasks(value: Any, downstream: bool = True) -> Iterable[BaseOperator]:
     upstream its leaves."""
     from nbflow.taskgroup import TaskGroup
 
-    if isinstance(value, BaseOperator):
+    if isinstance(value, (BaseOperator, Label)):
         yield value
     elif isinstance(value, OutputRef):
         yield value.operator

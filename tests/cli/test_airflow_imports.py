@@ -87,10 +87,11 @@ def test_what_nbflow_lacks_is_listed_with_its_line_and_left_in_place(tmp_path: P
     assert days_ago.describe("u.py").startswith("u.py:2: days_ago (from airflow.utils.dates) is not in nbflow: ")
 
 
-def test_task_groups_move_over(tmp_path: Path) -> None:
-    result = rewrite_source("from airflow.decorators import dag, task_group\n", tmp_path / "g.py")
+def test_task_groups_and_labels_move_over(tmp_path: Path) -> None:
+    result = rewrite_source("from airflow.decorators import dag, task_group\n"
+                            "from airflow.utils.edgemodifier import Label\n", tmp_path / "g.py")
     assert result.findings == []
-    assert result.after == "from nbflow import dag, task_group\n"
+    assert result.after == "from nbflow import dag, task_group\nfrom nbflow import Label\n"
 
 
 def test_the_names_come_from_what_nbflow_exports() -> None:
