@@ -16,6 +16,7 @@ everything decided goes out in one transaction per ``FLUSH_INTERVAL``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -94,6 +95,7 @@ class RunDriver:
         self.first_attempt: dict[str, datetime] = {}
         self.wake_at: dict[str, datetime] = {}          # retries and reschedules, in UTC
         self.outputs: dict[str, tuple[str, str | bytes]] = {}
+        self.pushed: dict[str, dict[str, tuple[str, str | bytes]]] = {}  # task_id -> key -> ti.xcom_push value
         self.decisions: dict[str, Decision] = {}
         self.running: set[str] = set()
         self.elsewhere: set[str] = set()                 # claimed by another host
@@ -119,6 +121,7 @@ class RunDriver:
         self._task_changes: list[dict[str, Any]] = []
         self._tries: list[dict[str, Any]] = []
         self._outputs: list[dict[str, Any]] = []
+        self._xcoms: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
         self._run_changes: dict[str, Any] = {}
         self._last_flush = 0.0
@@ -333,6 +336,7 @@ class RunDriver:
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
             log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task_id),
             dag=self.dag if self.shipment is None else self.shipment.info, upstream=upstream,
+            pushed={tid: self.pushed[tid] for tid in upstream if tid in self.pushed},
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
         )
@@ -346,7 +350,8 @@ class RunDriver:
         return {tid: self.outputs[tid] for tid in needed if tid in self.outputs}
 
     def _load_outputs(self) -> None:
-        """Outputs of tasks this driver did not run (a resumed run, or another host's tasks)."""
+        """Outputs of tasks this driver did not run (a resumed run, or another host's tasks), with
+        what they pushed under keys of their own."""
         self.flush()
         for task_id, row in self.store.get_outputs(self.run_pk).items():
             if task_id in self.outputs:
@@ -354,6 +359,12 @@ class RunDriver:
             encoded = read_stored(row)  # still encoded: only the worker that needs it decodes it
             if encoded is not None:
                 self.outputs[task_id] = (encoded.kind, encoded.data)
+        loaded: dict[str, dict[str, tuple[str, str | bytes]]] = {}
+        for row in self.store.get_xcoms(self.run_pk):
+            encoded = read_stored(row)
+            if encoded is not None and row["task_id"] not in self.pushed:
+                loaded.setdefault(row["task_id"], {})[row["key"]] = (encoded.kind, encoded.data)
+        self.pushed.update(loaded)
         self._outputs_loaded = True
 
     def _derive_decisions(self) -> None:
@@ -524,21 +535,30 @@ class RunDriver:
             if followed is not None:
                 self.decisions[task.task_id] = Decision(frozenset(followed), bool(task.skip_all_descendants))
         self.outputs[task.task_id] = (encoded.kind, encoded.data)
-        if encoded.kind == "json" and encoded.size <= self.settings.inline_output_bytes:
-            row = output_row(task.task_id, encoded, value_json=str(encoded.data))
-        else:
-            row = output_row(task.task_id, encoded,
-                             artifact_path=self._write_artifact(task.task_id, encoded.kind, encoded.data))
-        row["created_at"] = utcnow()
-        if self.host_id is not None:
-            row["fence"] = self.fences.get(task.task_id, 0)
-        self._outputs.append(row)
+        self._outputs.append(self._stored_row(task.task_id, encoded, "output"))
+        if result.pushed:
+            self.pushed[task.task_id] = {key: (value.kind, value.data) for key, value in result.pushed.items()}
+            for key, value in result.pushed.items():
+                row = self._stored_row(task.task_id, value, f"xcom-{hashlib.sha1(key.encode()).hexdigest()[:16]}")
+                row["key"] = key
+                self._xcoms.append(row)
         return None
 
-    def _write_artifact(self, task_id: str, kind: str, data: str | bytes) -> str:
+    def _stored_row(self, task_id: str, encoded: Any, name: str) -> dict[str, Any]:
+        """A row for an encoded value: inline when it is small JSON, else in an artifact file."""
+        if encoded.kind == "json" and encoded.size <= self.settings.inline_output_bytes:
+            row = output_row(task_id, encoded, value_json=str(encoded.data))
+        else:
+            row = output_row(task_id, encoded, artifact_path=self._write_artifact(task_id, encoded.kind, encoded.data, name))
+        row["created_at"] = utcnow()
+        if self.host_id is not None:
+            row["fence"] = self.fences.get(task_id, 0)
+        return row
+
+    def _write_artifact(self, task_id: str, kind: str, data: str | bytes, name: str = "output") -> str:
         folder = task_folder(self.settings.artifacts_folder, self.dag.dag_id, self.run_id, task_id)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / ("output.json" if kind == "json" else "output.pickle")
+        path = folder / (f"{name}.json" if kind == "json" else f"{name}.pickle")
         if isinstance(data, str):
             path.write_text(data, encoding="utf-8")
         else:
@@ -697,7 +717,8 @@ class RunDriver:
                 "task_id": task_id, "detail": detail or {}}
 
     def pending(self) -> bool:
-        return bool(self._task_changes or self._tries or self._outputs or self._events or self._run_changes)
+        return bool(self._task_changes or self._tries or self._outputs or self._xcoms or self._events
+                    or self._run_changes)
 
     def flush(self, force: bool = True) -> None:
         """Write everything decided since the last write, in one transaction."""
@@ -709,7 +730,7 @@ class RunDriver:
         lost = self.store.record(
             self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
             outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
-            fenced=self.host_id is not None,
+            fenced=self.host_id is not None, xcoms=self._xcoms,
         )
         for task_id in lost:
             # Their fence moved since this host read or claimed them (another host claimed or
@@ -720,7 +741,7 @@ class RunDriver:
                 self._executor.cancel((self.run_pk, task_id), (
                     f"stopped: task instance {task_id} of run {self.run_id} was taken over by another host "
                     "or changed by hand while it ran here, so this try's outcome would not be kept"))
-        self._task_changes, self._tries, self._outputs, self._events = [], [], [], []
+        self._task_changes, self._tries, self._outputs, self._xcoms, self._events = [], [], [], [], []
         self._run_changes = {}
         self._last_flush = now
 

@@ -68,6 +68,8 @@ class TaskRequest:
     first_attempt_at: datetime | None = None   # when this try first started (sensors that reschedule)
     run_type: str = "manual"                   # scheduled, manual, backfill or test (dag_run.run_type)
     run_start_date: datetime | None = None     # when the run started (dag_run.start_date)
+    #: what upstream tasks pushed under keys of their own: task_id -> key -> encoded value
+    pushed: dict[str, dict[str, tuple[str, str | bytes]]] = field(default_factory=dict)
 
     def dag_run(self) -> DagRunInfo:
         """``dag_run`` in the context, built where the task runs from the request's plain fields."""
@@ -108,6 +110,12 @@ class TaskResult:
     pid: int = 0
     logged: bool = False                       # whether the try wrote a log file
     reschedule_at: datetime | None = None      # set when the task asked to run again later
+    #: what the try pushed with ``ti.xcom_push``, encoded where it ran (kept when the try succeeds)
+    pushed: dict[str, EncodedOutput] = field(default_factory=dict)
+
+
+#: the key of a task's return value among its XComs (Airflow's name)
+RETURN_KEY = "return_value"
 
 
 class TaskInstanceInfo:
@@ -125,21 +133,56 @@ class TaskInstanceInfo:
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._outputs = outputs
+        self._pulled = request.pushed
+        #: what this try pushed, by key; kept with its outcome when it succeeds
+        self.pushed: dict[str, Any] = {}
 
-    def xcom_pull(self, task_ids: str | list[str] | None = None, key: str | None = None) -> Any:
-        """The output of an upstream task (or a list of outputs for a list of ids)."""
-        from nbflow.errors import TaskNotFoundError
+    def xcom_push(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key`` for downstream tasks (``xcom_pull(task_ids=..., key=key)``).
+
+        Written to the store with the try's outcome when the try succeeds (a failed try leaves
+        nothing behind for its retry to trip over); a value pushed twice keeps the last one.
+        """
+        from nbflow.errors import InvalidOptionError
+
+        if not isinstance(key, str) or not key or len(key) > 250:
+            raise InvalidOptionError("key", key, "a non-empty text of at most 250 characters", self.dag_id, self.task_id)
+        if key == RETURN_KEY:
+            raise InvalidOptionError("key", key, "another key: the task's return value is kept under "
+                                     f"{RETURN_KEY!r}, so return the value instead", self.dag_id, self.task_id)
+        self.pushed[key] = value
+
+    def xcom_pull(self, task_ids: str | list[str] | None = None, key: str | None = RETURN_KEY,
+                  default: Any = None, dag_id: str | None = None, include_prior_dates: bool = False) -> Any:
+        """What an upstream task returned (``key`` ``"return_value"``, or None) or pushed under
+        ``key``; for a list of ids, a list. A key nobody pushed gives the task's returned dict's
+        value of that key (``multiple_outputs``), else ``default``, as in Airflow."""
+        from nbflow.errors import InvalidOptionError, TaskNotFoundError
 
         if task_ids is None:
             raise TypeError("xcom_pull needs task_ids: the id (or ids) of upstream tasks")
+        if dag_id not in (None, self.dag_id):
+            raise InvalidOptionError("dag_id", dag_id, "this run's own DAG: values of other DAGs' runs are not "
+                                     "pulled; pass them in conf or use an ExternalTaskSensor", self.dag_id, self.task_id)
+        if include_prior_dates:
+            raise InvalidOptionError("include_prior_dates", True, "False: only this run's values are pulled",
+                                     self.dag_id, self.task_id)
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         values = []
         for tid in ids:
-            if tid not in self._outputs:
-                raise TaskNotFoundError(self.dag_id, tid, sorted(self._outputs))
-            value = self._outputs[tid]
-            values.append(value[key] if key is not None and isinstance(value, dict) else value)
+            if tid not in self._outputs and tid not in self._pulled:
+                raise TaskNotFoundError(self.dag_id, tid, sorted({*self._outputs, *self._pulled}))
+            values.append(self._pull_one(tid, key, default))
         return values[0] if isinstance(task_ids, str) else values
+
+    def _pull_one(self, task_id: str, key: str | None, default: Any) -> Any:
+        if key is None or key == RETURN_KEY:
+            return self._outputs.get(task_id, default)
+        pushed = self._pulled.get(task_id, {})
+        if key in pushed:
+            return decode(*pushed[key])
+        value = self._outputs.get(task_id)
+        return value[key] if isinstance(value, dict) and key in value else default
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
@@ -193,6 +236,8 @@ def run_task(request: TaskRequest) -> TaskResult:
             finally:
                 reset_task_context(token)
             encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes)
+            pushed = {key: encode(item, request.dag_id, f"{request.task_id} (xcom {key!r})", request.max_output_bytes)
+                      for key, item in ti.pushed.items()}
         except RescheduleTask as signal:
             log.write(f"[{stamp()}] nbflow: {signal}\n")
             return TaskResult(None, hostname=socket.gethostname(), pid=os.getpid(), logged=True,
@@ -205,4 +250,4 @@ def run_task(request: TaskRequest) -> TaskResult:
             log.write("".join(traceback.format_exception(exc)))
             raise
         log.write_if_created(f"[{stamp()}] nbflow: success after {time.perf_counter() - started:.3f} s\n")
-    return TaskResult(encoded, hostname=socket.gethostname(), pid=os.getpid(), logged=log.created)
+    return TaskResult(encoded, hostname=socket.gethostname(), pid=os.getpid(), logged=log.created, pushed=pushed)

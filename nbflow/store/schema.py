@@ -188,6 +188,24 @@ task_output = Table(
     PrimaryKeyConstraint("run_pk", "task_id"),
 )
 
+# Values a task pushed under a key of its own (``ti.xcom_push(key=..., value=...)``), beside its
+# return value in task_output; written with the try's outcome, gone when the task is cleared.
+task_xcom = Table(
+    "task_xcom",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(ID), nullable=False),
+    Column("key", String(ID), nullable=False),
+    Column("value_json", Text),
+    Column("artifact_path", Text),
+    Column("size", Integer),
+    Column("created_at", UTCDateTime),
+    Column("kind", String(STATE)),  # 'json' | 'pickle'
+    Column("type_name", Text),
+    Column("preview", Text),
+    PrimaryKeyConstraint("run_pk", "task_id", "key"),
+)
+
 import_error = Table(
     "import_error",
     metadata,

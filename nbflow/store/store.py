@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 _dag, _run, _ti = schema.dag, schema.dag_run, schema.task_instance
 _try, _output, _import_error, _event = schema.task_try, schema.task_output, schema.import_error, schema.event
+_xcom = schema.task_xcom
 _host, _pool = schema.scheduler_host, schema.pool
 #: what every claim, adoption, clear or mark sets a task instance's fence to (a literal, not a bound
 #: parameter, so the hot path's precompiled statements need no value for it)
@@ -484,11 +485,13 @@ class Store(VaultMixin):
         events: Sequence[Mapping[str, Any]] = (),
         run_changes: Mapping[str, Any] | None = None,
         fenced: bool = False,
+        xcoms: Sequence[Mapping[str, Any]] = (),
     ) -> list[str]:
         """Apply one batch of outcomes of run ``run_pk`` in one transaction.
 
         ``task_changes`` are dicts with ``task_id`` and the task_instance columns to set;
-        ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones),
+        ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones), ``xcoms``
+        task_xcom rows (values pushed under a key, fenced like outputs),
         ``events`` event rows, ``run_changes`` dag_run columns to set. Either all of it is stored
         or none: a crash between two parts would leave a task finished without its output.
 
@@ -505,18 +508,25 @@ class Store(VaultMixin):
         now = _now()
         with write_transaction(self._engine, self.url) as conn:
             refused: list[str] = []
-            if fenced and (task_changes or outputs):
-                current = self._fences(conn, run_pk, {item["task_id"] for item in (*task_changes, *outputs)})
+            if fenced and (task_changes or outputs or xcoms):
+                current = self._fences(conn, run_pk, {item["task_id"] for item in (*task_changes, *outputs, *xcoms)})
                 refused = list(dict.fromkeys(
-                    item["task_id"] for item in (*task_changes, *outputs)
+                    item["task_id"] for item in (*task_changes, *outputs, *xcoms)
                     if current.get(item["task_id"]) != _fence_of(item)
                 ))
                 if refused:
                     stale = set(refused)
                     task_changes = [c for c in task_changes if c["task_id"] not in stale]
                     outputs = [o for o in outputs if o["task_id"] not in stale]
+                    xcoms = [x for x in xcoms if x["task_id"] not in stale]
                 outputs = [{k: v for k, v in o.items() if k != "fence"} for o in outputs]
+                xcoms = [{k: v for k, v in x.items() if k != "fence"} for x in xcoms]
             self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes, fenced)
+            if xcoms:
+                rows = _full_rows(_xcom, xcoms, run_pk=run_pk)
+                for row in rows:
+                    row["created_at"] = row["created_at"] or now
+                self._many(conn, self._upsert(_xcom, _XCOM_KEYS, _XCOM_PK), rows)
         return refused
 
     def _write_batch(
@@ -623,6 +633,14 @@ class Store(VaultMixin):
                 select(_output).where(_output.c.run_pk == run_pk, _output.c.task_id == task_id)
             ).mappings().first()
         return None if row is None else dict(row)
+
+    def get_xcoms(self, run_pk: int, task_id: str | None = None) -> list[dict[str, Any]]:
+        """The values tasks of a run pushed under keys of their own, by task and key."""
+        query = select(_xcom).where(_xcom.c.run_pk == run_pk).order_by(_xcom.c.task_id, _xcom.c.key)
+        if task_id is not None:
+            query = query.where(_xcom.c.task_id == task_id)
+        with read_connection(self._engine, self.url) as conn:
+            return _rows(conn.execute(query))
 
     # -- import errors ------------------------------------------------------------------------------
 
@@ -848,6 +866,7 @@ class Store(VaultMixin):
         with write_transaction(self._engine, self.url) as conn:
             conn.execute(statement, params)
             conn.execute(delete(_output).where(_output.c.run_pk == run_pk, _output.c.task_id.in_(list(retries))))
+            conn.execute(delete(_xcom).where(_xcom.c.run_pk == run_pk, _xcom.c.task_id.in_(list(retries))))
             conn.execute(update(_run).where(_run.c.id == run_pk).values(state="queued", end_date=None))
         return list(retries)
 
@@ -864,6 +883,8 @@ _TRY_PK = ("run_pk", "task_id", "try_number")
 _TRY_KEYS = tuple(sorted(_COLUMNS["task_try"]))
 _OUTPUT_PK = ("run_pk", "task_id")
 _OUTPUT_KEYS = tuple(sorted(_COLUMNS["task_output"]))
+_XCOM_PK = ("run_pk", "task_id", "key")
+_XCOM_KEYS = tuple(sorted(_COLUMNS["task_xcom"]))
 
 
 def _fence_of(item: Mapping[str, Any]) -> int:
