@@ -17,6 +17,7 @@ from nbflow.jupyter.server.status import (
     UnknownHandler,
 )
 from nbflow.jupyter.server.tasks import LogHandler, NotebookHandler, OutputHandler, ReportHandler, TaskInstanceHandler
+from nbflow.jupyter.server.vault import ConnectionHandler, ConnectionsHandler, VariableHandler, VariablesHandler
 
 PREFIX = "nbflow/api"
 _PART = r"([^/]+)"
@@ -46,6 +47,10 @@ ROUTES: list[tuple[str, type]] = [
     ("notebooks/parameters", NotebookParametersHandler),
     ("schedule", ScheduleHandler),
     ("events", EventsHandler),
+    ("connections", ConnectionsHandler),
+    (f"connections/{_PART}", ConnectionHandler),
+    ("variables", VariablesHandler),
+    (f"variables/{_PART}", VariableHandler),
 ]
 
 
