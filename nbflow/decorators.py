@@ -34,6 +34,17 @@ def _free_task_id(base: str) -> str:
     return f"{base}__{n}"
 
 
+def _returns_dict(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is annotated to return a dict (``-> dict[str, int]``, ``-> Dict``)."""
+    import typing
+
+    try:
+        returned = typing.get_type_hints(function).get("return")
+    except Exception:  # an annotation naming what is not importable here: nothing to infer
+        return False
+    return (typing.get_origin(returned) or returned) is dict
+
+
 class TaskDefinition(Generic[F]):
     """What ``@task`` returns: a function that becomes a task each time it is called in a DAG."""
 
@@ -53,6 +64,9 @@ class TaskDefinition(Generic[F]):
         task_id = explicit_id or _free_task_id(self.function.__name__)
         if "doc_md" not in options and self.function.__doc__:
             options["doc_md"] = inspect.cleandoc(self.function.__doc__)
+        if "multiple_outputs" not in options and self.operator_class is _operator_for("python") \
+                and _returns_dict(self.function):
+            options["multiple_outputs"] = True  # as Airflow infers it from `-> dict[...]`
         operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **options
         )

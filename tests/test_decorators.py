@@ -197,3 +197,54 @@ def test_bad_option_values_of_task_and_dag_decorators_are_refused_when_the_dag_i
 
     with pytest.raises(InvalidOptionError, match=r"task 'fine_too': pool_slots=0 is not allowed"):
         overridden()
+
+
+# -- multiple_outputs ---------------------------------------------------------------------------------
+
+
+def test_multiple_outputs_gives_each_key_downstream(nbflow_home) -> None:
+    from nbflow import dag, task
+
+    @dag(timezone="UTC")
+    def split():
+        @task(multiple_outputs=True)
+        def stats() -> dict:
+            return {"total": 10, "rows": [1, 2]}
+
+        @task
+        def use(total: int, rows: list[int], ti=None) -> list:
+            return [total, rows, ti.xcom_pull(task_ids="stats", key="total")]
+
+        out = stats()
+        use(out["total"], out["rows"])
+
+    run = split().test()
+    assert run.state == "success" and run.outputs["use"] == [10, [1, 2], 10]
+
+
+def test_multiple_outputs_is_inferred_from_a_dict_return_annotation_and_checked(nbflow_home) -> None:
+    from nbflow import DAG, task
+    from nbflow.errors import InvalidOptionError
+
+    @task
+    def annotated() -> dict[str, int]:
+        return [1, 2]  # type: ignore[return-value]  (not a dict: the run says so)
+
+    @task
+    def listed() -> list[int]:
+        return [1, 2]
+
+    with DAG("inferred", timezone="UTC") as d:
+        annotated()
+        listed()
+    assert d.get_task("annotated").multiple_outputs is True
+    assert d.get_task("listed").multiple_outputs is False
+    run = d.test()
+    assert run.task_states == {"annotated": "failed", "listed": "success"}
+    assert "it returned list, and multiple_outputs=True needs a dict with text keys" in run.errors["annotated"]
+    def flagged() -> dict:
+        return {}
+
+    with pytest.raises(InvalidOptionError, match="multiple_outputs='yes' is not allowed: True or False"):
+        with DAG("bad_flag", timezone="UTC"):
+            task(multiple_outputs="yes")(flagged)()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, Sequence
 
 from nbflow.errors import DagDefinitionError, InvalidOptionError
@@ -27,9 +28,15 @@ class PythonOperator(BaseOperator):
         op_kwargs: dict[str, Any] | None = None,
         templates_dict: dict[str, Any] | None = None,
         templates_exts: Sequence[str] | None = None,
+        multiple_outputs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(multiple_outputs, bool):
+            raise InvalidOptionError("multiple_outputs", multiple_outputs, "True or False", self.dag_id, self.task_id)
+        #: the return value must be a dict; each of its keys is pulled on its own (``out["key"]``,
+        #: ``xcom_pull(task_ids=..., key="key")``), as Airflow's multiple_outputs
+        self.multiple_outputs = multiple_outputs
         if templates_exts is not None:
             if isinstance(templates_exts, str) or not all(
                 isinstance(ext, str) and ext.startswith(".") for ext in templates_exts
@@ -51,7 +58,16 @@ class PythonOperator(BaseOperator):
     def execute(self, context: dict[str, Any]) -> Any:
         if self.templates_dict is not None:
             context = {**context, "templates_dict": self.templates_dict}
-        return self.call(context)
+        value = self.call(context)
+        if self.multiple_outputs and not (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+            from nbflow.errors import TaskFailedError
+
+            raise TaskFailedError(
+                self.dag_id or "", self.task_id,
+                f"it returned {type(value).__name__}, and multiple_outputs=True needs a dict with text keys; "
+                "return such a dict, or set multiple_outputs=False",
+            )
+        return value
 
     def call(self, context: dict[str, Any]) -> Any:
         args, kwargs = list(self.op_args), dict(self.op_kwargs)
