@@ -75,6 +75,30 @@ def test_basic_auth_and_headers_come_from_the_stored_connection(service: Service
     assert "in" in log and SECRET not in log
 
 
+def test_request_options_in_the_extra_are_not_headers(service: Service, nbflow_home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    service.answer("/moved", (302, "", {"Location": "/elsewhere"}))
+    service.answer("/elsewhere", (200, "followed"))
+    monkeypatch.setenv("NBFLOW_CONN_HTTP_DEFAULT",
+                       Connection("http_default", "http", host=service.host, port=service.port,
+                                  extra={"allow_redirects": False, "timeout": 5, "X-Key": "k"}).get_uri())
+    with DAG("http_extra_options", schedule=None) as d:
+        HttpOperator(task_id="stay", method="GET", endpoint="moved", extra_options={"check_response": False})
+        HttpOperator(task_id="follow", method="GET", endpoint="moved", extra_options={"allow_redirects": True})
+    run = d.test()
+    assert run.task_states == {"stay": "success", "follow": "success"}
+    assert run.outputs["follow"] == "followed" and len(service.requests_to("/elsewhere")) == 1
+    first = service.requests_to("/moved")[0]
+    assert first.headers["X-Key"] == "k" and "timeout" not in {k.lower() for k in first.headers}
+    monkeypatch.setenv("NBFLOW_CONN_HTTP_DEFAULT", f"{service.url}?allow_redirects=false&timeout=5")
+    run = d.test()  # a URI's query is text, read as what it says
+    assert run.task_states == {"stay": "success", "follow": "success"} and len(service.requests_to("/elsewhere")) == 2
+    monkeypatch.setenv("NBFLOW_CONN_HTTP_DEFAULT", Connection("http_default", "http", host=service.host,
+                                                              extra={"timeout": "soon"}).get_uri())
+    run = d.test()
+    assert "connection 'http_default'" in run.errors["stay"] and "timeout" in run.errors["stay"]
+
+
 def test_an_error_status_fails_the_task_with_one_line_and_the_body_in_the_log(service: Service, nbflow_home: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBFLOW_CONN_HTTP_DEFAULT", f"http://ann:{SECRET}@{service.host}:{service.port}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from nbflow.errors import HttpError, InvalidOptionError
+from nbflow.errors import HttpError, InvalidConnectionError, InvalidOptionError
 from nbflow.operators.base import BaseOperator, context_arguments
 from nbflow.refs import OutputRef
 
@@ -164,6 +164,7 @@ class HttpHook:
         self.base_url = ""
         self._headers: dict[str, str] = {}
         self._auth: str | None = None
+        self.conn_options: dict[str, Any] = {}
 
     def get_conn(self, headers: Mapping[str, Any] | None = None) -> None:
         """Read the connection: base URL, basic auth and default headers (the connection's extra)."""
@@ -183,6 +184,17 @@ class HttpHook:
             token = base64.b64encode(f"{conn.login}:{conn.password or ''}".encode()).decode("ascii")
             self._auth = f"Basic {token}"
         extra = dict(conn.extra_dejson)
+        # request options in the extra are defaults of extra_options (as in Airflow's http provider),
+        # not headers
+        # a URI's query carries only text: "10" and "false" are read as what they say
+        options = {key: _from_text(key, extra.pop(key)) for key in list(extra) if key in EXTRA_OPTIONS}
+        for key, value in options.items():
+            try:
+                check_extra_options({key: value}, self.dag_id, self.task_id)
+            except InvalidOptionError:
+                raise InvalidConnectionError(self.http_conn_id, f"its extra has {key}={value!r}",
+                                             f"Give {EXTRA_OPTIONS[key]}") from None
+        self.conn_options = options
         nested = extra.pop("headers", None)
         merged: dict[str, Any] = {**extra, **(nested if isinstance(nested, Mapping) else {})}
         merged.update(headers or {})
@@ -199,8 +211,8 @@ class HttpHook:
             extra_options: Mapping[str, Any] | None = None) -> HttpResponse:
         """Send the request and return its response; an error status raises :class:`HttpError`
         (unless ``check_response`` is False), as does a service that cannot be reached."""
-        options = check_extra_options(extra_options, self.dag_id, self.task_id)
         self.get_conn(check_headers(headers, self.dag_id, self.task_id))
+        options = {**self.conn_options, **check_extra_options(extra_options, self.dag_id, self.task_id)}
         url = self.url_from_endpoint(endpoint)
         body, url = self._body(check_data(data, self.dag_id, self.task_id), url)
         request = urllib.request.Request(url, data=body, method=self.method, headers=self._headers)
@@ -254,6 +266,18 @@ class HttpHook:
         if content_type is None:
             self._headers["Content-Type"] = "application/json"
         return json.dumps(data).encode("utf-8"), url
+
+
+def _from_text(key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if key == "timeout":
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return {"true": True, "false": False}.get(value.lower(), value) if key != "verify" or value.lower() in (
+        "true", "false") else value
 
 
 def _header_value(value: Any) -> str:
