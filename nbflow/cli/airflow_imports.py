@@ -38,11 +38,8 @@ RENAMED = {
 INSTEAD = {
     "days_ago": "use a fixed start_date (a date string or an aware datetime)",
     "AirflowFailException": "raise an exception and set retries=0 on the task",
-    "Variable": "read the value from the environment or a file",
-    "Connection": "read the credentials from the environment or a file",
     "BaseHook": "open the client inside the task",
     "XComArg": "pass a task's output (the value a @task call returns, or operator.output) instead",
-    "Param": "use plain params={...} values",
     "Dataset": "schedule on time, or trigger the run from the producing task",
     "Asset": "schedule on time, or trigger the run from the producing task",
     "EmailOperator": "send the mail from a @task, or use on_failure_callback",
