@@ -9,6 +9,9 @@ A sensor asks one question over and over (``poke``). How it waits between questi
   slot that other tasks could use. Its timeout counts from the first poke of the try, which the run
   driver keeps across reschedules (``ti.first_attempt_at``).
 
+``deferrable=True`` asks for the same thing as Airflow's deferrable sensors: that the wait hold no
+worker slot. nbflow has no separate triggerer, so it means ``mode="reschedule"``.
+
 Either way the sensor gives up after its own ``timeout`` (7 days unless told) with
 :class:`~nbflow.errors.SensorTimeoutError`, or ends as skipped when ``soft_fail=True``.
 """
@@ -56,7 +59,8 @@ class BaseSensor(BaseOperator):
     (seconds or timedelta the sensor may wait in all, default 7 days; for the limit on one
     execution use ``execution_timeout``), ``soft_fail`` (time out as skipped instead of failed),
     ``mode`` (``"poke"`` or ``"reschedule"``), ``exponential_backoff`` (double the wait after each
-    poke) and ``max_wait`` (the cap on that doubled wait).
+    poke), ``max_wait`` (the cap on that doubled wait) and ``deferrable`` (free the worker slot between
+    pokes: reschedule mode).
     """
 
     kind: ClassVar[str] = "sensor"
@@ -67,9 +71,10 @@ class BaseSensor(BaseOperator):
         poke_interval: float | timedelta = DEFAULT_POKE_INTERVAL,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         soft_fail: bool = False,
-        mode: str = "poke",
+        mode: str | None = None,
         exponential_backoff: bool = False,
         max_wait: float | timedelta | None = None,
+        deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
         # ``timeout`` is taken here and never passed on: BaseOperator reads it as an alias of
@@ -80,6 +85,16 @@ class BaseSensor(BaseOperator):
         self.poke_interval = self._seconds_option("poke_interval", poke_interval, positive=True)
         self.timeout = self._seconds_option("timeout", timeout, positive=False)
         self.max_wait = None if max_wait is None else self._seconds_option("max_wait", max_wait, positive=True)
+        if not isinstance(deferrable, bool):
+            raise InvalidOptionError("deferrable", deferrable, "give True or False", self.dag_id, self.task_id)
+        if deferrable and mode == "poke":
+            raise DagDefinitionError(
+                "deferrable=True frees the worker slot between pokes, which mode='poke' keeps; "
+                "leave mode out (deferrable means mode='reschedule').",
+                self.dag_id, self.task_id,
+            )
+        if mode is None:
+            mode = "reschedule" if deferrable else "poke"
         if mode not in MODES:
             raise DagDefinitionError(
                 f"mode={mode!r} is not a sensor mode. Use one of: "
@@ -88,6 +103,7 @@ class BaseSensor(BaseOperator):
                 self.dag_id, self.task_id,
             )
         self.mode = mode
+        self.deferrable = deferrable
         self.soft_fail = bool(soft_fail)
         self.exponential_backoff = bool(exponential_backoff)
 
