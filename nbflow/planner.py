@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from nbflow.states import TaskState, TriggerRule
 
@@ -43,15 +43,27 @@ class Plan:
 RUN, WAIT, SKIP, UPSTREAM_FAILED = "run", "wait", "skip", "upstream_failed"
 
 
-def judge(rule: TriggerRule, total: int, success: int, skipped: int, failed: int, done: int) -> str:
+def judge(
+    rule: TriggerRule, total: int, success: int, skipped: int, failed: int, done: int,
+    setups: int = 0, setup_success: int = 0, setup_skipped: int = 0,
+) -> str:
     """The verdict of a trigger rule over the direct upstream tasks' states.
 
     ``failed`` counts failed and upstream-failed tasks; ``done`` counts every finished one.
+    ``setups`` counts the upstream tasks that are setups (``setup_success`` of them succeeded,
+    ``setup_skipped`` were skipped); only ``all_done_setup_success`` reads them.
     """
     if total == 0 or rule is TriggerRule.ALWAYS:
         return RUN
     all_done = done >= total
     R = TriggerRule
+    if rule is R.ALL_DONE_SETUP_SUCCESS:
+        # Airflow's teardown rule: wait for everything, then release only what a setup made
+        if not all_done:
+            return WAIT
+        if setups and setup_skipped >= setups:
+            return SKIP
+        return UPSTREAM_FAILED if setups and not setup_success else RUN
     if rule is R.ALL_SUCCESS:
         return UPSTREAM_FAILED if failed else SKIP if skipped else RUN if success == total else WAIT
     if rule is R.ALL_FAILED:
@@ -77,7 +89,7 @@ def judge(rule: TriggerRule, total: int, success: int, skipped: int, failed: int
 
 def _verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: dict[str, Decision]) -> str:
     task = dag.task_dict[task_id]
-    success = skipped = failed = done = 0
+    success = skipped = failed = done = setups = setup_success = setup_skipped = 0
     for up in task.upstream_task_ids:
         state = states[up]
         decision = decisions.get(up)
@@ -91,7 +103,12 @@ def _verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: di
             failed += 1
         if state.finished:
             done += 1
-    return judge(task.trigger_rule, len(task.upstream_task_ids), success, skipped, failed, done)
+        if getattr(dag.task_dict[up], "is_setup", False):
+            setups += 1
+            setup_success += state is S.SUCCESS
+            setup_skipped += state is S.SKIPPED
+    return judge(task.trigger_rule, len(task.upstream_task_ids), success, skipped, failed, done,
+                 setups, setup_success, setup_skipped)
 
 
 _TO_STATE = {RUN: S.SCHEDULED, SKIP: S.SKIPPED, UPSTREAM_FAILED: S.UPSTREAM_FAILED}
@@ -140,7 +157,9 @@ def plan_after(
         decision = decisions.get(task_id)
         if decision is not None and decision.skip_all and not decision.followed and view[task_id] is S.SUCCESS:
             for descendant in descendants(dag, task_id):
-                if view[descendant] is S.NONE:
+                if getattr(dag.task_dict[descendant], "is_teardown", False):
+                    candidates.append(descendant)  # as in Airflow: a teardown still releases what was set up
+                elif view[descendant] is S.NONE:
                     view[descendant] = forced[descendant] = S.SKIPPED
         candidates.extend(dag.task_dict[task_id].downstream_task_ids)
     result = plan(dag, candidates, view, decisions)
@@ -161,8 +180,27 @@ def descendants(dag: DAG, task_id: str) -> list[str]:
 
 def run_outcome(dag: DAG, states: dict[str, TaskState]) -> TaskState | None:
     """``SUCCESS`` or ``FAILED`` once every task has finished, else ``None``. A run fails when one of
-    its leaf tasks failed or is upstream-failed, as in Airflow."""
+    its leaf tasks failed or is upstream-failed, as in Airflow.
+
+    Teardowns do not count (a failed clean-up does not undo the work), unless they have
+    ``on_failure_fail_dagrun``; and a task whose only downstream is such teardowns counts as a leaf,
+    so failed work still fails the run when its teardown succeeded."""
     if not all(state.finished for state in states.values()):
         return None
-    leaves = [t.task_id for t in dag.leaves]
-    return S.FAILED if any(states[leaf] in _FAILED for leaf in leaves) else S.SUCCESS
+    return S.FAILED if any(states[leaf] in _FAILED for leaf in effective_leaves(dag)) else S.SUCCESS
+
+
+def _judged(task: Any) -> bool:
+    """Whether ``task``'s state may decide its run's: any task but a teardown without
+    ``on_failure_fail_dagrun``."""
+    return not getattr(task, "is_teardown", False) or getattr(task, "on_failure_fail_dagrun", False)
+
+
+def effective_leaves(dag: DAG) -> list[str]:
+    """The tasks whose states decide a run's: those that count and have no downstream that counts
+    (Airflow's rule, where a teardown is left out of the run's state)."""
+    tasks = dag.task_dict
+    return [
+        task_id for task_id, task in tasks.items()
+        if _judged(task) and not any(_judged(tasks[down]) for down in task.downstream_task_ids)
+    ]

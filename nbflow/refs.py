@@ -46,6 +46,17 @@ class OutputRef:
                 "return a dict or list that contains it",
             ) from exc
 
+    def as_setup(self) -> OutputRef:
+        """Make the task behind this output a setup (see ``BaseOperator.as_setup``); returns the output."""
+        self.operator.as_setup()
+        return self
+
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool = False) -> OutputRef:
+        """Make the task behind this output a teardown (see ``BaseOperator.as_teardown``); returns the
+        output, so ``s >> work() >> cleanup().as_teardown(setups=s)`` chains on."""
+        self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
+        return self
+
     # Dependencies can be drawn with references as with operators: extract() >> load
     def __rshift__(self, other: Any) -> Any:
         return self.operator >> other

@@ -64,6 +64,9 @@ class TriggerRule(str, Enum):
     NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"  #: none failed, one succeeded
     NONE_SKIPPED = "none_skipped"        #: every upstream finished and none was skipped
     ALWAYS = "always"                    #: run regardless of upstream
+    #: every upstream finished and, if it has setup tasks upstream, at least one of them succeeded:
+    #: a teardown's rule, so the resource a setup made is released whatever the work did
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"
 
     def __str__(self) -> str:
         return self.value

@@ -51,18 +51,30 @@ CASES = [
     (R.NONE_SKIPPED, ["success", "running"], WAIT),
     (R.ALWAYS, ["running", "none"], RUN),
     (R.ALWAYS, ["failed", "failed"], RUN),
+    # "setup:<state>" is an upstream setup task; a teardown waits for all, then needs one setup to succeed
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:success", "failed"], RUN),
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:success", "running"], WAIT),
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:failed", "setup:success", "upstream_failed"], RUN),
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:failed", "upstream_failed"], UPSTREAM_FAILED),
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:failed", "setup:skipped", "skipped"], UPSTREAM_FAILED),
+    (R.ALL_DONE_SETUP_SUCCESS, ["setup:skipped", "skipped"], SKIP),
+    (R.ALL_DONE_SETUP_SUCCESS, ["failed", "skipped"], RUN),
 ]
 
 
 @pytest.mark.parametrize(("rule", "upstream", "verdict"), CASES, ids=[f"{c[0].value}-{'-'.join(c[1])}" for c in CASES])
 def test_trigger_rule_table(rule: TriggerRule, upstream: list[str], verdict: str) -> None:
-    states = [S(s) for s in upstream]
+    states = [S(s.removeprefix("setup:")) for s in upstream]
+    setups = [S(s.removeprefix("setup:")) for s in upstream if s.startswith("setup:")]
     counts = dict(
         total=len(states),
         success=sum(s is S.SUCCESS for s in states),
         skipped=sum(s is S.SKIPPED for s in states),
         failed=sum(s in (S.FAILED, S.UPSTREAM_FAILED) for s in states),
         done=sum(s.finished for s in states),
+        setups=len(setups),
+        setup_success=sum(s is S.SUCCESS for s in setups),
+        setup_skipped=sum(s is S.SKIPPED for s in setups),
     )
     assert judge(rule, **counts) == verdict
 
@@ -147,3 +159,47 @@ def test_run_outcome_waits_for_unfinished_tasks_and_judges_by_leaves() -> None:
     assert run_outcome(dag, states) is None
     states["e"] = S.SKIPPED
     assert run_outcome(dag, states) is S.SUCCESS
+
+
+def _setup_work_teardown(fail_dagrun: bool = False) -> DAG:
+    with DAG("setup_teardown") as dag:
+        s = EmptyOperator(task_id="s")
+        w = EmptyOperator(task_id="w")
+        t = EmptyOperator(task_id="t")
+        s >> w >> t.as_teardown(setups=s, on_failure_fail_dagrun=fail_dagrun)
+    return dag
+
+
+def test_setup_failure_makes_work_and_teardown_upstream_failed() -> None:
+    dag = _setup_work_teardown()
+    states = {"s": S.FAILED, "w": S.NONE, "t": S.NONE}
+    assert plan_after(dag, ["s"], states, {}).changes == {"w": S.UPSTREAM_FAILED, "t": S.UPSTREAM_FAILED}
+
+
+def test_teardown_waits_for_work_then_runs_whatever_it_did() -> None:
+    dag = _setup_work_teardown()
+    states = {"s": S.SUCCESS, "w": S.RUNNING, "t": S.NONE}
+    assert plan_after(dag, ["s"], states, {}).changes == {}
+    states["w"] = S.FAILED
+    assert plan_after(dag, ["w"], states, {}).ready == ["t"]
+
+
+def test_run_outcome_leaves_out_teardowns_unless_they_fail_the_run() -> None:
+    dag = _setup_work_teardown()
+    assert dag.task_dict["t"].trigger_rule is R.ALL_DONE_SETUP_SUCCESS
+    assert run_outcome(dag, {"s": S.SUCCESS, "w": S.SUCCESS, "t": S.FAILED}) is S.SUCCESS
+    assert run_outcome(dag, {"s": S.SUCCESS, "w": S.FAILED, "t": S.SUCCESS}) is S.FAILED
+    strict = _setup_work_teardown(fail_dagrun=True)
+    assert run_outcome(strict, {"s": S.SUCCESS, "w": S.SUCCESS, "t": S.FAILED}) is S.FAILED
+
+
+def test_short_circuit_skips_the_work_but_not_the_teardown() -> None:
+    with DAG("short_teardown") as dag:
+        s = EmptyOperator(task_id="s")
+        gate = EmptyOperator(task_id="gate")
+        w = EmptyOperator(task_id="w")
+        t = EmptyOperator(task_id="t")
+        s >> gate >> w >> t.as_teardown(setups=s)
+    states = {"s": S.SUCCESS, "gate": S.SUCCESS, "w": S.NONE, "t": S.NONE}
+    changes = plan_after(dag, ["gate"], states, {"gate": Decision(frozenset(), skip_all=True)}).changes
+    assert changes == {"w": S.SKIPPED, "t": S.SCHEDULED}

@@ -296,6 +296,8 @@ class BaseOperator:
         if self.wait_for_downstream:  # as in Airflow: waiting for the past run's downstream implies its own
             self.depends_on_past = True
         self.trigger_rule = TriggerRule.parse(self.trigger_rule, dag_id, task_id)
+        # a teardown's rule is its own; one given here is refused by as_teardown, not overwritten
+        self._trigger_rule_given = options.get("trigger_rule", UNSET) is not UNSET
         self.params = {**(defaults.get("params") or {}), **(params or {})}
         if dag is None:
             raise TaskOutsideDagError(task_id)
@@ -368,6 +370,62 @@ class BaseOperator:
         cap = _seconds(self.max_retry_delay)
         return min(base, cap) if cap is not None else base
 
+    # -- setup and teardown -----------------------------------------------------------------------
+
+    #: this task makes a resource its teardown releases (a cluster, a temporary table)
+    is_setup: bool = False
+    #: this task releases what its setups made; it runs once its upstream is done, whatever happened
+    is_teardown: bool = False
+    #: a teardown's failure fails its run (by default a teardown's state does not count)
+    on_failure_fail_dagrun: bool = False
+
+    def as_setup(self) -> BaseOperator:
+        """Make this task a setup, as in Airflow: a teardown it is upstream of runs once everything
+        before it is done, provided a setup of it succeeded. Returns the task, to chain on."""
+        if self.is_teardown:
+            raise DagDefinitionError("a task cannot be both a setup and a teardown; it is already a "
+                                     "teardown, so make another task the setup", self.dag_id, self.task_id)
+        self.is_setup = True
+        return self
+
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool = False) -> BaseOperator:
+        """Make this task a teardown, as in Airflow: it runs when all its upstream tasks are done,
+        whatever their states, unless none of its setups succeeded (trigger rule
+        ``all_done_setup_success``), and its own failure fails the run only with
+        ``on_failure_fail_dagrun=True``. ``setups`` (tasks, outputs of ``@task`` calls, or a list)
+        become setups upstream of this task. Returns the task, so ``setup >> work >> teardown.as_teardown(setups=setup)``
+        reads as the graph."""
+        where = (self.dag_id, self.task_id)
+        if self.is_setup:
+            raise DagDefinitionError("a task cannot be both a setup and a teardown; it is already a "
+                                     "setup, so make another task the teardown", *where)
+        if not isinstance(on_failure_fail_dagrun, bool):
+            raise InvalidOptionError("on_failure_fail_dagrun", on_failure_fail_dagrun, "True or False", *where)
+        if getattr(self, "_trigger_rule_given", False) and self.trigger_rule is not TriggerRule.ALL_DONE_SETUP_SUCCESS:
+            raise InvalidOptionError("trigger_rule", self.trigger_rule.value, "a teardown's trigger rule is "
+                                     "all_done_setup_success; leave trigger_rule out of a teardown", *where)
+        found: list[BaseOperator] = []
+        given = [] if setups is None else setups if isinstance(setups, (list, tuple, set, frozenset)) else [setups]
+        for item in given:
+            if isinstance(item, OutputRef):
+                item = item.operator
+            if not isinstance(item, BaseOperator):
+                raise DependencyError(f"as_teardown(setups={item!r}): a setup must be a task or the result of "
+                                      "a @task call (or a list of these)", *where)
+            if item is self:
+                raise DependencyError("a teardown cannot be its own setup", *where)
+            if item.is_teardown:
+                raise DagDefinitionError(f"as_teardown(setups=...): task '{item.task_id}' is a teardown and "
+                                         "cannot also be a setup", *where)
+            found.append(item)
+        self.is_teardown = True
+        self.on_failure_fail_dagrun = on_failure_fail_dagrun
+        self.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
+        for item in found:
+            item.as_setup()
+            item.set_downstream(self)
+        return self
+
     # -- running ----------------------------------------------------------------------------------
 
     def execute(self, context: dict[str, Any]) -> Any:
@@ -391,6 +449,9 @@ class BaseOperator:
             "group": self.group_id,
             "trigger_rule": self.trigger_rule.value,
             "retries": self.retries,
+            "is_setup": self.is_setup,
+            "is_teardown": self.is_teardown,
+            "on_failure_fail_dagrun": self.on_failure_fail_dagrun,
             "upstream": sorted(self.upstream_task_ids),
             "doc": (self.doc_md or "")[:2000] or None,
         }
