@@ -12,7 +12,7 @@ from typing import Any
 # The submodule nbflow.dag and the decorator nbflow.dag share a name: import the module first, then
 # bind the decorator, so that `from nbflow import dag` always gives the decorator.
 from nbflow.dag import DAG
-from nbflow.decorators import dag, task
+from nbflow.decorators import dag, setup, task, teardown
 
 __version__ = "0.1.0"
 
@@ -36,8 +36,10 @@ __all__ = [
     "get_current_context",
     "literal",
     "output",
+    "setup",
     "task",
     "task_group",
+    "teardown",
 ]
 
 _WHERE = {

@@ -48,15 +48,22 @@ def _returns_dict(function: Callable[..., Any]) -> bool:
 class TaskDefinition(Generic[F]):
     """What ``@task`` returns: a function that becomes a task each time it is called in a DAG."""
 
-    def __init__(self, function: F, operator_class: type[BaseOperator], options: dict[str, Any]) -> None:
+    def __init__(
+        self, function: F, operator_class: type[BaseOperator], options: dict[str, Any],
+        role: str | None = None, on_failure_fail_dagrun: bool = False,
+    ) -> None:
         functools.update_wrapper(self, function)
         self.function = function
         self.operator_class = operator_class
         self.options = options
+        #: "setup" or "teardown" (``@setup`` / ``@teardown``): what each task made from it becomes
+        self.role = role
+        self.on_failure_fail_dagrun = on_failure_fail_dagrun
 
     def override(self, **options: Any) -> TaskDefinition[F]:
         """The same task with other options, e.g. ``extract.override(task_id="extract_eu")()``."""
-        return TaskDefinition(self.function, self.operator_class, {**self.options, **options})
+        return TaskDefinition(self.function, self.operator_class, {**self.options, **options},
+                              self.role, self.on_failure_fail_dagrun)
 
     def __call__(self, *args: Any, **kwargs: Any) -> OutputRef:
         options = dict(self.options)
@@ -70,6 +77,10 @@ class TaskDefinition(Generic[F]):
         operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **options
         )
+        if self.role == "setup":
+            operator.as_setup()
+        elif self.role == "teardown":
+            operator.as_teardown(on_failure_fail_dagrun=self.on_failure_fail_dagrun)
         return OutputRef(operator)
 
     def __repr__(self) -> str:
@@ -225,6 +236,48 @@ def _operator_for(kind: str) -> type[BaseOperator]:
 
 
 task = _TaskDecorator()
+
+
+def _with_role(function: Any, role: str, on_failure_fail_dagrun: bool = False) -> TaskDefinition[Any]:
+    """``function`` (a plain function, made a ``@task``, or a ``@task...`` definition) as a setup or
+    teardown definition."""
+    if isinstance(function, TaskDefinition):
+        if function.role not in (None, role):
+            from nbflow.errors import DagDefinitionError
+
+            raise DagDefinitionError(f"task '{function.function.__name__}' cannot be both a setup and a "
+                                     "teardown; keep one of @setup and @teardown")
+        return TaskDefinition(function.function, function.operator_class, dict(function.options), role,
+                              on_failure_fail_dagrun)
+    if not callable(function):
+        from nbflow.errors import DagDefinitionError
+
+        raise DagDefinitionError(f"@{role} decorates a function or a @task, not {function!r}")
+    return TaskDefinition(function, _operator_for("python"), {}, role, on_failure_fail_dagrun)
+
+
+def setup(function: Any = None) -> Any:
+    """``@setup``: a task (a plain function, or over ``@task(...)`` / ``@task.bash``) that makes what
+    its teardowns release, as Airflow's ``@setup``; the same as calling ``.as_setup()`` on each task
+    made from it."""
+    if function is None:
+        return lambda fn: _with_role(fn, "setup")
+    return _with_role(function, "setup")
+
+
+def teardown(function: Any = None, *, on_failure_fail_dagrun: bool = False) -> Any:
+    """``@teardown`` or ``@teardown(on_failure_fail_dagrun=True)``: a task that releases what its
+    setups made; it runs once its upstream is done whatever the outcome, provided a setup of it
+    succeeded, and its failure fails the run only with ``on_failure_fail_dagrun``. Wire its setups
+    with ``.as_teardown(setups=...)`` on its output or with ``>>``."""
+    if not isinstance(on_failure_fail_dagrun, bool):
+        from nbflow.errors import InvalidOptionError
+
+        raise InvalidOptionError("on_failure_fail_dagrun", on_failure_fail_dagrun, "True or False",
+                                 task_id=getattr(function, "__name__", None), via="@teardown")
+    if function is None:
+        return lambda fn: _with_role(fn, "teardown", on_failure_fail_dagrun)
+    return _with_role(function, "teardown", on_failure_fail_dagrun)
 
 
 class DagFactory:

@@ -51,7 +51,7 @@ class OutputRef:
         self.operator.as_setup()
         return self
 
-    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool = False) -> OutputRef:
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> OutputRef:
         """Make the task behind this output a teardown (see ``BaseOperator.as_teardown``); returns the
         output, so ``s >> work() >> cleanup().as_teardown(setups=s)`` chains on."""
         self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)

@@ -248,3 +248,26 @@ def test_multiple_outputs_is_inferred_from_a_dict_return_annotation_and_checked(
     with pytest.raises(InvalidOptionError, match="multiple_outputs='yes' is not allowed: True or False"):
         with DAG("bad_flag", timezone="UTC"):
             task(multiple_outputs="yes")(flagged)()
+
+
+def test_setup_and_teardown_decorators_keep_the_function_and_their_role() -> None:
+    from nbflow import setup, teardown
+
+    @setup
+    def create() -> str:
+        """Makes a table."""
+        return "t"
+
+    @teardown(on_failure_fail_dagrun=True)
+    def drop(name: str) -> None: ...
+
+    assert isinstance(create, TaskDefinition) and create.__wrapped__() == "t"
+    assert create.__doc__ == "Makes a table."
+    assert (create.role, drop.role, drop.on_failure_fail_dagrun) == ("setup", "teardown", True)
+    renamed = drop.override(task_id="drop_eu")
+    assert (renamed.role, renamed.on_failure_fail_dagrun) == ("teardown", True)
+    with DAG("roles") as d:
+        drop(create()) >> drop.override(task_id="drop_eu")()
+    assert d.task_dict["create"].is_setup
+    assert d.task_dict["drop"].is_teardown and d.task_dict["drop_eu"].on_failure_fail_dagrun
+    assert d.task_dict["drop"].upstream_task_ids == {"create"}

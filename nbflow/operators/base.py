@@ -388,18 +388,18 @@ class BaseOperator:
         self.is_setup = True
         return self
 
-    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool = False) -> BaseOperator:
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> BaseOperator:
         """Make this task a teardown, as in Airflow: it runs when all its upstream tasks are done,
         whatever their states, unless none of its setups succeeded (trigger rule
-        ``all_done_setup_success``), and its own failure fails the run only with
-        ``on_failure_fail_dagrun=True``. ``setups`` (tasks, outputs of ``@task`` calls, or a list)
-        become setups upstream of this task. Returns the task, so ``setup >> work >> teardown.as_teardown(setups=setup)``
-        reads as the graph."""
+        ``all_done_setup_success``). Its own failure fails the run only with
+        ``on_failure_fail_dagrun=True`` (left out, it stays as it was). ``setups`` (tasks, outputs
+        of ``@task`` calls, or a list) become setups upstream of this task. Returns the task, so
+        ``setup >> work >> teardown.as_teardown(setups=setup)`` reads as the graph."""
         where = (self.dag_id, self.task_id)
         if self.is_setup:
             raise DagDefinitionError("a task cannot be both a setup and a teardown; it is already a "
                                      "setup, so make another task the teardown", *where)
-        if not isinstance(on_failure_fail_dagrun, bool):
+        if on_failure_fail_dagrun is not None and not isinstance(on_failure_fail_dagrun, bool):
             raise InvalidOptionError("on_failure_fail_dagrun", on_failure_fail_dagrun, "True or False", *where)
         if getattr(self, "_trigger_rule_given", False) and self.trigger_rule is not TriggerRule.ALL_DONE_SETUP_SUCCESS:
             raise InvalidOptionError("trigger_rule", self.trigger_rule.value, "a teardown's trigger rule is "
@@ -419,7 +419,8 @@ class BaseOperator:
                                          "cannot also be a setup", *where)
             found.append(item)
         self.is_teardown = True
-        self.on_failure_fail_dagrun = on_failure_fail_dagrun
+        if on_failure_fail_dagrun is not None:  # left out: as it was (a second call keeps the first's)
+            self.on_failure_fail_dagrun = on_failure_fail_dagrun
         self.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
         for item in found:
             item.as_setup()
