@@ -44,6 +44,8 @@ UNCHECKED = {"nbflow", "nbflow.examples"}
 RUNTIME_HELPERS = {
     ("nbflow.operators.notebook", "nbflow.notebook"): "a notebook task runs papermill when it runs",
     ("nbflow.sensors.external", "nbflow.store"): "an ExternalTaskSensor reads another DAG's runs when it pokes",
+    ("nbflow.operators.trigger_dagrun", "nbflow.engine"): "a TriggerDagRunOperator makes the other DAG's run when it runs",
+    ("nbflow.operators.trigger_dagrun", "nbflow.store"): "a TriggerDagRunOperator watches the run it made when it waits",
     ("nbflow.connection", "nbflow.store"): "Connection.get reads the store when a task asks for a connection",
     ("nbflow.variable", "nbflow.store"): "Variable.get and set reach the store when a task calls them",
 }

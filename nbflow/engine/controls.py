@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import InvalidRequestError, NotFoundError, RunNotFoundError
-from nbflow.planner import descendants, run_outcome, setups_and_teardowns
+from nbflow.planner import descendants, run_outcome
 from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from nbflow.store import Store
 
 __all__ = [
-    "Changes", "clear", "delete_pool", "list_pools", "live_schedulers", "mark", "pause", "scheduler_alive",
+    "Changes", "clear", "delete_pool", "find_dag", "list_pools", "live_schedulers", "mark", "pause", "scheduler_alive",
     "set_pool", "trigger", "unpause",
 ]
 
@@ -126,12 +126,8 @@ def _pick_runs(dag: DAG, store: Store, start: Any, end: Any, run_id: str | None)
     return sorted(rows, key=lambda row: (row["logical_date"], row["id"]))
 
 
-def _chosen_tasks(
-    dag: DAG, task_ids: Iterable[str] | None, downstream: bool, with_setups: bool = False,
-) -> list[str]:
-    """The named tasks (default all), with their descendants when ``downstream`` and, with
-    ``with_setups``, the setups and teardowns each needs (``setups_and_teardowns``), in dependency
-    order."""
+def _chosen_tasks(dag: DAG, task_ids: Iterable[str] | None, downstream: bool) -> list[str]:
+    """The named tasks (default all), with their descendants when ``downstream``, in dependency order."""
     named = list(task_ids) if task_ids else list(dag.task_dict)
     for task_id in named:
         dag.get_task(task_id)  # an unknown task id raises, naming the DAG's tasks
@@ -139,9 +135,6 @@ def _chosen_tasks(
     if downstream:
         for task_id in named:
             chosen.update(descendants(dag, task_id))
-    if with_setups:
-        for task_id in list(chosen):
-            chosen.update(setups_and_teardowns(dag, task_id))
     return [task_id for task_id in dag.topological_order() if task_id in chosen]
 
 
@@ -162,13 +155,12 @@ def clear(
     Picks the run ``run_id``, or every run whose logical date is in [``start``, ``end``] (a date
     given as ``YYYY-MM-DD`` means the whole day; an end left out is open; test runs are left out),
     and in each the tasks ``task_ids`` (default all), with their descendants when ``downstream``
-    (what used the bad data must be redone too) and the setups and teardowns they need (as in
-    Airflow: the resource is made again for the work and released after it), only those that
-    failed or are upstream-failed when ``only_failed``. Each goes back to ``none`` with fresh retries, its output is dropped, and
+    (what used the bad data must be redone too), only those that failed or are upstream-failed
+    when ``only_failed``. Each goes back to ``none`` with fresh retries, its output is dropped, and
     its run goes back to ``queued`` for a scheduler to run. Past tries stay in the history, so the
     next try is numbered after them. Task instances a host holds are skipped and reported.
     """
-    chosen = _chosen_tasks(dag, task_ids, downstream, with_setups=True)
+    chosen = _chosen_tasks(dag, task_ids, downstream)
     order = {task_id: i for i, task_id in enumerate(chosen)}
     result = Changes()
     with _opened(store) as s:
@@ -275,12 +267,14 @@ def trigger(
     *,
     conf: dict[str, Any] | None = None,
     logical_date: Any = None,
+    run_id: str | None = None,
     store: Store | None = None,
 ) -> str:
     """Queue a manual run of ``dag`` (logical date: now, unless given) and return its run id.
 
     Nothing runs here: a scheduler host picks the run up, so the caller returns at once and the run
-    survives the caller's process. Use :func:`scheduler_alive` to know whether one will.
+    survives the caller's process. Use :func:`scheduler_alive` to know whether one will. A given
+    ``run_id`` is used as is; one the DAG has already is refused (clear that run to run it again).
     """
     from nbflow.dagrun import check_conf
     from nbflow.params import run_params
@@ -293,9 +287,51 @@ def trigger(
     when = logical_date_of(dag, logical_date)
     with _opened(store) as s:
         sync_dag(s, dag, source_kind=source_kind(dag))
-        new = create_run(s, dag, when, run_type="manual", conf=conf)
-        assert new is not None  # manual runs are numbered, never found existing
+        if run_id is not None and not str(run_id).strip():
+            raise InvalidRequestError("a run id must not be empty; leave it out to have one made", dag.dag_id)
+        new = create_run(s, dag, when, run_type="manual", conf=conf, run_id=run_id)
+        if new is None:  # only a given run id can be taken: manual runs are otherwise numbered
+            raise InvalidRequestError(
+                f"it has a run '{run_id}' already; clear that run to run it again "
+                "(TriggerDagRunOperator: reset_dag_run=True), or give another run id", dag.dag_id,
+            )
         return new.run_id
+
+
+def find_dag(dag_id: str, *, store: Store | None = None) -> DAG:
+    """The DAG object of ``dag_id``, for a task that acts on another DAG (``TriggerDagRunOperator``,
+    ``ExternalTaskMarker``): a DAG built in this process (a kernel, a host given its DAGs) first, else
+    the file the store says defines it, else ``dags_folder``, each file loaded in a separate process
+    within ``dag_file_timeout`` as a scheduler host loads it."""
+    from pathlib import Path
+
+    from nbflow.context import built_dags
+    from nbflow.engine.dagparsing import DagFileParser
+    from nbflow.engine.discovery import collect
+    from nbflow.errors import DagImportError, DagNotFoundError
+    from nbflow.settings import get_settings
+
+    built = built_dags().get(dag_id)
+    if built is not None:
+        return built
+    settings = get_settings()
+    parse = DagFileParser(settings.dag_file_timeout)
+    with _opened(store) as s:
+        row = s.get_dag(dag_id)
+        fileloc = (row or {}).get("fileloc") or ""
+        if fileloc.endswith((".py", ".ipynb")) and Path(fileloc).is_file():
+            dags, failure = parse([Path(fileloc)])[str(Path(fileloc).resolve())]
+            if failure is not None:
+                raise DagImportError(fileloc, failure.summary, dag_id=dag_id)
+            for dag in dags:
+                if dag.dag_id == dag_id:
+                    return dag
+        folder = Path(settings.dags_folder).expanduser()
+        bag = collect([folder], load=parse) if folder.is_dir() else None
+        if bag is not None and dag_id in bag.dags:
+            return bag.dags[dag_id]
+        known = sorted({r["dag_id"] for r in s.list_dags()} | set(bag.dags if bag else ()))
+    raise DagNotFoundError(dag_id, known)
 
 
 # -- scheduler hosts --------------------------------------------------------------------------------

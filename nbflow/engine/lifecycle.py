@@ -57,25 +57,28 @@ def task_rows(dag: DAG) -> list[dict[str, Any]]:
 
 def create_run(
     store: Store, dag: DAG, logical_date: datetime, *, run_type: str, conf: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> NewRun | None:
     """Create a queued run of ``dag`` at ``logical_date`` with all its task rows.
 
     For scheduled and backfill runs, None when that run exists already (another host, or an earlier
     backfill, made it). Other kinds always make a new run, numbering its id past the ones taken; the
-    store's unique (dag, run id) decides between two creators racing for one number.
+    store's unique (dag, run id) decides between two creators racing for one number. A ``run_id``
+    given by the caller (a ``TriggerDagRunOperator``'s ``trigger_run_id``) is used as is: None when
+    the DAG has a run of that id already.
     """
     start, end = dag.timetable.data_interval(logical_date)
     rows = task_rows(dag)
     attempt = 1
     while True:
-        run_id = run_id_for(run_type, logical_date, attempt)
+        this_id = run_id if run_id is not None else run_id_for(run_type, logical_date, attempt)
         run_pk = store.create_run(
-            dag_id=dag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
+            dag_id=dag.dag_id, run_id=this_id, run_type=run_type, logical_date=logical_date,
             data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
             state=RunState.QUEUED.value, task_rows=rows, if_absent=True,
         )
         if run_pk is not None:
-            return NewRun(run_id, run_pk)
-        if run_type in IDEMPOTENT_RUN_TYPES:
+            return NewRun(this_id, run_pk)
+        if run_id is not None or run_type in IDEMPOTENT_RUN_TYPES:
             return None
         attempt += 1

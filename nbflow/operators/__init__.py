@@ -25,6 +25,7 @@ __all__ = [
     "PythonVirtualenvOperator",
     "ShortCircuitOperator",
     "SimpleHttpOperator",
+    "TriggerDagRunOperator",
     "WeekDay",
 ]
 
@@ -45,6 +46,7 @@ _WHERE = {
     "PythonVirtualenvOperator": "nbflow.operators.external_python",
     "ShortCircuitOperator": "nbflow.operators.branch",
     "SimpleHttpOperator": "nbflow.operators.http",
+    "TriggerDagRunOperator": "nbflow.operators.trigger_dagrun",
     "WeekDay": "nbflow.operators.timebranch",
 }
 
