@@ -178,6 +178,39 @@ def descendants(dag: DAG, task_id: str) -> list[str]:
     return sorted(seen)
 
 
+def _relatives(dag: DAG, task_id: str, upstream: bool) -> set[str]:
+    seen: set[str] = set()
+    stack = [task_id]
+    while stack:
+        task = dag.task_dict[stack.pop()]
+        for other in task.upstream_task_ids if upstream else task.downstream_task_ids:
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
+    return seen
+
+
+def setups_and_teardowns(dag: DAG, task_id: str) -> set[str]:
+    """What clearing ``task_id`` clears with it, as in Airflow: a setup's teardowns; for a work task,
+    the setups upstream of it whose teardown is downstream of it (or that have none), with their
+    teardowns, so that the work runs again on a resource made again and released again."""
+    tasks = dag.task_dict
+    task = tasks[task_id]
+    if getattr(task, "is_setup", False):
+        return {t for t in task.downstream_task_ids if getattr(tasks[t], "is_teardown", False)}
+    if getattr(task, "is_teardown", False):
+        return set()
+    later_teardowns = {t for t in _relatives(dag, task_id, upstream=False) if getattr(tasks[t], "is_teardown", False)}
+    found: set[str] = set()
+    for up in _relatives(dag, task_id, upstream=True):
+        if not getattr(tasks[up], "is_setup", False):
+            continue
+        teardowns = {t for t in tasks[up].downstream_task_ids if getattr(tasks[t], "is_teardown", False)}
+        if not teardowns or teardowns & later_teardowns:
+            found |= {up, *teardowns}
+    return found
+
+
 def run_outcome(dag: DAG, states: dict[str, TaskState]) -> TaskState | None:
     """``SUCCESS`` or ``FAILED`` once every task has finished, else ``None``. A run fails when one of
     its leaf tasks failed or is upstream-failed, as in Airflow.

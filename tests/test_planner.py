@@ -203,3 +203,23 @@ def test_short_circuit_skips_the_work_but_not_the_teardown() -> None:
     states = {"s": S.SUCCESS, "gate": S.SUCCESS, "w": S.NONE, "t": S.NONE}
     changes = plan_after(dag, ["gate"], states, {"gate": Decision(frozenset(), skip_all=True)}).changes
     assert changes == {"w": S.SKIPPED, "t": S.SCHEDULED}
+
+
+def test_setups_and_teardowns_cleared_with_a_task_are_those_around_it() -> None:
+    from nbflow.planner import setups_and_teardowns
+
+    with DAG("clear_scope") as dag:
+        s1 = EmptyOperator(task_id="s1")
+        s2 = EmptyOperator(task_id="s2")
+        w = EmptyOperator(task_id="w")
+        after = EmptyOperator(task_id="after")
+        t1 = EmptyOperator(task_id="t1")
+        t2 = EmptyOperator(task_id="t2")
+        s1 >> w >> t1.as_teardown(setups=s1)
+        s2 >> t2.as_teardown(setups=s2)  # its teardown is not downstream of w
+        s2 >> w
+        t1 >> after
+    assert setups_and_teardowns(dag, "w") == {"s1", "t1"}
+    assert setups_and_teardowns(dag, "s2") == {"t2"}
+    assert setups_and_teardowns(dag, "t1") == set()
+    assert setups_and_teardowns(dag, "after") == set()  # past the teardowns: nothing to set up again

@@ -168,3 +168,20 @@ def test_a_teardown_keeps_its_own_trigger_rule() -> None:
 
         with pytest.raises(InvalidOptionError, match="cleanup.*trigger_rule"):
             cleanup()
+
+
+def test_clearing_work_clears_its_setup_and_teardown(nbflow_home: Path, tmp_path: Path) -> None:
+    from nbflow.engine import controls
+
+    d = _flow(tmp_path, work_fails=True)
+    with d:
+        EmptyOperator(task_id="unrelated")
+    run = d.test()
+    preview = controls.clear(d, run_id=run.run_id, task_ids=["work"], dry_run=True)
+    assert list(preview) == [(run.run_id, "create"), (run.run_id, "work"), (run.run_id, "release")]
+    # the setup itself brings its teardown; the teardown alone is only itself
+    assert [t for _, t in controls.clear(d, run_id=run.run_id, task_ids=["create"], dry_run=True)] == [
+        "create", "release"]
+    assert [t for _, t in controls.clear(d, run_id=run.run_id, task_ids=["release"], dry_run=True)] == ["release"]
+    # marking by hand is not clearing: it changes only what it names
+    assert [t for _, t in controls.mark(d, run.run_id, ["work"], "success")] == ["work"]

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import InvalidRequestError, NotFoundError, RunNotFoundError
-from nbflow.planner import descendants, run_outcome
+from nbflow.planner import descendants, run_outcome, setups_and_teardowns
 from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
@@ -126,8 +126,12 @@ def _pick_runs(dag: DAG, store: Store, start: Any, end: Any, run_id: str | None)
     return sorted(rows, key=lambda row: (row["logical_date"], row["id"]))
 
 
-def _chosen_tasks(dag: DAG, task_ids: Iterable[str] | None, downstream: bool) -> list[str]:
-    """The named tasks (default all), with their descendants when ``downstream``, in dependency order."""
+def _chosen_tasks(
+    dag: DAG, task_ids: Iterable[str] | None, downstream: bool, with_setups: bool = False,
+) -> list[str]:
+    """The named tasks (default all), with their descendants when ``downstream`` and, with
+    ``with_setups``, the setups and teardowns each needs (``setups_and_teardowns``), in dependency
+    order."""
     named = list(task_ids) if task_ids else list(dag.task_dict)
     for task_id in named:
         dag.get_task(task_id)  # an unknown task id raises, naming the DAG's tasks
@@ -135,6 +139,9 @@ def _chosen_tasks(dag: DAG, task_ids: Iterable[str] | None, downstream: bool) ->
     if downstream:
         for task_id in named:
             chosen.update(descendants(dag, task_id))
+    if with_setups:
+        for task_id in list(chosen):
+            chosen.update(setups_and_teardowns(dag, task_id))
     return [task_id for task_id in dag.topological_order() if task_id in chosen]
 
 
@@ -155,12 +162,14 @@ def clear(
     Picks the run ``run_id``, or every run whose logical date is in [``start``, ``end``] (a date
     given as ``YYYY-MM-DD`` means the whole day; an end left out is open; test runs are left out),
     and in each the tasks ``task_ids`` (default all), with their descendants when ``downstream``
-    (what used the bad data must be redone too), only those that failed or are upstream-failed
-    when ``only_failed``. Each goes back to ``none`` with fresh retries, its output is dropped, and
-    its run goes back to ``queued`` for a scheduler to run. Past tries stay in the history, so the
-    next try is numbered after them. Task instances a host holds are skipped and reported.
+    (what used the bad data must be redone too) and the setups and teardowns they need (as in
+    Airflow: the resource is made again for the work and released after it), only those that
+    failed or are upstream-failed when ``only_failed``. Each goes back to ``none`` with fresh
+    retries, its output is dropped, and its run goes back to ``queued`` for a scheduler to run. Past
+    tries stay in the history, so the next try is numbered after them. Task instances a host holds
+    are skipped and reported.
     """
-    chosen = _chosen_tasks(dag, task_ids, downstream)
+    chosen = _chosen_tasks(dag, task_ids, downstream, with_setups=True)
     order = {task_id: i for i, task_id in enumerate(chosen)}
     result = Changes()
     with _opened(store) as s:
