@@ -17,9 +17,14 @@ from nbflow.decorators import dag, setup, task, teardown
 __version__ = "0.1.0"
 
 __all__ = [
+    "Asset",
+    "AssetAll",
+    "AssetAny",
+    "AssetOrTimeSchedule",
     "Connection",
     "DAG",
     "DagRun",
+    "Dataset",
     "Label",
     "NbflowError",
     "Param",
@@ -43,6 +48,11 @@ __all__ = [
 ]
 
 _WHERE = {
+    "Asset": "nbflow.assets",
+    "AssetAll": "nbflow.assets",
+    "AssetAny": "nbflow.assets",
+    "AssetOrTimeSchedule": "nbflow.assets",
+    "Dataset": "nbflow.assets",
     "Connection": "nbflow.connection",
     "DagRun": "nbflow.dagrun",
     "Label": "nbflow.edgemodifier",

@@ -20,7 +20,8 @@ The tree::
     │   ├── ScheduleError                a bad cron (.field names the bad field) or schedule value
     │   ├── TimezoneError                an unknown IANA time zone
     │   ├── DependencyError              an edge to something that is not a task of this DAG
-    │   └── InvalidOptionError           a task or DAG option out of range (.option, .value, .allowed)
+    │   ├── InvalidOptionError           a task or DAG option out of range (.option, .value, .allowed)
+    │   └── InvalidAssetError            an asset URI or asset schedule that cannot be used (.uri)
     ├── NotFoundError                    asked for something the DAG or the store does not have
     │   ├── DagNotFoundError
     │   ├── TaskNotFoundError
@@ -248,6 +249,15 @@ class InvalidOptionError(DagDefinitionError):
         self.option, self.value, self.allowed = option, repr(value), allowed
         source = f" (from {via})" if via else ""
         super().__init__(f"{option}={value!r}{source} is not allowed: {allowed}.", dag_id, task_id)
+
+
+class InvalidAssetError(DagDefinitionError):
+    """An asset that cannot be named this way (``Asset(uri)`` with a URI that has an empty path, a
+    space, ...), or an asset schedule or outlet built from something that is not an asset."""
+
+    def __init__(self, uri: Any, problem: str, dag_id: str | None = None, task_id: str | None = None) -> None:
+        self.uri, self.problem = repr(uri), problem
+        super().__init__(f"asset {uri!r} is not valid: {problem}.", dag_id, task_id)
 
 
 class NotFoundError(NbflowError):

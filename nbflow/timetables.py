@@ -246,6 +246,8 @@ class Timetable(abc.ABC):
     tz: tzinfo
     description: str
     periodic: bool = True
+    #: the asset condition (:mod:`nbflow.assets`) that also starts runs; None for time alone
+    asset_condition: Any = None
 
     @abc.abstractmethod
     def next_after(self, after: datetime) -> datetime | None:
@@ -403,6 +405,54 @@ class NullTimetable(Timetable):
         return None
 
 
+class AssetTriggeredTimetable(Timetable):
+    """``schedule=asset`` (a list, or a condition): no runs on time, one run each time the
+    condition holds over new asset events (the scheduler decides that against the store)."""
+
+    periodic = False
+
+    def __init__(self, condition: Any, tz: tzinfo) -> None:
+        self.tz = tz
+        self.asset_condition = condition
+        self.description = f"assets: {condition.expression()}"
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.description,)
+
+    def next_after(self, after: datetime) -> datetime | None:
+        return None
+
+    def previous_before(self, at: datetime) -> datetime | None:
+        return None
+
+
+class AssetOrTimeTimetable(Timetable):
+    """:class:`~nbflow.assets.AssetOrTimeSchedule`: the times of ``inner``, and the asset condition too."""
+
+    def __init__(self, inner: Timetable, condition: Any) -> None:
+        self.inner = inner
+        self.tz = inner.tz
+        self.periodic = inner.periodic
+        self.asset_condition = condition
+        self.description = f"{inner.description} or assets: {condition.expression()}"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.inner.summary}, or when assets {self.asset_condition.expression()} are updated"
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.inner._key(), self.description)
+
+    def next_after(self, after: datetime) -> datetime | None:
+        return self.inner.next_after(after)
+
+    def previous_before(self, at: datetime) -> datetime | None:
+        return self.inner.previous_before(at)
+
+    def iter_after(self, after: datetime) -> Iterator[datetime]:
+        return self.inner.iter_after(after)
+
+
 def make_timetable(
     schedule: Any, tz: tzinfo, start_date: datetime | None = None, dag_id: str | None = None
 ) -> Timetable:
@@ -414,6 +464,16 @@ def make_timetable(
     """
     if isinstance(schedule, Timetable):
         return schedule
+    from nbflow.assets import AssetOrTimeSchedule, BaseAsset, as_condition, is_asset_schedule
+
+    if isinstance(schedule, AssetOrTimeSchedule):
+        return AssetOrTimeTimetable(make_timetable(schedule.timetable, tz, start_date, dag_id), schedule.assets)
+    if is_asset_schedule(schedule):
+        return AssetTriggeredTimetable(as_condition(schedule, dag_id), tz)
+    if isinstance(schedule, (list, tuple)) and any(isinstance(v, BaseAsset) for v in schedule):
+        as_condition(schedule, dag_id)  # raises, naming the item that is not an asset
+    if isinstance(schedule, (list, tuple)):
+        raise ScheduleError(schedule, "a list schedule lists assets: write schedule=[Asset('uri'), ...]", dag_id)
     if schedule is None or (isinstance(schedule, str) and schedule.strip() == "None"):
         return NullTimetable(tz)
     if isinstance(schedule, str):

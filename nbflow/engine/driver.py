@@ -47,7 +47,7 @@ S = TaskState
 #: A crash can lose at most this much bookkeeping; those tasks are found by their stale heartbeat.
 FLUSH_INTERVAL = 0.02
 #: the runs a task with depends_on_past looks back at, and the states that let it go on
-PAST_RUN_TYPES = ("scheduled", "manual", "backfill")
+PAST_RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered")
 PAST_DONE = ("success", "skipped")
 
 
@@ -123,6 +123,10 @@ class RunDriver:
         self._outputs: list[dict[str, Any]] = []
         self._xcoms: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
+        self._asset_events: list[dict[str, Any]] = []   # of successful tasks' outlets
+        #: whether this driver recorded asset events (its host then looks at asset schedules at once)
+        self.emitted_assets = False
+        self._triggering: dict[str, list[dict[str, Any]]] | None = None  # read once, asset-triggered runs only
         self._run_changes: dict[str, Any] = {}
         self._last_flush = 0.0
         self._outputs_loaded = False
@@ -339,8 +343,17 @@ class RunDriver:
             pushed={tid: self.pushed[tid] for tid in upstream if tid in self.pushed},
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
+            triggering_asset_events=self._triggering_events(),
         )
         executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
+
+    def _triggering_events(self) -> dict[str, list[dict[str, Any]]]:
+        """The events that started this run, read once per run and only for asset-triggered runs."""
+        if self.run_type != "asset_triggered":
+            return {}
+        if self._triggering is None:
+            self._triggering = self.store.triggering_asset_events(self.run_pk)
+        return self._triggering
 
     def _upstream_outputs(self, task: Any) -> dict[str, tuple[str, str | bytes]]:
         needed = set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
@@ -479,6 +492,8 @@ class RunDriver:
         path = self._log_path(task_id, try_number)
         common["log_path"] = path if logged or path in self._appended else None
         self._set(task_id, state, error=error_text, **common)
+        if state is S.SUCCESS and task.outlets:
+            self._emit_outlets(task)
         if task_id in self._taken_over:
             # the try ran on the dead host: its row keeps the start and host its claim wrote
             self._taken_over.discard(task_id)
@@ -486,6 +501,15 @@ class RunDriver:
         else:
             self._record_try(task_id, state, start, error_text, common)
         return task_id if verdict.final else None
+
+    def _emit_outlets(self, task: Any) -> None:
+        """One asset event per outlet of a task that succeeded, written with its outcome."""
+        self.emitted_assets = True
+        for asset in task.outlets:
+            self._asset_events.append({
+                "uri": asset.uri, "asset_extra": asset.extra, "source": "task", "extra": {},
+                "source_dag_id": self.dag.dag_id, "source_run_id": self.run_id, "source_task_id": task.task_id,
+            })
 
     def _reschedule(self, task_id: str, when: datetime, common: dict[str, Any], logged: bool) -> None:
         """A sensor gave its slot back: run it again at ``when``, in the same try."""
@@ -718,7 +742,7 @@ class RunDriver:
 
     def pending(self) -> bool:
         return bool(self._task_changes or self._tries or self._outputs or self._xcoms or self._events
-                    or self._run_changes)
+                    or self._run_changes or self._asset_events)
 
     def flush(self, force: bool = True) -> None:
         """Write everything decided since the last write, in one transaction."""
@@ -730,7 +754,7 @@ class RunDriver:
         lost = self.store.record(
             self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
             outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
-            fenced=self.host_id is not None, xcoms=self._xcoms,
+            fenced=self.host_id is not None, xcoms=self._xcoms, asset_events=self._asset_events,
         )
         for task_id in lost:
             # Their fence moved since this host read or claimed them (another host claimed or
@@ -742,6 +766,7 @@ class RunDriver:
                     f"stopped: task instance {task_id} of run {self.run_id} was taken over by another host "
                     "or changed by hand while it ran here, so this try's outcome would not be kept"))
         self._task_changes, self._tries, self._outputs, self._xcoms, self._events = [], [], [], [], []
+        self._asset_events = []
         self._run_changes = {}
         self._last_flush = now
 

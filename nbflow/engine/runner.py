@@ -70,6 +70,8 @@ class TaskRequest:
     run_start_date: datetime | None = None     # when the run started (dag_run.start_date)
     #: what upstream tasks pushed under keys of their own: task_id -> key -> encoded value
     pushed: dict[str, dict[str, tuple[str, str | bytes]]] = field(default_factory=dict)
+    #: an asset-triggered run's events: uri -> events (dicts with source, extra, created_at, ...)
+    triggering_asset_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def dag_run(self) -> DagRunInfo:
         """``dag_run`` in the context, built where the task runs from the request's plain fields."""
@@ -227,6 +229,8 @@ def run_task(request: TaskRequest) -> TaskResult:
                 data_interval_start=request.data_interval_start, data_interval_end=request.data_interval_end,
                 conf=request.conf, ti=ti, dag_run=request.dag_run(),
             )
+            # Airflow 3's name, and Airflow 2's: plain data, whatever process the task runs in
+            context["triggering_asset_events"] = context["triggering_dataset_events"] = request.triggering_asset_events
             render_fields(task, context)
             token = set_task_context(context)
             try:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
-DRIVEN_RUN_TYPES = ("scheduled", "manual")
+DRIVEN_RUN_TYPES = ("scheduled", "manual", "asset_triggered")
 #: kinds of host that drive only the runs they were started for (a backfill; one manual run started
 #: by the Jupyter server when no scheduler was alive; the run of a dag.test() or a trigger --wait):
 #: they never pick up a run queued by others
@@ -124,7 +124,11 @@ class Scheduler:
         self.drivers: dict[int, RunDriver] = {}
         self.pools = PoolSlots()
         self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0}
+        self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0, "assets": 0.0}
+        #: DAGs scheduled on assets that the store knows as consumers (registered once per host)
+        self._consumers: set[str] = set()
+        #: this host recorded asset events not looked at yet: look at asset schedules on the next pass
+        self._assets_dirty = False
         self._started = False
         self._stopping = False
         self.finished_runs: list[str] = []
@@ -253,6 +257,10 @@ class Scheduler:
         if self.create_runs and not self._stopping and self.outage.claiming:
             report.created = self._create_due_runs(now)
         self._drain()
+        if self.create_runs and not self._stopping and self.outage.claiming and (
+            self._assets_dirty or mono >= self._due["assets"]
+        ):
+            report.created += self._create_asset_runs()
         report.dispatched = self._dispatch(now)
         report.finished = self._finish_done()
         for driver in self.drivers.values():
@@ -312,6 +320,7 @@ class Scheduler:
         for run_pk, driver in list(self.drivers.items()):
             if driver.done:
                 driver.finish()
+                self._assets_dirty = self._assets_dirty or driver.emitted_assets
                 finished.append(driver.run_id)
                 self.finished_runs.append(driver.run_id)
                 del self.drivers[run_pk]
@@ -488,6 +497,44 @@ class Scheduler:
             self.next_due[dag_id] = due
         return created
 
+    def _create_asset_runs(self) -> list[str]:
+        """Runs of DAGs scheduled on assets whose condition holds over their events not taken yet.
+
+        Looked at every ``poll_interval``, and at once when this host recorded events; DAGs without
+        an asset schedule cost nothing here. Each run claims its events in the store as it is
+        created, so hosts looking at the same events make one run between them.
+        """
+        assert self.store is not None
+        self._due["assets"] = time.monotonic() + self.settings.poll_interval
+        for driver in self.drivers.values():
+            if driver.emitted_assets:  # write its events first, so that they are seen below
+                driver.flush()
+                driver.emitted_assets = False
+        self._assets_dirty = False
+        created: list[str] = []
+        for dag_id, dag in self.dags.items():
+            condition = dag.timetable.asset_condition
+            if condition is None or dag_id in self.paused:
+                continue
+            if dag_id not in self._consumers:
+                self.store.register_asset_consumer(dag_id)
+                self._consumers.add(dag_id)
+            if sum(1 for d in self.drivers.values() if d.dag.dag_id == dag_id) >= dag.max_active_runs:
+                continue  # its events wait for a free run slot, then start one run
+            events = self.store.pending_asset_events(dag_id, condition.uris())
+            if not events or not condition.holds({event["uri"] for event in events}):
+                continue
+            # the run's logical date is the time of the event that made the condition hold
+            when = max(event["created_at"] for event in events).astimezone(dag.timezone)
+            new = create_run(self.store, dag, when, run_type="asset_triggered", consume=[e["id"] for e in events])
+            if new is None:
+                continue  # another host took these events: its run is picked up like any run
+            row = self.store.get_run_by_pk(new.run_pk)
+            if row is not None:
+                self._adopt_run(row)
+            created.append(new.run_id)
+        return created
+
     def _create_run(self, dag: DAG, logical_date: datetime, run_type: str = "scheduled") -> str | None:
         assert self.store is not None
         new = create_run(self.store, dag, logical_date, run_type=run_type)
@@ -551,6 +598,8 @@ class Scheduler:
         """When the next pass is needed even if no outcome arrives (a ``time.monotonic`` value)."""
         mono = time.monotonic()
         deadlines = [self._due["heartbeat"], self._due["poll"], self._due["reload"]]
+        if self._assets_dirty:
+            deadlines.append(mono)
         now = utcnow()
         for due in self.next_due.values():
             if isinstance(due, datetime) and not self._stopping:
@@ -566,7 +615,7 @@ class Scheduler:
     def idle(self, now: datetime | None = None) -> bool:
         """No run in progress here or waiting in the store, and none due now."""
         now = now or utcnow()
-        if self.drivers:
+        if self.drivers or (self._assets_dirty and self.create_runs and not self._stopping):
             return False
         if self.create_runs and not self._stopping:
             for dag_id, dag in self.dags.items():

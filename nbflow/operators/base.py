@@ -78,6 +78,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "email_on_retry": True,
     "executor_config": None,
     "doc_md": None,
+    "outlets": None,            # assets this task produces: each success records one event per asset
 }
 DEFAULT_ARGS_KEYS = frozenset(TASK_DEFAULTS) | {"start_date", "end_date", "params", "timeout"}
 
@@ -293,6 +294,10 @@ class BaseOperator:
         email_via = "" if any(options.get(k, UNSET) is not UNSET for k in ("email", "email_on_failure",
                                                                            "email_on_retry")) else "default_args"
         check_email(self.__dict__, dag_id=dag_id, task_id=task_id, via=email_via)
+        if self.outlets is not None:
+            from nbflow.assets import check_outlets
+
+            self.outlets = check_outlets(self.outlets, dag_id, task_id)
         if self.wait_for_downstream:  # as in Airflow: waiting for the past run's downstream implies its own
             self.depends_on_past = True
         self.trigger_rule = TriggerRule.parse(self.trigger_rule, dag_id, task_id)

@@ -280,5 +280,52 @@ variable = Table(
     Column("updated_at", UTCDateTime),
 )
 
+# Assets (nbflow.assets): data named by URI, the events that say it was updated (by a task's
+# outlets, or from outside: the command line, the REST API), and which events each consuming DAG has
+# taken. A row of asset_dag_event is a claim: its primary key makes two hosts that see the same
+# events start one run.
+asset = Table(
+    "asset",
+    metadata,
+    Column("uri", String(500), primary_key=True),
+    Column("extra", JSON),
+    Column("created_at", UTCDateTime),  # first seen
+)
+
+asset_event = Table(
+    "asset_event",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uri", String(500), nullable=False),
+    Column("source", String(STATE), nullable=False),  # 'task' | 'api' | 'cli'
+    Column("source_dag_id", String(ID)),
+    Column("source_run_id", String(ID)),
+    Column("source_task_id", String(ID)),
+    Column("extra", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_asset_event_uri", "uri"),
+)
+
+# A DAG scheduled on assets counts events from the one it saw first (newer than since_event_id):
+# events from before it was written cannot start it.
+asset_consumer = Table(
+    "asset_consumer",
+    metadata,
+    Column("dag_id", String(ID), primary_key=True),
+    Column("since_event_id", Integer, nullable=False),
+    Column("created_at", UTCDateTime),
+)
+
+asset_dag_event = Table(
+    "asset_dag_event",
+    metadata,
+    Column("dag_id", String(ID), nullable=False),
+    Column("event_id", Integer, ForeignKey("asset_event.id", ondelete="CASCADE"), nullable=False),
+    # the run the events started; a deleted run keeps its events consumed (they started it once)
+    Column("run_pk", Integer, ForeignKey("dag_run.id", ondelete="SET NULL")),
+    PrimaryKeyConstraint("dag_id", "event_id"),
+    Index("ix_asset_dag_event_run_pk", "run_pk"),
+)
+
 #: Alembic's bookkeeping table; read with plain SQL so the hot path never imports Alembic.
 VERSION_TABLE = "alembic_version"

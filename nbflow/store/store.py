@@ -36,6 +36,7 @@ from nbflow.store.migrate import (
     read_version,
     serialize_schema_changes,
 )
+from nbflow.store.assets import AssetMixin
 from nbflow.store.vault import VaultMixin
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _full_rows(table: Table, rows: Iterable[Mapping[str, Any]], **fixed: Any) ->
     return out
 
 
-class Store(VaultMixin):
+class Store(VaultMixin, AssetMixin):
     """Typed access to the metadata database at ``url`` (SQLite file or PostgreSQL); connections and
     variables come from :class:`VaultMixin`."""
 
@@ -270,6 +271,7 @@ class Store(VaultMixin):
         state: str,
         task_rows: Sequence[Mapping[str, Any]],
         if_absent: bool = False,
+        consume: Sequence[int] = (),
     ) -> int | None:
         """Create the run and all its task instances in one transaction; return the run's pk.
 
@@ -279,6 +281,10 @@ class Store(VaultMixin):
 
         All at once because a run whose task instances are half written would look to another
         scheduler host like a run with fewer tasks.
+
+        ``consume`` lists asset events the run takes (an asset-triggered run): they are claimed for
+        the DAG in the same transaction, and when another host claimed one first nothing is created
+        and the answer is ``None`` (with ``if_absent``).
         """
         now = _now()
         fixed = ("id", "run_pk", "dag_id", "run_id")
@@ -305,9 +311,11 @@ class Store(VaultMixin):
                         row["state"] = str(row["state"])
                         rows.append(row)
                     conn.execute(_ti.insert(), rows)
+                if consume:
+                    self._take_asset_events(conn, dag_id, int(run_pk), consume)
             return int(run_pk)
         except IntegrityError:
-            if if_absent and self.get_run(dag_id, run_id) is not None:
+            if if_absent and (consume or self.get_run(dag_id, run_id) is not None):
                 return None
             raise
 
@@ -486,12 +494,15 @@ class Store(VaultMixin):
         run_changes: Mapping[str, Any] | None = None,
         fenced: bool = False,
         xcoms: Sequence[Mapping[str, Any]] = (),
+        asset_events: Sequence[Mapping[str, Any]] = (),
     ) -> list[str]:
         """Apply one batch of outcomes of run ``run_pk`` in one transaction.
 
         ``task_changes`` are dicts with ``task_id`` and the task_instance columns to set;
         ``tries`` are task_try rows, ``outputs`` task_output rows (replacing earlier ones), ``xcoms``
-        task_xcom rows (values pushed under a key, fenced like outputs),
+        task_xcom rows (values pushed under a key, fenced like outputs), ``asset_events`` the events
+        of a successful task's outlets (dicts with ``uri``, ``source_task_id``, ...; dropped with a
+        refused change of that task, so a stale success records none),
         ``events`` event rows, ``run_changes`` dag_run columns to set. Either all of it is stored
         or none: a crash between two parts would leave a task finished without its output.
 
@@ -519,6 +530,7 @@ class Store(VaultMixin):
                     task_changes = [c for c in task_changes if c["task_id"] not in stale]
                     outputs = [o for o in outputs if o["task_id"] not in stale]
                     xcoms = [x for x in xcoms if x["task_id"] not in stale]
+                    asset_events = [a for a in asset_events if a["source_task_id"] not in stale]
                 outputs = [{k: v for k, v in o.items() if k != "fence"} for o in outputs]
                 xcoms = [{k: v for k, v in x.items() if k != "fence"} for x in xcoms]
             self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes, fenced)
@@ -527,6 +539,8 @@ class Store(VaultMixin):
                 for row in rows:
                     row["created_at"] = row["created_at"] or now
                 self._many(conn, self._upsert(_xcom, _XCOM_KEYS, _XCOM_PK), rows)
+            if asset_events:
+                self._add_asset_events(conn, asset_events, now)
         return refused
 
     def _write_batch(
