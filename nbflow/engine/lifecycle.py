@@ -5,10 +5,14 @@ here, so run ids are built one way and a run's task rows are never half written.
 its kind and logical date (``scheduled__2024-06-03T07:00:00+00:00``): scheduled and backfill runs
 are idempotent by id (two hosts creating the same scheduled run make one), while test and manual
 runs of the same instant get ``__2``, ``__3`` ... so that each trigger makes its own run.
+Asset-triggered runs (``asset_triggered__<time of the newest triggering event>``) are numbered the
+same way, and are made at most once per set of events: the run claims its events in the store in
+its own transaction, so a host that finds them taken creates nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -57,7 +61,7 @@ def task_rows(dag: DAG) -> list[dict[str, Any]]:
 
 def create_run(
     store: Store, dag: DAG, logical_date: datetime, *, run_type: str, conf: dict[str, Any] | None = None,
-    run_id: str | None = None,
+    run_id: str | None = None, consume: Sequence[int] = (),
 ) -> NewRun | None:
     """Create a queued run of ``dag`` at ``logical_date`` with all its task rows.
 
@@ -65,7 +69,8 @@ def create_run(
     backfill, made it). Other kinds always make a new run, numbering its id past the ones taken; the
     store's unique (dag, run id) decides between two creators racing for one number. A ``run_id``
     given by the caller (a ``TriggerDagRunOperator``'s ``trigger_run_id``) is used as is: None when
-    the DAG has a run of that id already.
+    the DAG has a run of that id already. With ``consume`` (the asset events an asset-triggered
+    run takes), None when another host took them first.
     """
     start, end = dag.timetable.data_interval(logical_date)
     rows = task_rows(dag)
@@ -75,10 +80,12 @@ def create_run(
         run_pk = store.create_run(
             dag_id=dag.dag_id, run_id=this_id, run_type=run_type, logical_date=logical_date,
             data_interval_start=start, data_interval_end=end, conf=dict(conf or {}),
-            state=RunState.QUEUED.value, task_rows=rows, if_absent=True,
+            state=RunState.QUEUED.value, task_rows=rows, if_absent=True, consume=consume,
         )
         if run_pk is not None:
             return NewRun(this_id, run_pk)
         if run_id is not None or run_type in IDEMPOTENT_RUN_TYPES:
             return None
+        if consume and store.get_run(dag.dag_id, this_id) is None:
+            return None  # the id was free: the events were taken, by another host's run
         attempt += 1
