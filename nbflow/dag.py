@@ -352,6 +352,9 @@ class DAG:
         return {
             "dag_id": self.dag_id,
             "schedule": self.timetable.description,
+            # what starts it besides time: a URI, or {"all": [...]} / {"any": [...]} (nbflow.assets)
+            "asset_schedule": (self.timetable.asset_condition.to_json()
+                               if self.timetable.asset_condition is not None else None),
             "timezone": timezone_name(self.timezone),
             "start_date": self.start_date.isoformat() if self.start_date else None,
             "end_date": self.end_date.isoformat() if self.end_date else None,

@@ -6,6 +6,7 @@ import argparse
 
 from nbflow.cli import admin as admin_commands
 from nbflow.cli import airflow_imports as airflow_commands
+from nbflow.cli import assets as asset_commands
 from nbflow.cli import connections as connection_commands
 from nbflow.cli import dags as dag_commands
 from nbflow.cli import reports as report_commands
@@ -166,4 +167,5 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=airflow_commands.cmd_import_airflow)
 
     connection_commands.add_parsers(sub)
+    asset_commands.add_parsers(sub)
     return parser

@@ -460,6 +460,7 @@ class BaseOperator:
             "on_failure_fail_dagrun": self.on_failure_fail_dagrun,
             "upstream": sorted(self.upstream_task_ids),
             "doc": (self.doc_md or "")[:2000] or None,
+            "outlets": [asset.uri for asset in self.outlets or ()],
         }
 
     # -- wiring -----------------------------------------------------------------------------------

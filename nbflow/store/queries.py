@@ -222,3 +222,35 @@ def notebook_files(artifacts_folder: str | Path, dag_id: str, run_id: str, task_
             htmls = [html] if html.exists() else sorted(folder.glob("*.html"))
             return str(notebooks[0]), (str(htmls[0]) if htmls else None)
     return None, None
+
+
+# -- assets -----------------------------------------------------------------------------------------
+
+
+def _uris_of(condition: Any) -> list[str]:
+    """Every URI of a stored asset condition (``dag.describe()["asset_schedule"]``)."""
+    if condition is None:
+        return []
+    if isinstance(condition, str):
+        return [condition]
+    return [uri for member in next(iter(condition.values()), []) for uri in _uris_of(member)]
+
+
+def assets_overview(store: Store) -> list[dict[str, Any]]:
+    """Every asset known to the store or named by a stored DAG: its extra, its newest event, and
+    the DAGs that produce it (a task's outlets) and consume it (an asset schedule), by their
+    stored definitions. An asset a DAG names but no event has reached yet is listed too."""
+    rows = {row["uri"]: {**row, "producers": [], "consumers": []} for row in store.list_assets()}
+
+    def entry(uri: str) -> dict[str, Any]:
+        return rows.setdefault(uri, {"uri": uri, "extra": {}, "created_at": None, "last_event": None,
+                                     "producers": [], "consumers": []})
+
+    for dag in store.list_dags():
+        definition = dag.get("definition") or {}
+        for task in definition.get("tasks") or []:
+            for uri in task.get("outlets") or []:
+                entry(uri)["producers"].append({"dag_id": dag["dag_id"], "task_id": task["task_id"]})
+        for uri in dict.fromkeys(_uris_of(definition.get("asset_schedule"))):
+            entry(uri)["consumers"].append(dag["dag_id"])
+    return [rows[uri] for uri in sorted(rows)]
