@@ -110,16 +110,22 @@ def cmd_tasks_clear(args: argparse.Namespace) -> int:
         store.close()
     _print_held(changes.skipped)
     runs = _by_run(changes)
-    if not changes:
+    if not changes and not changes.other_dags:
         print("nothing to clear")
         return 0
     if not args.yes:
         print(f"would clear {_plural(len(changes), 'task instance')} in {_plural(len(runs), 'run')}:")
         for run_id, task_ids in runs.items():
             print(f"  {run_id}: {', '.join(task_ids)}")
+        for other_id, theirs in changes.other_dags.items():  # through ExternalTaskMarkers
+            for run_id, task_ids in _by_run(theirs).items():
+                print(f"  DAG {other_id}, {run_id}: {', '.join(task_ids)}")
         print("add --yes to clear these")
         return 2
     print(f"cleared {_plural(len(changes), 'task instance')} in {_plural(len(runs), 'run')}; their runs are queued again")
+    for other_id, theirs in changes.other_dags.items():
+        print(f"also cleared through ExternalTaskMarker, DAG {other_id}: "
+              f"{_plural(len(theirs), 'task instance')} in {_plural(len(_by_run(theirs)), 'run')}")
     if not alive:
         print("no scheduler is running: start one with `nbflow scheduler` (backfill runs: run the backfill again)")
     return 0

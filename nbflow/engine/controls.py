@@ -44,13 +44,15 @@ class Changes(list):  # type: ignore[type-arg]
     """The ``(run_id, task_id)`` pairs a control changed (or, with ``dry_run``, would change).
 
     ``skipped`` lists the pairs left alone because a scheduler host holds them right now;
-    ``run_states`` maps each touched run id to the run's state afterwards.
+    ``run_states`` maps each touched run id to the run's state afterwards; ``other_dags``, the
+    changes a clear made in other DAGs through ``ExternalTaskMarker``s, by DAG id.
     """
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(items)
         self.skipped: list[tuple[str, str]] = []
         self.run_states: dict[str, str] = {}
+        self.other_dags: dict[str, Changes] = {}
 
 
 def _utcnow() -> datetime:
@@ -170,36 +172,97 @@ def clear(
     are skipped and reported.
     """
     chosen = _chosen_tasks(dag, task_ids, downstream, with_setups=True)
+    with _opened(store) as s:
+        runs = _pick_runs(dag, s, start, end, run_id)
+        if downstream and not dry_run and _markers(dag, chosen):
+            # a chain of markers deeper than allowed is refused before anything is changed
+            _clear_runs(dag, s, runs, chosen, only_failed=only_failed, dry_run=True, downstream=True, budget=None)
+        return _clear_runs(dag, s, runs, chosen, only_failed=only_failed, dry_run=dry_run, downstream=downstream,
+                           budget=None)
+
+
+def _markers(dag: DAG, chosen: Iterable[str]) -> list[Any]:
+    from nbflow.sensors.external import ExternalTaskMarker
+
+    return [dag.task_dict[t] for t in chosen if isinstance(dag.task_dict[t], ExternalTaskMarker)]
+
+
+def _clear_runs(
+    dag: DAG, s: Store, runs: list[dict[str, Any]], chosen: list[str], *, only_failed: bool, dry_run: bool,
+    downstream: bool, budget: int | None,
+) -> Changes:
+    """What :func:`clear` does in the picked runs of one DAG; with ``downstream``, then through its
+    ``ExternalTaskMarker``s into other DAGs, ``budget`` more DAGs deep (None: the marker's own
+    ``recursion_depth``)."""
     order = {task_id: i for i, task_id in enumerate(chosen)}
     result = Changes()
-    with _opened(store) as s:
-        for run in _pick_runs(dag, s, start, end, run_id):
-            wanted: dict[str, int] = {}
-            was: dict[str, str] = {}
-            for ti in sorted(s.get_task_instances(run["id"]), key=lambda ti: order.get(ti["task_id"], -1)):
-                task_id, state = ti["task_id"], ti["state"]
-                if task_id not in order or state == TaskState.NONE.value:
-                    continue  # not asked for, or nothing to clear
-                if only_failed and state not in FAILED_STATES:
-                    continue
-                if state in HELD:
-                    result.skipped.append((run["run_id"], task_id))
-                    continue
-                check_task_transition(TaskState(state), TaskState.NONE)
-                wanted[task_id] = dag.task_dict[task_id].retries
-                was[task_id] = state
-            if not wanted:
+    markers = _markers(dag, chosen) if downstream else []
+    for run in runs:
+        for marker in markers:
+            _clear_marked(dag, s, run, marker, result, only_failed=only_failed, dry_run=dry_run, budget=budget)
+        wanted: dict[str, int] = {}
+        was: dict[str, str] = {}
+        for ti in sorted(s.get_task_instances(run["id"]), key=lambda ti: order.get(ti["task_id"], -1)):
+            task_id, state = ti["task_id"], ti["state"]
+            if task_id not in order or state == TaskState.NONE.value:
+                continue  # not asked for, or nothing to clear
+            if only_failed and state not in FAILED_STATES:
                 continue
-            result.extend((run["run_id"], task_id) for task_id in wanted)
-            if dry_run:
-                result.run_states[run["run_id"]] = run["state"]
+            if state in HELD:
+                result.skipped.append((run["run_id"], task_id))
                 continue
-            check_run_transition(RunState(run["state"]), RunState.QUEUED)
-            s.clear_task_instances(run["id"], wanted)
-            s.add_events([{"kind": "task_cleared", "dag_id": dag.dag_id, "run_id": run["run_id"], "task_id": task_id,
-                           "detail": {"from_state": was[task_id]}} for task_id in wanted])
-            result.run_states[run["run_id"]] = RunState.QUEUED.value
+            check_task_transition(TaskState(state), TaskState.NONE)
+            wanted[task_id] = dag.task_dict[task_id].retries
+            was[task_id] = state
+        if not wanted:
+            continue
+        result.extend((run["run_id"], task_id) for task_id in wanted)
+        if dry_run:
+            result.run_states[run["run_id"]] = run["state"]
+            continue
+        check_run_transition(RunState(run["state"]), RunState.QUEUED)
+        s.clear_task_instances(run["id"], wanted)
+        s.add_events([{"kind": "task_cleared", "dag_id": dag.dag_id, "run_id": run["run_id"], "task_id": task_id,
+                       "detail": {"from_state": was[task_id]}} for task_id in wanted])
+        result.run_states[run["run_id"]] = RunState.QUEUED.value
     return result
+
+
+def _clear_marked(
+    dag: DAG, s: Store, run: dict[str, Any], marker: Any, result: Changes, *, only_failed: bool, dry_run: bool,
+    budget: int | None,
+) -> None:
+    """Clear the task an ``ExternalTaskMarker`` of ``run`` points at, with its downstream, in the
+    other DAG's run of the marker's logical date; that DAG's changes go in ``result.other_dags``."""
+    from nbflow.timetables import parse_date
+
+    left = marker.recursion_depth if budget is None else budget
+    if left <= 0:
+        raise InvalidRequestError(
+            f"clearing through ExternalTaskMarker '{marker.task_id}' would go past the recursion_depth of "
+            "the first marker cleared (as in Airflow, that marker's depth bounds the whole chain): the "
+            "markers form a cycle, or a chain longer than that; raise that recursion_depth if the chain is meant",
+            dag.dag_id,
+        )
+    other_id, task_id, when = marker.target(dag, run)
+    other = find_dag(other_id, store=s)
+    wanted = parse_date(when, other.timezone, field="logical_date", dag_id=dag.dag_id, task_id=marker.task_id)
+    runs = [r for r in s.list_runs(other.dag_id, limit=None)
+            if r["run_type"] != "test" and r["logical_date"] is not None and r["logical_date"] == wanted]
+    if not runs:
+        return  # nothing ran there yet: nothing to clear, as in Airflow
+    chosen = _chosen_tasks(other, [task_id], True, with_setups=True)
+    changes = _clear_runs(other, s, runs, chosen, only_failed=only_failed, dry_run=dry_run, downstream=True,
+                          budget=left - 1)
+    mine = result.other_dags.setdefault(other.dag_id, Changes())
+    mine.extend(changes)
+    mine.skipped.extend(changes.skipped)
+    mine.run_states.update(changes.run_states)
+    for deeper, more in changes.other_dags.items():
+        theirs = result.other_dags.setdefault(deeper, Changes())
+        theirs.extend(more)
+        theirs.skipped.extend(more.skipped)
+        theirs.run_states.update(more.run_states)
 
 
 # -- mark -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``ExternalTaskSensor``: wait for a task (or a whole run) of another DAG.
+"""``ExternalTaskSensor``: wait for a task (or a whole run) of another DAG; ``ExternalTaskMarker``:
+the other way round, make clearing a task here clear a task of another DAG.
 
 Tasks can depend only on tasks of their own DAG; across DAGs, a sensor watches the metadata store
 for the other DAG's run at the matching logical date. This is the one model module that reads the
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from nbflow.errors import (
     DagDefinitionError,
+    InvalidOptionError,
     SkipTask,
     TaskFailedError,
     TaskNotFoundError,
 )
+from nbflow.operators.empty import EmptyOperator
 from nbflow.sensors.base import BaseSensor, dag_id_of
 
 _DAY = timedelta(days=1)
@@ -119,3 +122,56 @@ def _state_names(states: Iterable[Any]) -> frozenset[str]:
     if isinstance(states, str):
         states = [states]
     return frozenset(str(getattr(state, "value", state)) for state in states)
+
+
+class ExternalTaskMarker(EmptyOperator):
+    """Marks that ``external_task_id`` of ``external_dag_id`` depends on this task's run: clearing
+    this task with its downstream (``nbflow tasks clear --downstream``, ``clear(..., downstream=True)``)
+    also clears that task and its downstream in the other DAG's run at ``logical_date`` (a template,
+    rendered with this run's context: this run's logical date unless told), and that run goes back to
+    the queue. Markers in the other DAG are followed in turn, ``recursion_depth`` DAGs deep at most,
+    which stops a cycle of markers. Running it does nothing.
+
+    The pair is the other half of an :class:`ExternalTaskSensor`: the sensor makes the other DAG
+    wait for this one, the marker makes a fix here reach it.
+    """
+
+    template_fields: ClassVar[tuple[str, ...]] = ("external_dag_id", "external_task_id", "logical_date")
+
+    def __init__(
+        self,
+        *,
+        external_dag_id: str,
+        external_task_id: str,
+        logical_date: str | datetime = "{{ logical_date.isoformat() }}",
+        recursion_depth: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in (("external_dag_id", external_dag_id), ("external_task_id", external_task_id)):
+            if not isinstance(value, str) or not value:
+                raise InvalidOptionError(name, value, "give an id, as text", self.dag_id, self.task_id)
+        if not isinstance(logical_date, (str, datetime)):
+            raise InvalidOptionError("logical_date", logical_date, "give a datetime or a template of one",
+                                     self.dag_id, self.task_id)
+        if isinstance(recursion_depth, bool) or not isinstance(recursion_depth, int) or recursion_depth < 1:
+            raise InvalidOptionError("recursion_depth", recursion_depth, "give a whole number, 1 or more",
+                                     self.dag_id, self.task_id)
+        self.external_dag_id = external_dag_id
+        self.external_task_id = external_task_id
+        self.logical_date = logical_date
+        self.recursion_depth = recursion_depth
+
+    def target(self, dag: Any, run: dict[str, Any]) -> tuple[str, str, Any]:
+        """(other DAG id, its task id, logical date as rendered) for this marker in ``run`` of ``dag``."""
+        from nbflow.templates import build_context, render_value
+
+        zone = dag.timezone
+        context = build_context(
+            dag=dag, task=self, run_id=run["run_id"], logical_date=run["logical_date"].astimezone(zone),
+            data_interval_start=(run["data_interval_start"] or run["logical_date"]).astimezone(zone),
+            data_interval_end=(run["data_interval_end"] or run["logical_date"]).astimezone(zone),
+            conf=run.get("conf") or {}, ti=None,
+        )
+        return tuple(render_value(getattr(self, name), context, self, name)  # type: ignore[return-value]
+                     for name in ("external_dag_id", "external_task_id", "logical_date"))
