@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbflow.jupyter.server.assets import AssetEventsHandler, AssetsHandler
 from nbflow.jupyter.server.dags import DagHandler, DagsHandler, GraphHandler, GridHandler, NextRunsHandler
 from nbflow.jupyter.server.notebooks import NotebookParametersHandler, ScheduleHandler
 from nbflow.jupyter.server.runs import ClearHandler, MarkHandler, RunHandler, RunsHandler
@@ -51,6 +52,8 @@ ROUTES: list[tuple[str, type]] = [
     (f"connections/{_PART}", ConnectionHandler),
     ("variables", VariablesHandler),
     (f"variables/{_PART}", VariableHandler),
+    ("assets", AssetsHandler),
+    ("assets/events", AssetEventsHandler),
 ]
 
 
