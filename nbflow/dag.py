@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime, tzinfo
+import math
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nbflow.context import collect_dag, pop_dag, push_dag
@@ -134,11 +135,9 @@ class DAG:
         self.max_active_tasks = _at_least_one("max_active_tasks", max_active_tasks, dag_id)
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
-        if dagrun_timeout is not None:
-            # Accepted and ignored would be worse than refused: runs are not ended by wall-clock time.
-            raise InvalidOptionError("dagrun_timeout", dagrun_timeout, "runs are not ended by a wall-clock limit; "
-                                     "leave it out and set execution_timeout on the tasks instead", dag_id)
-        self.dagrun_timeout = None
+        #: how long a run may go on after it starts (as in Airflow): past it, the host driving the run
+        #: fails it, stops its running tries and skips what has not finished
+        self.dagrun_timeout: timedelta | None = _dagrun_timeout(dagrun_timeout, dag_id)
         self.fileloc = fileloc or _caller_file()
         #: folders where template files (a field ending in .sql or .sh, {% include %}) are looked for
         #: after the DAG file's own; relative ones are read from the DAG file's folder
@@ -425,3 +424,15 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _dagrun_timeout(value: Any, dag_id: str) -> timedelta | None:
+    """``dagrun_timeout`` as a timedelta: a timedelta or seconds, more than 0; None for no limit."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else (
+        float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidOptionError("dagrun_timeout", value, "give more than 0 seconds (a number or a "
+                                 "datetime.timedelta), or None for no limit", dag_id)
+    return timedelta(seconds=seconds)

@@ -291,13 +291,15 @@ def test_dag_concurrency_limits_below_one_or_not_whole_are_refused(option: str, 
     assert getattr(DAG("busy", **{option: 3}), option) == 3
 
 
-def test_dagrun_timeout_is_refused_rather_than_ignored() -> None:
+def test_dagrun_timeout_is_a_positive_duration() -> None:
     from datetime import timedelta
 
-    with pytest.raises(InvalidOptionError, match=r"^DAG 'slow': dagrun_timeout=datetime.timedelta\(seconds=60\) is not allowed: "
-                                                 r"runs are not ended by a wall-clock limit; .*execution_timeout"):
-        DAG("slow", dagrun_timeout=timedelta(seconds=60))
+    assert DAG("slow", dagrun_timeout=timedelta(seconds=60)).dagrun_timeout == timedelta(seconds=60)
+    assert DAG("slow", dagrun_timeout=1.5).dagrun_timeout == timedelta(seconds=1.5)
     assert DAG("slow", dagrun_timeout=None).dagrun_timeout is None
+    for bad in (0, -1, float("inf"), "1h", True):
+        with pytest.raises(InvalidOptionError, match=r"^DAG 'slow': dagrun_timeout=.* is not allowed: give more than 0"):
+            DAG("slow", dagrun_timeout=bad)
 
 
 def test_cell_timeout_of_a_notebook_task_must_be_positive() -> None:

@@ -34,7 +34,7 @@ from nbflow.engine.pools import PoolSlots
 from nbflow.engine.outcomes import Ending, TryEnded, decide
 from nbflow.engine.runner import TaskRequest, TaskResult, run_task
 from nbflow.engine.shipping import shipment
-from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
+from nbflow.states import FINISHED_TASK_STATES, RunState, TaskState, check_run_transition, check_task_transition
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -130,7 +130,17 @@ class RunDriver:
         self._run_changes: dict[str, Any] = {}
         self._last_flush = 0.0
         self._outputs_loaded = False
+        #: when the run is past ``dagrun_timeout`` (None: no limit, or not started); the host compares
+        #: it with its clock once per pass (:meth:`time_out`)
+        self.deadline: datetime | None = None
+        self.timed_out = False
+        self._set_deadline()
         self._load(store.get_task_instances(self.run_pk))
+
+    def _set_deadline(self) -> None:
+        limit = self.dag.dagrun_timeout
+        if limit is not None and self.run_start_date is not None and not self.timed_out:
+            self.deadline = self.run_start_date + limit
 
     def _load(self, rows: list[dict[str, Any]]) -> None:
         """Take the store's view of the tasks this driver is not running itself."""
@@ -179,6 +189,7 @@ class RunDriver:
                 # cleared from outside. False means another host started it first: nothing to do.
                 self.store.claim_run(self.run_pk, ("queued",), RunState.RUNNING.value, start_date=self.run_start_date)
                 observers.notify(self.dag.dag_id, self.run_id, None, RunState.RUNNING.value)
+            self._set_deadline()
         else:  # resumed: views in this process learn that it is driven here now
             observers.notify(self.dag.dag_id, self.run_id, None, self.run_state.value)
         self._fail_orphans()
@@ -438,6 +449,8 @@ class RunDriver:
 
     def _handle(self, outcome: Outcome) -> str | None:
         """Record one outcome; return the task id if the task reached a final state."""
+        if self.timed_out:
+            return None  # a try of a run past its dagrun_timeout: skipped already, its late end not kept
         task_id = outcome.key[1] if isinstance(outcome.key, tuple) else str(outcome.key)
         task = self.dag.task_dict[task_id]
         if task_id in self.running:
@@ -526,10 +539,40 @@ class RunDriver:
 
     # -- finishing --------------------------------------------------------------------------------
 
+    def time_out(self) -> None:
+        """End a run past its ``dagrun_timeout``, as Airflow does: the run fails, and every task
+        instance that has not finished ends as ``skipped``. Tries running here are stopped
+        (``Executor.cancel``: a worker process's group is killed; a thread cannot be stopped, and its
+        late outcome is not kept). The host then finishes the run (:meth:`finish`)."""
+        assert self.deadline is not None and self.run_start_date is not None
+        limit = self.dag.dagrun_timeout.total_seconds() if self.dag.dagrun_timeout else 0.0
+        reason = (f"run {self.run_id} of DAG '{self.dag.dag_id}' went past its dagrun_timeout of {limit:g} s "
+                  f"(started {self.run_start_date.isoformat()})")
+        self.timed_out, self.deadline = True, None
+        end = utcnow()
+        for task_id in sorted(self.running):
+            task = self.dag.task_dict[task_id]
+            self.pools.release(task.pool, task.pool_slots)
+            if self._executor is not None:
+                self._executor.cancel((self.run_pk, task_id), f"stopped: {reason}")
+            self._append_log(task_id, f"stopped: {reason}")
+            self._record_try(task_id, S.SKIPPED, self.started.get(task_id), f"stopped: {reason}",
+                             {"end_date": end, "hostname": self.hostname})
+        self.running.clear()
+        self.ready.clear()
+        self.wake_at.clear()
+        self.elsewhere.clear()
+        self.waiting_past.clear()
+        for task_id, state in self.states.items():
+            if state not in FINISHED_TASK_STATES:
+                self._set(task_id, S.SKIPPED, end_date=end, next_retry_at=None, error=f"skipped: {reason}")
+        self._events.append(self._event("run_timed_out", None, {
+            "dagrun_timeout": limit, "start_date": self.run_start_date.isoformat(), "reason": reason}))
+
     def finish(self) -> RunState:
         """Write the run's final state and call the DAG's callback."""
         outcome = run_outcome(self.dag, self.states)
-        state = RunState.SUCCESS if outcome is S.SUCCESS else RunState.FAILED
+        state = RunState.SUCCESS if outcome is S.SUCCESS and not self.timed_out else RunState.FAILED
         if self.run_state is not state:  # not again when a store outage made the host call it twice
             self.run_state = check_run_transition(self.run_state, state)
             if self.host_id is None:
@@ -646,7 +689,8 @@ class RunDriver:
             return
         context = {"dag": self.dag, "run_id": self.run_id, "logical_date": self.logical_date,
                    "conf": self.conf, "state": state.value, "params": self.dag.params,
-                   "ds": self.logical_date.strftime("%Y-%m-%d"), "dag_run": self._dag_run()}
+                   "ds": self.logical_date.strftime("%Y-%m-%d"), "dag_run": self._dag_run(),
+                   "reason": "timed_out" if self.timed_out else None}
         try:
             callback(context)
         except Exception as exc:

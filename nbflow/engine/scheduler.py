@@ -261,6 +261,9 @@ class Scheduler:
             self._assets_dirty or mono >= self._due["assets"]
         ):
             report.created += self._create_asset_runs()
+        for driver in self.drivers.values():
+            if driver.deadline is not None and now >= driver.deadline:
+                driver.time_out()  # past dagrun_timeout; finished below
         report.dispatched = self._dispatch(now)
         report.finished = self._finish_done()
         for driver in self.drivers.values():
@@ -605,9 +608,9 @@ class Scheduler:
             if isinstance(due, datetime) and not self._stopping:
                 deadlines.append(mono + max(0.0, (due - now).total_seconds()))
         for driver in self.drivers.values():
-            wake = driver.next_wake()
-            if wake is not None:
-                deadlines.append(mono + max(0.0, (wake - now).total_seconds()))
+            for wake in (driver.next_wake(), driver.deadline):
+                if wake is not None:
+                    deadlines.append(mono + max(0.0, (wake - now).total_seconds()))
             if driver.pending():
                 deadlines.append(driver._last_flush + 0.02)
         return min(deadlines)
