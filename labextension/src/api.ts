@@ -84,6 +84,8 @@ export interface IGraphEdge {
   id: string;
   source: string;
   target: string;
+  /** the words of a Label on this edge, when it has one */
+  label?: string;
 }
 
 export interface IGraph {

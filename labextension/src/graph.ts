@@ -76,6 +76,20 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
         'target-arrow-color': '#9e9e9e',
         'arrow-scale': 0.9
       }
+    },
+    {
+      // A Label's words, along the edge, on a light band so that they stay readable over it.
+      selector: 'edge[label]',
+      style: {
+        label: 'data(label)',
+        'font-size': 10,
+        color: '#424242',
+        'text-rotation': 'autorotate',
+        'text-background-color': '#ffffff',
+        'text-background-opacity': 0.9,
+        'text-background-padding': '2px',
+        'min-zoomed-font-size': 6
+      }
     }
   ];
   for (const [state, style] of Object.entries(styles)) {
@@ -119,7 +133,15 @@ function elements(graph: IGraph): cytoscape.ElementDefinition[] {
     selectable: !node.is_group
   }));
   for (const edge of graph.edges) {
-    result.push({ group: 'edges', data: { id: edge.id, source: edge.source, target: edge.target } });
+    result.push({
+      group: 'edges',
+      data: {
+        id: edge.id,
+        source: edge.source,
+        target: edge.target,
+        ...(edge.label ? { label: edge.label } : {})
+      }
+    });
   }
   return result;
 }

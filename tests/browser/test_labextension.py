@@ -80,6 +80,9 @@ _GRAPH_JS = """
         drawMs: Number(canvas.dataset.renderMs || 'NaN'),
         runState: view.dataset.runState || null,
         edges: cy.edges().length,
+        edgeLabels: cy.edges('[label]').map(e => ({
+            source: e.source().id(), target: e.target().id(), label: e.data('label'), drawn: e.pstyle('label').value,
+        })),
         nodes: cy.nodes('[!is_group]').map(n => ({
             id: n.id(), state: n.data('state'), shape: n.pstyle('shape').value,
             background: n.pstyle('background-color').value,
@@ -254,6 +257,32 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     ui.lp.screenshot("grid")
     ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="graph"]')
     ui.page.wait_for_timeout(300)
+
+
+def test_the_dag_view_draws_edge_labels(ui: NbflowUI) -> None:
+    dag_id = f"lab_labels_{_uid()}"
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG, Label
+        from nbflow.operators import EmptyOperator
+
+        with DAG("{dag_id}", timezone="UTC") as dag:
+            check = EmptyOperator(task_id="check")
+            load = EmptyOperator(task_id="load")
+            alert = EmptyOperator(task_id="alert")
+            check >> Label("when valid") >> load
+            check >> Label("when broken") >> alert
+            load >> EmptyOperator(task_id="done")
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.page.click(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName')
+    graph = ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 4, "a graph of 4 tasks")
+    assert graph["edges"] == 3
+    assert sorted((e["source"], e["target"], e["label"], e["drawn"]) for e in graph["edgeLabels"]) == [
+        ("check", "alert", "when broken", "when broken"), ("check", "load", "when valid", "when valid"),
+    ]
+    ui.lp.screenshot("edge-labels")
 
 
 def _report_notebook(lab: Lab, name: str) -> Path:

@@ -139,7 +139,8 @@ def graph(services: Services, dag_id: str) -> dict[str, Any]:
         nodes.append({"id": node["id"], "label": node["label"], "kind": node["kind"], "shape": kind_shape(node["kind"]),
                       "parent": node["parent"], "x": x, "y": y, "width": width, "height": height,
                       "is_group": bool(node["is_group"])})
-    edges = [{"id": e["id"], "source": e["source"], "target": e["target"]} for e in model.edges]
+    edges = [{"id": e["id"], "source": e["source"], "target": e["target"],
+              **({"label": e["label"]} if e.get("label") else {})} for e in model.edges]
     styles = {state: {key: style[key] for key in STYLE_KEYS} for state, style in STATE_STYLES.items()}
     return {"dag_id": dag_id, "nodes": nodes, "edges": edges, "styles": styles}
 
