@@ -66,7 +66,7 @@ class TaskRequest:
     max_output_bytes: int = 64 * 1024 * 1024
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     first_attempt_at: datetime | None = None   # when this try first started (sensors that reschedule)
-    run_type: str = "manual"                   # scheduled, manual, backfill or test (dag_run.run_type)
+    run_type: str = "manual"                   # scheduled, manual, backfill, test, asset_triggered (dag_run.run_type)
     run_start_date: datetime | None = None     # when the run started (dag_run.start_date)
     #: what upstream tasks pushed under keys of their own: task_id -> key -> encoded value
     pushed: dict[str, dict[str, tuple[str, str | bytes]]] = field(default_factory=dict)

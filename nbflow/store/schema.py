@@ -105,7 +105,7 @@ dag_run = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("dag_id", String(ID), ForeignKey("dag.dag_id", ondelete="CASCADE"), nullable=False),
     Column("run_id", String(ID), nullable=False),
-    Column("run_type", String(STATE), nullable=False),  # 'manual' | 'scheduled' | 'backfill' | 'test'
+    Column("run_type", String(STATE), nullable=False),  # 'manual' | 'scheduled' | 'backfill' | 'test' | 'asset_triggered'
     Column("state", String(STATE), nullable=False),
     Column("logical_date", UTCDateTime),
     Column("data_interval_start", UTCDateTime),
