@@ -111,6 +111,7 @@ class DAG:
         on_failure_callback: Callable[[dict[str, Any]], Any] | None = None,
         dagrun_timeout: Any = None,
         template_searchpath: str | Iterable[str] | None = None,
+        dag_display_name: str | None = None,
         fileloc: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -139,6 +140,10 @@ class DAG:
         #: fails it, stops its running tries and skips what has not finished
         self.dagrun_timeout: timedelta | None = _dagrun_timeout(dagrun_timeout, dag_id)
         self.fileloc = fileloc or _caller_file()
+        #: what views show for the DAG (its id stays what commands, files and the store use)
+        from nbflow.operators.base import display_name
+
+        self.dag_display_name = display_name("dag_display_name", dag_display_name, dag_id) or dag_id
         #: folders where template files (a field ending in .sql or .sh, {% include %}) are looked for
         #: after the DAG file's own; relative ones are read from the DAG file's folder
         self.template_searchpath = _searchpath(template_searchpath, self.fileloc, dag_id)
@@ -350,6 +355,7 @@ class DAG:
 
         return {
             "dag_id": self.dag_id,
+            "dag_display_name": self.dag_display_name,
             "schedule": self.timetable.description,
             # what starts it besides time: a URI, or {"all": [...]} / {"any": [...]} (nbflow.assets)
             "asset_schedule": (self.timetable.asset_condition.to_json()

@@ -386,3 +386,30 @@ def test_unknown_dag_decorator_argument_is_refused_where_it_is_written() -> None
         @dag(catch_up=False)
         def nightly() -> None:
             pass
+
+
+def test_display_names_are_what_views_show_and_ids_stay() -> None:
+    from nbflow.jupyter.graph import GraphModel
+
+    with DAG("sales_eu", dag_display_name="Sales (EU) \U0001F4C8", timezone="UTC") as d:
+        EmptyOperator(task_id="load", task_display_name="Load the day's sales")
+        EmptyOperator(task_id="plain")
+    assert d.dag_display_name == "Sales (EU) \U0001F4C8" and d.dag_id == "sales_eu"
+    assert d.get_task("load").task_display_name == "Load the day's sales"
+    assert d.get_task("plain").task_display_name == "plain"
+    described = d.describe()
+    assert described["dag_display_name"] == "Sales (EU) \U0001F4C8"
+    assert [t["display_name"] for t in described["tasks"]] == ["Load the day's sales", "plain"]
+    for source in (d, described):  # a DAG here, or its definition as the store keeps it
+        labels = {node["id"]: node["label"] for node in GraphModel.from_dag(source).nodes}
+        assert labels == {"load": "Load the day's sales", "plain": "plain"}
+    assert DAG("no_name").dag_display_name == "no_name"
+
+
+@pytest.mark.parametrize("value", ["", "two\nlines", 42, "x" * 201])
+def test_bad_display_names_are_refused(value: object) -> None:
+    with pytest.raises(InvalidOptionError, match="dag_display_name=.* is not allowed: one line of text"):
+        DAG("bad_name", dag_display_name=value)
+    with pytest.raises(InvalidOptionError, match="task_display_name=.* is not allowed: one line of text"):
+        with DAG("bad_task_name"):
+            EmptyOperator(task_id="t", task_display_name=value)

@@ -32,14 +32,14 @@ from nbflow import dag, task
 
 
 @dag(schedule="0 6 * * *", start_date="2024-01-01", timezone="Asia/Seoul", tags=["sales"], owner="ana",
-     description="daily sales")
+     description="daily sales", dag_display_name="Daily sales \u2014 Seoul")
 def etl():
     @task
     def extract(conf):
         print("extracting", conf)
         return [conf.get("n", 3), 1, 2]
 
-    @task
+    @task(task_display_name="Load the rows")
     def load(rows):
         print("loading", rows)
         return sorted(rows)
@@ -130,9 +130,15 @@ def test_dags_lists_the_folder_with_its_import_errors(api: Api, dags: Path) -> N
 def test_dag_detail_has_tasks_and_next_runs_in_its_zone(api: Api, dags: Path) -> None:
     detail = api.get("dags", "etl")
     assert detail["tasks"] == [
-        {"task_id": "extract", "kind": "python", "upstream": [], "group": None, "trigger_rule": "all_success"},
-        {"task_id": "load", "kind": "python", "upstream": ["extract"], "group": None, "trigger_rule": "all_success"},
+        {"task_id": "extract", "display_name": "extract", "kind": "python", "upstream": [], "group": None,
+         "trigger_rule": "all_success"},
+        {"task_id": "load", "display_name": "Load the rows", "kind": "python", "upstream": ["extract"],
+         "group": None, "trigger_rule": "all_success"},
     ]
+    assert detail["dag_display_name"] == "Daily sales \u2014 Seoul"
+    assert api.get("dags", "failing")["dag_display_name"] == "failing"  # no display name: the id
+    labels = {node["id"]: node["label"] for node in api.get("dags", "etl", "graph")["nodes"]}
+    assert labels == {"extract": "extract", "load": "Load the rows"}
     assert len(detail["next_runs"]) == len(detail["next_runs_local"]) == 5
     for utc, local in zip(detail["next_runs"], detail["next_runs_local"]):
         assert utc.endswith("+00:00") and local.endswith("+09:00") and local[11:16] == "06:00"

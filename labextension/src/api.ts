@@ -19,6 +19,8 @@ export interface IRunSummary {
 
 export interface IDagSummary {
   dag_id: string;
+  /** what views show for the DAG (its id when it has no display name) */
+  dag_display_name: string;
   is_paused: boolean;
   schedule: string | null;
   schedule_text: string | null;
@@ -48,6 +50,7 @@ export interface IDagList {
 
 export interface ITaskSpec {
   task_id: string;
+  display_name: string;
   kind: string;
   upstream: string[];
   group: string | null;

@@ -287,7 +287,7 @@ export class DagView extends BoxPanel {
       h(
         'div',
         { class: 'nbflow-DagView-title' },
-        h('h2', { title: dag.fileloc ?? '' }, dag.dag_id),
+        h('h2', { title: [dag.dag_id, dag.fileloc ?? ''].filter(Boolean).join(' · ') }, dag.dag_display_name || dag.dag_id),
         pauseSwitch(dag, updated => {
           if (this.dag) {
             this.dag = { ...this.dag, ...updated };

@@ -125,7 +125,9 @@ export class DagListPanel extends Widget {
     const last = dag.last_run;
     const badge = h('span', { class: 'nbflow-Badge nbflow-DagBadge' }, last ? styleOf(last.state).label : 'no runs');
     paintBadge(badge, last?.state ?? null, last ? `last run ${last.run_id}: ${last.state}` : 'never run');
-    const name = h('a', { class: 'nbflow-DagName', href: '#', title: dag.description || dag.fileloc || dag.dag_id }, dag.dag_id);
+    const shown = dag.dag_display_name || dag.dag_id;
+    const hint = [shown === dag.dag_id ? '' : dag.dag_id, dag.description || dag.fileloc || ''].filter(Boolean).join(' · ');
+    const name = h('a', { class: 'nbflow-DagName', href: '#', title: hint || dag.dag_id }, shown);
     name.addEventListener('click', event => {
       event.preventDefault();
       this.actions.openDag(dag.dag_id);

@@ -73,6 +73,7 @@ class _Definition:
         self.group_parent: dict[str, str | None] = {}
         self.group_tasks: dict[str, list[str]] = {}
         self.labels: dict[tuple[str, str], str] = {}   # (upstream, downstream) -> Label text
+        self.display: dict[str, str] = {}    # task_display_name, where it is not the id
         if isinstance(source, Mapping):
             self.dag_id = str(source.get("dag_id", ""))
             for info in source.get("tasks", []):
@@ -81,6 +82,8 @@ class _Definition:
                 self.kind[tid] = str(info.get("kind") or "custom")
                 self.group[tid] = info.get("group")
                 self.upstream[tid] = list(info.get("upstream", []))
+                if info.get("display_name"):
+                    self.display[tid] = str(info["display_name"])
             groups = {gid: list(g.get("tasks", [])) for gid, g in (source.get("groups") or {}).items()}
             for gid, tids in groups.items():
                 self.group_tasks[gid] = tids
@@ -95,6 +98,7 @@ class _Definition:
                 self.kind[tid] = task.kind
                 self.group[tid] = task.group_id
                 self.upstream[tid] = sorted(task.upstream_task_ids)
+                self.display[tid] = getattr(task, "task_display_name", "")
             for gid, group in source.task_groups.items():
                 self.group_tasks[gid] = list(group.task_ids)
                 self.group_parent[gid] = group.parent.group_id if group.parent is not None else None
@@ -618,7 +622,8 @@ class GraphModel:
                 leaves.append(_node(nid, label, "group", parent, tids, is_group=True))
             else:
                 parent = box_of(d.group[first])
-                leaves.append(_node(nid, _short(first, d.group[first]), d.kind[first], parent, tids))
+                label = d.display.get(first) or _short(first, d.group[first])
+                leaves.append(_node(nid, label, d.kind[first], parent, tids))
         for node in leaves:
             if node["parent"] is not None:
                 node["parent"] = _group_node(node["parent"])

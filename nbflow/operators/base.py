@@ -251,6 +251,7 @@ class BaseOperator:
         timeout: Any = UNSET,
         start_date: Any = None,
         end_date: Any = None,
+        task_display_name: str | None = None,
         **options: Any,
     ) -> None:
         dag = dag if dag is not None else current_dag()
@@ -260,7 +261,8 @@ class BaseOperator:
         unknown = [key for key in options if key not in TASK_DEFAULTS]
         if unknown:
             raise UnknownArgumentError(
-                unknown[0], sorted(TASK_DEFAULTS) + ["task_id", "dag", "params", "timeout", "task_group"],
+                unknown[0], sorted(TASK_DEFAULTS) + ["task_id", "dag", "params", "timeout", "task_group",
+                                                     "task_display_name"],
                 where=f"{type(self).__name__} argument", dag_id=getattr(dag, "dag_id", None), task_id=task_id,
             )
         if not isinstance(task_id, str) or not task_id:
@@ -306,6 +308,8 @@ class BaseOperator:
         self.params = {**(defaults.get("params") or {}), **(params or {})}
         if dag is None:
             raise TaskOutsideDagError(task_id)
+        #: what views show for the task; its id stays what commands, logs and the store use
+        self.task_display_name = display_name("task_display_name", task_display_name, dag_id, task_id) or self._task_id
         from nbflow.timetables import parse_date
 
         # aware, in the DAG's zone: depends_on_past compares the previous run's date with it
@@ -450,6 +454,7 @@ class BaseOperator:
         """A JSON-able summary for the store and the views."""
         return {
             "task_id": self.task_id,
+            "display_name": self.task_display_name,
             "kind": self.kind,
             "operator": type(self).__name__,
             "group": self.group_id,
@@ -552,6 +557,15 @@ def _as_tasks(value: Any, downstream: bool = True) -> Iterable[BaseOperator]:
             f"cannot make a dependency on {value!r} ({type(value).__name__}); use a task, the result "
             "of a @task call, a TaskGroup, or a list of these"
         )
+
+
+def display_name(option: str, value: Any, dag_id: str | None, task_id: str | None = None) -> str | None:
+    """A name for views: any text (spaces, accents, emoji), one line, at most 200 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\n" in value or len(value) > 200:
+        raise InvalidOptionError(option, value, "one line of text, at most 200 characters", dag_id, task_id)
+    return value
 
 
 def context_arguments(fn: Callable[..., Any], context: dict[str, Any], given: set[str]) -> dict[str, Any]:

@@ -259,14 +259,14 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     ui.page.wait_for_timeout(300)
 
 
-def test_the_dag_view_draws_edge_labels(ui: NbflowUI) -> None:
+def test_the_dag_view_draws_edge_labels_and_display_names(ui: NbflowUI) -> None:
     dag_id = f"lab_labels_{_uid()}"
     _dag_file(ui.lab, dag_id, f"""\
         from nbflow import DAG, Label
         from nbflow.operators import EmptyOperator
 
-        with DAG("{dag_id}", timezone="UTC") as dag:
-            check = EmptyOperator(task_id="check")
+        with DAG("{dag_id}", timezone="UTC", dag_display_name="Checked loads") as dag:
+            check = EmptyOperator(task_id="check", task_display_name="Check the files")
             load = EmptyOperator(task_id="load")
             alert = EmptyOperator(task_id="alert")
             check >> Label("when valid") >> load
@@ -282,6 +282,13 @@ def test_the_dag_view_draws_edge_labels(ui: NbflowUI) -> None:
     assert sorted((e["source"], e["target"], e["label"], e["drawn"]) for e in graph["edgeLabels"]) == [
         ("check", "alert", "when broken", "when broken"), ("check", "load", "when valid", "when valid"),
     ]
+    # display names: what the sidebar, the view's title and the graph show; the id stays in hints
+    assert ui.page.inner_text(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName') == "Checked loads"
+    assert ui.page.inner_text(f"#nbflow-dag-{dag_id} .nbflow-DagView-title h2") == "Checked loads"
+    shown = ui.page.evaluate(
+        "(dagId) => document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas')"
+        "._cyreg.cy.getElementById('check').data('label')", dag_id)
+    assert shown == "Check the files"
     ui.lp.screenshot("edge-labels")
 
 

@@ -104,7 +104,8 @@ def try_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def tasks_of(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The tasks of a stored (or fresh) ``DAG.describe()``, in DAG order."""
     return [
-        {"task_id": t["task_id"], "kind": t.get("kind") or "custom", "upstream": list(t.get("upstream") or []),
+        {"task_id": t["task_id"], "display_name": t.get("display_name") or t["task_id"],
+         "kind": t.get("kind") or "custom", "upstream": list(t.get("upstream") or []),
          "group": t.get("group"), "trigger_rule": t.get("trigger_rule") or "all_success"}
         for t in definition.get("tasks") or []
     ]
@@ -116,8 +117,11 @@ def dag_summary(row: Mapping[str, Any], dag: DAG | None, runs: list[Mapping[str,
     per state; ``dag`` the DAG object when its file could be loaded (for the schedule as written)."""
     summaries = [run_summary(r) for r in runs[:RECENT_RUNS]]
     schedule = raw_schedule(dag, row)
+    definition = row.get("definition") or {}
+    display = dag.dag_display_name if dag is not None else definition.get("dag_display_name")
     return {
-        "dag_id": row["dag_id"], "is_paused": bool(row.get("is_paused")), "schedule": schedule,
+        "dag_id": row["dag_id"], "dag_display_name": display or row["dag_id"],
+        "is_paused": bool(row.get("is_paused")), "schedule": schedule,
         "schedule_text": schedule_words(dag.schedule if dag is not None else schedule, row.get("schedule")),
         "timezone": row.get("timezone"), "next_run": iso(next_run),
         "owner": row.get("owner"), "tags": list(row.get("tags") or []), "description": row.get("description"),
