@@ -517,11 +517,13 @@ class Scheduler:
         created: list[str] = []
         for dag_id, dag in self.dags.items():
             condition = dag.timetable.asset_condition
-            if condition is None or dag_id in self.paused:
+            if condition is None:
                 continue
-            if dag_id not in self._consumers:
+            if dag_id not in self._consumers:  # paused too: events from now on wait for it
                 self.store.register_asset_consumer(dag_id)
                 self._consumers.add(dag_id)
+            if dag_id in self.paused:
+                continue
             if sum(1 for d in self.drivers.values() if d.dag.dag_id == dag_id) >= dag.max_active_runs:
                 continue  # its events wait for a free run slot, then start one run
             events = self.store.pending_asset_events(dag_id, condition.uris())

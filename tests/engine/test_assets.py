@@ -235,3 +235,26 @@ def test_asset_or_time_schedule_runs_on_both(settings, store) -> None:
         s.close()
     kinds = sorted(r["run_type"] for r in runs(store, "both_ways"))
     assert kinds == ["asset_triggered", "scheduled"]
+
+
+def test_a_paused_consumer_gets_one_run_for_its_waiting_events_when_unpaused(settings, store) -> None:
+    from nbflow.engine.sync import source_kind, sync_dag
+
+    cons = consumer("paused_consumer", SALES)
+    sync_dag(store, cons, source_kind=source_kind(cons))
+    store.set_paused("paused_consumer", True)
+    s = Scheduler(settings=settings, store=store, executor="thread", dags=[cons])
+    try:
+        s.tick()  # known as a consumer while paused: events from now on wait for it
+        first, second = (store.emit_asset_event(SALES.uri, source="api", extra={"n": n}) for n in (1, 2))
+        drive(s)
+        assert runs(store, "paused_consumer") == []
+        store.set_paused("paused_consumer", False)
+        drive(s)
+    finally:
+        s.close()
+    (run,) = runs(store, "paused_consumer")
+    assert run["logical_date"] == second["created_at"]
+    import json
+    seen = json.loads(store.get_output(run["id"], "read")["value_json"])
+    assert [e["extra"] for e in seen[SALES.uri]] == [{"n": 1}, {"n": 2}]
