@@ -37,11 +37,14 @@ class AssetMixin:
         raise NotImplementedError
 
     def _add_asset_events(self, conn: Connection, events: Sequence[Mapping[str, Any]], now: datetime) -> list[int]:
-        """Insert events (``uri``, ``source``, ``extra``, ``source_*``) and their assets if new."""
+        """Insert events (``uri``, ``source``, ``extra``, ``source_*``) and their assets if new. An
+        event of a task's outlet also brings the asset's ``extra`` as its DAG defines it now
+        (``asset_extra``); one from outside leaves what is stored."""
         ids: list[int] = []
         for item in events:
             asset_row = {"uri": item["uri"], "extra": dict(item.get("asset_extra") or {}), "created_at": now}
-            conn.execute(self._upsert(_asset, ("uri",), ("uri",)), asset_row)
+            keys = ("uri", "extra") if "asset_extra" in item else ("uri",)
+            conn.execute(self._upsert(_asset, keys, ("uri",)), asset_row)
             row = {"uri": item["uri"], "source": item.get("source", "task"), "extra": dict(item.get("extra") or {}),
                    "source_dag_id": item.get("source_dag_id"), "source_run_id": item.get("source_run_id"),
                    "source_task_id": item.get("source_task_id"), "created_at": item.get("created_at") or now}

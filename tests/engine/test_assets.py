@@ -258,3 +258,21 @@ def test_a_paused_consumer_gets_one_run_for_its_waiting_events_when_unpaused(set
     import json
     seen = json.loads(store.get_output(run["id"], "read")["value_json"])
     assert [e["extra"] for e in seen[SALES.uri]] == [{"n": 1}, {"n": 2}]
+
+
+def test_an_assets_extra_follows_its_producers_definition(settings, store) -> None:
+    first = producer("extra_v1", [Asset(SALES.uri, extra={"version": 1})])
+    second = producer("extra_v2", [Asset(SALES.uri, extra={"version": 2})])
+    s = Scheduler(settings=settings, store=store, executor="thread", dags=[first, second])
+    try:
+        trigger(store, first)
+        drive(s)
+        assert [a["extra"] for a in store.list_assets()] == [{"version": 1}]
+        store.emit_asset_event(SALES.uri, source="api", extra={"note": "by hand"})
+        assert [a["extra"] for a in store.list_assets()] == [{"version": 1}]  # an event from outside keeps it
+        trigger(store, second)
+        drive(s)
+    finally:
+        s.close()
+    assert [a["extra"] for a in store.list_assets()] == [{"version": 2}]
+    assert [e["extra"] for e in store.list_asset_events()] == [{}, {"note": "by hand"}, {}]
