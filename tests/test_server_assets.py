@@ -97,3 +97,49 @@ def test_assets_need_a_token_and_write_permission(api: Api, server_env: Path) ->
     assert api.error("POST", "assets/events", body={"uri": DAILY.uri}, expect=403)["error"] == "Forbidden"
     with Store.open(load_settings()) as store:
         assert store.list_asset_events() == []
+
+
+CONSUMER_FILE = '''
+from nbflow import DAG, Asset, task
+
+with DAG("on_landing", schedule=Asset("file:///landing/orders.csv"), timezone="UTC") as d:
+    @task
+    def read(triggering_asset_events=None):
+        return sorted(triggering_asset_events)
+
+    read()
+'''
+
+
+class TestWithTheServersOwnHost:
+    @pytest.fixture
+    def nbflow_config(self) -> dict[str, object]:
+        return {"run_scheduler": True}
+
+    def test_a_posted_event_starts_a_run_on_the_servers_host(self, api: Api, server_env: Path) -> None:
+        from sqlalchemy import create_engine, select
+
+        from jupyter_api import wait_for
+        from nbflow.store.schema import asset_consumer
+
+        (server_env / "dags" / "on_landing.py").write_text(CONSUMER_FILE)
+        api._loop.run_until_complete(api.serverapp.extension_manager.start_all_extensions())
+        try:
+            settings = load_settings()
+            Store.open(settings).close()  # the schema, made by whichever side comes first
+            engine = create_engine(settings.database_url)
+            try:
+                def registered() -> bool:
+                    with engine.connect() as conn:
+                        return conn.execute(select(asset_consumer.c.dag_id)).first() is not None
+                wait_for(registered, 60, "the server's host to know the consumer")
+            finally:
+                engine.dispose()
+            api.post("assets/events", body={"uri": "file:///landing/orders.csv"}, expect=201)
+            with Store.open(settings) as store:
+                (run,) = wait_for(lambda: [r for r in store.list_runs("on_landing") if r["state"] == "success"], 60,
+                                  "the asset-triggered run")
+                assert run["run_type"] == "asset_triggered"
+                assert json.loads(store.get_output(run["id"], "read")["value_json"]) == ["file:///landing/orders.csv"]
+        finally:
+            api._loop.run_until_complete(api.serverapp.extension_manager.stop_all_extensions())

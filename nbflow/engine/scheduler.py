@@ -686,6 +686,11 @@ class Scheduler:
             self._wait(left)
             self._drain()
 
+    def assets_changed(self) -> None:
+        """Asset events were recorded in this process (the REST API): look at asset schedules now."""
+        self._assets_dirty = True
+        self.wake()
+
     def wake(self) -> None:
         """Make a sleeping :meth:`serve` look again now (used by ``stop`` and by new work)."""
         self.outcomes.put(None)

@@ -33,7 +33,11 @@ def emit_event(services: Services, body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError('an asset event needs its asset: send {"uri": "s3://bucket/key"}')
     uri = check_uri(body["uri"])
     extra = check_extra(body.get("extra"))
-    return {"event": services.store.emit_asset_event(uri, source="api", extra=extra)}
+    event = services.store.emit_asset_event(uri, source="api", extra=extra)
+    scheduler = services.host.scheduler
+    if scheduler is not None:  # this server's own host starts the consumers at once
+        scheduler.assets_changed()
+    return {"event": event}
 
 
 class AssetsHandler(NbflowHandler):
