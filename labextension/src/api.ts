@@ -57,8 +57,14 @@ export interface ITaskSpec {
   trigger_rule: string;
 }
 
+export interface IDagParam extends INotebookParameter {
+  /** a Param without a default: the trigger must give it */
+  required: boolean;
+}
+
 export interface IDagDetail extends IDagSummary {
   tasks: ITaskSpec[];
+  params: IDagParam[];
   next_runs: string[];
   next_runs_local: string[];
 }

@@ -15,6 +15,7 @@ import { button, h, replaceChildren } from './dom';
 import { isActive, paintBadge, styleOf } from './states';
 import { pauseSwitch } from './switch';
 import { Ticker } from './ticker';
+import { openTriggerDialog } from './trigger';
 import { LOCAL_ZONE, localTime, relative, timeTitle, zonedTime } from './time';
 
 const ACTIVE_INTERVAL = 1000;
@@ -239,7 +240,12 @@ export class DagView extends BoxPanel {
 
   private async trigger(): Promise<void> {
     try {
-      const { run, how } = await api.trigger(this.dagId);
+      // a DAG with params asks for them first; the dialog shows the server's refusals itself
+      const triggered = this.dag?.params.length ? await openTriggerDialog(this.dag) : await api.trigger(this.dagId);
+      if (!triggered) {
+        return;
+      }
+      const { run, how } = triggered;
       this.status.textContent = how === 'queued' ? `run ${run.run_id} queued for the scheduler` : `run ${run.run_id} started`;
       this.runs = [run, ...this.runs.filter(r => r.run_id !== run.run_id)];
       this.chooseRun(run.run_id, true);

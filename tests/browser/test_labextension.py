@@ -292,6 +292,47 @@ def test_the_dag_view_draws_edge_labels_and_display_names(ui: NbflowUI) -> None:
     ui.lp.screenshot("edge-labels")
 
 
+def test_trigger_asks_for_the_params_and_keeps_a_refusal_in_the_dialog(ui: NbflowUI) -> None:
+    import sqlite3
+
+    dag_id = f"lab_params_{_uid()}"
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG, Param
+        from nbflow.operators import BashOperator
+
+        with DAG("{dag_id}", timezone="UTC", params={{
+            "region": Param("eu", enum=["eu", "us"], description="where the sales are"),
+            "days": Param(7, type="integer", minimum=1, maximum=31),
+        }}) as dag:
+            BashOperator(task_id="fetch", bash_command="echo {{{{ params.region }}}}-{{{{ params.days }}}}")
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.page.click(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName')
+    ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 1, "a graph of 1 task")
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-Trigger")
+    dialog = ".nbflow-TriggerDialog"
+    ui.page.wait_for_selector(f'{dialog} [data-param="days"]')
+    fields = ui.page.eval_on_selector_all(f"{dialog} [data-param]", "els => els.map(e => [e.dataset.param, e.value])")
+    assert fields == [["region", "eu"], ["days", "7"]]
+    help_text = ui.page.inner_text(f"{dialog} .nbflow-Params")
+    assert "where the sales are" in help_text and 'minimum 1' in help_text
+
+    ui.page.fill(f'{dialog} [data-param="days"]', "0")
+    ui.page.click(f"{dialog} .nbflow-Submit")
+    ui.lp.wait_for(lambda: "param 'days' the value 0, which is not allowed" in ui.page.inner_text(f"{dialog} .nbflow-Error"),
+                   "the server's refusal to show in the dialog")
+    ui.lp.screenshot("refused")
+    ui.page.fill(f'{dialog} [data-param="days"]', "3")
+    ui.page.fill(f'{dialog} [data-param="region"]', "us")
+    ui.page.click(f"{dialog} .nbflow-Submit")
+    ui.page.wait_for_selector(dialog, state="detached")
+    with sqlite3.connect(ui.lab.nbflow_home / "nbflow.db") as db:
+        confs = [json.loads(row[0]) for row in db.execute("select conf from dag_run where dag_id = ?", (dag_id,))]
+    assert confs == [{"days": 3, "region": "us"}]  # one run, and only with what was given
+
+
 def _report_notebook(lab: Lab, name: str) -> Path:
     """A notebook with a cell tagged ``parameters`` (title, rows, factor, verbose)."""
     import nbformat

@@ -95,7 +95,9 @@ def dag_detail(services: Services, dag_id: str) -> dict[str, Any]:
     row = find_row(services, dag_id)
     dag = services.catalog.get(row)
     result = summary(services, row, dag)
-    result["tasks"] = out.tasks_of(dag.describe() if dag is not None else row.get("definition") or {})
+    definition = dag.describe() if dag is not None else row.get("definition") or {}
+    result["tasks"] = out.tasks_of(definition)
+    result["params"] = out.params_of(definition)  # what the Lab's trigger form asks for
     result["next_runs"], result["next_runs_local"] = out.times(upcoming(dag, row, 5), zone_of(dag, row))
     return result
 

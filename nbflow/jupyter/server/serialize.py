@@ -101,6 +101,33 @@ def try_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: JSON Schema type -> the field a trigger form shows for it
+_FIELD_OF_SCHEMA = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "array": "list",
+                    "object": "dict", "null": "None"}
+_FIELD_OF_VALUE = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", type(None): "None"}
+
+
+def params_of(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A DAG's params as a trigger form's fields: name, field type (from a Param's JSON Schema
+    ``type``, else from the default), default, the default as JSON, and the Param's description
+    with its other rules (enum, bounds) as help."""
+    import json
+
+    fields = []
+    for name, declared in (definition.get("params") or {}).items():
+        is_param = isinstance(declared, Mapping) and "schema" in declared
+        schema = dict(declared.get("schema") or {}) if is_param else {}
+        default = declared.get("default") if is_param else declared
+        kind = schema.get("type")
+        field = _FIELD_OF_SCHEMA.get(kind) if isinstance(kind, str) else None
+        field = field or _FIELD_OF_VALUE.get(type(default), "other")
+        rules = ", ".join(f"{key} {json.dumps(value)}" for key, value in schema.items() if key != "type")
+        help_text = "; ".join(part for part in ((declared.get("description") if is_param else None), rules) if part)
+        fields.append({"name": name, "type": field, "default": default, "source": json.dumps(default),
+                       "help": help_text or None, "required": is_param and "default" not in declared})
+    return fields
+
+
 def tasks_of(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The tasks of a stored (or fresh) ``DAG.describe()``, in DAG order."""
     return [
