@@ -73,6 +73,19 @@ def drive(scheduler: Scheduler, timeout: float = 30.0) -> None:
         scheduler._wait(0.02)
 
 
+def drive_all(hosts: list[Scheduler], timeout: float = 30.0) -> None:
+    """Step hosts sharing a store in turn until none has anything left: a run one of them claimed
+    tasks of ends only when that one records their outcomes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for host in hosts:
+            host.tick()
+        if all(host.idle() for host in hosts):
+            return
+        assert time.monotonic() < deadline, [host._detail() for host in hosts]
+        hosts[0]._wait(0.02)
+
+
 def trigger(store: Store, dag: DAG) -> None:
     from nbflow.engine.lifecycle import create_run
 
@@ -199,8 +212,7 @@ def test_two_hosts_see_one_event_and_make_one_run(settings, store, store_url) ->
         assert pending[0] == pending[1] and len(pending[0]) == 1
         created = [h.tick().created for h in hosts]
         assert sorted(len(c) for c in created) == [0, 1], created
-        for host in hosts:
-            drive(host)
+        drive_all(hosts)
     finally:
         for host in hosts:
             host.close()
@@ -276,3 +288,36 @@ def test_an_assets_extra_follows_its_producers_definition(settings, store) -> No
         s.close()
     assert [a["extra"] for a in store.list_assets()] == [{"version": 2}]
     assert [e["extra"] for e in store.list_asset_events()] == [{}, {"note": "by hand"}, {}]
+
+
+def test_two_hosts_ticking_at_once_make_one_run_per_event(settings, store, store_url) -> None:
+    import threading
+
+    cons = consumer("raced_hosts", SALES)
+    hosts = [Scheduler(settings=settings, store=Store(store_url), executor="thread", dags=[cons]) for _ in range(2)]
+    rounds = 4
+    try:
+        for host in hosts:
+            host.tick()
+        for _ in range(rounds):
+            store.emit_asset_event(SALES.uri, source="api")
+            barrier = threading.Barrier(2)
+            created: list[list[str]] = []
+
+            def tick(host: Scheduler) -> None:
+                barrier.wait()
+                created.append(host.tick().created)
+
+            threads = [threading.Thread(target=tick, args=(host,)) for host in hosts]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert sorted(len(c) for c in created) == [0, 1], created
+            drive_all(hosts)
+    finally:
+        for host in hosts:
+            host.close()
+            host.store.close()
+    made = runs(store, "raced_hosts")
+    assert len(made) == rounds and {r["state"] for r in made} == {"success"}
