@@ -42,7 +42,8 @@ with DAG("moved", start_date=datetime(2024, 1, 1), schedule=None, catchup=False)
 
 #: uses what nbflow does not have: each must be listed with its line, and left in place
 UNSUPPORTED = '''\
-from airflow.decorators import dag, task, setup
+from airflow.decorators import dag, task
+from airflow.operators.email import EmailOperator
 from airflow.utils.dates import days_ago
 import airflow.utils.dates
 
@@ -73,18 +74,18 @@ def test_the_imports_point_at_nbflow_and_nothing_else_changes(tmp_path: Path) ->
 def test_what_nbflow_lacks_is_listed_with_its_line_and_left_in_place(tmp_path: Path) -> None:
     result = rewrite_source(UNSUPPORTED, tmp_path / "u.py")
     found = [(finding.line, finding.what) for finding in result.findings]
-    assert (1, "setup (from airflow.decorators)") in found
-    assert (2, "days_ago (from airflow.utils.dates)") in found
-    assert (3, "a whole-module import (`import airflow.utils.dates`)") in found
+    assert (2, "EmailOperator (from airflow.operators.email)") in found
+    assert (3, "days_ago (from airflow.utils.dates)") in found
+    assert (4, "a whole-module import (`import airflow.utils.dates`)") in found
     from nbflow.operators import BaseOperator
 
     if not hasattr(BaseOperator, "expand"):
-        assert (9, "dynamic task mapping (.expand)") in found and (9, "dynamic task mapping (.partial)") in found
+        assert (10, "dynamic task mapping (.expand)") in found and (10, "dynamic task mapping (.partial)") in found
     # what nbflow has moved over; what it lacks stays an Airflow import, so loading says so
-    assert result.after.splitlines()[:2] == ["from nbflow import dag, task", "from airflow.decorators import setup"]
+    assert result.after.splitlines()[:2] == ["from nbflow import dag, task", "from airflow.operators.email import EmailOperator"]
     assert "from airflow.utils.dates import days_ago" in result.after
     days_ago = next(f for f in result.findings if f.what.startswith("days_ago"))
-    assert days_ago.describe("u.py").startswith("u.py:2: days_ago (from airflow.utils.dates) is not in nbflow: ")
+    assert days_ago.describe("u.py").startswith("u.py:3: days_ago (from airflow.utils.dates) is not in nbflow: ")
 
 
 def test_task_groups_and_labels_move_over(tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ def test_the_command_lists_what_is_left_and_exits_1(tmp_path: Path, nbflow_home:
     path = tmp_path / "u.py"
     path.write_text(UNSUPPORTED)
     out = nbflow("import-airflow", str(path), home=nbflow_home, check=1)
-    assert f"{path}:2: days_ago (from airflow.utils.dates) is not in nbflow: " in out.stdout
+    assert f"{path}:3: days_ago (from airflow.utils.dates) is not in nbflow: " in out.stdout
 
 
 def test_bad_files_are_named_in_one_line_and_the_others_still_done(tmp_path: Path, nbflow_home: Path) -> None:
