@@ -40,6 +40,8 @@ def raw_schedule(dag: DAG | None, row: Mapping[str, Any]) -> str | None:
         schedule = dag.schedule
         if schedule is None or (isinstance(schedule, str) and schedule.strip() in ("", "None")):
             return None
+        if not isinstance(schedule, str):  # a timedelta, assets, a timetable: the words nbflow gives it
+            return str(dag.timetable.description)
         return str(schedule)
     text = row.get("schedule")
     if not text or text == "manual":
