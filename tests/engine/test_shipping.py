@@ -77,7 +77,7 @@ def test_the_unpickled_objects_a_worker_keeps_are_bounded(monkeypatch: pytest.Mo
     monkeypatch.setattr(shipped_module, "_unshipped", {})
     objects = [unship(pickle.dumps(("item", i))) for i in range(10)]
     assert objects[-1] == ("item", 9)
-    assert 1 <= len(shipped_module._unshipped) <= 4
+    assert 0 < len(shipped_module._unshipped) <= 4
 
 
 def test_one_dag_object_has_one_shipment_and_a_reloaded_dag_a_new_one() -> None:
