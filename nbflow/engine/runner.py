@@ -159,7 +159,7 @@ class TaskInstanceInfo:
         """What an upstream task returned (``key`` ``"return_value"``, or None) or pushed under
         ``key``; for a list of ids, a list. A key nobody pushed gives the task's returned dict's
         value of that key (``multiple_outputs``), else ``default``, as in Airflow."""
-        from nbflow.errors import InvalidOptionError, TaskNotFoundError
+        from nbflow.errors import InvalidOptionError
 
         if task_ids is None:
             raise TypeError("xcom_pull needs task_ids: the id (or ids) of upstream tasks")
@@ -173,7 +173,11 @@ class TaskInstanceInfo:
         values = []
         for tid in ids:
             if tid not in self._outputs and tid not in self._pulled:
-                raise TaskNotFoundError(self.dag_id, tid, sorted({*self._outputs, *self._pulled}))
+                near = ", ".join(sorted({*self._outputs, *self._pulled})) or "none"
+                raise InvalidOptionError(
+                    "task_ids", tid, f"a task directly upstream of {self.task_id!r} (here: {near}): only their "
+                    f"values travel with its try; add {tid} >> {self.task_id}, or pass the value as an argument",
+                    self.dag_id, self.task_id)
             values.append(self._pull_one(tid, key, default))
         return values[0] if isinstance(task_ids, str) else values
 

@@ -170,3 +170,89 @@ def test_an_airflow_file_in_dags_folder_fails_saying_how_to_move_it(nbflow_home:
     assert "legacy.py" in out.stdout
     assert "the file imports Airflow (airflow" in out.stdout
     assert "nbflow import-airflow FILE --write" in out.stdout
+
+
+#: an Airflow 3 DAG file using much of what nbflow took over: sdk imports, pendulum, Param, setup and
+#: teardown, multiple_outputs and xcom_push, a task group, a branch with Labels, an outlet
+AIRFLOW3_DAG = '''\
+import pendulum
+
+from airflow.sdk import Asset, Label, Param, dag, setup, task, task_group, teardown
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+sales = Asset("file:///tmp/nbflow-example-sales.csv")
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+     params={"region": Param("eu", enum=["eu", "us"])}, tags=["example"])
+def airflow3_example():
+    @setup
+    def create_cluster():
+        return "cluster-1"
+
+    @teardown
+    def delete_cluster(name):
+        print("deleting", name)
+
+    @task(multiple_outputs=True)
+    def extract(params=None, ti=None) -> dict[str, int]:
+        ti.xcom_push(key="region", value=params["region"])
+        return {"rows": 3, "bad": 0}
+
+    @task_group
+    def transform(rows):
+        @task
+        def double(n):
+            return n * 2
+
+        @task
+        def check(n):
+            return n > 0
+
+        return check(double(rows))
+
+    @task.branch
+    def choose(ok, ti=None):
+        return "load" if ok and ti.xcom_pull(task_ids="extract", key="region") == "eu" else "alert"
+
+    load = BashOperator(task_id="load", bash_command="echo loading {{ params.region }}", outlets=[sales])
+    alert = EmptyOperator(task_id="alert")
+    done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
+
+    cluster = create_cluster()
+    rows = extract()
+    cluster >> rows
+    decision = choose(transform(rows["rows"]))
+    rows >> decision  # xcom_pull reads the tasks directly upstream
+    decision >> Label("valid") >> load >> done
+    decision >> Label("broken") >> alert >> done
+    done >> delete_cluster(cluster)
+
+
+airflow3_example()
+'''
+
+
+def test_an_airflow_3_dag_moved_over_ends_with_airflows_task_states(tmp_path: Path, nbflow_home: Path) -> None:
+    path = tmp_path / "example.py"
+    path.write_text(AIRFLOW3_DAG)
+    moved = nbflow("import-airflow", str(path), "--write", home=nbflow_home)
+    assert "is not in nbflow" not in moved.stdout and "from airflow" not in path.read_text()
+    test = nbflow("dags", "test", "airflow3_example", "-f", str(path), home=nbflow_home)
+    states = {line.split()[0]: line.split()[1] for line in test.stdout.splitlines()
+              if len(line.split()) > 2 and line.split()[1] in ("success", "skipped", "failed", "upstream_failed")}
+    # what Airflow gives this DAG: the branch takes "valid", the other side is skipped, the join
+    # (none_failed_min_one_success) and the teardown run
+    assert states == {
+        "create_cluster": "success", "extract": "success", "transform.double": "success",
+        "transform.check": "success", "choose": "success", "load": "success", "alert": "skipped",
+        "done": "success", "delete_cluster": "success",
+    }, test.stdout
+    assert "SUCCESS" in test.stdout.splitlines()[0]
+    with_us = nbflow("dags", "test", "airflow3_example", "-f", str(path), "-c", '{"region": "us"}', home=nbflow_home)
+    chosen = {line.split()[0]: line.split()[1] for line in with_us.stdout.splitlines() if line.split()[:1] in (["load"], ["alert"])}
+    assert chosen == {"load": "skipped", "alert": "success"}
+    refused = nbflow("dags", "test", "airflow3_example", "-f", str(path), "-c", '{"region": "mars"}',
+                     home=nbflow_home, check=1)
+    assert "param 'region' the value 'mars', which is not allowed" in refused.stderr

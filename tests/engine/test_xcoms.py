@@ -141,3 +141,16 @@ def test_pulling_from_another_dag_or_prior_dates_is_refused(nbflow_home: Path) -
     run = dag.test()
     assert "dag_id='elsewhere' is not allowed" in run.errors["other"]
     assert "include_prior_dates=True is not allowed" in run.errors["prior"]
+
+
+def test_pulling_from_a_task_not_directly_upstream_says_how_to_fix_it(nbflow_home: Path) -> None:
+    def far(ti: Any) -> None:
+        ti.xcom_pull(task_ids="first", key="k")
+
+    with DAG("not_upstream", timezone="UTC", schedule=None) as dag:
+        PythonOperator(task_id="first", python_callable=lambda: 1) >> \
+            PythonOperator(task_id="middle", python_callable=lambda: 2) >> PythonOperator(task_id="far", python_callable=far)
+    run = dag.test()
+    assert run.task_states["far"] == "failed"
+    assert ("task_ids='first' is not allowed: a task directly upstream of 'far' (here: middle): only their values "
+            "travel with its try; add first >> far, or pass the value as an argument") in run.errors["far"]
