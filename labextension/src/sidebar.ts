@@ -13,6 +13,7 @@ import { nbflowIcon } from './icons';
 import { paintBadge, styleOf } from './states';
 import { pauseSwitch } from './switch';
 import { Ticker } from './ticker';
+import { openTriggerDialog } from './trigger';
 import { LOCAL_ZONE, localTime, relative, timeTitle } from './time';
 
 const ACTIVE_INTERVAL = 1500;
@@ -164,7 +165,13 @@ export class DagListPanel extends Widget {
 
   private async trigger(dag: IDagSummary): Promise<void> {
     try {
-      const { run, how } = await api.trigger(dag.dag_id);
+      // a DAG with params asks for them, as the DAG view's Trigger does
+      const detail = await api.getDag(dag.dag_id);
+      const triggered = detail.params.length ? await openTriggerDialog(detail) : await api.trigger(dag.dag_id);
+      if (!triggered) {
+        return;
+      }
+      const { run, how } = triggered;
       Notification.info(
         how === 'queued' ? `${dag.dag_id}: run ${run.run_id} queued for the scheduler` : `${dag.dag_id}: run ${run.run_id} started`,
         {

@@ -332,6 +332,14 @@ def test_trigger_asks_for_the_params_and_keeps_a_refusal_in_the_dialog(ui: Nbflo
         confs = [json.loads(row[0]) for row in db.execute("select conf from dag_run where dag_id = ?", (dag_id,))]
     assert confs == [{"days": 3, "region": "us"}]  # one run, and only with what was given
 
+    # the sidebar's trigger asks too; cancelling makes no run
+    ui.click_in_row(dag_id, ".nbflow-Trigger")
+    ui.page.wait_for_selector(f'{dialog} [data-param="region"]')
+    ui.page.click(f"{dialog} .jp-mod-reject")
+    ui.page.wait_for_selector(dialog, state="detached")
+    with sqlite3.connect(ui.lab.nbflow_home / "nbflow.db") as db:
+        assert db.execute("select count(*) from dag_run where dag_id = ?", (dag_id,)).fetchone()[0] == 1
+
 
 def _report_notebook(lab: Lab, name: str) -> Path:
     """A notebook with a cell tagged ``parameters`` (title, rows, factor, verbose)."""
