@@ -261,6 +261,8 @@ export class DagView extends BoxPanel {
     if (!dag) {
       return;
     }
+    this.title.label = dag.dag_display_name || dag.dag_id;
+    this.title.caption = `nbflow DAG ${dag.dag_id}`;
     const next = dag.next_runs.length
       ? h(
           'span',

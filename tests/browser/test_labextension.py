@@ -285,6 +285,7 @@ def test_the_dag_view_draws_edge_labels_and_display_names(ui: NbflowUI) -> None:
     # display names: what the sidebar, the view's title and the graph show; the id stays in hints
     assert ui.page.inner_text(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName') == "Checked loads"
     assert ui.page.inner_text(f"#nbflow-dag-{dag_id} .nbflow-DagView-title h2") == "Checked loads"
+    assert ui.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="Checked loads").count() == 1
     shown = ui.page.evaluate(
         "(dagId) => document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas')"
         "._cyreg.cy.getElementById('check').data('label')", dag_id)
