@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
 BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _live_views_end_with_their_test() -> Iterator[None]:
+    """A graph view a test made keeps the process's live-view poller going until it is collected,
+    and the poller opens the store of the settings in force: after the test, that is the real
+    ``~/nbflow``. So the views of a test stop being fed when it ends."""
+    yield
+    live = sys.modules.get("nbflow.jupyter.live")
+    shared = getattr(live, "_HUB", None)
+    if shared is not None:
+        for view in shared.views():
+            shared.remove(view)
+        shared.poke()
 
 
 @pytest.fixture
