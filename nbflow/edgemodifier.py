@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.errors import DependencyError
+from nbflow.helpers import Arrows
 from nbflow.refs import OutputRef
 from nbflow.taskgroup import TaskGroup
 
 
-class Label:
+class Label(Arrows):
     """An edge label, as Airflow's ``airflow.utils.edgemodifier.Label``."""
 
     def __init__(self, label: str) -> None:
@@ -46,24 +47,6 @@ class Label:
         self._downstream.append(others)
         for task in self._upstream:
             task.set_downstream(others, edge_modifier=self)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> Label:
-        # [a, b] >> Label("x")
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> Label:
-        # [a, b] << Label("x")
-        self.set_downstream(other)
-        return self
 
     def __repr__(self) -> str:
         return f"Label({self.label!r})"

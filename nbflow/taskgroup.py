@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from nbflow.context import current_dag, current_group, pop_group, push_group
 from nbflow.errors import DagDefinitionError, TaskOutsideDagError, UnknownArgumentError
+from nbflow.helpers import Arrows
 from nbflow.refs import OutputRef
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from nbflow.operators.base import BaseOperator
 
 
-class TaskGroup:
+class TaskGroup(Arrows):
     def __init__(
         self,
         group_id: str,
@@ -96,23 +97,15 @@ class TaskGroup:
         inside = set(self.task_ids)
         return [t for t in self.tasks if not (t.downstream_task_ids & inside)]
 
-    def __rshift__(self, other: Any) -> Any:
+    def set_downstream(self, others: Any) -> None:
+        """The group's last tasks run before ``others``."""
         for leaf in self.leaves:
-            leaf.set_downstream(other)
-        return other
+            leaf.set_downstream(others)
 
-    def __lshift__(self, other: Any) -> Any:
+    def set_upstream(self, others: Any) -> None:
+        """``others`` run before the group's first tasks."""
         for root in self.roots:
-            root.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> TaskGroup:
-        self << other
-        return self
-
-    def __rlshift__(self, other: Any) -> TaskGroup:
-        self >> other
-        return self
+            root.set_upstream(others)
 
     def __repr__(self) -> str:
         return f"<TaskGroup {self.group_id!r} ({len(self.task_ids)} tasks)>"

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from nbflow.context import current_dag, current_group
+from nbflow.helpers import Arrows
 from nbflow.edgemodifier import Label
 from nbflow.errors import (
     DagDefinitionError,
@@ -233,7 +234,7 @@ def check_option(
     return checked
 
 
-class BaseOperator:
+class BaseOperator(Arrows):
     """One task of a DAG. Subclasses implement :meth:`execute`."""
 
     #: attribute names rendered with Jinja before ``execute``
@@ -504,24 +505,6 @@ class BaseOperator:
     def set_upstream(self, others: Any, edge_modifier: Label | None = None) -> None:
         """``others`` run before this task; ``edge_modifier=Label("why")`` puts words on those edges."""
         self._relate(others, downstream=False, edge_modifier=edge_modifier)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> BaseOperator:
-        # [a, b] >> self
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> BaseOperator:
-        # [a, b] << self
-        self.set_downstream(other)
-        return self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.task_id!r}>"
