@@ -16,6 +16,9 @@ import { Ticker } from './ticker';
 import { openTriggerDialog } from './trigger';
 import { LOCAL_ZONE, localTime, relative, timeTitle } from './time';
 
+/** An unchanged list is still redrawn this often, so that relative times stay true. */
+const REDRAW_AFTER_MS = 60_000;
+
 const ACTIVE_INTERVAL = 1500;
 const IDLE_INTERVAL = 5000;
 
@@ -30,6 +33,8 @@ export class DagListPanel extends Widget {
   private readonly errors = h('div', { class: 'nbflow-Sidebar-errors' });
   private readonly footer = h('div', { class: 'nbflow-Sidebar-footer nbflow-Muted' });
   private readonly ticker: Ticker;
+  private drawnKey = '';
+  private drawnAt = 0;
   private problem: string | null = null;
 
   constructor(private readonly actions: ISidebarActions) {
@@ -115,6 +120,16 @@ export class DagListPanel extends Widget {
         h('p', { class: 'nbflow-Empty' }, 'No DAGs yet. Put a DAG file into dags_folder, or schedule a notebook.')
       );
     } else {
+      // Redraw only when something changed (or a minute passed, for the "in 18 h" texts): a redraw
+      // replaces the rows, and a click whose press and release straddle it would be lost.
+      const key = JSON.stringify(list.dags);
+      const now = Date.now();
+      if (key === this.drawnKey && now - this.drawnAt < REDRAW_AFTER_MS && this.body.querySelector('.nbflow-DagList')) {
+        this.renderErrors(list.import_errors);
+        return;
+      }
+      this.drawnKey = key;
+      this.drawnAt = now;
       const sorted = [...list.dags].sort((a, b) => a.dag_id.localeCompare(b.dag_id));
       replaceChildren(this.body, h('ul', { class: 'nbflow-DagList' }, ...sorted.map(dag => this.row(dag))));
     }

@@ -333,7 +333,9 @@ def test_trigger_asks_for_the_params_and_keeps_a_refusal_in_the_dialog(ui: Nbflo
         confs = [json.loads(row[0]) for row in db.execute("select conf from dag_run where dag_id = ?", (dag_id,))]
     assert confs == [{"days": 3, "region": "us"}]  # one run, and only with what was given
 
-    # the sidebar's trigger asks too; cancelling makes no run
+    # the sidebar's trigger asks too; cancelling makes no run. First the sidebar shows the finished run,
+    # so that its next redraw cannot replace the row under the click.
+    ui.wait_row(dag_id, lambda r: r["badgeState"] == "success", "the sidebar to show the run's success", timeout=60)
     ui.click_in_row(dag_id, ".nbflow-Trigger")
     ui.page.wait_for_selector(f'{dialog} [data-param="region"]')
     ui.page.click(f"{dialog} .jp-mod-reject")
