@@ -22,14 +22,7 @@ from nbflow.errors import (
 )
 from nbflow.engine.runs import load_run, run_dag
 from nbflow.engine.scheduler import Scheduler
-from nbflow.settings import load_settings
 from nbflow.store import Store
-
-
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
 
 
 @pytest.fixture

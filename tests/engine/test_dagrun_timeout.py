@@ -14,17 +14,10 @@ from nbflow import DAG, task
 from nbflow.engine import controls
 from nbflow.engine.scheduler import Scheduler, pid_alive
 from nbflow.operators import EmptyOperator
-from nbflow.settings import load_settings
 from nbflow.store import Store
 from tests.waiting import wait_for
 
 LIMIT = timedelta(hours=1)
-
-
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
 
 
 @pytest.fixture

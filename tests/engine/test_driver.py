@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from nbflow import DAG
 from nbflow.engine.driver import RunDriver
 from nbflow.operators import PythonOperator
 from nbflow.engine.lifecycle import task_rows
-from nbflow.settings import load_settings
 from nbflow.store import Store
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -39,12 +37,6 @@ class RecordingExecutor:
 
 def _noop() -> None:
     return None
-
-
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
 
 
 @pytest.fixture

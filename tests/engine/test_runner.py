@@ -13,13 +13,6 @@ import pytest
 from nbflow import DAG, dag, task
 from nbflow.operators import BashOperator
 from nbflow.engine.runs import run_dag
-from nbflow.settings import load_settings
-
-
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
 
 
 @pytest.fixture(params=["inline", "thread", "process"])

@@ -19,12 +19,6 @@ from nbflow.settings import load_settings
 from nbflow.store import Store
 
 
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
-
-
 @pytest.fixture(params=["inline", "thread", "process"])
 def executor(request: pytest.FixtureRequest) -> str:
     return request.param

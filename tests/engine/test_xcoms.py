@@ -15,14 +15,7 @@ from nbflow.engine import controls
 from nbflow.engine.runs import load_run
 from nbflow.engine.scheduler import Scheduler
 from nbflow.operators import PythonOperator
-from nbflow.settings import load_settings
 from nbflow.store import Store
-
-
-@pytest.fixture
-def settings(nbflow_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
-    return load_settings()
 
 
 @pytest.fixture
