@@ -66,6 +66,22 @@ class TaskDefinition(Generic[F]):
                               self.role, self.on_failure_fail_dagrun)
 
     def __call__(self, *args: Any, **kwargs: Any) -> OutputRef:
+        return OutputRef(self._build(args, kwargs))
+
+    def partial(self, **kwargs: Any) -> PartialTask:
+        """Arguments every instance of a mapped task shares: ``add.partial(y=1).expand(x=[1, 2])``."""
+        return PartialTask(self, kwargs)
+
+    def expand(self, **sources: Any) -> OutputRef:
+        """One task instance per item (per combination, with several arguments), counted when the
+        run gets there: ``add.expand(x=[1, 2, 3])`` or ``add.expand(x=numbers())``."""
+        return PartialTask(self, {}).expand(**sources)
+
+    def expand_kwargs(self, source: Any) -> OutputRef:
+        """One task instance per dict of arguments: ``add.expand_kwargs([{"x": 1, "y": 2}, ...])``."""
+        return PartialTask(self, {}).expand_kwargs(source)
+
+    def _build(self, args: Any, kwargs: dict[str, Any]) -> BaseOperator:
         options = dict(self.options)
         explicit_id = options.pop("task_id", None)
         task_id = explicit_id or _free_task_id(self.function.__name__)
@@ -81,10 +97,62 @@ class TaskDefinition(Generic[F]):
             operator.as_setup()
         elif self.role == "teardown":
             operator.as_teardown(on_failure_fail_dagrun=self.on_failure_fail_dagrun)
-        return OutputRef(operator)
+        return operator
 
     def __repr__(self) -> str:
         return f"<task {self.function.__name__!r} ({self.operator_class.__name__})>"
+
+
+class PartialTask:
+    """``@task`` function with arguments every instance shares; ``.expand(...)`` makes the task."""
+
+    def __init__(self, definition: TaskDefinition[Any], kwargs: dict[str, Any]) -> None:
+        self.definition = definition
+        self.kwargs = kwargs
+
+    def expand(self, **sources: Any) -> OutputRef:
+        from nbflow.errors import DagDefinitionError
+        from nbflow.mapping import ExpandInput
+
+        if not sources:
+            raise DagDefinitionError(f"{self.definition.function.__name__}.expand() needs at least one argument "
+                                     "to map over")
+        return self._make(ExpandInput(sources))
+
+    def expand_kwargs(self, source: Any) -> OutputRef:
+        from nbflow.mapping import ExpandInput
+
+        return self._make(ExpandInput(kwargs_source=source))
+
+    def _make(self, expand: Any) -> OutputRef:
+        from nbflow.errors import DagDefinitionError
+        from nbflow.mapping import MapSlot, make_mapped
+
+        name = self.definition.function.__name__
+        twice = sorted(set(expand.names()) & set(self.kwargs))
+        if twice:
+            raise DagDefinitionError(f"{name}: {twice[0]} is given to both partial() and expand(); give it to one")
+        if not expand.by_kwargs:
+            try:
+                inspect.signature(self.definition.function).bind_partial(**self.kwargs, **expand.sources)
+            except TypeError as exc:
+                raise DagDefinitionError(f"{name}.expand({', '.join(expand.sources)}): {exc}; map over the "
+                                         "function's own parameters") from None
+        held: dict[str, Any] = {}
+        if expand.by_kwargs:  # the names come with the run: hold a place for each required parameter
+            held = {p.name: MapSlot(p.name) for p in inspect.signature(self.definition.function).parameters.values()
+                    if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                    and p.name not in self.kwargs and p.name not in _CONTEXT_NAMES}
+        task = make_mapped(lambda slots: self.definition._build((), {**self.kwargs, **held, **slots}), expand,
+                           dag_id=None, task_id=self.definition.options.get("task_id") or name, target="op_kwargs",
+                           what=name)
+        return OutputRef(task)
+
+
+#: parameters a task function may take from the context rather than from its arguments
+_CONTEXT_NAMES = frozenset({"ti", "task_instance", "dag_run", "params", "ds", "logical_date", "run_id", "dag",
+                            "task", "conf", "data_interval_start", "data_interval_end", "triggering_asset_events",
+                            "map_index"})
 
 
 def _bash_task_class() -> type[BaseOperator]:

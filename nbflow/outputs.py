@@ -129,9 +129,14 @@ def encode(value: Any, dag_id: str, task_id: str, max_bytes: int) -> EncodedOutp
 
 
 def decode(kind: str, data: str | bytes) -> Any:
-    """The Python value of an encoded output. For ``pickle`` this runs code: see the module docstring."""
+    """The Python value of an encoded output. For ``pickle`` this runs code: see the module docstring.
+
+    ``mapped`` is what a downstream task gets of a mapped task: its instances' encoded outputs, in
+    map index order, decoded into a list."""
     if kind == "json":
         return json.loads(data)
+    if kind == "mapped":
+        return [decode(k, d) for k, d in data]  # type: ignore[misc]
     return pickle.loads(data if isinstance(data, bytes) else data.encode("latin-1"))
 
 

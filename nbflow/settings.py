@@ -56,6 +56,9 @@ class Settings:
     max_output_bytes: int = 64 * 1024 * 1024
     #: outputs whose JSON is at most this many bytes live in the database; larger ones in a file
     inline_output_bytes: int = 64 * 1024
+    #: most instances one mapped task may expand to in a run (``task.expand(...)``); past it the
+    #: mapped task fails, as in Airflow
+    max_map_length: int = 1024
     #: a run's conf larger than this (bytes of its JSON) is refused: every answer listing runs carries it
     max_conf_bytes: int = 1024 * 1024
     #: a try's log is kept to about this many bytes: its first and last halves, with a line saying
@@ -232,6 +235,8 @@ def _validate(settings: Settings) -> None:
                           f"choose one of {', '.join(EXECUTORS)}, or auto for each host's default")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
+    if settings.max_map_length < 1:
+        raise ConfigError("max_map_length", settings.max_map_length, "it must be at least 1")
     if settings.dag_file_timeout <= 0:
         raise ConfigError("dag_file_timeout", settings.dag_file_timeout,
                           "it must be more than 0 seconds (every DAG file would fail to load)")

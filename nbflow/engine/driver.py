@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
 from nbflow.errors import NbflowError, StoreError, TaskTimeoutError
+from nbflow.mapping import MappingError, split_key, ti_key
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
@@ -104,8 +105,12 @@ class RunDriver:
         self.orphaned: set[str] = set()                  # held by this host in the store, run by no driver
         self._taken_over: set[str] = set()               # lost tries of a dead host, being recorded
         self.ready: list[str] = []
+        #: a mapped task's instances by map index, once it is expanded (task id -> their keys)
+        self.instances: dict[str, list[str]] = {}
+        self.mapped: frozenset[str] = frozenset(t for t, task in dag.task_dict.items() if task.is_mapped)
         self._ready_sorted = True
         self._log_folder_made = False
+        self._pending_expansions: list[str] = []
         self.order = {tid: i for i, tid in enumerate(dag.topological_order())}
         #: tasks that wait for their previous run (depends_on_past), and those waiting now. A test run
         #: neither waits nor counts as a previous run: like Airflow's dag.test(), it is a trial.
@@ -144,11 +149,17 @@ class RunDriver:
 
     def _load(self, rows: list[dict[str, Any]]) -> None:
         """Take the store's view of the tasks this driver is not running itself."""
+        expanded = False
         for row in rows:
-            task_id = row["task_id"]
-            if task_id not in self.dag.task_dict or task_id in self.running:
+            task_id = row["ti_key"]
+            if row["task_id"] not in self.dag.task_dict or task_id in self.running:
                 continue
             state = TaskState(row["state"])
+            if row["map_index"] >= 0:
+                expanded |= self._add_instance(row["task_id"], row["map_index"])
+            elif row["task_id"] in self.mapped:
+                self._load_mapped(task_id, state, row)
+                continue
             self.try_numbers[task_id] = row["try_number"] or 0
             self.fences[task_id] = row.get("fence") or 0
             if (state in (S.QUEUED, S.RUNNING) and self.host_id is not None
@@ -173,6 +184,31 @@ class RunDriver:
             self.states[task_id] = state
         for task_id in self.dag.task_dict:
             self.states.setdefault(task_id, S.NONE)
+        if expanded:
+            for keys in self.instances.values():
+                keys.sort(key=lambda key: split_key(key)[1])
+
+    def _add_instance(self, task_id: str, map_index: int) -> bool:
+        keys = self.instances.setdefault(task_id, [])
+        key = ti_key(task_id, map_index)
+        if key in keys:
+            return False
+        keys.append(key)
+        return True
+
+    def _load_mapped(self, task_id: str, state: TaskState, row: dict[str, Any]) -> None:
+        """A mapped task's own row: the state the planner sees. It is never claimed (its instances
+        are); ``running`` means expanded, and a ``scheduled`` one another host has not expanded yet
+        is expanded here."""
+        self.fences[task_id] = row.get("fence") or 0
+        self.elsewhere.discard(task_id)
+        if state in (S.NONE, S.SCHEDULED):
+            self.instances.pop(task_id, None)
+        if state.finished and state is S.SUCCESS and self.states.get(task_id) is not state:
+            self._outputs_loaded = False
+        self.states[task_id] = state
+        if state is S.SCHEDULED:
+            self._pending_expansions.append(task_id)
 
     # -- driving ----------------------------------------------------------------------------------
 
@@ -195,6 +231,7 @@ class RunDriver:
         self._fail_orphans()
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
+        self._catch_up_mapped()
 
     def refresh(self) -> None:
         """Re-read task states another host may have changed, and plan again."""
@@ -203,6 +240,7 @@ class RunDriver:
         self._fail_orphans()
         self._derive_decisions()
         self._apply(plan_start(self.dag, self.states).changes)
+        self._catch_up_mapped()
 
     def _fail_orphans(self) -> None:
         """Task instances this host holds in the store that this driver does not run: an earlier
@@ -261,7 +299,7 @@ class RunDriver:
         refused: list[str] = []
         while self.ready and len(chosen) < count:
             task_id = self.ready.pop()
-            task = self.dag.task_dict[task_id]
+            task = self._task(task_id)
             (chosen if self.pools.admit(task.pool, task.pool_slots) else refused).append(task_id)
         self.ready.extend(reversed(refused))
         missed = 0
@@ -284,7 +322,7 @@ class RunDriver:
                 if task_id not in claimed:
                     self.elsewhere.add(task_id)
                     self.states[task_id] = S.RUNNING
-                    task = self.dag.task_dict[task_id]
+                    task = self._task(task_id)
                     self.pools.release(task.pool, task.pool_slots)
             missed = len(chosen) - len(claimed)
             chosen = [t for t in chosen if t in claimed]
@@ -296,7 +334,7 @@ class RunDriver:
                 # back; the store holds them for this host, so the re-read after the outage counts
                 # those tries as lost and retries them by their policy.
                 for unstarted in chosen[index:]:
-                    task = self.dag.task_dict[unstarted]
+                    task = self._task(unstarted)
                     self.pools.release(task.pool, task.pool_slots)
                 raise
         return len(chosen), missed
@@ -304,7 +342,7 @@ class RunDriver:
     def _unchoose(self, chosen: list[str]) -> None:
         """Give tasks taken off the ready list for a claim that failed back their place and slots."""
         for task_id in chosen:
-            task = self.dag.task_dict[task_id]
+            task = self._task(task_id)
             self.pools.release(task.pool, task.pool_slots)
             self._make_ready(task_id)
 
@@ -317,8 +355,14 @@ class RunDriver:
         if self._task_changes:
             self._task_changes = [c for c in self._task_changes if c["task_id"] not in fences]
 
-    def _priority(self, task_id: str) -> tuple[int, int]:
-        return (-self.dag.task_dict[task_id].priority_weight, self.order[task_id])
+    def _priority(self, task_id: str) -> tuple[int, int, int]:
+        base, index = split_key(task_id)
+        return (-self._task(task_id).priority_weight, self.order[base], index)
+
+    def _task(self, key: str) -> Any:
+        """The task of a task instance's key (a mapped instance's ``task_id[3]`` gives its task)."""
+        task = self.dag.task_dict.get(key)
+        return task if task is not None else self.dag.task_dict[split_key(key)[0]]
 
     def _make_ready(self, task_id: str) -> None:
         self.ready.append(task_id)
@@ -330,7 +374,7 @@ class RunDriver:
         return self.try_numbers.get(task_id, 0) + (0 if rescheduled and self.try_numbers.get(task_id) else 1)
 
     def _start(self, task_id: str, executor: Executor) -> None:
-        task = self.dag.task_dict[task_id]
+        task = self._task(task_id)
         # first, as the one step that may need the store: if it fails, nothing here has changed yet
         upstream = self._upstream_outputs(task)
         try_number = self._next_try(task_id)
@@ -346,15 +390,15 @@ class RunDriver:
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
         request = TaskRequest(
-            dag_id=self.dag.dag_id, task_id=task_id, run_id=self.run_id, try_number=try_number,
+            dag_id=self.dag.dag_id, task_id=task.task_id, run_id=self.run_id, try_number=try_number,
             max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
-            log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task_id),
+            log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task.task_id),
             dag=self.dag if self.shipment is None else self.shipment.info, upstream=upstream,
             pushed={tid: self.pushed[tid] for tid in upstream if tid in self.pushed},
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
-            triggering_asset_events=self._triggering_events(),
+            triggering_asset_events=self._triggering_events(), map_index=split_key(task_id)[1],
         )
         executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
 
@@ -366,12 +410,18 @@ class RunDriver:
             self._triggering = self.store.triggering_asset_events(self.run_pk)
         return self._triggering
 
-    def _upstream_outputs(self, task: Any) -> dict[str, tuple[str, str | bytes]]:
+    def _upstream_outputs(self, task: Any) -> dict[str, tuple[str, Any]]:
         needed = set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
-        missing = [t for t in needed if t not in self.outputs and self.states.get(t) is S.SUCCESS]
-        if missing and not self._outputs_loaded:
+        if not self._outputs_loaded and any(
+            self.states.get(key) is S.SUCCESS and key not in self.outputs
+            for t in needed for key in (self.instances.get(t, ()) if t in self.mapped else (t,))
+        ):
             self._load_outputs()
-        return {tid: self.outputs[tid] for tid in needed if tid in self.outputs}
+        found = {tid: self.outputs[tid] for tid in needed if tid in self.outputs}
+        for tid in needed & self.mapped:
+            # a mapped task's output is the list of its instances' outputs, by map index
+            found[tid] = ("mapped", [self.outputs[key] for key in self.instances.get(tid, ()) if key in self.outputs])
+        return found
 
     def _load_outputs(self) -> None:
         """Outputs of tasks this driver did not run (a resumed run, or another host's tasks), with
@@ -386,16 +436,16 @@ class RunDriver:
         loaded: dict[str, dict[str, tuple[str, str | bytes]]] = {}
         for row in self.store.get_xcoms(self.run_pk):
             encoded = read_stored(row)
-            if encoded is not None and row["task_id"] not in self.pushed:
-                loaded.setdefault(row["task_id"], {})[row["key"]] = (encoded.kind, encoded.data)
+            if encoded is not None and row["ti_key"] not in self.pushed:
+                loaded.setdefault(row["ti_key"], {})[row["key"]] = (encoded.kind, encoded.data)
         self.pushed.update(loaded)
         self._outputs_loaded = True
 
     def _derive_decisions(self) -> None:
         """Branch decisions of branching tasks that succeeded before this driver knew them."""
-        for task_id, state in self.states.items():
-            task = self.dag.task_dict[task_id]
-            if state is not S.SUCCESS or task_id in self.decisions:
+        for task_id, task in self.dag.task_dict.items():
+            state = self.states.get(task_id)
+            if state is not S.SUCCESS or task_id in self.decisions or task_id in self.mapped:
                 continue
             if type(task).followed_task_ids is BaseOperator.followed_task_ids:
                 continue
@@ -415,18 +465,21 @@ class RunDriver:
         return set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
 
     def _log_path(self, task_id: str, try_number: int) -> str:
+        base, index = split_key(task_id)
+        if index >= 0:  # a mapped instance: <task>/<map_index>/<try>.log
+            return f"{self.log_folder}/{safe_path_part(base)}/{index}/{try_number}.log"
         return f"{self.log_folder}/{safe_path_part(task_id)}/{try_number}.log"
 
     # -- outcomes ---------------------------------------------------------------------------------
 
     def handle(self, outcome: Outcome) -> None:
         """Record one outcome and plan what it makes ready."""
-        finished = self._handle(outcome)
+        finished = self._task_finished(self._handle(outcome))
         if finished is not None:
             self._apply(plan_after(self.dag, [finished], self.states, self.decisions).changes)
 
     def handle_many(self, outcomes: list[Outcome]) -> None:
-        finished = [tid for tid in (self._handle(o) for o in outcomes) if tid is not None]
+        finished = [tid for tid in (self._task_finished(self._handle(o)) for o in outcomes) if tid is not None]
         if finished:
             self._apply(plan_after(self.dag, finished, self.states, self.decisions).changes)
 
@@ -452,7 +505,7 @@ class RunDriver:
         if self.timed_out:
             return None  # a try of a run past its dagrun_timeout: skipped already, its late end not kept
         task_id = outcome.key[1] if isinstance(outcome.key, tuple) else str(outcome.key)
-        task = self.dag.task_dict[task_id]
+        task = self._task(task_id)
         if task_id in self.running:
             self.running.discard(task_id)
             self.pools.release(task.pool, task.pool_slots)
@@ -477,7 +530,7 @@ class RunDriver:
             elif result.skipped is not None:
                 ending = Ending.SKIPPED
             else:
-                error_text = self._keep_output(task, result)
+                error_text = self._keep_output(task, result, task_id)
                 ending = Ending.RETURNED if error_text is None else Ending.FAILED
         else:
             error = outcome.error
@@ -501,7 +554,7 @@ class RunDriver:
         if verdict.wake_at is not None:
             self.wake_at[task_id] = verdict.wake_at
         if verdict.callback is not None:
-            self._callback(task, verdict.callback, None if state is S.SUCCESS else error_text)
+            self._callback(task, verdict.callback, None if state is S.SUCCESS else error_text, task_id)
         path = self._log_path(task_id, try_number)
         common["log_path"] = path if logged or path in self._appended else None
         self._set(task_id, state, error=error_text, **common)
@@ -551,7 +604,7 @@ class RunDriver:
         self.timed_out, self.deadline = True, None
         end = utcnow()
         for task_id in sorted(self.running):
-            task = self.dag.task_dict[task_id]
+            task = self._task(task_id)
             self.pools.release(task.pool, task.pool_slots)
             if self._executor is not None:
                 self._executor.cancel((self.run_pk, task_id), f"stopped: {reason}")
@@ -587,7 +640,7 @@ class RunDriver:
             self._dag_callback(state)
         return state
 
-    def _keep_output(self, task: Any, result: TaskResult) -> str | None:
+    def _keep_output(self, task: Any, result: TaskResult, key: str) -> str | None:
         """Store the output and the branch decision; return an error text if the output is unusable."""
         encoded = result.output
         if encoded is None:
@@ -597,17 +650,17 @@ class RunDriver:
                 followed = task.followed_task_ids(encoded.decode())
             except NbflowError as exc:
                 text = f"{type(exc).__name__}: {exc}"
-                self._append_log(task.task_id, text)
+                self._append_log(key, text)
                 return text
-            if followed is not None:
+            if followed is not None and key == task.task_id:
                 self.decisions[task.task_id] = Decision(frozenset(followed), bool(task.skip_all_descendants))
-        self.outputs[task.task_id] = (encoded.kind, encoded.data)
-        self._outputs.append(self._stored_row(task.task_id, encoded, "output"))
+        self.outputs[key] = (encoded.kind, encoded.data)
+        self._outputs.append(self._stored_row(key, encoded, "output"))
         if result.pushed:
-            self.pushed[task.task_id] = {key: (value.kind, value.data) for key, value in result.pushed.items()}
-            for key, value in result.pushed.items():
-                row = self._stored_row(task.task_id, value, f"xcom-{hashlib.sha1(key.encode()).hexdigest()[:16]}")
-                row["key"] = key
+            self.pushed[key] = {name: (value.kind, value.data) for name, value in result.pushed.items()}
+            for name, value in result.pushed.items():
+                row = self._stored_row(key, value, f"xcom-{hashlib.sha1(name.encode()).hexdigest()[:16]}")
+                row["key"] = name
                 self._xcoms.append(row)
         return None
 
@@ -652,7 +705,7 @@ class RunDriver:
 
     # -- callbacks --------------------------------------------------------------------------------
 
-    def _context_for(self, task: Any, error: str | None) -> dict[str, Any]:
+    def _context_for(self, task: Any, error: str | None, key: str | None = None) -> dict[str, Any]:
         from nbflow.templates import build_context
 
         context = build_context(
@@ -661,7 +714,8 @@ class RunDriver:
             dag_run=self._dag_run(),
         )
         context["exception"] = error
-        context["try_number"] = self.try_numbers.get(task.task_id, 0)
+        context["try_number"] = self.try_numbers.get(key or task.task_id, 0)
+        context["map_index"] = split_key(key or task.task_id)[1]
         return context
 
     def _dag_run(self) -> Any:
@@ -670,17 +724,17 @@ class RunDriver:
         return DagRunInfo(self.dag.dag_id, self.run_id, self.run_type, self.logical_date, self.interval[0],
                           self.interval[1], dict(self.conf), self.run_start_date)
 
-    def _callback(self, task: Any, name: str, error: str | None) -> None:
+    def _callback(self, task: Any, name: str, error: str | None, key: str | None = None) -> None:
         callbacks = getattr(task, name, None)
         if not callbacks:
             return
-        context = self._context_for(task, error)
+        context = self._context_for(task, error, key)
         for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
             try:
                 callback(context)
             except Exception as exc:  # a failing callback is reported, it never stops the run
                 text = f"{name} {getattr(callback, '__name__', callback)!s} raised:\n" + "".join(tb.format_exception(exc))
-                self._append_log(task.task_id, text)
+                self._append_log(key or task.task_id, text)
                 self._events.append(self._event("callback_failed", task.task_id, {"callback": name, "error": str(exc)}))
 
     def _dag_callback(self, state: RunState) -> None:
@@ -704,12 +758,117 @@ class RunDriver:
         if self.past_gated:
             changes = self._gate_on_past(changes)
         for task_id, state in changes.items():
-            if state is S.SCHEDULED:
+            if state is S.SCHEDULED and task_id in self.mapped:
+                self._expand(task_id)
+            elif state is S.SCHEDULED:
                 if task_id not in self.ready:
                     self._make_ready(task_id)
                 self._set(task_id, state)
             else:
                 self._set(task_id, state, end_date=now)
+
+    # -- mapped tasks ------------------------------------------------------------------------------
+
+    def _expand(self, task_id: str) -> None:
+        """Count a mapped task's items now that its upstream is done, and make its instances.
+
+        An empty list skips the task, as in Airflow; a value that is not a list, or more items than
+        ``max_map_length``, fails it (its downstream then goes by its trigger rule)."""
+        task = self.dag.task_dict[task_id]
+        failure: str | None = None
+        count = 0
+        try:
+            encoded = self._upstream_outputs(task)
+            from nbflow.outputs import decode
+
+            count = task.expand_input.length({tid: decode(*value) for tid, value in encoded.items()},
+                                             self.dag.dag_id, task_id)
+        except MappingError as exc:
+            failure = str(exc)
+        except NbflowError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure is None and count > self.settings.max_map_length:
+            failure = (f"DAG '{self.dag.dag_id}', task '{task_id}': expands to {count:,} instances, more than "
+                       f"max_map_length ({self.settings.max_map_length:,}); map over fewer items or raise the "
+                       "max_map_length setting")
+        now = utcnow()
+        if failure is not None or count == 0:
+            state = S.FAILED if failure is not None else S.SKIPPED
+            self._set(task_id, state, end_date=now, error=failure or "skipped: it mapped over an empty list")
+            if failure is not None:
+                self._events.append(self._event("expand_failed", task_id, {"error": failure}))
+                self._append_log(task_id, failure)
+            self._apply(plan_after(self.dag, [task_id], self.states, self.decisions).changes)
+            return
+        fences = self.store.expand_task(
+            self.run_pk, task_id, count, seen=self.fences.get(task_id, 0) if self.host_id is not None else None,
+            row={"dag_id": self.dag.dag_id, "run_id": self.run_id, "max_tries": task.retries + 1,
+                 "operator": type(task).__name__, "pool": task.pool, "priority_weight": task.priority_weight})
+        if fences is None:  # another host expanded it (or it was cleared): read it again
+            self.elsewhere.add(task_id)
+            return
+        self._took(fences)
+        self.states[task_id] = S.RUNNING
+        if observers.active:
+            observers.notify(self.dag.dag_id, self.run_id, task_id, S.RUNNING.value)
+        self.instances[task_id] = [ti_key(task_id, index) for index in range(count)]
+        for key in self.instances[task_id]:
+            self.states[key] = S.SCHEDULED
+            self.elsewhere.discard(key)
+            self.max_tries.setdefault(key, task.retries + 1)
+            if key not in self.ready:
+                self._make_ready(key)
+            if observers.active:
+                observers.notify(self.dag.dag_id, self.run_id, key, S.SCHEDULED.value)
+
+    def _task_finished(self, key: str | None) -> str | None:
+        """The task whose end ``key``'s end makes: itself, or for the last instance of a mapped task
+        that task (its state then follows from its instances')."""
+        if key is None or key in self.dag.task_dict:
+            return key
+        return self._settle(split_key(key)[0])
+
+    def _settle(self, task_id: str) -> str | None:
+        """Give a mapped task whose instances have all finished its own final state: failed if one
+        failed, else upstream_failed if one was, else skipped if one was skipped, else success (the
+        one state downstream trigger rules read for it)."""
+        keys = self.instances.get(task_id, ())
+        if self.states.get(task_id) is not S.RUNNING or not keys:
+            return None
+        states = [self.states.get(key, S.NONE) for key in keys]
+        if not all(state.finished for state in states):
+            return None
+        for candidate in (S.FAILED, S.UPSTREAM_FAILED, S.SKIPPED):
+            if candidate in states:
+                final = candidate
+                break
+        else:
+            final = S.SUCCESS
+        if final is S.SUCCESS:
+            self._outputs_loaded = self._outputs_loaded and all(key in self.outputs for key in keys)
+        self._set(task_id, final, end_date=utcnow())
+        return task_id
+
+    def _catch_up_mapped(self) -> None:
+        """After reading the store: expand what another host scheduled but did not expand, start
+        instances cleared by hand, and settle mapped tasks whose instances all ended elsewhere."""
+        pending, self._pending_expansions = self._pending_expansions, []
+        for task_id in pending:
+            if self.states.get(task_id) is S.SCHEDULED:
+                self._expand(task_id)
+        finished = []
+        for task_id, keys in self.instances.items():
+            if self.states.get(task_id) is not S.RUNNING:
+                continue
+            for key in keys:
+                if self.states.get(key) is S.NONE and key not in self.running:
+                    self._set(key, S.SCHEDULED)
+                    self._make_ready(key)
+            settled = self._settle(task_id)
+            if settled is not None:
+                finished.append(settled)
+        if finished:
+            self._apply(plan_after(self.dag, finished, self.states, self.decisions).changes)
 
     # -- depends_on_past ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from nbflow.engine.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
 from nbflow.executors.shipped import Shipped
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import EncodedOutput, encode, decode
+from nbflow.mapping import apply_values
 from nbflow.refs import resolve_refs
 
 
@@ -72,6 +73,8 @@ class TaskRequest:
     pushed: dict[str, dict[str, tuple[str, str | bytes]]] = field(default_factory=dict)
     #: an asset-triggered run's events: uri -> events (dicts with source, extra, created_at, ...)
     triggering_asset_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: which instance of a mapped task this is (0, 1, ...); -1 for a task that is not mapped
+    map_index: int = -1
 
     def dag_run(self) -> DagRunInfo:
         """``dag_run`` in the context, built where the task runs from the request's plain fields."""
@@ -128,6 +131,7 @@ class TaskInstanceInfo:
         self.task_id = request.task_id
         self.run_id = request.run_id
         self.try_number = request.try_number
+        self.map_index = request.map_index
         self.max_tries = request.max_tries
         self.log_path = request.log_path
         #: when the current try first started; a rescheduled sensor keeps its first poke's time
@@ -213,8 +217,9 @@ def run_task(request: TaskRequest) -> TaskResult:
     from nbflow.templates import build_context, render_fields
 
     started = time.perf_counter()
+    instance = f"[{request.map_index}]" if request.map_index >= 0 else ""
     preamble = (
-        f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id} run {request.run_id} try "
+        f"[{stamp()}] nbflow: {request.dag_id}.{request.task_id}{instance} run {request.run_id} try "
         f"{request.try_number} of {request.max_tries} on {socket.gethostname()} pid {os.getpid()}\n"
     )
     with capture(request.log_path, preamble, request.max_log_bytes) as log:
@@ -227,6 +232,8 @@ def run_task(request: TaskRequest) -> TaskResult:
             for name in dict.fromkeys([*type(task).template_fields, "op_args", "op_kwargs"]):
                 if name in task.__dict__:
                     object.__setattr__(task, name, resolve_refs(task.__dict__[name], outputs))
+            if task.expand_input is not None:  # a mapped task's instance: its own values in their places
+                apply_values(task, task.expand_input.values(outputs, request.map_index, request.dag_id, request.task_id))
             ti = TaskInstanceInfo(request, outputs)
             context = build_context(
                 dag=request.dag, task=task, run_id=request.run_id, logical_date=request.logical_date,
@@ -235,6 +242,7 @@ def run_task(request: TaskRequest) -> TaskResult:
             )
             # Airflow 3's name, and Airflow 2's: plain data, whatever process the task runs in
             context["triggering_asset_events"] = context["triggering_dataset_events"] = request.triggering_asset_events
+            context["map_index"] = request.map_index
             render_fields(task, context)
             token = set_task_context(context)
             try:

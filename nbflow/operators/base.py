@@ -241,6 +241,20 @@ class BaseOperator(Arrows):
     template_fields: ClassVar[Sequence[str]] = ()
     #: a short word for views: python, bash, empty, branch, notebook, sensor, ...
     kind: ClassVar[str] = "custom"
+    #: what a mapped task maps over (``nbflow.mapping.ExpandInput``); None for a task run once per run
+    expand_input: Any = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """The arguments every instance of a mapped task shares; ``.expand(name=[...])`` or
+        ``.expand_kwargs([...])`` on the result makes the task, one instance per item."""
+        from nbflow.mapping import OperatorPartial
+
+        return OperatorPartial(cls, kwargs)
+
+    @property
+    def is_mapped(self) -> bool:
+        return self.expand_input is not None
 
     def __init__(
         self,
@@ -344,6 +358,8 @@ class BaseOperator(Arrows):
         found: list[OutputRef] = []
         for name in dict.fromkeys([*type(self).template_fields, "op_args", "op_kwargs"]):
             find_refs(self.__dict__.get(name), found)
+        if self.expand_input is not None:
+            found.extend(self.expand_input.refs())
         return found
 
     # -- identity ---------------------------------------------------------------------------------
@@ -467,6 +483,7 @@ class BaseOperator(Arrows):
             "upstream": sorted(self.upstream_task_ids),
             "doc": (self.doc_md or "")[:2000] or None,
             "outlets": [asset.uri for asset in self.outlets or ()],
+            "mapped": self.expand_input is not None,
         }
 
     # -- wiring -----------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ task_instance = Table(
     # The claim's fence: every claim (and adoption, clear, mark) raises it by one, and a host's write
     # of this row lands only while the row still has the fence that host holds (see Store.record).
     Column("fence", Integer, nullable=False, default=0, server_default="0"),
-    UniqueConstraint("run_pk", "task_id"),
+    # -1, or the instance's place in a mapped task (0, 1, ...); the mapped task's own row has -1
+    Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    UniqueConstraint("run_pk", "task_id", "map_index"),
     Index("ix_task_instance_state", "state"),
 )
 
@@ -168,7 +170,8 @@ task_try = Table(
     # The fence of the claim that started the try (or of the host that adopted it): only its holder
     # writes the try's outcome. NULL for tries recorded without a claim (dag.test(), before 0004).
     Column("fence", Integer),
-    PrimaryKeyConstraint("run_pk", "task_id", "try_number"),
+    Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    PrimaryKeyConstraint("run_pk", "task_id", "map_index", "try_number"),
 )
 
 task_output = Table(
@@ -185,7 +188,8 @@ task_output = Table(
     Column("kind", String(STATE)),  # 'json' | 'pickle'
     Column("type_name", Text),
     Column("preview", Text),
-    PrimaryKeyConstraint("run_pk", "task_id"),
+    Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    PrimaryKeyConstraint("run_pk", "task_id", "map_index"),
 )
 
 # Values a task pushed under a key of its own (``ti.xcom_push(key=..., value=...)``), beside its
@@ -203,7 +207,8 @@ task_xcom = Table(
     Column("kind", String(STATE)),  # 'json' | 'pickle'
     Column("type_name", Text),
     Column("preview", Text),
-    PrimaryKeyConstraint("run_pk", "task_id", "key"),
+    Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    PrimaryKeyConstraint("run_pk", "task_id", "map_index", "key"),
 )
 
 import_error = Table(

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import DagNotFoundError, SchemaVersionError
+from nbflow.mapping import UNMAPPED, split_key, ti_key
 from nbflow.store import schema
 from nbflow.store.engine import DriverStatement, make_engine, read_connection, safe_url, url_source, write_transaction
 from nbflow.store.migrate import (
@@ -55,6 +56,7 @@ HELD_STATES = ("queued", "running")
 _COLUMNS = {table.name: frozenset(table.c.keys()) for table in schema.metadata.tables.values()}
 _TASK_DEFAULTS: dict[str, Any] = {
     "state": "none", "try_number": 0, "max_tries": 0, "operator": None, "pool": None, "priority_weight": 1,
+    "map_index": UNMAPPED,
 }
 
 
@@ -191,7 +193,8 @@ class Store(VaultMixin, AssetMixin):
         cache_key = ("task_update", keys, fenced)
         statement = self._statements.get(cache_key)
         if statement is None:
-            where = [_ti.c.run_pk == bindparam("w_run_pk"), _ti.c.task_id == bindparam("w_task_id")]
+            where = [_ti.c.run_pk == bindparam("w_run_pk"), _ti.c.task_id == bindparam("w_task_id"),
+                     _ti.c.map_index == bindparam("w_map_index")]
             values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in keys}
             if fenced:
                 where.append(_ti.c.fence == bindparam("w_fence"))
@@ -359,14 +362,18 @@ class Store(VaultMixin, AssetMixin):
     # -- task instances -----------------------------------------------------------------------
 
     def get_task_instances(self, run_pk: int) -> list[dict[str, Any]]:
-        """In creation order, which is the order the run was planned in."""
-        with read_connection(self._engine, self.url) as conn:
-            return _rows(conn.execute(select(_ti).where(_ti.c.run_pk == run_pk).order_by(_ti.c.id)))
+        """In creation order, which is the order the run was planned in.
 
-    def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any] | None:
+        The rows of a mapped task's instances come with it (``map_index`` 0, 1, ...); each row's
+        ``ti_key`` is its engine name (``task_id`` or ``task_id[3]``)."""
+        with read_connection(self._engine, self.url) as conn:
+            return _keyed(_rows(conn.execute(select(_ti).where(_ti.c.run_pk == run_pk).order_by(_ti.c.id))))
+
+    def get_task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = UNMAPPED) -> dict[str, Any] | None:
         with read_connection(self._engine, self.url) as conn:
             row = conn.execute(
-                select(_ti).where(_ti.c.dag_id == dag_id, _ti.c.run_id == run_id, _ti.c.task_id == task_id)
+                select(_ti).where(_ti.c.dag_id == dag_id, _ti.c.run_id == run_id, _ti.c.task_id == task_id,
+                                  _ti.c.map_index == map_index)
             ).mappings().first()
         return None if row is None else dict(row)
 
@@ -407,30 +414,75 @@ class Store(VaultMixin, AssetMixin):
         now = _now()
         statement = self._claim_statement(states, to_state, fenced=seen is not None)
         wanted = list(dict.fromkeys(task_ids))
-        params: dict[str, Any] = {"b_run_pk": run_pk, "b_host": host_id, "b_now": now, "b_ids": wanted}
+        split = [split_key(key) for key in wanted]
+        params: dict[str, Any] = {"b_run_pk": run_pk, "b_host": host_id, "b_now": now,
+                                  "b_ids": list(dict.fromkeys(task_id for task_id, _ in split))}
         if seen is not None:
-            params["b_pairs"] = [(task_id, int(seen.get(task_id, 0))) for task_id in wanted]
+            params["b_pairs"] = [(task_id, index, int(seen.get(key, 0))) for key, (task_id, index) in zip(wanted, split)]
+        else:
+            params["b_keys"] = split
         # One cached statement for the whole batch (its IN list is a parameter): a statement shaped
         # by the batch itself (a CASE of try numbers, a literal IN list) took about 1 ms to compile
         # at every claim, and a claim sits between every task and the next.
         with write_transaction(self._engine, self.url) as conn:
-            claimed = {task_id: int(fence) for task_id, fence in conn.execute(statement, params).all()}
+            claimed = {ti_key(task_id, index): int(fence)
+                       for task_id, index, fence in conn.execute(statement, params).all()}
             if claimed and try_numbers:
-                numbered = [{"b_run_pk": run_pk, "b_task_id": task_id, "b_try_number": int(try_numbers[task_id])}
-                            for task_id in claimed if task_id in try_numbers]
+                numbered = [{"b_run_pk": run_pk, "b_task_id": split_key(key)[0], "b_map_index": split_key(key)[1],
+                             "b_try_number": int(try_numbers[key])} for key in claimed if key in try_numbers]
                 if numbered:
                     conn.execute(self._try_number_update(), numbered)
-                rows = [{"run_pk": run_pk, "task_id": task_id, "try_number": int(try_numbers[task_id]),
-                         "state": to_state, "start_date": now, "hostname": hostname, "fence": fence}
-                        for task_id, fence in claimed.items() if task_id in try_numbers]
+                rows = [{"run_pk": run_pk, "task_id": split_key(key)[0], "map_index": split_key(key)[1],
+                         "try_number": int(try_numbers[key]), "state": to_state, "start_date": now,
+                         "hostname": hostname, "fence": fence}
+                        for key, fence in claimed.items() if key in try_numbers]
                 if rows:
                     self._many(conn, self._try_claim_upsert(), rows)
         return {task_id: claimed[task_id] for task_id in wanted if task_id in claimed}
 
+    def expand_task(
+        self, run_pk: int, task_id: str, count: int, *, seen: int | None, row: Mapping[str, Any],
+    ) -> dict[str, int] | None:
+        """Give mapped task ``task_id`` its ``count`` instances, ready to be claimed; return
+        ``{key: fence}`` of its own row and of each instance, or None when its row had moved on.
+
+        One transaction, and a compare-and-swap of the task's own row (from ``none`` or
+        ``scheduled``, with the fence ``seen`` when a host expands it) to ``running``: of two hosts
+        expanding the same task, one makes the instances and the other reads them. Instances left by
+        an earlier expansion (the task was cleared) are reused, so their tries stay numbered on;
+        those past ``count`` go. ``row`` holds the columns of new instance rows (dag_id, run_id,
+        max_tries, operator, pool, priority_weight)."""
+        now = _now()
+        where = [_ti.c.run_pk == run_pk, _ti.c.task_id == task_id, _ti.c.map_index == UNMAPPED,
+                 _ti.c.state.in_(("none", "scheduled"))]
+        if seen is not None:
+            where.append(_ti.c.fence == seen)
+        with write_transaction(self._engine, self.url) as conn:
+            own = conn.execute(update(_ti).where(*where).values(
+                state="running", start_date=now, updated_at=now, end_date=None, fence=_NEXT_FENCE,
+            ).returning(_ti.c.fence)).scalar()
+            if own is None:
+                return None
+            mine = (_ti.c.run_pk == run_pk, _ti.c.task_id == task_id)
+            conn.execute(delete(_ti).where(*mine, _ti.c.map_index >= count))
+            fences = {task_id: int(own)}
+            for index, fence in conn.execute(update(_ti).where(*mine, _ti.c.map_index >= 0).values(
+                    state="scheduled", claimed_by=None, updated_at=now, fence=_NEXT_FENCE,
+            ).returning(_ti.c.map_index, _ti.c.fence)).all():
+                fences[ti_key(task_id, index)] = int(fence)
+            new = [{**_TASK_DEFAULTS, **row, "run_pk": run_pk, "task_id": task_id, "map_index": index,
+                    "state": "scheduled", "updated_at": now, "fence": 0}
+                   for index in range(count) if ti_key(task_id, index) not in fences]
+            if new:
+                conn.execute(_ti.insert(), new)
+                fences.update({ti_key(task_id, item["map_index"]): 0 for item in new})
+        return fences
+
     def _try_number_update(self) -> Executable:
         statement = self._statements.get("claim_try_number")
         if statement is None:
-            statement = (update(_ti).where(_ti.c.run_pk == bindparam("b_run_pk"), _ti.c.task_id == bindparam("b_task_id"))
+            statement = (update(_ti).where(_ti.c.run_pk == bindparam("b_run_pk"), _ti.c.task_id == bindparam("b_task_id"),
+                                           _ti.c.map_index == bindparam("b_map_index"))
                          .values(try_number=bindparam("b_try_number")))
             self._statements["claim_try_number"] = statement
         return statement
@@ -456,16 +508,17 @@ class Store(VaultMixin, AssetMixin):
         wanted: tuple[Any, ...] = (_ti.c.run_pk == bindparam("b_run_pk"),
                                    _ti.c.task_id.in_(bindparam("b_ids", expanding=True)))
         if fenced:
-            wanted += (tuple_(_ti.c.task_id, _ti.c.fence).in_(bindparam("b_pairs", expanding=True)),
+            wanted += (tuple_(_ti.c.task_id, _ti.c.map_index, _ti.c.fence).in_(bindparam("b_pairs", expanding=True)),
                        or_(_ti.c.state.in_(states), _ti.c.claimed_by == bindparam("b_host")))
         else:
-            wanted += (_ti.c.state.in_(states),)
+            wanted += (tuple_(_ti.c.task_id, _ti.c.map_index).in_(bindparam("b_keys", expanding=True)),
+                       _ti.c.state.in_(states))
         if self._dialect == "postgresql":
             picked = select(_ti.c.id).where(*wanted).with_for_update(skip_locked=True)
             statement = update(_ti).where(_ti.c.id.in_(picked.scalar_subquery()))
         else:
             statement = update(_ti).where(*wanted)
-        statement = statement.values(values).returning(_ti.c.task_id, _ti.c.fence)
+        statement = statement.values(values).returning(_ti.c.task_id, _ti.c.map_index, _ti.c.fence)
         self._statements[key] = statement
         return statement
 
@@ -535,7 +588,7 @@ class Store(VaultMixin, AssetMixin):
                 xcoms = [{k: v for k, v in x.items() if k != "fence"} for x in xcoms]
             self._write_batch(conn, run_pk, now, task_changes, tries, outputs, events, run_changes, fenced)
             if xcoms:
-                rows = _full_rows(_xcom, xcoms, run_pk=run_pk)
+                rows = _full_rows(_xcom, [_split(x) for x in xcoms], run_pk=run_pk)
                 for row in rows:
                     row["created_at"] = row["created_at"] or now
                 self._many(conn, self._upsert(_xcom, _XCOM_KEYS, _XCOM_PK), rows)
@@ -566,16 +619,16 @@ class Store(VaultMixin, AssetMixin):
                 keys.add("updated_at")
                 params["v_updated_at"] = now
             params["w_run_pk"] = run_pk
-            params["w_task_id"] = change["task_id"]
+            params["w_task_id"], params["w_map_index"] = split_key(change["task_id"])
             if fenced:
                 params["w_fence"] = _fence_of(change)
             groups.setdefault(frozenset(keys), []).append(params)
-        try_rows = _full_rows(_try, tries, run_pk=run_pk) if tries else ()
+        try_rows = _full_rows(_try, [_split(t) for t in tries], run_pk=run_pk) if tries else ()
         if fenced:
             for row in try_rows:
                 if row["fence"] is None:
                     raise TypeError(f"fenced write of a try without its fence: {row!r}")
-        output_rows = _full_rows(_output, outputs, run_pk=run_pk) if outputs else ()
+        output_rows = _full_rows(_output, [_split(o) for o in outputs], run_pk=run_pk) if outputs else ()
         for row in output_rows:
             if row["created_at"] is None:
                 row["created_at"] = now
@@ -597,10 +650,12 @@ class Store(VaultMixin, AssetMixin):
         """The fence each of ``task_ids`` has now. On PostgreSQL the rows stay locked until the
         transaction ends (SQLite's BEGIN IMMEDIATE already excludes every other writer), so the
         caller learns exactly which of its writes the fenced UPDATE will refuse."""
-        query = select(_ti.c.task_id, _ti.c.fence).where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)))
+        base_ids = list(dict.fromkeys(split_key(key)[0] for key in task_ids))
+        query = select(_ti.c.task_id, _ti.c.map_index, _ti.c.fence).where(_ti.c.run_pk == run_pk,
+                                                                           _ti.c.task_id.in_(base_ids))
         if self._dialect == "postgresql":
             query = query.order_by(_ti.c.id).with_for_update()  # one lock order for every host
-        return dict(conn.execute(query).all())
+        return {ti_key(task_id, index): fence for task_id, index, fence in conn.execute(query).all()}
 
     def _try_upsert(self, fenced: bool) -> Executable:
         """A try's outcome over the row its claim wrote: what the outcome does not know (a try
@@ -628,33 +683,38 @@ class Store(VaultMixin, AssetMixin):
                 raise TypeError(f"event without kind: {row!r}")
         return rows
 
-    def get_tries(self, run_pk: int, task_id: str | None = None) -> list[dict[str, Any]]:
-        query = select(_try).where(_try.c.run_pk == run_pk).order_by(_try.c.task_id, _try.c.try_number)
+    def get_tries(self, run_pk: int, task_id: str | None = None, map_index: int | None = None) -> list[dict[str, Any]]:
+        """Tries by task, map index and number; ``map_index`` None gives every instance's."""
+        query = select(_try).where(_try.c.run_pk == run_pk).order_by(_try.c.task_id, _try.c.map_index, _try.c.try_number)
         if task_id is not None:
             query = query.where(_try.c.task_id == task_id)
+        if map_index is not None:
+            query = query.where(_try.c.map_index == map_index)
         with read_connection(self._engine, self.url) as conn:
-            return _rows(conn.execute(query))
+            return _keyed(_rows(conn.execute(query)))
 
     def get_outputs(self, run_pk: int) -> dict[str, dict[str, Any]]:
+        """The run's outputs by engine name (``task_id``, or ``task_id[3]`` for a mapped instance)."""
         with read_connection(self._engine, self.url) as conn:
             rows = _rows(conn.execute(select(_output).where(_output.c.run_pk == run_pk)))
-        return {row["task_id"]: row for row in rows}
+        return {ti_key(row["task_id"], row["map_index"]): row for row in rows}
 
-    def get_output(self, run_pk: int, task_id: str) -> dict[str, Any] | None:
+    def get_output(self, run_pk: int, task_id: str, map_index: int = UNMAPPED) -> dict[str, Any] | None:
         """One task's output row: what a view following one task asks for, at every poll."""
         with read_connection(self._engine, self.url) as conn:
             row = conn.execute(
-                select(_output).where(_output.c.run_pk == run_pk, _output.c.task_id == task_id)
+                select(_output).where(_output.c.run_pk == run_pk, _output.c.task_id == task_id,
+                                      _output.c.map_index == map_index)
             ).mappings().first()
         return None if row is None else dict(row)
 
     def get_xcoms(self, run_pk: int, task_id: str | None = None) -> list[dict[str, Any]]:
         """The values tasks of a run pushed under keys of their own, by task and key."""
-        query = select(_xcom).where(_xcom.c.run_pk == run_pk).order_by(_xcom.c.task_id, _xcom.c.key)
+        query = select(_xcom).where(_xcom.c.run_pk == run_pk).order_by(_xcom.c.task_id, _xcom.c.map_index, _xcom.c.key)
         if task_id is not None:
             query = query.where(_xcom.c.task_id == task_id)
         with read_connection(self._engine, self.url) as conn:
-            return _rows(conn.execute(query))
+            return _keyed(_rows(conn.execute(query)))
 
     # -- import errors ------------------------------------------------------------------------------
 
@@ -761,9 +821,9 @@ class Store(VaultMixin, AssetMixin):
         if not host_ids:
             return []
         with read_connection(self._engine, self.url) as conn:
-            return _rows(conn.execute(
+            return _keyed(_rows(conn.execute(
                 select(_ti).where(_ti.c.claimed_by.in_(list(host_ids)), _ti.c.state.in_(HELD_STATES))
-            ))
+            )))
 
     def adopt(self, run_pk: int, task_ids: Sequence[str], from_host: str, to_host: str) -> dict[str, tuple[int, int]]:
         """Take over task instances a dead host held; returns ``{task_id: (fence, try_number)}`` for
@@ -775,24 +835,27 @@ class Store(VaultMixin, AssetMixin):
         """
         if not task_ids:
             return {}
+        keys = [split_key(key) for key in task_ids]
         with write_transaction(self._engine, self.url) as conn:
             taken = {
-                task_id: (fence, try_number)
-                for task_id, fence, try_number in conn.execute(
+                ti_key(task_id, index): (fence, try_number)
+                for task_id, index, fence, try_number in conn.execute(
                     update(_ti)
-                    .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(task_ids)), _ti.c.claimed_by == from_host,
+                    .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list({t for t, _ in keys})),
+                           tuple_(_ti.c.task_id, _ti.c.map_index).in_(keys), _ti.c.claimed_by == from_host,
                            _ti.c.state.in_(HELD_STATES))
                     .values(claimed_by=to_host, updated_at=_now(), fence=_NEXT_FENCE)
-                    .returning(_ti.c.task_id, _ti.c.fence, _ti.c.try_number)
+                    .returning(_ti.c.task_id, _ti.c.map_index, _ti.c.fence, _ti.c.try_number)
                 ).all()
             }
             if taken:
                 conn.execute(
                     update(_try)
                     .where(_try.c.run_pk == run_pk, _try.c.task_id == bindparam("w_task_id"),
-                           _try.c.try_number == bindparam("w_try"))
+                           _try.c.map_index == bindparam("w_map_index"), _try.c.try_number == bindparam("w_try"))
                     .values(fence=bindparam("w_fence")),
-                    [{"w_task_id": t, "w_try": n, "w_fence": f} for t, (f, n) in taken.items()],
+                    [{"w_task_id": split_key(k)[0], "w_map_index": split_key(k)[1], "w_try": n, "w_fence": f}
+                     for k, (f, n) in taken.items()],
                 )
             return taken
 
@@ -834,7 +897,8 @@ class Store(VaultMixin, AssetMixin):
             if run is None:
                 return None, {}
             states = conn.execute(
-                select(_ti.c.task_id, _ti.c.state).where(_ti.c.run_pk == run["id"], _ti.c.task_id.in_(list(task_ids)))
+                select(_ti.c.task_id, _ti.c.state).where(_ti.c.run_pk == run["id"], _ti.c.task_id.in_(list(task_ids)),
+                                                         _ti.c.map_index == UNMAPPED)
             ).all()
         return dict(run), {task_id: state for task_id, state in states}
 
@@ -870,17 +934,20 @@ class Store(VaultMixin, AssetMixin):
             return []
         statement = (
             update(_ti)
-            .where(_ti.c.run_pk == run_pk, _ti.c.task_id == bindparam("w_task_id"))
+            .where(_ti.c.run_pk == run_pk, _ti.c.task_id == bindparam("w_task_id"), _ti.c.map_index == bindparam("w_map_index"))
             .values(state="none", claimed_by=None, next_retry_at=None, end_date=None, duration=None, error=None,
                     updated_at=bindparam("w_now"), max_tries=_ti.c.try_number + bindparam("w_allowance"),
                     fence=_NEXT_FENCE)  # whoever planned or held these before is refused now
         )
         now = _now()
-        params = [{"w_task_id": t, "w_now": now, "w_allowance": int(n) + 1} for t, n in retries.items()]
+        keys = [split_key(key) for key in retries]
+        params = [{"w_task_id": t, "w_map_index": i, "w_now": now, "w_allowance": int(n) + 1}
+                  for (t, i), n in zip(keys, retries.values())]
         with write_transaction(self._engine, self.url) as conn:
             conn.execute(statement, params)
-            conn.execute(delete(_output).where(_output.c.run_pk == run_pk, _output.c.task_id.in_(list(retries))))
-            conn.execute(delete(_xcom).where(_xcom.c.run_pk == run_pk, _xcom.c.task_id.in_(list(retries))))
+            for table in (_output, _xcom):
+                conn.execute(delete(table).where(table.c.run_pk == run_pk, table.c.task_id.in_(list({t for t, _ in keys})),
+                                                 tuple_(table.c.task_id, table.c.map_index).in_(keys)))
             conn.execute(update(_run).where(_run.c.id == run_pk).values(state="queued", end_date=None))
         return list(retries)
 
@@ -893,12 +960,26 @@ class Store(VaultMixin, AssetMixin):
             return result.rowcount == 1
 
 
-_TRY_PK = ("run_pk", "task_id", "try_number")
+_TRY_PK = ("run_pk", "task_id", "map_index", "try_number")
 _TRY_KEYS = tuple(sorted(_COLUMNS["task_try"]))
-_OUTPUT_PK = ("run_pk", "task_id")
+_OUTPUT_PK = ("run_pk", "task_id", "map_index")
 _OUTPUT_KEYS = tuple(sorted(_COLUMNS["task_output"]))
-_XCOM_PK = ("run_pk", "task_id", "key")
+_XCOM_PK = ("run_pk", "task_id", "map_index", "key")
 _XCOM_KEYS = tuple(sorted(_COLUMNS["task_xcom"]))
+
+
+def _split(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A row the engine names by its key (``task_id[3]``), with its task id and map index apart."""
+    row = dict(item)
+    row["task_id"], row["map_index"] = split_key(row["task_id"])
+    return row
+
+
+def _keyed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their engine name beside their task id and map index."""
+    for row in rows:
+        row["ti_key"] = ti_key(row["task_id"], row["map_index"])
+    return rows
 
 
 def _fence_of(item: Mapping[str, Any]) -> int:
