@@ -182,16 +182,15 @@ _NOT_MAPPABLE = frozenset({"task_id", "dag", "task_group", "params", "timeout", 
 
 def make_mapped(
     build: Any, expand: ExpandInput, *, dag_id: str | None, task_id: str | None, target: str | None,
-    what: str,
+    what: str, options: frozenset[str] = frozenset(),
 ) -> BaseOperator:
     """Build a mapped task with ``build(slots)`` (``slots``: argument name -> :class:`MapSlot`) and
     attach what it maps over. ``target`` is ``"op_kwargs"`` when the values are the arguments of a
     ``@task`` function. A constructor that refuses a placeholder is named with the argument: its
-    check runs on each instance's value instead when the instance runs."""
-    from nbflow.operators.base import TASK_DEFAULTS
-
+    check runs on each instance's value instead when the instance runs. ``options`` are the
+    task's own options (retries, pool, ...): the same for every instance, so never mapped."""
     for name in expand.names() if target is None and not expand.by_kwargs else ():
-        if name in _NOT_MAPPABLE or name in TASK_DEFAULTS:
+        if name in _NOT_MAPPABLE or name in options:
             raise DagDefinitionError(
                 f"{what}.expand({name}=...): {name} is an option of the task itself and is the same for "
                 f"every instance; give it to partial({name}=...) instead", dag_id, task_id)
@@ -250,6 +249,7 @@ class OperatorPartial:
         else:
             held = {}
         task = make_mapped(lambda slots: self.operator_class(**self.kwargs, **held, **slots), expand, dag_id=None,
-                           task_id=self.kwargs["task_id"], target=None, what=self.operator_class.__name__)
+                           task_id=self.kwargs["task_id"], target=None, what=self.operator_class.__name__,
+                           options=self.operator_class.task_options)
         object.__setattr__(task, "_map_slots", tuple(dict.fromkeys([*held, *expand.names()])))
         return task

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import InvalidRequestError, NotFoundError, RunNotFoundError
+from nbflow.mapping import split_key
 from nbflow.planner import descendants, run_outcome, setups_and_teardowns
 from nbflow.states import RunState, TaskState, check_run_transition, check_task_transition
 
@@ -170,15 +171,42 @@ def clear(
     retries, its output is dropped, and its run goes back to ``queued`` for a scheduler to run. Past
     tries stay in the history, so the next try is numbered after them. Task instances a host holds
     are skipped and reported.
+
+    A mapped task's instance is named ``task_id[map_index]`` (``"add[2]"``): that instance alone runs
+    again (its task counts as running until it ends); naming the task clears all its instances, and
+    it expands again from its upstream's output.
     """
-    chosen = _chosen_tasks(dag, task_ids, downstream, with_setups=True)
+    bases, instances = _split_named(dag, task_ids)
+    chosen = _chosen_tasks(dag, bases, downstream, with_setups=True)
     with _opened(store) as s:
         runs = _pick_runs(dag, s, start, end, run_id)
         if downstream and not dry_run and _markers(dag, chosen):
             # a chain of markers deeper than allowed is refused before anything is changed
             _clear_runs(dag, s, runs, chosen, only_failed=only_failed, dry_run=True, downstream=True, budget=None)
         return _clear_runs(dag, s, runs, chosen, only_failed=only_failed, dry_run=dry_run, downstream=downstream,
-                           budget=None)
+                           budget=None, instances=instances)
+
+
+def _split_named(dag: DAG, task_ids: Iterable[str] | None) -> tuple[list[str] | None, dict[str, set[int]]]:
+    """The task ids named, and for those named as ``task_id[map_index]`` the instances meant."""
+    if not task_ids:
+        return None, {}
+    bases: list[str] = []
+    instances: dict[str, set[int]] = {}
+    whole: set[str] = set()
+    for name in task_ids:
+        task_id, index = split_key(name)
+        bases.append(task_id)
+        if index < 0:
+            whole.add(task_id)
+            continue
+        if not dag.get_task(task_id).is_mapped:
+            raise InvalidRequestError(f"task '{task_id}' is not mapped, so it has no instance [{index}]: name it "
+                                      f"as {task_id}", dag.dag_id)
+        instances.setdefault(task_id, set()).add(index)
+    for task_id in whole:
+        instances.pop(task_id, None)  # the whole task named too: all of it
+    return list(dict.fromkeys(bases)), instances
 
 
 def _markers(dag: DAG, chosen: Iterable[str]) -> list[Any]:
@@ -189,7 +217,7 @@ def _markers(dag: DAG, chosen: Iterable[str]) -> list[Any]:
 
 def _clear_runs(
     dag: DAG, s: Store, runs: list[dict[str, Any]], chosen: list[str], *, only_failed: bool, dry_run: bool,
-    downstream: bool, budget: int | None,
+    downstream: bool, budget: int | None, instances: dict[str, set[int]] | None = None,
 ) -> Changes:
     """What :func:`clear` does in the picked runs of one DAG; with ``downstream``, then through its
     ``ExternalTaskMarker``s into other DAGs, ``budget`` more DAGs deep (None: the marker's own
@@ -202,17 +230,23 @@ def _clear_runs(
             _clear_marked(dag, s, run, marker, result, only_failed=only_failed, dry_run=dry_run, budget=budget)
         wanted: dict[str, int] = {}
         was: dict[str, str] = {}
-        for ti in sorted(s.get_task_instances(run["id"]), key=lambda ti: order.get(ti["task_id"], -1)):
-            task_id, state = ti["task_id"], ti["state"]
-            if task_id not in order or state == TaskState.NONE.value:
+        reopen: list[str] = []
+        for ti in sorted(s.get_task_instances(run["id"]), key=lambda ti: (order.get(ti["task_id"], -1), ti["map_index"])):
+            base, task_id, state = ti["task_id"], ti["ti_key"], ti["state"]
+            if base not in order or state == TaskState.NONE.value:
                 continue  # not asked for, or nothing to clear
+            if instances and base in instances:
+                if ti["map_index"] not in instances[base]:
+                    if ti["map_index"] < 0 and TaskState(state).finished:
+                        reopen.append(base)  # its instance runs again: the task is running again
+                    continue
             if only_failed and state not in FAILED_STATES:
                 continue
             if state in HELD:
                 result.skipped.append((run["run_id"], task_id))
                 continue
             check_task_transition(TaskState(state), TaskState.NONE)
-            wanted[task_id] = dag.task_dict[task_id].retries
+            wanted[task_id] = dag.task_dict[base].retries
             was[task_id] = state
         if not wanted:
             continue
@@ -221,7 +255,8 @@ def _clear_runs(
             result.run_states[run["run_id"]] = run["state"]
             continue
         check_run_transition(RunState(run["state"]), RunState.QUEUED)
-        s.clear_task_instances(run["id"], wanted)
+        cleared_bases = {split_key(key)[0] for key in wanted}
+        s.clear_task_instances(run["id"], wanted, reopen=[t for t in reopen if t in cleared_bases])
         s.add_events([{"kind": "task_cleared", "dag_id": dag.dag_id, "run_id": run["run_id"], "task_id": task_id,
                        "detail": {"from_state": was[task_id]}} for task_id in wanted])
         result.run_states[run["run_id"]] = RunState.QUEUED.value
@@ -303,8 +338,8 @@ def mark(
         changes: list[dict[str, Any]] = []
         for ti in s.get_task_instances(run["id"]):
             task_id, current = ti["task_id"], TaskState(ti["state"])
-            if task_id not in states:
-                continue  # the task left the DAG's definition
+            if task_id not in states or ti["map_index"] >= 0:
+                continue  # the task left the DAG's definition; a mapped task is marked as a whole
             states[task_id] = current
             if task_id not in chosen or current.value == value:
                 continue

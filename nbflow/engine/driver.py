@@ -187,6 +187,23 @@ class RunDriver:
         if expanded:
             for keys in self.instances.values():
                 keys.sort(key=lambda key: split_key(key)[1])
+        for task_id in self.mapped:
+            if self.states.get(task_id) in (S.NONE, S.SCHEDULED):
+                self._forget_instances(task_id)  # cleared: it expands again, maybe to fewer instances
+
+    def _forget_instances(self, task_id: str, keep: int = 0) -> None:
+        """Drop this driver's knowledge of a mapped task's instances from map index ``keep`` on."""
+        keys = self.instances.get(task_id, [])
+        gone = [key for key in keys if split_key(key)[1] >= keep]
+        if not gone:
+            return
+        for key in gone:
+            self.states.pop(key, None)
+            self.elsewhere.discard(key)
+            self.wake_at.pop(key, None)
+            if key in self.ready:
+                self.ready.remove(key)
+        self.instances[task_id] = [key for key in keys if key not in gone]
 
     def _add_instance(self, task_id: str, map_index: int) -> bool:
         keys = self.instances.setdefault(task_id, [])
@@ -202,8 +219,6 @@ class RunDriver:
         is expanded here."""
         self.fences[task_id] = row.get("fence") or 0
         self.elsewhere.discard(task_id)
-        if state in (S.NONE, S.SCHEDULED):
-            self.instances.pop(task_id, None)
         if state.finished and state is S.SUCCESS and self.states.get(task_id) is not state:
             self._outputs_loaded = False
         self.states[task_id] = state
@@ -808,6 +823,7 @@ class RunDriver:
             self.elsewhere.add(task_id)
             return
         self._took(fences)
+        self._forget_instances(task_id, keep=count)
         self.states[task_id] = S.RUNNING
         if observers.active:
             observers.notify(self.dag.dag_id, self.run_id, task_id, S.RUNNING.value)

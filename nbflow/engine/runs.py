@@ -97,7 +97,9 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     dag_row = store.get_dag(dag_id)
     tz = _zone_of(dag_row)
     order = {t["task_id"]: i for i, t in enumerate(((dag_row or {}).get("definition") or {}).get("tasks", []))}
-    task_rows = sorted(store.get_task_instances(row["id"]), key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
+    # a mapped task is one entry (its own state); its instances' outputs become one list below
+    task_rows = sorted((ti for ti in store.get_task_instances(row["id"]) if ti["map_index"] < 0),
+                       key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
     instances = {
         ti["task_id"]: TaskInstanceResult(
             task_id=ti["task_id"], state=TaskState(ti["state"]), try_number=ti["try_number"] or 0,
@@ -108,10 +110,15 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
         for ti in task_rows
     }
     outputs: dict[str, Any] = {}
-    for task_id, out in store.get_outputs(row["id"]).items():
+    mapped: dict[str, list[tuple[int, Any]]] = {}
+    for out in store.get_outputs(row["id"]).values():
         found, value = load_value(out)  # run.outputs is the Python values: this unpickles
-        if found:
-            outputs[task_id] = value
+        if found and out["map_index"] >= 0:
+            mapped.setdefault(out["task_id"], []).append((out["map_index"], value))
+        elif found:
+            outputs[out["task_id"]] = value
+    for task_id, values in mapped.items():
+        outputs[task_id] = [value for _, value in sorted(values, key=lambda pair: pair[0])]
     local = (lambda d: d.astimezone(tz) if d is not None else None)
     return DagRun(
         dag_id=dag_id, run_id=run_id, run_type=row["run_type"], state=RunState(row["state"]),
@@ -197,7 +204,7 @@ def backfill(
             redo = reprocess == "all" or (reprocess == "failed" and state == "failed")
             if redo:
                 keep = {"success"} if reprocess == "failed" else set()
-                clear = {ti["task_id"]: dag.task_dict[ti["task_id"]].retries
+                clear = {ti["ti_key"]: dag.task_dict[ti["task_id"]].retries
                          for ti in store.get_task_instances(row["id"])
                          if ti["state"] not in keep and ti["task_id"] in dag.task_dict}
                 store.clear_task_instances(row["id"], clear)

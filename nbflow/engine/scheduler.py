@@ -577,7 +577,7 @@ class Scheduler:
         adopted: list[str] = []
         by_run: dict[tuple[int, str], list[str]] = {}
         for row in held:
-            by_run.setdefault((row["run_pk"], row["claimed_by"]), []).append(row["task_id"])
+            by_run.setdefault((row["run_pk"], row["claimed_by"]), []).append(row["ti_key"])
         for (run_pk, from_host), task_ids in by_run.items():
             driver = self.drivers.get(run_pk)
             if driver is None:

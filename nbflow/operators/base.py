@@ -243,6 +243,8 @@ class BaseOperator(Arrows):
     kind: ClassVar[str] = "custom"
     #: what a mapped task maps over (``nbflow.mapping.ExpandInput``); None for a task run once per run
     expand_input: Any = None
+    #: the options every task has (retries, pool, ...), as opposed to an operator's own arguments
+    task_options: ClassVar[frozenset[str]] = frozenset(TASK_DEFAULTS)
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:

@@ -30,8 +30,29 @@ REPORT_LINE = "nbflow: report "
 
 
 def task_states(store: Store, run_pk: int) -> dict[str, str]:
-    """``{task_id: state}`` of one run, in the order the run was planned: what every view colours."""
-    return {ti["task_id"]: ti["state"] for ti in store.get_task_instances(run_pk)}
+    """``{task_id: state}`` of one run, in the order the run was planned: what every view colours.
+    A mapped task has its own state (that of its instances together)."""
+    return {ti["task_id"]: ti["state"] for ti in folded_task_instances(store, run_pk)}
+
+
+def folded_task_instances(store: Store, run_pk: int) -> list[dict[str, Any]]:
+    """One row per task, in planned order: a mapped task's row carries its instances' rows (by map
+    index) under ``instances`` and how many are in each state under ``map_counts``."""
+    rows = store.get_task_instances(run_pk)
+    tasks = [row for row in rows if row["map_index"] < 0]
+    instances: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["map_index"] >= 0:
+            instances.setdefault(row["task_id"], []).append(row)
+    for row in tasks:
+        mine = sorted(instances.get(row["task_id"], ()), key=lambda ti: ti["map_index"])
+        if mine:
+            row["instances"] = mine
+            counts: dict[str, int] = {}
+            for ti in mine:
+                counts[ti["state"]] = counts.get(ti["state"], 0) + 1
+            row["map_counts"] = counts
+    return tasks
 
 
 def latest_run(store: Store, dag_id: str) -> dict[str, Any] | None:
@@ -55,7 +76,7 @@ class RunTasks:
 
 def runs_with_task_instances(store: Store, dag_id: str, limit: int | None) -> list[RunTasks]:
     """The DAG's last ``limit`` runs, newest first, each with its task instances."""
-    return [RunTasks(run, store.get_task_instances(run["id"])) for run in store.list_runs(dag_id, limit=limit)]
+    return [RunTasks(run, folded_task_instances(store, run["id"])) for run in store.list_runs(dag_id, limit=limit)]
 
 
 @dataclass
@@ -158,6 +179,8 @@ class TaskInstanceDetail:
     ti: dict[str, Any]
     tries: list[dict[str, Any]]
     output: dict[str, Any] | None
+    #: a mapped task's instances (rows by map index); empty for any other task instance
+    instances: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def log_paths(self) -> list[str]:
@@ -173,16 +196,24 @@ class TaskInstanceDetail:
         return next(iter(self.log_paths), None)
 
 
-def task_instance_detail(store: Store, dag_id: str, run_id: str, task_id: str) -> TaskInstanceDetail:
-    """Task ``task_id`` of run ``run_id`` with its tries and output. :class:`RunNotFoundError` for an
+def task_instance_detail(store: Store, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskInstanceDetail:
+    """Task ``task_id`` of run ``run_id`` (instance ``map_index`` of a mapped task) with its tries
+    and output; a mapped task's own detail lists its instances. :class:`RunNotFoundError` for an
     unknown run; :class:`TaskNotFoundError` (naming the run's tasks) for a task not in it."""
     run = store.get_run(dag_id, run_id)
     if run is None:
         raise RunNotFoundError(dag_id, run_id)
-    ti = store.get_task_instance(dag_id, run_id, task_id)
+    ti = store.get_task_instance(dag_id, run_id, task_id, map_index)
     if ti is None:
-        raise TaskNotFoundError(dag_id, task_id, [t["task_id"] for t in store.get_task_instances(run["id"])])
-    return TaskInstanceDetail(run, ti, store.get_tries(run["id"], task_id), store.get_output(run["id"], task_id))
+        rows = store.get_task_instances(run["id"])
+        if map_index >= 0 and any(t["task_id"] == task_id for t in rows):
+            raise TaskNotFoundError(dag_id, f"{task_id}[{map_index}]", sorted(
+                t["ti_key"] for t in rows if t["task_id"] == task_id))
+        raise TaskNotFoundError(dag_id, task_id, [t["task_id"] for t in rows if t["map_index"] < 0])
+    instances = [] if map_index >= 0 else next(
+        (row.get("instances", []) for row in folded_task_instances(store, run["id"]) if row["task_id"] == task_id), [])
+    return TaskInstanceDetail(run, ti, store.get_tries(run["id"], task_id, map_index),
+                              store.get_output(run["id"], task_id, map_index), instances)
 
 
 # -- a notebook task's files ------------------------------------------------------------------------

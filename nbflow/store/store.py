@@ -926,10 +926,13 @@ class Store(VaultMixin, AssetMixin):
                 select(_run.c.dag_id, func.count()).where(_run.c.state.in_(("queued", "running"))).group_by(_run.c.dag_id)
             ).all())
 
-    def clear_task_instances(self, run_pk: int, retries: Mapping[str, int]) -> list[str]:
+    def clear_task_instances(self, run_pk: int, retries: Mapping[str, int], *, reopen: Sequence[str] = ()) -> list[str]:
         """Make task instances run again: back to ``none`` with ``retries[task_id]`` fresh retries,
         and their run back to ``queued``. Past tries stay in the history; the next try gets the next
-        number, so ``max_tries`` becomes the try number reached plus the new allowance."""
+        number, so ``max_tries`` becomes the try number reached plus the new allowance.
+
+        ``reopen`` names mapped tasks some of whose instances are cleared (``add[2]``): their own
+        row goes back to ``running``, as the task is not done until those instances are."""
         if not retries:
             return []
         statement = (
@@ -945,6 +948,10 @@ class Store(VaultMixin, AssetMixin):
                   for (t, i), n in zip(keys, retries.values())]
         with write_transaction(self._engine, self.url) as conn:
             conn.execute(statement, params)
+            if reopen:
+                conn.execute(update(_ti).where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list(reopen)),
+                                               _ti.c.map_index == UNMAPPED)
+                             .values(state="running", end_date=None, updated_at=now, fence=_NEXT_FENCE))
             for table in (_output, _xcom):
                 conn.execute(delete(table).where(table.c.run_pk == run_pk, table.c.task_id.in_(list({t for t, _ in keys})),
                                                  tuple_(table.c.task_id, table.c.map_index).in_(keys)))
