@@ -158,7 +158,13 @@ def check_source(name: str, source: Any, dag_id: str | None, task_id: str) -> No
 def apply_values(task: BaseOperator, values: Mapping[str, Any]) -> None:
     """Put one instance's values where the task's :class:`MapSlot` placeholders are (in its
     ``op_kwargs`` for a ``@task`` function, else in its attributes)."""
-    if task.__dict__.get("_map_target") == "op_kwargs":
+    target = task.__dict__.get("_map_target")
+    if target == "slots":  # a task of a mapped group: the group's arguments wherever the task holds them
+        for name in dict.fromkeys([*type(task).template_fields, "op_args", "op_kwargs"]):
+            if name in task.__dict__:
+                object.__setattr__(task, name, _fill(task.__dict__[name], values))
+        missing = []
+    elif target == "op_kwargs":
         object.__setattr__(task, "op_kwargs", {**task.op_kwargs, **values})
         missing = [name for name, value in task.op_kwargs.items() if isinstance(value, MapSlot)]
     else:
@@ -170,9 +176,17 @@ def apply_values(task: BaseOperator, values: Mapping[str, Any]) -> None:
                            "each dict given to expand_kwargs needs every argument partial() does not give")
 
 
-def collect(outputs: list[tuple[int, Any]]) -> list[Any]:
-    """What a downstream task receives from a mapped task: its instances' outputs by map index."""
-    return [value for _, value in sorted(outputs, key=lambda pair: pair[0])]
+def _fill(value: Any, values: Mapping[str, Any]) -> Any:
+    """``value`` with each :class:`MapSlot` replaced by its value (containers are copied)."""
+    if isinstance(value, MapSlot):
+        return values[value.name] if value.name in values else value
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_fill(item, values) for item in value)
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    return value
 
 
 #: arguments that name or place the task itself: the same for every instance, so never mapped

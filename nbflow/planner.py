@@ -87,11 +87,21 @@ def judge(
     raise AssertionError(f"unhandled trigger rule {rule}")
 
 
-def _verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: dict[str, Decision]) -> str:
+def _verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: dict[str, Decision],
+             per_instance: bool = False) -> str:
     task = dag.task_dict[task_id]
     success = skipped = failed = done = setups = setup_success = setup_skipped = 0
+    group = getattr(task, "map_group", None)
     for up in task.upstream_task_ids:
         state = states[up]
+        if group is not None and not per_instance and getattr(dag.task_dict[up], "map_group", None) == group:
+            # an earlier task of the same mapped group: each instance is judged against the same
+            # instance of it when this task expands (instance_verdict); here it only has to be done
+            if not state.finished:
+                return WAIT
+            success += 1
+            done += 1
+            continue
         decision = decisions.get(up)
         if decision is not None and state is S.SUCCESS and task_id not in decision.followed:
             return SKIP  # a branch did not choose this task
@@ -112,6 +122,13 @@ def _verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: di
 
 
 _TO_STATE = {RUN: S.SCHEDULED, SKIP: S.SKIPPED, UPSTREAM_FAILED: S.UPSTREAM_FAILED}
+
+
+def instance_verdict(dag: DAG, task_id: str, states: dict[str, TaskState], decisions: dict[str, Decision]) -> TaskState:
+    """The first state of one instance of a task of a mapped group, given the states its upstream
+    has for it (the same instance of the group's earlier tasks, the others' own states)."""
+    verdict = _verdict(dag, task_id, states, decisions, per_instance=True)
+    return S.SCHEDULED if verdict == WAIT else _TO_STATE[verdict]
 
 
 def plan(

@@ -92,7 +92,10 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _S.NONE: frozenset({_S.SCHEDULED, _S.SKIPPED, _S.UPSTREAM_FAILED, _S.REMOVED, _S.QUEUED, _S.SUCCESS, _S.FAILED}),
     _S.SCHEDULED: frozenset({_S.QUEUED, _S.RUNNING, _S.NONE, _S.SKIPPED, _S.UPSTREAM_FAILED, _S.REMOVED, _S.SUCCESS, _S.FAILED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.SCHEDULED, _S.NONE, _S.FAILED, _S.UP_FOR_RETRY, _S.SUCCESS, _S.SKIPPED}),
-    _S.RUNNING: frozenset({_S.SUCCESS, _S.FAILED, _S.SKIPPED, _S.UP_FOR_RETRY, _S.UP_FOR_RESCHEDULE, _S.NONE}),
+    # running -> upstream_failed: only a mapped task (running while its instances run), when its
+    # instances all ended upstream-failed within a mapped task group
+    _S.RUNNING: frozenset({_S.SUCCESS, _S.FAILED, _S.SKIPPED, _S.UP_FOR_RETRY, _S.UP_FOR_RESCHEDULE, _S.NONE,
+                           _S.UPSTREAM_FAILED}),
     _S.UP_FOR_RETRY: frozenset({_S.SCHEDULED, _S.QUEUED, _S.NONE, _S.FAILED, _S.SUCCESS, _S.SKIPPED}),
     _S.UP_FOR_RESCHEDULE: frozenset({_S.SCHEDULED, _S.QUEUED, _S.NONE, _S.FAILED, _S.SUCCESS, _S.SKIPPED}),
     _S.SUCCESS: frozenset({_S.NONE, _S.FAILED}),

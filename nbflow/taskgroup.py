@@ -63,6 +63,8 @@ class TaskGroup(Arrows):
         self.prefix_group_id = prefix_group_id
         self.tooltip = tooltip
         self.task_ids: list[str] = []
+        #: what a mapped group (``@task_group`` function ``.expand(...)``) maps over; None otherwise
+        self.expand_input: Any = None
         self.dag.task_groups[self.group_id] = self
         self._token: Any = None
 
@@ -153,6 +155,18 @@ class TaskGroupFactory:
         """The same group with other options, e.g. ``fetch.override(group_id="fetch_eu")(url)``."""
         return TaskGroupFactory(self.function, {**self.options, **options})
 
+    def partial(self, **kwargs: Any) -> _PartialGroup:
+        """Arguments every instance of a mapped group shares: ``fetch.partial(base=u).expand(path=[...])``."""
+        return _PartialGroup(self, kwargs)
+
+    def expand(self, **sources: Any) -> Any:
+        """The group once per item, counted when the run gets there: every task of the group is
+        mapped, and instance ``i`` of a task reads instance ``i`` of the group's earlier tasks."""
+        return _PartialGroup(self, {}).expand(**sources)
+
+    def expand_kwargs(self, source: Any) -> Any:
+        return _PartialGroup(self, {}).expand_kwargs(source)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = self.function.__name__
         try:  # a wrong call is refused before an empty group is left behind in the DAG
@@ -179,6 +193,62 @@ class TaskGroupFactory:
 
     def __repr__(self) -> str:
         return f"<task_group {self.function.__name__!r}>"
+
+
+class _PartialGroup:
+    """A ``@task_group`` function with the arguments all its instances share."""
+
+    def __init__(self, factory: TaskGroupFactory, kwargs: dict[str, Any]) -> None:
+        self.factory = factory
+        self.kwargs = kwargs
+
+    def expand(self, **sources: Any) -> Any:
+        from nbflow.mapping import ExpandInput
+
+        if not sources:
+            raise DagDefinitionError(f"@task_group '{self.factory.function.__name__}'.expand() needs at least one "
+                                     "argument to map over")
+        return self._make(ExpandInput(sources))
+
+    def expand_kwargs(self, source: Any) -> Any:
+        from nbflow.mapping import ExpandInput
+
+        return self._make(ExpandInput(kwargs_source=source))
+
+    def _make(self, expand: Any) -> Any:
+        from nbflow.mapping import MapSlot, check_source
+
+        name = self.factory.function.__name__
+        parameters = inspect.signature(self.factory.function).parameters
+        names = expand.names() if not expand.by_kwargs else [p for p in parameters if p not in self.kwargs]
+        for key, source in expand.sources.items():
+            check_source(key, source, None, name)
+        try:
+            inspect.signature(self.factory.function).bind(**self.kwargs, **{n: None for n in names})
+        except TypeError as exc:
+            raise DagDefinitionError(f"@task_group '{name}' mapped over {', '.join(names)}: {exc}") from None
+        options = dict(self.factory.options)
+        group_id = options.pop("group_id", None) or name
+        group = TaskGroup(group_id, add_suffix_on_collision=True, **options)
+        with group:
+            result = self.factory.function(**self.kwargs, **{n: MapSlot(n) for n in names})
+        if not group.task_ids:
+            raise DagDefinitionError(f"mapped @task_group '{group.group_id}' made no task", group.dag.dag_id)
+        for task in group.tasks:
+            if task.is_mapped:
+                raise DagDefinitionError(
+                    f"task '{task.task_id}' is mapped inside the mapped task group '{group.group_id}': nbflow maps "
+                    "one level; map the group, or the task, not both", group.dag.dag_id, task.task_id)
+        for task in group.tasks:
+            object.__setattr__(task, "expand_input", expand)
+            object.__setattr__(task, "_map_target", "slots")
+            object.__setattr__(task, "map_group", group.group_id)
+        for ref in expand.refs():  # the list comes from upstream of the whole group
+            for task in group.roots:
+                task._depend_on(ref)
+        group.expand_input = expand
+        # as a call does: what the function returned (downstream gets the list of its outputs), else the group
+        return result if result is not None and _wires(result) else group
 
 
 def task_group(function: Callable[..., Any] | None = None, **options: Any) -> Any:

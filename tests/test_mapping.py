@@ -70,3 +70,34 @@ def test_the_combinations_and_lengths_follow_airflow() -> None:
 @pytest.mark.parametrize("task_id, index, key", [("t", -1, "t"), ("t", 0, "t[0]"), ("g.t", 12, "g.t[12]")])
 def test_instance_keys_go_both_ways(task_id: str, index: int, key: str) -> None:
     assert ti_key(task_id, index) == key and split_key(key) == (task_id, index)
+
+
+def test_a_mapped_task_group_maps_every_task_it_makes() -> None:
+    from nbflow import task_group
+
+    with DAG("group_shape") as dag:
+        @task
+        def fetch(name: str) -> str:
+            return name
+
+        @task
+        def clean(text: str) -> str:
+            return text
+
+        @task_group
+        def one(name: str) -> Any:
+            return clean(fetch(name))
+
+        ref = one.expand(name=["a", "b"])
+    assert ref.operator.task_id == "one.clean"
+    assert all(dag.task_dict[t].is_mapped and dag.task_dict[t].map_group == "one" for t in ("one.fetch", "one.clean"))
+    assert dag.task_groups["one"].expand_input is not None
+    with DAG("group_bad"):
+        @task_group
+        def nested(name: str) -> Any:
+            return fetch.expand(name=[name])
+
+        with pytest.raises(DagDefinitionError, match="maps one level"):
+            nested.expand(name=["a"])
+        with pytest.raises(DagDefinitionError, match="mapped over"):
+            nested.expand(other=["a"])

@@ -30,7 +30,7 @@ from nbflow.mapping import MappingError, split_key, ti_key
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
-from nbflow.planner import Decision, plan_after, plan_start, run_outcome
+from nbflow.planner import Decision, instance_verdict, plan_after, plan_start, run_outcome
 from nbflow.engine.pools import PoolSlots
 from nbflow.engine.outcomes import Ending, TryEnded, decide
 from nbflow.engine.runner import TaskRequest, TaskResult, run_task
@@ -391,7 +391,7 @@ class RunDriver:
     def _start(self, task_id: str, executor: Executor) -> None:
         task = self._task(task_id)
         # first, as the one step that may need the store: if it fails, nothing here has changed yet
-        upstream = self._upstream_outputs(task)
+        upstream = self._upstream_outputs(task, task_id)
         try_number = self._next_try(task_id)
         self.try_numbers[task_id] = try_number
         now = utcnow()
@@ -425,7 +425,9 @@ class RunDriver:
             self._triggering = self.store.triggering_asset_events(self.run_pk)
         return self._triggering
 
-    def _upstream_outputs(self, task: Any) -> dict[str, tuple[str, Any]]:
+    def _upstream_outputs(self, task: Any, key: str | None = None) -> dict[str, tuple[str, Any]]:
+        """The encoded outputs ``task`` (instance ``key``) reads: a mapped upstream's is the list of
+        its instances' outputs, but within a mapped group instance i reads instance i's."""
         needed = set(task.upstream_task_ids) | {ref.task_id for ref in task.output_refs()}
         if not self._outputs_loaded and any(
             self.states.get(key) is S.SUCCESS and key not in self.outputs
@@ -433,9 +435,12 @@ class RunDriver:
         ):
             self._load_outputs()
         found = {tid: self.outputs[tid] for tid in needed if tid in self.outputs}
+        index = split_key(key)[1] if key is not None else -1
         for tid in needed & self.mapped:
-            # a mapped task's output is the list of its instances' outputs, by map index
-            found[tid] = ("mapped", [self.outputs[key] for key in self.instances.get(tid, ()) if key in self.outputs])
+            if index >= 0 and task.map_group is not None and self.dag.task_dict[tid].map_group == task.map_group:
+                found[tid] = self.outputs.get(ti_key(tid, index), ("json", "null"))
+            else:  # a mapped task's output is the list of its instances' outputs, by map index
+                found[tid] = ("mapped", [self.outputs[k] for k in self.instances.get(tid, ()) if k in self.outputs])
         return found
 
     def _load_outputs(self) -> None:
@@ -828,14 +833,25 @@ class RunDriver:
         if observers.active:
             observers.notify(self.dag.dag_id, self.run_id, task_id, S.RUNNING.value)
         self.instances[task_id] = [ti_key(task_id, index) for index in range(count)]
-        for key in self.instances[task_id]:
+        in_group = [up for up in task.upstream_task_ids
+                    if task.map_group is not None and self.dag.task_dict[up].map_group == task.map_group]
+        for index, key in enumerate(self.instances[task_id]):
             self.states[key] = S.SCHEDULED
             self.elsewhere.discard(key)
             self.max_tries.setdefault(key, task.retries + 1)
+            first = S.SCHEDULED
+            if in_group:  # judged against the same instance of the group's earlier tasks
+                view = {**self.states, **{up: self.states.get(ti_key(up, index), S.SKIPPED) for up in in_group}}
+                first = instance_verdict(self.dag, task_id, view, self.decisions)
+            if first is not S.SCHEDULED:
+                self._set(key, first, end_date=now)
+                continue
             if key not in self.ready:
                 self._make_ready(key)
             if observers.active:
                 observers.notify(self.dag.dag_id, self.run_id, key, S.SCHEDULED.value)
+        if self._settle(task_id) is not None:  # every instance ended before it began (upstream)
+            self._apply(plan_after(self.dag, [task_id], self.states, self.decisions).changes)
 
     def _task_finished(self, key: str | None) -> str | None:
         """The task whose end ``key``'s end makes: itself, or for the last instance of a mapped task

@@ -243,6 +243,9 @@ class BaseOperator(Arrows):
     kind: ClassVar[str] = "custom"
     #: what a mapped task maps over (``nbflow.mapping.ExpandInput``); None for a task run once per run
     expand_input: Any = None
+    #: the mapped task group this task is mapped by (its instance i reads instance i of the group's
+    #: earlier tasks); None outside one
+    map_group: str | None = None
     #: the options every task has (retries, pool, ...), as opposed to an operator's own arguments
     task_options: ClassVar[frozenset[str]] = frozenset(TASK_DEFAULTS)
 

@@ -249,3 +249,39 @@ def test_instances_run_in_worker_processes(settings, store: Store, store_url: st
 
     assert [x for x, _ in run.outputs["where"]] == [10, 20, 30]
     assert all(pid != os.getpid() for _, pid in run.outputs["where"])
+
+
+def test_a_mapped_task_group_runs_once_per_item_instance_by_instance(settings, store: Store) -> None:
+    from nbflow import task_group
+
+    with DAG("groups", timezone="UTC", default_args={"retries": 0}) as dag:
+        @task
+        def files() -> list[str]:
+            return ["a", "bad", "c"]
+
+        @task
+        def fetch(name: str, suffix: str) -> str:
+            if name == "bad":
+                raise ValueError("bad file")
+            return name + suffix
+
+        @task
+        def clean(text: str) -> str:
+            return text.upper()
+
+        @task_group
+        def one(name: str, suffix: str) -> Any:
+            return clean(fetch(name, suffix))
+
+        @task(trigger_rule="all_done")
+        def report(values: list[str]) -> list[str]:
+            return values
+
+        report(one.partial(suffix="!").expand(name=files()))
+    run = run_dag(dag, settings=settings, executor="inline", run_type="manual", store=store)
+    rows = _rows(store, "groups", run.run_id)
+    # instance i of clean read instance i of fetch; the failed one stopped only its own instance
+    assert [rows[f"one.fetch[{i}]"]["state"] for i in range(3)] == ["success", "failed", "success"]
+    assert [rows[f"one.clean[{i}]"]["state"] for i in range(3)] == ["success", "upstream_failed", "success"]
+    assert run.outputs["one.clean"] == ["A!", "C!"] and run.outputs["report"] == ["A!", "C!"]
+    assert run.task_states["report"] == "success" and run.state == "success"
