@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_files(tasks.add_parser("clear", help="make task instances run again (lists them; --yes clears)"))
     p.add_argument("dag_id")
     p.add_argument("-t", "--task", dest="task_ids", action="extend", nargs="+", metavar="TASK",
-                   help="the tasks to clear (default: all)")
+                   help="the tasks to clear (default: all); one instance of a mapped task as TASK[MAP_INDEX]")
     p.add_argument("--start", metavar="DATE", help="runs with a logical date from this date")
     p.add_argument("--end", metavar="DATE", help="runs with a logical date up to this date (a date means the whole day)")
     p.add_argument("--run-id", "-r", help="only this run (instead of --start/--end)")
@@ -110,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     p.add_argument("--run-id", "-r", help="default: the latest run")
     p.add_argument("--try", dest="try_number", type=int, help="only this try")
+    p.add_argument("--map-index", type=int, help="a mapped task's instance (default: every instance)")
     p.set_defaults(func=task_commands.cmd_tasks_logs)
+    p = tasks.add_parser("states", help="each task instance of a run, mapped instances included")
+    p.add_argument("dag_id")
+    p.add_argument("--run-id", "-r", help="default: the latest run")
+    p.set_defaults(func=task_commands.cmd_tasks_states)
 
     p = sub.add_parser("schedule", help="run a notebook on a cron schedule: writes a one-task DAG file into dags_folder")
     p.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb file to run")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from nbflow.cli.common import (
     _settings,
@@ -170,26 +170,42 @@ def cmd_tasks_logs(args: argparse.Namespace) -> int:
         in_run = list(queries.task_states(store, run["id"]))
         if args.task_id not in in_run:
             raise TaskNotFoundError(args.dag_id, args.task_id, in_run or known)
-        detail = queries.task_instance_detail(store, args.dag_id, run["run_id"], args.task_id)
+        map_index = -1 if args.map_index is None else args.map_index
+        detail = queries.task_instance_detail(store, args.dag_id, run["run_id"], args.task_id, map_index)
+        if detail.instances:  # a mapped task: each instance's tries, by map index
+            details = [queries.task_instance_detail(store, args.dag_id, run["run_id"], args.task_id, i["map_index"])
+                       for i in detail.instances]
+        else:
+            details = [detail]
     finally:
         store.close()
+    code = 0
+    for one in details:
+        code = max(code, _print_logs(args, run, one))
+    return code
+
+
+def _print_logs(args: argparse.Namespace, run: dict, detail: Any) -> int:
+    from nbflow.errors import TryNotFoundError
+
     tries, ti = detail.tries, detail.ti
+    instance = f"[{ti['map_index']}]" if ti is not None and ti.get("map_index", -1) >= 0 else ""
     rows = sorted(tries, key=lambda t: t["try_number"])
     if not rows and ti is not None and ti.get("try_number"):
         rows = [ti]  # still running: its try has no row yet
     if args.try_number is not None:
         ran = [t["try_number"] for t in rows]
         if args.try_number not in ran:
-            raise TryNotFoundError(args.dag_id, args.task_id, run["run_id"], args.try_number, ran)
+            raise TryNotFoundError(args.dag_id, args.task_id + instance, run["run_id"], args.try_number, ran)
         rows = [t for t in rows if t["try_number"] == args.try_number]
     if not rows:
         state = ti.get("state") if ti else "none"
-        print(f"DAG '{args.dag_id}', task '{args.task_id}' has not run in run {run['run_id']} (state: {state})",
+        print(f"DAG '{args.dag_id}', task '{args.task_id}{instance}' has not run in run {run['run_id']} (state: {state})",
               file=sys.stderr)
         return 1
     for row in rows:
         path = row.get("log_path")
-        print(f"==> try {row['try_number']}: {row['state']} on {row.get('hostname') or '?'} pid {row.get('pid') or '?'}, "
+        print(f"==> {args.task_id}{instance} try {row['try_number']}: {row['state']} on {row.get('hostname') or '?'} pid {row.get('pid') or '?'}, "
               f"{_local(row.get('start_date'))} to {_local(row.get('end_date'))}")
         if not path:
             print("(the task wrote nothing to its log)")
@@ -197,4 +213,35 @@ def cmd_tasks_logs(args: argparse.Namespace) -> int:
             print(Path(path).read_text(encoding="utf-8"), end="")
         else:
             print(f"(the log file {path} is gone)")
+    return 0
+
+
+def cmd_tasks_states(args: argparse.Namespace) -> int:
+    """Each task instance of a run (the latest by default) with its state, tries and times; a mapped
+    task's instances follow it, one line per map index (as Airflow's ``tasks states-for-dag-run``)."""
+    from nbflow.errors import RunNotFoundError
+    from nbflow.store import queries
+
+    store = _open_store()
+    try:
+        _require_dag(args, store)
+        run = queries.run_or_latest(store, args.dag_id, args.run_id)
+        if run is None:
+            if args.run_id:
+                raise RunNotFoundError(args.dag_id, args.run_id)
+            print(f"{args.dag_id} has no runs yet: start one with `nbflow dags trigger {args.dag_id}`")
+            return 0
+        rows = queries.in_dag_order(store, args.dag_id, queries.folded_task_instances(store, run["id"]))
+    finally:
+        store.close()
+    print(f"run {run['run_id']} ({run['state']})")
+    print(f"{'task_id':<40} {'map_index':>9} {'state':<16} {'tries':>5}  {'started (local)':<26} ended (local)")
+    for ti in rows:
+        counts = ti.get("map_counts")
+        print(f"{ti['task_id']:<40} {'':>9} {ti['state']:<16} {ti['try_number'] or 0:>5}  "
+              f"{_local(ti.get('start_date')):<26} {_local(ti.get('end_date'))}"
+              + (f"  ({', '.join(f'{n} {state}' for state, n in sorted(counts.items()))})" if counts else ""))
+        for one in ti.get("instances", ()):
+            print(f"{'':<40} {one['map_index']:>9} {one['state']:<16} {one['try_number'] or 0:>5}  "
+                  f"{_local(one.get('start_date')):<26} {_local(one.get('end_date'))}")
     return 0
