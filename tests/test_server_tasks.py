@@ -341,3 +341,44 @@ def test_a_capped_log_is_followed_by_offset_and_read_by_the_cli(capped: Path, se
                           capture_output=True, text=True, timeout=120, env={**os.environ, "NBFLOW_HOME": str(server_env)})
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.startswith("==> try 1: success") and text in logs.stdout
+
+
+@pytest.fixture
+def mapped(server_env: Path) -> Path:
+    (server_env / "dags" / "fan.py").write_text(textwrap.dedent('''
+        from nbflow import DAG, task
+
+        with DAG("fan", timezone="UTC", default_args={"retries": 0}):
+            @task
+            def numbers():
+                return [1, 2, 3]
+
+            @task
+            def double(x):
+                print(f"doubling {x}")
+                if x == 2:
+                    raise ValueError("two is odd today")
+                return 2 * x
+
+            double.expand(x=numbers())
+    '''))
+    return server_env / "dags"
+
+
+def test_a_mapped_task_lists_its_instances_and_serves_each_one(api: Api, mapped: Path) -> None:
+    run_id = run_to_end(api, "fan")
+    run = api.get("dags", "fan", "runs", run_id)
+    double = next(ti for ti in run["task_instances"] if ti["task_id"] == "double")
+    assert [ti["task_id"] for ti in run["task_instances"]] == ["numbers", "double"]  # one entry per task
+    assert double["state"] == "failed" and double["map_index"] == -1
+    assert double["map_counts"] == {"success": 2, "failed": 1}
+    detail = api.get("dags", "fan", "runs", run_id, "tasks", "double")
+    assert [(i["map_index"], i["state"]) for i in detail["instances"]] == [(0, "success"), (1, "failed"), (2, "success")]
+    one = api.get("dags", "fan", "runs", run_id, "tasks", "double", params={"map_index": 1})
+    assert one["map_index"] == 1 and one["state"] == "failed" and "two is odd today" in one["error"]
+    assert "instances" not in one
+    log = api.get("dags", "fan", "runs", run_id, "tasks", "double", "log", params={"map_index": 2})
+    assert "doubling 3" in log["text"] and "doubling 2" not in log["text"]
+    assert api.get("dags", "fan", "runs", run_id, "tasks", "double", "output", params={"map_index": 2})["value"] == 6
+    missing = api.error("GET", "dags", "fan", "runs", run_id, "tasks", "double", params={"map_index": 7}, expect=404)
+    assert "double[7]" in missing["message"] and "double[0]" in missing["message"]

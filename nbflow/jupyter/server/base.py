@@ -109,6 +109,10 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
             raise InvalidRequestError(f"?{name}={value} is out of range: give a number from {low} to {high}")
         return value
 
+    def _map_index(self) -> int:
+        """``?map_index=N``: one instance of a mapped task (-1, the default, is the task itself)."""
+        return self.int_argument("map_index", -1, low=-1, high=10_000_000)
+
     # -- output -----------------------------------------------------------------------------------
 
     def reply(self, value: Any, status: int = 200) -> None:

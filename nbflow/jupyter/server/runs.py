@@ -60,7 +60,7 @@ def trigger(services: Services, dag_id: str, conf: Any) -> dict[str, Any]:
 def run_detail(services: Services, dag_id: str, run_id: str) -> dict[str, Any]:
     run = find_run(services, dag_id, run_id)
     result = out.run_summary(run)
-    instances = queries.in_dag_order(services.store, dag_id, services.store.get_task_instances(run["id"]))
+    instances = queries.in_dag_order(services.store, dag_id, queries.folded_task_instances(services.store, run["id"]))
     result["task_instances"] = [out.task_instance(ti) for ti in instances]
     return result
 

@@ -91,7 +91,8 @@ def task_instance(row: Mapping[str, Any]) -> dict[str, Any]:
         "task_id": row["task_id"], "state": row["state"], "try_number": row.get("try_number") or 0,
         "max_tries": row.get("max_tries") or 0, "start_date": iso(row.get("start_date")),
         "end_date": iso(row.get("end_date")), "duration": row.get("duration"), "hostname": row.get("hostname"),
-        "error": row.get("error"),
+        "error": row.get("error"), "map_index": row.get("map_index", -1),
+        **({"map_counts": dict(row["map_counts"])} if row.get("map_counts") else {}),
     }
 
 

@@ -33,10 +33,11 @@ SANDBOX_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline' data:; im
                "font-src data:; frame-ancestors 'self'")
 
 
-def find_task(services: Services, dag_id: str, run_id: str, task_id: str) -> queries.TaskInstanceDetail:
-    """The task instance with its tries and output; an unknown DAG, run or task is a 404 naming it."""
+def find_task(services: Services, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> queries.TaskInstanceDetail:
+    """The task instance (instance ``map_index`` of a mapped task) with its tries and output; an
+    unknown DAG, run, task or instance is a 404 naming it."""
     find_run(services, dag_id, run_id)
-    return queries.task_instance_detail(services.store, dag_id, run_id, task_id)
+    return queries.task_instance_detail(services.store, dag_id, run_id, task_id, map_index)
 
 
 def _artifact(services: Services, row: dict[str, Any]) -> Path | None:
@@ -53,15 +54,17 @@ def _notebook_paths(services: Services, detail: queries.TaskInstanceDetail) -> t
                                   detail.log_paths)
 
 
-def task_detail(services: Services, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+def task_detail(services: Services, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
     from nbflow.notebook.progress import read_progress
 
-    detail = find_task(services, dag_id, run_id, task_id)
+    detail = find_task(services, dag_id, run_id, task_id, map_index)
     ti = detail.ti
     kind = queries.task_kind(services.store, dag_id, task_id)
     result = {"dag_id": dag_id, "run_id": run_id, **out.task_instance(ti), "kind": kind, "operator": ti.get("operator"),
               "tries": [out.try_row(t) for t in detail.tries], "output_preview": None, "notebook": None,
               "progress": None}
+    if detail.instances:  # a mapped task: its instances, by map index
+        result["instances"] = [out.task_instance(row) for row in detail.instances]
     if detail.output is not None:
         # the preview stored with the output; the server never unpickles (that would run its code)
         shown = stored_preview(detail.output)
@@ -77,10 +80,10 @@ def task_detail(services: Services, dag_id: str, run_id: str, task_id: str) -> d
 
 
 def task_log(services: Services, dag_id: str, run_id: str, task_id: str, try_number: int | None,
-             offset: int) -> dict[str, Any]:
+             offset: int, map_index: int = -1) -> dict[str, Any]:
     """The log of one try from byte ``offset``: poll again with the returned offset until
     ``complete`` (the try is over and everything was read)."""
-    detail = find_task(services, dag_id, run_id, task_id)
+    detail = find_task(services, dag_id, run_id, task_id, map_index)
     ti = detail.ti
     current = ti.get("try_number") or 0
     number = current if try_number is None else try_number
@@ -102,8 +105,8 @@ def task_log(services: Services, dag_id: str, run_id: str, task_id: str, try_num
     return {"text": text, "offset": after, "complete": over and at_end, "path": str(resolved)}
 
 
-def task_output(services: Services, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-    row = find_task(services, dag_id, run_id, task_id).output
+def task_output(services: Services, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    row = find_task(services, dag_id, run_id, task_id, map_index).output
     if row is None:
         raise NotFoundError(f"task '{task_id}' of run '{run_id}' has no output: it has not succeeded, or returned nothing")
     artifact = _artifact(services, row)
@@ -151,7 +154,7 @@ class TaskInstanceHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self, dag_id: str, run_id: str, task_id: str) -> None:
-        self.reply(await self.services.call(task_detail, self.services, dag_id, run_id, task_id))
+        self.reply(await self.services.call(task_detail, self.services, dag_id, run_id, task_id, self._map_index()))
 
 
 class LogHandler(NbflowHandler):
@@ -161,14 +164,15 @@ class LogHandler(NbflowHandler):
         # no try, or try=0, is the current one (a task that has not run yet has try number 0)
         try_number = self.int_argument("try", 0, low=0, high=100_000) or None
         offset = self.int_argument("offset", 0, low=0, high=2**53)
-        self.reply(await self.services.call(task_log, self.services, dag_id, run_id, task_id, try_number, offset))
+        self.reply(await self.services.call(task_log, self.services, dag_id, run_id, task_id, try_number, offset,
+                                            self._map_index()))
 
 
 class OutputHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self, dag_id: str, run_id: str, task_id: str) -> None:
-        self.reply(await self.services.call(task_output, self.services, dag_id, run_id, task_id))
+        self.reply(await self.services.call(task_output, self.services, dag_id, run_id, task_id, self._map_index()))
 
 
 class _SandboxedFileHandler(NbflowHandler):
