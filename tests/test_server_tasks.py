@@ -340,7 +340,7 @@ def test_a_capped_log_is_followed_by_offset_and_read_by_the_cli(capped: Path, se
     logs = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "logs", "capped", "talk", "--run-id", run_id],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "NBFLOW_HOME": str(server_env)})
     assert logs.returncode == 0, logs.stderr
-    assert logs.stdout.startswith("==> try 1: success") and text in logs.stdout
+    assert logs.stdout.startswith("==> talk try 1: success") and text in logs.stdout
 
 
 @pytest.fixture

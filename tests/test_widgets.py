@@ -746,3 +746,33 @@ def test_the_details_show_a_pickled_output_from_its_stored_preview_without_unpic
     html = graph.details.body.value
     assert "(no preview stored: a pickle output of" in html and "type not stored · pickle" in html
     assert not marker.exists(), "the details panel unpickled the output"
+
+
+def test_a_mapped_task_is_one_node_counting_its_instances_and_its_details_list_them(nbflow_home: Path) -> None:
+    from nbflow import task
+
+    with DAG("fanned", timezone="UTC", default_args={"retries": 0}) as d:
+        @task
+        def numbers() -> list[int]:
+            return [1, 2, 3, 4]
+
+        @task
+        def check(x: int) -> int:
+            if x == 3:
+                raise ValueError("three is not allowed")
+            return x
+
+        check.expand(x=numbers())
+    graph = DagGraph(d)
+    assert graph.node_data("check")["label"] == "check [ ]"  # before any run: marked as mapped
+    run_dag(d, executor="inline")
+    graph = DagGraph(d)
+    graph.flush()
+    data = graph.node_data("check")
+    assert data["label"] == "check [4] (3✓ 1✗)" and data["state"] == "failed"
+    assert sorted(graph.elements.nodes) == ["check", "numbers"]  # one node, however many instances
+    click(graph, "check")
+    html = graph.details.body.value
+    assert "4 mapped instances" in html and "three is not allowed" in html
+    rows = html.split("nbflow-instances")[1]
+    assert rows.index("[2]") < rows.index("[0]")  # the failed instance first

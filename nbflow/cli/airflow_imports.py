@@ -47,9 +47,6 @@ INSTEAD = {
 
 #: calls on tasks that belong to Airflow features, with the feature's name
 FEATURE_CALLS = {
-    "expand": "dynamic task mapping (.expand)",
-    "expand_kwargs": "dynamic task mapping (.expand_kwargs)",
-    "partial": "dynamic task mapping (.partial)",
     "as_setup": "setup tasks (.as_setup)",
     "as_teardown": "teardown tasks (.as_teardown)",
 }

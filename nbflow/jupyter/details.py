@@ -62,6 +62,9 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
                 error=ti["error"], hostname=ti["hostname"], tries=len(detail.tries))
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
+    if detail.instances:  # a mapped task: each instance's state, tries and error line
+        info["instances"] = [{"map_index": row["map_index"], "state": row["state"], "try_number": row["try_number"],
+                              "duration": row["duration"], "error": row["error"]} for row in detail.instances]
     if detail.output is not None:
         # the preview stored when the output was written: unpickling here would run the pickle's code
         shown = stored_preview(detail.output)
@@ -124,6 +127,8 @@ def render_task_details(info: Mapping[str, Any]) -> str:
         summary = f" <small class='nbflow-output-type'>{escape(info['output_summary'])}</small>" if info.get("output_summary") else ""
         parts.append(f"<div><b>output</b>{summary}<pre class='nbflow-output'>"
                      f"{escape(info['output'])}</pre></div>")
+    if info.get("instances"):
+        parts.append(_instances_table(info["instances"]))
     tail = info.get("log_tail")
     if tail is not None:
         parts.append(f"<div><b>log</b> <small>last {LOG_LINES} lines</small>"
@@ -131,6 +136,28 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     elif info.get("state") not in (None, "none", "scheduled", "queued"):
         parts.append("<div><small>no log</small></div>")
     return "".join(parts)
+
+
+#: a mapped task's panel lists at most this many instances (the failed ones first)
+MAX_INSTANCES_SHOWN = 50
+
+
+def _instances_table(instances: list[Mapping[str, Any]]) -> str:
+    """A mapped task's instances: counts per state, then one row per instance, failed ones first."""
+    counts: dict[str, int] = {}
+    for one in instances:
+        counts[one["state"]] = counts.get(one["state"], 0) + 1
+    badges = " ".join(f"{state_badge(state)} {n}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    ordered = sorted(instances, key=lambda one: (one["state"] not in ("failed", "upstream_failed"), one["map_index"]))
+    rows = "".join(
+        f"<tr><td>[{one['map_index']}]</td><td>{state_badge(one['state'])}</td><td>try {one['try_number'] or 0}</td>"
+        f"<td>{escape(duration_text(one.get('duration')))}</td>"
+        f"<td>{escape((one.get('error') or '').strip().splitlines()[-1] if (one.get('error') or '').strip() else '')}</td></tr>"
+        for one in ordered[:MAX_INSTANCES_SHOWN])
+    more = (f"<div><small>… and {len(instances) - MAX_INSTANCES_SHOWN} more</small></div>"
+            if len(instances) > MAX_INSTANCES_SHOWN else "")
+    return (f"<div class='nbflow-instances'><b>{len(instances)} mapped instances</b> {badges}"
+            f"<table class='nbflow-details'>{rows}</table>{more}</div>")
 
 
 def render_node_summary(label: str, counts: Mapping[str, int], members: list[str], states: Mapping[str, Any],

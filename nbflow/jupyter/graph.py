@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from nbflow.errors import InvalidRequestError, TaskNotFoundError
+from nbflow.mapping import split_key
 from nbflow.jupyter.batching import StateBatcher
 from nbflow.jupyter.layout import X_SPACING, Y_SPACING, layered_layout, longest_path_layers
 from nbflow.jupyter.styles import (
@@ -74,6 +75,7 @@ class _Definition:
         self.group_tasks: dict[str, list[str]] = {}
         self.labels: dict[tuple[str, str], str] = {}   # (upstream, downstream) -> Label text
         self.display: dict[str, str] = {}    # task_display_name, where it is not the id
+        self.mapped: set[str] = set()        # tasks made with expand(): one node, its instances counted
         if isinstance(source, Mapping):
             self.dag_id = str(source.get("dag_id", ""))
             for info in source.get("tasks", []):
@@ -84,6 +86,8 @@ class _Definition:
                 self.upstream[tid] = list(info.get("upstream", []))
                 if info.get("display_name"):
                     self.display[tid] = str(info["display_name"])
+                if info.get("mapped"):
+                    self.mapped.add(tid)
             groups = {gid: list(g.get("tasks", [])) for gid, g in (source.get("groups") or {}).items()}
             for gid, tids in groups.items():
                 self.group_tasks[gid] = tids
@@ -99,6 +103,8 @@ class _Definition:
                 self.group[tid] = task.group_id
                 self.upstream[tid] = sorted(task.upstream_task_ids)
                 self.display[tid] = getattr(task, "task_display_name", "")
+                if getattr(task, "is_mapped", False):
+                    self.mapped.add(tid)
             for gid, group in source.task_groups.items():
                 self.group_tasks[gid] = list(group.task_ids)
                 self.group_parent[gid] = group.parent.group_id if group.parent is not None else None
@@ -173,6 +179,8 @@ class GraphModel:
         self._node_of = node_of
         self._by_id = {node["id"]: node for node in nodes}
         self._group_tasks = dict(group_tasks or {})
+        #: mapped tasks drawn as a node of their own: those nodes count their instances' states
+        self._mapped = {node["members"][0] for node in nodes if node.get("is_mapped")}
 
     @property
     def element_count(self) -> int:
@@ -186,10 +194,14 @@ class GraphModel:
                                       "(a task id, group:<group id> or a folded node's agg: id)", self.dag_id) from None
 
     def node_of(self, task_id: str) -> str:
-        """The id of the visible node that stands for ``task_id`` (never an open group box)."""
+        """The id of the visible node that stands for ``task_id`` (never an open group box); a
+        mapped task's instance (``task[2]``) is drawn by its task's node."""
         try:
             return self._node_of[task_id]
         except KeyError:
+            base, index = split_key(task_id)
+            if index >= 0 and base in self._node_of:
+                return self._node_of[base]
             raise TaskNotFoundError(self.dag_id, task_id) from None
 
     def group_tasks(self, group_id: str) -> list[str]:
@@ -203,31 +215,43 @@ class GraphModel:
 
     def state_counts(self, task_states: Mapping[str, Any]) -> dict[str, dict[str, int]]:
         """For each node, how many of its tasks are in each state (a missing task counts as
-        ``no_status``); open group boxes count every task inside them."""
-        counts: dict[str, dict[str, int]] = {}
-        for node in self.nodes:
-            tally: dict[str, int] = {}
-            for tid in self._tasks_of(node):
-                key = state_key(task_states.get(tid))
-                tally[key] = tally.get(key, 0) + 1
-            counts[node["id"]] = tally
-        return counts
+        ``no_status``); open group boxes count every task inside them, and a mapped task's node
+        its instances (``task[0]``, ``task[1]``, ... among ``task_states``) once it has some."""
+        instances = _instances_by_task(task_states) if self._mapped else {}
+        return {node["id"]: self._tally(node, task_states, instances) for node in self.nodes}
+
+    def _tally(self, node: Mapping[str, Any], task_states: Mapping[str, Any],
+               instances: Mapping[str, list[Any]] | None = None) -> dict[str, int]:
+        tally: dict[str, int] = {}
+        for tid in self._tasks_of(node):
+            if tid in self._mapped:
+                found = (instances.get(tid) if instances is not None
+                         else [v for k, v in task_states.items() if split_key(k)[0] == tid and k != tid])
+                if found:
+                    for state in found:
+                        key = state_key(state)
+                        tally[key] = tally.get(key, 0) + 1
+                    continue
+            key = state_key(task_states.get(tid))
+            tally[key] = tally.get(key, 0) + 1
+        return tally
 
     def node_style(self, node: str | Mapping[str, Any], task_states: Mapping[str, Any]) -> dict[str, str]:
         """The look of one node: a plain task takes its state's style; a folded node takes the
         colour of its worst state and a label with counts, ``extract ×500 (480✓ 20▶)``."""
         if isinstance(node, str):
             node = self._by_id[node]
-        tasks = self._tasks_of(node)
-        tally: dict[str, int] = {}
-        for tid in tasks:
-            key = state_key(task_states.get(tid))
-            tally[key] = tally.get(key, 0) + 1
+        tally = self._tally(node, task_states)
         worst = min(tally, key=_RANK.__getitem__) if tally else NO_STATUS
+        mapped = node.get("is_mapped") and task_states.get(node["members"][0]) is not None
+        if mapped:  # a mapped task takes its own state; its instances show as counts
+            worst = state_key(task_states.get(node["members"][0]))
         style = style_for(worst)
         style["state"] = worst
         label = node["label"]
-        if (node["is_aggregate"] or node["is_group"]) and set(tally) - {NO_STATUS}:
+        if mapped and sum(tally.values()) and set(tally) - {NO_STATUS}:
+            label = label.removesuffix(" [ ]") + f" [{sum(tally.values())}]"
+        if (node["is_aggregate"] or node["is_group"] or mapped) and set(tally) - {NO_STATUS}:
             label += " (" + " ".join(f"{tally[s]}{STATE_STYLES[s]['symbol']}" for s, _ in LEGEND if s in tally) + ")"
         style["label"] = label
         return style
@@ -623,7 +647,10 @@ class GraphModel:
             else:
                 parent = box_of(d.group[first])
                 label = d.display.get(first) or _short(first, d.group[first])
+                if first in d.mapped:  # as Airflow marks a mapped task: "name [ ]", counted once it runs
+                    label += " [ ]"
                 leaves.append(_node(nid, label, d.kind[first], parent, tids))
+                leaves[-1]["is_mapped"] = first in d.mapped
         for node in leaves:
             if node["parent"] is not None:
                 node["parent"] = _group_node(node["parent"])
@@ -680,3 +707,14 @@ def _node(nid: str, label: str, kind: str, parent: str | None, members: list[str
     return {"id": nid, "label": label, "kind": kind, "parent": parent, "members": members,
             "position": (0.0, 0.0), "is_group": is_group, "is_aggregate": is_aggregate,
             "is_compound": False}
+
+
+def _instances_by_task(task_states: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The states of mapped tasks' instances among ``task_states``, by task."""
+    found: dict[str, list[Any]] = {}
+    for key, state in task_states.items():
+        if key.endswith("]"):
+            base, index = split_key(key)
+            if index >= 0:
+                found.setdefault(base, []).append(state)
+    return found

@@ -331,9 +331,12 @@ class DagGraph(w.VBox):
                 row = store.get_run(self.dag.dag_id, run_id)
                 if row is not None:
                     self._run_pk = row["id"]
-                    found = queries.task_states(store, row["id"])
+                    found = queries.task_states(store, row["id"], instances=True)
         states = {task_id: found.get(task_id, NO_STATUS) for task_id in self.dag.task_dict}
+        states.update((key, state) for key, state in found.items() if key not in states)  # mapped instances
         with self._lock:
+            for key in [k for k in self._states if k not in self.dag.task_dict and k not in found]:
+                del self._states[key]  # another run's mapped instances
             if self._noticed_run != run_id:
                 self._noticed_run, self._noticed = run_id, {}
             # A run driven in this process told us more than the store knows yet (its writes are

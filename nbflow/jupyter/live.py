@@ -160,7 +160,7 @@ class LiveHub:
                     if driver.is_alive():
                         continue
                     del self._driven[key]  # its driver is gone without a word: the store knows best
-                current = queries.task_states(store, row["id"])
+                current = queries.task_states(store, row["id"], instances=True)
                 delta = changed(self._known.get(key, {}), current)
                 self._known[key] = current
                 if delta:

@@ -29,9 +29,12 @@ REPORT_LINE = "nbflow: report "
 # -- runs -------------------------------------------------------------------------------------------
 
 
-def task_states(store: Store, run_pk: int) -> dict[str, str]:
+def task_states(store: Store, run_pk: int, *, instances: bool = False) -> dict[str, str]:
     """``{task_id: state}`` of one run, in the order the run was planned: what every view colours.
-    A mapped task has its own state (that of its instances together)."""
+    A mapped task has its own state (that of its instances together); with ``instances``, each
+    instance's follows as ``task_id[map_index]`` (what a graph counts on a mapped task's node)."""
+    if instances:
+        return {ti["ti_key"]: ti["state"] for ti in store.get_task_instances(run_pk)}
     return {ti["task_id"]: ti["state"] for ti in folded_task_instances(store, run_pk)}
 
 
