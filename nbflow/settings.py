@@ -64,6 +64,18 @@ class Settings:
     #: a try's log is kept to about this many bytes: its first and last halves, with a line saying
     #: how much was cut between them (a task printing without end must not fill the disk)
     max_log_bytes: int = 64 * 1024 * 1024
+    #: days a finished run is kept (its rows, logs and artifacts), counted from its end; 0 keeps
+    #: every run forever (failed ones too). Runs still queued or running and each DAG's last run are
+    #: never deleted.
+    retention_days: int = 30
+    #: days a failed run is kept, at least retention_days (failures are looked at later); 0 keeps
+    #: failed runs forever
+    retention_failed_days: int = 90
+    #: most finished runs kept per DAG, newest first; older ones go whatever their age. 0: no limit
+    retention_max_runs_per_dag: int = 0
+    #: seconds between the janitor passes of a scheduler host, each deleting at most a small batch
+    #: of runs past the retention settings; 0 turns the janitor off (``nbflow db clean`` still works)
+    retention_interval: float = 300.0
     #: seconds between heartbeats of a scheduler host (and of the task instances it runs)
     heartbeat_interval: float = 5.0
     #: a host silent for this many seconds is taken for dead; its running task instances are retried
@@ -245,6 +257,10 @@ def _validate(settings: Settings) -> None:
     if settings.max_log_bytes < MIN_LOG_BYTES:
         raise ConfigError("max_log_bytes", settings.max_log_bytes,
                           f"it must be at least {MIN_LOG_BYTES} bytes, room for a head, a tail and the line between")
+    if settings.retention_days and settings.retention_failed_days and settings.retention_failed_days < settings.retention_days:
+        raise ConfigError("retention_failed_days", settings.retention_failed_days,
+                          f"failed runs are kept at least as long as the others: set it to {settings.retention_days} "
+                          "(retention_days) or more, or 0 to keep failed runs forever")
     if settings.fernet_key.strip():
         _check_fernet_keys(settings.fernet_key)
     if settings.default_timezone:

@@ -130,3 +130,19 @@ def test_max_conf_bytes_defaults_to_one_mebibyte_and_must_hold_an_empty_object(t
         with pytest.raises(ConfigError) as info:
             load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_MAX_CONF_BYTES": text})
         assert info.value.key == "max_conf_bytes" and "NBFLOW_MAX_CONF_BYTES" in str(info.value), text
+
+
+def test_retention_settings_defaults_and_bad_values(tmp_path: Path) -> None:
+    s = load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    assert (s.retention_days, s.retention_failed_days, s.retention_max_runs_per_dag, s.retention_interval) == (30, 90, 0, 300.0)
+    (tmp_path / "nbflow.toml").write_text("retention_days = 7\nretention_max_runs_per_dag = 50\n")
+    s = load_settings(env={"NBFLOW_HOME": str(tmp_path)})
+    assert (s.retention_days, s.retention_max_runs_per_dag) == (7, 50)
+    for key, value, problem in (("RETENTION_DAYS", "-1", "0 or more"), ("RETENTION_DAYS", "a month", "whole number"),
+                                ("RETENTION_MAX_RUNS_PER_DAG", "1.5", "whole number"),
+                                ("RETENTION_FAILED_DAYS", "3", "at least as long.*7 \\(retention_days\\)"),
+                                ("RETENTION_INTERVAL", "soon", "a number")):
+        with pytest.raises(ConfigError, match=f"'{key.lower()}'.*{problem}.*NBFLOW_{key}"):
+            load_settings(env={"NBFLOW_HOME": str(tmp_path), f"NBFLOW_{key}": value})
+    # 0 keeps failed runs forever, and retention_days 0 keeps every run
+    assert load_settings(env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_RETENTION_FAILED_DAYS": "0"}).retention_failed_days == 0
