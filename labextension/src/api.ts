@@ -74,6 +74,8 @@ export interface IStateStyle {
   border: string;
   text: string;
   label: string;
+  /** what counts on a mapped task's node use: `3✓ 1✗` */
+  symbol?: string;
 }
 
 export interface IGraphNode {
@@ -114,6 +116,10 @@ export interface ITaskInstance {
   duration: number | null;
   hostname: string | null;
   error: string | null;
+  /** -1, or the instance's place in a mapped task */
+  map_index?: number;
+  /** a mapped task's instances per state */
+  map_counts?: Record<string, number>;
 }
 
 export interface IRunDetail extends IRunSummary {
@@ -157,6 +163,8 @@ export interface IOutputInfo {
 
 export interface ITaskDetail extends ITaskInstance {
   tries: ITry[];
+  /** a mapped task's instances, by map index */
+  instances?: ITaskInstance[];
   output_preview: string | null;
   output?: IOutputInfo | null;
   notebook: INotebookFiles | null;

@@ -175,10 +175,15 @@ export class DagView extends BoxPanel {
       return;
     }
     const states: Record<string, string | null> = {};
+    const counts: Record<string, Record<string, number>> = {};
     for (const ti of run.task_instances) {
       states[ti.task_id] = ti.state;
+      if (ti.map_counts) {
+        counts[ti.task_id] = ti.map_counts;
+      }
     }
     this.graph.setStates(states);
+    this.graph.setCounts(counts);
     const changed = this.runState !== run.state;
     this.runState = run.state;
     this.statesLoadedFor = runId;

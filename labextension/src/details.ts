@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { ApiError, IOutputInfo, ITaskDetail, api } from './api';
+import { ApiError, IOutputInfo, ITaskDetail, ITaskInstance, api } from './api';
 import { button, h, replaceChildren } from './dom';
 import { isFinished, paintBadge, styleOf } from './states';
 import { Ticker } from './ticker';
@@ -130,7 +130,18 @@ export class TaskDetails extends Widget {
       this.resetLog();
     }
     this.renderDetail(detail);
-    await this.readLog(selection);
+    if (detail.instances && detail.instances.length) {
+      // a mapped task runs as its instances: the logs are theirs
+      replaceChildren(this.logHead, h('span', { class: 'nbflow-Section' }, 'Log'));
+      this.logText.textContent = '';
+      this.logText.hidden = false;
+      this.logText.dataset.empty =
+        `A mapped task has no log of its own; each instance has one: nbflow tasks logs ${selection.dagId} ` +
+        `${selection.taskId} --map-index N`;
+      this.logComplete = true;
+    } else {
+      await this.readLog(selection);
+    }
     if (isFinished(detail.state) && this.logComplete) {
       this.ticker.stop();
     }
@@ -141,13 +152,14 @@ export class TaskDetails extends Widget {
     paintBadge(badge, detail.state);
     replaceChildren(this.header, h('h3', { title: detail.task_id }, detail.task_id), badge);
 
+    const mapped = Boolean(detail.instances && detail.instances.length);
     const rows: [string, string, string?][] = [
       ['run', this.selection?.runId ?? ''],
-      ['try', `${detail.try_number} of ${detail.max_tries}`],
+      ...(mapped ? [] : [['try', `${detail.try_number} of ${detail.max_tries}`] as [string, string]]),
       ['started', localTime(detail.start_date, true), timeTitle(detail.start_date)],
       ['ended', localTime(detail.end_date, true), timeTitle(detail.end_date)],
       ['duration', duration(detail.duration)],
-      ['host', detail.hostname ?? '—']
+      ...(mapped ? [] : [['host', detail.hostname ?? '—'] as [string, string]])
     ];
     if (detail.progress) {
       const p = detail.progress;
@@ -168,6 +180,9 @@ export class TaskDetails extends Widget {
           ? h('details', { class: 'nbflow-Details-traceback' }, h('summary', {}, 'traceback'), h('pre', { class: 'nbflow-Details-error' }, detail.error))
           : null
       );
+    }
+    if (detail.instances && detail.instances.length) {
+      parts.push(instancesSection(detail.instances));
     }
     if (detail.output_preview) {
       parts.push(
@@ -276,6 +291,26 @@ export class TaskDetails extends Widget {
       }
     }
   }
+}
+
+/** A mapped task's instances: one row each (failed ones first, at most 50), state, try and error line. */
+function instancesSection(instances: ITaskInstance[]): HTMLElement {
+  const failed = (s: string | null) => s === 'failed' || s === 'upstream_failed';
+  const ordered = [...instances].sort(
+    (a, b) => Number(failed(b.state)) - Number(failed(a.state)) || (a.map_index ?? 0) - (b.map_index ?? 0)
+  );
+  const table = h('table', { class: 'nbflow-Facts nbflow-Details-instances' });
+  for (const ti of ordered.slice(0, 50)) {
+    const badge = h('span', { class: 'nbflow-Badge nbflow-StateLabel' }, styleOf(ti.state).label);
+    paintBadge(badge, ti.state);
+    const lines = (ti.error ?? '').trim().split('\n');
+    table.append(
+      h('tr', {}, h('th', {}, `[${ti.map_index}]`), h('td', {}, badge), h('td', {}, `try ${ti.try_number}`),
+        h('td', { class: 'nbflow-Details-errorLine' }, ti.error ? lines[lines.length - 1] : ''))
+    );
+  }
+  const more = instances.length > 50 ? h('p', { class: 'nbflow-Muted' }, `… and ${instances.length - 50} more`) : null;
+  return h('div', {}, h('div', { class: 'nbflow-Section' }, `Mapped instances (${instances.length})`), table, more);
 }
 
 /** "str · json · 18 bytes": the output's type, how it is kept, and its size. */

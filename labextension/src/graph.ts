@@ -125,6 +125,7 @@ function elements(graph: IGraph): cytoscape.ElementDefinition[] {
       width: node.width,
       height: node.height,
       labelWidth: Math.max(20, node.width - 14),
+      baseLabel: node.label,
       is_group: node.is_group,
       state: NO_STATUS,
       ...(node.parent ? { parent: node.parent } : {})
@@ -155,6 +156,7 @@ export class GraphView extends Widget {
   private userMoved = false;
   private fitting = false;
   private legend: HTMLDivElement;
+  private styles: Record<string, IStateStyle> = {};
 
   constructor() {
     super();
@@ -181,6 +183,7 @@ export class GraphView extends Widget {
     const started = performance.now();
     this.cy?.destroy();
     const styles = { ...STATE_STYLES, ...graph.styles };
+    this.styles = styles;
     const big = graph.nodes.length + graph.edges.length > BIG_GRAPH;
     const cy = cytoscape({
       container: this.canvas,
@@ -232,6 +235,30 @@ export class GraphView extends Widget {
         const state = stateKey(states[node.id()]);
         if (node.data('state') !== state) {
           node.data('state', state);
+        }
+      });
+    });
+  }
+
+  /** Label mapped tasks with their instances: `name [4] (3✓ 1✗)` for each task in `counts` (task
+   * id -> state -> instances); a node not in it goes back to its own label. */
+  setCounts(counts: Record<string, Record<string, number>>): void {
+    const cy = this.cy;
+    if (!cy) {
+      return;
+    }
+    cy.batch(() => {
+      cy.nodes('[!is_group]').forEach(node => {
+        const base = String(node.data('baseLabel') ?? node.data('label'));
+        const tally = counts[node.id()];
+        let label = base;
+        if (tally) {
+          const total = Object.values(tally).reduce((a, b) => a + b, 0);
+          const parts = Object.entries(tally).map(([state, n]) => `${n}${this.styles[state]?.symbol ?? ' ' + state}`);
+          label = `${base.replace(/ \[ \]$/, '')} [${total}] (${parts.join(' ')})`;
+        }
+        if (node.data('label') !== label) {
+          node.data('label', label);
         }
       });
     });

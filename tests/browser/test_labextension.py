@@ -85,7 +85,7 @@ _GRAPH_JS = """
         })),
         nodes: cy.nodes('[!is_group]').map(n => ({
             id: n.id(), state: n.data('state'), shape: n.pstyle('shape').value,
-            background: n.pstyle('background-color').value,
+            background: n.pstyle('background-color').value, label: n.data('label'),
         })),
     };
 }
@@ -291,6 +291,47 @@ def test_the_dag_view_draws_edge_labels_and_display_names(ui: NbflowUI) -> None:
         "._cyreg.cy.getElementById('check').data('label')", dag_id)
     assert shown == "Check the files"
     ui.lp.screenshot("edge-labels")
+
+
+def test_a_mapped_task_is_one_node_with_its_instances_counted_and_listed(ui: NbflowUI) -> None:
+    dag_id = f"lab_mapped_{_uid()}"
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG, task
+
+        with DAG("{dag_id}", timezone="UTC", default_args={{"retries": 0}}) as dag:
+            @task
+            def files():
+                return ["a.csv", "b.csv", "broken.csv", "d.csv"]
+
+            @task
+            def load(name):
+                if name.startswith("broken"):
+                    raise ValueError(f"cannot parse {{name}}")
+                return name.upper()
+
+            load.expand(name=files())
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.page.click(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagName')
+    graph = ui.wait_graph(dag_id, lambda g: len(g["nodes"]) == 2, "a graph of 2 tasks")
+    assert next(n["label"] for n in graph["nodes"] if n["id"] == "load") == "load [ ]"
+    ui.page.click(f"#nbflow-dag-{dag_id} .nbflow-Trigger")
+    graph = ui.wait_graph(dag_id, lambda g: any(n["id"] == "load" and n["state"] == "failed" for n in g["nodes"]),
+                          "the mapped task to fail", timeout=60)
+    load = next(n for n in graph["nodes"] if n["id"] == "load")
+    assert load["label"] == "load [4] (3✓ 1✗)", load  # one node, counting its four instances
+    _assert_colours([load], "failed")
+    ui.click_task(dag_id, "load")
+    ui.page.wait_for_selector(f"#nbflow-dag-{dag_id} .nbflow-Details-instances")
+    text = ui.details_text(dag_id)
+    assert "Mapped instances (4)" in text and "cannot parse broken.csv" in text
+    rows = ui.page.locator(f"#nbflow-dag-{dag_id} .nbflow-Details-instances tr").all_inner_texts()
+    assert rows[0].startswith("[2]") and "failed" in rows[0]  # the failed instance first
+    log_note = ui.page.get_attribute(f"#nbflow-dag-{dag_id} .nbflow-Details-log", "data-empty")
+    assert log_note.startswith("A mapped task has no log of its own") and "--map-index N" in log_note
+    ui.lp.screenshot("mapped")
 
 
 def test_trigger_asks_for_the_params_and_keeps_a_refusal_in_the_dialog(ui: NbflowUI) -> None:

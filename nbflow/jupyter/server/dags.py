@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from nbflow.jupyter.server.services import Services
 
 #: the style keys of a state that the API hands out (see nbflow.jupyter.graph.STATE_STYLES)
-STYLE_KEYS = ("background", "border", "text", "label")
+STYLE_KEYS = ("background", "border", "text", "label", "symbol")
 
 
 def find_row(services: Services, dag_id: str) -> dict[str, Any]:
