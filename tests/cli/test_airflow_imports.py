@@ -253,3 +253,75 @@ def test_an_airflow_3_dag_moved_over_ends_with_airflows_task_states(tmp_path: Pa
     refused = nbflow("dags", "test", "airflow3_example", "-f", str(path), "-c", '{"region": "mars"}',
                      home=nbflow_home, check=1)
     assert "param 'region' the value 'mars', which is not allowed" in refused.stderr
+
+
+#: an Airflow 3 DAG file that maps: over a run-time list, an empty list, an operator's partial, a
+#: task group, with a downstream task reading the list of mapped results
+AIRFLOW3_MAPPING = '''\
+import pendulum
+
+from airflow.sdk import dag, task, task_group
+from airflow.providers.standard.operators.bash import BashOperator
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
+def airflow3_mapping():
+    @task
+    def files():
+        return ["a.csv", "bb.csv", "ccc.csv"]
+
+    @task
+    def nothing():
+        return []
+
+    @task
+    def size(name, factor):
+        return len(name) * factor
+
+    @task
+    def total(sizes):
+        return sum(sizes)
+
+    @task
+    def never(x):
+        return x
+
+    @task_group
+    def per_file(name):
+        @task
+        def read(name):
+            return name.upper()
+
+        @task
+        def check(text):
+            return text.endswith(".CSV")
+
+        return check(read(name))
+
+    total(size.partial(factor=2).expand(name=files()))
+    never.expand(x=nothing())
+    BashOperator.partial(task_id="echo").expand(bash_command=["echo one", "echo two"])
+    per_file.expand(name=files())
+
+
+airflow3_mapping()
+'''
+
+
+def test_an_airflow_3_dag_that_maps_moved_over_ends_with_airflows_task_states(tmp_path: Path, nbflow_home: Path) -> None:
+    path = tmp_path / "mapping.py"
+    path.write_text(AIRFLOW3_MAPPING)
+    moved = nbflow("import-airflow", str(path), "--write", home=nbflow_home)
+    assert "is not in nbflow" not in moved.stdout and "from airflow" not in path.read_text()
+    test = nbflow("dags", "test", "airflow3_mapping", "-f", str(path), home=nbflow_home)
+    states = {line.split()[0]: line.split()[1] for line in test.stdout.splitlines()
+              if len(line.split()) > 2 and line.split()[1] in ("success", "skipped", "failed", "upstream_failed")}
+    # Airflow's: the mapped tasks succeed, the one mapped over an empty list is skipped
+    assert states == {
+        "files": "success", "files__1": "success", "nothing": "success", "size": "success", "total": "success",
+        "never": "skipped",
+        "echo": "success", "per_file.read": "success", "per_file.check": "success",
+    }, test.stdout
+    assert "SUCCESS" in test.stdout.splitlines()[0]
+    listed = nbflow("tasks", "states", "airflow3_mapping", home=nbflow_home).stdout
+    assert "(3 success)" in listed and "(2 success)" in listed
