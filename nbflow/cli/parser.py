@@ -10,6 +10,7 @@ from nbflow.cli import assets as asset_commands
 from nbflow.cli import connections as connection_commands
 from nbflow.cli import dags as dag_commands
 from nbflow.cli import reports as report_commands
+from nbflow.cli import retention as retention_commands
 from nbflow.cli import tasks as task_commands
 
 
@@ -152,10 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=admin_commands.cmd_pools_delete)
 
-    db = sub.add_parser("db", help="the metadata database")
-    db.add_argument("db_command", choices=["init", "upgrade", "check", "reset"])
-    db.add_argument("--yes", action="store_true", help="confirm reset")
-    db.set_defaults(func=admin_commands.cmd_db)
+    db = sub.add_parser("db", help="the metadata database").add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, text in (("init", "create the tables"), ("upgrade", "migrate to this version's schema"),
+                       ("check", "say whether the schema is current"), ("reset", "delete everything (--yes)")):
+        p = db.add_parser(name, help=text)
+        if name == "reset":
+            p.add_argument("--yes", action="store_true", help="confirm reset")
+        p.set_defaults(func=admin_commands.cmd_db)
+    retention_commands.add_parsers(sub, db)
 
     config = sub.add_parser("config", help="settings").add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config.add_parser("show", help="every setting and its value").set_defaults(func=admin_commands.cmd_config_show)
