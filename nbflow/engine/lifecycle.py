@@ -50,13 +50,31 @@ def logical_date_of(dag: DAG, value: Any = None) -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0).astimezone(dag.timezone)
 
 
-def task_rows(dag: DAG) -> list[dict[str, Any]]:
-    """The task instance rows a new run of ``dag`` starts with."""
+def task_rows(dag: DAG, logical_date: datetime | None = None) -> list[dict[str, Any]]:
+    """The task instance rows a new run of ``dag`` starts with. A task whose own ``start_date`` is
+    after the run's logical date, or whose ``end_date`` is before it, starts ``skipped``: it is not
+    part of that run (Airflow makes no instance of it there), and its downstream goes by its
+    trigger rule."""
     return [
-        {"task_id": t.task_id, "state": TaskState.NONE.value, "max_tries": t.retries + 1,
-         "operator": type(t).__name__, "pool": t.pool, "priority_weight": t.priority_weight}
+        {"task_id": t.task_id, "state": (TaskState.SKIPPED if _outside(t, logical_date) else TaskState.NONE).value,
+         "max_tries": t.retries + 1, "operator": type(t).__name__, "pool": t.pool, "priority_weight": t.priority_weight,
+         **({"error": f"skipped: the task's window ({_window(t)}) does not hold this run's logical date"}
+            if _outside(t, logical_date) else {})}
         for t in dag.task_dict.values()
     ]
+
+
+def _outside(task: Any, logical_date: datetime | None) -> bool:
+    if logical_date is None:
+        return False
+    return bool((task.start_date is not None and logical_date < task.start_date)
+                or (task.end_date is not None and logical_date > task.end_date))
+
+
+def _window(task: Any) -> str:
+    start = task.start_date.isoformat() if task.start_date is not None else "..."
+    end = task.end_date.isoformat() if task.end_date is not None else "..."
+    return f"start_date {start}, end_date {end}"
 
 
 def create_run(
@@ -73,7 +91,7 @@ def create_run(
     run takes), None when another host took them first.
     """
     start, end = dag.timetable.data_interval(logical_date)
-    rows = task_rows(dag)
+    rows = task_rows(dag, logical_date)
     attempt = 1
     while True:
         this_id = run_id if run_id is not None else run_id_for(run_type, logical_date, attempt)

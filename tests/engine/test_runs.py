@@ -429,3 +429,37 @@ def test_priority_weight_orders_ready_tasks(settings) -> None:
             PythonOperator(task_id=name, python_callable=order.append, op_args=[name], priority_weight=weight)
     _run(d, settings, "thread")
     assert order == ["high", "mid", "low"]
+
+
+def test_a_task_outside_its_start_and_end_date_is_skipped_in_that_run(nbflow_home) -> None:
+    from datetime import UTC, datetime
+
+    from nbflow import DAG, task
+
+    with DAG("windowed", timezone="UTC", schedule="@daily", start_date="2024-01-01") as dag:
+        @task(end_date="2024-01-10")
+        def old_source() -> int:
+            return 1
+
+        @task(start_date="2024-01-05")
+        def new_source() -> int:
+            return 2
+
+        @task
+        def after_old(x: int) -> int:
+            return x
+
+        @task(trigger_rule="all_done")
+        def report() -> str:
+            return "done"
+
+        done = report()
+        after_old(old_source()) >> done
+        new_source() >> done
+    early = dag.test(logical_date=datetime(2024, 1, 3, tzinfo=UTC))
+    assert early.task_states == {"old_source": "success", "new_source": "skipped", "after_old": "success",
+                                 "report": "success"}
+    late = dag.test(logical_date=datetime(2024, 2, 1, tzinfo=UTC))
+    assert late.task_states == {"old_source": "skipped", "new_source": "success", "after_old": "skipped",
+                                "report": "success"}
+    assert "does not hold this run's logical date" in late.task_instances["old_source"].error
