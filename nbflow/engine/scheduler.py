@@ -50,6 +50,8 @@ DRIVEN_RUN_TYPES = ("scheduled", "manual", "asset_triggered")
 #: they never pick up a run queued by others
 OWN_RUNS_ONLY_KINDS = ("backfill", "server-run", "test")
 _UNKNOWN = object()
+#: runs one janitor pass deletes, in one transaction: small, so no other host waits long on it
+RETENTION_BATCH = 100
 
 
 @dataclass
@@ -60,6 +62,7 @@ class TickReport:
     dispatched: int = 0
     finished: list[str] = field(default_factory=list)     # run ids that ended
     adopted: list[str] = field(default_factory=list)      # task instances taken over from dead hosts
+    deleted: list[str] = field(default_factory=list)      # runs the retention janitor deleted, dag/run
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -124,7 +127,12 @@ class Scheduler:
         self.drivers: dict[int, RunDriver] = {}
         self.pools = PoolSlots()
         self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0, "assets": 0.0}
+        self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0, "assets": 0.0, "retention": 0.0}
+        #: whether this host runs the retention janitor: long-lived hosts do, not the ones that drive
+        #: only their own runs (and with ``retention_interval`` 0, none does)
+        self.janitor = self.settings.retention_interval > 0 and kind not in OWN_RUNS_ONLY_KINDS
+        #: runs the janitor deletes per pass (one transaction)
+        self.retention_batch_size = RETENTION_BATCH
         #: DAGs scheduled on assets that the store knows as consumers (registered once per host)
         self._consumers: set[str] = set()
         #: this host recorded asset events not looked at yet: look at asset schedules on the next pass
@@ -268,7 +276,36 @@ class Scheduler:
         report.finished = self._finish_done()
         for driver in self.drivers.values():
             driver.flush(force=False)
+        if self.janitor and not self._stopping and mono >= self._due["retention"]:
+            report.deleted = self._apply_retention(now)
         return report
+
+    def _apply_retention(self, now: datetime) -> list[str]:
+        """One janitor pass: delete at most one batch of runs past the retention settings at ``now``.
+        A full batch means more may be due: the next pass comes after ``poll_interval`` rather than
+        ``retention_interval``, so a backlog drains in small transactions without stalling the host."""
+        from nbflow.store import retention
+
+        assert self.store is not None
+        mono = time.monotonic()
+        self._due["retention"] = mono + self.settings.retention_interval
+        policy = retention.Policy.from_settings(self.settings, now)
+        try:
+            done = retention.clean(self.store, policy, logs_folder=self.settings.logs_folder,
+                                   artifacts_folder=self.settings.artifacts_folder,
+                                   batch_size=self.retention_batch_size, max_batches=1)
+        except TransientStoreError:
+            raise
+        except (StoreError, OSError) as exc:
+            log.warning("scheduler %s: retention pass failed (%s); trying again in %.0f s", self.host_id, exc,
+                        self.settings.retention_interval)
+            return []
+        if done.more:
+            self._due["retention"] = mono + self.settings.poll_interval
+        if done.runs:
+            log.info("scheduler %s: retention deleted %d run(s), %d file(s), %d bytes", self.host_id,
+                     len(done.runs), done.files, done.bytes)
+        return [f"{run.dag_id}/{run.run_id}" for run in done.runs]
 
     def _drain(self) -> None:
         batches: dict[int, list[Outcome]] = {}

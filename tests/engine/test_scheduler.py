@@ -513,3 +513,40 @@ def test_a_notebook_recorded_as_a_dag_source_is_loaded_by_a_scheduler_host(setti
     assert scheduler.dags["from_notebook"].fileloc == str(notebook)
     assert [r["run_id"] for r in runs_of(store, "from_notebook")] == ["scheduled__2024-01-01T00:00:00+00:00"]
     scheduler.close()
+
+
+# -- the retention janitor ---------------------------------------------------------------------------
+
+
+def test_the_janitor_deletes_old_runs_in_small_batches_with_their_files(settings, store) -> None:
+    from nbflow.engine.runs import run_dag
+    from nbflow.paths import safe_path_part
+
+    d = quick_dag("etl")
+    made = [run_dag(d, logical_date=utc(2024, 1, day), executor="inline", store=store, settings=settings)
+            for day in range(1, 6)]
+    logs = [settings.logs_folder / "etl" / safe_path_part(run.run_id) for run in made]
+    assert all(folder.is_dir() for folder in logs)
+    host = Scheduler(settings=settings, store=store, executor="inline", dags=[d], create_runs=False)
+    host.retention_batch_size = 2
+    later = datetime.now(UTC) + timedelta(days=31)
+    try:
+        assert host.tick(datetime.now(UTC)).deleted == []  # nothing is old yet
+        host._due["retention"] = 0.0  # the next pass looks again at once (as after retention_interval)
+        passes = [host.tick(later).deleted for _ in range(3)]  # a full batch brings the next pass forward
+        assert [len(deleted) for deleted in passes] == [2, 2, 0]
+        assert host.tick(later).deleted == []  # the next pass is retention_interval away
+    finally:
+        host.close()
+    assert sorted(run_id for deleted in passes for run_id in deleted) == sorted(f"etl/{r.run_id}" for r in made[:4])
+    assert [row["run_id"] for row in runs_of(store, "etl")] == [made[4].run_id]  # the last run stays
+    assert [folder.exists() for folder in logs] == [False] * 4 + [True]
+
+
+def test_only_long_lived_hosts_run_the_janitor(settings, store, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Scheduler(settings=settings, store=store, kind="daemon").janitor
+    assert Scheduler(settings=settings, store=store, kind="kernel").janitor
+    assert not Scheduler(settings=settings, store=store, kind="backfill").janitor
+    assert not Scheduler(settings=settings, store=store, kind="test").janitor
+    monkeypatch.setenv("NBFLOW_RETENTION_INTERVAL", "0")
+    assert not Scheduler(settings=load_settings(), store=store, kind="daemon").janitor
