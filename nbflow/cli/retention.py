@@ -59,7 +59,7 @@ def _policy(args: argparse.Namespace, settings: Any, now: datetime) -> tuple[Any
 
 def _describe_settings(settings: Any) -> str:
     if not settings.retention_days:
-        kept = "retention_days = 0 keeps runs by age"
+        kept = "retention_days = 0: runs are kept whatever their age"
     else:
         failed = (f"failed ones after {settings.retention_failed_days} days" if settings.retention_failed_days
                   else "failed ones kept")

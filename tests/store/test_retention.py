@@ -232,3 +232,18 @@ def test_orphans_are_files_no_run_points_to(settings: Any, store: Store) -> None
     assert not ghost.exists() and not (artifacts / "deleted_dag").exists() and not stray.exists()
     assert loose.is_dir() and kept(store, settings, run) and logs.is_dir()
     assert orphans(store, logs_folder=logs, artifacts_folder=artifacts) == []
+
+
+def test_events_a_deleted_run_consumed_stay_consumed(settings: Any, store: Store) -> None:
+    store.register_asset_consumer("consumer")
+    event = store.emit_asset_event("s3://bucket/data", source="cli")
+    common = dict(dag_id="consumer", logical_date=datetime(2024, 1, 1, tzinfo=UTC), data_interval_start=None,
+                  data_interval_end=None, conf=None, state="success", task_rows=[])
+    first = store.create_run(run_id="asset_triggered__1", run_type="asset_triggered", consume=[event["id"]], **common)
+    store.create_run(run_id="manual__2", run_type="manual", **common)
+    assert store.pending_asset_events("consumer", ["s3://bucket/data"]) == []
+
+    report = clean_at(store, settings, later(31))
+    assert [r.pk for r in report.runs] == [first]
+    assert store.pending_asset_events("consumer", ["s3://bucket/data"]) == []  # not taken again
+    assert store.triggering_asset_events(first) == {}
