@@ -142,3 +142,26 @@ def test_storage_per_dag_and_orphans(nbflow_home: Path, made: Any) -> None:
     assert "deleted 1 file" in nbflow("storage", "--orphans", "--delete", "--yes", home=nbflow_home).stdout
     assert not ghost.exists() and exists(nbflow_home, made["etl"][0])
     assert "no orphan files" in nbflow("storage", "--orphans", home=nbflow_home).stdout
+
+
+def test_an_old_runs_executed_notebook_and_report_go_with_it(nbflow_home: Path) -> None:
+    import nbformat
+    from nbformat import v4
+
+    from nbflow.operators import NotebookOperator
+
+    notebook = nbflow_home / "report.ipynb"
+    nbformat.write(v4.new_notebook(cells=[v4.new_code_cell("print(6 * 7)")]), notebook)
+    with DAG("report", timezone="UTC", schedule=None) as dag:
+        NotebookOperator(task_id="render", notebook=str(notebook), report="html")
+    settings = load_settings(home=nbflow_home)
+    with Store.open(settings) as store:
+        old, new = (run_dag(dag, logical_date=datetime(2024, 1, day, tzinfo=UTC), store=store, settings=settings)
+                    for day in (1, 2))
+        assert old.state == new.state == "success"
+        store.update_run(store.get_run("report", old.run_id)["id"], end_date=datetime.now(UTC) - timedelta(days=31))
+    outputs = [nbflow_home / "artifacts" / "report" / safe_path_part(run.run_id) / "render" for run in (old, new)]
+    assert all((folder / "report.ipynb").is_file() and (folder / "report.html").is_file() for folder in outputs)
+
+    assert clean("--yes", home=nbflow_home).stdout.startswith("deleted 1 run")
+    assert not outputs[0].parent.exists() and (outputs[1] / "report.html").is_file()
