@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,15 @@ def test_posted_event_starts_a_run_and_assets_are_listed(api: Api, server_env: P
     assert listed["uri"] == DAILY.uri and listed["last_event"]["id"] == posted["event"]["id"]
     assert listed["producers"] == [{"dag_id": "write_daily", "task_id": "write"}]
     assert listed["consumers"] == ["after_daily"]
+    # each DAG's view names the assets it connects through, and the DAG on the other side
+    produced = api.get("dags", "write_daily")["assets"]
+    assert produced == {"produces": [{"uri": DAILY.uri, "tasks": ["write"], "consumers": ["after_daily"]}],
+                        "consumes": []}
+    consumed = api.get("dags", "after_daily")["assets"]
+    assert consumed["produces"] == [] and consumed["consumes"][0]["uri"] == DAILY.uri
+    assert consumed["consumes"][0]["producers"] == [{"dag_id": "write_daily", "task_id": "write"}]
+    assert datetime.fromisoformat(consumed["consumes"][0]["last_event_at"]) == datetime.fromisoformat(
+        listed["last_event"]["created_at"])
 
 
 @pytest.mark.parametrize(("body", "words"), [

@@ -776,3 +776,30 @@ def test_a_mapped_task_is_one_node_counting_its_instances_and_its_details_list_t
     assert "4 mapped instances" in html and "three is not allowed" in html
     rows = html.split("nbflow-instances")[1]
     assert rows.index("[2]") < rows.index("[0]")  # the failed instance first
+
+
+def test_the_details_panel_names_the_assets_a_dag_connects_through(nbflow_home: Path) -> None:
+    from nbflow import Asset, task
+    from nbflow.engine.sync import sync_dag
+
+    daily = Asset("s3://lake/daily.csv")
+    with DAG("writer", timezone="UTC") as writer:
+        @task(outlets=[daily])
+        def write() -> int:
+            return 1
+
+        write()
+    with DAG("reader", timezone="UTC", schedule=[daily]) as reader:
+        @task
+        def read() -> int:
+            return 1
+
+        read()
+    with Store.open() as store:
+        for dag in (writer, reader):
+            sync_dag(store, dag)
+    body = DagGraph(reader).details.body.value
+    assert "runs on <code>s3://lake/daily.csv</code> ⟵ writer" in body
+    body = DagGraph(writer).details.body.value
+    assert "<code>s3://lake/daily.csv</code> updated by write ⟶ reader" in body
+    assert "assets" not in DagGraph(details_dag()).details.body.value  # a DAG without assets says nothing of them

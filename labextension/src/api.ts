@@ -62,11 +62,19 @@ export interface IDagParam extends INotebookParameter {
   required: boolean;
 }
 
+export interface IDagAssets {
+  /** assets its tasks update (outlets), with the DAGs scheduled on each */
+  produces: { uri: string; tasks: string[]; consumers: string[] }[];
+  /** assets it is scheduled on, with the DAGs and tasks that update each */
+  consumes: { uri: string; producers: { dag_id: string; task_id: string }[]; last_event_at: string | null }[];
+}
+
 export interface IDagDetail extends IDagSummary {
   tasks: ITaskSpec[];
   params: IDagParam[];
   next_runs: string[];
   next_runs_local: string[];
+  assets?: IDagAssets;
 }
 
 export interface IStateStyle {

@@ -198,6 +198,32 @@ export class DagView extends BoxPanel {
     }
   }
 
+  /** The assets the DAG updates and runs on, each with the DAGs on its other side (a click opens one). */
+  private assetsLine(dag: IDagDetail): HTMLElement | null {
+    const assets = dag.assets;
+    if (!assets || (!assets.produces.length && !assets.consumes.length)) {
+      return null;
+    }
+    const dagLink = (dagId: string) =>
+      button(dagId, () => this.actions.openDag?.(dagId), { class: 'nbflow-AssetDag', title: `open DAG ${dagId}` });
+    const items: HTMLElement[] = [];
+    for (const a of assets.consumes) {
+      items.push(
+        h('span', { class: 'nbflow-Asset', 'data-role': 'consumes', title: a.last_event_at ? `last updated ${localTime(a.last_event_at)}` : 'no update yet' },
+          '⟵ runs on ', h('code', {}, a.uri),
+          ...(a.producers.length ? [' from ', ...a.producers.map(p => dagLink(p.dag_id))] : []))
+      );
+    }
+    for (const a of assets.produces) {
+      items.push(
+        h('span', { class: 'nbflow-Asset', 'data-role': 'produces', title: `updated by ${a.tasks.join(', ')}` },
+          'updates ', h('code', {}, a.uri), ' ⟶',
+          ...(a.consumers.length ? [' ', ...a.consumers.map(dagLink)] : [' (no DAG runs on it)']))
+      );
+    }
+    return h('div', { class: 'nbflow-DagView-assets' }, ...items);
+  }
+
   private async loadGrid(): Promise<void> {
     this.grid.setGrid(await api.grid(this.dagId, 25));
     this.lastGridAt = Date.now();
@@ -324,6 +350,7 @@ export class DagView extends BoxPanel {
         ...dag.tags.map(tag => h('span', { class: 'nbflow-Tag' }, tag))
       ),
       dag.description ? h('p', { class: 'nbflow-DagView-description' }, dag.description) : null,
+      this.assetsLine(dag),
       h(
         'div',
         { class: 'nbflow-DagView-controls' },

@@ -17,6 +17,8 @@ export interface IDetailsActions {
   openHtml(title: string, url: string): void;
   /** Something about a DAG changed here (a run was triggered, the DAG paused). */
   changed?(dagId: string): void;
+  /** Open another DAG's view (a DAG an asset connects this one to). */
+  openDag?(dagId: string): void;
 }
 
 interface ISelection {

@@ -91,7 +91,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         void app.commands.execute('docmanager:open', { path });
       },
       openHtml,
-      changed: () => sidebar.refresh()
+      changed: () => sidebar.refresh(),
+      openDag: dagId => {
+        void app.commands.execute(CommandIDs.openDag, { dagId });
+      }
     };
 
     const openDag = (dagId: string, runId?: string): DagView => {

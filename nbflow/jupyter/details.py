@@ -138,6 +138,19 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def render_dag_assets(assets: Mapping[str, list[Mapping[str, Any]]]) -> str:
+    """The assets a DAG runs on and updates, each with the DAGs on its other side."""
+    items = []
+    for a in assets.get("consumes", []):
+        producers = ", ".join(sorted({p["dag_id"] for p in a.get("producers", [])})) or "no DAG yet"
+        items.append(f"<li>runs on <code>{escape(a['uri'])}</code> ⟵ {escape(producers)}</li>")
+    for a in assets.get("produces", []):
+        consumers = ", ".join(a.get("consumers", [])) or "no DAG runs on it"
+        items.append(f"<li><code>{escape(a['uri'])}</code> updated by {escape(', '.join(a.get('tasks', [])))} "
+                     f"⟶ {escape(consumers)}</li>")
+    return f"<div class='nbflow-assets'><b>assets</b><ul>{''.join(items)}</ul></div>" if items else ""
+
+
 #: a mapped task's panel lists at most this many instances (the failed ones first)
 MAX_INSTANCES_SHOWN = 50
 

@@ -27,7 +27,7 @@ from traitlets import Bool, Unicode, observe
 
 from nbflow.errors import InvalidRequestError
 from nbflow.jupyter.cyto import Elements, legend_html
-from nbflow.jupyter.details import DetailsPanel, render_node_summary
+from nbflow.jupyter.details import DetailsPanel, render_dag_assets, render_node_summary
 from nbflow.jupyter.graph import MAX_ELEMENTS, NO_STATUS, GraphModel, StateBatcher
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class DagGraph(w.VBox):
         self.cytoscape.on("node", "click", self._on_node_click)
         if load:
             self._initial_load(run_id)
+            self._show_assets()
         self._live = live
         if live:
             from nbflow.jupyter.live import hub
@@ -124,6 +125,18 @@ class DagGraph(w.VBox):
     def cytoscape(self) -> Any:
         """The ipycytoscape ``CytoscapeWidget`` that draws the graph."""
         return self.elements.view
+
+    @_guarded("reading the DAG's assets")
+    def _show_assets(self) -> None:
+        """Under "click a task": the assets the DAG updates and runs on, with the DAGs they connect."""
+        definition = self.dag.describe()
+        if not definition.get("asset_schedule") and not any(t.get("outlets") for t in definition.get("tasks", [])):
+            return
+        from nbflow.store import queries
+
+        with self._store() as store:
+            assets = queries.dag_assets(store, self.dag.dag_id, definition)
+        self.details.body.value += render_dag_assets(assets)
 
     @_guarded("reading the store")
     def _initial_load(self, run_id: str | None) -> None:

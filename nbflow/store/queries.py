@@ -288,3 +288,26 @@ def assets_overview(store: Store) -> list[dict[str, Any]]:
         for uri in dict.fromkeys(_uris_of(definition.get("asset_schedule"))):
             entry(uri)["consumers"].append(dag["dag_id"])
     return [rows[uri] for uri in sorted(rows)]
+
+
+def dag_assets(store: Store, dag_id: str, definition: Mapping[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The assets a DAG connects through, with the DAGs on their other side: ``produces`` (its
+    tasks' outlets, with the DAGs scheduled on each) and ``consumes`` (its asset schedule, with the
+    DAGs and tasks that update each). ``definition`` is the DAG's ``describe()`` when the caller has
+    a fresher one than the store's."""
+    everything = {row["uri"]: row for row in assets_overview(store)}
+    definition = definition if definition is not None else ((store.get_dag(dag_id) or {}).get("definition") or {})
+    produced: dict[str, list[str]] = {}
+    for task in definition.get("tasks") or []:
+        for uri in task.get("outlets") or []:
+            produced.setdefault(uri, []).append(task["task_id"])
+    consumed = list(dict.fromkeys(_uris_of(definition.get("asset_schedule"))))
+    return {
+        "produces": [{"uri": uri, "tasks": tasks,
+                      "consumers": [d for d in everything.get(uri, {}).get("consumers", []) if d != dag_id]}
+                     for uri, tasks in sorted(produced.items())],
+        "consumes": [{"uri": uri, "producers": [p for p in everything.get(uri, {}).get("producers", [])
+                                                if p["dag_id"] != dag_id],
+                      "last_event_at": (everything.get(uri, {}).get("last_event") or {}).get("created_at")}
+                     for uri in consumed],
+    }

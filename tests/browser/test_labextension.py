@@ -334,6 +334,42 @@ def test_a_mapped_task_is_one_node_with_its_instances_counted_and_listed(ui: Nbf
     ui.lp.screenshot("mapped")
 
 
+def test_a_dag_view_names_its_assets_and_opens_the_dag_on_the_other_side(ui: NbflowUI) -> None:
+    uid = _uid()
+    writer, reader = f"lab_writer_{uid}", f"lab_reader_{uid}"
+    _dag_file(ui.lab, writer, f"""\
+        from nbflow import DAG, Asset, task
+
+        with DAG("{writer}", timezone="UTC") as dag:
+            @task(outlets=[Asset("s3://lake/{uid}.csv")])
+            def write():
+                return 1
+
+            write()
+        """)
+    _dag_file(ui.lab, reader, f"""\
+        from nbflow import DAG, Asset, task
+
+        with DAG("{reader}", timezone="UTC", schedule=[Asset("s3://lake/{uid}.csv")]) as dag:
+            @task
+            def read():
+                return 1
+
+            read()
+        """)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(writer)
+    ui.wait_row(reader)
+    ui.page.click(f'#nbflow-sidebar li[data-dag-id="{writer}"] .nbflow-DagName')
+    line = ui.page.wait_for_selector(f"#nbflow-dag-{writer} .nbflow-DagView-assets")
+    assert line.inner_text() == f"updates s3://lake/{uid}.csv ⟶ {reader}"
+    ui.page.click(f"#nbflow-dag-{writer} .nbflow-AssetDag")  # the consumer opens in its own view
+    reading = ui.page.wait_for_selector(f"#nbflow-dag-{reader} .nbflow-DagView-assets")
+    assert reading.inner_text() == f"⟵ runs on s3://lake/{uid}.csv from {writer}"
+    ui.lp.screenshot("assets")
+
+
 def test_trigger_asks_for_the_params_and_keeps_a_refusal_in_the_dialog(ui: NbflowUI) -> None:
     import sqlite3
 

@@ -98,6 +98,10 @@ def dag_detail(services: Services, dag_id: str) -> dict[str, Any]:
     definition = dag.describe() if dag is not None else row.get("definition") or {}
     result["tasks"] = out.tasks_of(definition)
     result["params"] = out.params_of(definition)  # what the Lab's trigger form asks for
+    assets = queries.dag_assets(services.store, dag_id, definition)  # what it updates and what it runs on
+    for item in assets["consumes"]:
+        item["last_event_at"] = out.iso(item["last_event_at"])
+    result["assets"] = assets
     result["next_runs"], result["next_runs_local"] = out.times(upcoming(dag, row, 5), zone_of(dag, row))
     return result
 
