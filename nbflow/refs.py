@@ -57,6 +57,14 @@ class OutputRef:
         self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
         return self
 
+    def __enter__(self) -> OutputRef:
+        """``with create_cluster() >> delete_cluster(...):``: see ``BaseOperator.__enter__``."""
+        self.operator.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.operator.__exit__(*exc)
+
     # Dependencies can be drawn with references as with operators: extract() >> load
     def __rshift__(self, other: Any) -> Any:
         return self.operator >> other

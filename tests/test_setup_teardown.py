@@ -185,3 +185,48 @@ def test_clearing_work_clears_its_setup_and_teardown(nbflow_home: Path, tmp_path
     assert [t for _, t in controls.clear(d, run_id=run.run_id, task_ids=["release"], dry_run=True)] == ["release"]
     # marking by hand is not clearing: it changes only what it names
     assert [t for _, t in controls.mark(d, run.run_id, ["work"], "success")] == ["work"]
+
+
+def test_work_made_in_a_setup_teardown_block_runs_between_them(nbflow_home) -> None:
+    from nbflow import DAG, setup, task, teardown
+    from nbflow.errors import DagDefinitionError
+
+    with DAG("block", timezone="UTC") as dag:
+        @setup
+        def create() -> str:
+            return "cluster"
+
+        @teardown
+        def delete() -> None:
+            return None
+
+        @task
+        def first() -> int:
+            return 1
+
+        @task
+        def second(x: int) -> int:
+            return x + 1
+
+        @task
+        def outside() -> int:
+            return 0
+
+        with create() >> delete():
+            second(first())
+        outside()
+    tasks = dag.task_dict
+    assert tasks["first"].upstream_task_ids == {"create"}
+    assert tasks["second"].downstream_task_ids == {"delete"}
+    assert tasks["delete"].upstream_task_ids == {"create", "second"}
+    assert not tasks["outside"].upstream_task_ids and not tasks["outside"].downstream_task_ids
+    run = dag.test()
+    assert run.state == "success" and set(run.task_states.values()) == {"success"}
+    with DAG("not_teardown"):
+        @task
+        def plain() -> int:
+            return 1
+
+        with pytest.raises(DagDefinitionError, match="needs a teardown"):
+            with plain():
+                pass

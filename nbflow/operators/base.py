@@ -458,6 +458,32 @@ class BaseOperator(Arrows):
             item.set_downstream(self)
         return self
 
+    def __enter__(self) -> BaseOperator:
+        """``with create >> delete:`` (a teardown, after its setups): the tasks made in the block run
+        between them, as in Airflow; those with no upstream in the block come after the setups,
+        those with no downstream in it before the teardown."""
+        if not self.is_teardown or self.dag is None:
+            raise DagDefinitionError(
+                f"`with {self.task_id}:` needs a teardown (with its setups: `with setup >> teardown:`); make it one "
+                "with @teardown or .as_teardown(setups=...)", self.dag_id, self.task_id)
+        self.__dict__.setdefault("_blocks", []).append(set(self.dag.task_dict))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        before = self.__dict__["_blocks"].pop()
+        if exc[0] is not None or self.dag is None:
+            return
+        made = [t for tid, t in self.dag.task_dict.items() if tid not in before and t is not self]
+        inside = {t.task_id for t in made}
+        setups = [self.dag.task_dict[t] for t in sorted(self.upstream_task_ids) if self.dag.task_dict[t].is_setup]
+        for task in made:
+            if not task.upstream_task_ids & inside:
+                for setup in setups:
+                    if setup.task_id not in task.upstream_task_ids:
+                        setup.set_downstream(task)
+            if not task.downstream_task_ids & inside and self.task_id not in task.downstream_task_ids:
+                task.set_downstream(self)
+
     # -- running ----------------------------------------------------------------------------------
 
     def execute(self, context: dict[str, Any]) -> Any:
