@@ -803,3 +803,21 @@ def test_the_details_panel_names_the_assets_a_dag_connects_through(nbflow_home: 
     body = DagGraph(writer).details.body.value
     assert "<code>s3://lake/daily.csv</code> updated by write ⟶ reader" in body
     assert "assets" not in DagGraph(details_dag()).details.body.value  # a DAG without assets says nothing of them
+
+
+def test_the_runs_grid_says_how_a_mapped_task_s_instances_ended(nbflow_home: Path) -> None:
+    from nbflow import task
+    from nbflow.jupyter.runs_grid import RunsGrid
+
+    with DAG("grid_mapped", timezone="UTC", default_args={"retries": 0}) as d:
+        @task
+        def check(x: int) -> int:
+            if x == 2:
+                raise ValueError("no")
+            return x
+
+        check.expand(x=[1, 2, 3])
+    run = run_dag(d, executor="inline")
+    grid = RunsGrid(d)
+    tooltip = grid.cell(run.run_id, "check").tooltip
+    assert tooltip.endswith("· failed · 3 instances: 1 failed, 2 success"), tooltip

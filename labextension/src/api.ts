@@ -138,6 +138,8 @@ export interface IGrid {
   runs: IRunSummary[];
   tasks: string[];
   states: Record<string, Record<string, string | null>>;
+  /** a mapped task's instances per state: run id -> task id -> state -> n */
+  counts?: Record<string, Record<string, Record<string, number>>>;
 }
 
 export interface ITry {

@@ -69,9 +69,14 @@ export class GridView extends Widget {
           .map(run => {
             const state = stateKey(grid.states[run.run_id]?.[task]);
             const style = STATE_STYLES[state];
+            const mapped = grid.counts?.[run.run_id]?.[task];
+            const instances = mapped
+              ? ` · ${Object.values(mapped).reduce((a, b) => a + b, 0)} instances: ` +
+                Object.entries(mapped).map(([s, n]) => `${n} ${STATE_STYLES[stateKey(s)]?.label ?? s}`).join(', ')
+              : '';
             return (
               `<td class="nbflow-Grid-cell" data-run="${escape(run.run_id)}" data-task="${escape(task)}" ` +
-              `data-state="${state}" title="${escape(`${task} · ${style.label}`)}">` +
+              `data-state="${state}" title="${escape(`${task} · ${style.label}${instances}`)}">` +
               `<span style="background:${style.background};border-color:${style.border}"></span></td>`
             );
           })

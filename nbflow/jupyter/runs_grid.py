@@ -99,8 +99,11 @@ class RunsGrid(w.VBox):
                                    layout=w.Layout(width=LABEL_WIDTH, overflow="hidden")))
             for run in runs:
                 colour, state = cell_colour(self.model, node, states[run["run_id"]])
+                mapped = found.counts.get(run["run_id"], {}).get(node["members"][0]) if len(node["members"]) == 1 else None
+                instances = (f" · {sum(mapped.values())} instances: "
+                             + ", ".join(f"{n} {s}" for s, n in sorted(mapped.items()))) if mapped else ""
                 cell = w.Button(layout=self._layout, style=self._style(colour),
-                                tooltip=f"{node['label']} · {run_label(run)} · {state}")
+                                tooltip=f"{node['label']} · {run_label(run)} · {state}{instances}")
                 cell.on_click(self._on_click(run["run_id"], node["id"]))
                 self.cells[(run["run_id"], node["id"])] = cell
                 children.append(cell)

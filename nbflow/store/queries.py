@@ -89,12 +89,21 @@ class RunsGrid:
 
     runs: list[dict[str, Any]]
     states: dict[str, dict[str, str]]
+    #: a mapped task's instances per state, ``{run_id: {task_id: {state: n}}}``
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
 
 def runs_grid(store: Store, dag_id: str, limit: int) -> RunsGrid:
     """The DAG's last ``limit`` runs × their task states, for the grid widget and the API's grid."""
     runs = list(reversed(store.list_runs(dag_id, limit=limit)))
-    return RunsGrid(runs, {run["run_id"]: task_states(store, run["id"]) for run in runs})
+    grid = RunsGrid(runs, {})
+    for run in runs:
+        rows = folded_task_instances(store, run["id"])
+        grid.states[run["run_id"]] = {ti["task_id"]: ti["state"] for ti in rows}
+        mapped = {ti["task_id"]: ti["map_counts"] for ti in rows if ti.get("map_counts")}
+        if mapped:
+            grid.counts[run["run_id"]] = mapped
+    return grid
 
 
 # -- DAGs -------------------------------------------------------------------------------------------

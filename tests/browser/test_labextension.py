@@ -332,6 +332,9 @@ def test_a_mapped_task_is_one_node_with_its_instances_counted_and_listed(ui: Nbf
     log_note = ui.page.get_attribute(f"#nbflow-dag-{dag_id} .nbflow-Details-log", "data-empty")
     assert log_note.startswith("A mapped task has no log of its own") and "--map-index N" in log_note
     ui.lp.screenshot("mapped")
+    ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="grid"]')
+    cell = ui.page.wait_for_selector(f'#nbflow-dag-{dag_id} .nbflow-Grid-cell[data-task="load"]')
+    assert cell.get_attribute("title") == "load · failed · 4 instances: 3 success, 1 failed"
 
 
 def test_a_dag_view_names_its_assets_and_opens_the_dag_on_the_other_side(ui: NbflowUI) -> None:

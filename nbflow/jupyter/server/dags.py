@@ -157,7 +157,7 @@ def grid(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
     definition = dag.describe() if dag is not None else row.get("definition") or {}
     found = queries.runs_grid(services.store, dag_id, limit)
     return {"runs": [out.run_summary(r) for r in found.runs], "tasks": [t["task_id"] for t in out.tasks_of(definition)],
-            "states": found.states}
+            "states": found.states, "counts": found.counts}
 
 
 # -- handlers ---------------------------------------------------------------------------------------
