@@ -2,13 +2,14 @@
 # One entry point for working on nbflow from a fresh clone.
 #
 #   ./dev.sh demo     set up .venv and run the demo pipeline
-#   ./dev.sh test     set up .venv, install Chromium and start a throwaway PostgreSQL when missing,
+#   ./dev.sh test     set up .venv, install Chromium and start a throwaway PostgreSQL and MariaDB
+#                     when missing (NBFLOW_KEEP_PG=1 / NBFLOW_KEEP_MYSQL=1 keep them running),
 #                     run the whole test suite (browser tests included)
 #   ./dev.sh bench    set up .venv and run the benchmarks
 #   ./dev.sh shell    set up .venv and open a shell with it active
 #   ./dev.sh setup    only set up .venv (nbflow[test], the JupyterLab extension built and installed)
 #
-# Needs only Python >= 3.11 and Node.js >= 20 (and, for the tests, apt for PostgreSQL and Chromium
+# Needs only Python >= 3.11 and Node.js >= 20 (and, for the tests, apt for PostgreSQL, MariaDB and Chromium
 # when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -75,9 +76,12 @@ case "$command" in
     bash scripts/install-chromium.sh
     PG_URL=$(bash scripts/pg-test-server.sh start)
     export NBFLOW_TEST_POSTGRES_URL="$PG_URL"
+    MYSQL_URL=$(bash scripts/mariadb-test-server.sh start)
+    export NBFLOW_TEST_MYSQL_URL="$MYSQL_URL"
     status=0
     "$VENV/bin/python" -m pytest -n "${NBFLOW_TEST_WORKERS:-3}" "$@" || status=$?
     if [ "${NBFLOW_KEEP_PG:-0}" != "1" ]; then bash scripts/pg-test-server.sh stop >/dev/null 2>&1 || true; fi
+    if [ "${NBFLOW_KEEP_MYSQL:-0}" != "1" ]; then bash scripts/mariadb-test-server.sh stop >/dev/null 2>&1 || true; fi
     exit $status
     ;;
   bench)
