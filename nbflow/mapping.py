@@ -214,7 +214,9 @@ def make_mapped(
         raise DagDefinitionError(
             f"{what}.expand_kwargs({_short(expand.kwargs_source)}) needs a list of dicts of arguments or another "
             "task's output giving one", dag_id, task_id)
-    slots = {name: MapSlot(name) for name in expand.names()}
+    # expand_kwargs: the names vary by instance, so only required arguments hold a place (the
+    # caller's); the others keep their defaults where an instance does not give them
+    slots = {} if expand.by_kwargs else {name: MapSlot(name) for name in expand.names()}
     try:
         task = build(slots)
     except NbflowError:
@@ -265,5 +267,5 @@ class OperatorPartial:
         task = make_mapped(lambda slots: self.operator_class(**self.kwargs, **held, **slots), expand, dag_id=None,
                            task_id=self.kwargs["task_id"], target=None, what=self.operator_class.__name__,
                            options=self.operator_class.task_options)
-        object.__setattr__(task, "_map_slots", tuple(dict.fromkeys([*held, *expand.names()])))
+        object.__setattr__(task, "_map_slots", tuple(held) if expand.by_kwargs else tuple(expand.names()))
         return task

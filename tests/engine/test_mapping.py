@@ -285,3 +285,25 @@ def test_a_mapped_task_group_runs_once_per_item_instance_by_instance(settings, s
     assert [rows[f"one.clean[{i}]"]["state"] for i in range(3)] == ["success", "upstream_failed", "success"]
     assert run.outputs["one.clean"] == ["A!", "C!"] and run.outputs["report"] == ["A!", "C!"]
     assert run.task_states["report"] == "success" and run.state == "success"
+
+
+def test_a_custom_operator_subclass_is_mapped_with_partial(settings, store: Store) -> None:
+    from nbflow.operators import BaseOperator
+
+    class Greet(BaseOperator):
+        template_fields = ("name",)
+
+        def __init__(self, *, name: str, greeting: str = "hello", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.name = name
+            self.greeting = greeting
+
+        def execute(self, context: dict[str, Any]) -> str:
+            return f"{self.greeting} {self.name} ({context['map_index']})"
+
+    with DAG("custom_mapped", timezone="UTC") as dag:
+        Greet.partial(task_id="greet", greeting="hi").expand(name=["ann", "{{ dag.dag_id }}"])
+        Greet.partial(task_id="greet_kwargs").expand_kwargs([{"name": "bo"}, {"name": "cy", "greeting": "yo"}])
+    run = run_dag(dag, settings=settings, executor="inline", run_type="manual", store=store)
+    assert run.outputs["greet"] == ["hi ann (0)", "hi custom_mapped (1)"]  # templated per instance
+    assert run.outputs["greet_kwargs"] == ["hello bo (0)", "yo cy (1)"]
