@@ -36,6 +36,7 @@ The tree::
     ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
     ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
+    ├── NotificationError                a notification or an e-mail could not be delivered (.targets, .reason)
     ├── OutputError                      a task's return value cannot be kept
     │   ├── OutputNotSerializableError
     │   └── OutputTooLargeError
@@ -62,6 +63,7 @@ The tree::
     │                                    closed) or the database gave up a conflicting one; nothing of it was stored
     ├── IllegalTransitionError           a state change the state table forbids (a bug)
     ├── NoTaskContextError               get_current_context() outside a running task
+    ├── FailTask                         raised by a task: fail now, without its retries
     └── TaskSignal                       not failures: a task's way to end early
         ├── SkipTask                     end this task as skipped
         └── RescheduleTask               give the slot back and run again at .reschedule_at (sensors)
@@ -425,6 +427,16 @@ class TemplateError(NbflowError):
         super().__init__(_where(dag_id, task_id) + where + message)
 
 
+class NotificationError(NbflowError):
+    """A notification (an Apprise target) or an e-mail (SMTP) could not be delivered. ``targets``
+    are the targets as shown to people (passwords and tokens masked); ``reason`` what went wrong.
+    Raised by the sender; the engine writes it to the task's log and the task goes on."""
+
+    def __init__(self, targets: list[str], reason: str, dag_id: str | None = None, task_id: str | None = None) -> None:
+        self.targets, self.reason, self.dag_id, self.task_id = list(targets), reason, dag_id, task_id
+        super().__init__(_where(dag_id, task_id) + f"could not notify {', '.join(targets) or 'anyone'}: {reason}")
+
+
 class OutputError(NbflowError):
     pass
 
@@ -694,6 +706,15 @@ class NoTaskContextError(NbflowError):
 
 class TaskSignal(NbflowError):
     """Not a failure: raised by a task to end itself early in a given state."""
+
+
+class FailTask(NbflowError):
+    """Raise inside a task to fail it now, without its retries (Airflow's ``AirflowFailException``):
+    for a failure another try cannot fix, such as bad input or a missing credential."""
+
+    def __init__(self, reason: str = "failed by the task") -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class SkipTask(TaskSignal):

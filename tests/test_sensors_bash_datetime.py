@@ -55,12 +55,13 @@ def test_retry_exit_code_waits_on_that_code_and_fails_on_others(nbflow_home: Pat
     with DAG("bash_retry_code", timezone="UTC") as d:
         BashSensor(task_id="waits", retry_exit_code=3, poke_interval=0.05, timeout=30,
                    bash_command=f"if [ -f '{marker}' ]; then exit 0; else touch '{marker}'; exit 3; fi")
-        BashSensor(task_id="broken", retry_exit_code=3, poke_interval=0.05, timeout=600,
+        BashSensor(task_id="broken", retry_exit_code=3, poke_interval=0.05, timeout=600, retries=3,
                    bash_command="echo no such thing >&2; exit 2")
     started = time.monotonic()
     assert _states(d.test()) == {"waits": "success", "broken": "failed"}
     assert time.monotonic() - started < 60  # failed at its first poke, not after its timeout
     assert "exited with code 2" in _logs(nbflow_home) and "no such thing" in _logs(nbflow_home)
+    assert d.test().task_instances["broken"].try_number == 1  # failed for good: its retries are not used
 
 
 def test_bash_sensor_options_are_checked() -> None:

@@ -31,13 +31,13 @@ NBFLOW_MODULES = ("nbflow", "nbflow.operators", "nbflow.sensors")
 RENAMED = {
     "DummyOperator": ("nbflow.operators", "EmptyOperator"),
     "AirflowSkipException": ("nbflow", "SkipTask"),
+    "AirflowFailException": ("nbflow", "FailTask"),
     "get_current_context": ("nbflow", "get_current_context"),
 }
 
 #: what to do instead, for Airflow names nbflow does not have (when nbflow lacks them)
 INSTEAD = {
     "days_ago": "use a fixed start_date (a date string or an aware datetime)",
-    "AirflowFailException": "raise an exception and set retries=0 on the task",
     "BaseHook": "open the client inside the task",
     "XComArg": "pass a task's output (the value a @task call returns, or operator.output) instead",
     "Dataset": "schedule on time, or trigger the run from the producing task",

@@ -25,6 +25,7 @@ class Ending(str, Enum):
     SKIPPED = "skipped"            #: it ended itself as skipped (SkipTask, a short-circuit)
     RESCHEDULED = "rescheduled"    #: a sensor gave its slot back until its next poke, in the same try
     FAILED = "failed"              #: it raised, timed out, lost its worker, or its output was refused
+    FAILED_FOR_GOOD = "failed_for_good"  #: it raised FailTask: failed, whatever retries are left
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def decide(current: TaskState, event: TryEnded) -> Verdict:
         verdict = Verdict(S.SUCCESS, None, "on_success_callback", True)
     elif event.ending is Ending.SKIPPED:
         verdict = Verdict(S.SKIPPED, None, None, True)
-    elif event.try_number < event.max_tries:
+    elif event.ending is Ending.FAILED and event.try_number < event.max_tries:
         verdict = Verdict(S.UP_FOR_RETRY, event.at + timedelta(seconds=max(0.0, event.retry_delay)),
                           "on_retry_callback", False)
     else:

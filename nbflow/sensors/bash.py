@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any, ClassVar, Sequence
 
-from nbflow.errors import BashCommandError, InvalidOptionError
+from nbflow.errors import BashCommandError, FailTask, InvalidOptionError
 from nbflow.sensors.base import BaseSensor
 
 
@@ -81,6 +81,7 @@ class BashSensor(BaseSensor):
             return True
         if self.retry_exit_code is not None and code != self.retry_exit_code:
             tail = (err or out).decode(self.output_encoding, errors="replace").strip()[-2000:]
-            raise BashCommandError(self.task_id, code, tail)
+            # as Airflow: another exit than retry_exit_code fails the sensor for good, retries or not
+            raise FailTask(str(BashCommandError(self.task_id, code, tail)))
         self._log(f"the command exited with code {code}")
         return False

@@ -23,6 +23,7 @@ LATER = AT + timedelta(minutes=5)
     (Ending.FAILED, 2, 3, Verdict(S.UP_FOR_RETRY, AT + timedelta(seconds=30), "on_retry_callback", False)),
     (Ending.FAILED, 3, 3, Verdict(S.FAILED, None, "on_failure_callback", True)),
     (Ending.FAILED, 1, 1, Verdict(S.FAILED, None, "on_failure_callback", True)),
+    (Ending.FAILED_FOR_GOOD, 1, 3, Verdict(S.FAILED, None, "on_failure_callback", True)),
     (Ending.RESCHEDULED, 1, 1, Verdict(S.UP_FOR_RESCHEDULE, LATER, None, False)),
 ])
 def test_a_running_task_instance(ending: Ending, try_number: int, max_tries: int, expected: Verdict) -> None:

@@ -463,3 +463,18 @@ def test_a_task_outside_its_start_and_end_date_is_skipped_in_that_run(nbflow_hom
     assert late.task_states == {"old_source": "skipped", "new_source": "success", "after_old": "skipped",
                                 "report": "success"}
     assert "does not hold this run's logical date" in late.task_instances["old_source"].error
+
+
+def test_fail_task_fails_at_once_whatever_retries_are_left(nbflow_home) -> None:
+    from nbflow import DAG, FailTask, task
+
+    with DAG("fail_for_good", timezone="UTC", default_args={"retries": 3, "retry_delay": 0}) as dag:
+        @task
+        def check() -> None:
+            raise FailTask("the input file is corrupt; fix it and clear the task")
+
+        check()
+    run = dag.test()
+    ti = run.task_instances["check"]
+    assert ti.state == "failed" and ti.try_number == 1
+    assert "the input file is corrupt" in ti.error
