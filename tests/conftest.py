@@ -2,7 +2,9 @@
 
 Stores come per backend: a SQLite file in a temporary ``NBFLOW_HOME`` and a fresh database on a
 real PostgreSQL server (``NBFLOW_TEST_POSTGRES_URL``, or the one ``scripts/pg-test-server.sh``
-starts). PostgreSQL is never skipped: a backend that silently drops out of the run tests nothing.
+starts) and on a real MariaDB server (``NBFLOW_TEST_MYSQL_URL``, or the one
+``scripts/mariadb-test-server.sh`` starts). Neither server is ever skipped: a backend that silently
+drops out of the run tests nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
-BACKENDS = ["sqlite", "postgres"]
+MYSQL_SCRIPT = REPO / "scripts" / "mariadb-test-server.sh"
+BACKENDS = ["sqlite", "postgres", "mysql"]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +47,7 @@ def nbflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("NBFLOW_HOME", str(home))
     for name in list(os.environ):
-        if name.startswith("NBFLOW_") and name not in ("NBFLOW_HOME", "NBFLOW_TEST_POSTGRES_URL"):
+        if name.startswith("NBFLOW_") and name not in ("NBFLOW_HOME", "NBFLOW_TEST_POSTGRES_URL", "NBFLOW_TEST_MYSQL_URL"):
             monkeypatch.delenv(name)
     return home
 
@@ -110,11 +113,64 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _start_mysql() -> str:
+    lock_path = Path(tempfile.gettempdir()) / f"nbflow-mariadbtest-{os.getuid()}.fixture.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run(
+                ["bash", str(MYSQL_SCRIPT), "start"], capture_output=True, text=True, timeout=1200,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"could not run {MYSQL_SCRIPT} start: {exc}", pytrace=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    url = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not url.startswith("mysql"):
+        pytest.fail(
+            f"MariaDB is needed by the store tests and could not be started by {MYSQL_SCRIPT} "
+            f"(exit {done.returncode}).\n{done.stderr[-3000:]}\nStart a server yourself and set "
+            "NBFLOW_TEST_MYSQL_URL=mysql+pymysql://root@host:port/nbflow_test.",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> str:
+    """URL of a MariaDB (or MySQL) server, shared by the session."""
+    return os.environ.get("NBFLOW_TEST_MYSQL_URL") or _start_mysql()
+
+
+@pytest.fixture
+def mysql_url(mysql_server_url: str) -> Iterator[str]:
+    """A database of its own for each test (utf8mb4 with a binary collation, as the README asks)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(mysql_server_url)
+    name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"cannot create a test database on {server!r}: {exc}", pytrace=False)
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest) -> str:
     """The URL of an empty database on each backend in turn."""
-    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    return request.getfixturevalue(name)
+    return request.getfixturevalue(f"{request.param}_url")
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ from sqlalchemy.sql.expression import Executable
 
 from nbflow.errors import ConfigError, DatabaseLockedError, StoreInterruptedError, StoreUnavailableError
 
+#: The MySQL named lock that serializes schema changes (see nbflow.store.migrate); also the key, in
+#: a connection's info, saying that the connection holds it.
+MYSQL_SCHEMA_LOCK = "nbflow_schema"
 #: Execution option naming the statement that opens a SQLite transaction.
 BEGIN_OPTION = "nbflow_sqlite_begin"
 
@@ -30,6 +33,11 @@ _LOCKED_MESSAGES = ("database is locked", "database table is locked", "database 
 #: (57P01-57P03), and transactions it aborted to settle a conflict (serialization failure, deadlock).
 #: Class 08 (connection exceptions) is matched by its prefix.
 _TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+#: MySQL/MariaDB error numbers of the same (PyMySQL gives no SQLSTATE): the server shutting down
+#: (1053) or killing the connection (1927, 4031), a deadlock or lock wait it broke off (1213, 1205),
+#: and the client's "can't connect" (2003), "server has gone away" (2006) and "lost connection"
+#: (2013, 2055).
+_TRANSIENT_MYSQL_ERRORS = frozenset({1053, 1205, 1213, 1927, 4031, 2003, 2006, 2013, 2055})
 #: what drivers say when a connection breaks without an error code (psycopg's client-side errors)
 _BROKEN_CONNECTION_MESSAGES = (
     "server closed the connection", "connection refused", "connection reset", "connection is closed",
@@ -67,15 +75,25 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
         return _make_engine(parsed, busy_timeout)
     except sa_exc.NoSuchModuleError as exc:
         raise ConfigError("database_url", safe_url(url), f"SQLAlchemy knows no database kind '{parsed.drivername}'; "
-                          "use a sqlite:/// or postgresql+psycopg:// URL") from exc
+                          "use a sqlite:///, postgresql+psycopg:// or mysql+pymysql:// URL") from exc
     except ImportError as exc:
         raise ConfigError("database_url", safe_url(url), f"the driver for '{parsed.drivername}' is not installed "
-                          f"({exc}); install it (for PostgreSQL: pip install nbflow[postgres])") from exc
+                          f"({exc}); install it (for PostgreSQL: pip install nbflow[postgres]; "
+                          "for MySQL/MariaDB: pip install nbflow[mysql])") from exc
     except OSError as exc:  # the SQLite file's folder cannot be made
         raise StoreUnavailableError(safe_url(url), f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
 
 
 def _make_engine(parsed: Any, busy_timeout: float) -> Engine:
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        # READ COMMITTED as on PostgreSQL: a claim's locking read sees the rows other hosts
+        # committed, and InnoDB takes no gap locks that would make two claims wait on each other.
+        # utf8mb4 so any text a task writes fits (the server's default may be a 3-byte utf8).
+        query = {"charset": "utf8mb4", **parsed.query}
+        engine = create_engine(parsed.set(query=query), pool_pre_ping=True, pool_recycle=3600,
+                               isolation_level="READ COMMITTED")
+        event.listen(engine, "checkin", _release_schema_lock)
+        return engine
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     database = parsed.database or ""
@@ -99,6 +117,16 @@ def _make_engine(parsed: Any, busy_timeout: float) -> Engine:
     )
     _install_sqlite_hooks(engine, busy_timeout)
     return engine
+
+
+def _release_schema_lock(dbapi_connection: Any, record: Any) -> None:
+    """A connection back in the pool gives up the schema lock it took (a session lock on MySQL)."""
+    if record is not None and record.info.pop(MYSQL_SCHEMA_LOCK, False):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("DO RELEASE_LOCK(%s)", (MYSQL_SCHEMA_LOCK,))
+        finally:
+            cursor.close()
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
@@ -175,6 +203,8 @@ def is_interrupted_error(exc: sa_exc.DBAPIError) -> bool:
     :class:`StoreInterruptedError`), as opposed to a bug or a broken database, which retrying cannot mend."""
     if exc.connection_invalidated:  # SQLAlchemy's own verdict: the connection is gone
         return True
+    if _mysql_errno(exc.orig) in _TRANSIENT_MYSQL_ERRORS:
+        return True
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if sqlstate:
         return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
@@ -182,6 +212,14 @@ def is_interrupted_error(exc: sa_exc.DBAPIError) -> bool:
         return False
     text = str(exc.orig).lower()
     return any(message in text for message in _BROKEN_CONNECTION_MESSAGES)
+
+
+def _mysql_errno(error: BaseException | None) -> int | None:
+    """The error number of a PyMySQL error (its first argument), None for other drivers' errors."""
+    if error is None or not type(error).__module__.startswith("pymysql"):
+        return None
+    first = error.args[0] if error.args else None
+    return first if isinstance(first, int) else None
 
 
 @contextmanager

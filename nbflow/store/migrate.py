@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, MetaData, inspect, text
 
-from nbflow.errors import SchemaVersionError
-from nbflow.store.engine import make_engine, read_connection, safe_url, write_transaction
+from nbflow.errors import SchemaVersionError, StoreUnavailableError
+from nbflow.store.coltypes import MYSQL_DIALECTS
+from nbflow.store.engine import MYSQL_SCHEMA_LOCK, make_engine, read_connection, safe_url, write_transaction
 from nbflow.store.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
@@ -38,9 +39,17 @@ def read_version(connection: Connection) -> str | None:
 
 
 def serialize_schema_changes(connection: Connection) -> None:
-    """Make concurrent schema creation on PostgreSQL wait its turn (SQLite's BEGIN IMMEDIATE does)."""
+    """Make concurrent schema creation on PostgreSQL and MySQL wait its turn (SQLite's BEGIN
+    IMMEDIATE does). MySQL's named lock belongs to the session, not the transaction (its DDL commits
+    as it goes): the engine releases it when the connection goes back to the pool."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    elif connection.dialect.name in MYSQL_DIALECTS:
+        got = connection.execute(text("SELECT GET_LOCK(:name, 600)"), {"name": MYSQL_SCHEMA_LOCK}).scalar()
+        if got != 1:
+            raise StoreUnavailableError(safe_url(str(connection.engine.url)),
+                                        "waited 10 minutes for another nbflow process changing the schema")
+        connection.info[MYSQL_SCHEMA_LOCK] = True
 
 
 def create_at_head(connection: Connection) -> None:

@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from nbflow.store.coltypes import MYSQL_DIALECTS, timestamp
+
 #: Deterministic constraint names, so migrations can address them on every backend.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -48,11 +50,15 @@ class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on every backend.
 
     A naive datetime is refused on write because its zone is a guess, and a wrong guess shifts a
-    schedule by hours. SQLite keeps no zone, so values go in as naive UTC and come back tagged UTC.
+    schedule by hours. SQLite and MySQL keep no zone, so values go in as naive UTC and come back
+    tagged UTC; MySQL's column is ``DATETIME(6)`` (see :mod:`nbflow.store.coltypes`).
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(timestamp())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -65,7 +71,7 @@ class UTCDateTime(TypeDecorator[datetime]):
                 "Attach a zone, e.g. value.replace(tzinfo=datetime.UTC) or pendulum/zoneinfo."
             )
         value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
+        if dialect.name in ("sqlite", *MYSQL_DIALECTS):
             return value.replace(tzinfo=None)
         return value
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
+    case,
     delete,
     func,
     inspect,
@@ -30,6 +31,7 @@ from sqlalchemy.sql.expression import Executable
 from nbflow.errors import DagNotFoundError, SchemaVersionError
 from nbflow.mapping import UNMAPPED, split_key, ti_key
 from nbflow.store import schema
+from nbflow.store.coltypes import MYSQL_DIALECTS
 from nbflow.store.engine import DriverStatement, make_engine, read_connection, safe_url, url_source, write_transaction
 from nbflow.store.migrate import (
     HEAD_REVISION,
@@ -91,7 +93,7 @@ def _full_rows(table: Table, rows: Iterable[Mapping[str, Any]], **fixed: Any) ->
 
 
 class Store(VaultMixin, AssetMixin):
-    """Typed access to the metadata database at ``url`` (SQLite file or PostgreSQL); connections and
+    """Typed access to the metadata database at ``url`` (SQLite file, PostgreSQL or MySQL/MariaDB); connections and
     variables come from :class:`VaultMixin`."""
 
     url: str
@@ -100,6 +102,8 @@ class Store(VaultMixin, AssetMixin):
         self.url = url
         self._engine = make_engine(url, busy_timeout=busy_timeout)
         self._dialect = self._engine.dialect.name
+        # MySQL/MariaDB: no UPDATE ... RETURNING, no ON CONFLICT (see _insert and _update_returning)
+        self._mysql = self._dialect in MYSQL_DIALECTS
         self._statements: dict[Any, Executable] = {}
         self._event_insert = _event.insert()
         # SQLite spends less time on a statement than SQLAlchemy spends preparing it, so the
@@ -169,6 +173,8 @@ class Store(VaultMixin, AssetMixin):
             from sqlalchemy.dialects.postgresql import insert
         elif self._dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
+        elif self._mysql:
+            from sqlalchemy.dialects.mysql import insert
         else:
             raise NotImplementedError(f"the nbflow store does not support {self._dialect} yet")
         return insert(table)
@@ -179,6 +185,11 @@ class Store(VaultMixin, AssetMixin):
         statement = self._statements.get(cache_key)
         if statement is None:
             insert = self._insert(table)
+            if self._mysql:  # ON DUPLICATE KEY UPDATE: the conflict is on whichever key the row hits
+                changed = {key: insert.inserted[key] for key in keys if key not in conflict}
+                statement = insert.on_duplicate_key_update(changed or {conflict[0]: table.c[conflict[0]]})
+                self._statements[cache_key] = statement
+                return statement
             changed = {key: insert.excluded[key] for key in keys if key not in conflict}
             if changed:
                 statement = insert.on_conflict_do_update(index_elements=list(conflict), set_=changed)
@@ -345,7 +356,9 @@ class Store(VaultMixin, AssetMixin):
         self, dag_id: str | None = None, *, limit: int | None = 50, states: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
         """Newest logical date first (runs without one last), then newest created first."""
-        query = select(_run).order_by(_run.c.logical_date.desc().nulls_last(), _run.c.id.desc())
+        # MySQL has no NULLS LAST, and needs none: it sorts NULL first, so last when descending
+        newest = _run.c.logical_date.desc() if self._mysql else _run.c.logical_date.desc().nulls_last()
+        query = select(_run).order_by(newest, _run.c.id.desc())
         if dag_id is not None:
             query = query.where(_run.c.dag_id == dag_id)
         if states is not None:
@@ -425,8 +438,17 @@ class Store(VaultMixin, AssetMixin):
         # by the batch itself (a CASE of try numbers, a literal IN list) took about 1 ms to compile
         # at every claim, and a claim sits between every task and the next.
         with write_transaction(self._engine, self.url) as conn:
-            claimed = {ti_key(task_id, index): int(fence)
-                       for task_id, index, fence in conn.execute(statement, params).all()}
+            if self._mysql:
+                # the rows picked with FOR UPDATE SKIP LOCKED stay locked until the commit, so
+                # each one's new fence is the one read plus one
+                picked = conn.execute(statement, params).all()
+                if picked:
+                    conn.execute(self._claim_update(to_state),
+                                 {"b_pks": [row[0] for row in picked], "b_host": host_id, "b_now": now})
+                claimed = {ti_key(task_id, index): int(fence) + 1 for _pk, task_id, index, fence in picked}
+            else:
+                claimed = {ti_key(task_id, index): int(fence)
+                           for task_id, index, fence in conn.execute(statement, params).all()}
             if claimed and try_numbers:
                 numbered = [{"b_run_pk": run_pk, "b_task_id": split_key(key)[0], "b_map_index": split_key(key)[1],
                              "b_try_number": int(try_numbers[key])} for key in claimed if key in try_numbers]
@@ -458,17 +480,18 @@ class Store(VaultMixin, AssetMixin):
         if seen is not None:
             where.append(_ti.c.fence == seen)
         with write_transaction(self._engine, self.url) as conn:
-            own = conn.execute(update(_ti).where(*where).values(
+            own_rows = self._update_returning(conn, where, dict(
                 state="running", start_date=now, updated_at=now, end_date=None, fence=_NEXT_FENCE,
-            ).returning(_ti.c.fence)).scalar()
-            if own is None:
+            ), (_ti.c.fence,))
+            if not own_rows:
                 return None
+            own = own_rows[0][0]
             mine = (_ti.c.run_pk == run_pk, _ti.c.task_id == task_id)
             conn.execute(delete(_ti).where(*mine, _ti.c.map_index >= count))
             fences = {task_id: int(own)}
-            for index, fence in conn.execute(update(_ti).where(*mine, _ti.c.map_index >= 0).values(
+            for index, fence in self._update_returning(conn, (*mine, _ti.c.map_index >= 0), dict(
                     state="scheduled", claimed_by=None, updated_at=now, fence=_NEXT_FENCE,
-            ).returning(_ti.c.map_index, _ti.c.fence)).all():
+            ), (_ti.c.map_index, _ti.c.fence)):
                 fences[ti_key(task_id, index)] = int(fence)
             new = [{**_TASK_DEFAULTS, **row, "run_pk": run_pk, "task_id": task_id, "map_index": index,
                     "state": "scheduled", "updated_at": now, "fence": 0}
@@ -477,6 +500,20 @@ class Store(VaultMixin, AssetMixin):
                 conn.execute(_ti.insert(), new)
                 fences.update({ti_key(task_id, item["map_index"]): 0 for item in new})
         return fences
+
+    def _update_returning(
+        self, conn: Connection, where: Sequence[Any], values: Mapping[str, Any], columns: Sequence[Any],
+    ) -> list[Any]:
+        """UPDATE task_instance ... RETURNING ``columns``; on MySQL, which has no RETURNING, the rows
+        are locked by a SELECT ... FOR UPDATE first, updated by id and read back, in the caller's
+        transaction, so nobody changes them in between."""
+        if not self._mysql:
+            return list(conn.execute(update(_ti).where(*where).values(values).returning(*columns)).all())
+        ids = list(conn.execute(select(_ti.c.id).where(*where).order_by(_ti.c.id).with_for_update()).scalars())
+        if not ids:
+            return []
+        conn.execute(update(_ti).where(_ti.c.id.in_(ids)).values(values))
+        return list(conn.execute(select(*columns).where(_ti.c.id.in_(ids)).order_by(_ti.c.id)).all())
 
     def _try_number_update(self) -> Executable:
         statement = self._statements.get("claim_try_number")
@@ -492,7 +529,9 @@ class Store(VaultMixin, AssetMixin):
 
         On SQLite the caller's ``BEGIN IMMEDIATE`` makes this host the only writer, so the conditional
         UPDATE decides atomically; on PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED`` so
-        two hosts claiming at once never wait on each other and each row goes to one of them.
+        two hosts claiming at once never wait on each other and each row goes to one of them. MySQL
+        cannot update a table it selects from in a subquery, nor return what it updated: there this
+        is the locking SELECT alone, and :meth:`_claim_update` updates what it picked.
         """
         key = ("claim", states, to_state, fenced)
         statement = self._statements.get(key)
@@ -513,6 +552,11 @@ class Store(VaultMixin, AssetMixin):
         else:
             wanted += (tuple_(_ti.c.task_id, _ti.c.map_index).in_(bindparam("b_keys", expanding=True)),
                        _ti.c.state.in_(states))
+        if self._mysql:
+            statement = (select(_ti.c.id, _ti.c.task_id, _ti.c.map_index, _ti.c.fence).where(*wanted)
+                         .order_by(_ti.c.id).with_for_update(skip_locked=True))
+            self._statements[key] = statement
+            return statement
         if self._dialect == "postgresql":
             picked = select(_ti.c.id).where(*wanted).with_for_update(skip_locked=True)
             statement = update(_ti).where(_ti.c.id.in_(picked.scalar_subquery()))
@@ -522,15 +566,32 @@ class Store(VaultMixin, AssetMixin):
         self._statements[key] = statement
         return statement
 
+    def _claim_update(self, to_state: str) -> Executable:
+        """MySQL's second half of a claim: the rows its locking SELECT picked, by id."""
+        key = ("claim_update", to_state)
+        statement = self._statements.get(key)
+        if statement is None:
+            values: dict[str, Any] = {"state": to_state, "claimed_by": bindparam("b_host"),
+                                      "updated_at": bindparam("b_now"), "fence": _NEXT_FENCE}
+            if to_state == "queued":
+                values["queued_at"] = bindparam("b_now")
+            statement = update(_ti).where(_ti.c.id.in_(bindparam("b_pks", expanding=True))).values(values)
+            self._statements[key] = statement
+        return statement
+
     def _try_claim_upsert(self) -> Executable:
         """The try row a claim writes; a reschedule goes on with its try, keeping its first start."""
         statement = self._statements.get("try_claim")
         if statement is None:
             insert = self._insert(_try)
-            statement = insert.on_conflict_do_update(
-                index_elements=list(_TRY_PK),
-                set_={key: insert.excluded[key] for key in ("state", "hostname", "fence")},
-            )
+            if self._mysql:
+                statement = insert.on_duplicate_key_update(
+                    {key: insert.inserted[key] for key in ("state", "hostname", "fence")})
+            else:
+                statement = insert.on_conflict_do_update(
+                    index_elements=list(_TRY_PK),
+                    set_={key: insert.excluded[key] for key in ("state", "hostname", "fence")},
+                )
             self._statements["try_claim"] = statement
         return statement
 
@@ -653,7 +714,7 @@ class Store(VaultMixin, AssetMixin):
         base_ids = list(dict.fromkeys(split_key(key)[0] for key in task_ids))
         query = select(_ti.c.task_id, _ti.c.map_index, _ti.c.fence).where(_ti.c.run_pk == run_pk,
                                                                            _ti.c.task_id.in_(base_ids))
-        if self._dialect == "postgresql":
+        if self._dialect != "sqlite":
             query = query.order_by(_ti.c.id).with_for_update()  # one lock order for every host
         return {ti_key(task_id, index): fence for task_id, index, fence in conn.execute(query).all()}
 
@@ -666,6 +727,10 @@ class Store(VaultMixin, AssetMixin):
         if statement is None:
             insert = self._insert(_try)
             kept = ("start_date", "hostname", "pid", "log_path")
+            if self._mysql:
+                statement = insert.on_duplicate_key_update(_mysql_try_update(insert, kept, fenced))
+                self._statements[cache_key] = statement
+                return statement
             changed = {key: (func.coalesce(insert.excluded[key], _try.c[key]) if key in kept else insert.excluded[key])
                        for key in _TRY_KEYS if key not in _TRY_PK}
             where = or_(_try.c.fence.is_(None), _try.c.fence == insert.excluded.fence) if fenced else None
@@ -839,14 +904,14 @@ class Store(VaultMixin, AssetMixin):
         with write_transaction(self._engine, self.url) as conn:
             taken = {
                 ti_key(task_id, index): (fence, try_number)
-                for task_id, index, fence, try_number in conn.execute(
-                    update(_ti)
-                    .where(_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list({t for t, _ in keys})),
-                           tuple_(_ti.c.task_id, _ti.c.map_index).in_(keys), _ti.c.claimed_by == from_host,
-                           _ti.c.state.in_(HELD_STATES))
-                    .values(claimed_by=to_host, updated_at=_now(), fence=_NEXT_FENCE)
-                    .returning(_ti.c.task_id, _ti.c.map_index, _ti.c.fence, _ti.c.try_number)
-                ).all()
+                for task_id, index, fence, try_number in self._update_returning(
+                    conn,
+                    (_ti.c.run_pk == run_pk, _ti.c.task_id.in_(list({t for t, _ in keys})),
+                     tuple_(_ti.c.task_id, _ti.c.map_index).in_(keys), _ti.c.claimed_by == from_host,
+                     _ti.c.state.in_(HELD_STATES)),
+                    dict(claimed_by=to_host, updated_at=_now(), fence=_NEXT_FENCE),
+                    (_ti.c.task_id, _ti.c.map_index, _ti.c.fence, _ti.c.try_number),
+                )
             }
             if taken:
                 conn.execute(
@@ -973,6 +1038,18 @@ _OUTPUT_PK = ("run_pk", "task_id", "map_index")
 _OUTPUT_KEYS = tuple(sorted(_COLUMNS["task_output"]))
 _XCOM_PK = ("run_pk", "task_id", "map_index", "key")
 _XCOM_KEYS = tuple(sorted(_COLUMNS["task_xcom"]))
+
+
+def _mysql_try_update(insert: Any, kept: Sequence[str], fenced: bool) -> list[tuple[Any, Any]]:
+    """The assignments of a try's upsert on MySQL, which has no WHERE in ON DUPLICATE KEY UPDATE:
+    with ``fenced`` each column takes the new value only where the fence allows it, else keeps its
+    own. The fence is assigned last: MySQL applies assignments in order, and the others read it."""
+    allowed = or_(_try.c.fence.is_(None), _try.c.fence == insert.inserted.fence)
+    assignments = []
+    for key in (*(k for k in _TRY_KEYS if k not in _TRY_PK and k != "fence"), "fence"):
+        new = func.coalesce(insert.inserted[key], _try.c[key]) if key in kept else insert.inserted[key]
+        assignments.append((key, case((allowed, new), else_=_try.c[key]) if fenced else new))
+    return assignments
 
 
 def _split(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -356,6 +356,11 @@ def test_two_daemons_share_one_postgres_store(tmp_path: Path, postgres_url: str)
     _two_daemons(tmp_path, postgres_url)
 
 
+@pytest.mark.slow
+def test_two_daemons_share_one_mysql_store(tmp_path: Path, mysql_url: str) -> None:
+    _two_daemons(tmp_path, mysql_url)
+
+
 # -- the crash soak: kill -9 at 20 moments, two and three daemons up ------------------------------------
 
 SOAK_CHAINS, SOAK_LENGTH = 4, 50

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import timestamp
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -25,7 +27,7 @@ STATE = 20
 
 
 def _when(name: str, nullable: bool = True) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, timestamp(), nullable=nullable)
 
 
 def upgrade() -> None:
@@ -157,11 +159,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for index, table in (
-        ("ix_event_dag_id", "event"),
-        ("ix_task_instance_state", "task_instance"),
-        ("ix_dag_run_dag_id_logical_date", "dag_run"),
-    ):
-        op.drop_index(index, table_name=table)
+    # the indexes go with their tables (MySQL refuses to drop one a foreign key uses)
     for table in ("event", "import_error", "task_output", "task_try", "task_instance", "dag_run", "dag"):
         op.drop_table(table)

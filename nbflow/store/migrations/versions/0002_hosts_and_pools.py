@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import timestamp
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _when(name: str) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True))
+    return sa.Column(name, timestamp())
 
 
 def upgrade() -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import timestamp
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -32,7 +34,7 @@ def upgrade() -> None:
         sa.Column("password", sa.Text()),
         sa.Column("port", sa.Integer()),
         sa.Column("extra", sa.Text()),
-        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", timestamp()),
         sa.PrimaryKeyConstraint("conn_id", name="pk_connection"),
     )
     op.create_table(
@@ -41,7 +43,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Text()),
         sa.Column("description", sa.Text()),
         sa.Column("is_encrypted", sa.Boolean(), nullable=False, server_default=sa.true()),
-        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", timestamp()),
         sa.PrimaryKeyConstraint("key", name="pk_variable"),
     )
 

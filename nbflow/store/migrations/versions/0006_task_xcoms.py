@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import timestamp
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -27,7 +29,7 @@ def upgrade() -> None:
         sa.Column("value_json", sa.Text()),
         sa.Column("artifact_path", sa.Text()),
         sa.Column("size", sa.Integer()),
-        sa.Column("created_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", timestamp()),
         sa.Column("kind", sa.String(20)),
         sa.Column("type_name", sa.Text()),
         sa.Column("preview", sa.Text()),

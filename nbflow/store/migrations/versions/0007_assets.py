@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import timestamp
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -23,7 +25,7 @@ def upgrade() -> None:
         "asset",
         sa.Column("uri", sa.String(500), nullable=False),
         sa.Column("extra", sa.JSON()),
-        sa.Column("created_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", timestamp()),
         sa.PrimaryKeyConstraint("uri", name="pk_asset"),
     )
     op.create_table(
@@ -35,7 +37,7 @@ def upgrade() -> None:
         sa.Column("source_run_id", sa.String(250)),
         sa.Column("source_task_id", sa.String(250)),
         sa.Column("extra", sa.JSON()),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", timestamp(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_asset_event"),
     )
     op.create_index("ix_asset_event_uri", "asset_event", ["uri"])
@@ -43,7 +45,7 @@ def upgrade() -> None:
         "asset_consumer",
         sa.Column("dag_id", sa.String(250), nullable=False),
         sa.Column("since_event_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", timestamp()),
         sa.PrimaryKeyConstraint("dag_id", name="pk_asset_consumer"),
     )
     op.create_table(
@@ -61,9 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_asset_dag_event_run_pk", table_name="asset_dag_event")
+    # the indexes go with their tables (MySQL refuses to drop one a foreign key uses)
     op.drop_table("asset_dag_event")
     op.drop_table("asset_consumer")
-    op.drop_index("ix_asset_event_uri", table_name="asset_event")
     op.drop_table("asset_event")
     op.drop_table("asset")

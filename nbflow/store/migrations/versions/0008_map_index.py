@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from nbflow.store.coltypes import MYSQL_DIALECTS
+
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
@@ -36,6 +38,16 @@ def _name(table: str, columns: Sequence[str]) -> str:
 
 
 def _rekey(table: str, old: Sequence[str], new: Sequence[str]) -> None:
+    if op.get_bind().dialect.name in MYSQL_DIALECTS:
+        # MySQL refuses to drop the key that its foreign key on run_pk uses: the new key (which
+        # starts with run_pk too) comes first, or both change in one statement.
+        if table == "task_instance":
+            op.create_unique_constraint(_name(table, new), table, list(new))
+            op.drop_constraint(_name(table, old), table, type_="unique")
+        else:
+            op.execute(sa.text(f"ALTER TABLE {table} DROP PRIMARY KEY, ADD PRIMARY KEY "
+                               f"({', '.join(f'`{column}`' for column in new)})"))
+        return
     with op.batch_alter_table(table) as batch:
         if table == "task_instance":
             batch.drop_constraint(_name(table, old), type_="unique")
