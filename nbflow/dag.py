@@ -112,6 +112,11 @@ class DAG:
         dagrun_timeout: Any = None,
         template_searchpath: str | Iterable[str] | None = None,
         dag_display_name: str | None = None,
+        notify_on_failure: Iterable[str] | None = None,
+        notify_on_success: Iterable[str] | None = None,
+        notify_on_retry: Iterable[str] | None = None,
+        deadline: Any = None,
+        deadline_notify: Iterable[str] | None = None,
         fileloc: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -139,6 +144,24 @@ class DAG:
         #: how long a run may go on after it starts (as in Airflow): past it, the host driving the run
         #: fails it, stops its running tries and skips what has not finished
         self.dagrun_timeout: timedelta | None = _dagrun_timeout(dagrun_timeout, dag_id)
+        from nbflow.notifications import check_targets
+        from nbflow.operators.base import check_notifiers
+
+        for name, callback in (("on_success_callback", on_success_callback), ("on_failure_callback", on_failure_callback)):
+            if callback is not None:
+                check_notifiers(name, callback, dag_id=dag_id)
+        #: Apprise URLs told when a task fails for good / a run succeeds / a try will be retried, in
+        #: place of the settings of the same names; None means the settings', [] nobody
+        self.notify_on_failure = None if notify_on_failure is None else check_targets(notify_on_failure, "notify_on_failure", dag_id)
+        self.notify_on_success = None if notify_on_success is None else check_targets(notify_on_success, "notify_on_success", dag_id)
+        self.notify_on_retry = None if notify_on_retry is None else check_targets(notify_on_retry, "notify_on_retry", dag_id)
+        #: how long after its logical date a run should have finished: past it, still queued or
+        #: running, the run is told once to ``deadline_notify`` (else the failure targets); it goes on
+        self.deadline: timedelta | None = _deadline(deadline, dag_id)
+        self.deadline_notify = None if deadline_notify is None else check_targets(deadline_notify, "deadline_notify", dag_id)
+        if self.deadline_notify is not None and self.deadline is None:
+            raise InvalidOptionError("deadline_notify", self.deadline_notify, "it names who hears of a missed deadline: "
+                                     "give deadline=timedelta(...) too, or leave deadline_notify out", dag_id)
         self.fileloc = fileloc or _caller_file()
         #: what views show for the DAG (its id stays what commands, files and the store use)
         from nbflow.operators.base import display_name
@@ -430,6 +453,18 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _deadline(value: Any, dag_id: str) -> timedelta | None:
+    """``deadline`` as a timedelta from the logical date: 0 or more seconds; None for none."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else (
+        float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise InvalidOptionError("deadline", value, "give how long after its logical date a run should have "
+                                 "finished: 0 or more seconds (a number or a datetime.timedelta), or None", dag_id)
+    return timedelta(seconds=seconds)
 
 
 def _dagrun_timeout(value: Any, dag_id: str) -> timedelta | None:

@@ -36,6 +36,7 @@ The tree::
     ├── DagFileConflictError             a DAG file is in the way: nbflow did not write it, or its DAG id is taken
     ├── PathNotAllowedError              a file path that leads outside the folders nbflow may serve
     ├── TemplateError                    a Jinja template failed; .variable names an undefined one
+    ├── NotificationError                a notification or an e-mail could not be delivered (.targets, .reason)
     ├── OutputError                      a task's return value cannot be kept
     │   ├── OutputNotSerializableError
     │   └── OutputTooLargeError
@@ -424,6 +425,16 @@ class TemplateError(NbflowError):
         self.dag_id, self.task_id, self.field, self.variable = dag_id, task_id, field, variable
         where = f"template field '{field}': " if field else ""
         super().__init__(_where(dag_id, task_id) + where + message)
+
+
+class NotificationError(NbflowError):
+    """A notification (an Apprise target) or an e-mail (SMTP) could not be delivered. ``targets``
+    are the targets as shown to people (passwords and tokens masked); ``reason`` what went wrong.
+    Raised by the sender; the engine writes it to the task's log and the task goes on."""
+
+    def __init__(self, targets: list[str], reason: str, dag_id: str | None = None, task_id: str | None = None) -> None:
+        self.targets, self.reason, self.dag_id, self.task_id = list(targets), reason, dag_id, task_id
+        super().__init__(_where(dag_id, task_id) + f"could not notify {', '.join(targets) or 'anyone'}: {reason}")
 
 
 class OutputError(NbflowError):

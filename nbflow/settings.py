@@ -95,6 +95,30 @@ class Settings:
     #: several keys, comma-separated, rotate: the first encrypts, each decrypts. Empty means the key
     #: file ``$NBFLOW_HOME/fernet.key``, created (mode 0600) on first use. Never shown.
     fernet_key: str = field(default="", repr=False)
+    #: Apprise URLs told when a task fails for good (after its last try), in every DAG that does not
+    #: set its own ``notify_on_failure``; in nbflow.toml a list, in ``NBFLOW_NOTIFY_ON_FAILURE`` URLs
+    #: separated by spaces. Also the targets of a missed ``deadline`` when the DAG names none.
+    notify_on_failure: tuple[str, ...] = ()
+    #: Apprise URLs told when a run succeeds (once per run, not per task)
+    notify_on_success: tuple[str, ...] = ()
+    #: Apprise URLs told when a try fails and the task will be tried again
+    notify_on_retry: tuple[str, ...] = ()
+    #: the JupyterLab server's address as people reach it, for the link to a run in notifications
+    base_url: str = "http://localhost:8888"
+    #: the SMTP server for EmailOperator and the task options email_on_failure / email_on_retry
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    #: upgrade the connection with STARTTLS (the server must offer it); not with smtp_ssl
+    smtp_starttls: bool = True
+    #: connect with TLS from the start (usually port 465); not with smtp_starttls
+    smtp_ssl: bool = False
+    #: log in with these when smtp_user is set
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    #: the sender of every mail; required to send any
+    smtp_mail_from: str = ""
+    #: seconds to wait for the SMTP server (connecting and each reply)
+    smtp_timeout: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
     #: where each value came from: "default", the environment variable's name, or the nbflow.toml
     #: path; kept so that an error about a value (a database that cannot be reached) names the
@@ -186,6 +210,14 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if number < 0:
             raise ConfigError(key, value, "it must be 0 or more", source)
         return number
+    if kind == "tuple[str, ...]":
+        # a list in nbflow.toml; URLs separated by spaces in an environment variable (an Apprise URL
+        # may hold commas, never a space)
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise ConfigError(key, value, "expected a list of Apprise URLs (in NBFLOW_* variables: separated by spaces)",
+                              source)
+        return tuple(item.strip() for item in items if item.strip())
     if kind == "Path":
         if not str(value).strip():
             raise ConfigError(key, value, "expected a folder path, not an empty value", source)
@@ -263,6 +295,20 @@ def _validate(settings: Settings) -> None:
                           "(retention_days) or more, or 0 to keep failed runs forever")
     if settings.fernet_key.strip():
         _check_fernet_keys(settings.fernet_key)
+    if settings.smtp_ssl and settings.smtp_starttls:
+        raise ConfigError("smtp_ssl", settings.smtp_ssl, "smtp_ssl and smtp_starttls exclude each other: set "
+                          "smtp_starttls = false with smtp_ssl (TLS from the start), or smtp_ssl = false")
+    if not 0 < settings.smtp_port < 65536:
+        raise ConfigError("smtp_port", settings.smtp_port, "give a port from 1 to 65535")
+    for key in ("notify_on_failure", "notify_on_success", "notify_on_retry"):
+        urls = getattr(settings, key)
+        if urls:
+            from nbflow.notifytargets import masked, target_problem
+
+            for url in urls:
+                problem = target_problem(url)
+                if problem:
+                    raise ConfigError(key, masked(url), problem)
     if settings.default_timezone:
         from nbflow.timetables import resolve_timezone
 

@@ -317,7 +317,6 @@ def test_cell_timeout_of_a_notebook_task_must_be_positive() -> None:
 @pytest.mark.parametrize(("option", "value", "instead"), [
     ("queue", "gpu", "pool"),
     ("executor_config", {"KubernetesExecutor": {"image": "x"}}, "executor="),
-    ("email", ["ops@example.com"], "on_failure_callback"),
 ])
 def test_unsupported_airflow_option_is_refused_naming_dag_task_and_what_to_use(option: str, value: object, instead: str) -> None:
     with DAG("refusals"):
@@ -329,17 +328,17 @@ def test_unsupported_airflow_option_is_refused_naming_dag_task_and_what_to_use(o
 @pytest.mark.parametrize(("option", "value", "instead"), [
     ("queue", "gpu", "pool"),
     ("executor_config", {"a": 1}, "executor="),
-    ("email", "ops@example.com", "on_failure_callback"),
+    ("email", "ops", "e-mail address"),
 ])
 def test_unsupported_airflow_option_in_default_args_is_refused(option: str, value: object, instead: str) -> None:
     with pytest.raises(InvalidOptionError, match=rf"DAG 'refused_defaults': {option}=.*\(from default_args\).*{instead}"):
         DAG("refused_defaults", default_args={option: value})
 
 
-def test_email_is_refused_when_it_would_send_on_retry_only() -> None:
+def test_email_is_kept_and_sent_on_failure_and_retry_by_default() -> None:
     with DAG("mail"):
-        with pytest.raises(InvalidOptionError, match=r"email='a@b'.*on_failure_callback.*sent on retry\)"):
-            EmptyOperator(task_id="t", email="a@b", email_on_failure=False)
+        t = EmptyOperator(task_id="t", email="a@example.com", email_on_failure=False)
+    assert (t.email, t.email_on_failure, t.email_on_retry) == ("a@example.com", False, True)
 
 
 def test_airflow_defaults_of_refused_options_change_nothing_and_pass(nbflow_home: object) -> None:

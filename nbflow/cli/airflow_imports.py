@@ -42,7 +42,11 @@ INSTEAD = {
     "XComArg": "pass a task's output (the value a @task call returns, or operator.output) instead",
     "Dataset": "schedule on time, or trigger the run from the producing task",
     "Asset": "schedule on time, or trigger the run from the producing task",
-    "EmailOperator": "send the mail from a @task, or use on_failure_callback",
+    "EmailOperator": "use nbflow.operators.EmailOperator(to, subject, html_content, files, cc, bcc)",
+    "AppriseNotifier": "use nbflow.notifications.Notifier(url, ..., title=..., body=...) with the targets' Apprise URLs",
+    "SmtpNotifier": "use the task options email=[...] with email_on_failure, or a Notifier('mailto://...')",
+    "send_apprise_notification": "use nbflow.notifications.Notifier(url, ..., title=..., body=...)",
+    "send_smtp_notification": "use the task options email=[...] with email_on_failure, or a Notifier('mailto://...')",
 }
 
 #: calls on tasks that belong to Airflow features, with the feature's name

@@ -745,30 +745,48 @@ class RunDriver:
                           self.interval[1], dict(self.conf), self.run_start_date)
 
     def _callback(self, task: Any, name: str, error: str | None, key: str | None = None) -> None:
+        from nbflow.notifications import EVENTS, task_extras
+
         callbacks = getattr(task, name, None)
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else []
+        # then the notify_on_* targets (the DAG's, else the settings') and the mail of email_on_*
+        callbacks += task_extras(task, name, self.settings)
         if not callbacks:
             return
         context = self._context_for(task, error, key)
-        for callback in callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]:
+        context["event"] = EVENTS[name]
+        context["log_path"] = self._log_path(key or task.task_id, context["try_number"])
+        for callback in callbacks:
             try:
                 callback(context)
-            except Exception as exc:  # a failing callback is reported, it never stops the run
-                text = f"{name} {getattr(callback, '__name__', callback)!s} raised:\n" + "".join(tb.format_exception(exc))
+            except Exception as exc:  # a failing callback or notification is logged, it never stops the run
+                said = (f"{type(exc).__name__}: {exc}\n" if isinstance(exc, NbflowError)
+                        else "".join(tb.format_exception(exc)))
+                text = f"{name} {getattr(callback, '__name__', callback)!s} raised (the task's state stands):\n" + said
                 self._append_log(key or task.task_id, text)
                 self._events.append(self._event("callback_failed", task.task_id, {"callback": name, "error": str(exc)}))
 
     def _dag_callback(self, state: RunState) -> None:
+        from nbflow.notifications import run_extras
+
         callback = self.dag.on_success_callback if state is RunState.SUCCESS else self.dag.on_failure_callback
-        if callback is None:
+        callbacks = list(callback) if isinstance(callback, (list, tuple)) else [callback] if callback else []
+        callbacks += run_extras(self.dag, state is RunState.SUCCESS, self.settings)  # notify_on_success
+        if not callbacks:
             return
         context = {"dag": self.dag, "run_id": self.run_id, "logical_date": self.logical_date,
                    "conf": self.conf, "state": state.value, "params": self.dag.params,
                    "ds": self.logical_date.strftime("%Y-%m-%d"), "dag_run": self._dag_run(),
-                   "reason": "timed_out" if self.timed_out else None}
-        try:
-            callback(context)
-        except Exception as exc:
-            self._events.append(self._event("callback_failed", None, {"callback": "dag", "error": str(exc)}))
+                   "reason": "timed_out" if self.timed_out else None,
+                   "event": "succeeded" if state is RunState.SUCCESS else "failed"}
+        failed = False
+        for each in callbacks:
+            try:
+                each(context)
+            except Exception as exc:
+                failed = True
+                self._events.append(self._event("callback_failed", None, {"callback": "dag", "error": str(exc)}))
+        if failed:
             self.flush()
 
     # -- bookkeeping ------------------------------------------------------------------------------

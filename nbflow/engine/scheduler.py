@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow.engine.driver import RunDriver, utcnow
 from nbflow.engine.lifecycle import create_run
-from nbflow.errors import StoreError, TransientStoreError
+from nbflow.errors import NbflowError, StoreError, TransientStoreError
 from nbflow.engine.outage import StoreOutage
 from nbflow.engine.pools import PoolSlots
 from nbflow.states import RunState
@@ -261,6 +261,7 @@ class Scheduler:
             self._due["heartbeat"] = mono + self.settings.heartbeat_interval
         if mono >= self._due["poll"]:
             self._poll()
+            self._notify_deadlines(now)
             self._due["poll"] = mono + self.settings.poll_interval
         if self.create_runs and not self._stopping and self.outage.claiming:
             report.created = self._create_due_runs(now)
@@ -432,6 +433,7 @@ class Scheduler:
         self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
         self.pools.refresh(self.store)
         active = self.store.list_runs(None, limit=None, states=("queued", "running"))
+        self._active_runs = active
         active_pks = {row["id"] for row in active}
         for row in active:
             driver = self.drivers.get(row["id"])
@@ -455,6 +457,41 @@ class Scheduler:
             if driver.elsewhere:
                 driver.refresh()
         self._recheck_past()
+
+    def _notify_deadlines(self, now: datetime) -> None:
+        """Tell of each run still queued or running past its DAG's ``deadline`` (after its logical
+        date). The store marks the notice before it goes out, in one update from NULL, so among all
+        the hosts watching the run one sends it, once; the run itself goes on."""
+        from nbflow.notifications import deadline_targets, deliver, message_context, render_message
+
+        assert self.store is not None
+        for row in getattr(self, "_active_runs", ()):
+            dag = self.dags.get(row["dag_id"])
+            deadline = getattr(dag, "deadline", None)
+            if (deadline is None or row.get("deadline_notified_at") is not None or row.get("logical_date") is None
+                    or (self.only_runs is not None and row["id"] not in self.only_runs)):
+                continue
+            due = row["logical_date"] + deadline
+            if now < due or not self.store.claim_deadline_notice(row["id"], now):
+                continue
+            targets = deadline_targets(dag, self.settings)
+            late = now - row["logical_date"]
+            context = {"dag": dag, "run_id": row["run_id"], "logical_date": row["logical_date"],
+                       "event": f"not finished {_span(late)} after its logical date (deadline {_span(deadline)})",
+                       "state": row["state"], "deadline": deadline}
+            self.store.add_events([{"kind": "deadline_missed", "dag_id": row["dag_id"], "run_id": row["run_id"],
+                                    "detail": {"deadline": deadline.total_seconds(), "targets": len(targets)}}])
+            if not targets:
+                log.warning("scheduler %s: run %s of DAG %s is past its deadline, and no one is told: set the DAG's "
+                            "deadline_notify or notify_on_failure, or the notify_on_failure setting",
+                            self.host_id, row["run_id"], row["dag_id"])
+                continue
+            try:
+                values = message_context(context, self.settings)
+                title, body = render_message(_DEADLINE_TITLE, _DEADLINE_BODY, values)
+                deliver(targets, title, body, "failed", row["dag_id"])
+            except NbflowError as exc:  # told in the host's log; the run goes on
+                log.warning("scheduler %s: the deadline notice of run %s failed: %s", self.host_id, row["run_id"], exc)
 
     def _adopt_run(self, row: dict[str, Any]) -> RunDriver | None:
         """Start driving a run this host knows the DAG of."""
@@ -744,6 +781,28 @@ class Scheduler:
 # -- the in-kernel host -----------------------------------------------------------------------------
 
 _kernel: dict[str, Any] = {}
+_DEADLINE_TITLE = "[nbflow] {{ dag_id }} run of {{ when }} is past its deadline"
+_DEADLINE_BODY = """\
+DAG: {{ dag_id }}
+Run: {{ run_id }}, logical date {{ when }}
+State: {{ state }}, {{ event }}
+
+Open in JupyterLab: {{ url }}
+"""
+
+
+def _span(delta: timedelta) -> str:
+    """``2h 5m``, ``45s``: a duration as people read it."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    parts = [f"{days}d"] if days else []
+    for size, unit in ((3600, "h"), (60, "m"), (1, "s")):
+        amount, rest = divmod(rest, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return " ".join(parts[:2]) or "0s"
+
+
 _kernel_lock = threading.Lock()
 
 

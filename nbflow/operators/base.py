@@ -195,25 +195,37 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
                         "whole run, e.g. dag.test(executor='process')"),
 }
 
-#: what to use instead of e-mail on failure or retry, which nbflow does not send
-EMAIL_INSTEAD = ("nbflow sends no e-mail: use on_failure_callback (or on_retry_callback) to notify, or "
-                 "set email_on_failure=False and email_on_retry=False; notifications come later")
+#: the task options whose callbacks may be Notifiers, checked where the task (or default_args) is written
+NOTIFYING_CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback")
 
 
 def check_email(
     options: dict[str, Any], *, dag_id: str | None = None, task_id: str | None = None, via: str = "",
 ) -> None:
-    """Refuse ``email`` when it would make Airflow send mail (an address with ``email_on_failure`` or
-    ``email_on_retry``, both True unless given): nbflow would send none, which is worse than saying
-    so. An address with both flags False, or the flags without an address, change nothing."""
+    """Check ``email``: the addresses that ``email_on_failure`` and ``email_on_retry`` (both True
+    unless given, as in Airflow) mail through the SMTP settings. One that is not an address is
+    refused here rather than bounced at the first failure."""
+    from nbflow.mail import addresses
+
     email = options.get("email")
-    if not email:
+    if email is None:
         return
-    sending = [name for name in ("email_on_failure", "email_on_retry") if options.get(name, True)]
-    if sending:
-        raise InvalidOptionError("email", email, f"{EMAIL_INSTEAD} (it would be sent on "
-                                 f"{' and '.join(n.removeprefix('email_on_') for n in sending)})",
+    found = addresses(email)
+    if not found:
+        raise InvalidOptionError("email", email, "give an e-mail address, several separated by commas, or a list "
+                                 "of them (mailed through the smtp_* settings on failure and retry)",
                                  dag_id, task_id, via)
+
+
+def check_notifiers(
+    name: str, value: Any, *, dag_id: str | None = None, task_id: str | None = None, via: str = "",
+) -> None:
+    """Check the targets of each ``Notifier`` among the callbacks of option ``name``."""
+    from nbflow.notifications import Notifier
+
+    for callback in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(callback, Notifier):
+            callback.check(name, dag_id, task_id, via)
 
 
 def check_option(
@@ -222,6 +234,8 @@ def check_option(
     """The value of option ``name`` as tasks use it (a whole number as an ``int``), or
     :class:`~nbflow.errors.InvalidOptionError` naming the DAG, the task, the option and what is
     allowed. Options without a rule pass unchanged."""
+    if name in NOTIFYING_CALLBACKS and value is not None:
+        check_notifiers(name, value, dag_id=dag_id, task_id=task_id, via=via)
     rule = OPTION_RULES.get(name)
     if rule is None:
         return value

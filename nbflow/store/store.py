@@ -1031,6 +1031,16 @@ class Store(VaultMixin, AssetMixin):
             )
             return result.rowcount == 1
 
+    def claim_deadline_notice(self, run_pk: int, now: datetime) -> bool:
+        """Mark that the notice of run ``run_pk``'s missed deadline goes out now; True for the one
+        call (on any host) that marked it, which then sends it. A finished run is not marked."""
+        with write_transaction(self._engine, self.url) as conn:
+            result = conn.execute(
+                update(_run).where(_run.c.id == run_pk, _run.c.deadline_notified_at.is_(None),
+                                   _run.c.state.in_(["queued", "running"])).values(deadline_notified_at=now)
+            )
+            return result.rowcount == 1
+
 
 _TRY_PK = ("run_pk", "task_id", "map_index", "try_number")
 _TRY_KEYS = tuple(sorted(_COLUMNS["task_try"]))

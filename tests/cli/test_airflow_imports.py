@@ -43,7 +43,7 @@ with DAG("moved", start_date=datetime(2024, 1, 1), schedule=None, catchup=False)
 #: uses what nbflow does not have: each must be listed with its line, and left in place
 UNSUPPORTED = '''\
 from airflow.decorators import dag, task
-from airflow.operators.email import EmailOperator
+from airflow.hooks.base import BaseHook
 from airflow.utils.dates import days_ago
 import airflow.utils.dates
 
@@ -74,12 +74,12 @@ def test_the_imports_point_at_nbflow_and_nothing_else_changes(tmp_path: Path) ->
 def test_what_nbflow_lacks_is_listed_with_its_line_and_left_in_place(tmp_path: Path) -> None:
     result = rewrite_source(UNSUPPORTED, tmp_path / "u.py")
     found = [(finding.line, finding.what) for finding in result.findings]
-    assert (2, "EmailOperator (from airflow.operators.email)") in found
+    assert (2, "BaseHook (from airflow.hooks.base)") in found
     assert (3, "days_ago (from airflow.utils.dates)") in found
     assert (4, "a whole-module import (`import airflow.utils.dates`)") in found
     assert not [what for line, what in found if line == 10]  # dynamic task mapping moves over as it is
     # what nbflow has moved over; what it lacks stays an Airflow import, so loading says so
-    assert result.after.splitlines()[:2] == ["from nbflow import dag, task", "from airflow.operators.email import EmailOperator"]
+    assert result.after.splitlines()[:2] == ["from nbflow import dag, task", "from airflow.hooks.base import BaseHook"]
     assert "from airflow.utils.dates import days_ago" in result.after
     days_ago = next(f for f in result.findings if f.what.startswith("days_ago"))
     assert days_ago.describe("u.py").startswith("u.py:3: days_ago (from airflow.utils.dates) is not in nbflow: ")
@@ -325,3 +325,12 @@ def test_an_airflow_3_dag_that_maps_moved_over_ends_with_airflows_task_states(tm
     assert "SUCCESS" in test.stdout.splitlines()[0]
     listed = nbflow("tasks", "states", "airflow3_mapping", home=nbflow_home).stdout
     assert "(3 success)" in listed and "(2 success)" in listed
+
+
+def test_email_operator_moves_over_and_notifiers_say_what_to_use(tmp_path: Path) -> None:
+    result = rewrite_source("from airflow.providers.smtp.operators.smtp import EmailOperator\n"
+                            "from airflow.providers.apprise.notifications.apprise import AppriseNotifier\n",
+                            tmp_path / "mail.py")
+    assert result.after.splitlines()[0] == "from nbflow.operators import EmailOperator"
+    [finding] = result.findings
+    assert finding.what.startswith("AppriseNotifier") and "nbflow.notifications.Notifier" in finding.instead
