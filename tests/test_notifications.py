@@ -5,7 +5,7 @@ to the task's log and changes nothing else."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -180,4 +180,14 @@ def test_local_time_and_link() -> None:
     assert local_time(SEOUL_NINE, ZoneInfo("UTC")) == "2024-03-05 00:30 UTC"
     assert local_time(SEOUL_NINE, ZoneInfo("Europe/Paris")) == "2024-03-05 01:30 CET (Europe/Paris)"
     assert run_url("http://h/base/", "d", "manual__x") == "http://h/base/lab?nbflow-dag=d&nbflow-run=manual__x"
-    assert timedelta(0) == timedelta(0)
+
+
+def test_a_mailto_target_is_delivered_by_apprise_to_the_smtp_server(smtp_server: MailServer) -> None:
+    target = (f"mailto://{smtp_server.host}:{smtp_server.port}?from=bot@example.com&to=ops@example.com"
+              "&mode=insecure")
+    d = _failing_dag("apprise_mail", on_failure_callback=Notifier(target))
+    assert d.test(logical_date=SEOUL_NINE).state == "failed"
+    [mail] = smtp_server.mails()
+    assert (mail.mail_from, mail.rcpt_tos) == ("bot@example.com", ["ops@example.com"])
+    assert mail.message["Subject"] == "[nbflow] apprise_mail.load failed (2024-03-05 09:30 KST (Asia/Seoul))"
+    assert "Error: ValueError: the sales file is empty" in mail.text()
