@@ -9,6 +9,7 @@ from nbflow.cli import airflow_imports as airflow_commands
 from nbflow.cli import assets as asset_commands
 from nbflow.cli import connections as connection_commands
 from nbflow.cli import dags as dag_commands
+from nbflow.cli import doctor as doctor_commands
 from nbflow.cli import reports as report_commands
 from nbflow.cli import retention as retention_commands
 from nbflow.cli import tasks as task_commands
@@ -169,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
     p.set_defaults(func=admin_commands.cmd_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=admin_commands.cmd_version)
+    p = sub.add_parser("doctor", help="check the setup: store, DAG files, scheduler, Jupyter extensions, kernels, "
+                                      "disk, notifications; each line ok or what to do")
+    p.add_argument("--send-test", action="store_true",
+                   help="also send a test message to each notification target and, with SMTP settings, an email "
+                        "to smtp_mail_from")
+    p.set_defaults(func=doctor_commands.cmd_doctor)
 
     p = sub.add_parser("import-airflow", help="point an Airflow DAG file's imports at nbflow (shows a diff; "
                                               "--write writes it) and list what nbflow lacks")
