@@ -50,6 +50,7 @@ The tree::
     │   ├── WorkerLostError              the process running the task died
     │   └── NotebookError                a notebook task could not run or did not finish
     │       ├── NotebookNotFoundError    no notebook file at the given path
+    │       ├── NotebookKernelError      the kernel it names is not installed; the notebook is kept
     │       ├── NotebookCellError        a cell raised; names the cell, its source and the kept output notebook
     │       └── NotebookTimeoutError     a cell ran past cell_timeout, or the notebook past execution_timeout
     ├── StoreError                       the metadata database
@@ -564,19 +565,41 @@ class NotebookNotFoundError(NotebookError):
         )
 
 
+class NotebookKernelError(NotebookError):
+    """The kernel the notebook names (or ``kernel_name``) is not installed here. The output
+    notebook, with the parameters injected, is kept, as papermill keeps it."""
+
+    def __init__(self, notebook: str, kernel: str, installed: list[str], output_path: str) -> None:
+        self.notebook, self.kernel, self.installed, self.output_path = notebook, kernel, list(installed), output_path
+        super().__init__(
+            f"notebook {notebook}: no kernel named {kernel!r} is installed here (installed: "
+            f"{', '.join(installed) or 'none'}). Install it (for a Python environment: `python -m ipykernel "
+            f"install --user --name {kernel}`) or pass kernel_name= one of those. The notebook with its "
+            f"parameters is kept at {output_path}"
+        )
+
+
 class NotebookCellError(NotebookError):
-    """A cell raised. ``.cell`` counts the input notebook's code cells from 1 (injected cells left out)."""
+    """A cell raised. ``.cell`` counts the input notebook's code cells from 1 (injected cells left
+    out); ``.execution_count`` is its ``In [n]`` in the output notebook, the number the message and
+    papermill's error banner use; ``.line`` the line of the cell that raised, when the traceback says."""
 
     def __init__(
         self, notebook: str, cell: int, source: str, ename: str, evalue: str, output_path: str,
+        execution_count: int | None = None, line: int | None = None,
     ) -> None:
         self.notebook, self.cell, self.source = notebook, cell, source
         self.ename, self.evalue, self.output_path = ename, evalue, output_path
-        head = "\n".join("    " + line for line in source.splitlines()[:3])
-        more = "\n    ..." if len(source.splitlines()) > 3 else ""
+        self.execution_count, self.line = execution_count, line
+        lines = source.splitlines()
+        if line is not None and 1 <= line <= len(lines):
+            quoted = f"    line {line}: {lines[line - 1].strip()}"
+        else:
+            quoted = "\n".join("    " + text for text in lines[:3]) + ("\n    ..." if len(lines) > 3 else "")
+        where = f"cell In [{execution_count}]" if execution_count else f"code cell {cell}"
         super().__init__(
-            f"notebook {notebook}: code cell {cell} (counting the notebook's code cells from 1) raised "
-            f"{ename}: {evalue}\n{head}{more}\nThe output notebook, with the error, is kept at {output_path}"
+            f"notebook {notebook}: {where} raised {ename}: {evalue}\n{quoted}\n"
+            f"The output notebook, with the error, is kept at {output_path}"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,9 +129,10 @@ def test_failing_cell_fails_the_task_naming_the_cell(settings, tmp_path: Path) -
     run = run_dag(d, settings=settings, executor="thread")
     assert run.task_states["nb"] == "failed"
     error = run.errors["nb"]
-    assert "code cell 3" in error and "ValueError: broken 1" in error
+    # the cell as the output notebook and papermill's banner number it, and the line that raised
+    assert "cell In [3] raised ValueError: broken 1" in error
     message = error[error.index("NotebookCellError: "):]
-    assert "b = 2" in message and "d = 4" in message
+    assert "line 5: raise ValueError('broken ' + str(a))" in message and "b = 2" not in message
     log = Path(run.log_paths["nb"]).read_text()
     output_path = re.search(r"nbflow: output notebook (\S+)", log).group(1)
     assert output_path in error
@@ -155,8 +157,24 @@ def test_html_report(tmp_path: Path) -> None:
     assert result.report_path == str(tmp_path / "out" / "r.html")
     html = Path(result.report_path).read_text()
     assert "in the report: 42" in html
-    assert "_nbflow_os.chdir" not in html  # nbflow's bootstrap cell is not part of the report
-    assert "_nbflow_os.chdir" in Path(result.output_path).read_text()  # the executed notebook keeps it
+    assert "_nbflow_os.chdir" not in html  # nbflow's set-up is not part of the report
+    assert "_nbflow_os.chdir" not in Path(result.output_path).read_text()  # nor of the executed notebook
+
+
+def test_the_executed_notebook_is_the_one_papermill_writes(tmp_path: Path) -> None:
+    import papermill
+
+    path = make_notebook(tmp_path / "p.ipynb", "y = x * 2", "print(y)", parameters="x = 1")
+    ours = run_notebook(path, parameters={"x": 21}, output_path=tmp_path / "ours" / "p.ipynb")
+    # in a thread of its own: papermill leaves the thread it runs in without an event loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(papermill.execute_notebook, path, str(tmp_path / "theirs.ipynb"), parameters={"x": 21},
+                    progress_bar=False).result()
+    mine, theirs = (nbformat.read(p, as_version=4) for p in (ours.output_path, tmp_path / "theirs.ipynb"))
+    assert [c.source for c in mine.cells] == [c.source for c in theirs.cells]
+    assert [c.get("execution_count") for c in mine.cells] == [c.get("execution_count") for c in theirs.cells] \
+        == [1, 2, None, 3, 4]  # nbflow's own set-up takes no count
+    assert mine.cells[-1].outputs[0]["text"] == "42\n"
 
 
 def test_cell_timeout_and_execution_timeout(settings, tmp_path: Path) -> None:
@@ -236,3 +254,36 @@ def test_output_outside_nbflow_keeps_values_here() -> None:
     assert outputs.recorded["answer"] == 42
     with pytest.raises(TypeError, match="cannot be pickled"):
         outputs.output("lock", __import__("threading").Lock())
+
+
+def test_a_missing_kernel_keeps_the_notebook_and_names_the_installed_ones(tmp_path: Path) -> None:
+    from nbflow.errors import NotebookKernelError
+
+    nb = v4.new_notebook(metadata={"kernelspec": {"name": "no_such_kernel", "display_name": "X", "language": "python"}})
+    nb.cells = [v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), v4.new_code_cell("print(x)")]
+    nbformat.write(nb, tmp_path / "k.ipynb")
+    with pytest.raises(NotebookKernelError) as caught:
+        run_notebook(tmp_path / "k.ipynb", parameters={"x": 5}, output_path=tmp_path / "out" / "k.ipynb", pool=None)
+    assert "no kernel named 'no_such_kernel'" in str(caught.value) and "python3" in caught.value.installed
+    kept = nbformat.read(tmp_path / "out" / "k.ipynb", as_version=4)  # as papermill keeps it
+    assert any("injected-parameters" in c.metadata.get("tags", []) and "x = 5" in c.source for c in kept.cells)
+
+
+def test_a_notebook_without_a_kernel_runs_on_python3_and_says_so(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_code_cell("import nbflow\nnbflow.output('v', 6 * 7)")]
+    nbformat.write(nb, tmp_path / "bare.ipynb")
+    result = run_notebook(tmp_path / "bare.ipynb", output_path=tmp_path / "out" / "bare.ipynb")
+    assert result.outputs == {"v": 42}
+    assert "names no kernel" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("source, words", [
+    ("%nosuchmagic", "cell In [1] raised UsageError: Line magic function `%nosuchmagic` not found."),
+    ("# what it does\n# more words\nx = 1\nraise ValueError('bad x')", "raised ValueError: bad x\n    line 4: raise ValueError('bad x')"),
+])
+def test_a_failing_cell_is_named_as_papermill_does_with_its_failing_line(tmp_path: Path, source: str, words: str) -> None:
+    path = make_notebook(tmp_path / "f.ipynb", source)
+    with pytest.raises(NotebookCellError) as caught:
+        run_notebook(path, output_path=tmp_path / "out" / "f.ipynb", pool=None)
+    assert words in str(caught.value)

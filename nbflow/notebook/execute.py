@@ -1,7 +1,7 @@
 """``run_notebook``: execute one notebook with parameters, on a kernel of its own, through papermill.
 
 The steps: load the notebook, take a kernel (from the pool unless told otherwise), inject the
-parameters and nbflow's bootstrap cell, run the cells with papermill's notebook client, write the
+parameters (nbflow's own set-up runs silently first), run the cells with papermill's notebook client, write the
 output notebook (also when a cell fails), read back the values recorded with ``nbflow.output``,
 write the report. papermill's and nbclient's failures become nbflow errors in :func:`_execute`,
 the one place that knows them.
@@ -10,13 +10,14 @@ the one place that knows them.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from nbflow.errors import NotebookCellError, NotebookNotFoundError, NotebookTimeoutError
+from nbflow.errors import NotebookCellError, NotebookKernelError, NotebookNotFoundError, NotebookTimeoutError
 from nbflow.notebook.outputs import read_outputs
 from nbflow.notebook.params import INJECTED_TAGS, inject
 from nbflow.notebook.pool import (
@@ -116,21 +117,31 @@ def run_notebook(
     if os.path.exists(outputs_file):  # left by an earlier try of the same task
         os.remove(outputs_file)
     nb = load_notebook_node(notebook)
-    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name")
+    if not kernel:
+        # papermill refuses such a notebook; nbflow runs it on python3 and says so in the task's log
+        print("nbflow: the notebook names no kernel (no kernelspec, no kernel_name=); running it on python3",
+              file=sys.stderr)
+        kernel = "python3"
 
     reuse_key = notebook if reuse_kernel else None
     if pool is DEFAULT_POOL:
         pool = default_pool()
-    km, source = pool.acquire(kernel, reuse_key) if pool is not None else (start_kernel(kernel), "cold")
+    try:
+        km, source = pool.acquire(kernel, reuse_key) if pool is not None else (start_kernel(kernel), "cold")
+    except Exception as exc:
+        _refuse_missing_kernel(exc, nb, notebook, output, kernel, parameters, folder, stem)
+        raise
     reusable = False
     try:
-        nb = inject(
+        nb, setup = inject(
             nb, dict(parameters or {}), kernel_name=kernel, cwd=os.path.abspath(os.fspath(cwd or os.path.dirname(notebook))),
             outputs_file=outputs_file, pickle_file=os.path.join(folder, f"{stem}.parameters.pickle"),
             reset=source == "reused",
         )
         hook = CellHook(nb, progress)
-        executed, reusable = call_in_own_loop(_execute, nb, notebook, output, km, hook, _Limits(cell_timeout, execution_timeout, started))
+        executed, reusable = call_in_own_loop(_execute, nb, notebook, output, km, hook,
+                                              _Limits(cell_timeout, execution_timeout, started), setup)
     finally:
         if pool is not None:
             pool.release(km, kernel, reuse_key if reusable else None)
@@ -140,7 +151,23 @@ def run_notebook(
     return NotebookResult(read_outputs(outputs_file), output, report_path, hook.executed, time.perf_counter() - started, source)
 
 
-def _execute(nb: Any, notebook: str, output_path: str, km: Any, hook: CellHook, limits: _Limits) -> tuple[Any, bool]:
+def _refuse_missing_kernel(exc: Exception, nb: Any, notebook: str, output: str, kernel: str,
+                           parameters: dict[str, Any] | None, folder: str, stem: str) -> None:
+    """A kernel that is not installed: keep the output notebook with its parameters, as papermill
+    does, and say which kernels there are. Any other failure to start one is left as it is."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from papermill.iorw import write_ipynb
+
+    if not isinstance(exc, NoSuchKernel):
+        return
+    injected, _ = inject(nb, dict(parameters or {}), kernel_name=kernel, cwd=os.path.dirname(notebook), outputs_file="",
+                         pickle_file=os.path.join(folder, f"{stem}.parameters.pickle"))
+    write_ipynb(injected, output)
+    raise NotebookKernelError(notebook, kernel, sorted(KernelSpecManager().find_kernel_specs()), output) from exc
+
+
+def _execute(nb: Any, notebook: str, output_path: str, km: Any, hook: CellHook, limits: _Limits,
+             setup: str = "") -> tuple[Any, bool]:
     """Run ``nb`` on ``km`` and write it to ``output_path``: ``(executed notebook, kernel reusable)``.
 
     The one place where papermill's and nbclient's errors become nbflow's.
@@ -163,6 +190,7 @@ def _execute(nb: Any, notebook: str, output_path: str, km: Any, hook: CellHook, 
         manager, km=km, kernel_name=km.kernel_name, stdout_file=sys.stdout, stderr_file=sys.stderr,
         on_cell_executed=hook, timeout_func=limits, interrupt_on_timeout=False,
     )
+    client.nbflow_setup = setup
     try:
         client.execute()
     except CellTimeoutError as exc:
@@ -179,10 +207,40 @@ def _execute(nb: Any, notebook: str, output_path: str, km: Any, hook: CellHook, 
     except PapermillExecutionError as exc:
         # the index is from before papermill added its error marker cells
         cells = [c for c in manager.nb.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
-        number, _ = _user_cell(manager.nb, cells[exc.cell_index])
-        raise NotebookCellError(notebook, number, exc.source, exc.ename, exc.evalue, output_path) from exc
+        cell = cells[exc.cell_index]
+        number, _ = _user_cell(manager.nb, cell)
+        ename, evalue = _usage_error(cell) if not exc.evalue and exc.ename == "CellExecutionError" else (exc.ename, exc.evalue)
+        raise NotebookCellError(notebook, number, exc.source, ename, evalue, output_path,
+                                cell.get("execution_count"), _failing_line(exc.traceback)) from exc
     write_ipynb(manager.nb, output_path)
     return manager.nb, True
+
+
+def _usage_error(cell: Any) -> tuple[str, str]:
+    """IPython reports a wrong magic (``%nosuchmagic``) on stderr only, so nbclient's error is empty:
+    the cell's stderr says what went wrong."""
+    for output in cell.get("outputs", []):
+        if output.get("name") == "stderr":
+            text = "".join(output.get("text", "")).strip()
+            name, _, value = text.partition(": ")
+            if name.isidentifier() and value:
+                return name, value
+            if text:
+                return "CellExecutionError", text
+    return "CellExecutionError", "the cell failed without an error message"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CELL_LINE = re.compile(r"Cell In\[\d*\], line (\d+)")
+
+
+def _failing_line(traceback: Any) -> int | None:
+    """The line of the cell that raised: the last ``Cell In[n], line k`` frame of the traceback."""
+    found = None
+    for frame in traceback or []:
+        for match in _CELL_LINE.finditer(_ANSI.sub("", str(frame))):
+            found = int(match.group(1))
+    return found
 
 
 def _user_cell(nb: Any, cell: Any) -> tuple[int, str]:
@@ -220,6 +278,8 @@ def _client_class() -> Any:
             self.kc.start_channels()
             await _until_ready(self.kc, self.startup_timeout)
             self.kc.allow_stdin = False
+            if getattr(self, "nbflow_setup", ""):
+                await _run_silently(self.kc, self.nbflow_setup, self.startup_timeout)
             await run_hook(self.on_notebook_start, notebook=self.nb)
             return self.kc
 
@@ -227,6 +287,26 @@ def _client_class() -> Any:
 
     _CLIENT = WarmKernelClient
     return _CLIENT
+
+
+async def _run_silently(kc: Any, code: str, timeout: float) -> None:
+    """Run nbflow's set-up on the kernel before the notebook's cells: silent and outside the
+    history, so it takes no execution count and leaves nothing in the output notebook."""
+    from queue import Empty
+
+    msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = await kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+        except Empty:
+            raise RuntimeError(f"the kernel did not run nbflow's set-up within {timeout:g} s") from None
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        content = reply["content"]
+        if content.get("status") != "ok":
+            raise RuntimeError(f"nbflow's set-up failed on the kernel: {content.get('ename')}: {content.get('evalue')}")
+        return
 
 
 async def _until_ready(kc: Any, timeout: float) -> None:

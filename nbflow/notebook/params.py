@@ -6,9 +6,10 @@ become Python literals in papermill's injected-parameters cell, after the cell t
 arrays, any picklable object) is pickled to a file next to the output notebook, and the injected
 cell loads it, so the notebook gets the very value, not its text.
 
-A second injected cell, first in the notebook, sets the working directory and tells
-``nbflow.output`` where to record values; on a reused kernel it first clears the previous run's
-variables.
+nbflow's own set-up (the working directory, where ``nbflow.output`` records values, and on a
+reused kernel clearing the previous run's variables) is no cell of the notebook: it runs on the
+kernel before the first cell, silently and outside the history, so the executed notebook is the one
+papermill would write, execution counts included.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from nbflow.notebook.outputs import ENV_VAR
 
-#: tag of the cell nbflow puts first in the notebook
+#: tag of the cell older nbflow versions put first in the notebook (reports still leave it out)
 BOOTSTRAP_TAG = "injected-nbflow"
 #: tag of papermill's cell with the parameter values
 PARAMETERS_TAG = "injected-parameters"
@@ -50,9 +51,9 @@ def split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[s
 def inject(
     nb: Any, parameters: dict[str, Any], *, kernel_name: str, cwd: str, outputs_file: str,
     pickle_file: str, reset: bool = False,
-) -> Any:
-    """``nb`` with the parameters and nbflow's bootstrap cell injected (papermill does the former)."""
-    import nbformat
+) -> tuple[Any, str]:
+    """``(nb with the parameters injected as papermill does, nbflow's set-up code)``: the code runs
+    on the kernel before the first cell, silently (see the module's docstring)."""
     from papermill.parameterize import parameterize_notebook
 
     literals, pickled = split_parameters(parameters)
@@ -72,7 +73,7 @@ def inject(
             "    globals().update(_nbflow_pickle.load(_nbflow_file))\n"
             "del _nbflow_pickle, _nbflow_file\n"
         )
-    lines = ["# nbflow: working directory, and where nbflow.output() records values"]
+    lines = []
     if reset:
         lines.append("get_ipython().run_line_magic('reset', '-f')")
     lines += [
@@ -81,8 +82,4 @@ def inject(
         f"_nbflow_os.environ[{ENV_VAR!r}] = {outputs_file!r}",
         "del _nbflow_os",
     ]
-    bootstrap = nbformat.v4.new_code_cell("\n".join(lines))
-    bootstrap.metadata["tags"] = [BOOTSTRAP_TAG]
-    bootstrap.metadata["jupyter"] = {"source_hidden": True}
-    nb.cells.insert(0, bootstrap)
-    return nb
+    return nb, "\n".join(lines)
