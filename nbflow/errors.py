@@ -43,6 +43,7 @@ The tree::
     ├── TaskError                        raised inside or about a running task
     │   ├── TaskFailedError              a task failed for good; carries the traceback text
     │   ├── TaskTimeoutError
+    │   ├── MemoryLimitError             a task's processes went over its memory_limit and were killed
     │   ├── SensorTimeoutError           a sensor's condition was not met within its timeout
     │   ├── BashCommandError             a non-zero exit code
     │   ├── HttpError                    an HTTP request failed: unreachable, an error status, or its response_check said no
@@ -482,6 +483,28 @@ class TaskTimeoutError(TaskError):
             + f"ran longer than its execution_timeout of {timeout:g} s and was stopped. Raise "
             "execution_timeout or make the task faster."
         )
+
+
+class MemoryLimitError(TaskError):
+    """A try's processes (the task and everything it started) went over its ``memory_limit`` and
+    were killed; ``peak`` is the most they held (bytes, RSS summed over the process tree). With
+    ``peak`` None the limit could not be enforced where the task runs (``executor`` names where)."""
+
+    def __init__(self, dag_id: str | None, task_id: str | None, limit: int, peak: int | None = None,
+                 executor: str = "") -> None:
+        from nbflow.memory import format_size
+
+        self.dag_id, self.task_id, self.limit, self.peak, self.executor = dag_id, task_id, limit, peak, executor
+        if peak is None:
+            message = (f"has a memory_limit of {format_size(limit)}, which the {executor or 'in-process'} executor "
+                       "cannot enforce: its tasks run inside the host's own process. Run it with the process "
+                       "executor (executor = \"process\", the default of the daemon and the Jupyter server), or "
+                       "remove memory_limit (and the task_memory_limit setting) for this host.")
+        else:
+            message = (f"used {format_size(peak)} of memory (RSS of the task and the processes it started), over "
+                       f"its memory_limit of {format_size(limit)}, and was killed. Raise memory_limit or make "
+                       "the task use less memory.")
+        super().__init__(_where(dag_id, task_id) + message)
 
 
 class SensorTimeoutError(TaskError):

@@ -42,6 +42,12 @@ class Settings:
     #: a worker process whose memory (RSS, MiB) is above this after a task is replaced, so that what
     #: a task left allocated returns to the system; 0 turns the check off
     worker_max_rss_mb: int = 1024
+    #: memory_limit of every task that sets none: "2GiB", "300MB", "512MiB" or bytes; empty for no
+    #: limit. Enforced on the task's whole process tree in worker processes (the process executor)
+    task_memory_limit: str = ""
+    #: a scheduler host starts no new task while the machine's free (available) memory is under
+    #: this: a percentage of its memory ("10%") or a size ("2GiB"); "0" turns the check off
+    min_free_memory: str = "10%"
     #: most task instances running at once, over all DAGs
     parallelism: int = 16
     #: IANA zone of DAGs that name none; empty means the machine's zone
@@ -277,6 +283,16 @@ def _validate(settings: Settings) -> None:
     if settings.executor not in (*EXECUTORS, "auto", ""):
         raise ConfigError("executor", settings.executor,
                           f"choose one of {', '.join(EXECUTORS)}, or auto for each host's default")
+    if settings.task_memory_limit.strip():
+        from nbflow.memory import SIZE_FORMS, parse_size
+
+        if parse_size(settings.task_memory_limit) is None:
+            raise ConfigError("task_memory_limit", settings.task_memory_limit, f"give {SIZE_FORMS}, or leave it empty for no limit")
+    from nbflow.memory import parse_free
+
+    if parse_free(settings.min_free_memory) is None:
+        raise ConfigError("min_free_memory", settings.min_free_memory,
+                          "give a percentage of the machine's memory (\"10%\") or a size (\"2GiB\"), or \"0\" for no check")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
     if settings.max_map_length < 1:

@@ -29,7 +29,7 @@ LAYER_OF = {
     "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
     "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.params": "model", "nbflow.credentials": "model",
     "nbflow.connection": "model", "nbflow.variable": "model", "nbflow.edgemodifier": "model", "nbflow.assets": "model", "nbflow.mapping": "model",
-    "nbflow.notifications": "model", "nbflow.notifytargets": "model", "nbflow.mail": "model",
+    "nbflow.notifications": "model", "nbflow.notifytargets": "model", "nbflow.mail": "model", "nbflow.memory": "model",
     "nbflow.planner": "planning",
     "nbflow.store": "storage",
     "nbflow.engine": "execution", "nbflow.executors": "execution",

@@ -106,6 +106,8 @@ def test_a_running_task_log_is_followed_by_offset(api: Api, dags: Path) -> None:
     detail = api.get(*task)
     assert detail["state"] == "success" and detail["kind"] == "python" and detail["try_number"] == 1
     assert [t["try_number"] for t in detail["tries"]] == [1] and detail["tries"][0]["has_log"] is True
+    # measured in the worker process that ran it: a Python interpreter holds megabytes
+    assert detail["tries"][0]["peak_rss"] > 4 * 1024 * 1024, detail["tries"]
     assert detail["output_preview"] == "{'said': 6}" and detail["notebook"] is None
     assert api.get(*task, "output") == {"value": {"said": 6}, "preview": "{'said': 6}", "kind": "json", "type": "dict",
                                         "size": len('{"said":6}'), "preview_stored": True}

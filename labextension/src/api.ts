@@ -147,6 +147,8 @@ export interface ITry {
   state?: string | null;
   start_date?: string | null;
   end_date?: string | null;
+  /** the most resident memory (bytes) the try's processes held at once; null where not measured */
+  peak_rss?: number | null;
   [key: string]: unknown;
 }
 

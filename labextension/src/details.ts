@@ -10,6 +10,17 @@ import { isFinished, paintBadge, styleOf } from './states';
 import { Ticker } from './ticker';
 import { LOCAL_ZONE, duration, localTime, timeTitle } from './time';
 
+/** 312 MiB, 2.0 GiB: a size in bytes as people read it (as the CLI and the notebook panel print it). */
+function bytesText(size: number): string {
+  if (size >= 2 ** 30) {
+    return `${(size / 2 ** 30).toFixed(1)} GiB`;
+  }
+  if (size >= 2 ** 20) {
+    return `${Math.round(size / 2 ** 20)} MiB`;
+  }
+  return size >= 1024 ? `${Math.round(size / 1024)} KiB` : `${size} B`;
+}
+
 export interface IDetailsActions {
   /** Open a notebook (a path relative to the server's root) in Lab. */
   openNotebook(path: string): void;
@@ -163,6 +174,10 @@ export class TaskDetails extends Widget {
       ['duration', duration(detail.duration)],
       ...(mapped ? [] : [['host', detail.hostname ?? '—'] as [string, string]])
     ];
+    const current = detail.tries.find(t => t.try_number === detail.try_number);
+    if (!mapped && current?.peak_rss) {
+      rows.push(['peak memory', bytesText(current.peak_rss), 'most resident memory of the try and the processes it started']);
+    }
     if (detail.progress) {
       const p = detail.progress;
       rows.push(['progress', `cell ${p.cell} of ${p.cells} · ${duration(p.elapsed)}`]);
@@ -240,7 +255,8 @@ export class TaskDetails extends Widget {
     }
     const select = h('select', { class: 'jp-mod-styled nbflow-TrySelect', title: 'Which try' });
     for (const t of detail.tries) {
-      const option = h('option', { value: t.try_number }, `try ${t.try_number}${t.state ? ` · ${t.state}` : ''}`);
+      const peak = t.peak_rss ? ` · ${bytesText(t.peak_rss)}` : '';
+      const option = h('option', { value: t.try_number }, `try ${t.try_number}${t.state ? ` · ${t.state}` : ''}${peak}`);
       option.selected = t.try_number === this.tryNumber;
       select.append(option);
     }

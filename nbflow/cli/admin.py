@@ -70,6 +70,8 @@ def _scheduler_status() -> int:
               f"{_local(host['started_at'])}, heartbeat {age:.1f} s ago")
         print(f"         {_plural(detail.get('running_tasks', 0), 'task')} running in {_plural(len(detail.get('runs', [])), 'run')}"
               + (": " + ", ".join(detail.get("runs", [])[:5]) if detail.get("runs") else ""))
+        if detail.get("held"):
+            print(f"         {detail['held']}")
     return 0 if alive else 3
 
 

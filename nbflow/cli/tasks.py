@@ -17,6 +17,7 @@ from nbflow.cli.common import (
     _positive,
     _require_dag,
 )
+from nbflow.memory import format_size
 
 
 # -- tasks ------------------------------------------------------------------------------------------
@@ -205,8 +206,9 @@ def _print_logs(args: argparse.Namespace, run: dict, detail: Any) -> int:
         return 1
     for row in rows:
         path = row.get("log_path")
+        peak = f", peak memory {format_size(row['peak_rss'])}" if row.get("peak_rss") else ""
         print(f"==> {args.task_id}{instance} try {row['try_number']}: {row['state']} on {row.get('hostname') or '?'} pid {row.get('pid') or '?'}, "
-              f"{_local(row.get('start_date'))} to {_local(row.get('end_date'))}")
+              f"{_local(row.get('start_date'))} to {_local(row.get('end_date'))}{peak}")
         if not path:
             print("(the task wrote nothing to its log)")
         elif Path(path).exists():
@@ -232,16 +234,22 @@ def cmd_tasks_states(args: argparse.Namespace) -> int:
             print(f"{args.dag_id} has no runs yet: start one with `nbflow dags trigger {args.dag_id}`")
             return 0
         rows = queries.in_dag_order(store, args.dag_id, queries.folded_task_instances(store, run["id"]))
+        # the peak memory of each instance's latest try (where it was measured)
+        peaks = {(t["task_id"], t.get("map_index", -1), t["try_number"]): t.get("peak_rss") for t in store.get_tries(run["id"])}
     finally:
         store.close()
+
+    def peak(ti: dict) -> str:
+        return format_size(peaks.get((ti["task_id"], ti.get("map_index", -1), ti["try_number"]))) or "-"
+
     print(f"run {run['run_id']} ({run['state']})")
-    print(f"{'task_id':<40} {'map_index':>9} {'state':<16} {'tries':>5}  {'started (local)':<26} ended (local)")
+    print(f"{'task_id':<40} {'map_index':>9} {'state':<16} {'tries':>5} {'peak mem':>9}  {'started (local)':<26} ended (local)")
     for ti in rows:
         counts = ti.get("map_counts")
-        print(f"{ti['task_id']:<40} {'':>9} {ti['state']:<16} {ti['try_number'] or 0:>5}  "
+        print(f"{ti['task_id']:<40} {'':>9} {ti['state']:<16} {ti['try_number'] or 0:>5} {peak(ti):>9}  "
               f"{_local(ti.get('start_date')):<26} {_local(ti.get('end_date'))}"
               + (f"  ({', '.join(f'{n} {state}' for state, n in sorted(counts.items()))})" if counts else ""))
         for one in ti.get("instances", ()):
-            print(f"{'':<40} {one['map_index']:>9} {one['state']:<16} {one['try_number'] or 0:>5}  "
+            print(f"{'':<40} {one['map_index']:>9} {one['state']:<16} {one['try_number'] or 0:>5} {peak(one):>9}  "
                   f"{_local(one.get('start_date')):<26} {_local(one.get('end_date'))}")
     return 0

@@ -25,8 +25,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
-from nbflow.errors import FailTask, NbflowError, StoreError, TaskTimeoutError
+from nbflow.errors import FailTask, MemoryLimitError, NbflowError, StoreError, TaskTimeoutError
 from nbflow.mapping import MappingError, split_key, ti_key
+from nbflow.memory import parse_size
 from nbflow.operators.base import BaseOperator
 from nbflow.outputs import output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
@@ -76,6 +77,8 @@ class RunDriver:
         self.dag = dag
         self.store = store
         self.settings = settings
+        #: the memory_limit of tasks that set none (bytes; None: no limit)
+        self._memory_limit = parse_size(settings.task_memory_limit) if settings.task_memory_limit else None
         self.host_id = host_id
         self.pools = pools or PoolSlots()
         self.run_pk: int = run["id"]
@@ -415,7 +418,8 @@ class RunDriver:
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
             triggering_asset_events=self._triggering_events(), map_index=split_key(task_id)[1],
         )
-        executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds)
+        executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds,
+                        memory_limit=task.memory_limit if task.memory_limit is not None else self._memory_limit)
 
     def _triggering_events(self) -> dict[str, list[dict[str, Any]]]:
         """The events that started this run, read once per run and only for asset-triggered runs."""
@@ -556,8 +560,11 @@ class RunDriver:
             error = outcome.error
             if outcome.timed_out:
                 error = TaskTimeoutError(self.dag.dag_id, task_id, task.execution_timeout_seconds or 0.0)
-            error_text = _error_text(error, outcome.traceback)
-            if outcome.timed_out or not outcome.traceback or outcome.error is None:
+            memory = isinstance(error, MemoryLimitError)
+            if memory:  # named where it is known, here; its traceback would only show the executor's frames
+                error = MemoryLimitError(self.dag.dag_id, task_id, error.limit, error.peak, error.executor)
+            error_text = _error_text(error, "" if memory else outcome.traceback)
+            if outcome.timed_out or memory or not outcome.traceback or outcome.error is None:
                 self._append_log(task_id, error_text)
             ending = Ending.FAILED_FOR_GOOD if isinstance(outcome.error, FailTask) else Ending.FAILED
         try_number = self.try_numbers[task_id]
@@ -583,9 +590,9 @@ class RunDriver:
         if task_id in self._taken_over:
             # the try ran on the dead host: its row keeps the start and host its claim wrote
             self._taken_over.discard(task_id)
-            self._record_try(task_id, state, None, error_text, {**common, "hostname": None})
+            self._record_try(task_id, state, None, error_text, {**common, "hostname": None}, outcome.peak_rss)
         else:
-            self._record_try(task_id, state, start, error_text, common)
+            self._record_try(task_id, state, start, error_text, common, outcome.peak_rss)
         return task_id if verdict.final else None
 
     def _emit_outlets(self, task: Any) -> None:
@@ -706,8 +713,10 @@ class RunDriver:
         return str(path)
 
     def _record_try(self, task_id: str, state: TaskState, start: datetime | None, error: str | None,
-                    common: dict[str, Any]) -> None:
+                    common: dict[str, Any], peak_rss: int | None = None) -> None:
         row = {k: v for k, v in common.items() if k != "next_retry_at"}
+        if peak_rss:
+            row["peak_rss"] = peak_rss
         if self.host_id is not None:
             row["fence"] = self.fences.get(task_id, 0)
         self._tries.append({"task_id": task_id, "try_number": self.try_numbers[task_id], "state": state.value,

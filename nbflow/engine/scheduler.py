@@ -31,6 +31,7 @@ from nbflow.engine.driver import RunDriver, utcnow
 from nbflow.engine.lifecycle import create_run
 from nbflow.errors import NbflowError, StoreError, TransientStoreError
 from nbflow.engine.outage import StoreOutage
+from nbflow.engine.memguard import CHECK_SECONDS as MEMORY_CHECK_SECONDS, MemoryGuard
 from nbflow.engine.pools import PoolSlots
 from nbflow.states import RunState
 
@@ -144,6 +145,10 @@ class Scheduler:
         # what this host knows of its store's availability: a store that does not answer is waited
         # out (tasks go on, outcomes wait in memory), never a reason to exit
         self.outage = StoreOutage(self.host_id, self.settings.db_outage_grace)
+        #: min_free_memory: while the machine is short of memory no task starts here, and ``held``
+        #: says why (in the host's status)
+        self.memory_guard = MemoryGuard(self.settings.min_free_memory)
+        self.held: str | None = None
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -340,6 +345,16 @@ class Scheduler:
         if self._stopping or not self.outage.claiming:
             return 0
         assert self.executor is not None
+        held = self.memory_guard.hold() if self.executor.free_slots > 0 else self.held
+        if held != self.held:
+            if held:
+                log.warning("scheduler %s: %s", self.host_id, held)
+            else:
+                log.info("scheduler %s: free memory is back over min_free_memory; starting tasks again", self.host_id)
+            self.held = held
+            self._due["heartbeat"] = 0.0  # other hosts and `nbflow scheduler status` learn it now
+        if held:
+            return 0
         started = 0
         for driver in list(self.drivers.values()):
             driver.release_due(now)
@@ -679,6 +694,8 @@ class Scheduler:
         deadlines = [self._due["heartbeat"], self._due["poll"], self._due["reload"]]
         if self._assets_dirty:
             deadlines.append(mono)
+        if self.held:
+            deadlines.append(mono + MEMORY_CHECK_SECONDS)  # look at the machine's memory again
         now = utcnow()
         for due in self.next_due.values():
             if isinstance(due, datetime) and not self._stopping:
@@ -775,6 +792,7 @@ class Scheduler:
             "runs": sorted(d.run_id for d in self.drivers.values())[:50],
             "running_tasks": sum(len(d.running) for d in self.drivers.values()),
             "dags": len(self.dags),
+            **({"held": self.held} if self.held else {}),
         }
 
 

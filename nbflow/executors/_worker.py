@@ -13,8 +13,11 @@ The wire protocol, over one socket (``multiprocessing.connection`` framing), is 
 * the worker answers ``b"ready"`` once it can take calls, so that start-up time is not counted
   against the first call's timeout;
 * then each message is a ``cloudpickle`` of ``(fn, args)``, answered by a ``pickle`` of
-  ``(status, started_at, ended_at, type_name, body, retiring)``; an empty message means "exit now".
-  ``retiring`` is empty, or why this worker exits right after that reply (its memory stayed high).
+  ``(status, started_at, ended_at, type_name, body, retiring, peak)``; an empty message means "exit
+  now". ``retiring`` is empty, or why this worker exits right after that reply (its memory stayed
+  high); ``peak`` is the most resident memory (bytes) this worker held during the call (its
+  high-water mark, reset before each call where Linux allows), 0 when unknown. The parent adds what
+  it sampled of the call's child processes.
 
 When a call ends, whatever it started ends too: every other process of the worker's session and
 every descendant (the worker is a child subreaper, so orphans of a double fork come back to it) is
@@ -104,7 +107,9 @@ def main() -> None:
         if not data:
             return
         before = _rss()
+        _reset_peak()
         reply = _run(data, dumps)
+        peak = max(_peak(), before)
         _end_descendants()
         _flush()  # a call's prints should reach the log before its outcome does
         after = _rss()
@@ -114,7 +119,7 @@ def main() -> None:
         elif reply[0] == "error" and after - before > FAILED_GROWTH:
             retiring = f"a failed call left it {(after - before) >> 20} MiB bigger"
         try:
-            conn.send_bytes(pickle.dumps((*reply, retiring), protocol=5))
+            conn.send_bytes(pickle.dumps((*reply, retiring, max(peak, after)), protocol=5))
         except OSError:
             return
         if retiring:
@@ -214,6 +219,28 @@ def _rss() -> int:
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _reset_peak() -> None:
+    """Reset this process's resident-memory high-water mark (Linux: ``VmHWM``), so that the next
+    read of it is the peak of one call, not of the worker's whole life. Two small file operations."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+def _peak() -> int:
+    """This process's resident-memory high-water mark in bytes since the last reset (0 if unknown)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _flush() -> None:

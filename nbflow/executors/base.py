@@ -14,8 +14,14 @@ Three implementations share this contract and the same test suite:
 ``process``
     persistent worker processes fed with cloudpickle (CPU-bound tasks, isolation, hard timeouts).
 
-Executors sit in the execution layer and import only the standard library, cloudpickle and
-:mod:`nbflow.errors`, so that a worker never pulls in the store or the scheduler.
+Executors sit in the execution layer and import only the standard library, cloudpickle, psutil (the
+process executor's memory watcher, in the parent only) and :mod:`nbflow.errors`, so that a worker
+never pulls in the store or the scheduler.
+
+``memory_limit`` (bytes) is enforced by the process executor only, on the whole process tree of the
+call's worker. The in-process executors (inline, thread) cannot limit one task's memory apart from
+the host's own, so they fail such a call with ``MemoryLimitError`` saying so rather than run it
+unlimited.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
-from nbflow.errors import ConfigError
+from nbflow.errors import ConfigError, MemoryLimitError
 
 log = logging.getLogger("nbflow.executors")
 
@@ -59,6 +65,9 @@ class Outcome:
     #: the process that ran the call, so a log line or a stuck task can be traced to a process
     pid: int | None = None
     hostname: str = ""
+    #: the most resident memory (bytes) the call's processes held at once, where it was measured
+    #: (worker processes); None where it was not (in-process executors)
+    peak_rss: int | None = None
 
 
 OnDone = Callable[[Outcome], None]
@@ -97,11 +106,12 @@ class Executor(ABC):
     @abstractmethod
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
-        timeout: float | None = None,
+        timeout: float | None = None, memory_limit: int | None = None,
     ) -> None:
         """Run ``fn(*args)``, queueing it if every slot is busy; report it to ``on_done`` as ``key``.
 
         ``timeout`` is in seconds, counted from when the call starts (not from when it was queued).
+        ``memory_limit`` is in bytes, for the call and every process it starts (see the module).
         """
 
     def cancel(self, key: Hashable, reason: str) -> bool:
@@ -149,6 +159,15 @@ class Executor(ABC):
         if self._on_done is None:
             raise RuntimeError(f"call start(on_done) on the {self.name} executor before submit()")
         return self._on_done
+
+    def _refuse_memory_limit(self, key: Hashable, memory_limit: int | None) -> bool:
+        """For in-process executors: report a call with a memory limit as failed (True), since its
+        memory cannot be told apart from the host's; a limit accepted and not enforced would lie."""
+        if not memory_limit:
+            return False
+        error = MemoryLimitError(None, None, memory_limit, None, self.name)
+        self._report(Outcome(key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME))
+        return True
 
     def _report(self, outcome: Outcome) -> None:
         """Hand one outcome to on_done; a failing callback must not kill the executor's threads."""

@@ -34,9 +34,11 @@ class InlineExecutor(Executor):
 
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
-        timeout: float | None = None,
+        timeout: float | None = None, memory_limit: int | None = None,
     ) -> None:
         self._check_open()
+        if self._refuse_memory_limit(key, memory_limit):
+            return
         self._busy = True
         started_at = time.time()
         begin = time.monotonic()

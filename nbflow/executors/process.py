@@ -21,6 +21,12 @@ call started (see ``_worker.py``); when a worker dies or is killed, its whole pr
 with it. A worker whose memory stays above ``max_rss_mb`` after a call says so in its reply and
 exits; a fresh one takes its place, so memory a task left behind returns to the system.
 
+A call's memory is watched by one :class:`~nbflow.executors.memwatch.MemoryWatcher` thread per
+executor: a call over its ``memory_limit`` (RSS summed over its worker and every process below it)
+has its worker's process group and process tree killed and is reported as ``MemoryLimitError``.
+Every outcome carries ``peak_rss``: the worker's own high-water mark over the call, or what the
+watcher sampled of the whole tree, whichever is more.
+
 The wire protocol is described in ``_worker.py``, its other end.
 """
 
@@ -45,12 +51,14 @@ import cloudpickle
 
 from nbflow.errors import (
     ConfigError,
+    MemoryLimitError,
     OutputNotSerializableError,
     RemoteTaskError,
     TaskTimeoutError,
     WorkerLostError,
 )
 from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
+from nbflow.executors.memwatch import MemoryWatcher
 
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 #: workers that die before they are ready, in a row, before queued calls are failed instead of
@@ -68,6 +76,8 @@ class _Call:
     payload: bytes
     timeout: float | None
     sent_at: float | None = None
+    #: bytes the call's process tree may hold; None for no limit
+    memory_limit: int | None = None
 
 
 @dataclass(eq=False)
@@ -87,6 +97,8 @@ class _Worker:
     pidfd: int = -1
     #: why the worker retires itself after its last reply (memory); a fresh worker replaces it
     recycled: str = ""
+    #: (limit, peak) when the memory watcher killed it for going over its call's memory_limit
+    over_limit: tuple[int, int] | None = None
 
 
 class ProcessExecutor(Executor):
@@ -117,12 +129,13 @@ class ProcessExecutor(Executor):
         self._wake_r = self._wake_w = -1
         self._wake_pending = False
         self._failed_starts = 0
+        self._watcher = MemoryWatcher(self._over_limit)
 
     # -- the contract -----------------------------------------------------------------------------
 
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
-        timeout: float | None = None,
+        timeout: float | None = None, memory_limit: int | None = None,
     ) -> None:
         self._check_open()
         try:
@@ -139,7 +152,7 @@ class ProcessExecutor(Executor):
         with self._lock:
             if self._pump is None:
                 self._start_pump()
-            self._queue.append(_Call(key, payload, timeout))
+            self._queue.append(_Call(key, payload, timeout, memory_limit=memory_limit))
             if threading.current_thread() is not self._pump:
                 # The pump sends: a caller that wrote to a worker's socket itself would hold the
                 # lock the pump needs for every reply, and the two threads would trade the GIL on
@@ -249,8 +262,26 @@ class ProcessExecutor(Executor):
             self._queue.appendleft(call)
             self._wake()
             return
+        self._watcher.watch(call, worker.proc.pid, call.memory_limit)
         if call.timeout is not None and threading.current_thread() is not self._pump:
             self._wake()  # the pump must shorten its wait to this deadline
+
+    def _over_limit(self, call: _Call, limit: int, peak: int, tree: list[Any]) -> None:
+        """The memory watcher found ``call`` over its limit: kill its processes (its worker's process
+        group, and descendants that left it) and let the pump report it."""
+        with self._lock:
+            worker = next((w for w in self._workers if w.call is call), None)
+            if worker is None or worker.retiring:
+                return
+            worker.over_limit = (limit, peak)
+            worker.reason = f"over its memory_limit of {limit} bytes"
+            worker.retiring = True
+            _kill_group(worker.proc)
+        for process in tree:  # a descendant that started a session of its own is not in the group
+            try:
+                process.kill()
+            except Exception:
+                pass
 
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
@@ -298,12 +329,21 @@ class ProcessExecutor(Executor):
         self._workers.remove(worker)
         outcomes: list[Outcome] = []
         call, was_ready = worker.call, worker.ready
+        sampled = self._watcher.forget(call) if call is not None else 0
         worker.call = None
-        if call is not None and timed_out:
+        if call is not None and worker.over_limit is not None:
+            limit, peak = worker.over_limit
+            error = MemoryLimitError(None, None, limit, max(peak, sampled))
+            outcomes.append(Outcome(
+                call.key, ok=False, error=error, traceback=format_error(error), started_at=call.sent_at,
+                ended_at=time.time(), pid=worker.proc.pid, hostname=HOSTNAME, peak_rss=max(peak, sampled),
+            ))
+        elif call is not None and timed_out:
             error = TaskTimeoutError(None, None, call.timeout or 0.0)
             outcomes.append(Outcome(
                 call.key, ok=False, error=error, traceback=format_error(error), timed_out=True,
                 started_at=call.sent_at, ended_at=time.time(), pid=worker.proc.pid, hostname=HOSTNAME,
+                peak_rss=sampled or None,
             ))
         elif call is not None:
             outcomes.append(self._lost(call, worker.proc.pid, worker.reason or _describe_exit(worker.proc.pid, code)))
@@ -362,6 +402,7 @@ class ProcessExecutor(Executor):
         finally:
             os.close(self._wake_r)
             os.close(self._wake_w)
+            self._watcher.close()
 
     def _pump_once(self, conns: dict[Connection, _Worker], timeout: float | None,
                    pidfds: dict[int, _Worker] | None = None) -> None:
@@ -424,12 +465,16 @@ class ProcessExecutor(Executor):
                 reply = pickle.loads(data)  # the outer tuple only: the value inside stays bytes
             except Exception:
                 reply = None
-            if isinstance(reply, tuple) and len(reply) == 6 and reply[5]:
+            if isinstance(reply, tuple) and len(reply) == 7 and reply[5]:
                 worker.retiring, worker.recycled = True, str(reply[5])  # it exits after this reply
             call, worker.call, worker.deadline = worker.call, None, None
             outcomes += self._dispatch()
         if call is not None:
-            outcomes.append(_decode(call.key, reply, worker.proc.pid))
+            sampled = self._watcher.forget(call)
+            outcome = _decode(call.key, reply, worker.proc.pid)
+            own = reply[6] if isinstance(reply, tuple) and len(reply) == 7 and isinstance(reply[6], int) else 0
+            outcome.peak_rss = max(own, sampled) or None
+            outcomes.append(outcome)
         return outcomes
 
 
@@ -443,7 +488,7 @@ def _has_data(conn: Connection) -> bool:
 def _decode(key: Hashable, reply: Any, pid: int) -> Outcome:
     """Turn a worker's reply into an Outcome; unpickling the value happens here, outside the lock."""
     try:
-        status, started, ended, type_name, body, _retiring = reply
+        status, started, ended, type_name, body, _retiring, _peak = reply
     except Exception as exc:  # a reply that does not parse is a broken worker, not a task failure
         lost = WorkerLostError(None, f"its reply could not be read ({type(exc).__name__}: {exc})")
         return Outcome(key, ok=False, error=lost, traceback=format_error(lost), pid=pid, hostname=HOSTNAME)

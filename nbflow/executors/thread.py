@@ -72,9 +72,11 @@ class ThreadExecutor(Executor):
 
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
-        timeout: float | None = None,
+        timeout: float | None = None, memory_limit: int | None = None,
     ) -> None:
         self._check_open()
+        if self._refuse_memory_limit(key, memory_limit):
+            return
         with self._lock:
             self._queue.append(_Call(key, fn, tuple(args), timeout))
             if self._idle >= len(self._queue):

@@ -19,6 +19,7 @@ import ipywidgets as w
 
 from nbflow.jupyter.graph import style_for
 from nbflow.jupyter.timefmt import duration_text, local_time, utc_time
+from nbflow.memory import format_size
 from nbflow.outputs import stored_preview
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
     info.update(state=ti["state"], try_number=ti["try_number"], max_tries=ti["max_tries"],
                 start_date=ti["start_date"], end_date=ti["end_date"], duration=ti["duration"],
                 error=ti["error"], hostname=ti["hostname"], tries=len(detail.tries))
+    current = next((t for t in detail.tries if t["try_number"] == ti["try_number"]), None)
+    info["peak_rss"] = current.get("peak_rss") if current is not None else None
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
     if detail.instances:  # a mapped task: each instance's state, tries and error line
@@ -110,6 +113,8 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     ]
     if info.get("hostname"):
         rows.append(_row("host", escape(info["hostname"])))
+    if info.get("peak_rss"):
+        rows.append(_row("peak memory", escape(format_size(info["peak_rss"]))))
     parts = [head, "<table class='nbflow-details'>" + "".join(rows) + "</table>"]
     progress = info.get("progress")
     if progress:

@@ -79,6 +79,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "email_on_retry": True,
     "executor_config": None,
     "doc_md": None,
+    "memory_limit": None,       # bytes its processes may hold; None: the task_memory_limit setting
     "outlets": None,            # assets this task produces: each success records one event per asset
 }
 DEFAULT_ARGS_KEYS = frozenset(TASK_DEFAULTS) | {"start_date", "end_date", "params", "timeout"}
@@ -170,6 +171,15 @@ def _callbacks(value: Any) -> Any:
     return _NO
 
 
+def _memory(value: Any) -> Any:
+    from nbflow.memory import parse_size
+
+    if value is None:
+        return None
+    size = parse_size(value)
+    return _NO if size is None else size
+
+
 #: what each checked task option accepts: option -> (normalise or return _NO, what is allowed).
 #: Checked for every task, and for a DAG's default_args when the DAG is built.
 OPTION_RULES: dict[str, tuple[Any, str]] = {
@@ -179,6 +189,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "execution_timeout": _seconds_rule(positive=True, none_means="no limit"),
     "timeout": _seconds_rule(positive=True, none_means="no limit"),
     "pool_slots": _count(1),
+    "memory_limit": (_memory, "give a number of bytes (an int) or text such as \"2GiB\", \"300MB\" or \"512MiB\", "
+                              "or None for the task_memory_limit setting"),
     "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
     "pool": (_pool, "give the pool's name, a non-empty string (or None for default_pool)"),
     "depends_on_past": (_flag, "give True or False"),

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -179,6 +180,8 @@ task_try = Table(
     # writes the try's outcome. NULL for tries recorded without a claim (dag.test(), before 0004).
     Column("fence", Integer),
     Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    # the most resident memory (bytes) the try's processes held at once; NULL where not measured
+    Column("peak_rss", BigInteger),
     PrimaryKeyConstraint("run_pk", "task_id", "map_index", "try_number"),
 )
 

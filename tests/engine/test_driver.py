@@ -27,7 +27,8 @@ class RecordingExecutor:
         self.submitted: list[str] = []
         self.cancelled: list[tuple[str, str]] = []
 
-    def submit(self, key: tuple[int, str], fn: Any, args: tuple[Any, ...], timeout: float | None = None) -> None:
+    def submit(self, key: tuple[int, str], fn: Any, args: tuple[Any, ...], timeout: float | None = None,
+               memory_limit: int | None = None) -> None:
         self.submitted.append(key[1])
 
     def cancel(self, key: tuple[int, str], reason: str) -> bool:

@@ -1,0 +1,128 @@
+"""memory_limit in a real ``nbflow scheduler`` daemon: a task that allocates past its limit (itself,
+or through a child process) is killed and fails with MemoryLimitError naming the peak, the daemon
+lives and the next task runs; every try records its peak memory, shown by ``nbflow tasks``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from waiting import wait_for
+
+from nbflow.store import Store
+
+DAG_FILE = '''
+import subprocess
+import sys
+import time
+
+from nbflow import DAG
+from nbflow.operators import PythonOperator
+
+MiB = 1024 * 1024
+
+
+def hog():
+    data = bytearray(600 * MiB)  # zero-filled: every page is resident
+    time.sleep(60)
+    return len(data)
+
+
+def child_hog():
+    code = f"import time; data = bytearray(600 * {MiB}); time.sleep(60)"
+    return subprocess.run([sys.executable, "-c", code]).returncode
+
+
+def after():
+    return "the next task ran"
+
+
+def plain():
+    data = bytearray(64 * MiB)
+    return len(data)
+
+
+with DAG("memory", schedule="@once", start_date="2024-01-01", timezone="UTC") as d:
+    limited = [PythonOperator(task_id="hog", python_callable=hog, memory_limit="300MB"),
+               PythonOperator(task_id="child_hog", python_callable=child_hog, memory_limit=300_000_000)]
+    limited >> PythonOperator(task_id="after", python_callable=after, trigger_rule="all_done")
+    PythonOperator(task_id="plain", python_callable=plain)
+'''
+
+
+@pytest.mark.slow
+def test_a_task_over_its_memory_limit_fails_and_the_daemon_and_next_task_go_on(tmp_path: Path, store_url: str) -> None:
+    home = tmp_path / "home"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "memory.py").write_text(textwrap.dedent(DAG_FILE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}  # executor: auto (process)
+    env.update(NBFLOW_HOME=str(home), NBFLOW_DATABASE_URL=store_url, NBFLOW_HEARTBEAT_INTERVAL="0.5",
+               NBFLOW_POLL_INTERVAL="0.2", NBFLOW_MIN_FREE_MEMORY="0")
+    log = tmp_path / "daemon.log"
+    with log.open("ab") as out:
+        daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env,
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    store = None
+    try:
+        if store_url.startswith("sqlite"):
+            wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
+        store = Store(store_url, busy_timeout=10)
+
+        def run() -> dict[str, Any] | None:
+            if daemon.poll() is not None:
+                raise AssertionError(f"the daemon exited with {daemon.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                runs = store.list_runs("memory", limit=None)
+            except Exception:  # the daemon has not created the tables yet
+                return None
+            return runs[0] if runs else None
+
+        finished = wait_for(lambda: (r := run()) and r["state"] in ("success", "failed") and r, 90,
+                            "the run to finish")
+        assert daemon.poll() is None, log.read_text()[-3000:]
+        tries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in store.get_tries(finished["id"]):
+            tries[row["task_id"]].append(row)
+        states = {t: [row["state"] for row in rows] for t, rows in tries.items()}
+        assert states == {"hog": ["failed"], "child_hog": ["failed"], "after": ["success"], "plain": ["success"]}, (states, dict(tries), log.read_text()[-3000:])
+        for task_id in ("hog", "child_hog"):
+            (row,) = tries[task_id]
+            peak = row["peak_rss"]
+            assert peak and peak > 300_000_000, (task_id, peak)
+            assert "MemoryLimitError" in row["error"] and f"task '{task_id}'" in row["error"], row["error"]
+            assert f"used {peak / 2**20:.0f} MiB of memory" in row["error"] and "memory_limit of 286 MiB" in row["error"]
+            assert row["duration"] < 30, "the task was stopped, not waited out"
+            assert "MemoryLimitError" in Path(row["log_path"]).read_text(), "the task's log says why it ended"
+        assert tries["plain"][0]["peak_rss"] > 64 * 2**20, "a normal try records its peak"
+        assert tries["after"][0]["peak_rss"] > 0
+        # no process of the killed tries is left: the daemon's tree holds only small, idle workers
+        workers = psutil.Process(daemon.pid).children(recursive=True)
+        assert all(w.memory_info().rss < 250 * 2**20 for w in workers), [w.memory_info().rss for w in workers]
+
+        states_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "states", "memory"], env=env,
+                                    capture_output=True, text=True, timeout=60)
+        assert states_out.returncode == 0, states_out.stderr
+        line = next(l for l in states_out.stdout.splitlines() if l.startswith("hog "))
+        assert f"{tries['hog'][0]['peak_rss'] / 2**20:.0f} MiB" in line, states_out.stdout
+        logs_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "logs", "memory", "plain"], env=env,
+                                  capture_output=True, text=True, timeout=60)
+        assert "peak memory " in logs_out.stdout, logs_out.stdout
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        if store is not None:
+            store.close()
+    assert daemon.returncode == 0, log.read_text()[-3000:]
