@@ -31,7 +31,7 @@ CHECKS = {
         "after opening region0: 33 nodes", "shard_0 … shard_10 ×11",
         f"{len(cytoscape_style()) + 1} style rules",  # nbflow's rules (counted, not copied) and the one the notebook adds
     ],
-    "05-mapping-and-assets.ipynb": [
+    "08-mapping-and-assets.ipynb": [
         "success {'list_files': 'success', 'load': 'failed', 'total': 'success'}",
         "load: [9, 9, 8] total: 26", "(1 failed, 3 success)", "(4 success)",
         "one_file.read[2] failed", "one_file.check[2] upstream_failed", "one_file.check[1] success",
