@@ -411,6 +411,16 @@ def test_clicking_a_node_shows_state_log_tail_and_output(nbflow_home: Path) -> N
     assert "list · json · 3,891 bytes" in html
 
 
+def test_the_details_show_the_peak_memory_of_a_try_run_in_a_worker_process(nbflow_home: Path) -> None:
+    d = details_dag()
+    run_dag(d, executor="process")
+    graph = DagGraph(d)
+    click(graph, "big")
+    peak = graph.details.last_info["peak_rss"]
+    assert peak > 4 * 2**20  # a Python interpreter's worth at least
+    assert f"<th style='text-align:left;padding-right:8px'>peak memory</th><td>{peak / 2**20:.0f} MiB</td>" in graph.details.body.value
+
+
 def test_a_failing_click_shows_an_error_line_and_the_view_keeps_working(nbflow_home: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     d = details_dag()

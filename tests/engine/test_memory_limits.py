@@ -126,3 +126,47 @@ def test_a_task_over_its_memory_limit_fails_and_the_daemon_and_next_task_go_on(t
         if store is not None:
             store.close()
     assert daemon.returncode == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture
+def sqlite_settings(nbflow_home: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from nbflow.settings import load_settings
+
+    monkeypatch.setenv("NBFLOW_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("NBFLOW_MIN_FREE_MEMORY", "0")
+    return load_settings()
+
+
+@pytest.mark.slow
+def test_a_notebook_kernel_over_its_tasks_memory_limit_is_killed(sqlite_settings: Any, tmp_path: Path) -> None:
+    """A notebook's cells run in a kernel, a process of their own started by the task: its memory
+    counts against the task's limit, and it goes with the task's tree."""
+    import nbformat
+    from nbformat import v4
+
+    from nbflow import DAG
+    from nbflow.engine.runs import run_dag
+    from nbflow.operators import NotebookOperator
+
+    notebook = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}})
+    notebook.cells = [v4.new_code_cell("import os, time\nopen(PID_FILE, 'w').write(str(os.getpid()))"),
+                      v4.new_code_cell("data = bytearray(600 * 1024 * 1024)\ntime.sleep(60)")]
+    path, pid_file = tmp_path / "hog.ipynb", tmp_path / "kernel.pid"
+    notebook.cells.insert(0, v4.new_code_cell(f"PID_FILE = {str(pid_file)!r}", metadata={"tags": ["parameters"]}))
+    nbformat.write(notebook, path)
+    with DAG("nb_memory", schedule=None, start_date="2024-01-01", timezone="UTC") as dag:
+        NotebookOperator(task_id="hog", notebook=str(path), memory_limit="300MB", execution_timeout=120)
+    run = run_dag(dag, settings=sqlite_settings, executor="process")
+    ti = run.task_instances["hog"]
+    assert ti.state.value == "failed" and ti.duration is not None and ti.duration < 60, (ti.state, ti.duration)
+    assert "MemoryLimitError" in (ti.error or "") and "memory_limit of 286 MiB" in (ti.error or ""), ti.error
+    kernel = int(pid_file.read_text())
+
+    def kernel_gone() -> bool:
+        try:
+            return psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(kernel_gone, 10, "the notebook's kernel to be gone")
