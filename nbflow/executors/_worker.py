@@ -221,26 +221,33 @@ def _rss() -> int:
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+#: /proc/self/clear_refs, kept open: writing "5" to it resets this process's resident-memory
+#: high-water mark (Linux); -1 where that cannot be done, and then no per-call peak is read
+_REFS = -1
+
+
 def _reset_peak() -> None:
-    """Reset this process's resident-memory high-water mark (Linux: ``VmHWM``), so that the next
-    read of it is the peak of one call, not of the worker's whole life. Two small file operations."""
+    """Reset this process's resident-memory high-water mark, so that the next :func:`_peak` is the
+    peak of one call, not of the worker's whole life. Under a microsecond with the file kept open."""
+    global _REFS
+    if _REFS == -2:
+        return
     try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
+        if _REFS < 0:
+            _REFS = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(_REFS, b"5")
     except OSError:
-        pass
+        _REFS = -2
 
 
 def _peak() -> int:
-    """This process's resident-memory high-water mark in bytes since the last reset (0 if unknown)."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    """This process's resident-memory high-water mark in bytes since the last reset (0 if unknown).
+    ``getrusage`` reads it in microseconds, where ``/proc/self/status`` takes a hundred."""
+    if _REFS < 0:
+        return 0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _flush() -> None:

@@ -44,13 +44,33 @@ class _Watched:
     tree: list[psutil.Process] = field(default_factory=list)
 
 
-def tree_rss(process: psutil.Process) -> tuple[int, list[psutil.Process]]:
+def children_map() -> dict[int, list[psutil.Process]]:
+    """Every process of the machine by its parent's pid: one pass over them all, shared by the
+    trees of one round of samples (finding one tree's descendants costs that same pass)."""
+    children: dict[int, list[psutil.Process]] = {}
+    for process in psutil.process_iter(["ppid"]):
+        children.setdefault(process.info["ppid"], []).append(process)
+    return children
+
+
+def tree_rss(process: psutil.Process, children_of: dict[int, list[psutil.Process]] | None = None,
+             ) -> tuple[int, list[psutil.Process]]:
     """RSS in bytes of ``process`` and all its descendants, summed, and those descendants.
 
-    Processes that end while they are being read are left out."""
+    ``children_of`` is a :func:`children_map` to find them in, else they are looked up. Processes
+    that end while they are being read are left out."""
     try:
         total = process.memory_info().rss
-        children = process.children(recursive=True)
+        if children_of is None:
+            children = process.children(recursive=True)
+        else:
+            children, todo, seen = [], [process.pid], {process.pid}
+            while todo:
+                for child in children_of.get(todo.pop(), ()):
+                    if child.pid not in seen:
+                        seen.add(child.pid)
+                        children.append(child)
+                        todo.append(child.pid)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return 0, []
     for child in children:
@@ -109,22 +129,24 @@ class MemoryWatcher:
                     self._lock.wait(max(0.0, min(pending) - now) if pending else None)
                 if self._closed:
                     return
+            children_of = children_map() if len(due) > 1 else None
             for token, watched in due:
-                self._sample(token, watched)
+                self._sample(token, watched, children_of)
 
-    def _sample(self, token: Any, watched: _Watched) -> None:
+    def _sample(self, token: Any, watched: _Watched, children_of: dict[int, list[psutil.Process]] | None) -> None:
+        with self._lock:  # first: a call whose process cannot be read must not be looked at again at once
+            watched.next_at = time.monotonic() + (LIMITED_INTERVAL if watched.limit else UNLIMITED_INTERVAL)
         if watched.process is None:
             try:
                 watched.process = psutil.Process(watched.pid)
             except psutil.Error:
                 return
-        total, tree = tree_rss(watched.process)
+        total, tree = tree_rss(watched.process, children_of)
         over = False
         with self._lock:
             if self._watched.get(token) is not watched:
                 return  # the call ended while it was being sampled
             watched.peak = max(watched.peak, total)
-            watched.next_at = time.monotonic() + (LIMITED_INTERVAL if watched.limit else UNLIMITED_INTERVAL)
             if watched.limit and total > watched.limit:
                 watched.reported = over = True
         if over:

@@ -174,3 +174,23 @@ def test_tree_rss_sums_a_process_and_its_children() -> None:
     finally:
         child.kill()
         child.communicate()
+
+
+def test_tree_rss_from_a_shared_map_of_children_finds_the_same_tree() -> None:
+    from nbflow.executors.memwatch import children_map
+
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', 'input()'])"],
+                             stdin=subprocess.PIPE)
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 10
+        while len(me.children(recursive=True)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        looked_up = sorted(p.pid for p in tree_rss(me)[1])
+        shared = sorted(p.pid for p in tree_rss(me, children_map())[1])
+        assert len(looked_up) >= 2 and shared == looked_up
+    finally:
+        child.kill()
+        child.communicate()
+        for left in psutil.Process().children(recursive=True):
+            left.kill()
