@@ -38,6 +38,7 @@ from nbflow.store.migrate import init_db
 
 REPO = Path(__file__).resolve().parents[2]
 PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
+MYSQL_SCRIPT = REPO / "scripts" / "mariadb-test-server.sh"
 CHAINS, LENGTH = 3, 10
 TASK_IDS = [f"c{c}_{i}" for c in range(CHAINS) for i in range(LENGTH)]
 
@@ -110,6 +111,52 @@ def own_postgres() -> Iterator[Server]:
                        stdin=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
         Path(f"{base}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def own_mysql() -> Iterator[Server]:
+    """A MariaDB server of this module's own, which its tests stop and start again on its port."""
+    base = Path(tempfile.gettempdir()) / f"nbflow-outage-mariadb-{os.getuid()}-{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "NBFLOW_MARIADBTEST_DIR": str(base)}
+    output: list[str] = []
+
+    def script(command: str) -> None:
+        done = subprocess.run(["bash", str(MYSQL_SCRIPT), command], env=env, capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            pytest.fail(f"{MYSQL_SCRIPT} {command} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
+        output.append(done.stdout)
+
+    script("start")
+    url = output[-1].strip().splitlines()[-1]
+    try:
+        yield Server(url, script)
+    finally:
+        subprocess.run(["bash", str(MYSQL_SCRIPT), "stop"], env=env, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+        Path(f"{base}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def outage_mysql_url(own_mysql: Server) -> Iterator[str]:
+    """A fresh database on the module's own MariaDB server."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(own_mysql.url)
+    name = f"nbflow_outage_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        own_mysql.start()  # a failed test may have left it stopped
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
 
 
 @pytest.fixture
@@ -197,7 +244,7 @@ def _stop(daemon: subprocess.Popen[bytes]) -> None:
 
 
 def _postgres_outage(tmp_path: Path, server: Server, url: str, seconds: float, **env: str) -> str:
-    """Run the DAG under a daemon, stop PostgreSQL for ``seconds`` once a few tasks are done; return
+    """Run the DAG under a daemon, stop its database server (PostgreSQL or MariaDB) for ``seconds`` once a few tasks are done; return
     the daemon's log."""
     home, side, log = _setup(tmp_path, pause=0.2)
     init_db(url)
@@ -223,6 +270,14 @@ def _postgres_outage(tmp_path: Path, server: Server, url: str, seconds: float, *
 def test_postgres_stopped_for_5_seconds_mid_run(tmp_path: Path, own_postgres: Server, outage_pg_url: str) -> None:
     text = _postgres_outage(tmp_path, own_postgres, outage_pg_url, 5.0)
     # one line when the outage starts, one when it ends with its length; no traceback
+    assert text.count("store unreachable") == 1, text
+    assert text.count("store reachable again after") == 1, text
+    assert "Traceback" not in text, text
+    assert "stopped claiming" not in text, text
+
+
+def test_mysql_stopped_for_5_seconds_mid_run(tmp_path: Path, own_mysql: Server, outage_mysql_url: str) -> None:
+    text = _postgres_outage(tmp_path, own_mysql, outage_mysql_url, 5.0)
     assert text.count("store unreachable") == 1, text
     assert text.count("store reachable again after") == 1, text
     assert "Traceback" not in text, text
