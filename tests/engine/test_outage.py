@@ -244,8 +244,8 @@ def _stop(daemon: subprocess.Popen[bytes]) -> None:
 
 
 def _postgres_outage(tmp_path: Path, server: Server, url: str, seconds: float, **env: str) -> str:
-    """Run the DAG under a daemon, stop its database server (PostgreSQL or MariaDB) for ``seconds`` once a few tasks are done; return
-    the daemon's log."""
+    """Run the DAG under a daemon, stop its database server (PostgreSQL or MariaDB) for ``seconds``
+    once a few tasks are done; return the daemon's log."""
     home, side, log = _setup(tmp_path, pause=0.2)
     init_db(url)
     daemon = _daemon(_env(home, url, **env), log)
