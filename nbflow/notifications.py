@@ -17,8 +17,10 @@ from __future__ import annotations
 import html
 import logging
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from urllib.parse import urlencode
 
 from nbflow.errors import InvalidOptionError, NotificationError
@@ -255,6 +257,58 @@ def deliver(targets: Iterable[str], title: str, body: str, event: str = "", dag_
     if failed:
         detail = "; ".join(f"{url}: {reason}" for url, reason in zip(failed, reasons))
         raise NotificationError(failed, detail, dag_id, task_id)
+
+
+#: the threads that send notifications, made at the first one; their work is waited for by
+#: :func:`wait_sent` (a host closing) and, as they are not daemons, by the interpreter's exit
+_sender: ThreadPoolExecutor | None = None
+_pending: set[Future[None]] = set()
+_sender_lock = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+def is_notification(callback: Any) -> bool:
+    """Whether ``callback`` is one of nbflow's own senders, which the engine runs off its loop."""
+    return isinstance(callback, (Notifier, EmailAlert))
+
+
+def send_later(callback: Callable[[dict[str, Any]], Any], context: dict[str, Any],
+               failed: Callable[[BaseException], None]) -> None:
+    """Call ``callback(context)`` on a sender thread, and ``failed(error)`` if it raises: a slow or
+    unreachable target (a connect timeout is seconds) must never hold up a scheduler host's loop,
+    whose heartbeats other hosts watch."""
+    global _sender
+    with _sender_lock:
+        if _sender is None:
+            _sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbflow-notify")
+        future = _sender.submit(_guarded, callback, context, failed)
+        _pending.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: Future[None]) -> None:
+    with _sender_lock:
+        _pending.discard(future)
+
+
+def _guarded(callback: Callable[[dict[str, Any]], Any], context: dict[str, Any],
+             failed: Callable[[BaseException], None]) -> None:
+    try:
+        callback(context)
+    except Exception as exc:
+        try:
+            failed(exc)
+        except Exception:  # reporting the failure failed too: the host's log still says it
+            log.warning("notification %s failed: %s", getattr(callback, "__name__", callback), exc)
+
+
+def wait_sent(timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the notifications still being sent; True when none is left."""
+    with _sender_lock:
+        pending = list(_pending)
+    if not pending:
+        return True
+    return not wait(pending, timeout=max(0.0, timeout)).not_done
 
 
 def _settings() -> Settings:

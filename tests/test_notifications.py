@@ -191,3 +191,36 @@ def test_a_mailto_target_is_delivered_by_apprise_to_the_smtp_server(smtp_server:
     assert (mail.mail_from, mail.rcpt_tos) == ("bot@example.com", ["ops@example.com"])
     assert mail.message["Subject"] == "[nbflow] apprise_mail.load failed (2024-03-05 09:30 KST (Asia/Seoul))"
     assert "Error: ValueError: the sales file is empty" in mail.text()
+
+
+def test_a_slow_target_does_not_hold_up_the_host(nbflow_home: Path, service: Service) -> None:
+    import threading
+
+    from nbflow.engine import controls
+    from nbflow.engine.scheduler import Scheduler
+    from nbflow.notifications import wait_sent
+    from nbflow.store import Store
+    from waiting import wait_for
+
+    gate = threading.Event()
+    service.answer("/slow", (200, lambda received: (gate.wait(60), "ok")[1]))
+    with DAG("slow_hook", timezone="UTC") as d:
+        EmptyOperator(task_id="a", on_success_callback=Notifier(f"json://{service.host}:{service.port}/slow"))
+        EmptyOperator(task_id="b")
+    settings = load_settings()
+    store = Store.open(settings)
+    host = Scheduler(settings=settings, dags=[d], executor="thread", create_runs=False)
+    try:
+        run_id = controls.trigger(d, store=store)
+        # the run ends while the webhook is still answering: the host's loop did not wait for it
+        wait_for(lambda: (host.tick(), store.get_run("slow_hook", run_id)["state"] == "success")[1],
+                 timeout=60, what="the run to end while its notification is still being sent")
+        wait_for(lambda: service.requests_to("/slow"), timeout=30, what="the webhook to be called")
+        assert not wait_sent(0)  # still being sent, after the run ended
+        gate.set()
+    finally:
+        gate.set()
+        host.close(grace=30)
+        store.close()
+    assert "nbflow: on_success_callback sends Notifier(json://" in Path(
+        store.get_task_instance("slow_hook", run_id, "a")["log_path"]).read_text()

@@ -17,6 +17,7 @@ everything decided goes out in one transaction per ``FLUSH_INTERVAL``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -754,7 +755,7 @@ class RunDriver:
                           self.interval[1], dict(self.conf), self.run_start_date)
 
     def _callback(self, task: Any, name: str, error: str | None, key: str | None = None) -> None:
-        from nbflow.notifications import EVENTS, task_extras
+        from nbflow.notifications import EVENTS, is_notification, send_later, task_extras
 
         callbacks = getattr(task, name, None)
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else []
@@ -766,17 +767,19 @@ class RunDriver:
         context["event"] = EVENTS[name]
         context["log_path"] = self._log_path(key or task.task_id, context["try_number"])
         for callback in callbacks:
+            if is_notification(callback):  # sent off this loop; a failure is written to the same log
+                self._append_log(key or task.task_id, f"nbflow: {name} sends {getattr(callback, '__name__', callback)}")
+                send_later(callback, context, lambda exc, cb=callback: _write_log(
+                    context["log_path"], _callback_failure(name, cb, exc)))
+                continue
             try:
                 callback(context)
-            except Exception as exc:  # a failing callback or notification is logged, it never stops the run
-                said = (f"{type(exc).__name__}: {exc}\n" if isinstance(exc, NbflowError)
-                        else "".join(tb.format_exception(exc)))
-                text = f"{name} {getattr(callback, '__name__', callback)!s} raised (the task's state stands):\n" + said
-                self._append_log(key or task.task_id, text)
+            except Exception as exc:  # a failing callback is logged, it never stops the run
+                self._append_log(key or task.task_id, _callback_failure(name, callback, exc))
                 self._events.append(self._event("callback_failed", task.task_id, {"callback": name, "error": str(exc)}))
 
     def _dag_callback(self, state: RunState) -> None:
-        from nbflow.notifications import run_extras
+        from nbflow.notifications import is_notification, run_extras, send_later
 
         callback = self.dag.on_success_callback if state is RunState.SUCCESS else self.dag.on_failure_callback
         callbacks = list(callback) if isinstance(callback, (list, tuple)) else [callback] if callback else []
@@ -790,6 +793,9 @@ class RunDriver:
                    "event": "succeeded" if state is RunState.SUCCESS else "failed"}
         failed = False
         for each in callbacks:
+            if is_notification(each):
+                send_later(each, context, lambda exc: log.warning("DAG %s, run %s: %s", self.dag.dag_id, self.run_id, exc))
+                continue
             try:
                 each(context)
             except Exception as exc:
@@ -1040,6 +1046,26 @@ def _merge_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for change in changes:
         merged.setdefault((change["task_id"], change.get("fence")), {}).update(change)
     return list(merged.values())
+
+
+log = logging.getLogger(__name__)
+
+
+def _callback_failure(name: str, callback: Any, exc: BaseException) -> str:
+    """The log lines of a callback that raised: an nbflow error (a notification that could not be
+    delivered) in one line, anything else with its traceback."""
+    said = f"{type(exc).__name__}: {exc}\n" if isinstance(exc, NbflowError) else "".join(tb.format_exception(exc))
+    return f"{name} {getattr(callback, '__name__', callback)!s} raised (the task's state stands):\n" + said
+
+
+def _write_log(path: str, text: str) -> None:
+    """Append ``text`` to a try's log from a notification's sender thread."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n")
+    except OSError as exc:
+        log.warning("could not write to the log %s: %s; it said: %s", path, exc, text)
 
 
 def _error_text(error: BaseException | None, traceback_text: str) -> str:

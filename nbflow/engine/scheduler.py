@@ -15,6 +15,7 @@ instance and never create one run twice.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 from collections import Counter
 import os
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow.engine.driver import RunDriver, utcnow
 from nbflow.engine.lifecycle import create_run
-from nbflow.errors import NbflowError, StoreError, TransientStoreError
+from nbflow.errors import StoreError, TransientStoreError
 from nbflow.engine.outage import StoreOutage
 from nbflow.engine.memguard import CHECK_SECONDS as MEMORY_CHECK_SECONDS, MemoryGuard
 from nbflow.engine.pools import PoolSlots
@@ -181,6 +182,10 @@ class Scheduler:
             self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
             self._drain()
         self._write_before_close(deadline)
+        from nbflow.notifications import wait_sent
+
+        if not wait_sent(max(5.0, deadline - time.monotonic())):  # what this host's runs had to say
+            log.warning("scheduler %s: stopping with notifications still being sent", self.host_id)
         assert self.executor is not None and self.store is not None
         if self._own_executor:
             self.executor.shutdown(wait=False)
@@ -477,7 +482,7 @@ class Scheduler:
         """Tell of each run still queued or running past its DAG's ``deadline`` (after its logical
         date). The store marks the notice before it goes out, in one update from NULL, so among all
         the hosts watching the run one sends it, once; the run itself goes on."""
-        from nbflow.notifications import deadline_targets, deliver, message_context, render_message
+        from nbflow.notifications import deadline_targets, send_later
 
         assert self.store is not None
         for row in getattr(self, "_active_runs", ()):
@@ -501,12 +506,9 @@ class Scheduler:
                             "deadline_notify or notify_on_failure, or the notify_on_failure setting",
                             self.host_id, row["run_id"], row["dag_id"])
                 continue
-            try:
-                values = message_context(context, self.settings)
-                title, body = render_message(_DEADLINE_TITLE, _DEADLINE_BODY, values)
-                deliver(targets, title, body, "failed", row["dag_id"])
-            except NbflowError as exc:  # told in the host's log; the run goes on
-                log.warning("scheduler %s: the deadline notice of run %s failed: %s", self.host_id, row["run_id"], exc)
+            send_later(functools.partial(_send_deadline_notice, targets, self.settings), context,
+                       lambda exc, run_id=row["run_id"]: log.warning(
+                           "scheduler %s: the deadline notice of run %s failed: %s", self.host_id, run_id, exc))
 
     def _adopt_run(self, row: dict[str, Any]) -> RunDriver | None:
         """Start driving a run this host knows the DAG of."""
@@ -807,6 +809,14 @@ State: {{ state }}, {{ event }}
 
 Open in JupyterLab: {{ url }}
 """
+
+
+def _send_deadline_notice(targets: list[str], settings: Settings, context: dict[str, Any]) -> None:
+    from nbflow.notifications import deliver, message_context, render_message
+
+    values = message_context(context, settings)
+    title, body = render_message(_DEADLINE_TITLE, _DEADLINE_BODY, values)
+    deliver(targets, title, body, "failed", values["dag_id"])
 
 
 def _span(delta: timedelta) -> str:
