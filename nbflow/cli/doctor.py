@@ -177,9 +177,13 @@ def _jupyter() -> list[Check]:
     disabled, read from the same configuration Jupyter reads."""
     import logging
 
-    from jupyter_core.paths import jupyter_config_path, jupyter_path
-    from jupyter_server.extension.config import ExtensionConfigManager
-
+    try:
+        from jupyter_core.paths import jupyter_config_path, jupyter_path
+        from jupyter_server.extension.config import ExtensionConfigManager
+        from jupyterlab_server.config import get_federated_extensions, get_page_config
+    except ImportError as exc:
+        return [Check("jupyter", False, f"JupyterLab is not installed in this environment ({exc}): "
+                                        "pip install jupyterlab, in the environment nbflow is in")]
     checks = []
     manager = ExtensionConfigManager(read_config_path=jupyter_config_path())
     if manager.enabled(SERVER_EXTENSION):
@@ -187,8 +191,6 @@ def _jupyter() -> list[Check]:
     else:
         checks.append(Check("jupyter server extension", False, f"{SERVER_EXTENSION} is not enabled: run "
                                                                f"`jupyter server extension enable {SERVER_EXTENSION}`"))
-    from jupyterlab_server.config import get_federated_extensions, get_page_config
-
     paths = jupyter_path("labextensions")
     installed = get_federated_extensions(paths)
     disabled = get_page_config(paths, logger=logging.getLogger("nbflow.doctor")).get("disabledExtensions") or {}

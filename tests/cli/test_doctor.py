@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,20 @@ def test_an_smtp_server_that_does_not_answer_says_which_settings(home: Path) -> 
     result = nbflow("doctor", home=home, check=1, env=env)
     [smtp] = _lines(result, "smtp")
     assert smtp.startswith("FAIL") and "127.0.0.1:1" in smtp and "check smtp_host and smtp_port" in smtp
+
+
+def test_a_notebook_task_whose_kernel_has_no_spec_is_named(home: Path) -> None:
+    nbflow("db", "upgrade", home=home)
+    notebook = home / "report.ipynb"
+    notebook.write_text(json.dumps({"cells": [], "metadata": {"kernelspec": {"name": "julia-1.9"}},
+                                    "nbformat": 4, "nbformat_minor": 5}))
+    (home / "dags" / "reports.py").write_text(
+        "from nbflow import DAG\n"
+        "from nbflow.operators import NotebookOperator\n"
+        "with DAG('reports', timezone='UTC') as d:\n"
+        f"    NotebookOperator(task_id='weekly', notebook={str(notebook)!r})\n"
+    )
+    result = nbflow("doctor", home=home, check=1)
+    [kernels] = _lines(result, "kernels")
+    assert kernels.startswith("FAIL") and "julia-1.9 (for reports.weekly)" in kernels, result.stdout
+    assert "python3" in kernels  # what is there
