@@ -103,13 +103,13 @@ def test_trigger_runs_and_dags_runs_lists(home: Path) -> None:
     assert "manual__" in out and "success" in out
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_a_conf_json_cannot_carry_is_one_line_and_nothing_is_stored(
         home: Path, backend: str, request: pytest.FixtureRequest) -> None:
     from nbflow.settings import load_settings
     from nbflow.store import Store
 
-    env = {"NBFLOW_DATABASE_URL": request.getfixturevalue("postgres_url")} if backend == "postgres" else {}
+    env = {"NBFLOW_DATABASE_URL": request.getfixturevalue(f"{backend}_url")} if backend != "sqlite" else {}
     cases = [
         (["dags", "test", "etl"], '{"x": NaN}', "has nan at conf['x']"),
         (["dags", "trigger", "etl", "--queue"], '{"x": [1, -Infinity]}', "has -inf at conf['x'][1]"),
