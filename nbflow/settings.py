@@ -17,7 +17,7 @@ from typing import Any
 
 from nbflow.errors import ConfigError, ConfigFileError
 
-EXECUTORS = ("inline", "thread", "process")
+EXECUTORS = ("inline", "thread", "process", "dask")
 #: the smallest max_log_bytes: a head, a tail and the line saying what was cut between them
 MIN_LOG_BYTES = 1024
 
@@ -34,7 +34,7 @@ class Settings:
     database_url: str
     logs_folder: Path
     artifacts_folder: Path
-    #: executor used when none is given: inline, thread or process; "auto" (the default, or empty)
+    #: executor used when none is given: inline, thread, process or dask; "auto" (the default, or empty)
     #: picks per host: worker processes in long-lived hosts (the daemon, the Jupyter server), threads
     #: where the caller runs its own tasks (a notebook kernel, ``dag.test()``, ``nbflow dags test``,
     #: backfill)
@@ -50,6 +50,14 @@ class Settings:
     min_free_memory: str = "10%"
     #: most task instances running at once, over all DAGs
     parallelism: int = 16
+    #: the Dask scheduler the dask executor sends tasks to (``tcp://host:8786``); empty: the host
+    #: starts a local Dask cluster of its own (dask_workers, dask_threads_per_worker) and closes it
+    #: when it stops
+    dask_address: str = ""
+    #: worker processes of that local Dask cluster; 0: Dask's choice for this machine
+    dask_workers: int = 0
+    #: threads in each of its worker processes; 0: Dask's choice for this machine
+    dask_threads_per_worker: int = 0
     #: IANA zone of DAGs that name none; empty means the machine's zone
     default_timezone: str = ""
     #: seconds SQLite waits for a lock before giving up
@@ -295,6 +303,15 @@ def _validate(settings: Settings) -> None:
                           "give a percentage of the machine's memory (\"10%\") or a size (\"2GiB\"), or \"0\" for no check")
     if settings.parallelism < 1:
         raise ConfigError("parallelism", settings.parallelism, "it must be at least 1")
+    address = settings.dask_address.strip()
+    if address and ":" not in address:
+        raise ConfigError("dask_address", settings.dask_address, "give the Dask scheduler's address with its port, "
+                          "e.g. tcp://host:8786, or leave it empty to start a local cluster")
+    for key in ("dask_workers", "dask_threads_per_worker"):
+        if address and getattr(settings, key):
+            raise ConfigError(key, getattr(settings, key), "it sizes the local Dask cluster started when dask_address "
+                              f"is empty; the cluster at dask_address ({address}) has the workers it was started "
+                              "with: set it to 0, or leave dask_address empty")
     if settings.max_map_length < 1:
         raise ConfigError("max_map_length", settings.max_map_length, "it must be at least 1")
     if settings.dag_file_timeout <= 0:

@@ -294,12 +294,12 @@ def test_a_failing_callback_does_not_break_the_executor(executor: tuple[Executor
 
 # -- get_executor and construction -------------------------------------------------------------------
 
-def test_get_executor_knows_the_three() -> None:
-    assert set(EXECUTORS) == {"inline", "thread", "process"}
+def test_get_executor_knows_the_four() -> None:
+    assert set(EXECUTORS) == {"inline", "thread", "process", "dask"}
     for name in EXECUTORS:
-        pool = get_executor(name, 3)
+        pool = get_executor(name, 3)  # builds nothing heavy: no pool, process or cluster yet
         assert pool.name == name and isinstance(pool, Executor)
-        assert pool.in_process is (name != "process")
+        assert pool.in_process is (name not in ("process", "dask"))
         pool.shutdown()
 
 

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_run(p: argparse.ArgumentParser) -> None:
         p.add_argument("--logical-date", "-d", help="the run's logical date (default: now)")
         p.add_argument("--conf", "-c", help="JSON object given to the run as conf")
-        p.add_argument("--executor", "-e", choices=["inline", "thread", "process"], help="default: the executor setting")
+        p.add_argument("--executor", "-e", choices=["inline", "thread", "process", "dask"], help="default: the executor setting")
 
     dags = sub.add_parser("dags", help="list, show, test, trigger, backfill and pause DAGs").add_subparsers(dest="dags_command", required=True, metavar="ACTION")
     p = with_files(dags.add_parser("list", help="the DAGs of dags_folder"))
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", required=True, metavar="DATE", help="last logical date (included; a date means the whole day)")
     p.add_argument("--reprocess", choices=["none", "failed", "all"], default="none",
                    help="runs that exist already: keep them (none, the default), rerun the failed ones, or rerun all")
-    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"], help="default: the executor setting")
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process", "dask"], help="default: the executor setting")
     p.set_defaults(func=dag_commands.cmd_dags_backfill)
     for name, func, text in (("pause", dag_commands.cmd_dags_pause, "start no new runs of a DAG"),
                              ("unpause", dag_commands.cmd_dags_unpause, "let the scheduler run a DAG again")):
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scheduler", help="run the scheduler daemon, or show which schedulers run")
     p.add_argument("action", nargs="?", choices=["run", "status"], default="run")
     p.add_argument("--exit-when-idle", action="store_true", help="return once no run is active and none is due")
-    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process", "dask"])
     p.add_argument("--grace", type=float, default=60.0, help="seconds to let running tasks finish on SIGTERM")
     p.add_argument("-f", "--file", action="append", metavar="PATH", help="DAG files or folders (default: dags_folder)")
     p.set_defaults(func=admin_commands.cmd_scheduler)
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_parser("show", help="every setting and its value").set_defaults(func=admin_commands.cmd_config_show)
 
     p = sub.add_parser("demo", help="run the demo pipeline and print where its outputs are")
-    p.add_argument("--executor", "-e", choices=["inline", "thread", "process"])
+    p.add_argument("--executor", "-e", choices=["inline", "thread", "process", "dask"])
     p.set_defaults(func=admin_commands.cmd_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=admin_commands.cmd_version)
     p = sub.add_parser("doctor", help="check the setup: store, DAG files, scheduler, Jupyter extensions, kernels, "

@@ -22,13 +22,15 @@ EXECUTORS: dict[str, str] = {
     "inline": "nbflow.executors.inline:InlineExecutor",
     "thread": "nbflow.executors.thread:ThreadExecutor",
     "process": "nbflow.executors.process:ProcessExecutor",
+    "dask": "nbflow.executors.dask:DaskExecutor",
 }
 
 
 def get_executor(name: str, parallelism: int = 4, **options: Any) -> Executor:
-    """A new, not yet started executor of kind ``name`` ("inline", "thread" or "process").
+    """A new, not yet started executor of kind ``name`` ("inline", "thread", "process" or "dask").
 
-    ``options`` go to that executor's constructor (``max_rss_mb`` for "process"); one it does not
+    ``options`` go to that executor's constructor (``max_rss_mb`` for "process"; ``address``,
+    ``workers`` and ``threads_per_worker`` for "dask"); one it does not
     take is refused, never ignored.
     """
     try:
@@ -58,9 +60,12 @@ def default_executor(host_kind: str | None) -> str:
 
 def executor_for(settings: Settings, host_kind: str | None, name: str | None = None) -> Executor:
     """A new executor for a host: ``name`` if given, else the ``executor`` setting, else (``auto``)
-    the host's default; with the settings that apply to it (``parallelism``, ``worker_max_rss_mb``)."""
+    the host's default; with the settings that apply to it (``parallelism``, ``worker_max_rss_mb``, the ``dask_*`` settings)."""
     chosen = name or (settings.executor if settings.executor not in ("", "auto") else default_executor(host_kind))
     options: dict[str, Any] = {}
     if chosen == "process":
         options["max_rss_mb"] = settings.worker_max_rss_mb
+    elif chosen == "dask":
+        options.update(address=settings.dask_address, workers=settings.dask_workers,
+                       threads_per_worker=settings.dask_threads_per_worker)
     return get_executor(chosen, settings.parallelism, **options)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from nbflow.dagrun import DagRun
 
 INTERACTIVE = "interactive"
-EXECUTORS = ["inline", "thread", "process"]
+EXECUTORS = ["inline", "thread", "process", "dask"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,561 @@
+"""Run calls on a Dask cluster: ``executor = "dask"``.
+
+When the work outgrows one machine, the tries go to a ``dask.distributed`` cluster rather than to a
+scheduler of nbflow's own: a ``LocalCluster`` started for this host (``dask_address`` empty, sized by
+``dask_workers`` and ``dask_threads_per_worker`` and closed with the host), or a cluster started
+elsewhere (``dask scheduler`` and ``dask worker`` on several machines, dask-jobqueue on HPC,
+dask-kubernetes), named by ``dask_address``.
+
+Workers need no database. Each call travels as one Dask future: the function and its arguments are
+pickled here (cloudpickle, so functions defined in a notebook or in ``__main__`` go by value, as
+they do to the process executor), and the worker sends back how the call ended. This host stays the
+one writer of outcomes. A call whose one argument carries a ``log_path`` (the runner's
+``TaskRequest``) writes its log to a temporary file on the worker; the text comes back with the
+result and is written here, at that ``log_path``, so logs live where they do for other executors.
+
+Failure semantics match the process executor's:
+
+* a worker that dies while it runs a call fails that call with ``WorkerLostError`` (a
+  ``LocalCluster`` started here lets no try run twice: ``allowed_failures`` is 0; on a cluster of
+  your own, a second start of the same call is noticed and reported the same way);
+* ``timeout`` counts from when the call starts on a worker (the worker says so with a Dask event);
+  at the deadline the future is cancelled and the call reported as timed out. Dask cannot stop a
+  running thread, so the stray call goes on on its worker until it returns, and its result is dropped;
+* a cluster that cannot be reached or goes away fails the calls it held with ``WorkerLostError``
+  naming the cluster; the host goes on, and the next call connects again.
+
+``memory_limit`` is not enforced on Dask workers (their own ``--memory-limit`` is), so a call with
+one is reported as failed, saying so, rather than run unlimited.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import os
+import pickle
+import queue
+import socket
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from nbflow.errors import ConfigError, OutputNotSerializableError, RemoteTaskError, TaskTimeoutError, WorkerLostError
+from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
+
+#: seconds to wait for a cluster named by ``dask_address`` before its calls fail
+CONNECT_TIMEOUT = 10.0
+#: after a failed connection, calls fail at once for this many seconds before the next attempt,
+#: so that a cluster that is down does not hold the host for CONNECT_TIMEOUT on every call
+RECONNECT_AFTER = 5.0
+
+
+@dataclass(eq=False)
+class _Call:
+    key: Hashable
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    timeout: float | None
+    token: str = ""
+    future: Any = None
+    started_at: float | None = None
+    #: how many times a worker said it started the call (twice: Dask re-ran it after a worker died)
+    starts: int = 0
+    reported: bool = False
+
+
+class DaskExecutor(Executor):
+    """Up to ``parallelism`` calls in flight on a Dask cluster; the rest wait here, in order.
+
+    ``address`` names a running cluster's scheduler (``tcp://host:8786``); without one, the first
+    call starts a ``LocalCluster`` of ``workers`` worker processes with ``threads_per_worker``
+    threads each (0: Dask's choice for this machine), which ``shutdown`` closes.
+    ``shutdown(wait=False)`` cancels the calls in flight and reports them as lost.
+    """
+
+    name = "dask"
+    in_process = False
+
+    def __init__(self, parallelism: int = 16, address: str = "", workers: int = 0, threads_per_worker: int = 0) -> None:
+        super().__init__(parallelism)
+        check_options(address, workers, threads_per_worker)
+        self.address = address.strip()
+        self.workers = workers
+        self.threads_per_worker = threads_per_worker
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: deque[_Call] = deque()
+        self._calls: dict[str, _Call] = {}            # in flight on the cluster, by token
+        self._client: Any = None
+        self._cluster: Any = None
+        self._down_until = 0.0
+        self._down_reason = ""
+        self._topic = f"nbflow-started-{uuid.uuid4().hex}"
+        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._deadlines: list[tuple[float, int, _Call]] = []
+        self._seq = itertools.count()
+        self._pump: threading.Thread | None = None
+        self._pump_closes = False
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def submit(
+        self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
+        timeout: float | None = None, memory_limit: int | None = None,
+    ) -> None:
+        self._check_open()
+        if memory_limit:
+            self._report(_memory_refused(key, memory_limit))
+            return
+        with self._lock:
+            self._queue.append(_Call(key, fn, tuple(args), timeout))
+        self._flush()
+
+    def cancel(self, key: Hashable, reason: str) -> bool:
+        """A queued call is dropped, one in flight has its future cancelled (its thread on the
+        worker runs on until it returns); either is reported as lost with ``reason``."""
+        with self._lock:
+            call = next((c for c in self._queue if c.key == key), None)
+            if call is not None:
+                self._queue.remove(call)
+            else:
+                call = next((c for c in self._calls.values() if c.key == key and not c.reported), None)
+                if call is None:
+                    return False
+                self._forget(call)
+            call.reported = True
+        if call.future is not None:
+            _cancel(call.future)
+        self._report(_lost(call, reason))
+        self._flush()
+        return True
+
+    @property
+    def free_slots(self) -> int:
+        with self._lock:
+            if self._closed:
+                return 0
+            return max(0, self.parallelism - len(self._calls) - len(self._queue))
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            dropped: list[_Call] = []
+            if not wait:
+                dropped = [*self._queue, *(c for c in self._calls.values() if not c.reported)]
+                self._queue.clear()
+                for call in dropped:
+                    call.reported = True
+                    self._forget(call)
+            inside = threading.current_thread() is self._pump
+        for call in dropped:
+            if call.future is not None:
+                _cancel(call.future)
+            self._report(_lost(call, "the executor was shut down before the call ended"))
+        if wait and not inside:
+            self._flush()
+            with self._lock:
+                while self._queue or self._calls:
+                    self._idle.wait()
+        if inside:
+            self._pump_closes = True  # the pump closes the client once the last call has reported
+            return
+        self._events.put(("stop", None))
+        pump = self._pump
+        if pump is not None:
+            pump.join()
+        self._close_client()
+
+    # -- the cluster ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` of this executor (connecting first if need be)."""
+        with self._lock:
+            return self._connect()
+
+    def _connect(self) -> Any:
+        """The client, connected (or the cluster started) on first use; raises WorkerLostError if
+        the cluster cannot be reached. Called with the lock held."""
+        if self._client is not None:
+            if self._client.status in ("running", "connecting"):
+                return self._client
+            self._close_client()
+        if time.monotonic() < self._down_until:
+            raise WorkerLostError(None, self._down_reason)
+        import dask
+        from distributed import Client, LocalCluster
+
+        try:
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                if self.address:
+                    client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+                else:
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers or None, threads_per_worker=self.threads_per_worker or None,
+                        processes=True, dashboard_address=None,
+                        # the scheduler's HTTP endpoint on a free port: two hosts on one machine
+                        # must not fight over Dask's default 8787
+                        scheduler_kwargs={"allowed_failures": 0, "dashboard_address": ":0"},
+                    )
+                    client = Client(self._cluster, set_as_default=False)
+        except Exception as exc:
+            where = f"the Dask cluster at {self.address}" if self.address else "a local Dask cluster"
+            self._down_reason = f"{where} could not be reached ({type(exc).__name__}: {exc})"
+            self._down_until = time.monotonic() + RECONNECT_AFTER
+            log.warning("dask executor: %s; calls fail until it answers", self._down_reason)
+            if self._cluster is not None:
+                _quietly(self._cluster.close)
+                self._cluster = None
+            raise WorkerLostError(None, self._down_reason) from exc
+        client.subscribe_topic(self._topic, self._started)
+        self._client = client
+        if self._pump is None:
+            self._pump = threading.Thread(target=self._pump_loop, name="nbflow-dask-pump", daemon=True)
+            self._pump.start()
+        return client
+
+    def _close_client(self) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        if client is not None:
+            _quietly(client.close)
+        if cluster is not None:
+            _quietly(cluster.close)
+
+    # -- sending calls and taking their ends ------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Send queued calls while there are free slots; report the ones that cannot be sent."""
+        failed: list[Outcome] = []
+        with self._lock:
+            while self._queue and len(self._calls) < self.parallelism and not failed:
+                try:
+                    client = self._connect()
+                except WorkerLostError as exc:
+                    failed = [_lost(call, exc.detail) for call in self._queue]
+                    self._queue.clear()
+                    break
+                call = self._queue.popleft()
+                call.token = f"{_name_of(call.fn)}-{uuid.uuid4().hex}"
+                try:
+                    future = client.submit(
+                        _run_remote, call.fn, call.args, call.token, self._topic,
+                        key=call.token, pure=False, retries=0,
+                    )
+                except Exception as exc:  # the client lost its cluster between two calls
+                    failed.append(_lost(call, f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"))
+                    continue
+                call.future = future
+                self._calls[call.token] = call
+                future.add_done_callback(self._done)
+            self._notify_if_idle()
+        for outcome in failed:
+            self._report(outcome)
+
+    def _done(self, future: Any) -> None:
+        """On Dask's callback thread: hand the finished future to the pump."""
+        self._events.put(("done", future))
+
+    def _started(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: a worker started a call (the Dask event the call sends)."""
+        self._events.put(("started", (event[1], time.time())))
+
+    def _pump_loop(self) -> None:
+        """The one thread that takes finished futures (in batches), starts deadlines and enforces them."""
+        while True:
+            with self._lock:
+                wait = self._deadlines[0][0] - time.monotonic() if self._deadlines else None
+            try:
+                first = self._events.get(timeout=max(wait, 0.0) if wait is not None else None)
+                batch = [first]
+            except queue.Empty:
+                batch = []
+            while True:
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(kind == "stop" for kind, _ in batch)
+            outcomes = self._take(batch)
+            outcomes += self._expire()
+            for outcome in outcomes:
+                self._report(outcome)
+            self._flush()
+            if stop:
+                return
+            with self._lock:
+                done = self._pump_closes and not self._calls and not self._queue
+            if done:  # shut down from on_done: this thread closes the client once drained
+                self._close_client()
+                return
+
+    def _take(self, batch: list[tuple[str, Any]]) -> list[Outcome]:
+        finished: list[tuple[_Call, Any]] = []
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for kind, item in batch:
+                if kind == "started":
+                    token, at = item
+                    call = self._calls.get(token)
+                    if call is None or call.reported:
+                        continue
+                    call.starts += 1
+                    if call.starts > 1:  # Dask ran it again after its worker died: that try is lost
+                        call.reported = True
+                        self._forget(call)
+                        _cancel(call.future)
+                        outcomes.append(_lost(call, "the Dask worker running it died (Dask started it again elsewhere)"))
+                        continue
+                    call.started_at = at
+                    if call.timeout is not None:
+                        heapq.heappush(self._deadlines, (time.monotonic() + call.timeout, next(self._seq), call))
+                elif kind == "done":
+                    call = self._calls.get(item.key)
+                    if call is None or call.reported or call.future is not item:
+                        continue
+                    call.reported = True
+                    self._forget(call)
+                    finished.append((call, item))
+        ok = [(call, future) for call, future in finished if future.status == "finished"]
+        values: list[Any] = []
+        if ok:
+            try:
+                values = ok[0][1].client.gather([future for _, future in ok], errors="raise")
+            except Exception:  # gather one by one, so that one lost result does not lose the others
+                values = []
+                for _, future in ok:
+                    try:
+                        values.append(future.result(timeout=CONNECT_TIMEOUT))
+                    except Exception as exc:
+                        values.append(exc)
+        results = dict(zip((id(call) for call, _ in ok), values))
+        for call, future in finished:
+            if id(call) in results:
+                outcomes.append(_decode(call, results[id(call)]))
+            else:
+                outcomes.append(_failed_future(call, future, self.address))
+        with self._lock:
+            self._notify_if_idle()
+        return outcomes
+
+    def _expire(self) -> list[Outcome]:
+        expired: list[_Call] = []
+        with self._lock:
+            now = time.monotonic()
+            while self._deadlines and (self._deadlines[0][2].reported or self._deadlines[0][0] <= now):
+                _, _, call = heapq.heappop(self._deadlines)
+                if not call.reported:
+                    call.reported = True
+                    self._forget(call)
+                    expired.append(call)
+            self._notify_if_idle()
+        outcomes = []
+        for call in expired:
+            _cancel(call.future)
+            error = TaskTimeoutError(None, None, call.timeout or 0.0)
+            outcomes.append(Outcome(
+                call.key, ok=False, error=error, traceback=format_error(error), timed_out=True,
+                started_at=call.started_at, ended_at=time.time(), hostname=HOSTNAME,
+            ))
+        return outcomes
+
+    def _forget(self, call: _Call) -> None:
+        self._calls.pop(call.token, None)
+
+    def _notify_if_idle(self) -> None:
+        if not self._calls and not self._queue:
+            self._idle.notify_all()
+
+
+# -- options ----------------------------------------------------------------------------------------
+
+
+def check_options(address: str, workers: int, threads_per_worker: int) -> None:
+    """Refuse settings the Dask executor cannot use, naming the setting and the fix."""
+    if not isinstance(address, str):
+        raise ConfigError("dask_address", address, "give the scheduler's address (tcp://host:8786), or leave it "
+                          "empty to start a local cluster")
+    address = address.strip()
+    if address and ":" not in address:
+        raise ConfigError("dask_address", address, "give the Dask scheduler's address with its port, e.g. "
+                          "tcp://host:8786, or leave it empty to start a local cluster")
+    for key, value in (("dask_workers", workers), ("dask_threads_per_worker", threads_per_worker)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(key, value, "it must be a whole number, 0 for Dask's choice for this machine")
+        if value and address:
+            raise ConfigError(key, value, "it sizes the local Dask cluster started when dask_address is empty; "
+                              f"the cluster at dask_address ({address}) has the workers it was started with: "
+                              "set it to 0, or leave dask_address empty")
+
+
+# -- on the worker ----------------------------------------------------------------------------------
+
+
+def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic: str) -> tuple[Any, ...]:
+    """Run one call on a Dask worker and say how it ended, never raising.
+
+    Returns ``(status, body, started, ended, pid, hostname, log_bytes)``: status "ok" with the
+    value pickled, "unpicklable" with the reason, or "error" with what the process executor's
+    worker sends for an exception. A request with a ``log_path`` logs to a temporary file here,
+    whose bytes come back (this machine may not see the host's logs folder).
+    """
+    import cloudpickle
+
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(topic, token)
+    except Exception:  # not on a worker (a test calling it directly): nobody to tell
+        pass
+    started = time.time()
+    temp = None
+    if len(args) == 1 and dataclasses.is_dataclass(args[0]) and hasattr(args[0], "log_path"):
+        fd, temp = tempfile.mkstemp(prefix="nbflow-try-", suffix=".log")
+        os.close(fd)
+        args = (dataclasses.replace(args[0], log_path=temp),)  # type: ignore[type-var]
+    try:
+        value = fn(*args)
+    except BaseException as exc:  # SystemExit from a task is the task's failure, not the worker's
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        try:
+            pickled: bytes | None = cloudpickle.dumps(exc, protocol=5)
+            pickle.loads(pickled)
+        except Exception:
+            pickled = None
+        reply: tuple[Any, Any] = ("error", (pickled, _type_name(exc), str(exc), text))
+    else:
+        try:
+            reply = ("ok", cloudpickle.dumps(value, protocol=5))
+        except Exception as exc:
+            reply = ("unpicklable", (_type_name(value), f"{type(exc).__name__}: {exc}"))
+    ended = time.time()
+    logged = b""
+    if temp is not None:
+        try:
+            with open(temp, "rb") as handle:
+                logged = handle.read()
+        finally:
+            os.unlink(temp)
+    return (*reply, started, ended, os.getpid(), socket.gethostname(), logged)
+
+
+def _type_name(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    module = getattr(cls, "__module__", "")
+    return cls.__qualname__ if module in ("builtins", "", None) else f"{module}.{cls.__qualname__}"
+
+
+# -- back on the host -------------------------------------------------------------------------------
+
+
+def _decode(call: _Call, reply: Any) -> Outcome:
+    """Turn a worker's reply into an Outcome, writing the log it brought at the call's log_path."""
+    try:
+        status, body, started, ended, pid, hostname, logged = reply
+    except Exception:
+        detail = f"its reply could not be read ({type(reply).__name__}: {reply})"
+        error = reply if isinstance(reply, WorkerLostError) else WorkerLostError(None, detail)
+        return Outcome(call.key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
+    if logged:
+        _write_log(call, logged)
+    outcome = Outcome(call.key, ok=False, started_at=started, ended_at=ended, pid=pid, hostname=hostname)
+    error: BaseException
+    if status == "ok":
+        try:
+            outcome.value, outcome.ok = pickle.loads(body), True
+            return outcome
+        except Exception as exc:
+            error = OutputNotSerializableError(  # type: ignore[arg-type]
+                None, None, "?", f"it was pickled on the Dask worker but does not unpickle here ({type(exc).__name__}: {exc})")
+    elif status == "unpicklable":
+        type_name, reason = body
+        error = OutputNotSerializableError(  # type: ignore[arg-type]
+            None, None, type_name, f"it must be pickled to leave the Dask worker, and it does not pickle: {reason}")
+    else:
+        pickled, type_name, message, text = body
+        try:
+            found = pickle.loads(pickled) if pickled is not None else None
+        except Exception:
+            found = None
+        outcome.error = found if isinstance(found, BaseException) else RemoteTaskError(type_name, message, text)
+        outcome.traceback = text
+        return outcome
+    outcome.error, outcome.traceback = error, format_error(error)
+    return outcome
+
+
+def _write_log(call: _Call, data: bytes) -> None:
+    """Append the log a worker sent back at the request's own log_path, as a local try would."""
+    path = getattr(call.args[0], "log_path", None) if call.args else None
+    if not path:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "ab") as handle:
+            handle.write(data)
+    except OSError as exc:
+        log.warning("dask executor: could not write the log of %r at %s: %s", call.key, path, exc)
+
+
+def _failed_future(call: _Call, future: Any, address: str) -> Outcome:
+    """The outcome of a future that did not finish: its worker died, or the cluster went away."""
+    where = f"the Dask cluster at {address}" if address else "the local Dask cluster"
+    try:
+        exc = future.exception(timeout=1) if future.status == "error" else None
+    except Exception as err:
+        exc = err
+    if exc is None:
+        detail = f"{where} dropped it ({future.status}): the cluster went away or the call was cancelled there"
+    elif type(exc).__name__ == "KilledWorker":
+        detail = f"the Dask worker running it died ({exc})"
+    else:
+        # raised before the call could start: it did not unpickle on the worker (a module there is
+        # missing) or the worker broke; the task's own errors come back in the reply
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = RemoteTaskError(_type_name(exc), f"on the Dask worker, before the call started: {exc}", text)
+        return Outcome(call.key, ok=False, error=error, traceback=text, started_at=call.started_at,
+                       ended_at=time.time(), hostname=HOSTNAME)
+    return _lost(call, detail)
+
+
+def _lost(call: _Call, detail: str) -> Outcome:
+    error = WorkerLostError(None, detail)
+    return Outcome(call.key, ok=False, error=error, traceback=format_error(error), started_at=call.started_at,
+                   ended_at=time.time() if call.started_at else None, hostname=HOSTNAME)
+
+
+def _memory_refused(key: Hashable, limit: int) -> Outcome:
+    from nbflow.errors import InvalidOptionError
+
+    error = InvalidOptionError(
+        "memory_limit", limit, "the dask executor cannot hold one task of a Dask worker to a memory limit "
+        "(its tasks share the worker's process): start the workers with `dask worker --memory-limit` and remove "
+        "memory_limit (and the task_memory_limit setting), or run the task with the process executor")
+    return Outcome(key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
+
+
+def _name_of(fn: Any) -> str:
+    return str(getattr(fn, "__name__", "call")).replace("<", "").replace(">", "") or "call"
+
+
+def _cancel(future: Any) -> None:
+    if future is not None:
+        _quietly(future.cancel)
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    try:
+        action()
+    except Exception as exc:  # closing a cluster that already went away
+        log.debug("dask executor: %s failed: %s", getattr(action, "__qualname__", action), exc)
