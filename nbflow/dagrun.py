@@ -48,6 +48,8 @@ class TaskInstanceResult:
     log_path: str | None = None
     hostname: str | None = None
     pid: int | None = None
+    #: a mapped task's instances per state (None for a task that is not mapped)
+    map_counts: dict[str, int] | None = None
 
 
 @dataclass
@@ -103,6 +105,11 @@ class DagRun:
         ]
         for tid, ti in self.task_instances.items():
             seconds = f"{ti.duration:.3f}" if ti.duration is not None else "-"
+            if ti.map_counts:  # a mapped task: its instances, not tries of its own
+                counts = ", ".join(f"{n} {s}" for s, n in sorted(ti.map_counts.items()))
+                lines.append(f"{tid:<32} {ti.state.value:<16} {'-':>5} {seconds:>8}  "
+                             f"[{sum(ti.map_counts.values())} instances: {counts}]")
+                continue
             lines.append(f"{tid:<32} {ti.state.value:<16} {ti.try_number:>5} {seconds:>8}")
         for tid, error in self.errors.items():
             last = error.strip().splitlines()[-1] if error.strip() else ""

@@ -42,6 +42,11 @@ CHECKS = {
         "success today's total: 32", "report (success)", "sales-report.html | chart of the regions: True | total shown: True",
         "scheduled report_sales-report", "0 7 * * 1-5 (Europe/Paris)",
     ],
+    "05-coming-from-airflow.ipynb": [
+        "-from airflow.sdk import dag, task, task_group", "+from nbflow import dag, task, task_group",
+        "+from nbflow import FailTask as AirflowFailException", "1 file rewritten",
+        "DAG orders", "SUCCESS", "[3 instances: 3 success]", "skip_publish                     skipped",
+    ],
     "sales-report.ipynb": ["Sales on 2024-01-01: 6"],
     "report.ipynb": ["Daily sales for 2024-01-01: 6"],
 }

@@ -97,15 +97,21 @@ def load_run(store: Store, dag_id: str, run_id: str) -> DagRun:
     dag_row = store.get_dag(dag_id)
     tz = _zone_of(dag_row)
     order = {t["task_id"]: i for i, t in enumerate(((dag_row or {}).get("definition") or {}).get("tasks", []))}
-    # a mapped task is one entry (its own state); its instances' outputs become one list below
-    task_rows = sorted((ti for ti in store.get_task_instances(row["id"]) if ti["map_index"] < 0),
-                       key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
+    # a mapped task is one entry (its own state, its instances counted, the first failed one's
+    # error); its instances' outputs become one list below
+    from nbflow.store.queries import folded_task_instances
+
+    task_rows = sorted(folded_task_instances(store, row["id"]), key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
+    for ti in task_rows:
+        failed = next((i for i in ti.get("instances", ()) if i["state"] == "failed" and i["error"]), None)
+        if failed is not None and not ti["error"]:
+            ti["error"] = f"[{failed['map_index']}] {failed['error']}"
     instances = {
         ti["task_id"]: TaskInstanceResult(
             task_id=ti["task_id"], state=TaskState(ti["state"]), try_number=ti["try_number"] or 0,
             max_tries=ti["max_tries"] or 1, start_date=ti["start_date"], end_date=ti["end_date"],
             duration=ti["duration"], error=ti["error"], log_path=ti["log_path"], hostname=ti["hostname"],
-            pid=ti["pid"],
+            pid=ti["pid"], map_counts=ti.get("map_counts"),
         )
         for ti in task_rows
     }
