@@ -22,7 +22,9 @@ Failure semantics match the process executor's:
   at the deadline the future is cancelled and the call reported as timed out. Dask cannot stop a
   running thread, so the stray call goes on on its worker until it returns, and its result is dropped;
 * a cluster that cannot be reached or goes away fails the calls it held with ``WorkerLostError``
-  naming the cluster; the host goes on, and the next call connects again.
+  naming the cluster. The host goes on: while the cluster cannot be reached no slot is free (a
+  host's tries wait, in the store), and a probe thread connects again, or starts a new
+  ``LocalCluster``, with a growing pause between attempts.
 
 ``memory_limit`` is not enforced on Dask workers (their own ``--memory-limit`` is), so a call with
 one is reported as failed, saying so, rather than run unlimited.
@@ -52,9 +54,10 @@ from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
 
 #: seconds to wait for a cluster named by ``dask_address`` before its calls fail
 CONNECT_TIMEOUT = 10.0
-#: after a failed connection, calls fail at once for this many seconds before the next attempt,
-#: so that a cluster that is down does not hold the host for CONNECT_TIMEOUT on every call
-RECONNECT_AFTER = 5.0
+#: after a failed connection, seconds before the next attempt (doubling up to MAX_RECONNECT_WAIT),
+#: made by a probe thread so that a cluster that is down never holds the host
+RECONNECT_AFTER = 1.0
+MAX_RECONNECT_WAIT = 30.0
 
 
 @dataclass(eq=False)
@@ -95,8 +98,10 @@ class DaskExecutor(Executor):
         self._calls: dict[str, _Call] = {}            # in flight on the cluster, by token
         self._client: Any = None
         self._cluster: Any = None
-        self._down_until = 0.0
+        #: why the cluster cannot be reached, while it cannot; no slot is free meanwhile
         self._down_reason = ""
+        self._probe: threading.Thread | None = None
+        self._stopped = threading.Event()
         self._topic = f"nbflow-started-{uuid.uuid4().hex}"
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._deadlines: list[tuple[float, int, _Call]] = []
@@ -140,7 +145,7 @@ class DaskExecutor(Executor):
     @property
     def free_slots(self) -> int:
         with self._lock:
-            if self._closed:
+            if self._closed or self._down_reason:
                 return 0
             return max(0, self.parallelism - len(self._calls) - len(self._queue))
 
@@ -149,6 +154,7 @@ class DaskExecutor(Executor):
             if self._closed:
                 return
             self._closed = True
+            self._stopped.set()  # a probe thread gives up
             dropped: list[_Call] = []
             if not wait:
                 dropped = [*self._queue, *(c for c in self._calls.values() if not c.reported)]
@@ -184,45 +190,85 @@ class DaskExecutor(Executor):
             return self._connect()
 
     def _connect(self) -> Any:
-        """The client, connected (or the cluster started) on first use; raises WorkerLostError if
-        the cluster cannot be reached. Called with the lock held."""
+        """The client, connected (or the cluster started) on first use; raises WorkerLostError at
+        once while the cluster is known to be down. Called with the lock held."""
         if self._client is not None:
             if self._client.status in ("running", "connecting"):
                 return self._client
             self._close_client()
-        if time.monotonic() < self._down_until:
+        if self._down_reason:
             raise WorkerLostError(None, self._down_reason)
+        try:
+            client, cluster = self._open()
+        except Exception as exc:
+            self._went_down(exc)
+            raise WorkerLostError(None, self._down_reason) from exc
+        self._adopt(client, cluster)
+        return client
+
+    def _open(self) -> tuple[Any, Any]:
+        """A new client of the cluster at ``address``, or of a LocalCluster started for it."""
         import dask
         from distributed import Client, LocalCluster
 
+        if self.address:
+            return Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False), None
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(
+                n_workers=self.workers or None, threads_per_worker=self.threads_per_worker or None,
+                processes=True, dashboard_address=None,
+                # the scheduler's HTTP endpoint on a free port: two hosts on one machine must not
+                # fight over Dask's default 8787
+                scheduler_kwargs={"allowed_failures": 0, "dashboard_address": ":0"},
+            )
         try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                if self.address:
-                    client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-                else:
-                    self._cluster = LocalCluster(
-                        n_workers=self.workers or None, threads_per_worker=self.threads_per_worker or None,
-                        processes=True, dashboard_address=None,
-                        # the scheduler's HTTP endpoint on a free port: two hosts on one machine
-                        # must not fight over Dask's default 8787
-                        scheduler_kwargs={"allowed_failures": 0, "dashboard_address": ":0"},
-                    )
-                    client = Client(self._cluster, set_as_default=False)
-        except Exception as exc:
-            where = f"the Dask cluster at {self.address}" if self.address else "a local Dask cluster"
-            self._down_reason = f"{where} could not be reached ({type(exc).__name__}: {exc})"
-            self._down_until = time.monotonic() + RECONNECT_AFTER
-            log.warning("dask executor: %s; calls fail until it answers", self._down_reason)
-            if self._cluster is not None:
-                _quietly(self._cluster.close)
-                self._cluster = None
-            raise WorkerLostError(None, self._down_reason) from exc
+            return Client(cluster, set_as_default=False), cluster
+        except BaseException:
+            _quietly(cluster.close)
+            raise
+
+    def _adopt(self, client: Any, cluster: Any) -> None:
         client.subscribe_topic(self._topic, self._started)
-        self._client = client
+        self._client, self._cluster = client, cluster
         if self._pump is None:
             self._pump = threading.Thread(target=self._pump_loop, name="nbflow-dask-pump", daemon=True)
             self._pump.start()
-        return client
+
+    def _went_down(self, exc: BaseException) -> None:
+        """The cluster cannot be reached: no slot is free until a probe thread reaches it again, so
+        a host keeps its tries waiting instead of failing them one after another."""
+        where = f"the Dask cluster at {self.address}" if self.address else "a local Dask cluster"
+        self._down_reason = f"{where} could not be reached ({type(exc).__name__}: {exc})"
+        log.warning("dask executor: %s; no task starts until it answers", self._down_reason)
+        if self._probe is None:
+            self._probe = threading.Thread(target=self._probe_loop, name="nbflow-dask-probe", daemon=True)
+            self._probe.start()
+
+    def _probe_loop(self) -> None:
+        wait = RECONNECT_AFTER
+        while True:
+            if self._stopped.wait(wait):
+                break
+            try:
+                client, cluster = self._open()
+            except Exception as exc:
+                log.debug("dask executor: still unreachable: %s", exc)
+                wait = min(wait * 2, MAX_RECONNECT_WAIT)
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._adopt(client, cluster)
+                    self._down_reason = ""
+                    client = cluster = None
+            if client is not None:
+                _quietly(client.close)
+                if cluster is not None:
+                    _quietly(cluster.close)
+            log.warning("dask executor: the cluster answers again; tasks start again")
+            break
+        with self._lock:
+            self._probe = None
+        self._events.put(("wake", None))  # the pump sends what waited meanwhile
 
     def _close_client(self) -> None:
         client, cluster = self._client, self._cluster

@@ -199,23 +199,45 @@ def test_the_timeout_counts_from_the_start_on_a_worker_not_from_the_queue(cluste
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
 
 
-def test_a_cluster_that_cannot_be_reached_fails_the_calls_not_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cluster_that_cannot_be_reached_holds_the_tasks_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     import nbflow.executors.dask as dask_executor
+    from distributed import LocalCluster
 
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(dask_executor, "RECONNECT_AFTER", 0.2)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens there once the socket closes
     outcomes: list[Any] = []
+    arrived = threading.Condition()
+
+    def collect(outcome: Any) -> None:
+        with arrived:
+            outcomes.append(outcome)
+            arrived.notify_all()
+
     pool = DaskExecutor(2, address=f"tcp://127.0.0.1:{port}")
-    pool.start(outcomes.append)
-    pool.submit("a", os.getpid)
-    pool.submit("b", os.getpid)  # within RECONNECT_AFTER: fails at once, without another wait
-    pool.shutdown()
-    assert [o.key for o in outcomes] == ["a", "b"]
-    for outcome in outcomes:
-        assert not outcome.ok and isinstance(outcome.error, WorkerLostError)
-        assert f"tcp://127.0.0.1:{port}" in str(outcome.error)
+    pool.start(collect)
+    cluster = None
+    try:
+        pool.submit("a", os.getpid)  # the call that finds the cluster down fails, naming it
+        assert len(outcomes) == 1 and not outcomes[0].ok and isinstance(outcomes[0].error, WorkerLostError)
+        assert f"tcp://127.0.0.1:{port}" in str(outcomes[0].error)
+        assert pool.free_slots == 0  # then a host starts nothing: its tries wait in the store
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, scheduler_port=port,
+                               dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
+        deadline = time.monotonic() + 60
+        while pool.free_slots == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.free_slots == 2  # the probe reached the cluster once it was up
+        pool.submit("b", os.getpid)
+        with arrived:
+            assert arrived.wait_for(lambda: len(outcomes) == 2, 60)
+        assert outcomes[1].ok and outcomes[1].value != os.getpid()
+    finally:
+        pool.shutdown(wait=False)
+        if cluster is not None:
+            cluster.close()
 
 
 def test_a_cluster_that_goes_away_mid_call_fails_it_and_the_next_call_gets_a_new_one() -> None:
