@@ -50,11 +50,13 @@ def logical_date_of(dag: DAG, value: Any = None) -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0).astimezone(dag.timezone)
 
 
-def task_rows(dag: DAG, logical_date: datetime | None = None) -> list[dict[str, Any]]:
+def task_rows(dag: DAG, logical_date: datetime | None = None, run_type: str = "manual") -> list[dict[str, Any]]:
     """The task instance rows a new run of ``dag`` starts with. A task whose own ``start_date`` is
     after the run's logical date, or whose ``end_date`` is before it, starts ``skipped``: it is not
     part of that run (Airflow makes no instance of it there), and its downstream goes by its
-    trigger rule."""
+    trigger rule. Backfills take every task, as Airflow's do."""
+    if run_type == "backfill":
+        logical_date = None
     return [
         {"task_id": t.task_id, "state": (TaskState.SKIPPED if _outside(t, logical_date) else TaskState.NONE).value,
          "max_tries": t.retries + 1, "operator": type(t).__name__, "pool": t.pool, "priority_weight": t.priority_weight,
@@ -91,7 +93,7 @@ def create_run(
     run takes), None when another host took them first.
     """
     start, end = dag.timetable.data_interval(logical_date)
-    rows = task_rows(dag, logical_date)
+    rows = task_rows(dag, logical_date, run_type)
     attempt = 1
     while True:
         this_id = run_id if run_id is not None else run_id_for(run_type, logical_date, attempt)
