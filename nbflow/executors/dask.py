@@ -17,7 +17,8 @@ Failure semantics match the process executor's:
 
 * a worker that dies while it runs a call fails that call with ``WorkerLostError`` (a
   ``LocalCluster`` started here lets no try run twice: ``allowed_failures`` is 0; on a cluster of
-  your own, a second start of the same call is noticed and reported the same way);
+  your own, every call says when it starts, and a second start of the same call is noticed and
+  reported the same way);
 * ``timeout`` counts from when the call starts on a worker (the worker says so with a Dask event);
   at the deadline the future is cancelled and the call reported as timed out. Dask cannot stop a
   running thread, so the stray call goes on on its worker until it returns, and its result is dropped;
@@ -121,7 +122,15 @@ class DaskExecutor(Executor):
             return
         with self._lock:
             self._queue.append(_Call(key, fn, tuple(args), timeout))
-        self._flush()
+            if self._pump is None:
+                self._pump = threading.Thread(target=self._pump_loop, name="nbflow-dask-pump", daemon=True)
+                self._pump.start()
+            elif threading.current_thread() is self._pump:
+                return  # from on_done: the pump sends what was queued once it has reported
+        # The pump connects and sends: the caller never waits for a cluster to start, and calls
+        # submitted together go in one graph (Dask's scheduler takes a graph of many tasks for
+        # about the cost of one). One wake-up covers every call queued before the pump looks.
+        self._events.put(("wake", None))
 
     def cancel(self, key: Hashable, reason: str) -> bool:
         """A queued call is dropped, one in flight has its future cancelled (its thread on the
@@ -139,7 +148,7 @@ class DaskExecutor(Executor):
         if call.future is not None:
             _cancel(call.future)
         self._report(_lost(call, reason))
-        self._flush()
+        self._events.put(("wake", None))  # its slot is free for a queued call
         return True
 
     @property
@@ -168,7 +177,6 @@ class DaskExecutor(Executor):
                 _cancel(call.future)
             self._report(_lost(call, "the executor was shut down before the call ended"))
         if wait and not inside:
-            self._flush()
             with self._lock:
                 while self._queue or self._calls:
                     self._idle.wait()
@@ -230,9 +238,6 @@ class DaskExecutor(Executor):
     def _adopt(self, client: Any, cluster: Any) -> None:
         client.subscribe_topic(self._topic, self._started)
         self._client, self._cluster = client, cluster
-        if self._pump is None:
-            self._pump = threading.Thread(target=self._pump_loop, name="nbflow-dask-pump", daemon=True)
-            self._pump.start()
 
     def _went_down(self, exc: BaseException) -> None:
         """The cluster cannot be reached: no slot is free until a probe thread reaches it again, so
@@ -281,29 +286,38 @@ class DaskExecutor(Executor):
     # -- sending calls and taking their ends ------------------------------------------------------
 
     def _flush(self) -> None:
-        """Send queued calls while there are free slots; report the ones that cannot be sent."""
+        """Send queued calls while there are free slots, as one graph; report those that cannot go."""
         failed: list[Outcome] = []
         with self._lock:
-            while self._queue and len(self._calls) < self.parallelism and not failed:
+            room = min(len(self._queue), self.parallelism - len(self._calls))
+            if room > 0:
                 try:
                     client = self._connect()
                 except WorkerLostError as exc:
                     failed = [_lost(call, exc.detail) for call in self._queue]
                     self._queue.clear()
-                    break
-                call = self._queue.popleft()
-                call.token = f"{_name_of(call.fn)}-{uuid.uuid4().hex}"
+                    room = 0
+            if room > 0:
+                calls = [self._queue.popleft() for _ in range(room)]
+                for call in calls:
+                    call.token = f"{_name_of(call.fn)}-{uuid.uuid4().hex}"
+                # a worker says when it starts a call that has a deadline, and, on a cluster not
+                # started here (where Dask may run a call again after its worker died), every
+                # call: an event costs a message through the scheduler
+                topics = [self._topic if call.timeout is not None or self.address else "" for call in calls]
                 try:
-                    future = client.submit(
-                        _run_remote, call.fn, call.args, call.token, self._topic,
-                        key=call.token, pure=False, retries=0,
+                    futures = client.map(
+                        _run_remote, [c.fn for c in calls], [c.args for c in calls], [c.token for c in calls],
+                        topics, key=[c.token for c in calls], pure=False, retries=0,
                     )
                 except Exception as exc:  # the client lost its cluster between two calls
-                    failed.append(_lost(call, f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"))
-                    continue
-                call.future = future
-                self._calls[call.token] = call
-                future.add_done_callback(self._done)
+                    detail = f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
+                    failed += [_lost(call, detail) for call in calls]
+                    futures = []
+                for call, future in zip(calls, futures):
+                    call.future = future
+                    self._calls[call.token] = call
+                    future.add_done_callback(self._done)
             self._notify_if_idle()
         for outcome in failed:
             self._report(outcome)
@@ -457,12 +471,13 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
     """
     import cloudpickle
 
-    try:
-        from distributed import get_worker
+    if topic:
+        try:
+            from distributed import get_worker
 
-        get_worker().log_event(topic, token)
-    except Exception:  # not on a worker (a test calling it directly): nobody to tell
-        pass
+            get_worker().log_event(topic, token)
+        except Exception:  # not on a worker (a test calling it directly): nobody to tell
+            pass
     started = time.time()
     temp = None
     if len(args) == 1 and dataclasses.is_dataclass(args[0]) and hasattr(args[0], "log_path"):

@@ -221,7 +221,9 @@ def test_a_cluster_that_cannot_be_reached_holds_the_tasks_until_it_answers(monke
     cluster = None
     try:
         pool.submit("a", os.getpid)  # the call that finds the cluster down fails, naming it
-        assert len(outcomes) == 1 and not outcomes[0].ok and isinstance(outcomes[0].error, WorkerLostError)
+        with arrived:
+            assert arrived.wait_for(lambda: len(outcomes) == 1, 30)
+        assert not outcomes[0].ok and isinstance(outcomes[0].error, WorkerLostError)
         assert f"tcp://127.0.0.1:{port}" in str(outcomes[0].error)
         assert pool.free_slots == 0  # then a host starts nothing: its tries wait in the store
         cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, scheduler_port=port,
