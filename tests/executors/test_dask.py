@@ -300,3 +300,47 @@ def test_bad_settings_are_refused_when_read(tmp_path: Path, env: dict[str, str],
 
     with pytest.raises(ConfigError, match=setting):
         load_settings(env={"NBFLOW_HOME": str(tmp_path), **env})
+
+
+def test_the_scheduler_daemon_runs_a_dag_files_tasks_on_its_own_local_cluster(tmp_path: Path) -> None:
+    """``nbflow scheduler -e dask``: the functions of a DAG file (a module no worker can import)
+    travel by value, the log comes back to the host's logs folder, and the cluster ends with the host."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from nbflow.store import Store
+
+    home = tmp_path / "home"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "on_cluster.py").write_text(textwrap.dedent("""
+        import os
+        from nbflow import DAG, task
+
+        def helper(ds):  # a module-level function of the DAG file, used on the worker
+            return f"made for {ds}"
+
+        with DAG("on_cluster", schedule="@daily", start_date="2024-01-01", timezone="UTC") as d:
+            @task
+            def make(ds):
+                print("on the worker", os.getpid())
+                return {"text": helper(ds), "pid": os.getpid()}
+
+            make()
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env.update(NBFLOW_HOME=str(home), NBFLOW_HEARTBEAT_INTERVAL="0.2", NBFLOW_POLL_INTERVAL="0.2",
+               NBFLOW_DASK_WORKERS="1", NBFLOW_DASK_THREADS_PER_WORKER="2")
+    done = subprocess.run([sys.executable, "-m", "nbflow", "scheduler", "--exit-when-idle", "-e", "dask"], env=env,
+                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    with Store(f"sqlite:///{home / 'nbflow.db'}") as store:
+        (run,) = store.list_runs("on_cluster", limit=None)
+        assert run["state"] == "success"
+        (ti,) = store.get_task_instances(run["id"])
+        (host,) = store.list_hosts()
+        assert ti["pid"] != host["pid"]  # ran on a Dask worker, not in the daemon
+        log_text = Path(ti["log_path"]).read_text()
+    assert f"on the worker {ti['pid']}" in log_text
+    assert str(home / "logs") in ti["log_path"]
+    assert not _alive(ti["pid"])  # the host's cluster ended with it
