@@ -9,6 +9,7 @@ pixels. Each test leaves a screenshot under ``tests/browser/screenshots/``.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 import uuid
@@ -243,6 +244,7 @@ def test_dag_view_graph_details_and_log(ui: NbflowUI) -> None:
     ui.lp.wait_for(lambda: "report: 3 rows" in ui.log_text(dag_id), "the task's log to show what it printed")
     details = ui.details_text(dag_id)
     assert "success" in details and "try" in details and "1 of" in details
+    assert re.search(r"peak memory\s+\d+ MiB", details), details  # measured in the worker process that ran it
     assert "3 rows, total 12" in details  # the output preview
     # its type, how it is kept and its size, as stored when it was written
     assert "str · json · 18 bytes" in ui.page.inner_text(f"#nbflow-dag-{dag_id} .nbflow-Details-outputInfo")
