@@ -102,8 +102,9 @@ class MemoryWatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="nbflow-memory-watcher", daemon=True)
                 self._thread.start()
-            elif limit:
-                self._lock.notify()  # it may be sleeping for a whole UNLIMITED_INTERVAL
+            elif limit or len(self._watched) == 1:
+                # it may be sleeping until a sample of a call due later, or with nothing to watch
+                self._lock.notify()
 
     def forget(self, token: Any) -> int:
         """Stop watching ``token``'s call; the peak sampled for it (0 if it was never sampled)."""

@@ -17,7 +17,7 @@ import pytest
 
 from nbflow.errors import MemoryLimitError
 from nbflow.executors import Outcome, get_executor
-from nbflow.executors.memwatch import tree_rss
+from nbflow.executors.memwatch import UNLIMITED_INTERVAL, tree_rss
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -142,8 +142,12 @@ def test_an_unlimited_long_call_is_sampled_for_its_tree(pool: Any, tmp_path: Pat
         code = f"import time; data = bytearray(200 * {MiB}); time.sleep(1.6)"
         return subprocess.run([sys.executable, "-c", code], check=True).returncode
 
+    executor.submit("first", small)
+    outcomes.wait(1)
+    # what is waited for is the watcher having nothing left to look at: it then sleeps until told
+    time.sleep(UNLIMITED_INTERVAL + 0.3)
     executor.submit("tree", child_holds)
-    got = outcomes.wait(1)["tree"]
+    got = outcomes.wait(2)["tree"]
     assert got.ok and got.peak_rss >= 200 * MiB, got.peak_rss
 
 
