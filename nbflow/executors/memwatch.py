@@ -92,6 +92,9 @@ class MemoryWatcher:
         self._watched: dict[Any, _Watched] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: the time.monotonic() the thread sleeps until (infinity: until told), so that watch wakes
+        #: it only when a new call is due before that
+        self._sleeping_until = 0.0
 
     def watch(self, token: Any, pid: int, limit: int | None) -> None:
         """Start watching the call run by process ``pid`` (its worker)."""
@@ -102,9 +105,8 @@ class MemoryWatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="nbflow-memory-watcher", daemon=True)
                 self._thread.start()
-            elif limit or len(self._watched) == 1:
-                # it may be sleeping until a sample of a call due later, or with nothing to watch
-                self._lock.notify()
+            elif first < self._sleeping_until:
+                self._lock.notify()  # it sleeps past this call's first sample (or with nothing to watch)
 
     def forget(self, token: Any) -> int:
         """Stop watching ``token``'s call; the peak sampled for it (0 if it was never sampled)."""
@@ -127,7 +129,9 @@ class MemoryWatcher:
                     if due:
                         break
                     pending = [w.next_at for w in self._watched.values() if not w.reported]
-                    self._lock.wait(max(0.0, min(pending) - now) if pending else None)
+                    self._sleeping_until = min(pending) if pending else float("inf")
+                    self._lock.wait(max(0.0, self._sleeping_until - now) if pending else None)
+                self._sleeping_until = 0.0
                 if self._closed:
                     return
             children_of = children_map() if len(due) > 1 else None
