@@ -201,7 +201,11 @@ class DaskExecutor(Executor):
         """The client, connected (or the cluster started) on first use; raises WorkerLostError at
         once while the cluster is known to be down. Called with the lock held."""
         if self._client is not None:
-            if self._client.status in ("running", "connecting"):
+            # a LocalCluster of ours that was closed under us is started again at once, rather
+            # than waiting for its client to give up reconnecting
+            cluster_gone = self._cluster is not None and str(getattr(self._cluster, "status", "")).endswith(
+                ("closed", "closing", "failed"))
+            if self._client.status in ("running", "connecting") and not cluster_gone:
                 return self._client
             self._close_client()
         if self._down_reason:

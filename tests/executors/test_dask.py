@@ -78,6 +78,23 @@ def test_python_and_bash_tasks_run_on_the_workers_and_outputs_flow_downstream(
     assert str(nbflow_home) in run.log_paths["shell"]
 
 
+def test_a_task_that_raises_fails_with_its_error_and_traceback(nbflow_home: Path, cluster: DaskExecutor) -> None:
+    with DAG("raises", timezone="UTC") as dag:
+        @task
+        def boom() -> None:
+            print("about to fail")
+            raise ValueError("boom on the worker")
+
+        boom()
+
+    run = dag.test(executor=cluster)
+    assert run.state is RunState.FAILED
+    error = run.task_instances["boom"].error or ""
+    assert "ValueError: boom on the worker" in error and ", in boom" in error  # the worker's traceback
+    log_text = Path(run.log_paths["boom"]).read_text()
+    assert "about to fail" in log_text and "ValueError: boom on the worker" in log_text
+
+
 def test_the_executor_setting_and_dag_test_by_name_use_a_local_cluster_closed_with_the_run(
     nbflow_home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
