@@ -34,8 +34,8 @@ class NbflowApp(ExtensionApp):
     )
     scheduler_executor = Unicode(
         "", config=True,
-        help="Executor of the scheduler in the server and of runs started by the API (inline, thread or "
-        "process); empty means nbflow's executor setting.",
+        help="Executor of the scheduler in the server and of runs started by the API (inline, thread, process "
+        "or dask); empty means nbflow's executor setting.",
     )
     shutdown_grace = Float(
         10.0, config=True,
