@@ -58,6 +58,10 @@ def test_a_host_holds_tasks_while_free_memory_is_under_min_free_memory(settings:
         scheduler.tick()
         hosts = {h["host_id"]: h for h in store.list_hosts()}
         assert "min_free_memory" in hosts[scheduler.host_id]["detail"]["held"]
+        # and the REST API's scheduler status (GET /nbflow/api/scheduler) lists it with its hosts
+        from nbflow.jupyter.server.serialize import host
+
+        assert host(hosts[scheduler.host_id], {scheduler.host_id})["held"] == scheduler.held
         env = {**os.environ, "NBFLOW_HOME": str(nbflow_home), "NBFLOW_DATABASE_URL": settings.database_url}
         status = subprocess.run([sys.executable, "-m", "nbflow", "scheduler", "status"], env=env,
                                 capture_output=True, text=True, timeout=60)

@@ -178,9 +178,12 @@ def event(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def host(row: Mapping[str, Any], live: set[str]) -> dict[str, Any]:
-    """A scheduler host; one the store says is running but that has gone silent is "unresponsive"."""
+    """A scheduler host; one the store says is running but that has gone silent is "unresponsive"; ``held``
+    says why a host starts no task now (free memory under ``min_free_memory``), None when it does."""
     state = row.get("state")
     if state == "running" and row["host_id"] not in live:
         state = "unresponsive"
     return {"host_id": row["host_id"], "hostname": row.get("hostname"), "pid": row.get("pid"),
-            "kind": row.get("kind"), "state": state, "last_heartbeat": iso(row.get("heartbeat_at"))}
+            "kind": row.get("kind"), "state": state, "last_heartbeat": iso(row.get("heartbeat_at")),
+            # why it starts no task now (free memory under min_free_memory), or None
+            "held": (row.get("detail") or {}).get("held")}
