@@ -109,6 +109,8 @@ class DaskExecutor(Executor):
         self._seq = itertools.count()
         self._pump: threading.Thread | None = None
         self._pump_closes = False
+        #: calls that ended on their worker and whose results are on their way here
+        self._fetching = 0
 
     # -- the contract -----------------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class DaskExecutor(Executor):
             self._report(_lost(call, "the executor was shut down before the call ended"))
         if wait and not inside:
             with self._lock:
-                while self._queue or self._calls:
+                while self._queue or self._calls or self._fetching:
                     self._idle.wait()
         if inside:
             self._pump_closes = True  # the pump closes the client once the last call has reported
@@ -358,7 +360,7 @@ class DaskExecutor(Executor):
             if stop:
                 return
             with self._lock:
-                done = self._pump_closes and not self._calls and not self._queue
+                done = self._pump_closes and not self._calls and not self._queue and not self._fetching
             if done:  # shut down from on_done: this thread closes the client once drained
                 self._close_client()
                 return
@@ -390,27 +392,56 @@ class DaskExecutor(Executor):
                     call.reported = True
                     self._forget(call)
                     finished.append((call, item))
+                elif kind == "fetched":
+                    self._fetching -= len(item[0])
+                    finished.extend((call, future) for call, future in item[0])
+        # Results are fetched on the client's event loop, so that this thread goes on sending
+        # queued calls meanwhile: a fetch waited for here would hold every slot that just freed.
         ok = [(call, future) for call, future in finished if future.status == "finished"]
-        values: list[Any] = []
-        if ok:
-            try:
-                values = ok[0][1].client.gather([future for _, future in ok], errors="raise")
-            except Exception:  # gather one by one, so that one lost result does not lose the others
-                values = []
-                for _, future in ok:
-                    try:
-                        values.append(future.result(timeout=CONNECT_TIMEOUT))
-                    except Exception as exc:
-                        values.append(exc)
-        results = dict(zip((id(call) for call, _ in ok), values))
+        results: dict[int, Any] = {}
+        for kind, item in batch:
+            if kind == "fetched":
+                pairs, values, error = item
+                if error is None:
+                    results.update(zip((id(call) for call, _ in pairs), values))
+                else:  # one by one, so that one lost result does not lose the others
+                    for call, future in pairs:
+                        try:
+                            results[id(call)] = future.result(timeout=CONNECT_TIMEOUT)
+                        except Exception as exc:
+                            results[id(call)] = exc
+        unfetched = [(call, future) for call, future in ok if id(call) not in results]
+        if unfetched:
+            self._fetch(unfetched)
         for call, future in finished:
             if id(call) in results:
                 outcomes.append(_decode(call, results[id(call)]))
-            else:
+            elif future.status != "finished":
                 outcomes.append(_failed_future(call, future, self.address))
         with self._lock:
             self._notify_if_idle()
         return outcomes
+
+    def _fetch(self, pairs: list[tuple[_Call, Any]]) -> None:
+        """Gather the results of finished futures on the client's loop; they come back as an event."""
+        with self._lock:
+            self._fetching += len(pairs)
+        client = pairs[0][1].client
+        try:
+            gathering = client.gather([future for _, future in pairs], errors="raise", asynchronous=True)
+        except Exception as exc:
+            self._events.put(("fetched", (pairs, None, exc)))
+            return
+
+        async def fetch() -> None:
+            try:
+                values = await gathering
+            except Exception as exc:
+                self._events.put(("fetched", (pairs, None, exc)))
+            else:
+                self._events.put(("fetched", (pairs, values, None)))
+
+        client.loop.add_callback(fetch)
 
     def _expire(self) -> list[Outcome]:
         expired: list[_Call] = []
@@ -437,7 +468,7 @@ class DaskExecutor(Executor):
         self._calls.pop(call.token, None)
 
     def _notify_if_idle(self) -> None:
-        if not self._calls and not self._queue:
+        if not self._calls and not self._queue and not self._fetching:
             self._idle.notify_all()
 
 
