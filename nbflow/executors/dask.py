@@ -10,8 +10,9 @@ Workers need no database. Each call travels as one Dask future: the function and
 pickled here (cloudpickle, so functions defined in a notebook or in ``__main__`` go by value, as
 they do to the process executor), and the worker sends back how the call ended. This host stays the
 one writer of outcomes. A call whose one argument carries a ``log_path`` (the runner's
-``TaskRequest``) writes its log to a temporary file on the worker; the text comes back with the
-result and is written here, at that ``log_path``, so logs live where they do for other executors.
+``TaskRequest``) writes its log to a temporary file on the worker, sent here in pieces while it runs
+(Dask events, every LOG_INTERVAL) and whatever is left with the result, and written at that
+``log_path``: logs live, and can be followed, where they do for other executors.
 
 Failure semantics match the process executor's:
 
@@ -59,6 +60,11 @@ CONNECT_TIMEOUT = 10.0
 #: made by a probe thread so that a cluster that is down never holds the host
 RECONNECT_AFTER = 1.0
 MAX_RECONNECT_WAIT = 30.0
+#: a running try's log travels to the host in pieces this often (seconds), at most LOG_CHUNK bytes
+#: at a time (the rest follows, or comes with the result): the scheduler keeps its last
+#: thousand events per topic, so a piece must stay small
+LOG_INTERVAL = 0.5
+LOG_CHUNK = 32 * 1024
 
 
 @dataclass(eq=False)
@@ -72,6 +78,8 @@ class _Call:
     started_at: float | None = None
     #: how many times a worker said it started the call (twice: Dask re-ran it after a worker died)
     starts: int = 0
+    #: bytes of the call's log written here so far, from pieces sent while it ran
+    log_written: int = 0
     reported: bool = False
 
 
@@ -243,6 +251,7 @@ class DaskExecutor(Executor):
 
     def _adopt(self, client: Any, cluster: Any) -> None:
         client.subscribe_topic(self._topic, self._started)
+        client.subscribe_topic(f"{self._topic}-log", self._log_piece)
         self._client, self._cluster = client, cluster
 
     def _went_down(self, exc: BaseException) -> None:
@@ -314,7 +323,8 @@ class DaskExecutor(Executor):
                 try:
                     futures = client.map(
                         _run_remote, [c.fn for c in calls], [c.args for c in calls], [c.token for c in calls],
-                        topics, key=[c.token for c in calls], pure=False, retries=0,
+                        topics, [f"{self._topic}-log"] * len(calls), key=[c.token for c in calls], pure=False,
+                        retries=0,
                     )
                 except Exception as exc:  # the client lost its cluster between two calls
                     detail = f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
@@ -331,6 +341,10 @@ class DaskExecutor(Executor):
     def _done(self, future: Any) -> None:
         """On Dask's callback thread: hand the finished future to the pump."""
         self._events.put(("done", future))
+
+    def _log_piece(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: a piece of a running call's log."""
+        self._events.put(("log", event[1]))
 
     def _started(self, event: tuple[float, Any]) -> None:
         """On the client's event loop: a worker started a call (the Dask event the call sends)."""
@@ -392,6 +406,12 @@ class DaskExecutor(Executor):
                     call.reported = True
                     self._forget(call)
                     finished.append((call, item))
+                elif kind == "log":
+                    token, offset, piece = item
+                    call = self._calls.get(token)
+                    if call is not None and not call.reported and offset == call.log_written and piece:
+                        _write_log(call, piece)
+                        call.log_written += len(piece)
                 elif kind == "fetched":
                     self._fetching -= len(item[0])
                     finished.extend((call, future) for call, future in item[0])
@@ -496,7 +516,8 @@ def check_options(address: str, workers: int, threads_per_worker: int) -> None:
 # -- on the worker ----------------------------------------------------------------------------------
 
 
-def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic: str) -> tuple[Any, ...]:
+def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic: str,
+                log_topic: str = "") -> tuple[Any, ...]:
     """Run one call on a Dask worker and say how it ended, never raising.
 
     Returns ``(status, body, started, ended, pid, hostname, log_bytes)``: status "ok" with the
@@ -519,6 +540,7 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
         fd, temp = tempfile.mkstemp(prefix="nbflow-try-", suffix=".log")
         os.close(fd)
         args = (dataclasses.replace(args[0], log_path=temp),)  # type: ignore[type-var]
+    end_stream = _stream_log(temp, token, log_topic) if temp is not None and log_topic else None
     try:
         value = fn(*args)
     except BaseException as exc:  # SystemExit from a task is the task's failure, not the worker's
@@ -536,6 +558,8 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
         except Exception as exc:
             reply = ("unpicklable", (_type_name(value), f"{type(exc).__name__}: {exc}"))
     ended = time.time()
+    if end_stream is not None:
+        end_stream()
     logged = b""
     if temp is not None:
         try:
@@ -544,6 +568,36 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
         finally:
             os.unlink(temp)
     return (*reply, started, ended, os.getpid(), socket.gethostname(), logged)
+
+
+def _stream_log(path: str, token: str, topic: str) -> Callable[[], None] | None:
+    """Send the log at ``path`` to the host in pieces while the call runs, so that following a
+    try's log works as with the other executors; returns what stops it."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except Exception:  # not on a worker: the log comes with the result
+        return None
+    stop = threading.Event()
+
+    def send() -> None:
+        offset = 0
+        with open(path, "rb") as handle:
+            while not stop.wait(LOG_INTERVAL):
+                piece = os.pread(handle.fileno(), LOG_CHUNK, offset)
+                if piece:
+                    worker.log_event(topic, [token, offset, piece])
+                    offset += len(piece)
+
+    thread = threading.Thread(target=send, name="nbflow-log-pieces", daemon=True)
+    thread.start()
+
+    def end() -> None:
+        stop.set()
+        thread.join()
+
+    return end
 
 
 def _type_name(obj: Any) -> str:
@@ -563,8 +617,8 @@ def _decode(call: _Call, reply: Any) -> Outcome:
         detail = f"its reply could not be read ({type(reply).__name__}: {reply})"
         error = reply if isinstance(reply, WorkerLostError) else WorkerLostError(None, detail)
         return Outcome(call.key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
-    if logged:
-        _write_log(call, logged)
+    if len(logged) > call.log_written:  # what the pieces sent while it ran did not bring
+        _write_log(call, logged[call.log_written:])
     outcome = Outcome(call.key, ok=False, started_at=started, ended_at=ended, pid=pid, hostname=hostname)
     error: BaseException
     if status == "ok":

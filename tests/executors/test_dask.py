@@ -78,6 +78,40 @@ def test_python_and_bash_tasks_run_on_the_workers_and_outputs_flow_downstream(
     assert str(nbflow_home) in run.log_paths["shell"]
 
 
+def test_a_running_tasks_log_can_be_followed_on_the_host(nbflow_home: Path, tmp_path: Path,
+                                                        cluster: DaskExecutor) -> None:
+    marker = tmp_path / "seen"
+    with DAG("followed", timezone="UTC") as dag:
+        @task
+        def talks() -> bool:
+            print("first line", flush=True)
+            deadline = time.monotonic() + 30
+            while not Path(str(marker)).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print("second line")
+            return Path(str(marker)).exists()
+
+        talks()
+
+    def follow() -> None:  # as a person tailing the log would, on the host, while the try runs
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = list((nbflow_home / "logs").rglob("talks/1.log"))
+            if found and "first line" in found[0].read_text():
+                marker.touch()
+                return
+            time.sleep(0.05)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    run = dag.test(executor=cluster)
+    follower.join()
+    assert run.outputs["talks"] is True  # the first line reached the host while the task waited
+    text = Path(run.log_paths["talks"]).read_text()
+    assert text.count("first line") == 1 and text.count("second line") == 1
+    assert text.index("first line") < text.index("second line")
+
+
 def test_a_task_that_raises_fails_with_its_error_and_traceback(nbflow_home: Path, cluster: DaskExecutor) -> None:
     with DAG("raises", timezone="UTC") as dag:
         @task
