@@ -47,6 +47,11 @@ CHECKS = {
         "+from nbflow import FailTask as AirflowFailException", "1 file rewritten",
         "DAG orders", "SUCCESS", "[3 instances: 3 success]", "skip_publish                     skipped",
     ],
+    "06-operating.ipynb": [
+        "[nbflow] nightly_load.load failed", "KST (Asia/Seoul)", "Error: ValueError: the sales file is empty",
+        "failed | success", "over its memory_limit of 200 MiB, and was killed", "nightly_load",
+        "would delete 1 run", "ok    store:",
+    ],
     "sales-report.ipynb": ["Sales on 2024-01-01: 6"],
     "report.ipynb": ["Daily sales for 2024-01-01: 6"],
 }
