@@ -283,7 +283,7 @@ def _write_shared_dags(home: Path, side: Path, gate: Path, start: datetime) -> t
     return ["gate"] + [f"w{i:03d}" for i in range(100)], ["a", "b"]
 
 
-def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
+def _two_daemons(tmp_path: Path, database_url: str | None, **extra_env: str) -> None:
     home = tmp_path / "home"
     side, gate = tmp_path / "side_effects.txt", tmp_path / "gate"
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -291,7 +291,7 @@ def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
     once_ids, cron_ids = _write_shared_dags(home, side, gate, start)
     # four slots per host: the 100 tasks take over a second on one host, and the other joins in 0.2 s
     # (no host dies here: a generous stale limit keeps a slow start under load from looking like one)
-    env = _env(home, database_url, NBFLOW_PARALLELISM="4", NBFLOW_HOST_STALE_AFTER="15")
+    env = _env(home, database_url, NBFLOW_PARALLELISM="4", NBFLOW_HOST_STALE_AFTER="15", **extra_env)
     url = database_url or f"sqlite:///{home / 'nbflow.db'}"
     logs = [tmp_path / "daemon0.log", tmp_path / "daemon1.log"]
     daemons = [_daemon(env, log, "--exit-when-idle") for log in logs]
@@ -349,6 +349,13 @@ def _two_daemons(tmp_path: Path, database_url: str | None) -> None:
 @pytest.mark.slow
 def test_two_daemons_share_one_sqlite_store(tmp_path: Path) -> None:
     _two_daemons(tmp_path, None)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_two_daemons_each_with_its_own_dask_cluster_run_every_try_once(tmp_path: Path) -> None:
+    # each host starts a LocalCluster of its own; the store's claims still give every try to one
+    _two_daemons(tmp_path, None, NBFLOW_EXECUTOR="dask", NBFLOW_DASK_WORKERS="1", NBFLOW_DASK_THREADS_PER_WORKER="4")
 
 
 @pytest.mark.slow
