@@ -166,10 +166,13 @@ def test_the_executed_notebook_is_the_one_papermill_writes(tmp_path: Path) -> No
 
     path = make_notebook(tmp_path / "p.ipynb", "y = x * 2", "print(y)", parameters="x = 1")
     ours = run_notebook(path, parameters={"x": 21}, output_path=tmp_path / "ours" / "p.ipynb")
-    # in a thread of its own: papermill leaves the thread it runs in without an event loop
+    from nbflow.notebook.pool import call_in_own_loop
+
+    # in a thread of its own, on a loop closed after it: papermill leaves the thread it runs in without
+    # an event loop, and a loop left open leaks its sockets
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(papermill.execute_notebook, path, str(tmp_path / "theirs.ipynb"), parameters={"x": 21},
-                    progress_bar=False).result()
+        pool.submit(call_in_own_loop, papermill.execute_notebook, path, str(tmp_path / "theirs.ipynb"),
+                    parameters={"x": 21}, progress_bar=False).result()
     mine, theirs = (nbformat.read(p, as_version=4) for p in (ours.output_path, tmp_path / "theirs.ipynb"))
     assert [c.source for c in mine.cells] == [c.source for c in theirs.cells]
     assert [c.get("execution_count") for c in mine.cells] == [c.get("execution_count") for c in theirs.cells] \

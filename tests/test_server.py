@@ -184,7 +184,7 @@ def test_graph_of_five_thousand_tasks_comes_whole_and_laid_out(api: Api, server_
     y = {n["id"]: n["y"] for n in nodes}
     assert all(y[e["target"]] > y[e["source"]] for e in edges)
     assert graph["styles"]["success"] == {"background": "#008000", "border": "#006400", "text": "#ffffff",
-                                          "label": "success"}
+                                          "label": "success", "symbol": "✓"}
     assert {"failed", "running", "queued", "none", "no_status"} <= set(graph["styles"])
 
 

@@ -56,12 +56,12 @@ LEGEND: list[tuple[str, dict[str, str]]] = [
 KIND_SHAPES: dict[str, str] = {
     "python": "round-rectangle", "bash": "rectangle", "notebook": "barrel", "sensor": "ellipse",
     "branch": "diamond", "short_circuit": "diamond", "empty": "ellipse", "custom": "octagon",
-    "http": "cut-rectangle", "group": "round-rectangle", "mixed": "octagon",
+    "http": "cut-rectangle", "email": "rhomboid", "group": "round-rectangle", "mixed": "octagon",
 }
 #: A short badge per kind, for views that draw one beside the label.
 KIND_BADGES: dict[str, str] = {
     "python": "py", "bash": "sh", "notebook": "nb", "sensor": "sensor", "branch": "branch",
-    "short_circuit": "short", "empty": "", "custom": "op", "http": "http", "group": "group", "mixed": "mixed",
+    "short_circuit": "short", "empty": "", "custom": "op", "http": "http", "email": "mail", "group": "group", "mixed": "mixed",
 }
 #: (width, height) per kind in layout units; an empty task is a small joint, not a step of work.
 KIND_SIZES: dict[str, tuple[float, float]] = {"empty": (70.0, 28.0)}

@@ -81,6 +81,7 @@ def _run_tour(venv: Path, repo: Path, tmp_path: Path) -> None:
         assert done.returncode == 0, f"{notebook.name}:\n{done.stderr[-4000:]}"
 
 
+@pytest.mark.timeout(2400)  # a fresh environment, the whole tour and a Lab: minutes, more on a busy machine
 def test_binder_builds_runs_the_tour_and_starts_lab_with_the_demo_dag(binder: tuple[Path, Path], browser: Any,
                                                                        tmp_path: Path) -> None:
     """One test, so that one worker builds the environment (a build takes minutes)."""

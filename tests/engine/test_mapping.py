@@ -233,9 +233,7 @@ def test_two_hosts_expand_a_task_once_and_run_each_instance_once(settings, store
     assert len([k for k in _rows(store, "shared", rid) if k.startswith("note[")]) == 8
 
 
-def test_instances_run_in_worker_processes(settings, store: Store, store_url: str) -> None:
-    if not store_url.startswith("sqlite"):
-        pytest.skip("the executor does not depend on the backend; once is enough")
+def test_instances_run_in_worker_processes(nbflow_home: Path) -> None:
     with DAG("in_workers", timezone="UTC") as dag:
         @task
         def where(x: int) -> list[int]:
@@ -244,7 +242,7 @@ def test_instances_run_in_worker_processes(settings, store: Store, store_url: st
             return [x, os.getpid()]
 
         where.expand(x=[10, 20, 30])
-    run = run_dag(dag, settings=settings, executor="process", run_type="manual", store=store)
+    run = dag.test(executor="process")
     import os
 
     assert [x for x, _ in run.outputs["where"]] == [10, 20, 30]
