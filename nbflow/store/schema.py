@@ -121,9 +121,9 @@ dag_run = Table(
     Column("queued_at", UTCDateTime),
     Column("start_date", UTCDateTime),
     Column("end_date", UTCDateTime),
-    UniqueConstraint("dag_id", "run_id"),
     # when the notice of a missed DAG deadline went out; set once, by the host that sends it
     Column("deadline_notified_at", UTCDateTime),
+    UniqueConstraint("dag_id", "run_id"),
     Index("ix_dag_run_dag_id_logical_date", "dag_id", "logical_date"),
 )
 
