@@ -52,6 +52,9 @@ CHECKS = {
         "failed | success", "over its memory_limit of 200 MiB, and was killed", "nightly_load",
         "would delete 1 run", "ok    store:",
     ],
+    "07-dask.ipynb": [
+        "success | sum of squares: 55 | ran in", "not in this kernel: True", "splitting the job into 6 parts",
+    ],
     "sales-report.ipynb": ["Sales on 2024-01-01: 6"],
     "report.ipynb": ["Daily sales for 2024-01-01: 6"],
 }
@@ -142,7 +145,7 @@ def test_example_notebooks_are_dag_sources(tmp_path: Path) -> None:
 
     bag = collect([NOTEBOOKS])
     assert not bag.failures
-    assert set(bag.dags) == {"hello_pipeline", "morning_report", "daily_sales", "daily_files", "per_file"}
+    assert set(bag.dags) == {"hello_pipeline", "morning_report", "daily_sales", "daily_files", "per_file", "fan_out"}
     assert bag.dags["morning_report"].fileloc == str(NOTEBOOKS / "02-scheduling.ipynb")
 
 
