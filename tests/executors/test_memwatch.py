@@ -137,8 +137,9 @@ def test_every_outcome_carries_its_peak_and_a_call_under_its_limit_succeeds(pool
     assert got["small"].ok and 0 < got["small"].peak_rss
     executor.submit("under", allocate, (150, 0.3), memory_limit=LIMIT)
     got = outcomes.wait(2)
-    # the worker's own high-water mark: 150 MiB held for 0.3 s is seen even between samples
-    assert got["under"].ok and got["under"].peak_rss >= got["small"].peak_rss + 100 * MiB
+    # the worker's own high-water mark: 150 MiB held for 0.3 s is seen even between samples (the
+    # process held at least that much, whatever it shared with its parent)
+    assert got["under"].ok and got["under"].peak_rss >= max(150 * MiB, got["small"].peak_rss)
 
 
 def test_an_unlimited_long_call_is_sampled_for_its_tree(pool: Any, tmp_path: Path) -> None:
