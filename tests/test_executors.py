@@ -588,7 +588,9 @@ def double_fork_daemon(pid_file: str) -> int:
     if pid == 0:
         os.setsid()
         if os.fork() == 0:
-            Path(pid_file).write_text(str(os.getpid()))
+            # written whole or not at all: the worker may look between the file's creation and its write
+            Path(pid_file + ".part").write_text(str(os.getpid()))
+            os.replace(pid_file + ".part", pid_file)
             time.sleep(300)
         os._exit(0)
     os.waitpid(pid, 0)
