@@ -57,114 +57,87 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'db' / 'nbflow.db'}"
 
 
-def _start_postgres() -> str:
-    # pytest-xdist workers all get here; the lock makes the first one start the server and the
-    # others wait for it and then reuse it (the script is idempotent).
-    lock_path = Path(tempfile.gettempdir()) / f"nbflow-pgtest-{os.getuid()}.fixture.lock"
+def _start_server(script: Path, lock_name: str, scheme: str, what: str, env_name: str, example: str) -> str:
+    """Start a throwaway server with ``script`` (idempotent) and return the URL it prints.
+
+    pytest-xdist workers all get here; the lock makes the first one start the server and the
+    others wait for it and then reuse it."""
+    lock_path = Path(tempfile.gettempdir()) / f"{lock_name}-{os.getuid()}.fixture.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             done = subprocess.run(
-                ["bash", str(PG_SCRIPT), "start"], capture_output=True, text=True, timeout=1200,
+                ["bash", str(script), "start"], capture_output=True, text=True, timeout=1200,
                 stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"could not run {PG_SCRIPT} start: {exc}", pytrace=False)
+            pytest.fail(f"could not run {script} start: {exc}", pytrace=False)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     url = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    if done.returncode != 0 or not url.startswith("postgresql"):
+    if done.returncode != 0 or not url.startswith(scheme):
         pytest.fail(
-            f"PostgreSQL is needed by the store tests and could not be started by {PG_SCRIPT} "
+            f"{what} is needed by the store tests and could not be started by {script} "
             f"(exit {done.returncode}).\n{done.stderr[-3000:]}\nStart a server yourself and set "
-            "NBFLOW_TEST_POSTGRES_URL=postgresql+psycopg://user@host:port/postgres.",
+            f"{env_name}={example}.",
             pytrace=False,
         )
     return url
+
+
+def _scratch_database(server_url: str, create: str, drop: str) -> Iterator[str]:
+    """A database of its own on ``server_url`` for one test (``create``/``drop`` take its name), so
+    tests (and xdist workers) never share state."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(server_url)
+    name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(create.format(name=name)))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"cannot create a test database on {server!r}: {exc}", pytrace=False)
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(drop.format(name=name)))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> str:
     """URL of a PostgreSQL server's maintenance database, shared by the session."""
-    return os.environ.get("NBFLOW_TEST_POSTGRES_URL") or _start_postgres()
+    return os.environ.get("NBFLOW_TEST_POSTGRES_URL") or _start_server(
+        PG_SCRIPT, "nbflow-pgtest", "postgresql", "PostgreSQL", "NBFLOW_TEST_POSTGRES_URL",
+        "postgresql+psycopg://user@host:port/postgres")
 
 
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A database of its own for each test, so tests (and xdist workers) never share state."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    server = make_url(postgres_server_url)
-    name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"cannot create a test database on {server!r}: {exc}", pytrace=False)
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _start_mysql() -> str:
-    lock_path = Path(tempfile.gettempdir()) / f"nbflow-mariadbtest-{os.getuid()}.fixture.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            done = subprocess.run(
-                ["bash", str(MYSQL_SCRIPT), "start"], capture_output=True, text=True, timeout=1200,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"could not run {MYSQL_SCRIPT} start: {exc}", pytrace=False)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    url = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    if done.returncode != 0 or not url.startswith("mysql"):
-        pytest.fail(
-            f"MariaDB is needed by the store tests and could not be started by {MYSQL_SCRIPT} "
-            f"(exit {done.returncode}).\n{done.stderr[-3000:]}\nStart a server yourself and set "
-            "NBFLOW_TEST_MYSQL_URL=mysql+pymysql://root@host:port/nbflow_test.",
-            pytrace=False,
-        )
-    return url
+    """A PostgreSQL database of its own for each test."""
+    yield from _scratch_database(postgres_server_url, 'CREATE DATABASE "{name}"',
+                                 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def mysql_server_url() -> str:
     """URL of a MariaDB (or MySQL) server, shared by the session."""
-    return os.environ.get("NBFLOW_TEST_MYSQL_URL") or _start_mysql()
+    return os.environ.get("NBFLOW_TEST_MYSQL_URL") or _start_server(
+        MYSQL_SCRIPT, "nbflow-mariadbtest", "mysql", "MariaDB", "NBFLOW_TEST_MYSQL_URL",
+        "mysql+pymysql://root@host:port/nbflow_test")
 
 
 @pytest.fixture
 def mysql_url(mysql_server_url: str) -> Iterator[str]:
-    """A database of its own for each test (utf8mb4 with a binary collation, as the README asks)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    server = make_url(mysql_server_url)
-    name = f"nbflow_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"cannot create a test database on {server!r}: {exc}", pytrace=False)
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    """A MariaDB database of its own for each test (utf8mb4 with a binary collation, as the README asks)."""
+    yield from _scratch_database(mysql_server_url,
+                                 "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                                 "DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture(params=BACKENDS)
