@@ -16,48 +16,11 @@ PID_FILE="$BASE/mariadbd.pid"
 SOCKET="$BASE/mariadbd.sock"
 LOG_FILE="$BASE/server.log"
 LOCK_FILE="$BASE.lock"
-
-say() { printf 'mariadb-test-server: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
-
-install_mariadb() {
-    say "MariaDB not found; installing the Debian package (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root timeout 600 apt-get -o DPkg::Lock::Timeout=120 update >&2 \
-        || die "apt-get update failed"
-    as_root timeout 900 apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends mariadb-server >&2 \
-        || die "apt-get install mariadb-server failed"
-}
+NAME=mariadb-test-server
+# shellcheck source=scripts/test-server-lib.sh
+. "$REPO/scripts/test-server-lib.sh"
 
 server_bin() { command -v mariadbd || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true; }
-
-# The server outlives this script: it must not inherit our lock (fd 9) or a caller's pipes.
-close_inherited_fds() {
-    local fd
-    for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
-        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {
-    local port tries=0
-    while [ "$tries" -lt 200 ]; do
-        # below 32768, where the system picks the local ports of outgoing connections
-        port=$(( 20000 + RANDOM % 12000 ))
-        if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
-        tries=$((tries + 1))
-    done
-    die "no free TCP port found on 127.0.0.1"
-}
 
 url() { printf 'mysql+pymysql://root@127.0.0.1:%s/nbflow_test\n' "$(cat "$PORT_FILE")"; }
 
@@ -103,7 +66,7 @@ start() {
     local bin port attempt
     bin="$(server_bin)"
     if [ -z "$bin" ]; then
-        install_mariadb
+        apt_install MariaDB mariadb-server
         bin="$(server_bin)"
         [ -n "$bin" ] || die "MariaDB was installed but no mariadbd was found"
     fi
@@ -118,12 +81,7 @@ start() {
     fi
     [ -d "$DATA_DIR/mysql" ] || init_data
     for attempt in 1 2 3 4 5; do
-        if [ -f "$PORT_FILE" ] && ! port_in_use "$(cat "$PORT_FILE")"; then
-            port="$(cat "$PORT_FILE")"
-        else
-            port="$(free_port)"
-            printf '%s\n' "$port" > "$PORT_FILE"
-        fi
+        port="$(pick_port)"
         say "starting MariaDB ($bin) on 127.0.0.1:$port"
         if launch "$bin" "$port"; then
             client -e 'CREATE DATABASE IF NOT EXISTS nbflow_test CHARACTER SET utf8mb4 COLLATE utf8mb4_bin' >&2
@@ -159,17 +117,4 @@ status() {
     fi
 }
 
-with_lock() {
-    mkdir -p "$(dirname "$LOCK_FILE")"
-    exec 9>"$LOCK_FILE"
-    flock -w 900 9 || die "timed out waiting for $LOCK_FILE"
-    "$@"
-}
-
-case "${1:-}" in
-    start) with_lock start ;;
-    stop) with_lock stop ;;
-    status) status ;;
-    url) [ -f "$PORT_FILE" ] || die "no server set up; run: $0 start"; url ;;
-    *) say "usage: $0 start|stop|url|status"; exit 2 ;;
-esac
+server_main "$@"

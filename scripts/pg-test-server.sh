@@ -13,39 +13,14 @@ PGDATA_DIR="$BASE/data"
 PORT_FILE="$BASE/port"
 LOG_FILE="$BASE/server.log"
 LOCK_FILE="$BASE.lock"
-
-say() { printf 'pg-test-server: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
+NAME=pg-test-server
+# shellcheck source=scripts/test-server-lib.sh
+. "$REPO/scripts/test-server-lib.sh"
 
 pg_bin() {
     local dir
     dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
     if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then printf '%s\n' "$dir"; fi
-}
-
-install_postgres() {
-    say "PostgreSQL not found; installing the Debian package (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root timeout 600 apt-get -o DPkg::Lock::Timeout=120 update >&2 \
-        || die "apt-get update failed"
-    as_root timeout 900 apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends postgresql >&2 \
-        || die "apt-get install postgresql failed"
-}
-
-# The server outlives this script: it must not inherit our lock (fd 9) or a caller's pipes, or
-# the lock would never be released and a caller reading our output would wait forever.
-close_inherited_fds() {
-    local fd
-    for fd in $(ls "/proc/$BASHPID/fd" 2>/dev/null); do
-        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
 }
 
 # Run a PostgreSQL binary as the user that owns the data directory.
@@ -55,20 +30,6 @@ run_pg() {
     else
         "$@"
     fi
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {
-    local port tries=0
-    while [ "$tries" -lt 200 ]; do
-        # below 32768, where the system picks the local ports of outgoing connections: a server
-        # stopped and started again (the outage tests) must find its port still free
-        port=$(( 20000 + RANDOM % 12000 ))
-        if ! port_in_use "$port"; then printf '%s\n' "$port"; return 0; fi
-        tries=$((tries + 1))
-    done
-    die "no free TCP port found on 127.0.0.1"
 }
 
 url() { printf 'postgresql+psycopg://postgres@127.0.0.1:%s/postgres\n' "$(cat "$PORT_FILE")"; }
@@ -95,7 +56,7 @@ start() {
     local bin port
     bin="$(pg_bin)"
     if [ -z "$bin" ]; then
-        install_postgres
+        apt_install PostgreSQL postgresql
         bin="$(pg_bin)"
         [ -n "$bin" ] || die "PostgreSQL was installed but no initdb was found under /usr/lib/postgresql/*/bin"
     fi
@@ -109,12 +70,7 @@ start() {
         return 0
     fi
     [ -f "$PGDATA_DIR/PG_VERSION" ] || init_cluster "$bin"
-    if [ -f "$PORT_FILE" ] && ! port_in_use "$(cat "$PORT_FILE")"; then
-        port="$(cat "$PORT_FILE")"
-    else
-        port="$(free_port)"
-        printf '%s\n' "$port" > "$PORT_FILE"
-    fi
+    port="$(pick_port)"
     say "starting PostgreSQL ($bin) on 127.0.0.1:$port"
     ( close_inherited_fds
       run_pg timeout 90 "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$LOG_FILE" -w -t 60 \
@@ -145,17 +101,4 @@ status() {
     fi
 }
 
-with_lock() {
-    mkdir -p "$(dirname "$LOCK_FILE")"
-    exec 9>"$LOCK_FILE"
-    flock -w 900 9 || die "timed out waiting for $LOCK_FILE"
-    "$@"
-}
-
-case "${1:-}" in
-    start) with_lock start ;;
-    stop) with_lock stop ;;
-    status) status ;;
-    url) [ -f "$PORT_FILE" ] || die "no server set up; run: $0 start"; url ;;
-    *) say "usage: $0 start|stop|url|status"; exit 2 ;;
-esac
+server_main "$@"

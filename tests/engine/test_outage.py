@@ -89,17 +89,17 @@ class Server:
         self.script("start")
 
 
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[Server]:
-    base = Path(tempfile.gettempdir()) / f"nbflow-outage-{os.getuid()}-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "NBFLOW_PGTEST_DIR": str(base)}
+def _own_server(script_path: Path, dir_variable: str, prefix: str) -> Iterator[Server]:
+    """A server of a module's own, in a folder of its own, which its tests stop and start again on its port."""
+    base = Path(tempfile.gettempdir()) / f"{prefix}-{os.getuid()}-{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, dir_variable: str(base)}
     output: list[str] = []
 
     def script(command: str) -> None:
-        done = subprocess.run(["bash", str(PG_SCRIPT), command], env=env, capture_output=True, text=True,
+        done = subprocess.run(["bash", str(script_path), command], env=env, capture_output=True, text=True,
                               timeout=600, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
-            pytest.fail(f"{PG_SCRIPT} {command} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
+            pytest.fail(f"{script_path} {command} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
         output.append(done.stdout)
 
     script("start")
@@ -107,35 +107,20 @@ def own_postgres() -> Iterator[Server]:
     try:
         yield Server(url, script)
     finally:
-        subprocess.run(["bash", str(PG_SCRIPT), "stop"], env=env, capture_output=True, timeout=120,
+        subprocess.run(["bash", str(script_path), "stop"], env=env, capture_output=True, timeout=120,
                        stdin=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
         Path(f"{base}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[Server]:
+    yield from _own_server(PG_SCRIPT, "NBFLOW_PGTEST_DIR", "nbflow-outage")
 
 
 @pytest.fixture(scope="module")
 def own_mysql() -> Iterator[Server]:
-    """A MariaDB server of this module's own, which its tests stop and start again on its port."""
-    base = Path(tempfile.gettempdir()) / f"nbflow-outage-mariadb-{os.getuid()}-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "NBFLOW_MARIADBTEST_DIR": str(base)}
-    output: list[str] = []
-
-    def script(command: str) -> None:
-        done = subprocess.run(["bash", str(MYSQL_SCRIPT), command], env=env, capture_output=True, text=True,
-                              timeout=600, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            pytest.fail(f"{MYSQL_SCRIPT} {command} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
-        output.append(done.stdout)
-
-    script("start")
-    url = output[-1].strip().splitlines()[-1]
-    try:
-        yield Server(url, script)
-    finally:
-        subprocess.run(["bash", str(MYSQL_SCRIPT), "stop"], env=env, capture_output=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
-        shutil.rmtree(base, ignore_errors=True)
-        Path(f"{base}.lock").unlink(missing_ok=True)
+    yield from _own_server(MYSQL_SCRIPT, "NBFLOW_MARIADBTEST_DIR", "nbflow-outage-mariadb")
 
 
 @pytest.fixture
