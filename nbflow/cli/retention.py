@@ -103,15 +103,9 @@ def cmd_db_clean(args: argparse.Namespace) -> int:
                 print(f"  {run.dag_id:<24} {run.run_id:<44} {run.state:<8} ended {_local(run.ended)}"
                       + ("  (past retention_max_runs_per_dag)" if run.reason == "max_runs" else ""))
             return 0
-        if not args.yes:
-            answer = confirm(f"delete {summary}?")
-            if answer is None:
-                print(f"nbflow: error: db clean would delete {summary}; standard input is not a terminal to "
-                      "confirm on: add --yes to delete them (or --dry-run to list them)", file=sys.stderr)
-                return 2
-            if not answer:
-                print("nothing deleted")
-                return 1
+        refused = _refused(args, summary, "db clean", "add --yes to delete them (or --dry-run to list them)")
+        if refused is not None:
+            return refused
         report = clean(store, policy, logs_folder=settings.logs_folder, artifacts_folder=settings.artifacts_folder)
     finally:
         store.close()
@@ -176,18 +170,27 @@ def _orphans(found: list[Any], args: argparse.Namespace, folders: dict[str, Any]
     if not args.delete:
         print(f"{summary}; `nbflow storage --orphans --delete` deletes them")
         return 0
-    if not args.yes:
-        answer = confirm(f"delete {summary}?")
-        if answer is None:
-            print(f"nbflow: error: storage --orphans --delete would delete {summary}; standard input is not a "
-                  "terminal to confirm on: add --yes", file=sys.stderr)
-            return 2
-        if not answer:
-            print("nothing deleted")
-            return 1
+    refused = _refused(args, summary, "storage --orphans --delete", "add --yes")
+    if refused is not None:
+        return refused
     files, freed = delete(found, **folders)
     print(f"deleted {_plural(files, 'file')} ({_bytes(freed)})")
     return 0
+
+
+def _refused(args: argparse.Namespace, summary: str, command: str, fix: str) -> int | None:
+    """The exit code when a deletion is not confirmed (``--yes`` or an answer at the terminal), else None."""
+    if args.yes:
+        return None
+    answer = confirm(f"delete {summary}?")
+    if answer is None:
+        print(f"nbflow: error: {command} would delete {summary}; standard input is not a terminal to "
+              f"confirm on: {fix}", file=sys.stderr)
+        return 2
+    if not answer:
+        print("nothing deleted")
+        return 1
+    return None
 
 
 def _bytes(count: int) -> str:
