@@ -95,15 +95,20 @@ class DagRun:
         return None
 
     def summary(self) -> str:
-        """A plain-text table of the run, one task a line."""
+        """The run in plain text: every task a line when there are few, else counts by state; then each
+        failure with its try, error line and log."""
         lines = [
             f"DAG {self.dag_id}  run {self.run_id}  {self.state.value.upper()}",
             f"logical date {self.logical_date.isoformat()}"
             + (f"  took {self.duration:.2f} s" if self.duration is not None else ""),
             "",
-            f"{'task':<32} {'state':<16} {'tries':>5} {'seconds':>8}",
         ]
-        for tid, ti in self.task_instances.items():
+        listed = self.task_instances if len(self.task_instances) <= self.LIST_TASKS_UP_TO else {}
+        if listed:
+            lines.append(f"{'task':<32} {'state':<16} {'tries':>5} {'seconds':>8}")
+        else:
+            lines.append(f"{len(self.task_instances):,} tasks: {self._counts_text()}")
+        for tid, ti in listed.items():
             seconds = f"{ti.duration:.3f}" if ti.duration is not None else "-"
             if ti.map_counts:  # a mapped task: its instances, not tries of its own
                 counts = ", ".join(f"{n} {s}" for s, n in sorted(ti.map_counts.items()))
@@ -111,32 +116,81 @@ class DagRun:
                              f"[{sum(ti.map_counts.values())} instances: {counts}]")
                 continue
             lines.append(f"{tid:<32} {ti.state.value:<16} {ti.try_number:>5} {seconds:>8}")
-        for tid, error in self.errors.items():
-            last = error.strip().splitlines()[-1] if error.strip() else ""
-            lines.append(f"  {tid}: {last}")
+        for ti in self.failures()[:self.LIST_TASKS_UP_TO]:
+            lines.append(f"  {_failure_line(ti)}" + (f"  log: {ti.log_path}" if ti.log_path else ""))
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
+    #: up to this many tasks a run lists every task; beyond, only its failures and counts by state
+    LIST_TASKS_UP_TO = 30
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state, most common first."""
         counts: dict[str, int] = {}
         for ti in self.task_instances.values():
             counts[ti.state.value] = counts.get(ti.state.value, 0) + 1
-        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        return f"<DagRun {self.dag_id} {self.run_id}: {self.state.value} ({parts})>"
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def failures(self) -> list[TaskInstanceResult]:
+        """The tasks whose last try failed (or whose run they failed), in the run's task order."""
+        return [ti for ti in self.task_instances.values()
+                if ti.state in (TaskState.FAILED, TaskState.UP_FOR_RETRY) or (ti.error and ti.state != TaskState.SUCCESS)]
+
+    def _counts_text(self) -> str:
+        return ", ".join(f"{n:,} {s}" for s, n in self.counts().items()) or "no tasks"
+
+    def __repr__(self) -> str:
+        """The run's state, its tasks counted by state, then one line per failure with its error and log;
+        every task is listed only when there are few (a 2,000-task run is not 2,000 lines)."""
+        lines = [f"<DagRun {self.dag_id} {self.run_id}: {self.state.value} ({self._counts_text()})>"]
+        failures = self.failures()
+        for ti in failures[:self.LIST_TASKS_UP_TO]:
+            lines.append(f"  {_failure_line(ti)}")
+            if ti.log_path:
+                lines.append(f"    log: {ti.log_path}")
+        if len(failures) > self.LIST_TASKS_UP_TO:
+            lines.append(f"  ... and {len(failures) - self.LIST_TASKS_UP_TO:,} more failed (run.errors has them all)")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         colour = {"success": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e",
                   "upstream_failed": "#ef6c00", "up_for_retry": "#f9a825"}
-        rows = "".join(
-            f"<tr><td>{escape(tid)}</td><td style='color:{colour.get(ti.state.value, '#333')}'>"
-            f"{escape(ti.state.value)}</td><td>{ti.try_number}</td>"
-            f"<td>{'' if ti.duration is None else f'{ti.duration:.3f}'}</td></tr>"
-            for tid, ti in self.task_instances.items()
-        )
+        counts = ", ".join(f"<span style='color:{colour.get(s, '#333')}'>{n:,} {escape(s)}</span>"
+                           for s, n in self.counts().items()) or "no tasks"
+        failures = self.failures()
+        failed_html = ""
+        if failures:
+            items = "".join(
+                f"<li><b>{escape(ti.task_id)}</b> (try {ti.try_number} of {ti.max_tries}): "
+                f"<code>{escape(_error_line(ti))}</code>"
+                + (f"<br><small>log: <code>{escape(ti.log_path)}</code></small>" if ti.log_path else "")
+                + "</li>"
+                for ti in failures[:self.LIST_TASKS_UP_TO])
+            more = (f"<li>... and {len(failures) - self.LIST_TASKS_UP_TO:,} more (<code>run.errors</code>)</li>"
+                    if len(failures) > self.LIST_TASKS_UP_TO else "")
+            failed_html = f"<div class='nbflow-run-failures'>{len(failures):,} failed:<ul>{items}{more}</ul></div>"
+        table = ""
+        if len(self.task_instances) <= self.LIST_TASKS_UP_TO:
+            rows = "".join(
+                f"<tr><td>{escape(tid)}</td><td style='color:{colour.get(ti.state.value, '#333')}'>"
+                f"{escape(ti.state.value)}</td><td>{ti.try_number}</td>"
+                f"<td>{'' if ti.duration is None else f'{ti.duration:.3f}'}</td></tr>"
+                for tid, ti in self.task_instances.items()
+            )
+            table = (f"<table><tr><th>task</th><th>state</th><th>tries</th><th>seconds</th></tr>{rows}</table>")
         return (
             f"<div><b>{escape(self.dag_id)}</b> run <code>{escape(self.run_id)}</code>: "
-            f"<b>{escape(self.state.value)}</b><table><tr><th>task</th><th>state</th><th>tries</th>"
-            f"<th>seconds</th></tr>{rows}</table></div>"
+            f"<b>{escape(self.state.value)}</b> · {counts}{failed_html}{table}</div>"
         )
+
+
+def _error_line(ti: TaskInstanceResult) -> str:
+    """The last line of a try's traceback: the exception and its message."""
+    text = (ti.error or "").strip()
+    return text.splitlines()[-1] if text else "(no error recorded; see the log)"
+
+
+def _failure_line(ti: TaskInstanceResult) -> str:
+    return f"{ti.task_id} {ti.state.value} (try {ti.try_number} of {ti.max_tries}): {_error_line(ti)}"
 
 
 def check_conf(conf: Any, dag_id: str | None = None, *, max_bytes: int | None = None) -> dict[str, Any]:

@@ -258,3 +258,57 @@ def test_unusable_settings_are_the_command_lines_one_line_not_a_traceback(
         with pytest.raises(UsageError, match="Nothing was registered") as info:
             ip.run_cell_magic("dag", "broken_settings", PIPELINE)
         assert expected in str(info.value)
+
+
+FAILING = '''
+from nbflow import task
+
+@task
+def fine():
+    return 1
+
+@task(retries=1, retry_delay=0)
+def explode(x):
+    raise ValueError(f"bad row {x} in sales.csv")
+
+explode(fine())
+'''
+
+
+def test_a_failed_run_shows_each_failure_with_its_error_try_and_log(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cell(ip, "breaks --timezone UTC", FAILING)
+    capsys.readouterr()
+    result = ip.run_cell("%nbflow run breaks --executor inline")  # as a user runs it: the result is displayed
+    out = capsys.readouterr().out
+    run = result.result
+    assert run.state == "failed"
+    assert "1 success" in out and "1 failed" in out
+    assert "explode failed (try 2 of 2): ValueError: bad row 1 in sales.csv" in out
+    log = run.task_instances["explode"].log_path
+    assert log and f"log: {log}" in out
+    html = run._repr_html_()  # what a notebook shows
+    assert "ValueError: bad row 1 in sales.csv" in html and "try 2 of 2" in html and log in html
+
+
+def test_a_run_of_many_tasks_is_summed_up_by_state_not_listed(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cell(ip, "wide --timezone UTC", '''
+from nbflow import task
+
+@task
+def one(i):
+    if i == 7:
+        raise KeyError("region")
+    return i
+
+for i in range(200):
+    one.override(task_id=f"t{i:03d}")(i)
+''')
+    capsys.readouterr()
+    result = ip.run_cell("%nbflow run wide --executor inline")
+    out = capsys.readouterr().out
+    assert result.result.state == "failed"
+    assert "199 success, 1 failed" in out
+    assert "t007 failed (try 1 of 1): KeyError: 'region'" in out
+    assert "t100" not in out and len(out.splitlines()) < 10
+    html = result.result._repr_html_()
+    assert "t100" not in html and "199 success" in html
