@@ -4,8 +4,6 @@ lives and the next task runs; every try records its peak memory, shown by ``nbfl
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,9 +13,9 @@ from typing import Any
 
 import psutil
 import pytest
+from daemons import scheduler_daemon
 from waiting import wait_for
 
-from nbflow.store import Store
 
 DAG_FILE = '''
 import subprocess
@@ -63,36 +61,14 @@ def test_a_task_over_its_memory_limit_fails_and_the_daemon_and_next_task_go_on(t
     home = tmp_path / "home"
     (home / "dags").mkdir(parents=True)
     (home / "dags" / "memory.py").write_text(textwrap.dedent(DAG_FILE))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}  # executor: auto (process)
-    env.update(NBFLOW_HOME=str(home), NBFLOW_DATABASE_URL=store_url, NBFLOW_HEARTBEAT_INTERVAL="0.5",
-               NBFLOW_POLL_INTERVAL="0.2", NBFLOW_MIN_FREE_MEMORY="0")
-    log = tmp_path / "daemon.log"
-    with log.open("ab") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env,
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    store = None
-    try:
-        if store_url.startswith("sqlite"):
-            wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
-        store = Store(store_url, busy_timeout=10)
-
-        def run() -> dict[str, Any] | None:
-            if daemon.poll() is not None:
-                raise AssertionError(f"the daemon exited with {daemon.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                runs = store.list_runs("memory", limit=None)
-            except Exception:  # the daemon has not created the tables yet
-                return None
-            return runs[0] if runs else None
-
-        finished = wait_for(lambda: (r := run()) and r["state"] in ("success", "failed") and r, 90,
-                            "the run to finish")
-        assert daemon.poll() is None, log.read_text()[-3000:]
+    with scheduler_daemon(home, store_url, tmp_path / "daemon.log", min_free_memory="0") as daemon:
+        finished = daemon.finished_run("memory", 90)
+        assert daemon.process.poll() is None, daemon.tail()
         tries: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in store.get_tries(finished["id"]):
+        for row in daemon.store.get_tries(finished["id"]):
             tries[row["task_id"]].append(row)
         states = {t: [row["state"] for row in rows] for t, rows in tries.items()}
-        assert states == {"hog": ["failed"], "child_hog": ["failed"], "after": ["success"], "plain": ["success"]}, (states, dict(tries), log.read_text()[-3000:])
+        assert states == {"hog": ["failed"], "child_hog": ["failed"], "after": ["success"], "plain": ["success"]}, (states, dict(tries), daemon.tail())
         for task_id in ("hog", "child_hog"):
             (row,) = tries[task_id]
             peak = row["peak_rss"]
@@ -104,28 +80,18 @@ def test_a_task_over_its_memory_limit_fails_and_the_daemon_and_next_task_go_on(t
         assert tries["plain"][0]["peak_rss"] > 64 * 2**20, "a normal try records its peak"
         assert tries["after"][0]["peak_rss"] > 0
         # no process of the killed tries is left: the daemon's tree holds only small, idle workers
-        workers = psutil.Process(daemon.pid).children(recursive=True)
+        workers = psutil.Process(daemon.process.pid).children(recursive=True)
         assert all(w.memory_info().rss < 250 * 2**20 for w in workers), [w.memory_info().rss for w in workers]
 
-        states_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "states", "memory"], env=env,
+        states_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "states", "memory"], env=daemon.env,
                                     capture_output=True, text=True, timeout=60)
         assert states_out.returncode == 0, states_out.stderr
         line = next(l for l in states_out.stdout.splitlines() if l.startswith("hog "))
         assert f"{tries['hog'][0]['peak_rss'] / 2**20:.0f} MiB" in line, states_out.stdout
-        logs_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "logs", "memory", "plain"], env=env,
+        logs_out = subprocess.run([sys.executable, "-m", "nbflow", "tasks", "logs", "memory", "plain"], env=daemon.env,
                                   capture_output=True, text=True, timeout=60)
         assert "peak memory " in logs_out.stdout, logs_out.stdout
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        if store is not None:
-            store.close()
-    assert daemon.returncode == 0, log.read_text()[-3000:]
+    assert daemon.process.returncode == 0, daemon.tail()
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ executor: each ends its worker process, never the daemon, and the daemon's memor
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -15,9 +11,9 @@ from typing import Any
 
 import psutil
 import pytest
+from daemons import scheduler_daemon
 from waiting import wait_for
 
-from nbflow.store import Store
 
 DAG_FILE = '''
 import os
@@ -101,8 +97,6 @@ FIRST_TRY_ERRORS = {
 }
 
 
-
-
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -116,40 +110,18 @@ def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path, st
     (home / "dags").mkdir(parents=True)
     marks.mkdir()
     (home / "dags" / "hostile.py").write_text(textwrap.dedent(DAG_FILE.format(marks=str(marks))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}  # executor: auto
-    env.update(NBFLOW_HOME=str(home), NBFLOW_DATABASE_URL=store_url, NBFLOW_HEARTBEAT_INTERVAL="0.5",
-               NBFLOW_POLL_INTERVAL="0.2")
-    log = tmp_path / "daemon.log"
-    with log.open("ab") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler"], env=env,
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    store = None
-    try:
-        if store_url.startswith("sqlite"):
-            wait_for(Path(store_url.removeprefix("sqlite:///")).exists, 30, "the database")
-        store = Store(store_url, busy_timeout=10)
+    with scheduler_daemon(home, store_url, tmp_path / "daemon.log") as daemon:
+        wait_for(lambda: daemon.latest_run("hostile"), 30, "the run")
+        baseline = psutil.Process(daemon.process.pid).memory_info().rss
+        finished = daemon.finished_run("hostile", 60)
+        assert daemon.process.poll() is None, daemon.tail()
 
-        def run() -> dict[str, Any] | None:
-            if daemon.poll() is not None:
-                raise AssertionError(f"the daemon exited with {daemon.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                runs = store.list_runs("hostile", limit=None)
-            except Exception:  # the daemon has not created the tables yet
-                return None
-            return runs[0] if runs else None
-
-        wait_for(run, 30, "the run")
-        baseline = psutil.Process(daemon.pid).memory_info().rss
-        finished = wait_for(lambda: (r := run()) and r["state"] in ("success", "failed") and r, 60,
-                             "the run to finish")
-        assert daemon.poll() is None, log.read_text()[-3000:]
-
-        tis = {ti["task_id"]: ti for ti in store.get_task_instances(finished["id"])}
+        tis = {ti["task_id"]: ti for ti in daemon.store.get_task_instances(finished["id"])}
         assert {t: ti["state"] for t, ti in tis.items()} == dict.fromkeys(
             [*FIRST_TRY_ERRORS, "canary", "child_is_gone"], "success"), [
             (t, (ti["error"] or "")[-400:]) for t, ti in tis.items() if ti["state"] != "success"]
         tries: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-        for row in store.get_tries(finished["id"]):
+        for row in daemon.store.get_tries(finished["id"]):
             tries[row["task_id"]][row["try_number"]] = row
         for task_id, expected in FIRST_TRY_ERRORS.items():
             assert sorted(tries[task_id]) == [1, 2], (task_id, tries[task_id])
@@ -161,21 +133,11 @@ def test_a_daemon_outlives_tasks_that_crash_exit_fork_or_leak(tmp_path: Path, st
         assert f"worker process {tries['exit_7'][1]['pid']} exited with status 7" in lost["exit_7"]
         assert "killed by SIGKILL, signal 9" in lost["sigkill"]
         # user code ran in worker processes, never in the daemon
-        assert all(row["pid"] and row["pid"] != daemon.pid for rows in tries.values() for row in rows.values())
+        assert all(row["pid"] and row["pid"] != daemon.process.pid for rows in tries.values() for row in rows.values())
         for path in marks.glob("child-*.pid"):
             assert _gone(int(path.read_text())), f"{path.name}: a forked child outlived its try"
-        rss = psutil.Process(daemon.pid).memory_info().rss
+        rss = psutil.Process(daemon.process.pid).memory_info().rss
         assert rss < baseline + 50 * 1024 * 1024, f"the daemon grew from {baseline >> 20} to {rss >> 20} MiB"
-        workers = psutil.Process(daemon.pid).children(recursive=True)
+        workers = psutil.Process(daemon.process.pid).children(recursive=True)
         assert all(w.memory_info().rss < 400 * 1024 * 1024 for w in workers), "a worker kept 500 MiB"
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        if store is not None:
-            store.close()
-    assert daemon.returncode == 0, log.read_text()[-3000:]
+    assert daemon.process.returncode == 0, daemon.tail()
