@@ -350,25 +350,30 @@ class DAG:
         logical_date: Any = None,
         conf: dict[str, Any] | None = None,
         executor: str | Any | None = None,
+        progress: bool | None = None,
     ) -> DagRun:
         """Run the DAG once now, in this process, and return the finished run.
 
         The run is recorded in the store like any other (run type ``test``) so that its logs and
-        outputs can be looked at afterwards.
+        outputs can be looked at afterwards. ``progress`` draws a bar of the tasks as they finish
+        (a widget in a notebook, a line in a terminal); None draws it for DAGs of 50 tasks or more.
         """
         from nbflow.plugins import engine
 
-        return engine("run")(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test")
+        return engine("run")(self, logical_date=logical_date, conf=conf, executor=executor, run_type="test",
+                             progress=progress)
 
-    def backfill(self, start: Any, end: Any, *, reprocess: str = "none", executor: str | Any | None = None) -> list[DagRun]:
+    def backfill(self, start: Any, end: Any, *, reprocess: str = "none", executor: str | Any | None = None,
+                 progress: bool = True) -> list[DagRun]:
         """Run every scheduled time in [start, end] (both included) and return the runs in order.
 
         Existing runs are kept (``reprocess="none"``), re-run when failed (``"failed"``) or always
-        (``"all"``); an interrupted backfill resumes without redoing what finished.
+        (``"all"``); an interrupted backfill resumes without redoing what finished. A bar shows the
+        runs done (a widget in a notebook, a line in a terminal) unless ``progress=False``.
         """
         from nbflow.plugins import engine
 
-        return engine("backfill")(self, start, end, reprocess=reprocess, executor=executor)
+        return engine("backfill")(self, start, end, reprocess=reprocess, executor=executor, progress=progress)
 
     # -- description ------------------------------------------------------------------------------
 

@@ -289,16 +289,21 @@ def test_dags_next_lists_up_to_1000_and_refuses_a_bad_after(cal_home: Path) -> N
     assert bad.stderr.count("\n") == 1
 
 
+def _last_frame(stderr: str) -> str:
+    """The last state of a tqdm bar: it redraws after a carriage return."""
+    return [f for f in stderr.replace("\n", "\r").split("\r") if f.strip()][-1]
+
+
 def test_backfill_draws_progress_and_resumes_without_redoing(cal_home: Path) -> None:
     first = nbflow("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-02", "-e", "inline", home=cal_home)
-    assert first.stderr.splitlines() == ["[##########..........] 1/2 runs", "[####################] 2/2 runs"]
+    assert _last_frame(first.stderr).startswith("daily backfill: 100%") and "2/2" in _last_frame(first.stderr)
     ids = ["backfill__2024-01-01T00:00:00+00:00", "backfill__2024-01-02T00:00:00+00:00"]
     assert all(f"{rid} success" in " ".join(first.stdout.split()) for rid in ids)
 
     again = nbflow("dags", "backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-04", "-e", "inline", home=cal_home)
-    progress = again.stderr.splitlines()
-    assert progress[0] == "[##########..........] 2/4 runs", "the two finished runs count as done at once"
-    assert progress[-1] == "[####################] 4/4 runs" and len(progress) == 3
+    frames = [f for f in again.stderr.replace("\n", "\r").split("\r") if f.strip()]
+    assert " 2/4 " in frames[0], "the two finished runs count as done at once"
+    assert "4/4" in frames[-1]
     assert "4 runs: 4 succeeded, 0 failed" in again.stdout
     with _store() as store:
         assert sorted(r["run_id"] for r in store.list_runs("daily", limit=None)) == ids + [
@@ -320,21 +325,23 @@ def test_backfill_reprocess_failed_reruns_only_the_failed_run(cal_home: Path) ->
     assert _run_state("daily", "backfill__2024-01-02T00:00:00+00:00") == "success"
 
 
-def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+def test_backfill_bar_is_tqdms_and_redraws_in_place_on_a_terminal() -> None:
     import io
 
-    from nbflow.cli import _progress_bar
+    from nbflow.engine.progress import backfill_bar
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     stream = Terminal()
-    bar = _progress_bar(stream, width=10)
+    bar = backfill_bar("daily", file=stream)
     bar(1, 4, "a")
     bar(4, 4, "b")
     bar.close()
-    assert stream.getvalue() == "\r[##........] 1/4 runs\r[##########] 4/4 runs\n"
+    frames = stream.getvalue().split("\r")
+    assert any(f.startswith("daily backfill:  25%") and "1/4" in f for f in frames)
+    assert "daily backfill: 100%" in frames[-1] and "4/4" in frames[-1] and frames[-1].endswith("\n")
 
 
 def test_backfill_bad_inputs(cal_home: Path) -> None:

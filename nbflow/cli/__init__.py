@@ -9,12 +9,11 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from nbflow.cli.dags import _progress_bar
 from nbflow.cli.parser import build_parser
 from nbflow.cli.reports import parse_param
 from nbflow.errors import ConfigError, NbflowError, StoreUnavailableError
 
-__all__ = ["_progress_bar", "build_parser", "main", "parse_param", "run"]
+__all__ = ["build_parser", "main", "parse_param", "run"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

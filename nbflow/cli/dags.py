@@ -177,37 +177,11 @@ def _signed_hours(delta: Any) -> str:
     return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
 
 
-def _progress_bar(stream: Any, width: int = 20) -> Any:
-    """An ``on_progress(done, total, run_id)`` that draws ``[####......] 3/10 runs`` on ``stream``:
-    redrawn in place on a terminal, one line per update otherwise (logs, pipes)."""
-    tty = stream.isatty()
-    drawn = [False]
-
-    def draw(done: int, total: int, run_id: str | None = None) -> None:
-        filled = width * done // total if total else width
-        text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs"
-        stream.write(f"\r{text}" if tty else f"{text}\n")
-        stream.flush()
-        drawn[0] = True
-
-    def close() -> None:
-        if tty and drawn[0]:
-            stream.write("\n")
-            stream.flush()
-
-    draw.close = close  # type: ignore[attr-defined]
-    return draw
-
-
 def cmd_dags_backfill(args: argparse.Namespace) -> int:
     from nbflow.engine.runs import backfill
 
     dag = _find_dag(args)
-    progress = _progress_bar(sys.stderr)
-    try:
-        runs = backfill(dag, args.start, args.end, reprocess=args.reprocess, executor=args.executor, on_progress=progress)
-    finally:
-        progress.close()
+    runs = backfill(dag, args.start, args.end, reprocess=args.reprocess, executor=args.executor, progress=True)
     if not runs:
         print(f"{dag.dag_id} ({dag.timetable.description}) has no scheduled time from {args.start} to {args.end}")
         return 0

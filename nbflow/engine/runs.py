@@ -48,8 +48,14 @@ def run_dag(
     run_type: str = "test",
     store: Store | None = None,
     settings: Settings | None = None,
+    progress: bool | None = False,
 ) -> DagRun:
-    """Create a run of ``dag`` and drive it to its end in this process; return the finished run."""
+    """Create a run of ``dag`` and drive it to its end in this process; return the finished run.
+
+    ``progress``: draw a bar of the tasks as they finish (``tqdm.auto``); None draws one when the
+    DAG has many tasks (:data:`nbflow.engine.progress.MIN_TASKS`), as ``dag.test()`` does.
+    """
+    from nbflow.engine.progress import run_bar
     from nbflow.dagrun import check_conf
     from nbflow.params import run_params
     from nbflow.settings import get_settings
@@ -67,6 +73,9 @@ def run_dag(
         assert new is not None  # only scheduled and backfill runs can exist already
         run_id, run_pk = new.run_id, new.run_pk
         pool, own_executor = _open_executor(executor, settings)
+        bar = run_bar(dag.dag_id, len(dag.task_dict), progress)
+        if bar is not None:
+            bar.start(run_id)
         try:
             # A scheduler host for this one run, in this process: the same loop as every host.
             # Only its run type's own kind of run is picked up, and only this run; a test run is
@@ -77,6 +86,8 @@ def run_dag(
                              claims=run_type in DRIVEN_RUN_TYPES)
             host.serve(exit_when_idle=True, grace=0.0)
         finally:
+            if bar is not None:
+                bar.close()
             if own_executor:
                 pool.shutdown(wait=False)
         return load_run(store, dag.dag_id, run_id)
@@ -166,6 +177,7 @@ def backfill(
     executor: Any = None,
     settings: Settings | None = None,
     on_progress: Any = None,
+    progress: bool = False,
 ) -> list[DagRun]:
     """Run every scheduled time of ``dag`` in [start, end], both ends included.
 
@@ -173,7 +185,8 @@ def backfill(
     when they failed (``"failed"``: their unsuccessful tasks are cleared) or always (``"all"``). A
     run left unfinished by an interrupted backfill is resumed, not redone: its finished tasks stay
     finished. Up to ``max_active_runs`` runs go at once. ``on_progress(done, total, run_id)`` is
-    called as runs end.
+    called as runs end; ``progress=True`` (as ``dag.backfill()`` does) draws a bar of the runs
+    with ``tqdm.auto`` instead: a widget in a notebook, a line in a terminal.
     """
     from nbflow.errors import InvalidRequestError
     from nbflow.settings import get_settings
@@ -191,6 +204,11 @@ def backfill(
     if last < first:
         raise InvalidRequestError(f"the backfill ends ({last.isoformat()}) before it starts ({first.isoformat()})", dag.dag_id)
     times = scheduled_times(dag.timetable, first, last, start_date=dag.start_date, end_date=dag.end_date)
+    bar = None
+    if progress and on_progress is None:
+        from nbflow.engine.progress import backfill_bar
+
+        on_progress = bar = backfill_bar(dag.dag_id)
     store = Store.open(settings)
     try:
         sync_dag(store, dag, source_kind=source_kind(dag))
@@ -233,4 +251,6 @@ def backfill(
         scheduler.serve(exit_when_idle=True)
         return [load_run(store, dag.dag_id, run_id) for _, run_id in chosen]
     finally:
+        if bar is not None:
+            bar.close()
         store.close()

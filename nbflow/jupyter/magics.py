@@ -269,7 +269,7 @@ class NbflowMagics(Magics):
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--conf is not valid JSON ({exc.msg}): {args.conf}") from None
         return run_dag(self.find_dag(args.dag_id), logical_date=args.date, conf=conf, executor=args.executor,
-                       run_type="manual")
+                       run_type="manual", progress=None)
 
     def _cmd_backfill(self, args: argparse.Namespace) -> RunList:
         runs = self.find_dag(args.dag_id).backfill(args.start, args.end, reprocess=args.reprocess, executor=args.executor)
