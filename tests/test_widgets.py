@@ -15,7 +15,7 @@ import pytest
 
 from nbflow import DAG, TaskGroup
 from nbflow.errors import InvalidRequestError
-from nbflow.jupyter.graph import NO_STATUS, GraphModel, style_for
+from nbflow.jupyter.graph import NO_STATUS, OPENED_PARTS, GraphModel, style_for
 from nbflow.jupyter.cyto import cytoscape_style
 from nbflow.jupyter.graph_widget import DagGraph
 from nbflow.operators import BashOperator, EmptyOperator, PythonOperator
@@ -178,7 +178,8 @@ def test_a_double_click_opens_a_folded_group_and_close_folds_it_again(nbflow_hom
     click(graph, "group:region3")  # the second click of a double click
     assert "opened region3" in graph.status
     drawn = node_ids(graph)
-    assert "group:region3" in drawn and len(drawn) > 20 and "region3.shard_7" not in drawn
+    # the box and its shards in ten parts, beside the first task and the seven other regions
+    assert "group:region3" in drawn and len(drawn) == 9 + OPENED_PARTS and "region3.shard_7" not in drawn
     assert graph.model.node("group:region3")["is_compound"]
     part = graph.model.node_of("region3.shard_7")
     assert part.startswith("agg:region3.shard_0~") and graph.model.node(part)["parent"] == "group:region3"
@@ -199,6 +200,64 @@ def test_a_double_click_opens_a_folded_group_and_close_folds_it_again(nbflow_hom
         graph.expand("group:nope")
     click(graph, "group:nope")  # a click on something gone: an error line, not a traceback
     assert "draws no node" in graph.details.body.value
+
+
+def partitions_dag(groups: int = 20, tasks: int = 100) -> DAG:
+    """start -> 20 groups of 100 look-alike tasks -> end: the 2,002-task fan-out of a data scientist."""
+    with DAG("partitions", timezone="UTC") as d:
+        start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
+        for g in range(groups):
+            with TaskGroup(f"partition_{g:02d}") as group:
+                for i in range(tasks):
+                    PythonOperator(task_id=f"load_{i:03d}", python_callable=print)
+            start >> group >> end
+    return d
+
+
+def test_opening_a_group_grows_it_in_place_and_keeps_every_other_node_where_it_was(nbflow_home: Path) -> None:
+    d = partitions_dag()
+    graph = DagGraph(d, load=False, live=False)
+    before = {n["id"]: n["position"] for n in graph.model.nodes}
+    assert set(before) == {"start", "end", *(f"group:partition_{g:02d}" for g in range(20))}
+    graph.expand("group:partition_07")
+    model = graph.model
+    parts = [n for n in model.nodes if n["parent"] == "group:partition_07"]
+    # 100 tasks in ten parts of ten, each named by its first and last task, short enough to read
+    assert [p["label"] for p in parts] == [f"load_0{k}0–0{k}9 ×10" for k in range(10)]
+    assert len(parts) == OPENED_PARTS
+    after = {n["id"]: n["position"] for n in model.nodes}
+    box = model.node("group:partition_07")
+    xs, ys = [p["position"][0] for p in parts], [p["position"][1] for p in parts]
+    # `start` and the groups above or in the opened group's row stay where they were (beside it: moved
+    # aside), everything below moves down by the same amount, `end` stays below everything
+    ox, oy = before["group:partition_07"]
+    assert after["start"] == before["start"]
+    shift = {round(after[n][1] - before[n][1], 3) for n in before if before[n][1] > oy + 30}
+    assert len(shift) == 1 and shift.pop() > 0
+    assert after["end"][1] > max(ys)
+    for nid, (x, y) in before.items():
+        if nid in ("start", "group:partition_07") or y > oy + 30:
+            continue
+        if abs(y - oy) < 30:  # a neighbour in the same row: moved out of the box's way, not up or down
+            assert after[nid][1] == y and (after[nid][0] - x) * (x - ox) > 0 and not min(xs) <= after[nid][0] <= max(xs)
+        else:
+            assert after[nid] == (x, y)
+    assert min(xs) <= box["position"][0] <= max(xs)
+    # the layout is the one from_dag gives for the same choices when the view is not kept
+    fresh = graph.unfolding.model()
+    assert sorted(n["id"] for n in fresh.nodes) == sorted(after)
+
+
+def test_a_selected_groups_details_follow_the_states_of_its_tasks(nbflow_home: Path) -> None:
+    d = regions_dag(regions=2, shards=100)
+    graph = DagGraph(d, load=False, live=False, max_elements=20)
+    click(graph, "group:region1")
+    assert graph.selected_node == "group:region1" and graph.selected_task is None
+    assert "100" in graph.details.body.value and "success" not in graph.details.body.value
+    graph.set_states({f"region1.shard_{i}": "success" for i in range(100)})
+    graph.flush()
+    text = graph.details.body.value
+    assert "success" in text and "no status" not in text, text
 
 
 def test_focus_shows_a_task_and_its_neighbours_and_whole_dag_undoes_it(nbflow_home: Path) -> None:

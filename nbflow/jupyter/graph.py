@@ -53,9 +53,10 @@ MAX_ELEMENTS = 200
 #: Nodes per row before a layer wraps, in a notebook cell's view.
 MAX_ROW = 5
 
-#: An opened node too big to show task by task shows at most this many parts: enough to see its
-#: shape, few enough to read; each part opens in turn.
-OPENED_PARTS = 24
+#: An opened node too big to show task by task shows at most this many parts: two rows of a
+#: notebook cell's view, so that opening a node grows the drawing by a little, not by a page, and
+#: every part's label reads whole; each part opens in turn.
+OPENED_PARTS = 2 * MAX_ROW
 
 
 
@@ -159,6 +160,19 @@ def _fold_label(labels: list[str]) -> str:
     return base or labels[0]
 
 
+def _range_label(first: str, last: str) -> str:
+    """``load_000`` .. ``load_009`` -> ``load_000–009``: a part of an opened node named by its first
+    and last task, their shared start written once, so that the label stays short enough to read."""
+    k = 0
+    while k < min(len(first), len(last)) and first[k] == last[k]:
+        k += 1
+    while k and first[k - 1].isdigit():  # never split a counter: 10–19, not 1 0–9
+        k -= 1
+    if k < 2:
+        return f"{first} … {last}"
+    return f"{first}–{last[k:]}"
+
+
 class GraphModel:
     """The elements of one DAG's graph view, folded to fit and laid out.
 
@@ -172,13 +186,15 @@ class GraphModel:
     """
 
     def __init__(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], node_of: dict[str, str],
-                 *, dag_id: str = "", group_tasks: Mapping[str, list[str]] | None = None) -> None:
+                 *, dag_id: str = "", group_tasks: Mapping[str, list[str]] | None = None,
+                 task_groups: Mapping[str, str | None] | None = None) -> None:
         self.nodes = nodes
         self.edges = edges
         self.dag_id = dag_id
         self._node_of = node_of
         self._by_id = {node["id"]: node for node in nodes}
         self._group_tasks = dict(group_tasks or {})
+        self._task_groups = dict(task_groups or {})
         #: mapped tasks drawn as a node of their own: those nodes count their instances' states
         self._mapped = {node["members"][0] for node in nodes if node.get("is_mapped")}
 
@@ -203,6 +219,10 @@ class GraphModel:
             if index >= 0 and base in self._node_of:
                 return self._node_of[base]
             raise TaskNotFoundError(self.dag_id, task_id) from None
+
+    def group_of(self, task_id: str) -> str | None:
+        """The innermost task group of ``task_id`` (None outside any group)."""
+        return self._task_groups.get(task_id)
 
     def group_tasks(self, group_id: str) -> list[str]:
         """The tasks of an open group box (nested ones included); empty for a closed group."""
@@ -255,6 +275,60 @@ class GraphModel:
             label += " (" + " ".join(f"{tally[s]}{STATE_STYLES[s]['symbol']}" for s, _ in LEGEND if s in tally) + ")"
         style["label"] = label
         return style
+
+    def keep_places(self, before: GraphModel, opened: str) -> bool:
+        """Lay this model out as ``before`` was, with node ``opened`` of ``before`` grown in place
+        into what it opened: every other node keeps its place, the nodes beside it move aside and
+        the ones below it move down by as much as it grew. So opening a node never reshuffles the
+        drawing around it, and what the user looked at stays where it was.
+
+        Returns False, changing nothing, when more than that node changed between the two models
+        (the rest of the DAG folded differently): then the fresh layout is the honest one."""
+        old = {n["id"]: n for n in before.nodes if not n["is_compound"]}
+        new = {n["id"]: n for n in self.nodes if not n["is_compound"]}
+        if opened not in old or opened in new:
+            return False
+        kept = set(old) - {opened}
+        grown = [nid for nid in new if nid not in old]
+        if not grown or kept - set(new) or set(new) - kept - set(grown):
+            return False
+        xs = [new[n]["position"][0] for n in grown]
+        ys = [new[n]["position"][1] for n in grown]
+        ox, oy = old[opened]["position"]
+        width0, height0 = node_size(old[opened]["kind"])
+        width, height = node_size("custom")
+        pad = 40.0  # an open group box's padding and label, on each side
+        grew_x = max(0.0, (max(xs) - min(xs)) + width + 2 * pad - width0)
+        grew_y = max(0.0, (max(ys) - min(ys)) + height + 2 * pad - height0)
+        dx, dy = ox - (min(xs) + max(xs)) / 2, oy - min(ys) + (pad if any(new[n]["parent"] for n in grown) else 0.0)
+        for nid in grown:
+            x, y = new[nid]["position"]
+            new[nid]["position"] = (x + dx, y + dy)
+        row = Y_SPACING * 0.25
+        for nid in kept:
+            x, y = old[nid]["position"]
+            if y > oy + row:
+                y += grew_y
+            elif y >= oy - row:
+                x += grew_x / 2 if x > ox else -grew_x / 2 if x < ox else 0.0
+            new[nid]["position"] = (x, y)
+        self._place_boxes()
+        return True
+
+    def _place_boxes(self) -> None:
+        """Each open group box in the middle of the nodes it holds (cytoscape sizes it to them)."""
+        spread: dict[str, list[tuple[float, float]]] = {}
+        for node in self.nodes:
+            if node["is_compound"]:
+                continue
+            parent = node["parent"]
+            while parent is not None:
+                spread.setdefault(parent, []).append(node["position"])
+                parent = self._by_id[parent]["parent"] if parent in self._by_id else None
+        for node in self.nodes:
+            if node["is_compound"] and node["id"] in spread:
+                xs, ys = zip(*spread[node["id"]])
+                node["position"] = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
 
     def to_elements(self) -> list[dict[str, Any]]:
         """Cytoscape.js element dicts with preset positions, to hand to a view in one call."""
@@ -356,6 +430,9 @@ class GraphModel:
                     renamed.update(dict.fromkeys(part, f"agg:{part[0]}~{part[-1]}"))
             return {**node_of, **renamed}
 
+        if most is not None and most >= OPENED_PARTS and cls._count(d, split(len(tasks)), boxes) <= limit:
+            node_of.update(split(len(tasks)))  # the tasks fit one by one: no parts needed
+            return
         top = min(len(tasks), most or len(tasks))
         if cls._count(d, split(top), boxes) <= limit:
             node_of.update(split(top))
@@ -632,7 +709,7 @@ class GraphModel:
                 parent = box_of(d.group[first]) if folded else None
                 kinds = {d.kind[t] for t in tids}
                 if folded and "~" in nid:
-                    label = f"{_short(tids[0], parent)} … {_short(tids[-1], parent)} ×{len(tids)}"
+                    label = f"{_range_label(_short(tids[0], parent), _short(tids[-1], parent))} ×{len(tids)}"
                 elif folded:
                     label = f"{_fold_label([_short(t, parent) for t in tids])} ×{len(tids)}"
                 else:
@@ -699,7 +776,7 @@ class GraphModel:
             box["position"] = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
             compounds.append(box)
         return cls(compounds + leaves, edges, node_of, dag_id=d.dag_id,
-                   group_tasks={gid: d.group_tasks[gid] for gid in boxes})
+                   group_tasks={gid: d.group_tasks[gid] for gid in boxes}, task_groups=d.group)
 
 
 def _node(nid: str, label: str, kind: str, parent: str | None, members: list[str], *,

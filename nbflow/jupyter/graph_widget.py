@@ -29,6 +29,7 @@ from nbflow.errors import InvalidRequestError
 from nbflow.jupyter.cyto import Elements, legend_html
 from nbflow.jupyter.details import DetailsPanel, render_dag_assets, render_node_summary
 from nbflow.jupyter.graph import MAX_ELEMENTS, NO_STATUS, GraphModel, StateBatcher
+from nbflow.jupyter.unfolding import Unfolding
 
 if TYPE_CHECKING:
     from nbflow.engine.controls import Changes
@@ -85,12 +86,9 @@ class DagGraph(w.VBox):
 
         self.dag = dag
         self.max_elements = max_elements
-        self.collapsed: set[str] = set()
-        self.expanded: set[str] = set()
-        self.opened: list[list[str]] = []
-        self._before_open: dict[tuple[str, ...], list[list[str]]] = {}
-        self.focused: str | None = None
-        self.model = model or GraphModel.from_dag(dag, max_elements=max_elements)
+        #: what the user opened and closed (the same state the JupyterLab view replays on the server)
+        self.unfolding = Unfolding(dag, max_elements=max_elements)
+        self.model = model or self.unfolding.model()
         self._states: dict[str, str] = {}
         self._selecting = False
         self._lock = threading.RLock()
@@ -199,14 +197,20 @@ class DagGraph(w.VBox):
             self.elements.update(self.model, touched, self._states)
         if self.selected_task is not None and self.selected_task in batch:
             self.refresh_details()
+        elif self.selected_task is None and self.selected_node in touched:
+            self.refresh_details()  # a folded node's or a group's counts follow its tasks' states
 
     # -- the view: groups, folded nodes, focus ---------------------------------------------------
 
-    def redraw(self) -> None:
-        """Fold and lay out again with the current choices (opened, collapsed, focus), and draw."""
+    @property
+    def focused(self) -> str | None:
+        """The task the view is focused on (None: the whole DAG)."""
+        return self.unfolding.focused
+
+    def redraw(self, model: GraphModel | None = None) -> None:
+        """Draw ``model`` (default: fold and lay out again with the current choices)."""
         self.flush()
-        model = GraphModel.from_dag(self.dag, max_elements=self.max_elements, collapsed=self.collapsed,
-                                    expanded=self.expanded, opened=self.opened, focus=self.focused)
+        model = model or self.unfolding.model()
         with self._lock:
             self.model = model
             self.elements.sync(model, self._states)
@@ -218,74 +222,34 @@ class DagGraph(w.VBox):
         self.elements.fit()
 
     def expand(self, node_id: str | None = None) -> None:
-        """Open a collapsed group or a folded node (default: the selected one) to show its inside."""
+        """Open a collapsed group or a folded node (default: the selected one) to show its inside;
+        the rest of the drawing keeps its place."""
         node = self.model.node(self._node_or_selected(node_id))
-        if node["is_group"] and not node["is_compound"]:
-            gid = node["id"].removeprefix("group:")
-            self.collapsed.discard(gid)
-            self.expanded.add(gid)
-            own = [t for t in node["members"] if self.dag.task_dict[t].group_id == gid]
-            if own:  # its own tasks are what the user wants to see: keep them apart from the folding
-                self._before_open[tuple(own)] = [list(s) for s in self.opened]
-                self.opened = [s for s in self.opened if not set(own) <= set(s)] + [own]
-        elif node["is_aggregate"] and not node["id"].startswith("focus:"):
-            members = list(node["members"])
-            inside = set(members)
-            sets: list[list[str]] = []
-            for opened in self.opened:
-                if inside <= set(opened):  # a part of an opened set: the rest of it stays open around it
-                    sets += [[t for t in opened[:opened.index(members[0])] if t not in inside],
-                             [t for t in opened[opened.index(members[0]):] if t not in inside]]
-                else:
-                    sets.append(opened)
-            self._before_open[tuple(members)] = [list(s) for s in self.opened]
-            self.opened = [s for s in sets if s] + [members]
-        elif node["id"].startswith("focus:"):
-            self.focused = None
-        else:
-            raise InvalidRequestError(f"{node['label']} is a single task: there is nothing inside it to show",
-                                      self.dag.dag_id)
+        model = self.unfolding.open(self.model, node["id"])
         self.status = f"opened {node['label']}"
-        self.redraw()
+        self.redraw(model)
 
     def collapse(self, node_id: str | None = None) -> None:
         """Close the group holding a node (or the group box itself), or fold an opened node again."""
         node = self.model.node(self._node_or_selected(node_id))
-        tasks = set(node["members"])
-        holder = next((s for s in self.opened if tasks and tasks <= set(s)), None)
-        if holder is not None:  # undo the open that made it: what was open before comes back
-            before = self._before_open.pop(tuple(holder), None)
-            self.opened = before if before is not None else [s for s in self.opened if s is not holder]
-        elif node["is_compound"] or node["parent"] is not None:
-            gid = (node["id"] if node["is_compound"] else node["parent"]).removeprefix("group:")
-            self.expanded.discard(gid)
-            self.collapsed.add(gid)
-            inside = set(self.model.group_tasks(gid))
-            self.opened = [s for s in self.opened if not set(s) <= inside]
-        else:
-            raise InvalidRequestError(f"{node['label']} is in no group and was not opened: there is nothing to close",
-                                      self.dag.dag_id)
+        model = self.unfolding.close(self.model, node["id"])
         self.status = f"closed {node['label']}"
-        self.redraw()
+        self.redraw(model)
 
     def focus(self, task_id: str | None = None, hops: int = 2) -> None:
         """Show one task with its neighbourhood; everything else folds into a few nodes."""
         task_id = task_id or self.selected_task
         if task_id is None:
             raise InvalidRequestError("select a task first (click it in the graph)", self.dag.dag_id)
-        self.focused = task_id
+        self.unfolding.focused = task_id
         self.status = f"focus on {task_id}"
         self.redraw()
 
     def reset_view(self) -> None:
         """The whole DAG again, folded only as its size demands."""
-        self.collapsed.clear()
-        self.expanded.clear()
-        self.opened.clear()
-        self._before_open.clear()
-        self.focused = None
+        model = self.unfolding.reset()
         self.status = "whole DAG"
-        self.redraw()
+        self.redraw(model)
 
     def _node_or_selected(self, node_id: str | None) -> str:
         node_id = node_id or self.selected_node
