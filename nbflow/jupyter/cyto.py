@@ -35,6 +35,8 @@ MIN_HEIGHT, MAX_HEIGHT, TYPICAL_WIDTH = 260, 720, 620
 #: fitting a small DAG never blows its nodes up past this
 MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
+#: a folded node's height: room for its label on two lines
+FOLDED_HEIGHT = 46.0
 
 
 def cytoscape_style() -> list[dict[str, Any]]:
@@ -44,7 +46,9 @@ def cytoscape_style() -> list[dict[str, Any]]:
     sheet: list[dict[str, Any]] = [
         {"selector": "node", "style": {
             "label": "data(label)", "width": "data(width)", "height": "data(height)",
-            "text-valign": "center", "text-halign": "center", "text-wrap": "ellipsis", "text-max-width": "140px",
+            "text-valign": "center", "text-halign": "center", "text-max-width": "140px",
+            # a long label wraps (inside a word when it must), never cut: "partition_00 ×100 (100✓)"
+            "text-wrap": "wrap", "text-overflow-wrap": "anywhere", "line-height": 1.1,
             "font-size": 13, "border-width": 2, "background-color": base["background"],
             "border-color": base["border"], "color": base["text"],
         }},
@@ -85,6 +89,8 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
     if data["parent"] is None:
         del data["parent"]
     width, height = node_size(node["kind"])
+    if node["is_aggregate"] or (node["is_group"] and not node["is_compound"]):
+        height = max(height, FOLDED_HEIGHT)  # two lines: its name and count, then its tasks' states
     data.update(width=width, height=height, state=look["state"], label=look["label"])
     if counts is not None:
         data["counts"] = dict(counts)
