@@ -35,6 +35,7 @@ from nbflow.errors import DagDefinitionError, DagNotFoundError
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
+    from nbflow.settings import Settings
 
 
 @dataclass
@@ -227,6 +228,18 @@ def load_here(files: list[Path]) -> dict[str, tuple[list[DAG], ImportFailure | N
     return {str(file.resolve()): load_file(file) for file in files}
 
 
+def ensure_dags_folder(settings: Settings) -> Path:
+    """Create ``dags_folder`` when it is missing (a fresh ``NBFLOW_HOME``): an empty folder is no
+    error, and the place to put DAG files should exist. A folder that cannot be made is left to
+    :func:`collect`, which reports it with the fix."""
+    folder = Path(settings.dags_folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return folder
+
+
 def collect(paths: list[str | os.PathLike[str]], *, load: Loader | None = None) -> DagBag:
     """Load DAG files and folders of DAG files, with ``load`` (default: in this process)."""
     bag = DagBag()
@@ -246,7 +259,9 @@ def collect(paths: list[str | os.PathLike[str]], *, load: Loader | None = None) 
         if not entry_path.exists():
             fileloc = str(entry_path.resolve())
             bag.files.append(fileloc)
-            bag.failures[fileloc] = ImportFailure(fileloc, "FileNotFoundError: no such file or folder", "")
+            bag.failures[fileloc] = ImportFailure(
+                fileloc, f"no such file or folder: {fileloc}; create it, or give the path of an existing one "
+                "(dags_folder is set in nbflow.toml or NBFLOW_DAGS_FOLDER)", "")
             continue
         files, broken = scan_folder(entry_path) if entry_path.is_dir() else ([entry_path], [])
         if entry_path.is_dir():

@@ -408,6 +408,10 @@ class Scheduler:
         from nbflow.engine.sync import sync
 
         paths = list(self._dag_paths or [str(self.settings.dags_folder)])
+        if not self._dag_paths:
+            from nbflow.engine.discovery import ensure_dags_folder
+
+            ensure_dags_folder(self.settings)
         if self._dag_files is None:
             # imported here: a host given its DAGs (a kernel, dag.test()) never parses files
             from nbflow.engine.dagparsing import BackgroundCollector, DagFileParser

@@ -59,6 +59,9 @@ def sync(bag: DagBag, store: Store) -> None:
             store.record_import_error(fileloc, failure.summary, failure.traceback)
         else:
             store.clear_import_errors(fileloc)
+    for folder in bag.folders:  # a folder that loads now was perhaps missing before
+        if folder not in bag.failures:
+            store.clear_import_errors(folder)
     if bag.folders:
         inside = tuple(folder.rstrip(os.sep) + os.sep for folder in bag.folders)
         current = set(bag.files)

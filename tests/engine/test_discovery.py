@@ -98,7 +98,10 @@ def test_classic_file_runs_unchanged(tmp_path: Path, nbflow_home: Path) -> None:
 def test_missing_path_is_a_clear_failure(tmp_path: Path) -> None:
     bag = collect([tmp_path / "nope.py"])
     assert not bag.dags
-    assert [f.summary for f in bag.failures.values()] == ["FileNotFoundError: no such file or folder"]
+    missing = str((tmp_path / "nope.py").resolve())
+    assert [f.summary for f in bag.failures.values()] == [
+        f"no such file or folder: {missing}; create it, or give the path of an existing one "
+        "(dags_folder is set in nbflow.toml or NBFLOW_DAGS_FOLDER)"]
 
 
 def test_functions_of_a_dag_file_run_in_worker_processes(tmp_path: Path, nbflow_home: Path) -> None:

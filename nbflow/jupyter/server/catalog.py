@@ -81,7 +81,9 @@ class DagCatalog:
         from nbflow.engine.discovery import collect
         from nbflow.engine.sync import sync
 
-        folder = Path(self.settings.dags_folder).expanduser().resolve()
+        from nbflow.engine.discovery import ensure_dags_folder
+
+        folder = ensure_dags_folder(self.settings).resolve()
         with self._lock:
             current = _folder_signature(folder)
             if current == self._folder:
