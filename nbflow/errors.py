@@ -30,6 +30,7 @@ The tree::
     │   ├── ConnectionNotFoundError      no connection with this id, in the environment or the store
     │   └── VariableNotFoundError        no variable with this key, and no default given
     ├── DagImportError                   a DAG file failed to load (recorded as an import error)
+    │   └── DagFileGoneError             the file that defined a DAG is no longer where the store says
     ├── InvalidRequestError              a control (backfill, clear, mark, pools) or a view got values it cannot use
     │   ├── InvalidConfError             a run's conf is not a JSON object of plain values, or too large
     │   └── InvalidConnectionError       a connection's URI, id, port or extra cannot be used (.conn_id)
@@ -350,6 +351,17 @@ class DagImportError(NbflowError):
             f"{head}{fileloc}{tail}: {summary.rstrip('.')}. Fix the file; the other DAG files "
             "keep loading, and `nbflow dags list-import-errors` shows the full traceback."
         )
+
+
+class DagFileGoneError(DagImportError):
+    """The file the store names for DAG ``dag_id`` is no longer there (moved or deleted outside
+    Jupyter; a rename inside Jupyter is followed)."""
+
+    def __init__(self, fileloc: str, dag_id: str) -> None:
+        super().__init__(fileloc, "the file is gone", "", dag_id)
+        NbflowError.__init__(
+            self, f"DAG '{dag_id}': its file {fileloc} is gone (moved or deleted outside Jupyter). Open the "
+            "notebook or file where the DAG is now and run its %%dag cell again (or put the file back).")
 
 
 class InvalidRequestError(NbflowError):

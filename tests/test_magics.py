@@ -82,6 +82,20 @@ def test_dag_cell_records_the_notebook_path(ip: Any, tmp_path: Path) -> None:
     assert stored("from_notebook")["fileloc"] == str(notebook)
 
 
+def test_a_dag_cell_run_after_a_rename_keeps_the_new_path(ip: Any, tmp_path: Path) -> None:
+    """The kernel still says Untitled.ipynb; the server moved the DAG's row to the renamed notebook."""
+    old, new = tmp_path / "Untitled.ipynb", tmp_path / "sales.ipynb"
+    old.write_text("{}")
+    ip.user_ns["__session__"] = str(old)
+    cell(ip, "renamed", PIPELINE)
+    old.rename(new)
+    with Store.open() as store:
+        assert store.move_fileloc(str(old), str(new)) == ["renamed"]  # what the server does on a rename
+    cell(ip, "renamed", PIPELINE)
+    assert stored("renamed")["fileloc"] == str(new) and ip.user_ns["renamed"].fileloc == str(new)
+    assert ip.user_ns["__session__"] == str(new), "the cells that follow use the new path too"
+
+
 def test_running_the_cell_again_replaces_the_dag(ip: Any) -> None:
     cell(ip, "again", PIPELINE)
     first = ip.user_ns["again"]

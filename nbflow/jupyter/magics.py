@@ -173,6 +173,7 @@ class NbflowMagics(Magics):
             raise UsageError(f"{exc}{_cell_line(exc, filename)}\nNothing was registered; fix the cell and run it again.") from None
         except ConfigError as exc:  # nbflow's settings (read for the default time zone), not the cell
             raise UsageError(f"{exc}\nNothing was registered.") from None
+        self._follow_rename(built)
         self.defined[built.dag_id] = built
         if built.dag_id.isidentifier():
             self.shell.user_ns[built.dag_id] = built
@@ -181,6 +182,25 @@ class NbflowMagics(Magics):
                   f"use %nbflow ... {built.dag_id}, or an id like {built.dag_id.replace('-', '_').replace('.', '_')!r}")
         self._register(built)
         display(built)
+
+    def _follow_rename(self, built: DAG) -> None:
+        """A kernel learns its notebook's path when it starts; after a rename in Jupyter that path is
+        gone, while the server has moved the DAG's row to the new one (nbflow.jupyter.server.renames).
+        Keep the new path, and remember it for the cells that follow."""
+        fileloc = str(built.fileloc or "")
+        if not fileloc.endswith(".ipynb") or os.path.exists(fileloc):
+            return
+        from nbflow.store import Store
+
+        try:
+            with Store.open() as store:
+                row = store.get_dag(built.dag_id)
+        except NbflowError:
+            return
+        recorded = (row or {}).get("fileloc") or ""
+        if recorded.endswith(".ipynb") and recorded != fileloc and os.path.exists(recorded):
+            built.fileloc = recorded
+            self.shell.user_ns["__session__"] = recorded
 
     @staticmethod
     def _register(built: DAG) -> None:

@@ -265,6 +265,22 @@ class Store(VaultMixin, AssetMixin):
                 known = list(conn.execute(select(_dag.c.dag_id)).scalars())
                 raise DagNotFoundError(dag_id, known)
 
+    def move_fileloc(self, old: str, new: str) -> list[str]:
+        """A file or folder was renamed (the Jupyter server saw it): the DAGs defined in ``old``, or in
+        a file under the folder ``old``, now live at ``new``. Returns the ids of the DAGs moved."""
+        old, new = old.rstrip("/"), new.rstrip("/")
+        moved: list[str] = []
+        with write_transaction(self._engine, self.url) as conn:
+            rows = conn.execute(
+                select(_dag.c.dag_id, _dag.c.fileloc).where(
+                    (_dag.c.fileloc == old) | _dag.c.fileloc.startswith(old + "/", autoescape=True))
+            ).all()
+            for dag_id, fileloc in rows:
+                conn.execute(update(_dag).where(_dag.c.dag_id == dag_id)
+                             .values(fileloc=new + fileloc[len(old):], updated_at=_now()))
+                moved.append(dag_id)
+        return moved
+
     def delete_dag(self, dag_id: str) -> None:
         """Delete the DAG with its runs, task instances, tries and outputs; its events stay."""
         with write_transaction(self._engine, self.url) as conn:

@@ -79,3 +79,34 @@ def test_a_fresh_home_shows_no_import_error_once_its_dags_load(ui: NbflowUI, mon
                 if not (folder / path.name).exists():
                     path.rename(folder / path.name)
             aside.rmdir()
+
+
+def test_a_notebook_renamed_in_lab_keeps_its_dag_runnable_from_the_sidebar(ui: NbflowUI) -> None:
+    """A %%dag cell run in Untitled.ipynb, the notebook renamed in Lab, then ▶ in the sidebar: the
+    run starts from the renamed notebook instead of failing on the old path."""
+    dag_id = f"renamed_{_uid()}"
+    old = f"Untitled-{_uid()}.ipynb"
+    ui.lp.write_notebook([
+        "%load_ext nbflow",
+        f"%%dag {dag_id} --timezone UTC\nfrom nbflow import task\n\n@task\ndef hello():\n    return 1\n\nhello()",
+    ], name=old)
+    ui.lp.open_notebook(old)
+    ui.lp.run_all()
+    new = f"sales-{_uid()}.ipynb"
+    ui.page.evaluate("async ([a, b]) => { await window.jupyterapp.serviceManager.contents.rename(a, b); }", [old, new])
+    ui.lp.wait_for(lambda: (ui.lab.root_dir / new).exists(), "the notebook to be renamed")
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.click_in_row(dag_id, ".nbflow-Trigger")
+    seen: list[Any] = []
+
+    def ran() -> bool:
+        seen[:] = [ui.row(dag_id), ui.toasts()]
+        return bool(seen[0] and seen[0]["badgeState"] == "success") or any("could not" in t for t in seen[1])
+
+    ui.lp.wait_for(ran, "the run to succeed (or the trigger to fail)", timeout=60, details=lambda: str(seen))
+    ui.lp.screenshot("renamed-run")
+    assert not [t for t in ui.toasts() if "could not" in t], ui.toasts()
+    assert ui.row(dag_id)["badgeState"] == "success"
+    detail = api_json(ui.lab, f"nbflow/api/dags/{dag_id}")
+    assert str(detail.get("fileloc", "")).endswith(new), detail.get("fileloc")

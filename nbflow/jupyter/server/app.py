@@ -69,6 +69,9 @@ class NbflowApp(ExtensionApp):
             return
         self.services = Services(settings, root_dir=self.serverapp.root_dir, threads=self.api_threads,
                                  executor=self.scheduler_executor or None, grace=self.shutdown_grace)
+        from nbflow.jupyter.server.renames import follow_renames
+
+        follow_renames(self.serverapp, self.services)  # DAGs of notebooks follow them when renamed
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.dagparsing import DagFileParser
-from nbflow.errors import DagImportError, DagNotFoundError, InvalidRequestError
+from nbflow.errors import DagFileGoneError, DagImportError, DagNotFoundError, InvalidRequestError
 
 if TYPE_CHECKING:
     from nbflow.dag import DAG
@@ -149,7 +149,7 @@ class DagCatalog:
             )
         loaded = self._load(fileloc)
         if loaded is None:
-            raise DagImportError(fileloc, "FileNotFoundError: the file that defined this DAG is gone")
+            raise DagFileGoneError(fileloc, dag_id)
         if loaded.failure is not None:
             raise DagImportError(fileloc, loaded.failure)
         dag = loaded.dags.get(dag_id)
