@@ -698,10 +698,13 @@ def test_dashboard_lists_dags_and_import_errors_and_toggles_pause(nbflow_home: P
     row = board.rows["details"]
     assert row["last_state"] == "success" and row["failed"] == 0 and row["recent"] == ["success", "success"]
     assert "/dags/broken.py" in board.errors.value and "SyntaxError" in board.errors.value
-    board.toggles["other"].value = True
+    switch = board.toggles["other"]
+    assert switch.value is True and switch.description == "active"  # a switch, on while active: no ▶
+    switch.value = False
     with Store.open() as store:
         assert store.get_dag("other")["is_paused"] is True and store.get_dag("details")["is_paused"] is False
-    board.toggles["other"].value = False
+    assert switch.description == "paused"
+    switch.value = True
     with Store.open() as store:
         assert store.get_dag("other")["is_paused"] is False
     board.buttons["details"].click()
@@ -727,6 +730,52 @@ def test_dashboard_opens_a_dag_from_its_file(nbflow_home: Path, tmp_path: Path) 
     assert board.rows["filed_dag"]["next_run"] is not None
     graph = board.open_dag("filed_dag")
     assert graph.dag.dag_id == "filed_dag" and node_ids(graph) == ["x"]
+
+
+def test_dashboard_marks_dags_of_other_kernels_and_shows_the_sidebars_next_run(nbflow_home: Path, tmp_path: Path) -> None:
+    """DAGs another kernel defined: one from a notebook (opened by loading its cells; the row names
+    it) and one from an interactive session (no button: the row says where it lives). The next run
+    is the one the Lab sidebar shows (rebuilt from the stored schedule), not "-"."""
+    import gc
+
+    import ipywidgets as w
+
+    from nbflow.dag import DAG
+    from nbflow.engine.sync import sync_dag
+    from nbflow.jupyter.dashboard import Dashboard
+    from nbflow.jupyter.server.dags import upcoming
+    from nbflow.operators import EmptyOperator
+
+    notebook = tmp_path / "sales.ipynb"
+    notebook.write_text("{}")  # saved without the DAG's cell: loading it does not build the DAG
+    with DAG("sales_etl", schedule="0 6 * * *", start_date="2024-01-01", timezone="Europe/Berlin") as etl:
+        EmptyOperator(task_id="load")
+    etl.fileloc = str(notebook)
+    with DAG("scratch", schedule=None, start_date="2024-01-01") as scratch:
+        EmptyOperator(task_id="x")
+    scratch.fileloc = "interactive"
+    with Store.open() as store:
+        sync_dag(store, etl, source_kind="notebook")
+        sync_dag(store, scratch, source_kind="interactive")
+        row = store.get_dag("sales_etl")
+    del etl, scratch
+    gc.collect()  # no longer built in this process, as in another kernel
+    board = Dashboard()
+    shown = board.rows["sales_etl"]
+    assert shown["next_run"] is not None and shown["next_run"] == upcoming(None, row, 1)[0]
+    assert shown["next_run"].hour == 6 and str(shown["next_run"].tzinfo) == "Europe/Berlin"
+    assert "sales_etl" in board.buttons and "scratch" not in board.buttons
+    assert not board.rows["scratch"]["openable"]
+    texts = [c.value for c in board.table.children if isinstance(c, w.HTML)]
+    texts += [c.value for box in board.table.children if isinstance(box, w.VBox) for c in box.children
+              if isinstance(c, w.HTML)]
+    assert any("another kernel: sales.ipynb" in t for t in texts), texts
+    assert any("scratch" in t and "another kernel" in t for t in texts), texts
+    board.buttons["sales_etl"].click()  # it cannot be built here: the message says where it lives
+    assert "sales.ipynb" in board.message.value and "open the graph in that notebook" in board.message.value
+    assert "no DAG with id" not in board.message.value
+    with pytest.raises(Exception, match="cannot be opened in this kernel: it is defined in another kernel"):
+        board.open_dag("scratch")
 
 
 # -- display ---------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """``Dashboard``: every DAG the store knows, at a glance, with its import errors.
 
-One row per DAG: a pause toggle, the schedule in words (the cron on hover), the next run in local time, owner, tags, the last run's
+One row per DAG: a pause switch (on while active, as in the Lab sidebar), the schedule in words (the cron on hover), the next run in local time, owner, tags, the last run's
 state, how many runs are running and failed, and a strip of the last run's task states. Clicking a
 DAG opens its :class:`~nbflow.jupyter.graph_widget.DagGraph` below the table; the DAG object is the
-one built in this kernel, else it is loaded from its file.
+one built in this kernel, else it is loaded from its file. A DAG defined in another kernel has no
+button: its row says where it lives. The next run is asked as the Lab sidebar asks it.
 """
 
 from __future__ import annotations
@@ -63,14 +64,49 @@ def schedule_words(row: Mapping[str, Any], dag: DAG | None) -> str:
 
 
 def next_run_at(row: Mapping[str, Any], dag: DAG | None) -> datetime | None:
-    """The next scheduled time: from the DAG built in this kernel, else what a scheduler stored."""
+    """The next scheduled time, asked as the Lab sidebar asks it
+    (:func:`nbflow.store.queries.next_run_times`): from the DAG built in this kernel, else rebuilt
+    from the stored schedule, zone and dates."""
+    from nbflow.store.queries import next_run_times
+
+    try:
+        upcoming = next_run_times(row, 1, dag)
+    except Exception:  # a schedule only its file can rebuild: what a scheduler stored, if any
+        upcoming = []
+    return upcoming[0] if upcoming else row.get("next_run_at")
+
+
+def where_defined(row: Mapping[str, Any], dag: DAG | None) -> tuple[bool, str]:
+    """Whether this kernel can open the DAG's graph, and where the DAG lives: built in this kernel;
+    in a file or a notebook that exists (the graph loads it from there, as the server does); or in
+    another kernel with nothing to load (an interactive session, a file that is gone), which only
+    that kernel can show."""
+    import os
+
     if dag is not None:
-        try:
-            upcoming = dag.next_runs(1)
-            return upcoming[0] if upcoming else None
-        except Exception:
-            pass
-    return row.get("next_run_at")
+        return True, "this kernel"
+    fileloc = str(row.get("fileloc") or "")
+    if fileloc.endswith(".ipynb") and os.path.exists(fileloc):
+        return True, f"another kernel, by the notebook {fileloc} (loaded from its %%dag cells)"
+    if fileloc.endswith(".py") and os.path.exists(fileloc):
+        return True, f"the file {fileloc}"
+    if fileloc.endswith((".py", ".ipynb")):
+        return False, f"the file {fileloc}, which is gone: run its %%dag cell where it is now"
+    return False, "another kernel (an interactive session): show its graph there"
+
+
+def _short_where(where: str) -> str:
+    """What the dashboard's row says under the DAG's name (the whole text is its tooltip)."""
+    import os
+    import re
+
+    if where == "this kernel":
+        return ""
+    found = re.search(r"(?:notebook|file) (.+?\.(?:ipynb|py))", where)
+    name = os.path.basename(found.group(1)) if found else ""
+    if where.startswith("another kernel"):
+        return f"another kernel: {name}" if name else "another kernel"
+    return f"{name} (gone)" if "gone" in where else name
 
 
 def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None,
@@ -81,10 +117,11 @@ def summarise(store: Store, row: Mapping[str, Any], dag: DAG | None = None,
 
     overview = overview or queries.dag_overview(store, row, 1)
     last = overview.last_run
+    openable, where = where_defined(row, dag)
     return {
         "dag_id": row["dag_id"], "paused": bool(row["is_paused"]), "schedule": schedule_words(row, dag),
         "cron": row.get("schedule") or "-",
-        "next_run": next_run_at(row, dag), "owner": row.get("owner") or "-", "tags": list(row.get("tags") or []),
+        "next_run": next_run_at(row, dag), "openable": openable, "where": where, "owner": row.get("owner") or "-", "tags": list(row.get("tags") or []),
         "last_state": last["state"] if last else None,
         "running": overview.counts.get("running", 0),
         "failed": overview.counts.get("failed", 0),
@@ -104,9 +141,9 @@ def import_errors_html(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def find_dag(dag_id: str, fileloc: str | None) -> DAG:
-    """The DAG built in this kernel under ``dag_id``, else the one its file builds."""
+    """The DAG built in this kernel under ``dag_id``, else the one its file builds; else an
+    :class:`~nbflow.errors.InvalidRequestError` saying where the DAG lives."""
     from nbflow.context import built_dags
-    from nbflow.errors import DagNotFoundError
 
     built = built_dags().get(dag_id)
     if built is not None:
@@ -116,14 +153,29 @@ def find_dag(dag_id: str, fileloc: str | None) -> DAG:
 
         if os.path.exists(fileloc):
             from nbflow.engine.discovery import load_file
+            from nbflow.errors import InvalidRequestError
 
             dags, failure = load_file(fileloc)
             for candidate in dags:
                 if candidate.dag_id == dag_id:
                     return candidate
-            if failure is not None:
-                raise DagNotFoundError(dag_id, [d.dag_id for d in dags]) from None
-    raise DagNotFoundError(dag_id, list(built_dags()))
+            why = failure.summary if failure is not None else (
+                f"it defines {', '.join(d.dag_id for d in dags) or 'no DAG'} now")
+            _, where = where_defined({"fileloc": fileloc}, None)
+            raise InvalidRequestError(f"defined in {where}, which does not build it here ({why}); "
+                                      "open the graph in that notebook", dag_id)
+    from nbflow.errors import InvalidRequestError
+
+    _, where = where_defined({"fileloc": fileloc}, None)
+    raise InvalidRequestError(f"cannot be opened in this kernel: it is defined in {where}", dag_id)
+
+
+def pause_switch(dag_id: str, paused: bool) -> w.Checkbox:
+    """A switch, as in the Lab sidebar: on (checked) while the DAG is active, off when paused. Not a
+    button: a "▶ active" button reads as "run it now"."""
+    return w.Checkbox(value=not paused, description="paused" if paused else "active", indent=False,
+                      layout=w.Layout(width="88px"),
+                      tooltip=f"{dag_id}: on while its schedule is active; off pauses it (runs in progress finish)")
 
 
 class Dashboard(w.VBox):
@@ -131,7 +183,7 @@ class Dashboard(w.VBox):
 
     def __init__(self, **kwargs: Any) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
-        self.toggles: dict[str, w.ToggleButton] = {}
+        self.toggles: dict[str, w.Checkbox] = {}
         self.buttons: dict[str, w.Button] = {}
         self.table = w.GridBox(layout=w.Layout(grid_template_columns=WIDTHS, grid_gap="2px 6px", align_items="center"))
         self.errors = w.HTML()
@@ -163,16 +215,23 @@ class Dashboard(w.VBox):
         cells: list[w.Widget] = [w.HTML(f"<b>{escape(name)}</b>") for name in COLUMNS]
         self.toggles, self.buttons = {}, {}
         for row in rows:
-            toggle = w.ToggleButton(value=row["paused"], description="paused" if row["paused"] else "active",
-                                    icon="pause" if row["paused"] else "play", layout=w.Layout(width="88px"),
-                                    tooltip="pause or unpause the schedule")
+            toggle = pause_switch(row["dag_id"], row["paused"])
             toggle.observe(self._toggled(row["dag_id"]), "value")
-            button = w.Button(description=row["dag_id"], tooltip="open the graph", layout=w.Layout(width="auto"))
-            button.on_click(self._clicked(row["dag_id"]))
-            self.toggles[row["dag_id"]], self.buttons[row["dag_id"]] = toggle, button
+            note = w.HTML(f"<small class='nbflow-where' style='color:#666' title='defined in {escape(row['where'])}'>"
+                          f"{escape(_short_where(row['where']))}</small>")
+            if row["openable"]:
+                button = w.Button(description=row["dag_id"], tooltip=f"open the graph (defined in {row['where']})",
+                                  layout=w.Layout(width="auto"))
+                button.on_click(self._clicked(row["dag_id"]))
+                self.buttons[row["dag_id"]] = button
+                name: w.Widget = button if row["where"] == "this kernel" else w.VBox([button, note])
+            else:  # only the kernel that defined it can draw it: say where that is, with no button
+                name = w.HTML(f"<span class='nbflow-elsewhere' title='defined in {escape(row['where'])}'>"
+                              f"{escape(row['dag_id'])}</span><br>{note.value}")
+            self.toggles[row["dag_id"]] = toggle
             last = row["last_state"]
             cells += [
-                toggle, button, w.HTML(f"<span title='{escape(row['cron'])}'>{escape(row['schedule'])}</span>"),
+                toggle, name, w.HTML(f"<span title='{escape(row['cron'])}'>{escape(row['schedule'])}</span>"),
                 w.HTML(f"<small>{escape(local_time(row['next_run'], seconds=False))}</small>"),
                 w.HTML(escape(row["owner"])), w.HTML(f"<small>{escape(', '.join(row['tags']))}</small>"),
                 w.HTML(f"<span style='color:{style_for(last)['border']}'>{escape(last or '-')}</span>"),
@@ -185,7 +244,7 @@ class Dashboard(w.VBox):
     def _toggled(self, dag_id: str) -> Any:
         def toggled(change: dict[str, Any]) -> None:
             try:
-                self.set_paused(dag_id, change["new"])
+                self.set_paused(dag_id, not change["new"])  # the switch is on while the DAG is active
             except Exception as exc:
                 self.message.value = f"<span style='color:#b30000'>pausing {escape(dag_id)} failed: {escape(str(exc))}</span>"
 
@@ -197,8 +256,7 @@ class Dashboard(w.VBox):
         (pause if paused else unpause)(dag_id)
         toggle = self.toggles.get(dag_id)
         if toggle is not None:
-            toggle.description = "paused" if paused else "active"
-            toggle.icon = "pause" if paused else "play"
+            toggle.description = "active" if not paused else "paused"
         self.message.value = f"<small>{escape(dag_id)} {'paused' if paused else 'unpaused'}</small>"
 
     def _clicked(self, dag_id: str) -> Any:

@@ -132,6 +132,42 @@ def in_dag_order(store: Store, dag_id: str, instances: Iterable[Mapping[str, Any
     return sorted((dict(ti) for ti in instances), key=lambda ti: (order.get(ti["task_id"], len(order)), ti["id"]))
 
 
+def stored_schedule(row: Mapping[str, Any]) -> str | None:
+    """The schedule as written, from a DAG's row: its ``schedule`` without the `` (zone)`` the
+    description adds; None for a DAG run only by hand."""
+    text = row.get("schedule")
+    if not text or text == "manual":
+        return None
+    zone = row.get("timezone")
+    suffix = f" ({zone})"
+    return text[: -len(suffix)] if zone and text.endswith(suffix) else text
+
+
+def next_run_times(row: Mapping[str, Any], n: int, dag: Any = None) -> list[Any]:
+    """The next ``n`` scheduled times of a DAG, as every view shows them (the Lab sidebar, the
+    notebook dashboard): from the DAG object when there is one, else rebuilt from its stored
+    schedule, zone and dates (cron and presets; nothing for schedules only the DAG file can
+    rebuild). Aware datetimes in the DAG's zone."""
+    from nbflow.errors import NbflowError
+    from nbflow.timetables import make_timetable, next_runs, parse_date, resolve_timezone
+
+    if n <= 0:
+        return []
+    if dag is not None:
+        return dag.next_runs(n)
+    schedule = stored_schedule(row)
+    if schedule is None:
+        return []
+    definition = row.get("definition") or {}
+    try:
+        zone = resolve_timezone(row.get("timezone") or "UTC")
+        start = parse_date(definition["start_date"], zone) if definition.get("start_date") else None
+        end = parse_date(definition["end_date"], zone) if definition.get("end_date") else None
+        return next_runs(make_timetable(schedule, zone, start), n, start_date=start, end_date=end)
+    except NbflowError:
+        return []
+
+
 @dataclass
 class DagOverview:
     """One DAG as the lists show it: its stored row (schedule, owner, tags, ``is_paused``), its newest

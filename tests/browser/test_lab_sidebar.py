@@ -110,3 +110,62 @@ def test_a_notebook_renamed_in_lab_keeps_its_dag_runnable_from_the_sidebar(ui: N
     assert ui.row(dag_id)["badgeState"] == "success"
     detail = api_json(ui.lab, f"nbflow/api/dags/{dag_id}")
     assert str(detail.get("fileloc", "")).endswith(new), detail.get("fileloc")
+
+
+def test_the_dashboard_switch_next_run_and_dags_of_other_kernels(ui: NbflowUI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``%nbflow dashboard`` in a notebook: the pause control is a switch (on while active), the next
+    run is the sidebar's, and a DAG another kernel defined is marked as such instead of a button
+    that fails with "no DAG with id"."""
+    from nbflow.dag import DAG
+    from nbflow.engine.sync import sync_dag
+    from nbflow.operators import EmptyOperator
+    from nbflow.store import Store
+
+    here, elsewhere = f"board_{_uid()}", f"elsewhere_{_uid()}"
+    host = _host_of(ui.lab, monkeypatch)  # the Lab's NBFLOW_HOME, for the other kernel's DAG
+    with DAG(elsewhere, schedule="0 6 * * *", start_date="2024-01-01", timezone="UTC") as other:
+        EmptyOperator(task_id="load")
+    other.fileloc = "interactive"
+    with Store.open(host.settings) as store:
+        sync_dag(store, other, source_kind="interactive")
+    path = ui.lp.write_notebook([
+        "%load_ext nbflow",
+        f'%%dag {here} --schedule "0 6 * * *" --timezone UTC --start 2024-01-01\n'
+        "from nbflow import task\n\n@task\ndef one():\n    return 1\n\none()",
+        "%nbflow dashboard",
+    ])
+    ui.lp.open_notebook(path)
+    ui.lp.run_all()
+    ui.lp.wait_for(lambda: here in ui.lp.cell_text(2) and elsewhere in ui.lp.cell_text(2), "the dashboard to list both DAGs",
+                   timeout=20, details=lambda: ui.lp.cell_text(2))
+    board = ui.page.locator(".jp-Cell").nth(2)
+    ui.lp.scroll_to_cell(2)
+    ui.lp.screenshot("dashboard")
+    listed = {d["dag_id"]: d for d in api_json(ui.lab, "nbflow/api/dags")["dags"]}
+    assert listed[elsewhere]["next_run"] and listed[here]["next_run"]
+    rows = ui.page.evaluate(
+        """(cell) => {
+            const grid = document.querySelectorAll('.jp-Cell')[cell].querySelector('.widget-gridbox');
+            return Array.from(grid.children).map(c => c.innerText.trim());
+        }""", 2)
+    width = 10
+    table = [rows[i:i + width] for i in range(0, len(rows), width)]
+    by_dag = {r[1].split("\n")[0]: r for r in table[1:]}
+    for dag_id in (here, elsewhere):
+        assert by_dag[dag_id][3] not in ("", "-"), by_dag[dag_id]  # the next run, as the sidebar has it
+        assert "06:00" in by_dag[dag_id][3], by_dag[dag_id]
+    assert "another kernel" in by_dag[elsewhere][1], by_dag[elsewhere]
+    assert board.get_by_role("button", name=elsewhere).count() == 0, "no button that cannot open the DAG"
+    switch = board.locator(".widget-checkbox").nth(0)
+    assert "▶" not in switch.inner_text() and "active" in switch.inner_text()
+    box = switch.locator("input[type=checkbox]")
+    assert box.is_checked()
+    first = table[1][1].split("\n")[0]
+    box.click()
+    ui.lp.wait_for(lambda: {d["dag_id"]: d for d in api_json(ui.lab, "nbflow/api/dags")["dags"]}[first]["is_paused"],
+                   f"{first} to be paused by the switch", timeout=10)
+    ui.lp.wait_for(lambda: "paused" in switch.inner_text(), "the switch to read paused", timeout=10)
+    ui.lp.screenshot("dashboard-paused")
+    box.click()
+    ui.lp.wait_for(lambda: not {d["dag_id"]: d for d in api_json(ui.lab, "nbflow/api/dags")["dags"]}[first]["is_paused"],
+                   f"{first} to be active again", timeout=10)

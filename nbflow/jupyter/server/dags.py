@@ -53,26 +53,9 @@ def zone_of(dag: DAG | None, row: dict[str, Any]) -> tzinfo:
 
 
 def upcoming(dag: DAG | None, row: dict[str, Any], n: int) -> list[datetime]:
-    """The next ``n`` scheduled times: from the DAG object, else rebuilt from the stored schedule and
-    dates (cron and presets; nothing for schedules that only the DAG file can rebuild)."""
-    if n <= 0:
-        return []
-    if dag is not None:
-        return dag.next_runs(n)
-    from nbflow.timetables import make_timetable, next_runs, parse_date
-
-    schedule = out.raw_schedule(None, row)
-    definition = row.get("definition") or {}
-    if schedule is None:
-        return []
-    try:
-        zone = zone_of(None, row)
-        start = parse_date(definition["start_date"], zone) if definition.get("start_date") else None
-        end = parse_date(definition["end_date"], zone) if definition.get("end_date") else None
-        timetable = make_timetable(schedule, zone, start)
-        return next_runs(timetable, n, start_date=start, end_date=end)
-    except NbflowError:
-        return []
+    """The next ``n`` scheduled times (:func:`nbflow.store.queries.next_run_times`, which the
+    notebook dashboard asks too)."""
+    return queries.next_run_times(row, n, dag)
 
 
 def summary(services: Services, row: dict[str, Any], dag: DAG | None,
