@@ -216,15 +216,19 @@ class InvalidDateError(DagDefinitionError):
         )
 
 
+#: what a schedule may be in Python, said by a ScheduleError unless its ``accepts`` says otherwise
+PYTHON_SCHEDULES = ("Use a 5-field cron string ('minute hour day-of-month month day-of-week', e.g. '0 6 * * *'), "
+                    "a preset (@once, @hourly, @daily, @weekly, @monthly, @yearly), a timedelta, or None.")
+
+
 class ScheduleError(DagDefinitionError):
-    def __init__(self, schedule: Any, problem: str, dag_id: str | None = None, field: str | None = None) -> None:
-        self.schedule, self.field = schedule, field
-        super().__init__(
-            f"schedule {schedule!r} is not valid: {problem}. Use a 5-field cron string "
-            "('minute hour day-of-month month day-of-week', e.g. '0 6 * * *'), a preset "
-            "(@once, @hourly, @daily, @weekly, @monthly, @yearly), a timedelta, or None.",
-            dag_id,
-        )
+    """``accepts`` says what the place the schedule was typed into takes (a form that takes only a
+    cron expression says so); by default, every schedule the Python API takes."""
+
+    def __init__(self, schedule: Any, problem: str, dag_id: str | None = None, field: str | None = None,
+                 accepts: str = PYTHON_SCHEDULES) -> None:
+        self.schedule, self.field, self.problem = schedule, field, problem
+        super().__init__(f"schedule {schedule!r} is not valid: {problem}. {accepts}", dag_id)
 
 
 class TimezoneError(DagDefinitionError):

@@ -353,6 +353,9 @@ def test_cron_is_checked_phrased_and_run_forward(api: Api, server_env: Path) -> 
         assert utc.endswith("+00:00") and when.strftime("%H:%M") == "07:30" and when.isoweekday() <= 5
     bad = api.error("GET", "cron", params={"expression": "0 25 * * *"}, expect=400)
     assert bad["error"] == "ScheduleError" and bad["field"] == "hour"
+    # the dialog's field takes a cron or a preset: its refusal says so, not "a timedelta, or None"
+    assert "cron expression" in bad["message"] and "@daily" in bad["message"]
+    assert "timedelta" not in bad["message"] and "None" not in bad["message"]
     zone = api.error("GET", "cron", params={"expression": "@daily", "timezone": "Mars/Base"}, expect=400)
     assert zone["error"] == "TimezoneError" and "Mars/Base" in zone["message"]
     assert api.error("GET", "cron", expect=400)["error"] == "InvalidRequestError"

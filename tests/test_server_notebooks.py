@@ -108,6 +108,7 @@ def test_schedule_refuses_bad_input_and_writes_nothing(api: Api, jp_root_dir: Pa
     folder = server_env / "dags"
     cron = api.error("POST", "schedule", body={"path": "sales.ipynb", "cron": "0 25 * * *"}, expect=400)
     assert cron["error"] == "ScheduleError" and cron["field"] == "hour"
+    assert "timedelta" not in cron["message"] and "cron expression" in cron["message"]
     zone = api.error("POST", "schedule", body={"path": "sales.ipynb", "cron": "@daily", "timezone": "Mars/Base"}, expect=400)
     assert zone["error"] == "TimezoneError"
     assert api.error("POST", "schedule", body={"path": "sales.ipynb"}, expect=400)["error"] == "InvalidRequestError"

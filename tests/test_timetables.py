@@ -342,6 +342,13 @@ def test_bad_schedule_values(schedule: object, says: str) -> None:
         make_timetable(schedule, UTC)
 
 
+def test_a_bad_cron_in_python_names_every_kind_of_schedule_python_takes() -> None:
+    with pytest.raises(ScheduleError) as caught:
+        make_timetable("61 * * * *", UTC)
+    assert caught.value.field == "minute" and caught.value.problem
+    assert "a timedelta, or None" in str(caught.value)  # the Python API takes those (the Lab dialog does not)
+
+
 # -- time zones ------------------------------------------------------------------------------------
 
 

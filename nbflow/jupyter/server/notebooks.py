@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from nbflow.errors import InvalidRequestError
+from nbflow.errors import InvalidRequestError, ScheduleError
 from nbflow.jupyter.server import files
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
@@ -46,9 +46,14 @@ def schedule(services: Services, body: dict[str, Any]) -> dict[str, Any]:
     report = _text(body, "report") or "html"
     catalog = services.catalog
     with catalog.loading():
-        result = schedule_notebook(path, cron, timezone=_text(body, "timezone"), parameters=body.get("parameters"),
-                                   report=report, dag_id=_text(body, "dag_id"), settings=services.settings,
-                                   store=services.store)
+        try:
+            result = schedule_notebook(path, cron, timezone=_text(body, "timezone"), parameters=body.get("parameters"),
+                                       report=report, dag_id=_text(body, "dag_id"), settings=services.settings,
+                                       store=services.store)
+        except ScheduleError as exc:  # said to the schedule dialog, whose field takes a cron
+            from nbflow.jupyter.server.status import for_cron_field
+
+            raise for_cron_field(exc) from None
     dag = result.dag
     utc, local = out.times(dag.next_runs(5), dag.timezone)
     return {"dag_id": result.dag_id, "fileloc": result.fileloc,

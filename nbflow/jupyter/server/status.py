@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from nbflow.errors import InvalidRequestError, NotFoundError
+from nbflow.errors import InvalidRequestError, NotFoundError, ScheduleError
 from nbflow.jupyter.server import serialize as out
 from nbflow.jupyter.server.base import NbflowHandler
 
@@ -44,12 +44,25 @@ def scheduler_status(services: Services) -> dict[str, Any]:
             "hosts": [out.host(h, beating) for h in hosts]}
 
 
+#: what the schedule dialog's field takes (not the timedeltas and None of the Python API)
+CRON_FIELD_TAKES = ("Type a cron expression ('minute hour day-of-month month day-of-week', e.g. '0 6 * * *') "
+                    "or a preset such as @hourly, @daily, @weekly, @monthly or @yearly.")
+
+
+def for_cron_field(error: ScheduleError) -> ScheduleError:
+    """The same refusal, saying what the schedule dialog's cron field takes."""
+    return ScheduleError(error.schedule, error.problem, error.dag_id, field=error.field, accepts=CRON_FIELD_TAKES)
+
+
 def cron(services: Services, expression: str, timezone: str | None, n: int) -> dict[str, Any]:
     """A cron expression checked (a bad field is a 400 naming it), phrased and run forward."""
     from nbflow.timetables import CronTimetable, next_runs, resolve_timezone, timezone_name
 
     zone = resolve_timezone(timezone or services.settings.default_timezone or None)
-    timetable = CronTimetable(expression, zone)
+    try:
+        timetable = CronTimetable(expression, zone)
+    except ScheduleError as exc:
+        raise for_cron_field(exc) from None
     utc, local = out.times(next_runs(timetable, n), zone)
     return {"expression": timetable.expression, "timezone": timezone_name(zone),
             "description": out.cron_words(timetable.expression, timetable.description),
