@@ -5,8 +5,9 @@
 ``notify_on_success`` and ``notify_on_retry`` (and a DAG's arguments of the same names) add one for
 every task; ``email`` with ``email_on_failure`` / ``email_on_retry`` mail the same message through
 the SMTP settings. Title and body are Jinja templates over the task's context plus the names in
-:func:`message_context` (``dag_id``, ``task_id``, ``when``: the logical date in the DAG's zone,
-``error``, ``log_tail``, ``url``: the run in JupyterLab).
+:func:`message_context` (``dag_id``, ``task_id``, ``run``: "manual · 4 Dec 02:41", ``when``: the
+logical date in the DAG's zone, ``error``, ``log_path``, ``log_tail``, ``failed_tasks`` of a failed
+run, ``url``: the run in JupyterLab).
 
 A notification that cannot be delivered raises :class:`NotificationError`; the engine writes it to
 the task's log and the task and its run go on as if nothing had been sent.
@@ -37,14 +38,19 @@ NOTIFY_OPTIONS = ("notify_on_failure", "notify_on_success", "notify_on_retry")
 LOG_TAIL_LINES = 20
 
 DEFAULT_TITLE = ("[nbflow] {{ dag_id }}{% if task_id %}.{{ task_id }}{% endif %} {{ event }}"
+                 "{% if not task_id and failed_names %}: {{ failed_names }}{% endif %}"
                  " ({{ when }})")
 DEFAULT_BODY = """\
 DAG: {{ dag_id }}
-{% if task_id %}Task: {{ task_id }}{% if try_number %} (try {{ try_number }}){% endif %}
-{% endif %}Run: {{ run_id }}, logical date {{ when }}
-State: {{ event }}
+Run: {{ run }} ({{ run_id }}), logical date {{ when }}
+{% if task_id %}Task: {{ task_id }}{% if try_number %} (try {{ try_number }}{% if max_tries %} of {{ max_tries }}{% endif %}){% endif %}
+{% endif %}State: {{ event }}
 {% if error %}Error: {{ error }}
-{% endif %}{% if log_tail %}
+{% endif %}{% if log_path %}Log: {{ log_path }}
+{% endif %}{% for failed in failed_tasks %}{% if loop.first %}Failed tasks:
+{% endif %}- {{ failed.task_id }} (try {{ failed.try_number }}): {{ failed.error_line or "see its log" }}{% if failed.log_path %}
+  log: {{ failed.log_path }}{% endif %}
+{% endfor %}{% if log_tail %}
 Last lines of the log:
 {{ log_tail }}
 {% endif %}
@@ -158,8 +164,10 @@ def deadline_targets(dag: Any, settings: Settings) -> list[str]:
 
 def message_context(context: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """The task's (or run's) context plus what a message names: ``dag_id``, ``task_id`` (None for a
-    run), ``run_id``, ``event``, ``when`` (the logical date in the DAG's zone, with the zone),
-    ``error`` (the last line of the error), ``log_tail`` and ``url`` (the run in JupyterLab)."""
+    run), ``run_id`` and ``run`` (readable: "manual · 4 Dec 02:41"), ``event``, ``when`` (the logical
+    date in the DAG's zone, with the zone), ``error`` (the last line of the error), ``try_number`` and
+    ``max_tries``, ``log_path`` and ``log_tail``, ``failed_tasks`` (a failed run's: each task's id,
+    try, ``error_line`` and ``log_path``) and ``url`` (the run in JupyterLab)."""
     settings = settings or _settings()
     dag, task = context.get("dag"), context.get("task")
     dag_id = getattr(dag, "dag_id", None) or context.get("dag_id")
@@ -171,13 +179,30 @@ def message_context(context: dict[str, Any], settings: Settings | None = None) -
     event = context.get("event") or ("failed" if error else "succeeded")
     run_id = context.get("run_id") or ""
     logical = context.get("logical_date")
+    zone = getattr(dag, "timezone", None)
+    failed_tasks = [{**f, "error_line": last_line(f.get("error"))} for f in context.get("failed_tasks") or ()]
+    log_path = context.get("log_path") if task_id is not None else None
     return {
         **context, "dag_id": dag_id, "task_id": task_id, "run_id": run_id, "event": event,
-        "when": local_time(logical, getattr(dag, "timezone", None)) if isinstance(logical, datetime) else "",
+        "when": local_time(logical, zone) if isinstance(logical, datetime) else "",
+        "run": run_label(run_id, logical if isinstance(logical, datetime) else None, zone),
         "error": last_line(error), "error_text": str(error) if error else None,
-        "log_tail": log_tail(context.get("log_path")), "try_number": context.get("try_number"),
+        "log_path": log_path if log_path and os.path.exists(str(log_path)) else None,
+        "log_tail": log_tail(log_path), "try_number": context.get("try_number"),
+        "max_tries": (getattr(task, "retries", None) + 1) if isinstance(getattr(task, "retries", None), int) else None,
+        "failed_tasks": failed_tasks, "failed_names": ", ".join(f["task_id"] for f in failed_tasks),
         "url": run_url(settings.base_url, dag_id or "", run_id),
     }
+
+
+def run_label(run_id: str, logical: datetime | None, zone: tzinfo | None = None) -> str:
+    """A run as people name it: ``manual · 4 Dec 02:41`` (its kind, then its logical date in the DAG's
+    zone); the id itself goes beside it, for searching."""
+    kind = run_id.split("__", 1)[0] if "__" in run_id else run_id
+    if logical is None:
+        return kind or run_id
+    local = logical.astimezone(zone) if zone is not None else logical.astimezone()
+    return f"{kind} · {local.day} {local.strftime('%b %H:%M')}"
 
 
 def render_message(title: str, body: str, values: dict[str, Any]) -> tuple[str, str]:

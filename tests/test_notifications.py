@@ -47,10 +47,55 @@ def test_a_failure_notifier_sends_one_message_naming_dag_task_local_time_error_l
     assert message["title"] == "[nbflow] sales.load failed (2024-03-05 09:30 KST (Asia/Seoul))"
     assert message["type"] == "failure"
     body = message["message"]
-    assert "Task: load (try 1)" in body
+    assert "Task: load (try 1 of 1)" in body
+    assert f"Run: test · 5 Mar 09:30 ({run.run_id})" in body  # readable, with the id beside it
     assert "Error: ValueError: the sales file is empty" in body
+    assert f"Log: {run.task_instances['load'].log_path}" in body
     assert "reading the sales file" in body  # the log's tail
     assert f"http://localhost:8888/lab?nbflow-dag=sales&nbflow-run={run.run_id.replace('+', '%2B').replace(':', '%3A')}" in body
+
+
+def test_a_run_failure_notifier_names_the_failed_tasks_tries_errors_and_logs(nbflow_home: Path, service: Service) -> None:
+    """A DAG's own on_failure_callback is told of the run: which tasks failed, at which try, why,
+    and where their logs are, not only "failed"."""
+    with DAG("nightly", timezone="Asia/Seoul", on_failure_callback=Notifier(_hook(service, "/run"))) as d:
+        @task(retries=1, retry_delay=0)
+        def extract():
+            raise KeyError("region")
+
+        @task
+        def fine():
+            return 1
+
+        @task
+        def total(x):
+            raise ZeroDivisionError("no rows to average")
+
+        extract()
+        total(fine())
+    run = d.test(logical_date=SEOUL_NINE)
+    assert run.state == "failed"
+    [received] = service.requests_to("/run")
+    message = received.json()
+    assert message["title"] == "[nbflow] nightly failed: extract, total (2024-03-05 09:30 KST (Asia/Seoul))"
+    body = message["message"]
+    assert f"Run: test · 5 Mar 09:30 ({run.run_id})" in body
+    assert "- extract (try 2): KeyError: 'region'" in body
+    assert "- total (try 1): ZeroDivisionError: no rows to average" in body
+    for task_id in ("extract", "total"):
+        assert f"  log: {run.task_instances[task_id].log_path}" in body
+    assert "fine" not in body
+
+
+def test_run_label() -> None:
+    from datetime import timezone
+    from zoneinfo import ZoneInfo
+
+    from nbflow.notifications import run_label
+
+    when = datetime(2026, 12, 4, 1, 41, 1, tzinfo=timezone.utc)
+    assert run_label("manual__2026-12-04T01:41:01+00:00", when, ZoneInfo("Europe/Berlin")) == "manual · 4 Dec 02:41"
+    assert run_label("scheduled__2026-12-04T01:41:01+00:00", when, ZoneInfo("Asia/Seoul")) == "scheduled · 4 Dec 10:41"
 
 
 def test_success_and_retry_notifiers_also_inside_a_list_of_callbacks(nbflow_home: Path, service: Service,

@@ -95,6 +95,8 @@ class RunDriver:
         self.run_start_date: datetime | None = run.get("start_date")
         self.states: dict[str, TaskState] = {}
         self.try_numbers: dict[str, int] = {}
+        #: the error of each task that failed in this run, for the run's failure notification
+        self.failure_texts: dict[str, str] = {}
         self.max_tries: dict[str, int] = {}
         self.started: dict[str, datetime] = {}
         self.first_attempt: dict[str, datetime] = {}
@@ -585,6 +587,8 @@ class RunDriver:
             self._callback(task, verdict.callback, None if state is S.SUCCESS else error_text, task_id)
         path = self._log_path(task_id, try_number)
         common["log_path"] = path if logged or path in self._appended else None
+        if state is S.FAILED and error_text:
+            self.failure_texts[task_id] = error_text
         self._set(task_id, state, error=error_text, **common)
         if state is S.SUCCESS and task.outlets:
             self._emit_outlets(task)
@@ -790,7 +794,8 @@ class RunDriver:
                    "conf": self.conf, "state": state.value, "params": self.dag.params,
                    "ds": self.logical_date.strftime("%Y-%m-%d"), "dag_run": self._dag_run(),
                    "reason": "timed_out" if self.timed_out else None,
-                   "event": "succeeded" if state is RunState.SUCCESS else "failed"}
+                   "event": "succeeded" if state is RunState.SUCCESS else "failed",
+                   "failed_tasks": [] if state is RunState.SUCCESS else self._failed_tasks()}
         failed = False
         for each in callbacks:
             if is_notification(each):
@@ -803,6 +808,17 @@ class RunDriver:
                 self._events.append(self._event("callback_failed", None, {"callback": "dag", "error": str(exc)}))
         if failed:
             self.flush()
+
+    def _failed_tasks(self) -> list[dict[str, Any]]:
+        """The tasks that failed in this run (in the DAG's order), as a failure notification names them."""
+        failed = []
+        for task_id, state in self.states.items():
+            if state is S.FAILED:
+                try_number = self.try_numbers.get(task_id, 0)
+                failed.append({"task_id": task_id, "try_number": try_number,
+                               "max_tries": self.max_tries.get(task_id), "error": self.failure_texts.get(task_id),
+                               "log_path": self._log_path(task_id, try_number) if try_number else None})
+        return failed
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
