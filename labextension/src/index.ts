@@ -25,6 +25,8 @@ import { nbflowIcon } from './icons';
 import { FailureNotifier } from './notify';
 import { openScheduleDialog } from './schedule';
 import { DagListPanel } from './sidebar';
+import { watchGraphFits } from './graphfit';
+import { watchOutputTimes } from './outputtimes';
 import { localTime } from './time';
 
 namespace CommandIDs {
@@ -212,6 +214,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       () => sidebar.refresh()
     );
     void app.restored.then(() => notifier.start());
+    // nbflow's outputs in notebooks: graphs fit their views, times in the browser's zone
+    watchGraphFits();
+    watchOutputTimes();
   }
 };
 

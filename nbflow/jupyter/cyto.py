@@ -19,6 +19,7 @@ Cost model (measured with ipycytoscape 1.3, counting the comm messages a kernel 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
@@ -27,6 +28,7 @@ import ipycytoscape
 import ipywidgets as w
 
 from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
+from nbflow.jupyter.layout import route_edges
 
 GRAPH_HEIGHT = "440px"
 #: the view's height follows the drawing's shape within these bounds (pixels); its width is what
@@ -37,6 +39,8 @@ MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
 #: a folded node's height: room for its label on two lines
 FOLDED_HEIGHT = 46.0
+#: the class of the cytoscape view's element (see labextension/src/graphfit.ts)
+GRAPH_CLASS = "nbflow-graph"
 
 
 def cytoscape_style() -> list[dict[str, Any]]:
@@ -71,6 +75,10 @@ def cytoscape_style() -> list[dict[str, Any]]:
         {"selector": "edge", "style": {
             "curve-style": "bezier", "width": 1.5, "line-color": "#9a9a9a", "target-arrow-color": "#9a9a9a",
             "target-arrow-shape": "triangle", "arrow-scale": 1.1}},
+        # an edge that would cross other nodes bends around them (see layout.route_edges)
+        {"selector": "edge[bends]", "style": {
+            "curve-style": "segments", "edge-distances": "node-position", "segment-weights": "data(bend_weights)",
+            "segment-distances": "data(bend_distances)"}},
         {"selector": "edge[count > 1]", "style": {"label": "data(count)", "font-size": 9, "width": 3,
                                                  "text-background-color": "#ffffff", "text-background-opacity": 1}},
         # after the count, so that a Label's words win on an edge that stands for several
@@ -95,6 +103,33 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
     if counts is not None:
         data["counts"] = dict(counts)
     return data
+
+
+def edge_bends(model: GraphModel) -> dict[str, dict[str, Any]]:
+    """For each edge that would cross a node it does not connect, the ``data`` that bends it round
+    (cytoscape's segments, as weights along the line between the node centres and distances from
+    it), by edge id."""
+    leaves = [n for n in model.nodes if not n.get("is_compound")]
+    positions = {n["id"]: tuple(n["position"]) for n in leaves}
+    sizes = {n["id"]: node_size(n["kind"]) for n in leaves}
+    routes = route_edges(positions, sizes, [(e["source"], e["target"]) for e in model.edges])
+    out: dict[str, dict[str, Any]] = {}
+    for edge in model.edges:
+        points = routes.get((edge["source"], edge["target"]))
+        if not points:
+            continue
+        (sx, sy), (tx, ty) = positions[edge["source"]], positions[edge["target"]]
+        dx, dy = tx - sx, ty - sy
+        length2 = dx * dx + dy * dy
+        length = math.sqrt(length2)
+        weights, distances = [], []
+        for px, py in points:
+            weights.append((px - sx) * dx / length2 + (py - sy) * dy / length2)
+            # cytoscape measures a distance along the normal (-dy, dx) of the source-to-target line
+            distances.append(((px - sx) * -dy + (py - sy) * dx) / length)
+        out[edge["id"]] = {"bends": len(points), "bend_weights": " ".join(f"{v:.4f}" for v in weights),
+                           "bend_distances": " ".join(f"{v:.2f}" for v in distances)}
+    return out
 
 
 def fitting_height(model: GraphModel) -> int:
@@ -128,6 +163,8 @@ class Elements:
             cytoscape_layout={"name": "preset", "fit": True, "padding": 24},
             cytoscape_style=cytoscape_style(), auto_unselectify=False, min_zoom=0.05, max_zoom=MAX_ZOOM,
             layout=layout or w.Layout(width="64%", height=GRAPH_HEIGHT),
+            # nbflow's JupyterLab extension fits a view with this class whenever the view gets a size
+            _dom_classes=(GRAPH_CLASS,),
         )
         self.nodes: dict[str, ipycytoscape.Node] = {}
         self.edges: dict[str, ipycytoscape.Edge] = {}
@@ -159,7 +196,9 @@ class Elements:
             nodes[node["id"]] = ipycytoscape.Node(
                 data=node_data(model, node, look, counts[node["id"]] if folded else None),
                 position={"x": x, "y": y}, grabbable=True)
-        edges = {edge["id"]: ipycytoscape.Edge(data=dict(edge), classes="directed") for edge in model.edges}
+        bends = edge_bends(model)
+        edges = {edge["id"]: ipycytoscape.Edge(data={**edge, **bends.get(edge["id"], {})}, classes="directed")
+                 for edge in model.edges}
         # ipycytoscape's own bookkeeping of which edges exist (the browser does not read it)
         adjacency: dict[str, dict[str, int]] = {nid: {} for nid in nodes}
         for edge in model.edges:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from nbflow.jupyter.graph import style_for
-from nbflow.jupyter.timefmt import duration_text, local_time, utc_time
+from nbflow.jupyter.timefmt import duration_text, run_html, time_html
 from nbflow.memory import format_size
 from nbflow.outputs import stored_preview
 
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_LINES = 40
+#: the log scrolls inside a box as wide as the panel and wraps long lines there, every character
+#: kept (a ``pre`` as wide as its longest line would be cut at the panel's edge)
+WRAP_STYLE = "overflow-wrap:anywhere;min-width:0;max-width:100%"
+LOG_STYLE = ("max-height:240px;overflow-y:auto;overflow-x:hidden;white-space:pre-wrap;overflow-wrap:anywhere;"
+             "word-break:break-all;box-sizing:border-box;width:100%;max-width:100%;margin:2px 0;padding:4px;"
+             "background:var(--jp-layout-color2,#f5f5f5);font-size:11px;line-height:1.35")
 
 
 def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
@@ -63,6 +69,7 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
                 error=ti["error"], hostname=ti["hostname"], tries=len(detail.tries))
     current = next((t for t in detail.tries if t["try_number"] == ti["try_number"]), None)
     info["peak_rss"] = current.get("peak_rss") if current is not None else None
+    info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
     if detail.instances:  # a mapped task: each instance's state, tries and error line
@@ -87,8 +94,8 @@ def _row(name: str, value: str) -> str:
 
 
 def _time(value: Any) -> str:
-    """Local time with its zone named, UTC on hover."""
-    return f"<span class='nbflow-time' title='{escape(utc_time(value))}'>{escape(local_time(value))}</span>"
+    """Local time with its zone named, UTC on hover (the browser's zone in JupyterLab)."""
+    return time_html(value)
 
 
 def state_badge(state: str | None) -> str:
@@ -109,13 +116,16 @@ def render_task_details(info: Mapping[str, Any]) -> str:
         _row("started", _time(info.get("start_date"))),
         _row("ended", _time(info.get("end_date"))),
         _row("duration", escape(duration_text(info.get("duration")))),
-        _row("run", f"<code>{escape(info['run_id'])}</code>"),
+        _row("run", run_html(info["run_id"])),
     ]
     if info.get("hostname"):
         rows.append(_row("host", escape(info["hostname"])))
+    if info.get("worker"):
+        rows.append(_row("worker", f"<code>{escape(info['worker'])}</code>"))
     if info.get("peak_rss"):
         rows.append(_row("peak memory", escape(format_size(info["peak_rss"]))))
-    parts = [head, "<table class='nbflow-details'>" + "".join(rows) + "</table>"]
+    # the table's words wrap between words only ("duration" stays whole)
+    parts = [head, "<table class='nbflow-details' style='overflow-wrap:normal'>" + "".join(rows) + "</table>"]
     progress = info.get("progress")
     if progress:
         parts.append(f"<div class='nbflow-progress'>cell {progress['cell']}/{progress['cells']} "
@@ -137,10 +147,11 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     tail = info.get("log_tail")
     if tail is not None:
         parts.append(f"<div><b>log</b> <small>last {LOG_LINES} lines</small>"
-                     f"<pre class='nbflow-log' style='max-height:240px;overflow:auto'>{escape(tail)}</pre></div>")
+                     f"<pre class='nbflow-log' style='{LOG_STYLE}'>{escape(tail)}</pre></div>")
     elif info.get("state") not in (None, "none", "scheduled", "queued"):
         parts.append("<div><small>no log</small></div>")
-    return "".join(parts)
+    # long paths and lines break anywhere, so nothing is wider than the panel
+    return f"<div class='nbflow-task-details' style='{WRAP_STYLE}'>{''.join(parts)}</div>"
 
 
 def render_dag_assets(assets: Mapping[str, list[Mapping[str, Any]]]) -> str:
@@ -194,31 +205,52 @@ def render_error(what: str, exc: BaseException) -> str:
             f"{escape(type(exc).__name__)}: {escape(str(exc))}</div>")
 
 
+#: the panel is never shorter than this, even beside a small graph: room for a task's log
+MIN_HEIGHT = "400px"
+#: how tall an opened report or notebook is drawn (pixels), across the whole width under the graph
+INLINE_HEIGHT = 640
+
+
 class DetailsPanel(w.VBox):
-    """The panel beside the graph: an HTML body, and for a notebook task its report or its executed
-    notebook, rendered inline on request (sandboxed, so the page's scripts cannot reach Lab)."""
+    """The panel beside the graph: for a notebook task the buttons that open its report or its
+    executed notebook, then an HTML body (state, times, output, log).
+
+    The buttons come first, so that a long body never lies over them. What they open is rendered
+    in :attr:`report`, a sandboxed iframe (the page's scripts cannot reach Lab) that the graph view
+    places under the graph and the legend at full width: beside the graph it was too narrow to read.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
-        self.body = w.HTML("<small>click a task to see its details</small>")
-        self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"))
-        self.notebook_button = w.Button(description="show notebook", icon="book", layout=w.Layout(display="none"))
-        self.report = w.HTML()
+        self.body = w.HTML("<small>click a task to see its details</small>",
+                           layout=w.Layout(flex="0 0 auto", width="100%", min_width="0"),
+                           _dom_classes=("nbflow-details-body",))
+        self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"),
+                                      _dom_classes=("nbflow-show-report",))
+        self.notebook_button = w.Button(description="show notebook", icon="book", layout=w.Layout(display="none"),
+                                        _dom_classes=("nbflow-show-notebook",))
+        self.hide_button = w.Button(description="hide", icon="times", tooltip="hide the report or notebook shown below",
+                                    layout=w.Layout(display="none"))
+        self.report = w.HTML(layout=w.Layout(width="100%"), _dom_classes=("nbflow-inline-area",))
         self._report_path: str | None = None
         self._notebook_path: str | None = None
         #: what the panel shows now, as :func:`collect_task_details` found it
         self.last_info: dict[str, Any] = {}
         self.report_button.on_click(lambda _: self.show_report())
         self.notebook_button.on_click(lambda _: self.show_notebook())
+        self.hide_button.on_click(lambda _: self.hide_inline())
         # A fixed height: a panel that grew with its content would move the graph under the mouse
-        # between the two clicks of a double click.
-        kwargs.setdefault("layout", w.Layout(width="36%", height="440px", overflow="auto", padding="4px"))
-        super().__init__(children=[self.body, w.HBox([self.report_button, self.notebook_button]), self.report],
-                         **kwargs)
+        # between the two clicks of a double click. Its width is its share of the row, never more.
+        kwargs.setdefault("layout", w.Layout(width="36%", min_width="0", height="440px", min_height=MIN_HEIGHT,
+                                             overflow="auto", padding="4px"))
+        self.buttons = w.HBox([self.report_button, self.notebook_button, self.hide_button],
+                              layout=w.Layout(flex="0 0 auto", flex_flow="row wrap"))
+        kwargs.setdefault("_dom_classes", ("nbflow-details",))
+        super().__init__(children=[self.buttons, self.body], **kwargs)
 
     def show_html(self, html: str, report_path: str | None = None, notebook_path: str | None = None) -> None:
         self.body.value = html
         if (report_path, notebook_path) != (self._report_path, self._notebook_path):
-            self.report.value = ""
+            self.hide_inline()
         self._report_path, self._notebook_path = report_path, notebook_path
         self.report_button.layout.display = "" if report_path else "none"
         self.notebook_button.layout.display = "" if notebook_path else "none"
@@ -238,15 +270,26 @@ class DetailsPanel(w.VBox):
         self.show_html(render_task_details(info), info.get("report"), info.get("notebook"))
         return info
 
-    def _inline(self, html: str) -> None:
-        self.report.value = (f"<iframe class='nbflow-inline' sandbox srcdoc=\"{escape(html, quote=True)}\" "
-                             "style='width:100%;height:420px;border:1px solid #ccc'></iframe>")
+    def _inline(self, html: str, title: str) -> None:
+        self.report.value = (f"<div class='nbflow-inline-title'><b>{escape(title)}</b></div>"
+                             f"<iframe class='nbflow-inline' sandbox srcdoc=\"{escape(html, quote=True)}\" "
+                             f"style='width:100%;height:{INLINE_HEIGHT}px;border:1px solid #ccc;box-sizing:border-box'>"
+                             "</iframe>")
+        self.hide_button.layout.display = ""
+
+    def hide_inline(self) -> None:
+        """Take the report or notebook shown under the graph away."""
+        self.report.value = ""
+        self.hide_button.layout.display = "none"
+
+    def _task_name(self) -> str:
+        return str(self.last_info.get("task_id") or "")
 
     def show_report(self) -> None:
-        """The notebook's HTML report, inline, below the details."""
+        """The notebook's HTML report, inline, under the graph."""
         try:
             if self._report_path:
-                self._inline(Path(self._report_path).read_text(encoding="utf-8"))
+                self._inline(Path(self._report_path).read_text(encoding="utf-8"), f"report of {self._task_name()}")
         except Exception as exc:
             self.show_error("showing the report", exc)
 
@@ -256,6 +299,6 @@ class DetailsPanel(w.VBox):
             if self._notebook_path:
                 from nbflow.notebook.report import notebook_html
 
-                self._inline(notebook_html(self._notebook_path))
+                self._inline(notebook_html(self._notebook_path), f"executed notebook of {self._task_name()}")
         except Exception as exc:
             self.show_error("showing the notebook", exc)

@@ -107,7 +107,10 @@ class DagGraph(w.VBox):
         self.legend = w.HTML(legend_html())
         self.toolbar = GraphToolbar(self)
         kwargs.setdefault("layout", w.Layout(width="100%"))
-        super().__init__(children=[self.toolbar, w.HBox([self.cytoscape, self.details]), self.legend], **kwargs)
+        # the legend right under the graph; a report or notebook opened from the details panel under
+        # it, across the whole width
+        super().__init__(children=[self.toolbar, w.HBox([self.cytoscape, self.details]), self.legend,
+                                   self.details.report], **kwargs)
         self.dag_id = dag.dag_id
         self.cytoscape.on("node", "click", self._on_node_click)
         if load:

@@ -138,4 +138,118 @@ def layered_layout(
                 out[names[i]] = ((k - middle) * x_spacing, y)
             y += sub
         y += y_spacing - sub
+    if clusters:
+        clear_boxes(out, {name: clusters.get(name) for name in names})
     return out
+
+
+#: the widest node a view draws, the padding of a group's box around its nodes, and the room kept
+#: free between a box and a node outside it (layout units, as the views draw them)
+NODE_WIDTH = 150.0
+BOX_PADDING = 12.0
+BOX_GAP = 10.0
+
+
+def clear_boxes(positions: dict[str, tuple[float, float]], cluster_of: Mapping[str, str | None], *,
+                node_width: float = NODE_WIDTH, padding: float = BOX_PADDING, gap: float = BOX_GAP,
+                rounds: int = 60) -> int:
+    """Move nodes sideways, in place, until none lies inside the box of a group it is not in.
+
+    A group's box spans its nodes in every row it has some; a node of another row sitting in that
+    span would read as one of its tasks. Such a node moves out on the nearer side (on the far side
+    of the group's own nodes in its row, if it has some), taking the rest of its row on that side
+    along so that the row keeps its order and spacing. Returns how many moves were made."""
+    half = node_width / 2
+    moves = 0
+    for _ in range(rounds):
+        boxes: dict[str, list[float]] = {}
+        for name, (x, y) in positions.items():
+            group = cluster_of.get(name)
+            if group is None:
+                continue
+            box = boxes.setdefault(group, [x, x, y, y])
+            box[0], box[1], box[2], box[3] = min(box[0], x), max(box[1], x), min(box[2], y), max(box[3], y)
+        moved = False
+        for group, (x0, x1, y0, y1) in sorted(boxes.items()):
+            left, right = x0 - half - padding, x1 + half + padding
+            for name, (x, y) in sorted(positions.items()):
+                if cluster_of.get(name) == group or not y0 <= y <= y1:
+                    continue
+                if x + half + gap <= left or x - half - gap >= right:
+                    continue
+                row = {n: p[0] for n, p in positions.items() if p[1] == y}
+                own = [p for n, p in row.items() if cluster_of.get(n) == group]
+                middle = sum(own) / len(own) if own else (left + right) / 2
+                if x < middle:
+                    shift = left - (x + half + gap)
+                    along = [n for n, px in row.items() if px <= x]
+                else:
+                    shift = right - (x - half - gap)
+                    along = [n for n, px in row.items() if px >= x]
+                for n in along:
+                    positions[n] = (positions[n][0] + shift, y)
+                moves += 1
+                moved = True
+                break
+            if moved:
+                break
+        if not moved:
+            break
+    return moves
+
+
+def _blocked(x: float, spans: list[tuple[float, float]]) -> bool:
+    return any(a < x < b for a, b in spans)
+
+
+def _nearest_free(x: float, spans: list[tuple[float, float]]) -> float:
+    """The x nearest to ``x`` outside every span (spans are open intervals)."""
+    if not _blocked(x, spans):
+        return x
+    candidates = [edge for span in spans for edge in span if not _blocked(edge, spans)]
+    return min(candidates, key=lambda c: (abs(c - x), c))
+
+
+def route_edges(positions: Mapping[str, tuple[float, float]], sizes: Mapping[str, tuple[float, float]],
+                edges: Iterable[tuple[str, str]], *, margin: float = 10.0) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Bend points for the edges whose straight line would cross a node they do not connect.
+
+    A straight edge from a task to one several rows down passes over the nodes between and reads
+    as a dependency on them. Going down from its source, such an edge crosses each row of nodes in
+    a free gap nearest to its straight course, vertically through the row's band, so it never
+    touches a node; an edge that crosses nothing gets no bend points (it stays straight)."""
+    rows: dict[float, list[tuple[float, float, float]]] = {}
+    for name, (x, y) in positions.items():
+        width, height = sizes[name]
+        rows.setdefault(y, []).append((x - width / 2 - margin, x + width / 2 + margin, height))
+    row_ys = sorted(rows)
+    routes: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for source, target in edges:
+        if source not in positions or target not in positions:
+            continue
+        (sx, sy), (tx, ty) = positions[source], positions[target]
+        if ty <= sy:
+            continue
+        between = [y for y in row_ys if sy < y < ty]
+        if not between:
+            continue
+        points: list[tuple[float, float]] = []
+        cx, cy = sx, sy
+        crossed = False
+        for y in between:
+            spans = [(a, b) for a, b, _ in rows[y]]
+            band = max(h for _, _, h in rows[y]) / 2 + margin
+            course = cx + (tx - cx) * (y - cy) / (ty - cy)
+            # where the straight course enters and leaves the row's band: all of it must be free
+            top = cx + (tx - cx) * (y - band - cy) / (ty - cy)
+            bottom = cx + (tx - cx) * (y + band - cy) / (ty - cy)
+            low, high = min(top, bottom), max(top, bottom)
+            if not any(high > a and low < b for a, b in spans):
+                continue
+            free = _nearest_free(course, spans)
+            points += [(free, y - band), (free, y + band)]
+            cx, cy = free, y + band
+            crossed = True
+        if crossed:
+            routes[(source, target)] = points
+    return routes

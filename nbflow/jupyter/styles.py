@@ -35,11 +35,12 @@ STATE_STYLES: dict[str, dict[str, str]] = {
     NO_STATUS: _style("#ffffff", "#c0c0c0", "#000000", "no status", "·"),
 }
 
-#: Worst first: the state whose colour a folded node shows when its tasks disagree. A node that is
-#: mostly green but has one failure must look failed.
+#: Worst first: the state whose colour a folded node or a group shows when its tasks disagree. A
+#: node that is mostly green but has one failure must look failed, and one whose tasks have not all
+#: finished must not look finished: every state still to come ranks before the finished ones.
 SEVERITY: tuple[str, ...] = (
     "failed", "upstream_failed", "up_for_retry", "running", "up_for_reschedule", "queued", "scheduled",
-    "success", "skipped", "removed", "none", NO_STATUS,
+    "none", NO_STATUS, "success", "skipped", "removed",
 )
 _RANK = {state: i for i, state in enumerate(SEVERITY)}
 

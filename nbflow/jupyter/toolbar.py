@@ -7,21 +7,38 @@ failure shows as an error line in the view instead of a traceback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from nbflow.jupyter.timefmt import local_time
+from nbflow.jupyter.timefmt import iso_utc, short_time
 
 if TYPE_CHECKING:
     from nbflow.jupyter.graph_widget import DagGraph
 
 
 def run_label(run: Mapping[str, Any]) -> str:
-    """How the run picker names a run: its logical date in local time, state and type."""
-    return f"{local_time(run.get('logical_date'), seconds=False)} · {run['state']} · {run['run_type']}"
+    """How the run picker names a run: ``manual · 4 Dec 02:41 · success`` (its type, its logical
+    date in local time, its state); the run id is on hover where nbflow's Lab extension runs."""
+    return f"{run['run_type']} · {short_time(run.get('logical_date'))} · {run['state']}"
+
+
+def run_times(options: Sequence[tuple[str, Any]], rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The run picker's runs for nbflow's JupyterLab extension, which writes each label's time in
+    the browser's zone with the run id on hover: one entry per option, as JSON in a hidden element."""
+    entries = []
+    for label, run_id in options:
+        row = rows.get(run_id) if run_id is not None else None
+        when = short_time(row.get("logical_date")) if row is not None else None
+        if row is None or when is None or when not in label:
+            entries.append({"iso": None, "before": label, "after": "", "run_id": run_id or ""})
+            continue
+        before, _, after = label.partition(when)
+        entries.append({"iso": iso_utc(row.get("logical_date")), "before": before, "after": after, "run_id": run_id})
+    return f"<span class='nbflow-run-times' data-nbflow-runs='{escape(json.dumps(entries), quote=True)}'></span>"
 
 
 def run_options(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -67,6 +84,7 @@ class GraphToolbar(w.VBox):
                                    layout=small)
         self.grid_toggle = w.ToggleButton(description="runs grid", icon="th", tooltip="show the recent runs × tasks "
                                           "below the graph; click a cell to show that run and task", layout=small)
+        self.run_times = w.HTML(layout=w.Layout(display="none"))
         self.status = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
         self._quiet = False
         self._rows: dict[str, dict[str, Any]] = {}
@@ -90,13 +108,17 @@ class GraphToolbar(w.VBox):
         graph.observe(self._status_changed, "status")
         graph.observe(self._following_changed, "following")
         super().__init__(children=[
-            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self.runs, self.grid_toggle]),
+            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self._runs_box(), self.grid_toggle]),
             w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button,
                     self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button],
                    layout=w.Layout(flex_flow="row wrap")),
             self.status,
         ])
         self._following_changed({"new": graph.following})
+
+    def _runs_box(self) -> w.HBox:
+        # where nbflow's Lab extension finds the picker's runs
+        return w.HBox([self.runs, self.run_times], _dom_classes=("nbflow-runs-box",))
 
     def _guard(self, what: str, action: Callable[[], Any]) -> None:
         try:
@@ -120,6 +142,7 @@ class GraphToolbar(w.VBox):
         options = run_options(runs) or [("(no run yet)", None)]
         self._quiet = True
         try:
+            self.run_times.value = run_times(options, self._rows)
             self.runs.options = options
             self.runs.value = selected if any(value == selected for _, value in options) else options[0][1]
         finally:
@@ -152,6 +175,7 @@ class GraphToolbar(w.VBox):
     def set_runs_options(self, options: list[tuple[str, Any]], selected: Any) -> None:
         self._quiet = True
         try:
+            self.run_times.value = run_times(options, self._rows)
             self.runs.options = options
             self.runs.value = selected
         finally:

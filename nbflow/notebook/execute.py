@@ -88,6 +88,7 @@ def run_notebook(
     kernel_name: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     report: str | None = None,
+    report_hide_code: bool = False,
     cell_timeout: float | None = None,
     execution_timeout: float | None = None,
     progress: Progress | None = None,
@@ -97,7 +98,8 @@ def run_notebook(
     """Execute the notebook at ``path`` with ``parameters``; return its recorded outputs and paths.
 
     ``cwd`` defaults to the notebook's folder; ``output_path`` to a new folder under the artifacts
-    folder. ``report="html"`` also writes an HTML rendering next to the output notebook.
+    folder. ``report="html"`` also writes an HTML rendering next to the output notebook (without the
+    cells' code when ``report_hide_code``).
     ``pool=None`` starts a kernel for this run only. Raises :class:`NotebookCellError` when a cell
     raises and :class:`NotebookTimeoutError` when a limit runs out; the output notebook is kept.
     """
@@ -147,7 +149,7 @@ def run_notebook(
             pool.release(km, kernel, reuse_key if reusable else None)
         else:
             discard(km)
-    report_path = write_report(executed, output, report) if report else None
+    report_path = write_report(executed, output, report, hide_code=report_hide_code) if report else None
     return NotebookResult(read_outputs(outputs_file), output, report_path, hook.executed, time.perf_counter() - started, source)
 
 

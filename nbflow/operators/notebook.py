@@ -22,7 +22,8 @@ class NotebookOperator(BaseOperator):
 
     The executed notebook is kept at ``output_path`` (default
     ``$NBFLOW_HOME/artifacts/<dag>/<run_id>/<task_id>/<notebook file name>``) and, with
-    ``report="html"``, rendered to HTML beside it; both paths and one line per executed cell go to
+    ``report="html"``, rendered to HTML beside it (``report_hide_code=True``: outputs only, without the
+    code, as nbconvert's ``--no-input``); both paths and one line per executed cell go to
     the task log, with what the cells print. ``cell_timeout`` limits each cell, ``execution_timeout``
     the whole notebook. ``reuse_kernel=True`` trades isolation for speed (see ``nbflow.notebook.pool``).
     """
@@ -39,6 +40,7 @@ class NotebookOperator(BaseOperator):
         cwd: str | None = None,
         output_path: str | None = None,
         report: str | None = None,
+        report_hide_code: bool = False,
         cell_timeout: float | None = None,
         reuse_kernel: bool = False,
         **kwargs: Any,
@@ -54,7 +56,11 @@ class NotebookOperator(BaseOperator):
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.output_path = output_path
+        if not isinstance(report_hide_code, bool):
+            raise InvalidOptionError("report_hide_code", report_hide_code, "give True (the report shows the cells' "
+                                     "outputs only, no code) or False", self.dag_id, self.task_id)
         self.report = report
+        self.report_hide_code = report_hide_code
         # 0 would mean "no limit" to the executor: refused rather than read two ways
         self.cell_timeout = cell_timeout if cell_timeout is None else self._positive_seconds("cell_timeout", cell_timeout)
         self.reuse_kernel = reuse_kernel
@@ -83,7 +89,7 @@ class NotebookOperator(BaseOperator):
         print(f"nbflow: output notebook {os.path.abspath(output_path)}", flush=True)
         result = run_notebook(
             self.notebook, parameters=self.parameters, output_path=output_path, kernel_name=self.kernel_name,
-            cwd=self.cwd, report=self.report, cell_timeout=self.cell_timeout,
+            cwd=self.cwd, report=self.report, report_hide_code=self.report_hide_code, cell_timeout=self.cell_timeout,
             execution_timeout=self.execution_timeout_seconds, progress=both(print_progress, ProgressFile(output_path)),
             reuse_kernel=self.reuse_kernel,
         )

@@ -1,0 +1,444 @@
+"""The graph under a cell as a data scientist meets it in JupyterLab: buttons that are under the
+pointer, a graph that fills its view after a reload, drawings that do not mislead, times in the
+browser's zone.
+
+Read back from the page itself: what ``document.elementFromPoint`` finds under a button, the live
+cytoscape instance (``container._cyreg.cy``: zoom, rendered boxes, edge paths, computed colours),
+the text Lab shows. Each test leaves a screenshot under ``tests/browser/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from .conftest import Lab, LabPage, rgb
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+#: the browser's zone in these tests: not the kernel's (UTC), so a time in the wrong zone shows
+BROWSER_ZONE = "Asia/Tokyo"
+
+
+@pytest.fixture
+def tokyo_page(lab: Lab, browser: Any, request: pytest.FixtureRequest,
+               capsys: pytest.CaptureFixture[str]) -> Iterator[LabPage]:
+    """A Lab page in a browser whose time zone is Asia/Tokyo; a screenshot is saved at the end."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id=BROWSER_ZONE)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    wrapper = LabPage(page, lab, name)
+    try:
+        yield wrapper
+    finally:
+        try:
+            path = wrapper.screenshot()
+            with capsys.disabled():
+                print(f"\n[screenshot] {path}")
+        finally:
+            context.close()
+
+
+# -- 1 and 11: the report buttons, the log, the inline report --------------------------------------
+
+REPORT_NOTEBOOK_CELLS = [
+    "rows = 3  # parameters",
+    # a long log: 60 lines wider than any panel, each ending in a marker that must survive wrapping
+    'for i in range(60):\n    print(f"line {i:02d} " + "abcdefghij" * 16 + f" END{i:02d}")',
+    'print(f"the total is {rows * 7}")',
+]
+
+
+def _report_notebook(lab: Lab, name: str) -> str:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell(source) for source in REPORT_NOTEBOOK_CELLS]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Daily numbers"), *cells]
+    path = lab.root_dir / name
+    nbformat.write(nb, path)
+    return str(path)
+
+
+_BUTTON_JS = """
+([cell, selector]) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const button = area && area.querySelector(selector);
+    if (!button || button.offsetParent === null) return null;
+    const r = button.getBoundingClientRect();
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    const hit = document.elementFromPoint(x, y);
+    return {x, y, width: r.width, height: r.height, hit: !!hit && button.contains(hit),
+            hitClass: hit ? String(hit.className) : null};
+}
+"""
+
+_LOG_JS = """
+(cell) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const pre = area && area.querySelector('pre.nbflow-log');
+    const panel = area && area.querySelector('.nbflow-details');
+    if (!pre || !panel) return null;
+    const p = pre.getBoundingClientRect(), q = panel.getBoundingClientRect();
+    const style = getComputedStyle(pre);
+    return {preRight: p.right, preLeft: p.left, panelRight: q.right, panelLeft: q.left,
+            scrollWidth: pre.scrollWidth, clientWidth: pre.clientWidth, whiteSpace: style.whiteSpace,
+            scrollHeight: pre.scrollHeight, clientHeight: pre.clientHeight, text: pre.textContent};
+}
+"""
+
+_AREA_JS = """
+(cell) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                        return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
+    const legend = area.querySelector('.nbflow-legend');
+    const l = box(legend);
+    const hit = l && document.elementFromPoint(l.left + 20, (l.top + l.bottom) / 2);
+    return {graph: box(area.querySelector('.nbflow-graph')), details: box(area.querySelector('.nbflow-details')),
+            frame: box(area.querySelector('iframe.nbflow-inline')), legend: l,
+            legendVisible: !!hit && legend.contains(hit)};
+}
+"""
+
+
+def test_report_buttons_are_under_the_pointer_and_the_log_fits_its_panel(lab_page: LabPage) -> None:
+    notebook = _report_notebook(lab_page.lab, "daily-numbers.ipynb")
+    cells = [
+        "from nbflow import DAG\nfrom nbflow.operators import NotebookOperator",
+        f"""\
+with DAG("browser_report_buttons", schedule=None) as d:
+    NotebookOperator(task_id="numbers", notebook={notebook!r}, parameters={{"rows": 6}}, report="html",
+                     report_hide_code=True)
+run = d.test()
+assert run.state == "success", run.task_states""",
+        "d",
+    ]
+    lab_page.run_notebook(cells, timeout=120)
+    lab_page.wait_for_cytoscapes(
+        lambda found: any(g["cell"] == 2 and g["nodes"] and g["nodes"][0]["state"] == "success" for g in found),
+        "the notebook task, green")
+    lab_page.click_node(2, "numbers")
+    found: list[Any] = [None]
+
+    def button_shown() -> bool:
+        found[0] = lab_page.page.evaluate(_BUTTON_JS, [2, ".nbflow-show-report"])
+        return bool(found[0]) and bool(lab_page.page.evaluate(_LOG_JS, 2))
+
+    lab_page.wait_for(button_shown, "the show report button and the log", timeout=20, details=lambda: str(found[0]))
+    lab_page.scroll_to_cell(2)
+    lab_page.page.wait_for_timeout(300)
+    button = lab_page.page.evaluate(_BUTTON_JS, [2, ".nbflow-show-report"])
+    notebook_button = lab_page.page.evaluate(_BUTTON_JS, [2, ".nbflow-show-notebook"])
+    lab_page.screenshot("details")
+    # the button under the pointer is the button, for both buttons
+    assert button["hit"], f"a click at the centre of 'show report' lands on {button['hitClass']}"
+    assert notebook_button and notebook_button["hit"], notebook_button
+    # the log scrolls inside a box that fits its panel, and wraps without losing a character
+    log = lab_page.page.evaluate(_LOG_JS, 2)
+    assert log["preRight"] <= log["panelRight"] + 1 and log["preLeft"] >= log["panelLeft"] - 1, log
+    assert log["scrollWidth"] <= log["clientWidth"] + 1, f"the log is wider than its box: {log}"
+    assert log["whiteSpace"] in ("pre-wrap", "break-spaces"), log
+    assert log["scrollHeight"] > log["clientHeight"], "40 lines of log scroll inside their box"
+    assert "abcdefghij" * 16 + " END59" in log["text"]
+    # a real click at the button's centre opens the report, under the graph, across the output
+    lab_page.page.mouse.click(button["x"], button["y"])
+    frame = lab_page.page.frame_locator(".jp-Cell >> nth=2 >> iframe.nbflow-inline")
+    frame.locator("text=the total is 42").wait_for(timeout=20_000)
+    body = frame.locator("body").inner_text()
+    assert "Daily numbers" in body
+    # report_hide_code: the outputs without the code that made them
+    assert "print(" not in body and "range(60)" not in body, body[:500]
+    area = lab_page.page.evaluate(_AREA_JS, 2)
+    assert area["frame"]["width"] >= 0.95 * (area["details"]["right"] - area["graph"]["left"]), area
+    assert area["frame"]["top"] >= area["legend"]["bottom"] - 1 and area["legendVisible"], area
+    lab_page.page.locator(".jp-Cell >> nth=2 >> iframe.nbflow-inline").scroll_into_view_if_needed()
+    lab_page.screenshot("report")
+
+
+# -- 2: a graph that fills its view after a reload ------------------------------------------------
+
+FIT_CELLS = [
+    "from nbflow import DAG, task",
+    """\
+with DAG("browser_fit", schedule=None) as d:
+    @task
+    def extract():
+        return 1
+
+    @task
+    def clean(x):
+        return x
+
+    @task
+    def report(x):
+        return x
+
+    report(clean(extract()))
+run = d.test()
+assert run.state == "success\"""",
+    "d",
+]
+
+_VIEW_JS = """
+(cell) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    if (!area) return null;
+    const container = Array.from(area.querySelectorAll('div'))
+        .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
+    if (!container) return null;
+    const cy = container._cyreg.cy;
+    if (!cy.nodes().length) return null;
+    const box = cy.elements().renderedBoundingBox();
+    const rect = container.getBoundingClientRect();
+    const font = parseFloat(cy.nodes()[0].pstyle('font-size').strValue || cy.nodes()[0].pstyle('font-size').value);
+    return {width: rect.width, height: rect.height, cyWidth: cy.width(), cyHeight: cy.height(), zoom: cy.zoom(),
+            font, renderedFont: font * cy.zoom(), x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2};
+}
+"""
+
+
+def _fills(view: dict[str, float] | None) -> bool:
+    """Drawn inside its view and centred in it, filling most of its width or height (or as large as
+    the view ever draws it), with labels of 10 px or more."""
+    from nbflow.jupyter.cyto import MAX_ZOOM
+
+    if not view:
+        return False
+    inside = view["x1"] >= -1 and view["y1"] >= -1 and view["x2"] <= view["width"] + 1 and view["y2"] <= view["height"] + 1
+    centred = (abs((view["x1"] + view["x2"]) / 2 - view["width"] / 2) < view["width"] * 0.05
+               and abs((view["y1"] + view["y2"]) / 2 - view["height"] / 2) < view["height"] * 0.05)
+    filled = max((view["x2"] - view["x1"]) / view["width"], (view["y2"] - view["y1"]) / view["height"]) >= 0.75
+    sized = abs(view["cyWidth"] - view["width"]) < 2 and abs(view["cyHeight"] - view["height"]) < 2
+    return (inside and centred and (filled or view["zoom"] >= MAX_ZOOM - 0.01) and sized
+            and view["renderedFont"] >= 10)
+
+
+def test_after_a_reload_the_graph_fills_its_view_with_readable_labels(lab_page: LabPage) -> None:
+    path = lab_page.write_notebook(FIT_CELLS)
+    lab_page.open_notebook(path)
+    lab_page.run_all(timeout=90)
+    seen: list[Any] = [None]
+
+    def filled() -> bool:
+        seen[0] = lab_page.page.evaluate(_VIEW_JS, 2)
+        return _fills(seen[0])
+
+    lab_page.wait_for(filled, "the graph to fill its view", timeout=15, details=lambda: str(seen[0]))
+    lab_page.page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
+    # reload Lab: the page comes back on the same kernel and draws the graph again from its widgets
+    lab_page.page.reload(wait_until="domcontentloaded")
+    lab_page.page.wait_for_function("() => !!window.jupyterapp", timeout=30_000)
+    lab_page.page.evaluate("async () => { await window.jupyterapp.restored; }")
+    lab_page.wait_for(lambda: bool(lab_page.page.evaluate(_VIEW_JS, 2)), "the graph to be drawn again", timeout=40)
+    lab_page.scroll_to_cell(2)
+    lab_page.wait_for(filled, "the graph to fill its view after the reload", timeout=15, details=lambda: str(seen[0]))
+    lab_page.screenshot("reloaded")
+    # the output area changes size (a narrower Lab): the graph fits again, without pressing "fit"
+    lab_page.page.set_viewport_size({"width": 1000, "height": 1000})
+    lab_page.wait_for(filled, "the graph to fit its narrower view", timeout=15, details=lambda: str(seen[0]))
+    lab_page.screenshot("narrow")
+
+
+# -- 8: drawings that do not mislead --------------------------------------------------------------
+
+ETL_CELLS = [
+    "import os, threading\nfrom nbflow import DAG, TaskGroup, task\nfrom nbflow.jupyter.widgets import DagGraph",
+    """\
+def gate():
+    while not os.path.exists("etl-gate"):
+        threading.Event().wait(0.05)
+
+with DAG("browser_etl", schedule=None) as etl:
+    @task
+    def extract():
+        return 1
+
+    @task
+    def clean(x):
+        return x
+
+    @task
+    def totals_by_region(x):
+        return x
+
+    @task
+    def load_warehouse(x):
+        return x
+
+    @task
+    def daily_report(a, b):
+        return a + b
+
+    @task
+    def rows(x):
+        return x
+
+    @task
+    def nulls(x):
+        gate()
+        return x
+
+    @task
+    def dupes(x):
+        gate()
+        return x
+
+    raw = extract()
+    cleaned = clean(raw)
+    totals = totals_by_region(cleaned)
+    daily_report(totals, load_warehouse(totals))
+    with TaskGroup("checks"):
+        rows(raw), nulls(raw), dupes(cleaned)""",
+    "etl",
+    "folded = DagGraph(etl)\nfolded.collapse('group:checks')\nfolded",
+    "runner = threading.Thread(target=lambda: etl.test(executor='thread'), daemon=True)\nrunner.start()",
+]
+
+_DRAWING_JS = """
+(cell) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const container = Array.from(area.querySelectorAll('div'))
+        .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
+    if (!container) return null;
+    const cy = container._cyreg.cy;
+    const plain = {includeLabels: false, includeOverlays: false};
+    const leaves = cy.nodes().filter(n => !n.isParent());
+    const cross = (p, q, b) => {  // does segment p-q pass through box b? (Liang-Barsky)
+        let t0 = 0, t1 = 1; const dx = q.x - p.x, dy = q.y - p.y;
+        for (const [e, f] of [[-dx, p.x - b.x1], [dx, b.x2 - p.x], [-dy, p.y - b.y1], [dy, b.y2 - p.y]]) {
+            if (e === 0) { if (f < 0) return false; continue; }
+            const t = f / e;
+            if (e < 0) t0 = Math.max(t0, t); else t1 = Math.min(t1, t);
+            if (t0 > t1) return false;
+        }
+        return true;
+    };
+    const crossings = [];
+    cy.edges().forEach(edge => {
+        const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
+        leaves.forEach(n => {
+            if (n.same(edge.source()) || n.same(edge.target())) return;
+            const b = n.boundingBox(plain);
+            for (let i = 0; i + 1 < points.length; i++) {
+                if (cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over ' + n.id()); break; }
+            }
+        });
+    });
+    const overlaps = [];
+    cy.nodes().filter(n => n.isParent()).forEach(box => {
+        const b = box.boundingBox(plain);
+        leaves.forEach(n => {
+            if (n.ancestors().contains(box)) return;
+            const c = n.boundingBox(plain);
+            if (c.x1 < b.x2 && c.x2 > b.x1 && c.y1 < b.y2 && c.y2 > b.y1) overlaps.push(n.id() + ' in ' + box.id());
+        });
+    });
+    return {crossings, overlaps, edges: cy.edges().length,
+            bent: cy.edges().filter(e => e.segmentPoints() && e.segmentPoints().length).map(e => e.id())};
+}
+"""
+
+
+def test_groups_show_their_worst_state_and_edges_never_pass_over_other_nodes(lab_page: LabPage) -> None:
+    from nbflow.jupyter.graph import style_for
+
+    (lab_page.lab.root_dir / "etl-gate").unlink(missing_ok=True)
+    lab_page.run_notebook(ETL_CELLS)
+
+    def group(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+        for graph in found:
+            if graph["cell"] == 3:
+                return next((n for n in graph["nodes"] if n["id"] == "group:checks"), None)
+        return None
+
+    def states(found: list[dict[str, Any]]) -> dict[str, str]:
+        graph = next((g for g in found if g["cell"] == 2), None)
+        return {n["id"]: n["state"] for n in graph["nodes"]} if graph else {}
+
+    # rows has finished, nulls and dupes wait at their gate: the group is not done, so not green
+    found = lab_page.wait_for_cytoscapes(
+        lambda f: states(f).get("checks.rows") == "success" and states(f).get("checks.nulls") == "running"
+        and group(f) is not None and group(f)["label"].startswith("checks ×3 (1✓"),
+        "one task of the group finished, two running", timeout=60)
+    shown = group(found)
+    assert shown["state"] == "running" and rgb(shown["background"]) == rgb(style_for("running")["background"]), shown
+    lab_page.scroll_to_cell(3)
+    lab_page.screenshot("group-running")
+    # the open drawing: no edge over a node it does not connect, no node in a box it is not in
+    drawing = lab_page.page.evaluate(_DRAWING_JS, 2)
+    assert drawing["crossings"] == [] and drawing["overlaps"] == [], drawing
+    assert "totals_by_region->daily_report" in drawing["bent"], drawing  # it would pass over load_warehouse
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("drawing")
+    (lab_page.lab.root_dir / "etl-gate").write_text("go")
+    found = lab_page.wait_for_cytoscapes(lambda f: group(f) is not None and group(f)["state"] == "success",
+                                         "the group to turn green once all three tasks finished", timeout=30)
+    assert rgb(group(found)["background"]) == rgb(style_for("success")["background"])
+
+
+# -- 9: times in the browser's zone ---------------------------------------------------------------
+
+TIME_CELLS = [
+    "from nbflow import DAG, task",
+    """\
+with DAG("browser_times", schedule=None) as d:
+    @task
+    def one():
+        return 1
+
+    one()
+run = d.test()
+assert run.state == "success\"""",
+    "d",
+]
+
+_TIMES_JS = """
+(cell) => {
+    const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+    const times = Array.from(area.querySelectorAll('.nbflow-details time.nbflow-time:not([data-format="short"])'))
+        .map(t => ({text: t.textContent, title: t.title, datetime: t.getAttribute('datetime')}));
+    const run = area.querySelector('.nbflow-details .nbflow-run');
+    const select = area.querySelector('.nbflow-runs-box select');
+    const option = select && select.options[select.selectedIndex];
+    return {times, run: run ? {text: run.textContent, title: run.title} : null,
+            option: option ? {text: option.textContent.replace(/\\u00a0/g, ' '), title: option.title} : null};
+}
+"""
+
+
+def test_times_in_the_notebook_show_the_browsers_zone(tokyo_page: LabPage) -> None:
+    tokyo_page.run_notebook(TIME_CELLS)
+    tokyo_page.wait_for_cytoscapes(lambda f: any(g["cell"] == 2 and g["nodes"] for g in f), "the graph")
+    run_id = tokyo_page.kernel_json("run.run_id")
+    logical = datetime.fromisoformat(tokyo_page.kernel_json("run.logical_date.isoformat()"))
+    tokyo = logical.astimezone(timezone(timedelta(hours=9)))
+    short = f"{tokyo.day} {tokyo.strftime('%b %H:%M')}"
+    tokyo_page.click_node(2, "one")
+    seen: list[Any] = [None]
+
+    def localised() -> bool:
+        seen[0] = tokyo_page.page.evaluate(_TIMES_JS, 2)
+        times = seen[0]["times"]
+        return len(times) == 2 and all(BROWSER_ZONE in t["text"] for t in times) and seen[0]["option"] is not None \
+            and short in seen[0]["option"]["text"]
+
+    tokyo_page.wait_for(localised, "the details and the run picker in the browser's zone", timeout=20,
+                        details=lambda: str(seen[0]))
+    shown = seen[0]
+    started = next(t for t in shown["times"] if t["datetime"])
+    when = datetime.fromisoformat(started["datetime"].replace("Z", "+00:00")).astimezone(timezone(timedelta(hours=9)))
+    assert started["text"] == f"{when:%Y-%m-%d %H:%M:%S} GMT+9 (Asia/Tokyo)", started
+    assert started["title"].endswith(" UTC") and "Etc/UTC" not in tokyo_page.cell_text(2)
+    # the run reads "test · 4 Dec 10:41" in the picker and the details, its id on hover
+    assert shown["option"]["text"] == f"test · {short} · success" and run_id in shown["option"]["title"], shown
+    assert shown["run"]["text"] == f"test · {short}" and shown["run"]["title"] == run_id, shown
+    tokyo_page.scroll_to_cell(2)
+    tokyo_page.screenshot("times")
