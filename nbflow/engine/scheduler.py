@@ -139,6 +139,8 @@ class Scheduler:
         self._consumers: set[str] = set()
         #: this host recorded asset events not looked at yet: look at asset schedules on the next pass
         self._assets_dirty = False
+        #: queued runs of DAGs not loaded here that made this host read its DAG files at once
+        self._reloaded_for: set[int] = set()
         self._started = False
         self._stopping = False
         self.finished_runs: list[str] = []
@@ -422,6 +424,8 @@ class Scheduler:
         if bag is None:
             return False
         sync(bag, self.store)
+        if set(bag.dags) - set(self.dags):
+            self._due["poll"] = 0.0  # a new DAG may have a run queued already: look in this pass
         for dag_id in set(self.dags) - set(bag.dags):
             self.next_due.pop(dag_id, None)
         for dag_id, dag in bag.dags.items():
@@ -463,6 +467,7 @@ class Scheduler:
             driver = self.drivers.get(row["id"])
             if driver is None:
                 self._adopt_run(row)
+                self._reload_for(row)
             elif row["state"] == "queued" and driver.run_state is RunState.RUNNING:
                 # cleared or marked from outside (nbflow tasks clear/mark): start again from the store
                 self.drivers.pop(row["id"])
@@ -481,6 +486,16 @@ class Scheduler:
             if driver.elsewhere:
                 driver.refresh()
         self._recheck_past()
+
+    def _reload_for(self, row: dict[str, Any]) -> None:
+        """A queued run of a DAG this host has not loaded yet (its file was added a moment ago, and
+        the run triggered from Lab or the command line): read the DAG files now rather than at the
+        next ``dag_reload_interval``, once per run, so the run starts within a poll or two."""
+        if (self._fixed_dags is not None or row["dag_id"] in self.dags or row["state"] != "queued"
+                or row["run_type"] not in self.run_types or row["id"] in self._reloaded_for):
+            return
+        self._reloaded_for.add(row["id"])
+        self._due["reload"] = 0.0
 
     def _notify_deadlines(self, now: datetime) -> None:
         """Tell of each run still queued or running past its DAG's ``deadline`` (after its logical

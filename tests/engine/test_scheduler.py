@@ -550,3 +550,48 @@ def test_only_long_lived_hosts_run_the_janitor(settings, store, monkeypatch: pyt
     assert not Scheduler(settings=settings, store=store, kind="test").janitor
     monkeypatch.setenv("NBFLOW_RETENTION_INTERVAL", "0")
     assert not Scheduler(settings=load_settings(), store=store, kind="daemon").janitor
+
+
+NEW_DAG_FILE = '''
+from nbflow import DAG
+from nbflow.operators import EmptyOperator
+
+with DAG("just_added", schedule=None, start_date="2024-01-01"):
+    EmptyOperator(task_id="only")
+'''
+
+
+def test_a_run_of_a_dag_added_a_moment_ago_starts_promptly(nbflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DAG file dropped into dags_folder and triggered at once (as from the Lab sidebar) starts
+    within a poll or two, not at the host's next DAG reload (dag_reload_interval, 30 s)."""
+    import threading
+
+    from nbflow.engine import controls
+    from nbflow.engine.discovery import collect
+    from nbflow.engine.sync import sync
+
+    monkeypatch.setenv("NBFLOW_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("NBFLOW_DAG_RELOAD_INTERVAL", "30")
+    settings = load_settings()
+    host = Scheduler(settings=settings, executor="thread")
+    stop = threading.Event()
+    thread = threading.Thread(target=host.serve, args=(stop,), kwargs={"grace": 5}, daemon=True)
+    thread.start()
+    try:
+        # the host has read the (empty) folder: its next reload is a reload interval away
+        wait_for(lambda: host._due["reload"] - time.monotonic() > 20, 30, "the host's first load of dags_folder")
+        (Path(settings.dags_folder) / "just_added.py").write_text(NEW_DAG_FILE)
+        bag = collect([settings.dags_folder])  # what the Jupyter server's catalog records when it lists DAGs
+        with Store.open(settings) as store:
+            sync(bag, store)
+            run_id = controls.trigger(bag.dags["just_added"], store=store)
+            queued = time.monotonic()
+            row = wait_for(lambda: (r := store.get_run("just_added", run_id))["state"] in ("success", "failed") and r,
+                           15, "the run of the new DAG to finish")
+        took = time.monotonic() - queued
+        assert row["state"] == "success"
+        assert took < 5, f"the run waited {took:.1f} s for the host to read its DAG file"
+    finally:
+        stop.set()
+        host.wake()
+        thread.join(15)

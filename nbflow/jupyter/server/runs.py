@@ -37,6 +37,8 @@ def drive(services: Services, dag: DAG, run: dict[str, Any]) -> str:
     from nbflow.engine import controls
 
     if queries.is_paused(services.store, dag.dag_id) or controls.live_schedulers(services.store, settings=services.settings):
+        if services.host.scheduler is not None and services.host.running:
+            services.host.scheduler.wake()  # this server's own host: look at the queued run now
         return "queued"
     services.runs.start(dag, run["id"], run_types=(run["run_type"],))
     return "started"
