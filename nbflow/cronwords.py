@@ -1,4 +1,8 @@
-"""Schedules in plain English, for the people who read them rather than write them.
+"""Schedules in words, for the people who read them rather than write them.
+
+In English the sentences are built here; in the other languages cron-descriptor has (German,
+Japanese, Korean, ...) they come from it, through :mod:`nbflow.cronlocale`, chosen by ``language=``
+or the user's locale.
 
 A schedule is written for the machine (``30 7 * * 1-5``); listings, graph views and messages want it
 for people ("at 07:30, Monday to Friday"). :func:`describe_cron` phrases a 5-field cron or preset and
@@ -34,13 +38,20 @@ _NAMED = 4
 _MOST_NAMED = 6
 
 
-def describe_cron(expression: str) -> str:
-    """A short English sentence for a 5-field cron or preset: ``"0 6 * * *"`` -> ``"at 06:00 every day"``.
+def describe_cron(expression: str, language: str | None = None) -> str:
+    """A short sentence for a 5-field cron or preset: ``"0 6 * * *"`` -> ``"at 06:00 every day"``.
 
+    In English unless ``language`` (``"de"``, ``"ja"``, ...) or, without it, the user's locale names
+    another language cron-descriptor has (:mod:`nbflow.cronlocale`): ``"Um 06:00"``.
     A bad expression raises the :class:`~nbflow.errors.ScheduleError` of
     :func:`nbflow.cron.parse_cron`, whose ``field`` names the bad field.
     """
+    from nbflow.cronlocale import describe_in, is_english, resolve_language
+
     cron = parse_cron(expression)
+    code = resolve_language(language)
+    if not is_english(code):
+        return describe_in(cron.expression, code)
     hour_text = cron.expression.split()[1]
     time, recurring = _time_of_day(cron.minutes, cron.hours, hour_text)
     days, bare = _days(cron, recurring)
@@ -51,7 +62,7 @@ def describe_cron(expression: str) -> str:
     return f"{time}{separator}{days}"
 
 
-def describe_schedule(schedule: Any) -> str:
+def describe_schedule(schedule: Any, language: str | None = None) -> str:
     """Words for anything a DAG accepts as ``schedule`` (see :func:`nbflow.timetables.make_timetable`).
 
     ``None`` is "manual runs only", ``"@once"`` "once", a ``timedelta`` "every 2 hours" or "every 1 day
@@ -61,7 +72,7 @@ def describe_schedule(schedule: Any) -> str:
     if schedule is None or (isinstance(schedule, str) and schedule.strip() == "None"):
         return "manual runs only"
     if isinstance(schedule, str):
-        return "once" if schedule.strip().lower() == "@once" else describe_cron(schedule)
+        return "once" if schedule.strip().lower() == "@once" else describe_cron(schedule, language)
     if isinstance(schedule, timedelta):
         if schedule <= timedelta(0):
             raise ScheduleError(schedule, "a timedelta schedule must be longer than zero")

@@ -25,7 +25,7 @@ LAYER_OF = {
     "nbflow.errors": "model", "nbflow.states": "model", "nbflow.settings": "model", "nbflow.dag": "model",
     "nbflow.decorators": "model", "nbflow.context": "model", "nbflow.operators": "model",
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
-    "nbflow.cronwords": "model", "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model",
+    "nbflow.cronwords": "model", "nbflow.cronlocale": "model", "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model",
     "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
     "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.params": "model", "nbflow.credentials": "model",
     "nbflow.connection": "model", "nbflow.variable": "model", "nbflow.edgemodifier": "model", "nbflow.assets": "model", "nbflow.mapping": "model",
