@@ -61,6 +61,9 @@ def run() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+    kernels = sys.modules.get("nbflow.notebook.pool")
+    if kernels is not None:  # no kernel outlives the command, also one shutting down in the background
+        kernels.close_kernels()
     logging.shutdown()
     os._exit(code)
 

@@ -243,9 +243,12 @@ def _import_run_engine() -> None:
 def _run(args: argparse.Namespace, run_type: str, dag: Any = None) -> int:
     dag = dag or _find_dag(args, meanwhile=_import_run_engine)
     from nbflow.engine.runs import run_dag
+    from nbflow.notebook.prestart import prestarted_kernels
 
-    run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf, dag.dag_id), executor=args.executor, run_type=run_type,
-                  progress=None)
+    # the notebook tasks' kernels start now, while the run is written and planned
+    with prestarted_kernels(dag, args.executor):
+        run = run_dag(dag, logical_date=args.logical_date, conf=_parse_conf(args.conf, dag.dag_id), executor=args.executor,
+                      run_type=run_type, progress=None)
     print(run.summary())
     _print_run_footer(run)
     return 0 if run.state == "success" else 1

@@ -27,6 +27,7 @@ from nbflow.notebook.pool import (
     discard,
     start_kernel,
 )
+from nbflow.notebook.prestart import notebook_kernel
 from nbflow.notebook.progress import CellHook, Progress
 from nbflow.notebook.report import FORMATS, write_report
 
@@ -109,28 +110,38 @@ def run_notebook(
         raise NotebookNotFoundError(notebook)
     if report is not None and report not in FORMATS:
         raise ValueError(f"report={report!r} is not a format nbflow writes; use one of {', '.join(FORMATS)}")
-    from papermill.iorw import load_notebook_node
-
-    output = os.path.abspath(os.fspath(output_path or default_output_path(notebook)))
-    folder = os.path.dirname(output)
-    os.makedirs(folder, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(output))[0]
-    outputs_file = os.path.join(folder, f"{stem}.outputs.pickle")
-    if os.path.exists(outputs_file):  # left by an earlier try of the same task
-        os.remove(outputs_file)
-    nb = load_notebook_node(notebook)
-    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name")
-    if not kernel:
-        # papermill refuses such a notebook; nbflow runs it on python3 and says so in the task's log
-        print("nbflow: the notebook names no kernel (no kernelspec, no kernel_name=); running it on python3",
-              file=sys.stderr)
-        kernel = "python3"
-
     reuse_key = notebook if reuse_kernel else None
     if pool is DEFAULT_POOL:
         pool = default_pool()
+    # The kernel is set aside (or starts) now, and comes up while papermill is imported and the
+    # notebook read: both take about as long as a kernel start.
+    claim = pool.claim(kernel_name or notebook_kernel(notebook) or "python3", reuse_key) if pool is not None else None
     try:
-        km, source = pool.acquire(kernel, reuse_key) if pool is not None else (start_kernel(kernel), "cold")
+        from papermill.iorw import load_notebook_node
+
+        output = os.path.abspath(os.fspath(output_path or default_output_path(notebook)))
+        folder = os.path.dirname(output)
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(output))[0]
+        outputs_file = os.path.join(folder, f"{stem}.outputs.pickle")
+        if os.path.exists(outputs_file):  # left by an earlier try of the same task
+            os.remove(outputs_file)
+        nb = load_notebook_node(notebook)
+        kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name")
+        if not kernel:
+            # papermill refuses such a notebook; nbflow runs it on python3 and says so in the task's log
+            print("nbflow: the notebook names no kernel (no kernelspec, no kernel_name=); running it on python3",
+                  file=sys.stderr)
+            kernel = "python3"
+        if claim is not None and claim.kernel_name != kernel:
+            claim.drop()
+            claim = pool.claim(kernel, reuse_key)  # type: ignore[union-attr]
+    except BaseException:
+        if claim is not None:
+            claim.drop()
+        raise
+    try:
+        km, source = claim.take() if claim is not None else (start_kernel(kernel), "cold")
     except Exception as exc:
         _refuse_missing_kernel(exc, nb, notebook, output, kernel, parameters, folder, stem)
         raise

@@ -13,13 +13,19 @@ whose run timed out is never reused. Kernels started ahead of need inherit the e
 process at the time they start; the working directory is set per run.
 
 Shutting a used kernel down happens in the background: the result is known before the kernel is
-gone, and an ipykernel that does not exit when asked would otherwise add seconds to the task.
+gone, and an ipykernel that does not exit when asked would otherwise add seconds to the task. A
+kernel that was never handed out ran no user code, so it is killed rather than asked.
+
+A command that runs one run (``nbflow dags test``) knows its notebook tasks before the first task
+starts: :func:`nbflow.notebook.prestart.prestarted_kernels` starts their kernels at once, on a pool
+of its own that starts no more than those.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import os
 import subprocess
@@ -27,6 +33,7 @@ import tempfile
 import uuid
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +45,10 @@ SHUTDOWN_WAIT = 1.0
 
 _reapers: set[threading.Thread] = set()
 _reapers_lock = threading.Lock()
+_wait_at_exit = False
+#: kernels given up while starting, stopped when their start ends
+_doomed: set[Future[Any]] = set()
+_doomed_done = threading.Condition()
 
 
 def call_in_own_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -109,24 +120,33 @@ def _shutdown(km: Any, now: bool = False) -> None:
         pass
 
 
-def discard(km: Any) -> None:
-    """Shut ``km``'s kernel down in a background thread; returns at once."""
+def discard(km: Any, now: bool = False) -> None:
+    """Shut ``km``'s kernel down in a background thread; returns at once. ``now`` kills it without
+    asking (for a kernel that never ran anything)."""
 
     def reap() -> None:
         try:
-            call_in_own_loop(_shutdown, km)
+            call_in_own_loop(_shutdown, km, now)
         finally:
             with _reapers_lock:
                 _reapers.discard(thread)
 
+    global _wait_at_exit
     thread = threading.Thread(target=reap, name="nbflow-kernel-shutdown", daemon=True)
     with _reapers_lock:
         _reapers.add(thread)
+        if not _wait_at_exit:
+            # a command ends without leaving kernels behind: its reapers are daemon threads
+            atexit.register(wait_for_shutdowns)
+            _wait_at_exit = True
     thread.start()
 
 
 def wait_for_shutdowns(timeout: float = 5.0) -> None:
-    """Wait (up to ``timeout`` seconds each) for kernels being shut down in the background."""
+    """Wait (up to ``timeout`` seconds each) for kernels being shut down in the background, and for
+    kernels given up while they were starting, which are stopped once started."""
+    with _doomed_done:  # until each one's reaper is started (its future is done a little before)
+        _doomed_done.wait_for(lambda: not _doomed, timeout)
     with _reapers_lock:
         pending = list(_reapers)
     for thread in pending:
@@ -139,6 +159,8 @@ class KernelPool:
     ``acquire`` returns ``(km, source)`` where ``source`` is ``"warm"`` (started ahead by the pool),
     ``"reused"`` (kept from an earlier run of the same notebook) or ``"cold"`` (started on the spot,
     when the pool had none for this kernel name yet). Give every kernel back with ``release``.
+    ``claim`` is ``acquire`` in two steps, so that a caller does other work while its kernel starts.
+    ``size=0`` starts kernels only when asked (``warm(count=...)``, ``claim``).
     """
 
     def __init__(self, size: int = 1, startup_timeout: float = 60.0) -> None:
@@ -150,8 +172,8 @@ class KernelPool:
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
 
-    def _fill(self, kernel_name: str) -> None:
-        """Start kernels until ``size`` are ready or starting (the lock is held)."""
+    def _fill(self, kernel_name: str, count: int = 0) -> None:
+        """Start kernels until ``max(size, count)`` are ready or starting (the lock is held)."""
         if self._closed:
             return
         queue = self._starting.setdefault(kernel_name, deque())
@@ -161,33 +183,39 @@ class KernelPool:
             import jupyter_client.manager  # noqa: F401
 
             self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbflow-kernel-pool")
-        while len(queue) < self.size:
+        while len(queue) < max(self.size, count):
             queue.append(self._executor.submit(start_kernel, kernel_name, self.startup_timeout))
 
-    def warm(self, kernel_name: str = "python3", wait: bool = False) -> None:
-        """Have ``size`` kernels of ``kernel_name`` started; with ``wait``, until they answer."""
+    def warm(self, kernel_name: str = "python3", wait: bool = False, count: int = 0) -> None:
+        """Have ``size`` (or ``count``, if more) kernels of ``kernel_name`` started; with ``wait``,
+        until they answer."""
         with self._lock:
-            self._fill(kernel_name)
-            pending = list(self._starting[kernel_name])
+            self._fill(kernel_name, count)
+            pending = list(self._starting.get(kernel_name, ()))
         if wait:
             for future in pending:
                 future.exception()
 
-    def acquire(self, kernel_name: str, reuse_key: str | None = None) -> tuple[Any, str]:
+    def claim(self, kernel_name: str, reuse_key: str | None = None) -> Claim:
+        """A kernel of ``kernel_name`` set aside for the caller, maybe still starting: ``take()``
+        waits for it, ``drop()`` gives it up unused. A kernel the pool has none of yet starts now,
+        in the background."""
         with self._lock:
             if reuse_key is not None:
                 idle = self._idle.get((kernel_name, reuse_key))
                 if idle:
-                    return idle.pop(), "reused"
+                    return Claim(self, kernel_name, km=idle.pop())
             queue = self._starting.get(kernel_name)
             future = queue.popleft() if queue else None
+            source = "warm"
+            if future is None and not self._closed:
+                self._fill(kernel_name, 1)
+                future, source = self._starting[kernel_name].popleft(), "cold"
             self._fill(kernel_name)
-        if future is not None:
-            try:
-                return future.result(), "warm"
-            except Exception:  # a kernel that failed to start ahead: try once more, now
-                pass
-        return start_kernel(kernel_name, self.startup_timeout), "cold"
+        return Claim(self, kernel_name, future=future, source=source)
+
+    def acquire(self, kernel_name: str, reuse_key: str | None = None) -> tuple[Any, str]:
+        return self.claim(kernel_name, reuse_key).take()
 
     def release(self, km: Any, kernel_name: str, reuse_key: str | None = None) -> None:
         """Give ``km`` back: kept for the next run of ``reuse_key`` when given, else discarded."""
@@ -209,8 +237,7 @@ class KernelPool:
             self._idle.clear()
             executor, self._executor = self._executor, None
         for future in futures:
-            if not future.cancel():
-                future.add_done_callback(_discard_started)
+            _discard_when_started(future)
         for km in idle:
             discard(km)
         if executor is not None:
@@ -223,8 +250,51 @@ class KernelPool:
 
 
 def _discard_started(future: Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        discard(future.result())
+    try:
+        if not future.cancelled() and future.exception() is None:
+            discard(future.result(), now=True)
+    finally:
+        with _doomed_done:
+            _doomed.discard(future)
+            _doomed_done.notify_all()
+
+
+def _discard_when_started(future: Future[Any]) -> None:
+    """Stop the kernel of ``future`` without using it: never started if it can be cancelled, else
+    killed once up (:func:`wait_for_shutdowns` waits for it)."""
+    if future.cancel():
+        return
+    with _doomed_done:
+        _doomed.add(future)
+    future.add_done_callback(_discard_started)
+
+
+class Claim:
+    """A kernel set aside by :meth:`KernelPool.claim`: take it once, or drop it."""
+
+    def __init__(self, pool: KernelPool, kernel_name: str, *, km: Any = None, future: Future[Any] | None = None,
+                 source: str = "reused") -> None:
+        self.pool, self.kernel_name = pool, kernel_name
+        self._km, self._future, self._source = km, future, source
+
+    def take(self) -> tuple[Any, str]:
+        """``(km, source)`` once the kernel answers; a kernel that failed to start ahead is started
+        again, now (``"cold"``)."""
+        if self._km is not None:
+            return self._km, self._source
+        if self._future is not None:
+            try:
+                return self._future.result(), self._source
+            except Exception:
+                pass
+        return start_kernel(self.kernel_name, self.pool.startup_timeout), "cold"
+
+    def drop(self) -> None:
+        """Give the kernel up without using it: it is stopped, at once or when it has started."""
+        if self._km is not None:
+            discard(self._km)
+        elif self._future is not None:
+            _discard_when_started(self._future)
 
 
 _default: KernelPool | None = None
@@ -248,3 +318,22 @@ def _shutdown_default() -> None:
     if pool is not None:
         pool.shutdown()
     wait_for_shutdowns()
+
+
+def close_kernels() -> None:
+    """Stop the process's pool and wait for every kernel being shut down: for a process that ends
+    without running its ``atexit`` handlers (the ``nbflow`` command ends with ``os._exit``)."""
+    _shutdown_default()
+
+
+@contextlib.contextmanager
+def use_default_pool(pool: KernelPool) -> Iterator[KernelPool]:
+    """Make ``pool`` the process's pool (what :func:`default_pool` returns) for the ``with`` block."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, pool
+    try:
+        yield pool
+    finally:
+        with _default_lock:
+            _default = previous
