@@ -24,6 +24,7 @@ CHECKS = {
         "Mon 2024-03-11 07:00 EDT = 11:00 UTC",
         "Mon 2024-03-04 07:00 EST success report for 2024-03-04",
         "backfill__2024-03-08T12:00:00+00:00",
+        "morning_report backfill:",  # the progress bar (a tqdm widget in a notebook)
     ],
     "03-the-graph.ipynb": [
         "'clean.double': 'success'", "'skip': 'skipped'", "runs in the grid: 1",
@@ -54,6 +55,7 @@ CHECKS = {
     ],
     "07-dask.ipynb": [
         "success | sum of squares: 55 | ran in", "not in this kernel: True", "splitting the job into 6 parts",
+        "parts ran on one of the cluster's workers: True", "offers GPU=1",
     ],
     "sales-report.ipynb": ["Sales on 2024-01-01: 6"],
     "report.ipynb": ["Daily sales for 2024-01-01: 6"],

@@ -72,6 +72,11 @@ def _scheduler_status() -> int:
               + (": " + ", ".join(detail.get("runs", [])[:5]) if detail.get("runs") else ""))
         if detail.get("held"):
             print(f"         {detail['held']}")
+        if detail.get("cluster"):
+            print(f"         tasks run on the Dask cluster {detail['cluster']}"
+                  + (f", dashboard {detail['dashboard']}" if detail.get("dashboard") else ""))
+        if detail.get("cluster_down"):
+            print(f"         {detail['cluster_down']}; no task starts until it answers")
     return 0 if alive else 3
 
 

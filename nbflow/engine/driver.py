@@ -422,7 +422,8 @@ class RunDriver:
             triggering_asset_events=self._triggering_events(), map_index=split_key(task_id)[1],
         )
         executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds,
-                        memory_limit=task.memory_limit if task.memory_limit is not None else self._memory_limit)
+                        memory_limit=task.memory_limit if task.memory_limit is not None else self._memory_limit,
+                        resources=getattr(task, "resources", None), priority=task.priority_weight)
 
     def _triggering_events(self) -> dict[str, list[dict[str, Any]]]:
         """The events that started this run, read once per run and only for asset-triggered runs."""
@@ -597,7 +598,7 @@ class RunDriver:
             self._taken_over.discard(task_id)
             self._record_try(task_id, state, None, error_text, {**common, "hostname": None}, outcome.peak_rss)
         else:
-            self._record_try(task_id, state, start, error_text, common, outcome.peak_rss)
+            self._record_try(task_id, state, start, error_text, common, outcome.peak_rss, outcome.worker)
         return task_id if verdict.final else None
 
     def _emit_outlets(self, task: Any) -> None:
@@ -718,10 +719,12 @@ class RunDriver:
         return str(path)
 
     def _record_try(self, task_id: str, state: TaskState, start: datetime | None, error: str | None,
-                    common: dict[str, Any], peak_rss: int | None = None) -> None:
+                    common: dict[str, Any], peak_rss: int | None = None, worker: str = "") -> None:
         row = {k: v for k, v in common.items() if k != "next_retry_at"}
         if peak_rss:
             row["peak_rss"] = peak_rss
+        if worker:
+            row["worker"] = worker
         if self.host_id is not None:
             row["fence"] = self.fences.get(task_id, 0)
         self._tries.append({"task_id": task_id, "try_number": self.try_numbers[task_id], "state": state.value,

@@ -814,6 +814,8 @@ class Scheduler:
             "running_tasks": sum(len(d.running) for d in self.drivers.values()),
             "dags": len(self.dags),
             **({"held": self.held} if self.held else {}),
+            # where the tasks run: the executor, and for a cluster its address and dashboard link
+            **({"executor": self.executor.name, **self.executor.where()} if self.executor is not None else {}),
         }
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
-from nbflow.errors import ConfigError, MemoryLimitError
+from nbflow.errors import ConfigError, InvalidOptionError, MemoryLimitError
 
 log = logging.getLogger("nbflow.executors")
 
@@ -68,6 +68,9 @@ class Outcome:
     #: the most resident memory (bytes) the call's processes held at once, where it was measured
     #: (worker processes); None where it was not (in-process executors)
     peak_rss: int | None = None
+    #: the address of the worker of a cluster that ran the call (a Dask worker's ``tcp://...``);
+    #: "" for executors without such workers
+    worker: str = ""
 
 
 OnDone = Callable[[Outcome], None]
@@ -107,11 +110,17 @@ class Executor(ABC):
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
         timeout: float | None = None, memory_limit: int | None = None,
+        resources: dict[str, float] | None = None, priority: int = 0,
     ) -> None:
         """Run ``fn(*args)``, queueing it if every slot is busy; report it to ``on_done`` as ``key``.
 
         ``timeout`` is in seconds, counted from when the call starts (not from when it was queued).
         ``memory_limit`` is in bytes, for the call and every process it starts (see the module).
+        ``resources`` (``{"GPU": 1}``) are what a worker must offer to run the call: only the dask
+        executor has workers that offer resources, the others fail such a call saying so.
+        ``priority`` orders calls waiting in the executor's own queue (higher first) where it has
+        one of its own that is not first come, first served (Dask's); the local executors take
+        calls in the order they are submitted, which the scheduler already sorts by priority.
         """
 
     def cancel(self, key: Hashable, reason: str) -> bool:
@@ -137,6 +146,12 @@ class Executor(ABC):
         still finish and report. ``wait=False`` returns at once; each implementation documents what
         happens to calls still in flight.
         """
+
+    def where(self) -> dict[str, str]:
+        """Where this executor's calls run, for a host's status (``nbflow scheduler status``, the
+        sidebar): for a cluster, its scheduler's ``address`` and its ``dashboard`` link. Empty for
+        executors that run calls on the host itself. Never connects or starts anything."""
+        return {}
 
     # -- shared helpers ---------------------------------------------------------------------------
 
@@ -166,6 +181,18 @@ class Executor(ABC):
         if not memory_limit:
             return False
         error = MemoryLimitError(None, None, memory_limit, None, self.name)
+        self._report(Outcome(key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME))
+        return True
+
+    def _refuse_resources(self, key: Hashable, resources: dict[str, float] | None) -> bool:
+        """For executors without workers that offer resources: report a call that needs some as
+        failed (True), since nothing here could honour them."""
+        if not resources:
+            return False
+        error = InvalidOptionError(
+            "resources", resources, f"only the dask executor places tasks by worker resources (this run uses the "
+            f"{self.name} executor): run it with executor=\"dask\" on workers started with "
+            "`dask worker --resources \"GPU=1\"`, or remove resources from the task")
         self._report(Outcome(key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME))
         return True
 

@@ -28,18 +28,23 @@ Failure semantics match the process executor's:
   host's tries wait, in the store), and a probe thread connects again, or starts a new
   ``LocalCluster``, with a growing pause between attempts.
 
-``memory_limit`` is not enforced on Dask workers (their own ``--memory-limit`` is), so a call with
-one is reported as failed, saying so, rather than run unlimited.
+``memory_limit`` applies on the worker: a call with one runs there in a worker process of a process
+executor of that Dask worker's own, whose memory watcher holds the call's process tree to it as on
+any host (threads of one process cannot be told apart); its peak memory comes back with the result.
+``resources`` go to Dask as worker resources (a call no worker offers them to fails at once, saying
+so, rather than wait for good) and ``priority`` as the Dask priority.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import itertools
 import os
 import pickle
 import queue
+import re
 import socket
 import tempfile
 import threading
@@ -50,6 +55,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
+
+import cloudpickle
 
 from nbflow.errors import ConfigError, OutputNotSerializableError, RemoteTaskError, TaskTimeoutError, WorkerLostError
 from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
@@ -73,6 +80,12 @@ class _Call:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     timeout: float | None
+    #: the Dask priority (the task's priority_weight: higher starts first in the cluster's queue)
+    priority: int = 0
+    #: Dask worker resources the call needs ({"GPU": 1}); only workers that offer them run it
+    resources: dict[str, float] | None = None
+    #: bytes the call's processes may hold, enforced on the worker (the call runs in a process of its own there)
+    memory_limit: int | None = None
     token: str = ""
     future: Any = None
     started_at: float | None = None
@@ -80,6 +93,8 @@ class _Call:
     starts: int = 0
     #: bytes of the call's log written here so far, from pieces sent while it ran
     log_written: int = 0
+    #: the host's artifacts folder when the call was sent, where artifacts sent back are written
+    artifacts: str = ""
     reported: bool = False
 
 
@@ -95,9 +110,15 @@ class DaskExecutor(Executor):
     name = "dask"
     in_process = False
 
-    def __init__(self, parallelism: int = 16, address: str = "", workers: int = 0, threads_per_worker: int = 0) -> None:
+    def __init__(self, parallelism: int = 16, address: str = "", workers: int = 0, threads_per_worker: int = 0,
+                 artifacts_folder: str | None = None) -> None:
         super().__init__(parallelism)
         check_options(address, workers, threads_per_worker)
+        #: the host's artifacts folder (None: the artifacts_folder setting when a call is sent)
+        self.artifacts_folder = artifacts_folder
+        #: artifacts folder -> name of the marker file left there, by which a worker tells whether
+        #: it sees the host's folder (shared storage, or the same machine)
+        self._markers: dict[str, str] = {}
         self.address = address.strip()
         self.workers = workers
         self.threads_per_worker = threads_per_worker
@@ -109,6 +130,10 @@ class DaskExecutor(Executor):
         self._cluster: Any = None
         #: why the cluster cannot be reached, while it cannot; no slot is free meanwhile
         self._down_reason = ""
+        #: True once the cluster was reached: after that, a cluster that goes away is an outage
+        #: during which queued calls wait, where one never reached fails the calls (a wrong address
+        #: says so at once)
+        self._reached = False
         self._probe: threading.Thread | None = None
         self._stopped = threading.Event()
         self._topic = f"nbflow-started-{uuid.uuid4().hex}"
@@ -125,13 +150,12 @@ class DaskExecutor(Executor):
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
         timeout: float | None = None, memory_limit: int | None = None,
+        resources: dict[str, float] | None = None, priority: int = 0,
     ) -> None:
         self._check_open()
-        if memory_limit:
-            self._report(_memory_refused(key, memory_limit))
-            return
         with self._lock:
-            self._queue.append(_Call(key, fn, tuple(args), timeout))
+            self._queue.append(_Call(key, fn, tuple(args), timeout, priority, dict(resources) if resources else None,
+                                     memory_limit=memory_limit or None))
             if self._pump is None:
                 self._pump = threading.Thread(target=self._pump_loop, name="nbflow-dask-pump", daemon=True)
                 self._pump.start()
@@ -199,6 +223,24 @@ class DaskExecutor(Executor):
             pump.join()
         self._close_client()
 
+    def where(self) -> dict[str, str]:
+        """The cluster's scheduler address and dashboard link, once connected; why it cannot be
+        reached while it cannot."""
+        with self._lock:
+            client, down = self._client, self._down_reason
+        found: dict[str, str] = {"cluster": self.address or "local"}
+        if down:
+            found["cluster_down"] = down
+        if client is not None:
+            try:
+                found["cluster"] = str(client.scheduler.address)
+                link = client.dashboard_link
+            except Exception:  # the cluster went away meanwhile: its address is all we know
+                link = ""
+            if link:
+                found["dashboard"] = str(link)
+        return found
+
     # -- the cluster ------------------------------------------------------------------------------
 
     @property
@@ -215,9 +257,14 @@ class DaskExecutor(Executor):
             # than waiting for its client to give up reconnecting
             cluster_gone = self._cluster is not None and str(getattr(self._cluster, "status", "")).endswith(
                 ("closed", "closing", "failed"))
-            if self._client.status in ("running", "connecting") and not cluster_gone:
+            if self._client.status == "running" and not cluster_gone:
                 return self._client
+            if self._client.status == "connecting" and not cluster_gone and not self.address:
+                return self._client
+            lost = self.address and self._client.status == "connecting"
             self._close_client()
+            if lost:  # the scheduler at dask_address went away: an outage, until the probe reaches it
+                self._went_down(ConnectionError("the connection to its scheduler was lost"))
         if self._down_reason:
             raise WorkerLostError(None, self._down_reason)
         try:
@@ -250,6 +297,7 @@ class DaskExecutor(Executor):
             raise
 
     def _adopt(self, client: Any, cluster: Any) -> None:
+        self._reached = True
         client.subscribe_topic(self._topic, self._started)
         client.subscribe_topic(f"{self._topic}-log", self._log_piece)
         self._client, self._cluster = client, cluster
@@ -291,6 +339,10 @@ class DaskExecutor(Executor):
         self._events.put(("wake", None))  # the pump sends what waited meanwhile
 
     def _close_client(self) -> None:
+        for folder, marker in self._markers.items():
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, marker))
+        self._markers.clear()
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         if client is not None:
@@ -301,42 +353,127 @@ class DaskExecutor(Executor):
     # -- sending calls and taking their ends ------------------------------------------------------
 
     def _flush(self) -> None:
-        """Send queued calls while there are free slots, as one graph; report those that cannot go."""
+        """Send queued calls while there are free slots, as few graphs as their placement allows;
+        report those that cannot go."""
         failed: list[Outcome] = []
+        calls: list[_Call] = []
         with self._lock:
             room = min(len(self._queue), self.parallelism - len(self._calls))
             if room > 0:
                 try:
                     client = self._connect()
                 except WorkerLostError as exc:
-                    failed = [_lost(call, exc.detail) for call in self._queue]
-                    self._queue.clear()
-                    room = 0
+                    if not self._reached:
+                        failed = [_lost(call, exc.detail) for call in self._queue]
+                        self._queue.clear()
+                    room = 0  # else the calls wait, in order, for the probe to reach the cluster
             if room > 0:
                 calls = [self._queue.popleft() for _ in range(room)]
-                for call in calls:
+                for call in calls:  # in flight from now on: cancel finds them, free_slots counts them
                     call.token = f"{_name_of(call.fn)}-{uuid.uuid4().hex}"
-                # a worker says when it starts a call that has a deadline, and, on a cluster not
-                # started here (where Dask may run a call again after its worker died), every
-                # call: an event costs a message through the scheduler
-                topics = [self._topic if call.timeout is not None or self.address else "" for call in calls]
-                try:
-                    futures = client.map(
-                        _run_remote, [c.fn for c in calls], [c.args for c in calls], [c.token for c in calls],
-                        topics, [f"{self._topic}-log"] * len(calls), key=[c.token for c in calls], pure=False,
-                        retries=0,
-                    )
-                except Exception as exc:  # the client lost its cluster between two calls
-                    detail = f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
-                    failed += [_lost(call, detail) for call in calls]
-                    futures = []
-                for call, future in zip(calls, futures):
-                    call.future = future
                     self._calls[call.token] = call
-                    future.add_done_callback(self._done)
+        if calls:
+            failed += self._send(client, calls)
+        with self._lock:
             self._notify_if_idle()
         for outcome in failed:
             self._report(outcome)
+
+    def _send(self, client: Any, calls: list[_Call]) -> list[Outcome]:
+        """Pickle ``calls`` and hand them to Dask, one ``client.map`` per placement; return the
+        outcomes of those that could not go. Runs on the pump without the lock: pickling a batch
+        must not hold up ``submit``."""
+        failed: list[tuple[_Call, Outcome]] = []
+        artifacts, marker = self._artifacts_marker()
+        groups: dict[tuple[int, tuple[tuple[str, float], ...]], list[tuple[_Call, bytes]]] = {}
+        for call in calls:
+            # Each call is pickled once, here, into bytes: Dask's client, its scheduler and the
+            # worker then only move bytes. A call that Dask pickled itself was pickled on the
+            # client's event loop, then unpickled and pickled again by the scheduler: most of the
+            # host's CPU per try, on the thread that also takes every result.
+            try:
+                payload = cloudpickle.dumps((call.fn, call.args, call.memory_limit), protocol=5)
+            except Exception as exc:
+                failed.append((call, _unpicklable_call(call, exc)))
+                continue
+            placement = (call.priority, tuple(sorted((call.resources or {}).items())))
+            groups.setdefault(placement, []).append((call, payload))
+            call.artifacts = artifacts
+        log_topic = f"{self._topic}-log"
+        sent: list[tuple[_Call, Any]] = []
+        for (priority, resources), group in groups.items():
+            missing = self._unoffered(client, dict(resources)) if resources else ""
+            if missing:
+                failed += [(call, _resources_refused(call, missing)) for call, _ in group]
+                continue
+            # a worker says when it starts a call that has a deadline, and, on a cluster not
+            # started here (where Dask may run a call again after its worker died), every call:
+            # an event costs a message through the scheduler
+            topics = [self._topic if call.timeout is not None or self.address else "" for call, _ in group]
+            tokens = [call.token for call, _ in group]
+            try:
+                futures = client.map(
+                    _run_remote, [payload for _, payload in group], tokens, topics, [log_topic] * len(group),
+                    [artifacts] * len(group), [marker] * len(group), key=tokens, pure=False, retries=0, priority=priority, resources=dict(resources) or None,
+                )
+            except Exception as exc:  # the client lost its cluster between two calls
+                detail = f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
+                failed += [(call, _lost(call, detail)) for call, _ in group]
+                continue
+            sent += [(call, future) for (call, _), future in zip(group, futures)]
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for call, outcome in failed:
+                if not call.reported:  # else cancelled meanwhile, and reported then
+                    call.reported = True
+                    self._forget(call)
+                    outcomes.append(outcome)
+            for call, future in sent:
+                call.future = future
+                if call.reported:  # cancelled (or shut down) while it was being sent
+                    _cancel(future)
+                    continue
+                future.add_done_callback(self._done)
+        return outcomes
+
+    def _artifacts_marker(self) -> tuple[str, str]:
+        """The host's artifacts folder and the name of a marker file in it: a worker that finds the
+        marker writes a try's artifacts there, one that does not sends them back with the result."""
+        folder = self.artifacts_folder
+        if folder is None:
+            from nbflow.settings import get_settings
+
+            folder = str(get_settings().artifacts_folder)
+        marker = self._markers.get(folder)
+        if marker is None:
+            marker = f".nbflow-host-{self._topic}"
+            try:
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, marker), "w") as handle:
+                    handle.write(f"{HOSTNAME} {os.getpid()}\n")
+            except OSError as exc:  # workers send every artifact back
+                log.debug("dask executor: no marker in %s: %s", folder, exc)
+            self._markers[folder] = marker
+        return folder, marker
+
+    def _unoffered(self, client: Any, resources: dict[str, float]) -> str:
+        """Why no worker of the cluster can run a call that needs ``resources`` ("" if one can, or
+        if the cluster has no workers yet to tell): Dask would keep such a call waiting for good."""
+        try:
+            workers = client.scheduler_info()["workers"]
+        except Exception:  # the cluster went away: the call fails when it is sent
+            return ""
+        if not workers:
+            return ""
+        for info in workers.values():
+            offered = info.get("resources") or {}
+            if all(offered.get(name, 0) >= amount for name, amount in resources.items()):
+                return ""
+        where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
+        wanted = " ".join(f"{name}={amount:g}" for name, amount in resources.items())
+        return (f"no worker of {where} offers {wanted} (its workers offer "
+                f"{sorted({n for i in workers.values() for n in (i.get('resources') or {})}) or 'no resources'}): "
+                f"start workers with `dask worker --resources \"{wanted}\"`, or change the task's resources")
 
     def _done(self, future: Any) -> None:
         """On Dask's callback thread: hand the finished future to the pump."""
@@ -433,11 +570,22 @@ class DaskExecutor(Executor):
         unfetched = [(call, future) for call, future in ok if id(call) not in results]
         if unfetched:
             self._fetch(unfetched)
+        requeued = False
         for call, future in finished:
             if id(call) in results:
                 outcomes.append(_decode(call, results[id(call)]))
+            elif self.address and call.starts == 0 and future.status == "cancelled" and not self._closed:
+                # dropped by a cluster that went away before any worker started it (on a cluster
+                # not started here every call says when it starts): nothing ran, so it goes again
+                # once the cluster answers, rather than count as a try
+                with self._lock:
+                    call.reported, call.future, call.token = False, None, ""
+                    self._queue.appendleft(call)
+                requeued = True
             elif future.status != "finished":
                 outcomes.append(_failed_future(call, future, self.address))
+        if requeued:
+            self._events.put(("wake", None))
         with self._lock:
             self._notify_if_idle()
         return outcomes
@@ -516,17 +664,18 @@ def check_options(address: str, workers: int, threads_per_worker: int) -> None:
 # -- on the worker ----------------------------------------------------------------------------------
 
 
-def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic: str,
-                log_topic: str = "") -> tuple[Any, ...]:
+def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", artifacts: str = "",
+                marker: str = "") -> tuple[Any, ...]:
     """Run one call on a Dask worker and say how it ended, never raising.
 
-    Returns ``(status, body, started, ended, pid, hostname, log_bytes)``: status "ok" with the
-    value pickled, "unpicklable" with the reason, or "error" with what the process executor's
-    worker sends for an exception. A request with a ``log_path`` logs to a temporary file here,
-    whose bytes come back (this machine may not see the host's logs folder).
+    Returns ``(status, body, started, ended, pid, hostname, log_bytes, files, worker)``: status
+    "ok" with the value pickled, "unpicklable" with the reason, or "error" with what the process
+    executor's worker sends for an exception. A request with a ``log_path`` logs to a temporary
+    file here, whose bytes come back (this machine may not see the host's logs folder). Its
+    artifacts (an executed notebook, its report) go to the host's ``artifacts`` folder when this
+    machine sees it (its ``marker`` file is there), else to a temporary folder whose files come
+    back as ``files`` (path under the folder -> bytes). ``worker`` is the Dask worker's address.
     """
-    import cloudpickle
-
     if topic:
         try:
             from distributed import get_worker
@@ -536,13 +685,33 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
             pass
     started = time.time()
     temp = None
+    try:
+        fn, args, memory_limit = pickle.loads(payload)
+    except BaseException as exc:  # a module the call needs is missing here
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        body = (None, _type_name(exc), f"the call did not unpickle on the Dask worker: {exc}", text)
+        return ("error", body, started, time.time(), os.getpid(), socket.gethostname(), b"", {}, _worker_address(), None)
     if len(args) == 1 and dataclasses.is_dataclass(args[0]) and hasattr(args[0], "log_path"):
         fd, temp = tempfile.mkstemp(prefix="nbflow-try-", suffix=".log")
         os.close(fd)
         args = (dataclasses.replace(args[0], log_path=temp),)  # type: ignore[type-var]
     end_stream = _stream_log(temp, token, log_topic) if temp is not None and log_topic else None
+    scratch = None
+    where = contextlib.nullcontext()
+    if temp is not None and artifacts:
+        from nbflow.paths import using_artifacts_folder
+
+        if not (marker and os.path.exists(os.path.join(artifacts, marker))):
+            scratch = tempfile.mkdtemp(prefix=f"nbflow-artifacts-{token}-")
+        where = using_artifacts_folder(scratch or artifacts)
+    peak: list[int | None] = [None]
+    pid = os.getpid()
     try:
-        value = fn(*args)
+        with where:
+            if memory_limit:
+                value, pid = _run_limited(fn, args, memory_limit, peak)
+            else:
+                value = fn(*args)
     except BaseException as exc:  # SystemExit from a task is the task's failure, not the worker's
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         text = "".join(traceback.format_exception(type(exc), exc, tb))
@@ -567,7 +736,77 @@ def _run_remote(fn: Callable[..., Any], args: tuple[Any, ...], token: str, topic
                 logged = handle.read()
         finally:
             os.unlink(temp)
-    return (*reply, started, ended, os.getpid(), socket.gethostname(), logged)
+    files: dict[str, bytes] = {}
+    if scratch is not None:
+        files = _collect(scratch)
+    return (*reply, started, ended, pid, socket.gethostname(), logged, files, _worker_address(), peak[0])
+
+
+_limited_lock = threading.Lock()
+_limited: dict[str, Any] = {}
+
+
+def _run_limited(fn: Callable[..., Any], args: tuple[Any, ...], limit: int,
+                 peak: list[int | None]) -> tuple[Any, int | None]:
+    """Run one call with a memory limit on this worker: in a worker process of a process executor
+    of this Dask worker's own (as many processes as it has threads), whose memory watcher holds the
+    call's process tree to ``limit`` as on any host. Threads of one process cannot be told apart;
+    processes can. Returns the value and the pid of the process that ran it, raises its error."""
+    from nbflow.executors.process import ProcessExecutor
+
+    done = threading.Event()
+    box: dict[str, Outcome] = {}
+    with _limited_lock:
+        pool = _limited.get("pool")
+        if pool is None:
+            try:
+                from distributed import get_worker
+
+                threads = int(get_worker().state.nthreads)
+            except Exception:  # not on a worker (called directly)
+                threads = 1
+            pool = ProcessExecutor(max(1, threads))
+            pool.start(lambda outcome: _limited.pop(("wait", outcome.key))(outcome))
+            _limited["pool"] = pool
+        key = uuid.uuid4().hex
+
+        def deliver(outcome: Outcome) -> None:
+            box["outcome"] = outcome
+            done.set()
+
+        _limited[("wait", key)] = deliver  # type: ignore[index]
+    pool.submit(key, fn, args, memory_limit=limit)
+    done.wait()
+    outcome = box["outcome"]
+    peak[0] = outcome.peak_rss
+    if not outcome.ok:
+        raise outcome.error if outcome.error is not None else RuntimeError(outcome.traceback)
+    return outcome.value, outcome.pid
+
+
+def _collect(folder: str) -> dict[str, bytes]:
+    """The files under ``folder`` (relative path -> bytes), then the folder is removed."""
+    import shutil
+
+    files: dict[str, bytes] = {}
+    try:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                with open(path, "rb") as handle:
+                    files[os.path.relpath(path, folder)] = handle.read()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return files
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:  # not on a worker
+        return ""
 
 
 def _stream_log(path: str, token: str, topic: str) -> Callable[[], None] | None:
@@ -586,6 +825,8 @@ def _stream_log(path: str, token: str, topic: str) -> Callable[[], None] | None:
         with open(path, "rb") as handle:
             while not stop.wait(LOG_INTERVAL):
                 piece = os.pread(handle.fileno(), LOG_CHUNK, offset)
+                if len(piece) < LOG_CHUNK:  # whole lines only, so the host can rewrite paths in them
+                    piece = piece[:piece.rfind(b"\n") + 1]
                 if piece:
                     worker.log_event(topic, [token, offset, piece])
                     offset += len(piece)
@@ -612,14 +853,17 @@ def _type_name(obj: Any) -> str:
 def _decode(call: _Call, reply: Any) -> Outcome:
     """Turn a worker's reply into an Outcome, writing the log it brought at the call's log_path."""
     try:
-        status, body, started, ended, pid, hostname, logged = reply
+        status, body, started, ended, pid, hostname, logged, files, worker, peak_rss = reply
     except Exception:
         detail = f"its reply could not be read ({type(reply).__name__}: {reply})"
         error = reply if isinstance(reply, WorkerLostError) else WorkerLostError(None, detail)
         return Outcome(call.key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
     if len(logged) > call.log_written:  # what the pieces sent while it ran did not bring
         _write_log(call, logged[call.log_written:])
-    outcome = Outcome(call.key, ok=False, started_at=started, ended_at=ended, pid=pid, hostname=hostname)
+    if files:
+        _write_artifacts(call, call.artifacts, files)
+    outcome = Outcome(call.key, ok=False, started_at=started, ended_at=ended, pid=pid, hostname=hostname,
+                      worker=worker, peak_rss=peak_rss)
     error: BaseException
     if status == "ok":
         try:
@@ -645,11 +889,31 @@ def _decode(call: _Call, reply: Any) -> Outcome:
     return outcome
 
 
+def _write_artifacts(call: _Call, folder: str, files: dict[str, bytes]) -> None:
+    """Write the artifacts a worker sent back under the host's artifacts folder, at the paths they
+    had under the worker's temporary one."""
+    root = os.path.realpath(folder)
+    for name, data in files.items():
+        path = os.path.realpath(os.path.join(root, name))
+        if not path.startswith(root + os.sep):
+            log.warning("dask executor: %r sent an artifact outside the artifacts folder: %s", call.key, name)
+            continue
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            log.warning("dask executor: could not write the artifact %s of %r: %s", path, call.key, exc)
+
+
 def _write_log(call: _Call, data: bytes) -> None:
     """Append the log a worker sent back at the request's own log_path, as a local try would."""
     path = getattr(call.args[0], "log_path", None) if call.args else None
     if not path:
         return
+    if call.artifacts:  # the log names artifacts a worker sent back where the host has them
+        data = re.sub(rb"\S*nbflow-artifacts-" + re.escape(call.token.encode()) + rb"-[^/\s]*",
+                      call.artifacts.encode().replace(b"\\", b"\\\\"), data)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "ab") as handle:
@@ -685,14 +949,17 @@ def _lost(call: _Call, detail: str) -> Outcome:
                    ended_at=time.time() if call.started_at else None, hostname=HOSTNAME)
 
 
-def _memory_refused(key: Hashable, limit: int) -> Outcome:
+def _resources_refused(call: _Call, reason: str) -> Outcome:
     from nbflow.errors import InvalidOptionError
 
-    error = InvalidOptionError(
-        "memory_limit", limit, "the dask executor cannot hold one task of a Dask worker to a memory limit "
-        "(its tasks share the worker's process): start the workers with `dask worker --memory-limit` and remove "
-        "memory_limit (and the task_memory_limit setting), or run the task with the process executor")
-    return Outcome(key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
+    error = InvalidOptionError("resources", call.resources, reason)
+    return Outcome(call.key, ok=False, error=error, traceback=format_error(error), hostname=HOSTNAME)
+
+
+def _unpicklable_call(call: _Call, exc: BaseException) -> Outcome:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    error = RemoteTaskError(_type_name(exc), f"the call could not be pickled to go to a Dask worker: {exc}", text)
+    return Outcome(call.key, ok=False, error=error, traceback=text, hostname=HOSTNAME)
 
 
 def _name_of(fn: Any) -> str:

@@ -136,8 +136,11 @@ class ProcessExecutor(Executor):
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
         timeout: float | None = None, memory_limit: int | None = None,
+        resources: dict[str, float] | None = None, priority: int = 0,
     ) -> None:
         self._check_open()
+        if self._refuse_resources(key, resources):
+            return
         try:
             payload = cloudpickle.dumps((fn, tuple(args)), protocol=5)
         except Exception as exc:

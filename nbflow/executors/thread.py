@@ -73,8 +73,11 @@ class ThreadExecutor(Executor):
     def submit(
         self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...] = (), *,
         timeout: float | None = None, memory_limit: int | None = None,
+        resources: dict[str, float] | None = None, priority: int = 0,
     ) -> None:
         self._check_open()
+        if self._refuse_resources(key, resources):
+            return
         if self._refuse_memory_limit(key, memory_limit):
             return
         with self._lock:

@@ -70,6 +70,7 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
     current = next((t for t in detail.tries if t["try_number"] == ti["try_number"]), None)
     info["peak_rss"] = current.get("peak_rss") if current is not None else None
     info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
+    info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
     if detail.instances:  # a mapped task: each instance's state, tries and error line
@@ -120,6 +121,8 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     ]
     if info.get("hostname"):
         rows.append(_row("host", escape(info["hostname"])))
+    if info.get("worker"):
+        rows.append(_row("worker", f"<code>{escape(info['worker'])}</code>"))
     if info.get("worker"):
         rows.append(_row("worker", f"<code>{escape(info['worker'])}</code>"))
     if info.get("peak_rss"):

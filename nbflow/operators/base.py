@@ -81,6 +81,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "doc_md": None,
     "memory_limit": None,       # bytes its processes may hold; None: the task_memory_limit setting
     "outlets": None,            # assets this task produces: each success records one event per asset
+    "resources": None,          # Dask worker resources a try needs ({"GPU": 1}); executor="dask" only
 }
 DEFAULT_ARGS_KEYS = frozenset(TASK_DEFAULTS) | {"start_date", "end_date", "params", "timeout"}
 
@@ -180,6 +181,18 @@ def _memory(value: Any) -> Any:
     return _NO if size is None else size
 
 
+def _resources(value: Any) -> Any:
+    if value is None or (isinstance(value, dict) and not value):
+        return None
+    if not isinstance(value, dict):
+        return _NO
+    for name, amount in value.items():
+        if not isinstance(name, str) or not name.strip() or isinstance(amount, bool) \
+                or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
+            return _NO
+    return dict(value)
+
+
 #: what each checked task option accepts: option -> (normalise or return _NO, what is allowed).
 #: Checked for every task, and for a DAG's default_args when the DAG is built.
 OPTION_RULES: dict[str, tuple[Any, str]] = {
@@ -192,6 +205,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "memory_limit": (_memory, "give a number of bytes (an int) or text such as \"2GiB\", \"300MB\" or \"512MiB\", "
                               "or None for the task_memory_limit setting"),
     "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
+    "resources": (_resources, "give a dict of the Dask worker resources one try needs, names to amounts over 0, "
+                              "e.g. {\"GPU\": 1, \"memory\": 4e9} (used by the dask executor), or None"),
     "pool": (_pool, "give the pool's name, a non-empty string (or None for default_pool)"),
     "depends_on_past": (_flag, "give True or False"),
     "wait_for_downstream": (_flag, "give True or False (True implies depends_on_past=True)"),

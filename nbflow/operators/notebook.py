@@ -73,10 +73,10 @@ class NotebookOperator(BaseOperator):
         return seconds
 
     def default_output_path(self, context: dict[str, Any]) -> str:
-        from nbflow.paths import task_folder
+        from nbflow.paths import artifacts_folder, task_folder
         from nbflow.settings import get_settings
 
-        folder = task_folder(get_settings().artifacts_folder, self.dag_id or "",
+        folder = task_folder(artifacts_folder(get_settings().artifacts_folder), self.dag_id or "",
                              str(context.get("run_id") or "manual"), self.task_id)
         return str(folder / os.path.basename(self.notebook))
 

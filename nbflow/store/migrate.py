@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision this nbflow's code expects; equal to the newest file in ``migrations/versions``.
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

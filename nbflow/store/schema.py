@@ -182,6 +182,8 @@ task_try = Table(
     Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
     # the most resident memory (bytes) the try's processes held at once; NULL where not measured
     Column("peak_rss", BigInteger),
+    # the cluster worker that ran the try (a Dask worker's address); NULL for other executors
+    Column("worker", String(ID)),
     PrimaryKeyConstraint("run_pk", "task_id", "map_index", "try_number"),
 )
 

@@ -28,7 +28,7 @@ class RecordingExecutor:
         self.cancelled: list[tuple[str, str]] = []
 
     def submit(self, key: tuple[int, str], fn: Any, args: tuple[Any, ...], timeout: float | None = None,
-               memory_limit: int | None = None) -> None:
+               memory_limit: int | None = None, resources: dict[str, float] | None = None, priority: int = 0) -> None:
         self.submitted.append(key[1])
 
     def cancel(self, key: tuple[int, str], reason: str) -> bool:

@@ -320,14 +320,41 @@ def test_a_cluster_that_goes_away_mid_call_fails_it_and_the_next_call_gets_a_new
         pool.shutdown(wait=False)
 
 
-def test_memory_limit_is_refused_not_ignored(cluster: DaskExecutor) -> None:
-    outcomes: list[Any] = []
-    pool = DaskExecutor(2, address=cluster.client.scheduler.address)
-    pool.start(outcomes.append)
-    pool.submit("big", os.getpid, memory_limit=1 << 30)
-    pool.shutdown()
-    assert len(outcomes) == 1 and not outcomes[0].ok
-    assert "memory_limit" in str(outcomes[0].error)
+def test_memory_limit_applies_on_the_worker(nbflow_home: Path, cluster: DaskExecutor) -> None:
+    """A task with memory_limit runs in a process of its own on a Dask worker, held to the limit
+    there: over it, the try fails with MemoryLimitError; under it, its peak memory is recorded."""
+    from nbflow.store import Store
+
+    with DAG("memory_on_dask", timezone="UTC") as dag:
+        @task(memory_limit="150MiB")
+        def hog() -> int:
+            block = bytearray(400 * 2**20)
+            for i in range(0, len(block), 4096):  # resident only once written
+                block[i] = 1
+            time.sleep(5)
+            return len(block)
+
+        @task(memory_limit="1GiB")
+        def modest() -> int:
+            block = bytearray(30 * 2**20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            return os.getpid()
+
+        hog()
+        modest()
+
+    run = dag.test(executor=cluster)
+    hog_ti = run.task_instances["hog"]
+    assert hog_ti.state is TaskState.FAILED
+    assert "memory_limit" in (hog_ti.error or "") or "MemoryLimitError" in (hog_ti.error or ""), hog_ti.error
+    assert run.task_instances["modest"].state is TaskState.SUCCESS
+    workers = _worker_pids(cluster)
+    assert run.outputs["modest"] not in workers  # a process of its own, started by the worker
+    with Store.open() as store:
+        (tried,) = store.get_tries(store.get_run(run.dag_id, run.run_id)["id"], "modest")
+    assert tried["peak_rss"] and tried["peak_rss"] >= 30 * 2**20
+    assert tried["worker"] in cluster.client.run(os.getpid)
 
 
 @pytest.mark.parametrize(("options", "setting"), [
@@ -395,3 +422,364 @@ def test_the_scheduler_daemon_runs_a_dag_files_tasks_on_its_own_local_cluster(tm
     assert f"on the worker {ti['pid']}" in log_text
     assert str(home / "logs") in ti["log_path"]
     assert not _alive(ti["pid"])  # the host's cluster ended with it
+
+
+# -- notebooks, placement ---------------------------------------------------------------------------
+
+
+def _notebook(path: Path) -> str:
+    import nbformat
+    from nbformat import v4
+
+    nb = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    params = v4.new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells += [params, v4.new_code_cell("import os, nbflow\nprint('kernel of', os.getppid())\n"
+                                          "nbflow.output('twice', n * 2)")]
+    nbformat.write(nb, path)
+    return str(path)
+
+
+class _UnsharedArtifacts(DaskExecutor):
+    """A host whose artifacts folder its workers do not see, as on other machines without shared
+    storage: the marker a worker looks for is never there, so the worker writes a try's artifacts
+    to a folder of its own and sends them back with the result."""
+
+    def _artifacts_marker(self) -> tuple[str, str]:
+        folder, _ = super()._artifacts_marker()
+        return folder, ".nbflow-host-that-no-worker-sees"
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-artifacts", "artifacts-sent-back"])
+def test_a_notebook_task_runs_on_a_worker_and_its_notebook_and_report_reach_the_hosts_artifacts(
+    nbflow_home: Path, tmp_path: Path, cluster: DaskExecutor, shared: bool,
+) -> None:
+    from nbflow.operators import NotebookOperator
+    from nbflow.settings import get_settings
+
+    path = _notebook(tmp_path / "double.ipynb")
+    with DAG("nb_on_dask", timezone="UTC") as dag:
+        @task
+        def number() -> int:
+            return 21
+
+        nb = NotebookOperator(task_id="nb", notebook=path, parameters={"n": number()}, report="html")
+
+        @task
+        def check(twice: int) -> int:
+            return twice
+
+        check(nb.output["twice"])
+
+    address = cluster.client.scheduler.address
+    pool = DaskExecutor(4, address=address) if shared else _UnsharedArtifacts(4, address=address)
+    try:
+        run = dag.test(executor=pool)
+    finally:
+        pool.shutdown()
+    assert run.state is RunState.SUCCESS, run.errors
+    assert run.outputs["check"] == 42
+    assert run.task_instances["nb"].pid in _worker_pids(cluster)
+    folder = get_settings().artifacts_folder / "nb_on_dask"
+    (executed,) = folder.rglob("nb/double.ipynb")
+    (report,) = folder.rglob("nb/double.html")
+    assert str(nbflow_home) in str(executed)
+    assert "kernel of" in executed.read_text() and "kernel of" in report.read_text()
+    log_text = Path(run.log_paths["nb"]).read_text()
+    assert f"nbflow: output notebook {executed}" in log_text  # named where the host has it
+    assert f"nbflow: report {report}" in log_text
+    assert not list(folder.parent.glob(".nbflow-host-*"))  # the host's marker went with its executor
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob("nbflow-artifacts-*/nb_on_dask"))
+
+
+def test_a_try_records_the_worker_that_ran_it(nbflow_home: Path, cluster: DaskExecutor) -> None:
+    from nbflow.store import Store
+
+    with DAG("where_ran", timezone="UTC") as dag:
+        @task
+        def here() -> int:
+            return os.getpid()
+
+        here()
+
+    from nbflow.jupyter.details import collect_task_details, render_task_details
+
+    run = dag.test(executor=cluster)
+    assert run.state is RunState.SUCCESS, run.errors
+    with Store.open() as store:
+        (first,) = store.get_tries(store.get_run(run.dag_id, run.run_id)["id"], "here")
+        shown = render_task_details(collect_task_details(store, run.dag_id, run.run_id, "here"))
+    workers = cluster.client.run(os.getpid)  # worker address -> its pid
+    assert first["worker"] in workers and workers[first["worker"]] == run.outputs["here"]
+    # the notebook widget's details panel says where the try ran
+    assert f"worker</th><td><code>{first['worker']}</code>" in shown
+
+
+def test_resources_send_a_task_to_a_worker_that_offers_them(nbflow_home: Path, cluster: DaskExecutor) -> None:
+    """``resources={"GPU": 1}`` runs only on a worker started with ``--resources GPU=1``."""
+    import subprocess
+    import sys
+
+    address = cluster.client.scheduler.address
+    gpu_worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
+         "--resources", "GPU=1", "--no-nanny", "--no-dashboard", "--name", "gpu-worker"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    try:
+        cluster.client.wait_for_workers(3, timeout=60)
+        with DAG("placed", timezone="UTC") as dag:
+            for i in range(4):
+                @task(task_id=f"gpu{i}", resources={"GPU": 1})
+                def gpu() -> int:
+                    return os.getpid()
+
+                gpu()
+
+            @task(resources={"TPU": 2})
+            def tpu() -> int:
+                return os.getpid()
+
+            tpu()
+
+        run = dag.test(executor=cluster)
+        assert {run.outputs[f"gpu{i}"] for i in range(4)} == {gpu_worker.pid}
+        # no worker offers a TPU: refused at once, naming the option and the fix, rather than left waiting
+        error = run.task_instances["tpu"].error or ""
+        assert "resources" in error and "TPU=2" in error and "dask worker --resources" in error
+    finally:
+        gpu_worker.terminate()
+        gpu_worker.wait(30)
+
+
+def test_resources_are_refused_by_executors_without_workers_that_offer_them(nbflow_home: Path) -> None:
+    with DAG("no_gpu_here", timezone="UTC") as dag:
+        @task(resources={"GPU": 1})
+        def gpu() -> None:
+            return None
+
+        gpu()
+
+    run = dag.test(executor="thread")
+    error = run.task_instances["gpu"].error or ""
+    assert run.state is RunState.FAILED
+    assert "resources" in error and 'executor="dask"' in error
+
+
+def test_bad_resources_are_refused_when_the_dag_is_built() -> None:
+    from nbflow.errors import InvalidOptionError
+
+    for bad in ({"GPU": 0}, {"GPU": "one"}, ["GPU"], {"": 1}, {"GPU": True}):
+        with pytest.raises(InvalidOptionError, match="resources"):
+            with DAG("bad_resources", timezone="UTC"):
+                @task(resources=bad)
+                def t() -> None:
+                    return None
+
+                t()
+
+
+def test_priority_weight_orders_the_clusters_queue(tmp_path: Path) -> None:
+    """Tries waiting in Dask's queue start by priority_weight, highest first, whatever their order."""
+    from distributed import LocalCluster
+
+    gate = tmp_path / "open"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": ":0"}) as local:
+        outcomes: list[Any] = []
+        arrived = threading.Condition()
+
+        def collect(outcome: Any) -> None:
+            with arrived:
+                outcomes.append(outcome)
+                arrived.notify_all()
+
+        pool = DaskExecutor(16, address=local.scheduler_address)
+        pool.start(collect)
+        try:
+            pool.submit("gate", _wait_for, (str(gate),))
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "open.waiting").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for i in range(4):
+                pool.submit(f"low{i}", time.time, priority=1)
+            while pool.free_slots > 11 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)  # the low ones are in the cluster's queue before the high ones come
+            for i in range(4):
+                pool.submit(f"high{i}", time.time, priority=10)
+            time.sleep(0.3)
+            gate.touch()
+            with arrived:
+                assert arrived.wait_for(lambda: len(outcomes) == 9, 60)
+        finally:
+            pool.shutdown(wait=False)
+    started = {o.key: o.value for o in outcomes}
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    lows = sorted(started[f"low{i}"] for i in range(4))
+    # Dask may already have handed one queued call to the worker before the high ones arrived
+    assert max(started[f"high{i}"] for i in range(4)) < lows[1]
+
+
+def _wait_for(path: str) -> None:
+    Path(path + ".waiting").touch()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# -- a host and its cluster -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Cluster:
+    """A Dask cluster as started on machines of one's own: ``dask scheduler`` and one ``dask
+    worker``, as separate processes that a test can stop and start again on the same address."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.port, self.log = port, log
+        self.processes: list[Any] = []
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        with self.log.open("ab") as out:
+            for args in (["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                          "--dashboard-address", ":0"],
+                         ["distributed.cli.dask_worker", self.address, "--nthreads", "2", "--no-dashboard"]):
+                self.processes.append(subprocess.Popen([sys.executable, "-m", *args], stdout=out,
+                                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                       start_new_session=True))
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)  # the worker's own worker process too
+                process.wait(30)
+        self.processes.clear()
+
+
+def test_a_cluster_shut_down_mid_run_is_an_outage_of_the_host_and_the_run_resumes_when_one_is_back(
+    tmp_path: Path,
+) -> None:
+    """``nbflow scheduler`` with ``dask_address``: the cluster goes away while a task runs. The try
+    fails (WorkerLostError), the host stays up and says the cluster cannot be reached, and once a
+    cluster answers on that address again the retry and the rest of the run go there."""
+    import subprocess
+    import sys
+    import textwrap
+    import urllib.request
+
+    from daemons import scheduler_daemon
+    from waiting import wait_for
+
+    home = tmp_path / "home"
+    (home / "dags").mkdir(parents=True)
+    marker = tmp_path / "started"
+    (home / "dags" / "outage.py").write_text(textwrap.dedent(f"""
+        import os, time
+        from datetime import timedelta
+        from nbflow import DAG, task
+
+        with DAG("outage", schedule="@once", start_date="2024-01-01", timezone="UTC",
+                 default_args={{"retries": 2, "retry_delay": timedelta(0)}}) as d:
+            @task
+            def long(ti=None):
+                if ti.try_number == 1:
+                    open({str(marker)!r}, "w").write(str(os.getpid()))
+                    time.sleep(120)
+                return ti.try_number
+
+            @task
+            def after(n):
+                return n * 10
+
+            after(long())
+    """))
+    cluster = _Cluster(_free_port(), tmp_path / "cluster.log")
+    cluster.start()
+    try:
+        with scheduler_daemon(home, f"sqlite:///{home / 'nbflow.db'}", tmp_path / "daemon.log",
+                              executor="dask", dask_address=cluster.address) as daemon:
+            def status() -> str:
+                done = subprocess.run([sys.executable, "-m", "nbflow", "scheduler", "status"], env=daemon.env,
+                                      capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                return done.stdout + done.stderr
+
+            wait_for(marker.exists, 120, "the first try to start on the cluster")
+            shown = wait_for(lambda: "dashboard http" in (text := status()) and text, 30, "the dashboard link")
+            link = shown.split("dashboard ", 1)[1].split()[0]
+            with urllib.request.urlopen(link, timeout=30) as page:  # the cluster's own dashboard
+                assert page.status == 200
+            assert f"tasks run on the Dask cluster {cluster.address}" in shown
+
+            cluster.stop()  # the whole cluster goes away while the try runs
+            shown = wait_for(lambda: "could not be reached" in (text := status()) and text, 120,
+                             "the host to say the cluster is down")
+            assert cluster.address in shown and daemon.process.poll() is None
+            run = daemon.latest_run("outage")
+            assert run is not None and run["state"] == "running", daemon.tail()
+
+            cluster.start()  # a cluster answers on that address again
+            run = daemon.finished_run("outage", 180)
+            assert run["state"] == "success", daemon.tail()
+            assert daemon.process.poll() is None  # the host lived through it
+            tries = daemon.store.get_tries(run["id"], "long")
+            assert [t["state"] for t in tries][-1] == "success" and tries[0]["state"] == "up_for_retry"
+            assert "WorkerLostError" in (tries[0]["error"] or "") or "Dask" in (tries[0]["error"] or "")
+            (ti,) = [t for t in daemon.store.get_task_instances(run["id"]) if t["task_id"] == "after"]
+            assert ti["state"] == "success"
+    finally:
+        cluster.stop()
+
+
+def test_functions_defined_in_main_run_on_the_workers(tmp_path: Path) -> None:
+    """A script run as ``python script.py``: its task and the helper it calls live in ``__main__``,
+    which no worker can import by that name; they travel by value."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "pipeline.py"
+    script.write_text(textwrap.dedent("""
+        import json, os
+        from nbflow import DAG, task
+
+        def helper(n):
+            return n * 3
+
+        class Box:
+            def __init__(self, n):
+                self.n = n
+
+        with DAG("from_main", timezone="UTC") as dag:
+            @task
+            def make():
+                return Box(helper(5)).n, os.getpid()
+
+            make()
+
+        if __name__ == "__main__":
+            run = dag.test(executor="dask")
+            print("RESULT " + json.dumps({"state": run.state.value, "out": run.outputs.get("make"),
+                                          "host": os.getpid(), "errors": {k: str(v) for k, v in run.errors.items()}}))
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env.update(NBFLOW_HOME=str(tmp_path / "home"), NBFLOW_DASK_WORKERS="1", NBFLOW_DASK_THREADS_PER_WORKER="1")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL, cwd=tmp_path)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    assert line is not None, done.stderr[-3000:]
+    result = json.loads(line.removeprefix("RESULT "))
+    assert result["state"] == "success", result["errors"]
+    assert result["out"][0] == 15 and result["out"][1] != result["host"]
