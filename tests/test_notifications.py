@@ -175,8 +175,11 @@ def test_notify_settings_are_checked_when_they_load(nbflow_home: Path) -> None:
 
 def test_email_on_failure_mails_the_task_s_addresses_through_smtp(smtp_server: MailServer) -> None:
     d = _failing_dag("mailed", email=["ops@example.com", "lead@example.com"], retries=0)
-    assert d.test(logical_date=SEOUL_NINE).state == "failed"
+    run = d.test(logical_date=SEOUL_NINE)
+    assert run.state == "failed"
     [mail] = smtp_server.mails()
+    assert f"Run: test · 5 Mar 09:30 ({run.run_id})" in mail.text() and "Task: load (try 1 of 1)" in mail.text()
+    assert f"Log: {run.task_instances['load'].log_path}" in mail.text()
     assert sorted(mail.rcpt_tos) == ["lead@example.com", "ops@example.com"]
     assert mail.mail_from == "nbflow@example.com"
     assert mail.message["Subject"] == "[nbflow] mailed.load failed (2024-03-05 09:30 KST (Asia/Seoul))"
