@@ -44,7 +44,7 @@ from pathlib import Path
 
 ext = Path("labextension")
 files = [Path("pyproject.toml"), *(ext / name for name in ("package.json", "yarn.lock", "tsconfig.json", ".yarnrc.yml", "install.json"))]
-for folder in ("src", "style"):
+for folder in ("src", "style", "schema"):
     files += sorted(p for p in (ext / folder).rglob("*") if p.is_file())
 digest = hashlib.sha1()
 for path in files:

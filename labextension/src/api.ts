@@ -149,6 +149,9 @@ export interface ITry {
   end_date?: string | null;
   /** the most resident memory (bytes) the try's processes held at once; null where not measured */
   peak_rss?: number | null;
+  duration?: number | null;
+  hostname?: string | null;
+  error?: string | null;
   [key: string]: unknown;
 }
 
@@ -251,6 +254,21 @@ export interface IEvents {
   last_id: number;
 }
 
+/** Where a DAG is written (GET dags/<id>/source). */
+export interface IDagSource {
+  dag_id: string;
+  /** the file on the server */
+  path: string;
+  kind: 'python' | 'notebook';
+  /** 1-based, within `text` (the whole file, or the defining cell) */
+  line: number;
+  /** the defining cell's index in a notebook */
+  cell: number | null;
+  text: string;
+  /** the file relative to the server's root (what Lab opens), or null outside it */
+  lab_path: string | null;
+}
+
 export interface ITriggered {
   run: IRunSummary;
   how: 'queued' | 'started';
@@ -338,6 +356,7 @@ export const api = {
   trigger: (dagId: string, conf: Record<string, unknown> = {}) =>
     send<ITriggered>(dagPath(dagId, 'runs'), 'POST', { conf }),
   run: (dagId: string, runId: string) => request<IRunDetail>(dagPath(dagId, 'runs', runId)),
+  source: (dagId: string) => request<IDagSource>(dagPath(dagId, 'source')),
   grid: (dagId: string, limit = 25) => request<IGrid>(dagPath(dagId, 'grid'), {}, { limit }),
   task: (dagId: string, runId: string, taskId: string) =>
     request<ITaskDetail>(dagPath(dagId, 'runs', runId, 'tasks', taskId)),

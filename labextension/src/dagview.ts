@@ -16,10 +16,12 @@ import { isActive, paintBadge, styleOf } from './states';
 import { pauseSwitch } from './switch';
 import { Ticker } from './ticker';
 import { openTriggerDialog } from './trigger';
-import { LOCAL_ZONE, localTime, relative, timeTitle, zonedTime } from './time';
+import { LOCAL_ZONE, localTime, relative, runLabel, runTitle, zonedTime } from './time';
+import { preferences } from './preferences';
 
 const ACTIVE_INTERVAL = 1000;
-const IDLE_INTERVAL = 5000;
+/** While no run is active: the refreshInterval setting. */
+const idleInterval = (): number => preferences.idleInterval;
 
 type Tab = 'graph' | 'grid';
 
@@ -40,7 +42,7 @@ export class DagView extends BoxPanel {
   private statesLoadedFor: string | null = null;
   private lastRunsAt = 0;
   private lastGridAt = 0;
-  private tab: Tab = 'graph';
+  private tab: Tab = preferences.defaultView;
   private selectedTask: string | null = null;
   private readonly status = h('span', { class: 'nbflow-Muted nbflow-DagView-status' });
 
@@ -77,7 +79,7 @@ export class DagView extends BoxPanel {
         this.pickTask(pick.taskId);
       }
     });
-    this.ticker = new Ticker(() => this.tick(), () => (isActive(this.runState) ? ACTIVE_INTERVAL : IDLE_INTERVAL));
+    this.ticker = new Ticker(() => this.tick(), () => (isActive(this.runState) ? preferences.activeInterval(ACTIVE_INTERVAL) : idleInterval()));
     if (runId) {
       this.runId = runId;
       this.follow = false;
@@ -129,7 +131,7 @@ export class DagView extends BoxPanel {
   private async tick(): Promise<void> {
     const now = Date.now();
     const wasActive = isActive(this.runState);
-    if (now - this.lastRunsAt >= IDLE_INTERVAL - 100 || !this.runs.length) {
+    if (now - this.lastRunsAt >= idleInterval() - 100 || !this.runs.length) {
       await this.loadRuns();
     }
     if (this.runId && (isActive(this.runState) || this.statesLoadedFor !== this.runId)) {
@@ -140,7 +142,7 @@ export class DagView extends BoxPanel {
       await this.loadRuns();
       await this.loadDag();
     }
-    if (this.tab === 'grid' && (ended || isActive(this.runState) || now - this.lastGridAt >= IDLE_INTERVAL - 100)) {
+    if (this.tab === 'grid' && (ended || isActive(this.runState) || now - this.lastGridAt >= idleInterval() - 100)) {
       await this.loadGrid();
     }
   }
@@ -277,7 +279,8 @@ export class DagView extends BoxPanel {
         return;
       }
       const { run, how } = triggered;
-      this.status.textContent = how === 'queued' ? `run ${run.run_id} queued for the scheduler` : `run ${run.run_id} started`;
+      this.status.textContent = how === 'queued' ? `run ${runLabel(run)} queued for the scheduler` : `run ${runLabel(run)} started`;
+      this.status.title = run.run_id;
       this.runs = [run, ...this.runs.filter(r => r.run_id !== run.run_id)];
       this.chooseRun(run.run_id, true);
       this.runState = run.state;
@@ -333,6 +336,10 @@ export class DagView extends BoxPanel {
           }
           void this.loadDag();
           this.actions.changed?.(this.dagId);
+        }),
+        button('</> Source', () => this.actions.showSource?.(this.dagId), {
+          class: 'jp-Button jp-mod-styled jp-mod-reject nbflow-SourceButton',
+          title: `Show where ${dag.dag_id} is written${dag.fileloc ? `: ${dag.fileloc}` : ''}`
         }),
         button('▶ Trigger', () => this.trigger(), {
           class: 'jp-Button jp-mod-styled jp-mod-accept nbflow-Trigger',
@@ -393,8 +400,8 @@ export class DagView extends BoxPanel {
     }
     const options: HTMLOptionElement[] = [h('option', { value: '' }, 'newest (follow)')];
     for (const run of this.runs) {
-      const option = h('option', { value: run.run_id, title: timeTitle(run.logical_date) },
-        `${localTime(run.logical_date)} · ${run.run_type} · ${run.state}`);
+      const option = h('option', { value: run.run_id, title: runTitle(run, this.dag?.timezone) },
+        `${runLabel(run)} · ${run.state}`);
       options.push(option);
     }
     replaceChildren(select, ...options);

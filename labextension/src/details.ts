@@ -8,7 +8,7 @@ import { ApiError, IOutputInfo, ITaskDetail, ITaskInstance, api } from './api';
 import { button, h, replaceChildren } from './dom';
 import { isFinished, paintBadge, styleOf } from './states';
 import { Ticker } from './ticker';
-import { LOCAL_ZONE, duration, localTime, timeTitle } from './time';
+import { LOCAL_ZONE, duration, localTime, runLabelOfId, timeTitle } from './time';
 
 /** 312 MiB, 2.0 GiB: a size in bytes as people read it (as the CLI and the notebook panel print it). */
 function bytesText(size: number): string {
@@ -30,6 +30,8 @@ export interface IDetailsActions {
   changed?(dagId: string): void;
   /** Open another DAG's view (a DAG an asset connects this one to). */
   openDag?(dagId: string): void;
+  /** Show where a DAG is written: its file or notebook cell. */
+  showSource?(dagId: string): void;
 }
 
 interface ISelection {
@@ -161,20 +163,33 @@ export class TaskDetails extends Widget {
   }
 
   private renderDetail(detail: ITaskDetail): void {
-    const badge = h('span', { class: 'nbflow-Badge nbflow-StateLabel' }, styleOf(detail.state).label);
-    paintBadge(badge, detail.state);
+    const mapped = Boolean(detail.instances && detail.instances.length);
+    // the header and facts follow the try picked under Log (the latest one until another is picked)
+    const picked = mapped ? undefined : detail.tries.find(t => t.try_number === this.tryNumber);
+    const shown = picked && picked.try_number !== detail.try_number
+      ? {
+          state: picked.state ?? null,
+          try_number: picked.try_number,
+          start_date: picked.start_date ?? null,
+          end_date: picked.end_date ?? null,
+          duration: picked.duration ?? null,
+          hostname: picked.hostname ?? null,
+          error: picked.error ?? null
+        }
+      : detail;
+    const badge = h('span', { class: 'nbflow-Badge nbflow-StateLabel' }, styleOf(shown.state).label);
+    paintBadge(badge, shown.state);
     replaceChildren(this.header, h('h3', { title: detail.task_id }, detail.task_id), badge);
 
-    const mapped = Boolean(detail.instances && detail.instances.length);
     const rows: [string, string, string?][] = [
-      ['run', this.selection?.runId ?? ''],
-      ...(mapped ? [] : [['try', `${detail.try_number} of ${detail.max_tries}`] as [string, string]]),
-      ['started', localTime(detail.start_date, true), timeTitle(detail.start_date)],
-      ['ended', localTime(detail.end_date, true), timeTitle(detail.end_date)],
-      ['duration', duration(detail.duration)],
-      ...(mapped ? [] : [['host', detail.hostname ?? '—'] as [string, string]])
+      ['run', runLabelOfId(this.selection?.runId ?? ''), this.selection?.runId ?? ''],
+      ...(mapped ? [] : [['try', `${shown.try_number} of ${detail.max_tries}`] as [string, string]]),
+      ['started', localTime(shown.start_date, true), timeTitle(shown.start_date)],
+      ['ended', localTime(shown.end_date, true), timeTitle(shown.end_date)],
+      ['duration', duration(shown.duration)],
+      ...(mapped ? [] : [['host', shown.hostname ?? '—'] as [string, string]])
     ];
-    const current = detail.tries.find(t => t.try_number === detail.try_number);
+    const current = detail.tries.find(t => t.try_number === shown.try_number);
     if (!mapped && current?.peak_rss) {
       rows.push(['peak memory', bytesText(current.peak_rss), 'most resident memory of the try and the processes it started']);
     }
@@ -187,21 +202,21 @@ export class TaskDetails extends Widget {
       table.append(h('tr', {}, h('th', {}, name), h('td', { title: title ?? value }, value)));
     }
     const parts: (Node | null)[] = [table, h('p', { class: 'nbflow-Muted' }, `Times in local time (${LOCAL_ZONE}).`)];
-    if (detail.error) {
-      const lines = detail.error.trim().split('\n');
+    if (shown.error) {
+      const lines = shown.error.trim().split('\n');
       const last = lines[lines.length - 1];
       parts.push(
         h('div', { class: 'nbflow-Section' }, 'Error'),
         h('div', { class: 'nbflow-Details-errorLine' }, last),
         lines.length > 1
-          ? h('details', { class: 'nbflow-Details-traceback' }, h('summary', {}, 'traceback'), h('pre', { class: 'nbflow-Details-error' }, detail.error))
+          ? h('details', { class: 'nbflow-Details-traceback' }, h('summary', {}, 'traceback'), h('pre', { class: 'nbflow-Details-error' }, shown.error))
           : null
       );
     }
     if (detail.instances && detail.instances.length) {
       parts.push(instancesSection(detail.instances));
     }
-    if (detail.output_preview) {
+    if (detail.output_preview && shown === detail) {
       parts.push(
         h('div', { class: 'nbflow-Section' }, 'Output ', h('span', { class: 'nbflow-Muted nbflow-Details-outputInfo' }, outputInfo(detail.output))),
         h('pre', { class: 'nbflow-Details-output' }, detail.output_preview)
@@ -256,13 +271,16 @@ export class TaskDetails extends Widget {
     const select = h('select', { class: 'jp-mod-styled nbflow-TrySelect', title: 'Which try' });
     for (const t of detail.tries) {
       const peak = t.peak_rss ? ` · ${bytesText(t.peak_rss)}` : '';
-      const option = h('option', { value: t.try_number }, `try ${t.try_number}${t.state ? ` · ${t.state}` : ''}${peak}`);
+      const option = h('option', { value: t.try_number }, `try ${t.try_number}${t.state ? ` · ${styleOf(t.state).label}` : ''}${peak}`);
       option.selected = t.try_number === this.tryNumber;
       select.append(option);
     }
     select.addEventListener('change', () => {
       this.tryNumber = Number(select.value);
       this.resetLog();
+      if (this.detail) {
+        this.renderDetail(this.detail);
+      }
       this.ticker.start();
     });
     replaceChildren(this.logHead, title, select);

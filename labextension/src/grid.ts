@@ -8,7 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { IGrid } from './api';
 import { STATE_STYLES, stateKey, styleOf } from './states';
-import { localTime } from './time';
+import { runLabel, runTitle } from './time';
 
 export interface IGridPick {
   runId: string;
@@ -56,7 +56,7 @@ export class GridView extends Widget {
     const head = grid.runs
       .map(run => {
         const style = styleOf(run.state);
-        const title = `${run.run_id}\n${run.state} · ${localTime(run.logical_date)} (logical date, local time)`;
+        const title = `${runLabel(run)} · ${run.state}\n${runTitle(run)}`;
         return (
           `<th class="nbflow-Grid-run" data-run="${escape(run.run_id)}" title="${escape(title)}">` +
           `<span class="nbflow-Grid-runBar" style="background:${style.background};border-color:${style.border}"></span></th>`
@@ -76,7 +76,7 @@ export class GridView extends Widget {
               : '';
             return (
               `<td class="nbflow-Grid-cell" data-run="${escape(run.run_id)}" data-task="${escape(task)}" ` +
-              `data-state="${state}" title="${escape(`${task} · ${style.label}${instances}`)}">` +
+              `data-state="${state}" title="${escape(`${task} · ${style.label}${instances}\n${runLabel(run)}\n${runTitle(run)}`)}">` +
               `<span style="background:${style.background};border-color:${style.border}"></span></td>`
             );
           })

@@ -12,11 +12,13 @@ import {
   IFrame,
   MainAreaWidget,
   Notification,
-  ToolbarButton
+  ToolbarButton,
+  WidgetTracker
 } from '@jupyterlab/apputils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
 import { DagView } from './dagview';
@@ -24,7 +26,9 @@ import { IDetailsActions } from './details';
 import { nbflowIcon } from './icons';
 import { FailureNotifier } from './notify';
 import { openScheduleDialog } from './schedule';
+import { preferences } from './preferences';
 import { DagListPanel } from './sidebar';
+import { openDagSource } from './source';
 import { watchGraphFits } from './graphfit';
 import { watchOutputTimes } from './outputtimes';
 import { localTime } from './time';
@@ -35,6 +39,7 @@ namespace CommandIDs {
   export const schedule = 'nbflow:schedule-notebook';
   export const scheduleSelected = 'nbflow:schedule-selected-notebook';
   export const refresh = 'nbflow:refresh';
+  export const showSource = 'nbflow:show-dag-source';
 }
 
 const PLUGIN_ID = 'nbflow-labextension:plugin';
@@ -65,15 +70,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'nbflow DAGs, runs, graphs, logs and notebook schedules in JupyterLab.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker, IFileBrowserFactory],
+  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker, IFileBrowserFactory, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null,
-    browsers: IFileBrowserFactory | null
+    browsers: IFileBrowserFactory | null,
+    registry: ISettingRegistry | null
   ) => {
     const views = new Map<string, DagView>();
+    // open DAG views, so that the layout restorer opens them again after a reload
+    const tracker = new WidgetTracker<DagView>({ namespace: 'nbflow-dag' });
+    if (registry) {
+      registry
+        .load(PLUGIN_ID)
+        .then(settings => preferences.follow(settings))
+        .catch(error => console.warn('nbflow: could not load the settings; using the defaults:', error));
+    }
 
     const openHtml = (title: string, url: string): void => {
       const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-popups'], referrerPolicy: 'no-referrer' });
@@ -96,6 +110,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       changed: () => sidebar.refresh(),
       openDag: dagId => {
         void app.commands.execute(CommandIDs.openDag, { dagId });
+      },
+      showSource: dagId => {
+        void app.commands.execute(CommandIDs.showSource, { dagId });
       }
     };
 
@@ -108,6 +125,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         views.set(dagId, view);
         view.disposed.connect(() => views.delete(dagId));
         app.shell.add(view, 'main');
+        void tracker.add(view);
       }
       app.shell.activateById(view.id);
       return view;
@@ -141,6 +159,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       scheduleNotebook: () => {
         void app.commands.execute(CommandIDs.schedule, {});
+      },
+      showSource: dagId => {
+        void app.commands.execute(CommandIDs.showSource, { dagId });
       }
     });
 
@@ -168,9 +189,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => (args.dagId ? `Open DAG ${String(args.dagId)}` : 'Open an nbflow DAG'),
       execute: args => {
         if (typeof args.dagId === 'string') {
-          openDag(args.dagId, typeof args.runId === 'string' ? args.runId : undefined);
+          return openDag(args.dagId, typeof args.runId === 'string' ? args.runId : undefined);
         }
       }
+    });
+    app.commands.addCommand(CommandIDs.showSource, {
+      label: args => (args.dagId ? `Show the source of DAG ${String(args.dagId)}` : 'Show a DAG\'s source'),
+      caption: 'Open the file or notebook cell that defines the DAG',
+      execute: args => (typeof args.dagId === 'string' ? openDagSource(app, args.dagId) : undefined)
     });
     app.commands.addCommand(CommandIDs.schedule, {
       label: 'Schedule this notebook…',
@@ -206,6 +232,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.shell.add(sidebar, 'left', { rank: 650 });
     restorer?.add(sidebar, sidebar.id);
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: CommandIDs.openDag,
+        args: view => ({ dagId: view.dagId }),
+        name: view => view.dagId
+      });
+    }
 
     const notifier = new FailureNotifier(
       (dagId, runId) => {

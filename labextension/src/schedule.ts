@@ -97,7 +97,7 @@ class ScheduleDialog extends Widget {
         { class: 'jp-Dialog-body nbflow-ScheduleDialog-body' },
         field('Notebook', this.pathInput, 'path relative to the Jupyter root'),
         h('div', { class: 'nbflow-Field nbflow-CronField' }, h('label', {}, 'Schedule (cron)'), h('div', { class: 'nbflow-Row' }, this.cronInput, this.presets), this.preview),
-        field('Time zone', h('div', {}, this.zoneInput, this.zones), 'the schedule is wall-clock time in this zone, DST included'),
+        field('Time zone', h('div', {}, this.zoneInput, this.zones), `the schedule is wall-clock time in this zone, DST included (yours is ${LOCAL_ZONE})`),
         field('Output', this.report),
         field('DAG id', this.dagIdInput),
         h('div', { class: 'nbflow-Field' }, h('label', {}, 'Parameters'), this.params.node),
@@ -145,7 +145,9 @@ class ScheduleDialog extends Widget {
   private async init(): Promise<void> {
     try {
       const zones = await api.timezones();
-      this.zoneInput.value = zones.default;
+      // the browser's zone: a person schedules "07:00" on their own clock, not the server's
+      const known = LOCAL_ZONE === 'UTC' || zones.timezones.includes(LOCAL_ZONE);
+      this.zoneInput.value = known ? LOCAL_ZONE : zones.default;
       for (const zone of zones.timezones) {
         this.zones.append(h('option', { value: zone }));
       }

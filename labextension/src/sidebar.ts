@@ -14,17 +14,20 @@ import { paintBadge, styleOf } from './states';
 import { pauseSwitch } from './switch';
 import { Ticker } from './ticker';
 import { openTriggerDialog } from './trigger';
-import { LOCAL_ZONE, localTime, relative, timeTitle } from './time';
+import { preferences } from './preferences';
+import { LOCAL_ZONE, localTime, relative, runLabel, runTitle, timeTitle } from './time';
 
 /** An unchanged list is still redrawn this often, so that relative times stay true. */
 const REDRAW_AFTER_MS = 60_000;
 
+/** While a run is active (the idle interval is the refreshInterval setting). */
 const ACTIVE_INTERVAL = 1500;
-const IDLE_INTERVAL = 5000;
 
 export interface ISidebarActions {
   openDag(dagId: string, runId?: string): void;
   scheduleNotebook(): void;
+  /** Show where a DAG is written. */
+  showSource(dagId: string): void;
 }
 
 export class DagListPanel extends Widget {
@@ -55,7 +58,15 @@ export class DagListPanel extends Widget {
       button('⟳', () => this.refresh(), { class: 'jp-Button jp-mod-minimal nbflow-Refresh', title: 'Refresh' })
     );
     this.node.append(header, this.body, this.errors, this.footer);
-    this.ticker = new Ticker(() => this.load(), () => (this.anyActive() ? ACTIVE_INTERVAL : IDLE_INTERVAL));
+    this.ticker = new Ticker(() => this.load(), () =>
+      this.anyActive() ? preferences.activeInterval(ACTIVE_INTERVAL) : preferences.idleInterval
+    );
+    // a new interval applies from now, not after the wait already under way
+    preferences.changed.connect(() => {
+      if (this.ticker.isStarted) {
+        this.ticker.now();
+      }
+    });
     replaceChildren(this.body, h('p', { class: 'nbflow-Empty' }, 'Loading DAGs…'));
   }
 
@@ -148,6 +159,10 @@ export class DagListPanel extends Widget {
       event.preventDefault();
       this.actions.openDag(dag.dag_id);
     });
+    const source = button('</>', () => this.actions.showSource(dag.dag_id), {
+      class: 'jp-Button jp-mod-minimal nbflow-SourceButton',
+      title: `Show the source of ${dag.dag_id}${dag.fileloc ? `: ${dag.fileloc}` : ''}`
+    });
     const trigger = button('▶', () => this.trigger(dag), {
       class: 'jp-Button jp-mod-minimal nbflow-Trigger',
       title: `Trigger ${dag.dag_id} now`
@@ -163,7 +178,7 @@ export class DagListPanel extends Widget {
     const li = h(
       'li',
       { class: `nbflow-DagRow${dag.is_paused ? ' nbflow-mod-paused' : ''}`, 'data-dag-id': dag.dag_id },
-      h('div', { class: 'nbflow-DagRow-top' }, name, h('span', { class: 'nbflow-Spacer' }), trigger, pauseSwitch(dag, () => this.refresh())),
+      h('div', { class: 'nbflow-DagRow-top' }, name, h('span', { class: 'nbflow-Spacer' }), source, trigger, pauseSwitch(dag, () => this.refresh())),
       h('div', { class: 'nbflow-DagRow-meta' }, badge, schedule, dag.is_paused ? h('span', { class: 'nbflow-Tag' }, 'paused') : null, next),
       dag.recent_runs.length ? h('div', { class: 'nbflow-DagRow-runs' }, runs,
         dag.active_runs ? h('span', { class: 'nbflow-Muted' }, `${dag.active_runs} active`) : null) : null
@@ -173,7 +188,7 @@ export class DagListPanel extends Widget {
 
   private runChip(dag: IDagSummary, run: IRunSummary): HTMLElement {
     const chip = h('span', { class: 'nbflow-RunChip', 'data-run-id': run.run_id });
-    paintBadge(chip, run.state, `${run.run_id}\n${run.state} · ${localTime(run.logical_date)} local`);
+    paintBadge(chip, run.state, `${runLabel(run)} · ${run.state}\n${runTitle(run, dag.timezone)}`);
     chip.addEventListener('click', () => this.actions.openDag(dag.dag_id, run.run_id));
     return chip;
   }
@@ -188,7 +203,7 @@ export class DagListPanel extends Widget {
       }
       const { run, how } = triggered;
       Notification.info(
-        how === 'queued' ? `${dag.dag_id}: run ${run.run_id} queued for the scheduler` : `${dag.dag_id}: run ${run.run_id} started`,
+        how === 'queued' ? `${dag.dag_id}: run ${runLabel(run)} queued for the scheduler` : `${dag.dag_id}: run ${runLabel(run)} started`,
         {
           autoClose: 3000,
           actions: [{ label: 'Show', callback: () => this.actions.openDag(dag.dag_id, run.run_id) }]

@@ -106,3 +106,47 @@ export function duration(seconds: number | null | undefined): string {
   }
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
+
+const SHORT_PARTS = new Intl.DateTimeFormat(undefined, {
+  day: 'numeric',
+  month: 'short',
+  hour: '2-digit',
+  minute: '2-digit',
+  hourCycle: 'h23'
+});
+
+/** "4 Dec 02:41" in local time (day, month, 24-hour time, whatever the locale's order), or an em dash. */
+export function shortTime(iso: string | null | undefined): string {
+  const date = parse(iso);
+  if (!date) {
+    return '—';
+  }
+  const part = (type: string) => SHORT_PARTS.formatToParts(date).find(p => p.type === type)?.value ?? '';
+  return `${part('day')} ${part('month')} ${part('hour')}:${part('minute')}`;
+}
+
+interface IRunNaming {
+  run_id: string;
+  run_type?: string | null;
+  logical_date?: string | null;
+  start_date?: string | null;
+}
+
+/** "manual · 4 Dec 02:41": a run as people name it (its type and logical date in local time). */
+export function runLabel(run: IRunNaming): string {
+  const kind = run.run_type || run.run_id.split('__')[0] || 'run';
+  const when = run.logical_date ?? run.start_date ?? null;
+  return when ? `${kind} · ${shortTime(when)}` : run.run_id;
+}
+
+/** A run's tooltip: the raw run id, then its logical date in local time (zone named) and UTC. */
+export function runTitle(run: IRunNaming, dagZone?: string): string {
+  const when = run.logical_date ?? run.start_date ?? null;
+  return [run.run_id, when ? timeTitle(when, dagZone) : ''].filter(Boolean).join('\n');
+}
+
+/** A run named from its id alone ("manual__2026-12-04T01:41:01+00:00" → "manual · 4 Dec 02:41"). */
+export function runLabelOfId(runId: string): string {
+  const [kind, when] = runId.split('__', 2);
+  return when && parse(when) ? runLabel({ run_id: runId, run_type: kind, logical_date: when }) : runId;
+}

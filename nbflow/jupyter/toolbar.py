@@ -85,6 +85,9 @@ class GraphToolbar(w.VBox):
         self.grid_toggle = w.ToggleButton(description="runs grid", icon="th", tooltip="show the recent runs × tasks "
                                           "below the graph; click a cell to show that run and task", layout=small)
         self.run_times = w.HTML(layout=w.Layout(display="none"))
+        self.source_button = w.ToggleButton(description="source", icon="code", tooltip="show where this DAG is "
+                                            "written: its file and line, or its notebook cell", layout=small)
+        self.source_view = w.HTML(layout=w.Layout(display="none"))
         self.status = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
         self._quiet = False
         self._rows: dict[str, dict[str, Any]] = {}
@@ -103,6 +106,8 @@ class GraphToolbar(w.VBox):
         self.grid_toggle.observe(lambda change: self._guard("runs grid", lambda: self.graph.show_grid(change["new"])),
                                  "value")
         self.pause_toggle.observe(self._toggled_pause, "value")
+        self.source_button.observe(lambda change: self._guard("source", lambda: self._show_source(change["new"])),
+                                   "value")
         self.follow_button.observe(self._toggled_follow, "value")
         self.runs.observe(self._picked_run, "value")
         graph.observe(self._status_changed, "status")
@@ -110,9 +115,11 @@ class GraphToolbar(w.VBox):
         super().__init__(children=[
             w.HBox([self.run_button, self.follow_button, self.pause_toggle, self._runs_box(), self.grid_toggle]),
             w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button,
-                    self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button],
+                    self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button,
+                    self.source_button],
                    layout=w.Layout(flex_flow="row wrap")),
             self.status,
+            self.source_view,
         ])
         self._following_changed({"new": graph.following})
 
@@ -188,6 +195,17 @@ class GraphToolbar(w.VBox):
             self.graph.pick_run(change["new"])
         except Exception as exc:
             self.graph.report_failure("loading the run", exc)
+
+    # -- the DAG's source -------------------------------------------------------------------------
+
+    def _show_source(self, shown: bool) -> None:
+        """Show (or hide) the lines that define the DAG, read from its file or notebook now."""
+        from nbflow.jupyter.dagsource import locate, source_html
+
+        if shown:
+            dag = self.graph.dag
+            self.source_view.value = source_html(locate(dag.fileloc, dag.dag_id))
+        self.source_view.layout.display = None if shown else "none"
 
     # -- pause and follow -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from nbflow.jupyter.server.assets import AssetEventsHandler, AssetsHandler
 from nbflow.jupyter.server.dags import DagHandler, DagsHandler, GraphHandler, GridHandler, NextRunsHandler
 from nbflow.jupyter.server.notebooks import NotebookParametersHandler, ScheduleHandler
 from nbflow.jupyter.server.runs import ClearHandler, MarkHandler, RunHandler, RunsHandler
+from nbflow.jupyter.server.source import DagSourceHandler
 from nbflow.jupyter.server.status import (
     CronHandler,
     EventsHandler,
@@ -32,6 +33,7 @@ ROUTES: list[tuple[str, type]] = [
     (f"{_DAG}/next", NextRunsHandler),
     (f"{_DAG}/graph", GraphHandler),
     (f"{_DAG}/grid", GridHandler),
+    (f"{_DAG}/source", DagSourceHandler),
     (f"{_DAG}/runs", RunsHandler),
     (_RUN, RunHandler),
     (f"{_RUN}/clear", ClearHandler),
