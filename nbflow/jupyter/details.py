@@ -70,7 +70,6 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
     current = next((t for t in detail.tries if t["try_number"] == ti["try_number"]), None)
     info["peak_rss"] = current.get("peak_rss") if current is not None else None
     info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
-    info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
     if detail.instances:  # a mapped task: each instance's state, tries and error line
@@ -121,8 +120,6 @@ def render_task_details(info: Mapping[str, Any]) -> str:
     ]
     if info.get("hostname"):
         rows.append(_row("host", escape(info["hostname"])))
-    if info.get("worker"):
-        rows.append(_row("worker", f"<code>{escape(info['worker'])}</code>"))
     if info.get("worker"):
         rows.append(_row("worker", f"<code>{escape(info['worker'])}</code>"))
     if info.get("peak_rss"):
@@ -224,8 +221,10 @@ class DetailsPanel(w.VBox):
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        # the body scrolls under the buttons, which stay in view at the top of the panel
         self.body = w.HTML("<small>click a task to see its details</small>",
-                           layout=w.Layout(flex="0 0 auto", width="100%", min_width="0"),
+                           layout=w.Layout(flex="1 1 auto", width="100%", min_width="0", min_height="0",
+                                           overflow="auto"),
                            _dom_classes=("nbflow-details-body",))
         self.report_button = w.Button(description="show report", icon="file", layout=w.Layout(display="none"),
                                       _dom_classes=("nbflow-show-report",))
@@ -244,7 +243,7 @@ class DetailsPanel(w.VBox):
         # A fixed height: a panel that grew with its content would move the graph under the mouse
         # between the two clicks of a double click. Its width is its share of the row, never more.
         kwargs.setdefault("layout", w.Layout(width="36%", min_width="0", height="440px", min_height=MIN_HEIGHT,
-                                             overflow="auto", padding="4px"))
+                                             overflow="hidden", padding="4px"))
         self.buttons = w.HBox([self.report_button, self.notebook_button, self.hide_button],
                               layout=w.Layout(flex="0 0 auto", flex_flow="row wrap"))
         kwargs.setdefault("_dom_classes", ("nbflow-details",))

@@ -148,6 +148,12 @@ assert run.state == "success", run.task_states""",
     assert log["whiteSpace"] in ("pre-wrap", "break-spaces"), log
     assert log["scrollHeight"] > log["clientHeight"], "40 lines of log scroll inside their box"
     assert "abcdefghij" * 16 + " END59" in log["text"]
+    lab_page.page.evaluate("""(cell) => document.querySelectorAll('.jp-Notebook .jp-Cell')[cell]
+        .querySelector('pre.nbflow-log').scrollIntoView({block: 'nearest'})""", 2)
+    lab_page.screenshot("log")
+    # the details scrolled down to the log: the buttons stay in view above them
+    button = lab_page.page.evaluate(_BUTTON_JS, [2, ".nbflow-show-report"])
+    assert button["hit"], f"with the log scrolled into view, 'show report' is covered by {button['hitClass']}"
     # a real click at the button's centre opens the report, under the graph, across the output
     lab_page.page.mouse.click(button["x"], button["y"])
     frame = lab_page.page.frame_locator(".jp-Cell >> nth=2 >> iframe.nbflow-inline")
@@ -442,3 +448,39 @@ def test_times_in_the_notebook_show_the_browsers_zone(tokyo_page: LabPage) -> No
     assert shown["run"]["text"] == f"test · {short}" and shown["run"]["title"] == run_id, shown
     tokyo_page.scroll_to_cell(2)
     tokyo_page.screenshot("times")
+
+
+OFFSCREEN_CELLS = [
+    "print('\\n'.join(f'row {i}' for i in range(400)))  # a long output: what follows is off-screen",
+    *FIT_CELLS,
+]
+
+_RUN_QUIETLY_JS = """
+async ([path, index]) => {
+    // run one cell without selecting it, so the notebook does not scroll to it
+    const panel = Array.from(window.jupyterapp.shell.widgets('main'))
+        .find(w => w.context && w.context.path === path && w.content);
+    const cell = panel.content.widgets[index];
+    await cell.constructor.execute(cell, panel.sessionContext);
+}
+"""
+
+
+def test_a_graph_drawn_while_its_cell_is_off_screen_fills_its_view_when_scrolled_to(lab_page: LabPage) -> None:
+    path = lab_page.write_notebook(OFFSCREEN_CELLS)
+    lab_page.open_notebook(path)
+    lab_page.run_cells(0, 2)
+    lab_page.scroll_to_cell(0)
+    lab_page.page.evaluate(_RUN_QUIETLY_JS, [path, 3])  # `d`, far below the visible part
+    lab_page.wait_for(lambda: lab_page.notebook_state()["cells"][3]["count"] is not None and
+                      lab_page.notebook_state()["kernel"] == "idle", "the graph cell to run off-screen")
+    lab_page.page.wait_for_timeout(2500)  # the kernel's own refits are over by now
+    lab_page.scroll_to_cell(3)
+    seen: list[Any] = [None]
+
+    def filled() -> bool:
+        seen[0] = lab_page.page.evaluate(_VIEW_JS, 3)
+        return _fills(seen[0])
+
+    lab_page.wait_for(filled, "the graph to fill its view once scrolled to", timeout=10, details=lambda: str(seen[0]))
+    lab_page.screenshot("scrolled-to")
