@@ -428,13 +428,29 @@ class DaskExecutor(Executor):
                     call.reported = True
                     self._forget(call)
                     outcomes.append(outcome)
+            watched = []
             for call, future in sent:
                 call.future = future
                 if call.reported:  # cancelled (or shut down) while it was being sent
                     _cancel(future)
                     continue
-                future.add_done_callback(self._done)
+                watched.append(future)
+        if watched:
+            self._watch(client, watched)
         return outcomes
+
+    def _watch(self, client: Any, futures: list[Any]) -> None:
+        """Hand each future to the pump when it ends, from the client's event loop. (A future's
+        ``add_done_callback`` runs every callback through a thread pool: a hand-over per try that
+        cost the host more than the hand-over itself.)"""
+        from distributed.client import done_callback
+
+        try:
+            for future in futures:
+                client.loop.add_callback(done_callback, future, self._done)
+        except Exception:  # no loop to watch on (the client is closing): Dask's own way
+            for future in futures:
+                future.add_done_callback(self._done)
 
     def _artifacts_marker(self) -> tuple[str, str]:
         """The host's artifacts folder and the name of a marker file in it: a worker that finds the
@@ -476,7 +492,7 @@ class DaskExecutor(Executor):
                 f"start workers with `dask worker --resources \"{wanted}\"`, or change the task's resources")
 
     def _done(self, future: Any) -> None:
-        """On Dask's callback thread: hand the finished future to the pump."""
+        """On the client's event loop: hand the finished future to the pump."""
         self._events.put(("done", future))
 
     def _log_piece(self, event: tuple[float, Any]) -> None:
