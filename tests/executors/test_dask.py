@@ -721,6 +721,12 @@ def test_a_cluster_shut_down_mid_run_is_an_outage_of_the_host_and_the_run_resume
             with urllib.request.urlopen(link, timeout=30) as page:  # the cluster's own dashboard
                 assert page.status == 200
             assert f"tasks run on the Dask cluster {cluster.address}" in shown
+            # the REST API's scheduler status (GET scheduler) carries the same, for the Jupyter views
+            from nbflow.jupyter.server.serialize import host as host_json
+
+            (hosted,) = [host_json(h, set()) for h in daemon.store.list_hosts() if h["kind"] == "daemon"]
+            assert hosted["executor"] == "dask" and hosted["cluster"] == cluster.address
+            assert hosted["dashboard"] == link
 
             cluster.stop()  # the whole cluster goes away while the try runs
             shown = wait_for(lambda: "could not be reached" in (text := status()) and text, 120,

@@ -186,4 +186,8 @@ def host(row: Mapping[str, Any], live: set[str]) -> dict[str, Any]:
     return {"host_id": row["host_id"], "hostname": row.get("hostname"), "pid": row.get("pid"),
             "kind": row.get("kind"), "state": state, "last_heartbeat": iso(row.get("heartbeat_at")),
             # why it starts no task now (free memory under min_free_memory), or None
-            "held": (row.get("detail") or {}).get("held")}
+            "held": (row.get("detail") or {}).get("held"),
+            # its executor, and for a Dask cluster its scheduler's address and dashboard link (or None)
+            "executor": (row.get("detail") or {}).get("executor"),
+            "cluster": (row.get("detail") or {}).get("cluster"),
+            "dashboard": (row.get("detail") or {}).get("dashboard")}
