@@ -336,7 +336,9 @@ def test_a_mapped_task_is_one_node_with_its_instances_counted_and_listed(ui: Nbf
     ui.lp.screenshot("mapped")
     ui.page.click(f'#nbflow-dag-{dag_id} [data-tab="grid"]')
     cell = ui.page.wait_for_selector(f'#nbflow-dag-{dag_id} .nbflow-Grid-cell[data-task="load"]')
-    assert cell.get_attribute("title") == "load · failed · 4 instances: 3 success, 1 failed"
+    title = cell.get_attribute("title") or ""
+    assert title.splitlines()[0] == "load · failed · 4 instances: 3 success, 1 failed", title
+    assert "manual · " in title and "UTC" in title  # then the run, named, with its id and UTC
 
 
 def test_a_dag_view_names_its_assets_and_opens_the_dag_on_the_other_side(ui: NbflowUI) -> None:
