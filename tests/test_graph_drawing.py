@@ -3,6 +3,7 @@ sits in a group's box it is not in, and no edge passes over a node it does not c
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nbflow import DAG, TaskGroup, task
@@ -157,3 +158,14 @@ def test_a_group_with_one_task_of_three_finished_is_not_green() -> None:
     assert model.node_style("group:checks", states)["state"] == "success"
     states["checks.rows"] = "failed"
     assert model.node_style("group:checks", states)["state"] == "failed"
+
+
+def test_the_static_picture_bends_the_same_edges() -> None:
+    from nbflow.jupyter.svg import render_svg
+
+    svg = render_svg(GraphModel.from_dag(etl_dag()))
+    bent = re.search(r'<g class="edge" data-source="totals_by_region" data-target="daily_report"><polyline '
+                     r'points="([^"]+)"', svg)
+    assert bent is not None, svg
+    assert len(bent.group(1).split()) == 4  # from the source, round load_warehouse (2 points), to the target
+    assert '<g class="edge" data-source="extract" data-target="clean"><line ' in svg

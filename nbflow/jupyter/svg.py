@@ -14,6 +14,7 @@ from html import escape
 from typing import Any, Mapping
 
 from nbflow.jupyter.graph import LEGEND, GraphModel, kind_shape, node_size, style_for
+from nbflow.jupyter.layout import route_edges
 
 MARGIN = 20.0
 FONT_SIZE = 12
@@ -136,6 +137,9 @@ def render_svg(model: GraphModel, task_states: Mapping[str, Any] | None = None, 
             f'stroke="#8a94ad" stroke-dasharray="4 3"/><text x="{_num(x0 + dx + 6)}" y="{_num(y0 + dy + 14)}" '
             f'fill="#4a5470">{_esc(_fit(label, x1 - x0))}</text></g>')
 
+    # an edge whose straight line would cross a node it does not connect bends round it, as on screen
+    bends = route_edges({n["id"]: tuple(n["position"]) for n in leaves}, {n["id"]: size[n["id"]] for n in leaves},
+                        [(e["source"], e["target"]) for e in model.edges])
     for edge in model.edges:
         if edge["source"] not in bounds or edge["target"] not in bounds:
             continue
@@ -147,8 +151,14 @@ def render_svg(model: GraphModel, task_states: Mapping[str, Any] | None = None, 
             y_from, y_to = sy - sh, ty + th
         count = int(edge.get("count", 1))
         stroke = 1.2 + min(3.0, math.log10(count)) if count > 1 else 1.2
-        line = (f'<line x1="{_num(sx + dx)}" y1="{_num(y_from + dy)}" x2="{_num(tx + dx)}" y2="{_num(y_to + dy)}" '
-                f'stroke="{EDGE_COLOUR}" stroke-width="{_num(stroke)}" marker-end="url(#nbflow-arrow)"/>')
+        points = bends.get((edge["source"], edge["target"]))
+        if points:
+            path = [(sx, y_from), *points, (tx, y_to)]
+            line = (f'<polyline points="{" ".join(f"{_num(x + dx)},{_num(y + dy)}" for x, y in path)}" fill="none" '
+                    f'stroke="{EDGE_COLOUR}" stroke-width="{_num(stroke)}" marker-end="url(#nbflow-arrow)"/>')
+        else:
+            line = (f'<line x1="{_num(sx + dx)}" y1="{_num(y_from + dy)}" x2="{_num(tx + dx)}" y2="{_num(y_to + dy)}" '
+                    f'stroke="{EDGE_COLOUR}" stroke-width="{_num(stroke)}" marker-end="url(#nbflow-arrow)"/>')
         words = edge.get("label")
         if words or count > 1:
             text = _esc(_fit(words, 160)) if words else f"×{count}"
