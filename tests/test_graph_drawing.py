@@ -169,3 +169,15 @@ def test_the_static_picture_bends_the_same_edges() -> None:
     assert bent is not None, svg
     assert len(bent.group(1).split()) == 4  # from the source, round load_warehouse (2 points), to the target
     assert '<g class="edge" data-source="extract" data-target="clean"><line ' in svg
+
+
+def test_a_box_starting_on_a_wrapped_row_has_room_for_its_name() -> None:
+    # one layer of 6 tasks of group a and 3 of group b: a's wrap onto two sub-rows, then b's start
+    nodes = ["root", *[f"a.{i}" for i in range(6)], *[f"b.{i}" for i in range(3)]]
+    edges = [("root", n) for n in nodes[1:]]
+    clusters = {n: n.split(".")[0] for n in nodes[1:]}
+    positions = layered_layout(nodes, edges, clusters=clusters, max_row=5)
+    a_bottom = max(positions[f"a.{i}"][1] for i in range(6))
+    b_top = min(positions[f"b.{i}"][1] for i in range(3))
+    # b's box top (its row - 20 - padding) and its name (about 18 px above) clear a's box bottom
+    assert (b_top - 20 - BOX_PADDING - 18) - (a_bottom + 20 + BOX_PADDING) >= 0, positions

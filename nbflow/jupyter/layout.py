@@ -12,6 +12,8 @@ from typing import Iterable, Mapping
 
 X_SPACING = 180.0
 Y_SPACING = 100.0
+#: extra room above a wrapped sub-row where another group's box starts (its name sits above it)
+LABEL_ROOM = 35.0
 
 
 def _adjacency(names: list[str], edges: Iterable[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -132,7 +134,11 @@ def layered_layout(
             else:
                 runs.append([i])
         chunks = [run[k:k + max_row] for run in runs for k in range(0, len(run), max_row)] if len(row) > max_row else [row]
-        for chunk in chunks:
+        for index, chunk in enumerate(chunks):
+            if index and cluster_of[chunk[0]] != cluster_of[chunks[index - 1][0]]:
+                # a group's box (and its name above it) starts on this sub-row: room for it, so that
+                # the name is not drawn under the nodes of the sub-row above nor the boxes overlap
+                y += LABEL_ROOM
             middle = (len(chunk) - 1) / 2
             for k, i in enumerate(chunk):
                 out[names[i]] = ((k - middle) * x_spacing, y)
