@@ -162,30 +162,65 @@ def test_pause_and_unpause_are_kept_in_the_store(api: Api, dags: Path) -> None:
     assert api.error("PATCH", "dags", "nope", body={"is_paused": True}, expect=404)["error"] == "DagNotFoundError"
 
 
-def test_graph_of_five_thousand_tasks_comes_whole_and_laid_out(api: Api, server_env: Path) -> None:
+def partitions_dag() -> str:
+    return textwrap.dedent('''
+        from nbflow import DAG, TaskGroup
+        from nbflow.operators import EmptyOperator, PythonOperator
+
+        with DAG("parts", timezone="UTC"):
+            start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
+            for g in range(20):
+                with TaskGroup(f"partition_{g:02d}") as group:
+                    for i in range(100):
+                        PythonOperator(task_id=f"load_{i:03d}", python_callable=print)
+                start >> group >> end
+    ''')
+
+
+def test_graph_of_five_thousand_tasks_comes_folded_and_laid_out(api: Api, server_env: Path) -> None:
+    from nbflow.jupyter.server.dags import LAB_ELEMENTS
+
     (server_env / "dags" / "big.py").write_text(big_dag())
     api.get("dags")  # the catalog loads the file once
     graph = api.get("dags", "big", "graph", timeout=120)
     nodes, edges = graph["nodes"], graph["edges"]
-    assert len(nodes) == 5000 and len(edges) == 49 * 100 * 2
-    assert {n["id"] for n in nodes} == {f"t{layer}_{i}" for layer in range(50) for i in range(100)}
-    assert not any(n["is_group"] or n["parent"] for n in nodes)
-    assert all(isinstance(n["x"], float) and isinstance(n["y"], float) for n in nodes)
-    assert len({(n["x"], n["y"]) for n in nodes}) == 5000, "two nodes share a position"
-    # a Lab tab is wide: a layer of 100 takes two rows of at most 60 (a notebook cell's view wraps at 5)
-    rows: dict[float, int] = {}
-    for n in nodes:
-        rows[n["y"]] = rows.get(n["y"], 0) + 1
-    assert len(rows) == 100 and max(rows.values()) <= 60
-    assert {n["shape"] for n in nodes} == {"ellipse"} and {(n["width"], n["height"]) for n in nodes} == {(70.0, 28.0)}
+    # folded as the notebook folds, to a page's worth of readable nodes
+    assert 0 < len(nodes) + len(edges) <= LAB_ELEMENTS
     ids = {n["id"] for n in nodes}
+    assert set(graph["node_of"]) == {f"t{layer}_{i}" for layer in range(50) for i in range(100)}
+    assert set(graph["node_of"].values()) <= ids
+    assert sum(n["size"] for n in nodes if not n["is_group"]) == 5000
+    assert any(n["is_folded"] for n in nodes) and all(n["size"] > 1 for n in nodes if n["is_folded"])
+    assert all(isinstance(n["x"], float) and isinstance(n["y"], float) for n in nodes)
+    assert len({(n["x"], n["y"]) for n in nodes}) == len(nodes), "two nodes share a position"
     assert all(e["source"] in ids and e["target"] in ids for e in edges)
-    # layers go down the page: every edge points to a node below its source
-    y = {n["id"]: n["y"] for n in nodes}
-    assert all(y[e["target"]] > y[e["source"]] for e in edges)
+    assert graph["severity"][0] == "failed"
     assert graph["styles"]["success"] == {"background": "#008000", "border": "#006400", "text": "#ffffff",
                                           "label": "success", "symbol": "✓"}
     assert {"failed", "running", "queued", "none", "no_status"} <= set(graph["styles"])
+
+
+def test_graph_opens_a_folded_group_on_demand_and_keeps_the_rest_in_place(api: Api, server_env: Path) -> None:
+    (server_env / "dags" / "parts.py").write_text(partitions_dag())
+    api.get("dags")
+    folded = api.get("dags", "parts", "graph")
+    assert {n["id"] for n in folded["nodes"]} == {"start", "end", *(f"group:partition_{g:02d}" for g in range(20))}
+    assert {n["label"] for n in folded["nodes"] if n["is_folded"]} == {f"partition_{g:02d} ×100" for g in range(20)}
+    opened = api.get("dags", "parts", "graph", params={"open": "group:partition_04"})
+    nodes = {n["id"]: n for n in opened["nodes"]}
+    assert nodes["group:partition_04"]["is_group"] and nodes["group:partition_04"]["size"] == 100
+    parts = [n for n in opened["nodes"] if n["parent"] == "group:partition_04"]
+    assert [p["label"] for p in parts] == [f"load_0{k}0–0{k}9 ×10" for k in range(10)]
+    assert opened["node_of"]["partition_04.load_042"] == "agg:partition_04.load_040~partition_04.load_049"
+    before = {n["id"]: (n["x"], n["y"]) for n in folded["nodes"]}
+    assert (nodes["start"]["x"], nodes["start"]["y"]) == before["start"]
+    assert nodes["end"]["y"] > max(p["y"] for p in parts)
+    # and a part of it, one level further: its ten tasks one by one
+    deeper = api.get("dags", "parts", "graph", params=[
+        ("open", "group:partition_04"), ("open", "agg:partition_04.load_040~partition_04.load_049")])
+    assert deeper["node_of"]["partition_04.load_042"] == "partition_04.load_042"
+    bad = api.error("GET", "dags", "parts", "graph", params={"open": "group:nope"}, expect=400)
+    assert "draws no node 'group:nope'" in bad["message"]
 
 
 # -- runs ---------------------------------------------------------------------------------------------

@@ -96,7 +96,12 @@ export interface IGraphNode {
   y: number;
   width: number;
   height: number;
+  /** an open group box, drawn around its members */
   is_group: boolean;
+  /** a collapsed group or a folded node: many tasks in one node, which opens on a click */
+  is_folded?: boolean;
+  /** how many tasks the node stands for */
+  size?: number;
 }
 
 export interface IGraphEdge {
@@ -105,6 +110,8 @@ export interface IGraphEdge {
   target: string;
   /** the words of a Label on this edge, when it has one */
   label?: string;
+  /** how many task-to-task edges it stands for */
+  count?: number;
 }
 
 export interface IGraph {
@@ -112,6 +119,12 @@ export interface IGraph {
   nodes: IGraphNode[];
   edges: IGraphEdge[];
   styles: Record<string, IStateStyle>;
+  /** task id -> the drawn node that stands for it (itself, or a folded node) */
+  node_of?: Record<string, string>;
+  /** states worst first: a folded node takes the colour of the worst state among its tasks */
+  severity?: string[];
+  /** the nodes opened to get this graph, in order */
+  opened?: string[];
 }
 
 export interface ITaskInstance {
@@ -137,6 +150,8 @@ export interface IRunDetail extends IRunSummary {
 export interface IGrid {
   runs: IRunSummary[];
   tasks: string[];
+  /** task id -> its outermost task group (tasks outside groups are absent) */
+  groups?: Record<string, string>;
   states: Record<string, Record<string, string | null>>;
   /** a mapped task's instances per state: run id -> task id -> state -> n */
   counts?: Record<string, Record<string, Record<string, number>>>;
@@ -290,9 +305,10 @@ export class ApiError extends Error {
 const settings = ServerConnection.makeSettings();
 
 /** The absolute URL of an API path, for links and iframes (the page's cookie authenticates them). */
-export function apiUrl(path: string, query: Record<string, string | number> = {}): string {
+export function apiUrl(path: string, query: Record<string, string | number | string[]> = {}): string {
   const url = URLExt.join(settings.baseUrl, 'nbflow/api', path);
   const search = Object.entries(query)
+    .flatMap(([key, value]) => (Array.isArray(value) ? value : [value]).map(v => [key, v] as const))
     .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`)
     .join('&');
   return search ? `${url}?${search}` : url;
@@ -301,7 +317,7 @@ export function apiUrl(path: string, query: Record<string, string | number> = {}
 async function request<T>(
   path: string,
   init: RequestInit = {},
-  query: Record<string, string | number> = {}
+  query: Record<string, string | number | string[]> = {}
 ): Promise<T> {
   const url = apiUrl(path, query);
   let response: Response;
@@ -350,7 +366,8 @@ export const api = {
   getDag: (dagId: string) => request<IDagDetail>(dagPath(dagId)),
   setPaused: (dagId: string, isPaused: boolean) =>
     send<IDagSummary>(dagPath(dagId), 'PATCH', { is_paused: isPaused }),
-  graph: (dagId: string) => request<IGraph>(dagPath(dagId, 'graph')),
+  /** the graph folded to fit a page, after opening the folded nodes `opens` one after the other */
+  graph: (dagId: string, opens: string[] = []) => request<IGraph>(dagPath(dagId, 'graph'), {}, { open: opens }),
   runs: (dagId: string, limit = 25) =>
     request<{ runs: IRunSummary[] }>(dagPath(dagId, 'runs'), {}, { limit }),
   trigger: (dagId: string, conf: Record<string, unknown> = {}) =>

@@ -44,6 +44,8 @@ export class DagView extends BoxPanel {
   private lastGridAt = 0;
   private tab: Tab = preferences.defaultView;
   private selectedTask: string | null = null;
+  /** the folded nodes opened in the graph, in order (the server replays them) */
+  private opened: string[] = [];
   private readonly status = h('span', { class: 'nbflow-Muted nbflow-DagView-status' });
 
   constructor(dagId: string, runId: string | null, private readonly actions: IDetailsActions) {
@@ -73,6 +75,7 @@ export class DagView extends BoxPanel {
     this.addWidget(split);
 
     this.graph.taskSelected.connect((_, taskId) => this.pickTask(taskId));
+    this.graph.openRequested.connect((_, nodeId) => void this.openNode(nodeId));
     this.grid.picked.connect((_, pick) => {
       this.chooseRun(pick.runId, false);
       if (pick.taskId) {
@@ -119,6 +122,7 @@ export class DagView extends BoxPanel {
       this.dag = dag;
       const ms = this.graph.setGraph(graph);
       this.graph.node.dataset.drawMs = ms.toFixed(0);
+      this.graph.foldAll = () => void this.foldAll();
       this.renderHeader();
     } catch (error) {
       replaceChildren(this.headerInner, h('h2', {}, this.dagId), h('p', { class: 'nbflow-Error' }, String(error)));
@@ -126,6 +130,29 @@ export class DagView extends BoxPanel {
       return;
     }
     this.ticker.start();
+  }
+
+  /** Open a folded node: the server folds the graph again with it opened, the rest in place. */
+  private async openNode(nodeId: string): Promise<void> {
+    try {
+      const graph = await api.graph(this.dagId, [...this.opened, nodeId]);
+      this.opened = [...this.opened, nodeId];
+      const ms = this.graph.setGraph(graph, nodeId);
+      this.graph.node.dataset.drawMs = ms.toFixed(0);
+      if (this.selectedTask) {
+        this.graph.select(this.selectedTask);
+      }
+      this.status.textContent = `opened ${nodeId.replace(/^(group|agg):/, '')}`;
+    } catch (error) {
+      Notification.error(`nbflow: could not open ${nodeId}: ${String(error)}`, { autoClose: 8000 });
+    }
+  }
+
+  /** Fold the graph again as it first showed. */
+  private async foldAll(): Promise<void> {
+    this.opened = [];
+    const ms = this.graph.setGraph(await api.graph(this.dagId));
+    this.graph.node.dataset.drawMs = ms.toFixed(0);
   }
 
   private async tick(): Promise<void> {

@@ -1,9 +1,14 @@
 /**
- * The DAG graph in plain cytoscape.js. The server lays the graph out and sends it whole; this view
- * only places the nodes where it was told (a `preset` layout), adds everything in one batch, and
- * recolours tasks in one batch per refresh through their `state` data. Big graphs use cytoscape's
- * viewport texture and hide edges while panning, and labels vanish when too small to read, so
- * 5,000 tasks stay fluent.
+ * The DAG graph in plain cytoscape.js. The server folds the graph to fit a page and lays it out,
+ * with the model the notebook's graph uses (`nbflow.jupyter.graph.GraphModel`); this view only
+ * places the nodes where it was told (a `preset` layout), adds everything in one batch, and
+ * recolours tasks in one batch per refresh through their `state` data. A folded node (a collapsed
+ * task group, or look-alike tasks drawn as one) takes the colour of its worst task and counts its
+ * tasks by state in its label; a click opens it (the server folds again with it opened, and
+ * everything else keeps its place).
+ *
+ * Zoom is semantic: zoomed out, single tasks' labels give way, while folded nodes' and group boxes'
+ * labels grow in the drawing so that they stay readable on screen.
  */
 import cytoscape from 'cytoscape';
 import { Message } from '@lumino/messaging';
@@ -15,6 +20,27 @@ import { NO_STATUS, STATE_STYLES, stateKey } from './states';
 
 /** From this many elements on, the view trades a little finish for speed. */
 const BIG_GRAPH = 1500;
+/** Labels are drawn at 13px at zoom 1; below this many on-screen pixels a single task's label hides. */
+const FONT = 13;
+const MIN_TASK_FONT = 7;
+/**
+ * Semantic zoom, by level of detail. Down to MID_ZOOM every label shows as it is (single tasks'
+ * labels hide once smaller than MIN_TASK_FONT on screen). Below it, a folded node shows only its
+ * name, kept at READABLE pixels on screen. Below FAR_ZOOM folded nodes are too close together for
+ * any label to read: only group boxes keep theirs, at READABLE pixels.
+ */
+const MID_ZOOM = 0.6;
+const FAR_ZOOM = 0.33;
+const READABLE = 10;
+/** The wheel's zoom per notch, as a multiple of cytoscape's own (about 15% a notch). */
+const WHEEL = 5;
+/** A folded node's height: its label on two lines. */
+const FOLDED_HEIGHT = 46;
+const FOLDED_WIDTH = 150;
+const SEVERITY = [
+  'failed', 'upstream_failed', 'up_for_retry', 'running', 'up_for_reschedule', 'queued', 'scheduled',
+  'none', NO_STATUS, 'success', 'skipped', 'removed'
+];
 
 function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscape.StylesheetJson {
   const none = styles[NO_STATUS] ?? STATE_STYLES[NO_STATUS];
@@ -27,13 +53,15 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
         width: 'data(width)',
         height: 'data(height)',
         label: 'data(label)',
-        'font-size': 13,
+        'font-size': FONT,
         'font-family': 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
         'text-valign': 'center',
         'text-halign': 'center',
-        'text-wrap': 'ellipsis',
+        // a long label wraps at its spaces, never cut
+        'text-wrap': 'wrap',
+        'line-height': 1.1,
         'text-max-width': 'data(labelWidth)',
-        'min-zoomed-font-size': big ? 9 : 5,
+        'min-zoomed-font-size': big ? 9 : MIN_TASK_FONT,
         'background-color': none.background,
         'border-color': none.border,
         'border-width': 2,
@@ -42,12 +70,23 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
     },
     {
       // Joints (empty tasks) are small: their label goes under them, where it has room.
-      selector: 'node[kind = "empty"][!is_group]',
+      selector: 'node[kind = "empty"][!is_group][!is_folded]',
       style: {
         'text-valign': 'bottom',
         'text-margin-y': 3,
         'text-max-width': '160px',
         'font-size': 12
+      }
+    },
+    {
+      // many tasks in one node: a double border, its label (name ×N and counts) on up to two lines
+      selector: 'node[?is_folded]',
+      style: {
+        'border-style': 'double',
+        'border-width': 4,
+        'font-size': 'data(fontSize)',
+        'text-max-width': 'data(labelWidth)',
+        'min-zoomed-font-size': 0
       }
     },
     {
@@ -63,6 +102,8 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
         'text-valign': 'top',
         'text-halign': 'center',
         'font-weight': 'bold',
+        'font-size': 'data(fontSize)',
+        'min-zoomed-font-size': 0,
         padding: '14px'
       }
     },
@@ -98,7 +139,10 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
       style: { 'background-color': style.background, 'border-color': style.border, color: style.text }
     });
   }
-  sheet.push({ selector: 'node[kind = "empty"][!is_group]', style: { color: '#424242' } });
+  sheet.push({ selector: 'node[kind = "empty"][!is_group][!is_folded]', style: { color: '#424242' } });
+  // semantic zoom (GraphView.sizeLabels): zoomed out, a folded node shows only its name; far out, none
+  sheet.push({ selector: 'node.nbflow-mid[?is_folded]', style: { label: 'data(name)', 'text-max-width': '1000px' } });
+  sheet.push({ selector: 'node.nbflow-far[?is_folded]', style: { label: '' } });
   sheet.push({
     selector: 'node:selected',
     style: {
@@ -115,24 +159,33 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
 function elements(graph: IGraph): cytoscape.ElementDefinition[] {
   // Groups first, so that every parent exists when its children arrive.
   const nodes = [...graph.nodes].sort((a, b) => Number(b.is_group) - Number(a.is_group));
-  const result: cytoscape.ElementDefinition[] = nodes.map(node => ({
-    group: 'nodes',
-    data: {
-      id: node.id,
-      label: node.label,
-      kind: node.kind,
-      shape: node.shape,
-      width: node.width,
-      height: node.height,
-      labelWidth: Math.max(20, node.width - 14),
-      baseLabel: node.label,
-      is_group: node.is_group,
-      state: NO_STATUS,
-      ...(node.parent ? { parent: node.parent } : {})
-    },
-    position: { x: node.x, y: node.y },
-    selectable: !node.is_group
-  }));
+  const result: cytoscape.ElementDefinition[] = nodes.map(node => {
+    // many tasks in one node: a full-size node whatever their kind, tall enough for two lines
+    const width = node.is_folded ? Math.max(node.width, FOLDED_WIDTH) : node.width;
+    const height = node.is_folded ? Math.max(node.height, FOLDED_HEIGHT) : node.height;
+    return {
+      group: 'nodes',
+      data: {
+        id: node.id,
+        label: node.label,
+        kind: node.kind,
+        shape: node.shape,
+        width,
+        height,
+        labelWidth: Math.max(20, width - 14),
+        fontSize: FONT,
+        baseLabel: node.label,
+        name: node.label.replace(/ ×\d+$/, ''),
+        is_group: node.is_group,
+        is_folded: !!node.is_folded,
+        size: node.size ?? 1,
+        state: NO_STATUS,
+        ...(node.parent ? { parent: node.parent } : {})
+      },
+      position: { x: node.x, y: node.y },
+      selectable: !node.is_group
+    };
+  });
   for (const edge of graph.edges) {
     result.push({
       group: 'edges',
@@ -147,11 +200,27 @@ function elements(graph: IGraph): cytoscape.ElementDefinition[] {
   return result;
 }
 
+/** What a view showed: to show it again after a redraw. */
+interface IView {
+  extent: cytoscape.BoundingBox12 & cytoscape.BoundingBoxWH;
+  zoom: number;
+  pan: cytoscape.Position;
+  shown: string[];
+}
+
 /** A Lumino widget holding one cytoscape instance for one DAG. */
 export class GraphView extends Widget {
   private cy: cytoscape.Core | null = null;
   private readonly canvas: HTMLDivElement;
   private readonly _taskSelected = new Signal<this, string>(this);
+  private readonly _openRequested = new Signal<this, string>(this);
+  private nodeOf: Record<string, string> = {};
+  private severity: string[] = SEVERITY;
+  private states: Record<string, string | null | undefined> = {};
+  private zoomFrame = 0;
+  /** Set by the DAG view: fold the graph again as it first showed (the "Fold all" button). */
+  foldAll: (() => void) | null = null;
+  private detail = 'near';
   private fitPending = false;
   private userMoved = false;
   private fitting = false;
@@ -173,15 +242,32 @@ export class GraphView extends Widget {
     return this._taskSelected;
   }
 
+  /** Emitted with a folded node's id when it is clicked: the view asks the server to open it. */
+  get openRequested(): ISignal<this, string> {
+    return this._openRequested;
+  }
+
   /** The number of task nodes shown. */
   get taskCount(): number {
     return this.cy ? this.cy.nodes('[!is_group]').length : 0;
   }
 
-  /** Draw `graph`, replacing what was drawn; returns how long cytoscape took, in ms. */
-  setGraph(graph: IGraph): number {
+  /** The drawn node that stands for `taskId` (itself, or the folded node holding it). */
+  nodeFor(taskId: string): string {
+    return this.nodeOf[taskId] ?? taskId;
+  }
+
+  /**
+   * Draw `graph`, replacing what was drawn; returns how long cytoscape took, in ms. With `opened`
+   * (the node just opened), the view keeps showing what it showed, widened if need be to show all
+   * of what the node opened into: the server laid everything else out where it was.
+   */
+  setGraph(graph: IGraph, opened: string | null = null): number {
     const started = performance.now();
+    const before = opened && this.cy && !this.cy.destroyed() ? this.viewOf(this.cy) : null;
     this.cy?.destroy();
+    this.nodeOf = graph.node_of ?? {};
+    this.severity = graph.severity ?? SEVERITY;
     const styles = { ...STATE_STYLES, ...graph.styles };
     this.styles = styles;
     const big = graph.nodes.length + graph.edges.length > BIG_GRAPH;
@@ -189,9 +275,10 @@ export class GraphView extends Widget {
       container: this.canvas,
       style: stylesheet(styles, big),
       layout: { name: 'preset' },
-      minZoom: 0.002,
+      minZoom: 0.05,
       maxZoom: 3,
-      wheelSensitivity: 0.4,
+      // cytoscape turns a mouse wheel's notch into about 3% of zoom: five notches should double it
+      wheelSensitivity: WHEEL,
       boxSelectionEnabled: false,
       autoungrabify: true,
       textureOnViewport: big,
@@ -199,6 +286,7 @@ export class GraphView extends Widget {
       motionBlur: false,
       pixelRatio: big ? 1 : 'auto'
     });
+    (this.canvas.dataset as Record<string, string>).opened = (graph.opened ?? []).join('\n');
     cy.batch(() => {
       cy.add(elements(graph));
     });
@@ -210,29 +298,88 @@ export class GraphView extends Widget {
     });
     cy.on('tap', 'node', event => {
       const node = event.target as cytoscape.NodeSingular;
-      if (!node.data('is_group')) {
+      if (node.data('is_folded')) {
+        this._openRequested.emit(node.id());
+      } else if (!node.data('is_group')) {
         this._taskSelected.emit(node.id());
       }
     });
+    cy.on('zoom', () => this.scheduleLabels());
     this.cy = cy;
-    this.userMoved = false;
     this.renderLegend(styles);
-    this.fit();
+    this.setStates(this.states);
+    this.detail = 'near';
+    if (before && opened) {
+      this.keepView(cy, before, opened);
+    } else {
+      this.userMoved = false;
+      this.fit();
+    }
+    this.sizeLabels();
     const elapsed = performance.now() - started;
     this.canvas.dataset.renderMs = elapsed.toFixed(0);
     this.canvas.dataset.nodes = String(graph.nodes.length);
     return elapsed;
   }
 
-  /** Colour every task by `states` (task id -> state) in one batch; absent tasks show "no status". */
+  /**
+   * Colour every task by `states` (task id -> state) in one batch; absent tasks show "no status".
+   * A folded node and an open group box take their worst task's state, and a folded node's label
+   * counts its tasks by state: `partition_04 ×100 (60✓ 40▶)`.
+   */
   setStates(states: Record<string, string | null | undefined>): void {
+    this.states = states;
     const cy = this.cy;
     if (!cy) {
       return;
     }
+    const tallies = new Map<string, Map<string, number>>();
+    const count = (nodeId: string, state: string) => {
+      const tally = tallies.get(nodeId) ?? new Map<string, number>();
+      tally.set(state, (tally.get(state) ?? 0) + 1);
+      tallies.set(nodeId, tally);
+    };
+    for (const [task, nodeId] of Object.entries(this.nodeOf)) {
+      if (nodeId === task) {
+        continue;
+      }
+      const state = stateKey(states[task]);
+      count(nodeId, state);
+    }
+    // an open group box counts every task inside it, folded or not
+    for (const box of cy.nodes('[?is_group]').toArray()) {
+      for (const inner of box.descendants('[!is_group]').toArray()) {
+        const tally = tallies.get(inner.id());
+        if (tally) {
+          for (const [state, n] of tally) {
+            for (let i = 0; i < n; i++) {
+              count(box.id(), state);
+            }
+          }
+        } else {
+          count(box.id(), stateKey(states[inner.id()]));
+        }
+      }
+    }
     cy.batch(() => {
-      cy.nodes('[!is_group]').forEach(node => {
-        const state = stateKey(states[node.id()]);
+      cy.nodes().forEach(node => {
+        const tally = tallies.get(node.id());
+        let state: string;
+        if (tally) {
+          state = this.severity.find(s => tally.has(s)) ?? NO_STATUS;
+          const known = this.severity.filter(s => tally.has(s) && s !== NO_STATUS);
+          const base = String(node.data('baseLabel'));
+          const label = known.length && !node.data('is_group')
+            ? `${base} (${known.map(s => `${tally.get(s)}${this.styles[s]?.symbol ?? ' ' + s}`).join(' ')})`
+            : base;
+          if (node.data('label') !== label) {
+            node.data('label', label);
+          }
+        } else if (node.data('is_group')) {
+          return;
+        } else {
+          state = stateKey(states[node.id()]);
+        }
         if (node.data('state') !== state) {
           node.data('state', state);
         }
@@ -248,7 +395,7 @@ export class GraphView extends Widget {
       return;
     }
     cy.batch(() => {
-      cy.nodes('[!is_group]').forEach(node => {
+      cy.nodes('[!is_group][!is_folded]').forEach(node => {
         const base = String(node.data('baseLabel') ?? node.data('label'));
         const tally = counts[node.id()];
         let label = base;
@@ -273,7 +420,7 @@ export class GraphView extends Widget {
     cy.batch(() => {
       cy.$(':selected').unselect();
       if (taskId) {
-        cy.getElementById(taskId).select();
+        cy.getElementById(this.nodeFor(taskId)).select();
       }
     });
   }
@@ -359,6 +506,86 @@ export class GraphView extends Widget {
     super.dispose();
   }
 
+  private viewOf(cy: cytoscape.Core): IView {
+    const extent = cy.extent();
+    const shown = cy.nodes().filter(n => {
+      const p = n.position();
+      return p.x >= extent.x1 && p.x <= extent.x2 && p.y >= extent.y1 && p.y <= extent.y2;
+    }).map(n => n.id());
+    return { extent, zoom: cy.zoom(), pan: cy.pan(), shown };
+  }
+
+  /**
+   * After opening a node: show what was shown, widened if need be to the opened node's box and to
+   * the nodes that were in sight (those beside the opened node moved aside to make room).
+   */
+  private keepView(cy: cytoscape.Core, before: IView, opened: string): void {
+    cy.resize();
+    this.fitting = true;
+    try {
+      cy.zoom(before.zoom);
+      cy.pan(before.pan);
+      const old = before.extent;
+      const union = { x1: old.x1, y1: old.y1, x2: old.x2, y2: old.y2 };
+      const keep = cy.collection();
+      for (const id of [opened, ...before.shown]) {
+        keep.merge(cy.getElementById(id));
+      }
+      if (keep.nonempty()) {
+        const grown = keep.boundingBox({});
+        union.x1 = Math.min(union.x1, grown.x1);
+        union.y1 = Math.min(union.y1, grown.y1);
+        union.x2 = Math.max(union.x2, grown.x2);
+        union.y2 = Math.max(union.y2, grown.y2);
+      }
+      if (union.x1 < old.x1 || union.y1 < old.y1 || union.x2 > old.x2 || union.y2 > old.y2) {
+        const zoom = Math.min(cy.width() / (union.x2 - union.x1 + 48), cy.height() / (union.y2 - union.y1 + 48));
+        cy.zoom(Math.min(before.zoom, zoom));
+        cy.pan({
+          x: cy.width() / 2 - ((union.x1 + union.x2) / 2) * cy.zoom(),
+          y: cy.height() / 2 - ((union.y1 + union.y2) / 2) * cy.zoom()
+        });
+      }
+    } finally {
+      this.fitting = false;
+    }
+  }
+
+  private scheduleLabels(): void {
+    if (!this.zoomFrame) {
+      this.zoomFrame = requestAnimationFrame(() => {
+        this.zoomFrame = 0;
+        this.sizeLabels();
+      });
+    }
+  }
+
+  /** Semantic zoom: which labels show, and how big, at the current zoom (see MID_ZOOM). */
+  private sizeLabels(): void {
+    const cy = this.cy;
+    if (!cy || cy.destroyed()) {
+      return;
+    }
+    const zoom = cy.zoom();
+    const detail = zoom >= MID_ZOOM ? 'near' : zoom >= FAR_ZOOM ? 'mid' : 'far';
+    const font = Math.round(Math.max(FONT, READABLE / zoom));
+    const key = detail === 'near' ? detail : `${detail}:${font}`;
+    if (key === this.detail) {
+      return;
+    }
+    this.detail = key;
+    this.canvas.dataset.detail = detail;
+    cy.batch(() => {
+      cy.nodes('[?is_folded], [?is_group]').forEach(node => {
+        node.removeClass('nbflow-mid nbflow-far');
+        if (detail !== 'near') {
+          node.addClass(`nbflow-${detail}`);
+        }
+        node.data('fontSize', detail === 'near' ? FONT : font);
+      });
+    });
+  }
+
   private afterSizeChange(): void {
     if (!this.cy) {
       return;
@@ -395,6 +622,12 @@ export class GraphView extends Widget {
     fit.textContent = 'Fit all';
     fit.title = 'Show the whole graph';
     fit.addEventListener('click', () => this.fitAll());
-    this.legend.append(spacer, fit);
+    const fold = document.createElement('button');
+    fold.type = 'button';
+    fold.className = 'jp-Button jp-mod-minimal nbflow-FoldAll';
+    fold.textContent = 'Fold all';
+    fold.title = 'Close every node you opened';
+    fold.addEventListener('click', () => this.foldAll?.());
+    this.legend.append(spacer, fold, fit);
   }
 }

@@ -27,7 +27,7 @@ from typing import Any
 import ipycytoscape
 import ipywidgets as w
 
-from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
+from nbflow.jupyter.graph import DEFAULT_SIZE, KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
 from nbflow.jupyter.layout import route_edges
 
 GRAPH_HEIGHT = "440px"
@@ -51,8 +51,8 @@ def cytoscape_style() -> list[dict[str, Any]]:
         {"selector": "node", "style": {
             "label": "data(label)", "width": "data(width)", "height": "data(height)",
             "text-valign": "center", "text-halign": "center", "text-max-width": "140px",
-            # a long label wraps (inside a word when it must), never cut: "partition_00 ×100 (100✓)"
-            "text-wrap": "wrap", "text-overflow-wrap": "anywhere", "line-height": 1.1,
+            # a long label wraps at its spaces, never cut: "partition_00 ×100 (100✓)"
+            "text-wrap": "wrap", "line-height": 1.1,
             "font-size": 13, "border-width": 2, "background-color": base["background"],
             "border-color": base["border"], "color": base["text"],
         }},
@@ -98,7 +98,8 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
         del data["parent"]
     width, height = node_size(node["kind"])
     if node["is_aggregate"] or (node["is_group"] and not node["is_compound"]):
-        height = max(height, FOLDED_HEIGHT)  # two lines: its name and count, then its tasks' states
+        # many tasks in one node: full size whatever their kind, two lines for its name and states
+        width, height = max(width, DEFAULT_SIZE[0]), max(height, FOLDED_HEIGHT)
     data.update(width=width, height=height, state=look["state"], label=look["label"])
     if counts is not None:
         data["counts"] = dict(counts)

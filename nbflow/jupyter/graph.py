@@ -220,6 +220,10 @@ class GraphModel:
                 return self._node_of[base]
             raise TaskNotFoundError(self.dag_id, task_id) from None
 
+    def tasks(self) -> list[str]:
+        """Every task the model draws (in a node of its own or folded), in the DAG's order."""
+        return list(self._node_of)
+
     def group_of(self, task_id: str) -> str | None:
         """The innermost task group of ``task_id`` (None outside any group)."""
         return self._task_groups.get(task_id)
@@ -277,10 +281,11 @@ class GraphModel:
         return style
 
     def keep_places(self, before: GraphModel, opened: str) -> bool:
-        """Lay this model out as ``before`` was, with node ``opened`` of ``before`` grown in place
-        into what it opened: every other node keeps its place, the nodes beside it move aside and
-        the ones below it move down by as much as it grew. So opening a node never reshuffles the
-        drawing around it, and what the user looked at stays where it was.
+        """Lay this model out as ``before`` was, with node ``opened`` of ``before`` opened in place:
+        what it opened into goes right under the row it was in, every node above it or in its row
+        keeps its place, and the rows below move down by the room it takes. So opening a node never
+        reshuffles the drawing around it, the drawing grows by the opened node's box only, and what
+        the user looked at stays where it was.
 
         Returns False, changing nothing, when more than that node changed between the two models
         (the rest of the DAG folded differently): then the fresh layout is the honest one."""
@@ -295,23 +300,25 @@ class GraphModel:
         xs = [new[n]["position"][0] for n in grown]
         ys = [new[n]["position"][1] for n in grown]
         ox, oy = old[opened]["position"]
-        width0, height0 = node_size(old[opened]["kind"])
         width, height = node_size("custom")
-        pad = 40.0  # an open group box's padding and label, on each side
-        grew_x = max(0.0, (max(xs) - min(xs)) + width + 2 * pad - width0)
-        grew_y = max(0.0, (max(ys) - min(ys)) + height + 2 * pad - height0)
-        dx, dy = ox - (min(xs) + max(xs)) / 2, oy - min(ys) + (pad if any(new[n]["parent"] for n in grown) else 0.0)
+        pad = 40.0 if any(new[n]["parent"] for n in grown) else 0.0  # an open box's padding and label
+        gap = Y_SPACING * 0.55  # as between the rows of a wrapped layer
+        span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+        # centred under the opened node, but inside the drawing's width when it fits there
+        left = min(n["position"][0] for n in old.values())
+        right = max(n["position"][0] for n in old.values())
+        half = span_x / 2
+        cx = min(max(ox, left + half), right - half) if span_x <= right - left else (left + right) / 2
+        dx = cx - (min(xs) + max(xs)) / 2
+        dy = oy + gap + pad - min(ys)
         for nid in grown:
             x, y = new[nid]["position"]
             new[nid]["position"] = (x + dx, y + dy)
+        grew = span_y + height + 2 * pad + gap
         row = Y_SPACING * 0.25
         for nid in kept:
             x, y = old[nid]["position"]
-            if y > oy + row:
-                y += grew_y
-            elif y >= oy - row:
-                x += grew_x / 2 if x > ox else -grew_x / 2 if x < ox else 0.0
-            new[nid]["position"] = (x, y)
+            new[nid]["position"] = (x, y + grew if y > oy + row else y)
         self._place_boxes()
         return True
 

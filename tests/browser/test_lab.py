@@ -239,6 +239,94 @@ def test_a_2000_task_dag_shows_folded_and_a_double_click_opens_a_fold(lab_page: 
     lab_page.screenshot("opened")
 
 
+FAN_CELLS = [
+    "from nbflow import DAG, TaskGroup\nfrom nbflow.operators import EmptyOperator",
+    """\
+with DAG("browser_fan", schedule=None) as fan:
+    start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
+    for g in range(20):
+        with TaskGroup(f"partition_{g:02d}") as group:
+            for i in range(100):
+                EmptyOperator(task_id=f"load_{i:03d}")
+        start >> group >> end
+assert len(fan.task_dict) == 2002""",
+    "fan",
+    "run = fan.test(executor='inline')\nassert run.state == 'success'",
+]
+
+#: Each node of the graph under a cell as the user sees it: the label cytoscape draws (after
+#: wrapping, or cutting with an ellipsis) and whether it lies inside the view.
+_DRAWN_JS = """
+([panelJs, path, cell]) => {
+    const panel = eval('(' + panelJs + ')')(path);
+    const area = panel.content.widgets[cell].node;
+    const container = Array.from(area.querySelectorAll('div'))
+        .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
+    if (!container) return null;
+    const cy = container._cyreg.cy;
+    cy.nodes().forEach(n => n.boundingBox({includeLabels: true}));  // makes cytoscape wrap the labels
+    const rect = container.getBoundingClientRect();
+    return cy.nodes().map(n => {
+        const p = n.renderedPosition();
+        const r = n._private.rscratch;
+        return {id: n.id(), label: n.data('label'), parent: n.data('parent') || null,
+                drawn: r.labelWrapCachedText === undefined ? null : String(r.labelWrapCachedText),
+                inView: p.x >= 0 && p.y >= 0 && p.x <= rect.width && p.y <= rect.height};
+    });
+}
+"""
+
+
+def _drawn(lab_page: LabPage, cell: int) -> list[dict[str, Any]] | None:
+    from .conftest import _PANEL_JS
+
+    return lab_page.page.evaluate(_DRAWN_JS, [_PANEL_JS, lab_page.path, cell])
+
+
+def _whole(node: dict[str, Any]) -> bool:
+    """The label is drawn whole: wrapped on lines maybe, never cut short with an ellipsis."""
+    drawn = (node["drawn"] or "").replace("\n", " ").replace("\u200b", "")
+    return " ".join(drawn.split()) == " ".join(node["label"].split())
+
+
+def test_a_selected_group_counts_live_and_opening_one_keeps_the_drawing_in_place(lab_page: LabPage) -> None:
+    path = lab_page.write_notebook(FAN_CELLS)
+    lab_page.open_notebook(path)
+    lab_page.run_cells(0, 2, timeout=120)
+    groups = [f"group:partition_{g:02d}" for g in range(20)]
+    lab_page.wait_for_cytoscapes(
+        lambda found: any(sorted(n["id"] for n in g["nodes"]) == sorted(["start", "end", *groups])
+                          for g in _in_cell(found, 2)), "the fan-out folded into its 20 groups", timeout=60)
+    # a group selected before the run: its details count its 100 tasks, and follow them as they run
+    lab_page.click_node(2, "group:partition_03")
+    lab_page.wait_for(lambda: "partition_03" in lab_page.cell_text(2) and "100 tasks" in lab_page.cell_text(2),
+                      "the group's details", timeout=15, details=lambda: lab_page.cell_text(2))
+    assert "success 100" not in " ".join(lab_page.cell_text(2).split())
+    lab_page.run_cells(3, 3, timeout=180)
+    lab_page.wait_for(lambda: "success 100" in " ".join(lab_page.cell_text(2).split()),
+                      "the selected group's details to count 100 successes", timeout=30,
+                      details=lambda: lab_page.cell_text(2)[:1500])
+    drawn = _drawn(lab_page, 2)
+    assert all(_whole(n) for n in drawn), [(n["label"], n["drawn"]) for n in drawn if not _whole(n)]
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("folded")
+    before = {n["id"]: n for n in drawn}
+    # open a group: its 100 tasks in ten parts with whole labels, the rest in place, `end` in view
+    lab_page.click_node(2, "group:partition_07", double=True)
+    lab_page.wait_for(lambda: len(_drawn(lab_page, 2) or []) == 22 + 10, "partition_07 to open into ten parts",
+                      timeout=30, details=lambda: str([n["id"] for n in _drawn(lab_page, 2) or []]))
+    lab_page.page.wait_for_timeout(2000)  # the view fits itself again over the next seconds
+    drawn = _drawn(lab_page, 2)
+    parts = [n for n in drawn if n["parent"] == "group:partition_07"]
+    assert [p["label"] for p in parts] == [f"load_0{k}0–0{k}9 ×10 (10✓)" for k in range(10)]
+    assert all(_whole(n) for n in drawn), [(n["label"], n["drawn"]) for n in drawn if not _whole(n)]
+    shown = {n["id"]: n for n in drawn}
+    assert shown["end"]["inView"] and shown["start"]["inView"], shown["end"]
+    assert all(shown[i]["inView"] for i in before if i in shown), [i for i in before if i in shown and not shown[i]["inView"]]
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("opened")
+
+
 DASHBOARD_CELLS = [
     "%load_ext nbflow",
     """\

@@ -7,7 +7,6 @@ in a kernel, or its file is broken) is still shown from its stored definition.
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -108,30 +107,42 @@ def next_times(services: Services, dag_id: str, n: int) -> dict[str, Any]:
     return {"timezone": timezone_name(zone), "next_runs": utc, "next_runs_local": local}
 
 
-#: a DAG view fills a Lab tab: wide layers stay on one row up to this many nodes
-WHOLE_PAGE_ROW = 60
+#: a DAG view in a Lab tab draws at most this many nodes and edges, folded as in a notebook (a few
+#: hundred stay readable on a page; thousands are a smear of dots), and wraps a layer at this many
+#: nodes a row, as a notebook cell does, so that the folded graph fitted to the tab reads without zooming
+LAB_ELEMENTS = 300
+LAB_ROW = 5
 
 
-def graph(services: Services, dag_id: str) -> dict[str, Any]:
-    """The whole graph, laid out here: every task a node, nothing folded, so that a browser view
-    only draws (laying out thousands of nodes in the browser takes seconds)."""
-    from nbflow.jupyter.graph import STATE_STYLES, GraphModel, kind_shape, node_size
+def graph(services: Services, dag_id: str, opens: list[str] | None = None) -> dict[str, Any]:
+    """The graph folded and laid out here, with the model the notebook draws
+    (:class:`~nbflow.jupyter.graph.GraphModel`), after opening the nodes ``opens`` one after the
+    other (:meth:`~nbflow.jupyter.unfolding.Unfolding.replay`): a browser view only draws, and opens
+    a folded node by asking again with its id added."""
+    from nbflow.jupyter.graph import SEVERITY, STATE_STYLES, kind_shape, node_size
+    from nbflow.jupyter.unfolding import Unfolding
 
     row = find_row(services, dag_id)
     dag = services.catalog.get(row)
-    model = GraphModel.from_dag(dag if dag is not None else row.get("definition") or {"dag_id": dag_id},
-                                max_elements=sys.maxsize, max_row=WHOLE_PAGE_ROW)
+    unfolding = Unfolding(dag if dag is not None else row.get("definition") or {"dag_id": dag_id},
+                          max_elements=LAB_ELEMENTS, max_row=LAB_ROW)
+    model = unfolding.replay(opens or [])
     nodes = []
     for node in model.nodes:
         width, height = node_size(node["kind"])
         x, y = node["position"]
+        folded = bool(node["is_aggregate"] or (node["is_group"] and not node["is_compound"]))
         nodes.append({"id": node["id"], "label": node["label"], "kind": node["kind"], "shape": kind_shape(node["kind"]),
                       "parent": node["parent"], "x": x, "y": y, "width": width, "height": height,
-                      "is_group": bool(node["is_group"])})
-    edges = [{"id": e["id"], "source": e["source"], "target": e["target"],
+                      "is_group": bool(node["is_compound"]), "is_folded": folded,
+                      "size": len(model.group_tasks(node["id"].removeprefix("group:"))) if node["is_compound"]
+                      else len(node["members"])})
+    edges = [{"id": e["id"], "source": e["source"], "target": e["target"], "count": e["count"],
               **({"label": e["label"]} if e.get("label") else {})} for e in model.edges]
     styles = {state: {key: style[key] for key in STYLE_KEYS} for state, style in STATE_STYLES.items()}
-    return {"dag_id": dag_id, "nodes": nodes, "edges": edges, "styles": styles}
+    node_of = {task: model.node_of(task) for task in model.tasks()}
+    return {"dag_id": dag_id, "nodes": nodes, "edges": edges, "styles": styles, "node_of": node_of,
+            "severity": list(SEVERITY), "opened": list(opens or [])}
 
 
 def grid(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
@@ -139,8 +150,11 @@ def grid(services: Services, dag_id: str, limit: int) -> dict[str, Any]:
     dag = services.catalog.get(row)
     definition = dag.describe() if dag is not None else row.get("definition") or {}
     found = queries.runs_grid(services.store, dag_id, limit)
-    return {"runs": [out.run_summary(r) for r in found.runs], "tasks": [t["task_id"] for t in out.tasks_of(definition)],
-            "states": found.states, "counts": found.counts}
+    tasks = out.tasks_of(definition)
+    # a task's outermost group: the grid folds a group's rows under one row of its own
+    groups = {t["task_id"]: str(t["group"]).split(".", 1)[0] for t in tasks if t.get("group")}
+    return {"runs": [out.run_summary(r) for r in found.runs], "tasks": [t["task_id"] for t in tasks],
+            "groups": groups, "states": found.states, "counts": found.counts}
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -181,7 +195,8 @@ class GraphHandler(NbflowHandler):
     @web.authenticated
     @authorized
     async def get(self, dag_id: str) -> None:
-        self.reply(await self.services.call(graph, self.services, dag_id))
+        opens = self.get_arguments("open")  # the folded nodes the view opened, in order
+        self.reply(await self.services.call(graph, self.services, dag_id, opens))
 
 
 class GridHandler(NbflowHandler):
