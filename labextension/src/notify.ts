@@ -7,6 +7,7 @@ import { Notification } from '@jupyterlab/apputils';
 
 import { ApiError, IEvent, api } from './api';
 import { Ticker } from './ticker';
+import { runLabelOfId } from './time';
 
 const INTERVAL = 4000;
 
@@ -51,7 +52,8 @@ export class FailureNotifier {
   private announce(event: IEvent): void {
     const dagId = event.dag_id ?? 'a DAG';
     const task = event.task_id ? `, task ${event.task_id}` : '';
-    const text = `nbflow: ${dagId} failed (run ${event.run_id ?? '?'}${task})`;
+    // the run as people name it ("manual · 4 Dec 02:41", the browser's zone), not its raw id
+    const text = `nbflow: ${dagId} failed (run ${event.run_id ? runLabelOfId(event.run_id) : '?'}${task})`;
     const actions = event.dag_id
       ? [
           {

@@ -380,3 +380,40 @@ def test_picking_an_earlier_try_changes_the_tasks_header(ui: NbflowUI) -> None:
     ui.lp.wait_for(lambda: ui.page.get_attribute(header, "data-state") == "success", "the header back on try 2")
     assert re.search(r"try\s+2 of 2", try_row()), try_row()
     ui.page.wait_for_timeout(300)
+
+
+def test_a_failure_notification_names_the_run_by_type_and_local_date(berlin_ui: NbflowUI) -> None:
+    ui = berlin_ui
+    dag_id = f"lab_fail_named_{_uid()}"
+    _dag_file(ui.lab, dag_id, f"""\
+        from nbflow import DAG, task
+
+        with DAG("{dag_id}", schedule=None):
+            @task
+            def boom():
+                raise ValueError("no")
+
+            boom()
+        """)
+    feeds: list[str] = []
+    ui.page.on("response", lambda r: feeds.append(r.url) if "/nbflow/api/events" in r.url else None)
+    ui.open_lab()
+    ui.open_sidebar()
+    ui.wait_row(dag_id)
+    ui.lp.wait_for(lambda: bool(feeds), "the page to read where the event feed stands")
+    run_id = api_json(ui.lab, f"nbflow/api/dags/{dag_id}/runs", "POST", {"conf": {}})["run"]["run_id"]
+    ui.lp.wait_for(lambda: any(dag_id in t for t in ui.toasts()), "a notification of the failed run", timeout=60,
+                   details=lambda: str(ui.toasts()))
+    logical = datetime.fromisoformat(ui.lab.api(f"nbflow/api/dags/{dag_id}/runs/{run_id}")["logical_date"])
+    berlin = logical.astimezone(ZoneInfo("Europe/Berlin"))
+    toast = next(t for t in ui.toasts() if dag_id in t)
+    assert f"run manual · {berlin.day} {berlin.strftime('%b')} {berlin:%H:%M}" in toast, toast
+    assert "manual__" not in toast, toast
+    box = ui.page.locator(".Toastify__toast", has_text=dag_id)
+
+    def in_view() -> bool:  # the toast slides in from the right
+        rect = box.bounding_box()
+        return rect is not None and rect["x"] + rect["width"] <= 1400
+
+    ui.lp.wait_for(in_view, "the notification to have slid in")
+    ui.lp.screenshot("toast")
