@@ -2,7 +2,10 @@
 
 In English the sentences are built here; in the other languages cron-descriptor has (German,
 Japanese, Korean, ...) they come from it, through :mod:`nbflow.cronlocale`, chosen by ``language=``
-or the user's locale.
+or the user's locale. English is our own for a measured reason: cron-descriptor's English promises
+runs a cron does not make (``*/7 * * * *`` is "Every 7 minutes", but :56 to :00 is 4; ``0 */5 * * *``
+"Every 5 hours", but 20:00 to 00:00 is 4), and the English sentences below are checked against the
+times :mod:`nbflow.cron` walks (tests/test_cronwords.py).
 
 A schedule is written for the machine (``30 7 * * 1-5``); listings, graph views and messages want it
 for people ("at 07:30, Monday to Friday"). :func:`describe_cron` phrases a 5-field cron or preset and
