@@ -417,3 +417,43 @@ def test_a_failure_notification_names_the_run_by_type_and_local_date(berlin_ui: 
 
     ui.lp.wait_for(in_view, "the notification to have slid in")
     ui.lp.screenshot("toast")
+
+
+def test_changing_the_refresh_interval_in_the_settings_editor_changes_the_sidebars_pace_at_once(ui: NbflowUI) -> None:
+    dag_id = f"lab_live_settings_{_uid()}"
+    _hello_dag(ui.lab, dag_id)
+    asked: list[float] = []
+    ui.page.on("request", lambda r: asked.append(time.monotonic())
+               if r.method == "GET" and re.search(r"/nbflow/api/dags(\?|$)", r.url) else None)
+    try:
+        ui.open_lab()
+        ui.open_sidebar()
+        ui.wait_row(dag_id)
+        ui.page.evaluate("async () => { await window.jupyterapp.commands.execute('settingeditor:open', {query: 'nbflow'}); }")
+        field = ui.page.locator('input[id$="nbflow-labextension:plugin_refreshInterval"]')
+        field.wait_for()
+        assert field.input_value() == "5"
+        field.fill("1")
+        field.press("Tab")
+
+        def every_second() -> bool:
+            gaps = [b - a for a, b in zip(asked[-4:], asked[-3:])]
+            return len(gaps) == 3 and all(0.7 < gap < 2.0 for gap in gaps)
+
+        ui.lp.wait_for(every_second, "the sidebar to refresh every second", timeout=30,
+                       details=lambda: str([round(b - a, 2) for a, b in zip(asked, asked[1:])]))
+        saved = ui.lab.api(f"lab/api/settings/{PLUGIN}")
+        assert saved["settings"]["refreshInterval"] == 1
+
+        # out of range: the editor refuses it and the stored setting, and the pace, stay
+        field.fill("0.2")
+        field.press("Tab")
+        ui.page.get_by_text("must be >= 1").first.wait_for()
+        ui.lp.screenshot("refused")
+        mark = len(asked)
+        ui.lp.wait_for(lambda: len(asked) >= mark + 3, "three more refreshes")
+        gaps = [b - a for a, b in zip(asked[mark - 1:], asked[mark:])]
+        assert all(gap > 0.7 for gap in gaps), gaps
+        assert ui.lab.api(f"lab/api/settings/{PLUGIN}")["settings"]["refreshInterval"] == 1
+    finally:
+        assert _settings(ui.lab, "{}") == 204
