@@ -20,6 +20,13 @@ from pathlib import Path
 
 import pytest
 
+# Words meant for people follow the user's locale (schedules in words: nbflow.cronlocale); the suite
+# checks the English ones, so it runs in the C locale whatever the machine's is. Tests of other
+# languages ask for theirs.
+for _name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
+
 REPO = Path(__file__).resolve().parent.parent
 PG_SCRIPT = REPO / "scripts" / "pg-test-server.sh"
 MYSQL_SCRIPT = REPO / "scripts" / "mariadb-test-server.sh"
