@@ -47,8 +47,12 @@ def log_tail(path: str | None, lines: int = LOG_LINES) -> str | None:
         return None
 
 
-def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *, kind: str = "") -> dict[str, Any]:
-    """Everything the panel shows of ``task_id`` in run ``run_id``, read from the store and files."""
+def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *, kind: str = "",
+                         try_number: int | None = None) -> dict[str, Any]:
+    """Everything the panel shows of ``task_id`` in run ``run_id``, read from the store and files.
+
+    ``try_number`` picks an earlier try: its state, times, host, error and log replace the task
+    instance's own (``tries_list`` lists every try for a picker)."""
     from nbflow.errors import RunNotFoundError, TaskNotFoundError
     from nbflow.notebook.progress import read_progress
     from nbflow.settings import get_settings
@@ -72,10 +76,18 @@ def collect_task_details(store: Store, dag_id: str, run_id: str, task_id: str, *
     info["worker"] = current.get("worker") if current is not None else None  # a cluster's worker ran it
     info["log_path"] = detail.log_path
     info["log_tail"] = log_tail(detail.log_path)
+    info["tries_list"] = [{"try_number": t["try_number"], "state": t["state"]} for t in detail.tries]
+    picked = next((t for t in detail.tries if t["try_number"] == try_number), None)
+    if picked is not None and picked is not current:
+        # the whole header follows the picked try, not only its log
+        info.update(state=picked["state"], try_number=picked["try_number"], start_date=picked["start_date"],
+                    end_date=picked["end_date"], duration=picked["duration"], error=picked["error"],
+                    hostname=picked["hostname"], peak_rss=picked.get("peak_rss"), worker=picked.get("worker"),
+                    log_path=picked.get("log_path"), log_tail=log_tail(picked.get("log_path")), picked_try=True)
     if detail.instances:  # a mapped task: each instance's state, tries and error line
         info["instances"] = [{"map_index": row["map_index"], "state": row["state"], "try_number": row["try_number"],
                               "duration": row["duration"], "error": row["error"]} for row in detail.instances]
-    if detail.output is not None:
+    if detail.output is not None and not info.get("picked_try"):  # the output is the last try's
         # the preview stored when the output was written: unpickling here would run the pickle's code
         shown = stored_preview(detail.output)
         info["output"] = shown.line()
@@ -112,7 +124,8 @@ def render_task_details(info: Mapping[str, Any]) -> str:
         return head + f"<div class='nbflow-missing'>{escape(info['missing'])}</div>"
     rows = [
         _row("state", state_badge(info.get("state"))),
-        _row("try", f"{info.get('try_number', 0)} of {info.get('max_tries', 1)}"),
+        _row("try", f"{info.get('try_number', 0)} of {info.get('max_tries', 1)}"
+                    + (" <small class='nbflow-earlier-try'>(an earlier try)</small>" if info.get("picked_try") else "")),
         _row("started", _time(info.get("start_date"))),
         _row("ended", _time(info.get("end_date"))),
         _row("duration", escape(duration_text(info.get("duration")))),
@@ -240,6 +253,12 @@ class DetailsPanel(w.VBox):
         self.report_button.on_click(lambda _: self.show_report())
         self.notebook_button.on_click(lambda _: self.show_notebook())
         self.hide_button.on_click(lambda _: self.hide_inline())
+        #: for a task with several tries, which one the panel shows (the header, the times and the log
+        #: follow it); made when first needed, as most tasks have one try
+        self.try_picker: w.Dropdown | None = None
+        self._quiet = False
+        self._shown: tuple[str, str | None, str, str] | None = None
+        self._picked: dict[tuple[str, str | None, str], int] = {}
         # A fixed height: a panel that grew with its content would move the graph under the mouse
         # between the two clicks of a double click. Its width is its share of the row, never more.
         kwargs.setdefault("layout", w.Layout(width="36%", min_width="0", height="440px", min_height=MIN_HEIGHT,
@@ -263,14 +282,61 @@ class DetailsPanel(w.VBox):
         self.report_button.layout.display = "none"
         self.notebook_button.layout.display = "none"
 
-    def show_task(self, store: Store, dag_id: str, run_id: str | None, task_id: str, *, kind: str = "") -> dict[str, Any]:
+    def show_task(self, store: Store, dag_id: str, run_id: str | None, task_id: str, *, kind: str = "",
+                  try_number: int | None = None) -> dict[str, Any]:
+        """Show ``task_id`` of run ``run_id``: its current try, or ``try_number`` (default: the try
+        last picked for this task in this run, so that live refreshes keep the user's pick)."""
+        key = (dag_id, run_id, task_id)
+        if try_number is not None:
+            self._picked[key] = try_number
+        try_number = self._picked.get(key)
         if run_id is None:
             info = {"task_id": task_id, "kind": kind, "missing": "no run yet: run the DAG to see its tasks' details"}
         else:
-            info = collect_task_details(store, dag_id, run_id, task_id, kind=kind)
+            info = collect_task_details(store, dag_id, run_id, task_id, kind=kind, try_number=try_number)
         self.last_info = info
+        self._shown = (dag_id, run_id, task_id, kind)
+        self._set_tries(info)
         self.show_html(render_task_details(info), info.get("report"), info.get("notebook"))
         return info
+
+    def _set_tries(self, info: Mapping[str, Any]) -> None:
+        tries = info.get("tries_list") or []
+        if len(tries) > 1 and self.try_picker is None:
+            self.try_picker = w.Dropdown(options=[("try 1", 1)], value=1, layout=w.Layout(width="auto"),
+                                         _dom_classes=("nbflow-try-picker",))
+            self.try_picker.observe(self._picked_try, "value")
+            self.buttons.children = (self.try_picker, *self.buttons.children)
+        if self.try_picker is None:
+            return
+        self._quiet = True
+        try:
+            if len(tries) > 1:
+                options = [(f"try {t['try_number']} · {t['state']}", t["try_number"]) for t in tries]
+                if list(self.try_picker.options) != options:
+                    self.try_picker.options = options
+                if self.try_picker.value != info.get("try_number"):
+                    self.try_picker.value = info.get("try_number")
+                self.try_picker.layout.display = ""
+            else:
+                self.try_picker.layout.display = "none"
+        finally:
+            self._quiet = False
+
+    def _picked_try(self, change: Mapping[str, Any]) -> None:
+        if self._quiet or self._shown is None or change["new"] is None:
+            return
+        dag_id, run_id, task_id, kind = self._shown
+        try:
+            from nbflow.store import Store
+
+            store = Store.open()
+            try:
+                self.show_task(store, dag_id, run_id, task_id, kind=kind, try_number=int(change["new"]))
+            finally:
+                store.close()
+        except Exception as exc:
+            self.show_error("showing the try", exc)
 
     def _inline(self, html: str, title: str) -> None:
         self.report.value = (f"<div class='nbflow-inline-title'><b>{escape(title)}</b></div>"

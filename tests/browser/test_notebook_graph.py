@@ -484,3 +484,48 @@ def test_a_graph_drawn_while_its_cell_is_off_screen_fills_its_view_when_scrolled
 
     lab_page.wait_for(filled, "the graph to fill its view once scrolled to", timeout=10, details=lambda: str(seen[0]))
     lab_page.screenshot("scrolled-to")
+
+
+# -- 11: the try picker -----------------------------------------------------------------------------
+
+TRY_CELLS = [
+    "from datetime import timedelta\nfrom nbflow import DAG\nfrom nbflow.operators import PythonOperator",
+    """\
+calls = [0]
+
+def flaky():
+    calls[0] += 1
+    print(f"attempt number {calls[0]}")
+    if calls[0] < 3:
+        raise ValueError(f"not yet ({calls[0]})")
+    return 1
+
+with DAG("browser_tries", schedule=None) as d:
+    PythonOperator(task_id="flaky", python_callable=flaky, retries=2, retry_delay=timedelta(0))
+run = d.test()
+assert run.state == "success\"""",
+    "d",
+]
+
+
+def test_picking_an_earlier_try_changes_the_header_not_only_the_log(lab_page: LabPage) -> None:
+    lab_page.run_notebook(TRY_CELLS)
+    lab_page.wait_for_cytoscapes(lambda f: any(g["cell"] == 2 and g["nodes"] for g in f), "the graph")
+    lab_page.click_node(2, "flaky")
+    picker = lab_page.page.locator(".jp-Cell >> nth=2 >> .nbflow-try-picker select")
+    picker.wait_for(timeout=20_000)
+
+    def header() -> str:
+        return " ".join(lab_page.page.locator(".jp-Cell >> nth=2 >> .nbflow-details-body").inner_text().split())
+
+    lab_page.wait_for(lambda: "try 3 of 3" in header() and "attempt number 3" in header(), "the newest try", timeout=15,
+                      details=header)
+    assert "success" in header()
+    picker.select_option(label="try 1 · up_for_retry")
+    lab_page.wait_for(lambda: "try 1 of 3" in header(), "the header to follow the picked try", timeout=15,
+                      details=header)
+    text = header()
+    assert "an earlier try" in text and "up for retry" in text and "not yet (1)" in text, text
+    assert "attempt number 1" in text and "attempt number 3" not in text, text
+    lab_page.scroll_to_cell(2)
+    lab_page.screenshot("try-1")
