@@ -16,7 +16,7 @@ import { isActive, paintBadge, styleOf } from './states';
 import { pauseSwitch } from './switch';
 import { Ticker } from './ticker';
 import { openTriggerDialog } from './trigger';
-import { LOCAL_ZONE, localTime, relative, runLabel, runTitle, zonedTime } from './time';
+import { LOCAL_ZONE, localTime, relative, runLabel, runTitle, timeTitle } from './time';
 import { preferences } from './preferences';
 
 const ACTIVE_INTERVAL = 1000;
@@ -327,7 +327,7 @@ export class DagView extends BoxPanel {
     const next = dag.next_runs.length
       ? h(
           'span',
-          { title: dag.next_runs.map((t, i) => `${localTime(t)} local · ${zonedTime(dag.next_runs_local[i] ?? t, dag.timezone)}`).join('\n') },
+          { class: 'nbflow-DagView-next', title: dag.next_runs.map(t => timeTitle(t, dag.timezone)).join('\n\n') },
           `next: ${localTime(dag.next_runs[0])} (${relative(dag.next_runs[0])})`
         )
       : h('span', {}, dag.is_paused ? 'paused' : 'no scheduled runs');

@@ -299,10 +299,12 @@ def test_times_are_in_the_browsers_zone_and_runs_are_named_by_type_and_date(berl
     hover = option.get_attribute("title") or ""
     assert run_id in hover and "UTC" in hover and "Europe/Berlin" in hover, hover
     assert "Europe/Berlin" in ui.page.inner_text(f"#nbflow-dag-{dag_id} .nbflow-DagView-controls")
+    upcoming = ui.page.get_attribute(f"#nbflow-dag-{dag_id} .nbflow-DagView-next", "title") or ""
+    assert "local (Europe/Berlin)" in upcoming and "UTC" in upcoming and "(Europe/Paris)" in upcoming, upcoming
 
     ui.click_task(dag_id, "report")
-    details = ui.details_text(dag_id)
-    assert "Times in local time (Europe/Berlin)" in details
+    ui.lp.wait_for(lambda: "Times in local time (Europe/Berlin)" in ui.details_text(dag_id),
+                   "the details, their zone named", details=lambda: ui.details_text(dag_id))
     run_row = ui.page.locator(f"#nbflow-dag-{dag_id} .nbflow-Facts tr", has_text="run").first.locator("td")
     assert run_row.inner_text() == expected and run_row.get_attribute("title") == run_id
     started = ui.page.locator(f"#nbflow-dag-{dag_id} .nbflow-Facts tr", has_text="started").locator("td")
