@@ -105,7 +105,8 @@ def test_a_straight_edge_past_a_node_bends_round_it() -> None:
     assert _crossings(model, routes) == []
     assert set(routes) == {tuple(c[0].split("->")) for c in straight}  # only crossing edges bend
     bends = edge_bends(model)
-    assert set(bends) == {c[0] for c in straight}
+    # on screen the group's name above its box is in the way too: extract's edge into the box bends round it
+    assert set(bends) == {c[0] for c in straight} | {"extract->checks.nulls"}
     one = bends["totals_by_region->daily_report"]
     assert one["bends"] == 2 and len(one["bend_weights"].split()) == 2 == len(one["bend_distances"].split())
 

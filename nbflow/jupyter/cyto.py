@@ -39,6 +39,8 @@ MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
 #: a folded node's height: room for its label on two lines
 FOLDED_HEIGHT = 46.0
+#: an open group's box: its padding around its nodes, and its name above it (pixels at zoom 1)
+BOX_PADDING, LABEL_HEIGHT, LABEL_CHAR_WIDTH = 12.0, 18.0, 7.5
 #: the class of the cytoscape view's element (see labextension/src/graphfit.ts)
 GRAPH_CLASS = "nbflow-graph"
 
@@ -96,14 +98,20 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
     data["size"] = len(node["members"])
     if data["parent"] is None:
         del data["parent"]
-    width, height = node_size(node["kind"])
-    if node["is_aggregate"] or (node["is_group"] and not node["is_compound"]):
-        # many tasks in one node: full size whatever their kind, two lines for its name and states
-        width, height = max(width, DEFAULT_SIZE[0]), max(height, FOLDED_HEIGHT)
+    width, height = drawn_size(node)
     data.update(width=width, height=height, state=look["state"], label=look["label"])
     if counts is not None:
         data["counts"] = dict(counts)
     return data
+
+
+def drawn_size(node: Mapping[str, Any]) -> tuple[float, float]:
+    """(width, height) of a node as the view draws it."""
+    width, height = node_size(node["kind"])
+    if node["is_aggregate"] or (node["is_group"] and not node["is_compound"]):
+        # many tasks in one node: full size whatever their kind, two lines for its name and states
+        width, height = max(width, DEFAULT_SIZE[0]), max(height, FOLDED_HEIGHT)
+    return width, height
 
 
 def edge_bends(model: GraphModel) -> dict[str, dict[str, Any]]:
@@ -111,8 +119,22 @@ def edge_bends(model: GraphModel) -> dict[str, dict[str, Any]]:
     (cytoscape's segments, as weights along the line between the node centres and distances from
     it), by edge id."""
     leaves = [n for n in model.nodes if not n.get("is_compound")]
-    positions = {n["id"]: tuple(n["position"]) for n in leaves}
-    sizes = {n["id"]: node_size(n["kind"]) for n in leaves}
+    positions: dict[str, tuple[float, float]] = {n["id"]: tuple(n["position"]) for n in leaves}  # type: ignore[misc]
+    sizes = {n["id"]: drawn_size(n) for n in leaves}
+    # an open group's name, above its box, is in the way too: an edge crossing it would hide it
+    inside: dict[str, list[str]] = {}
+    for node in leaves:
+        parent = node["parent"]
+        while parent is not None:
+            inside.setdefault(parent, []).append(node["id"])
+            parent = model.node(parent)["parent"]
+    for box, members in inside.items():
+        xs = [positions[m][0] for m in members]
+        top = min(positions[m][1] - sizes[m][1] / 2 for m in members) - BOX_PADDING
+        label = model.node(box)["label"]
+        positions[f"label:{box}"] = ((min(xs) + max(xs)) / 2, top - LABEL_HEIGHT / 2)
+        # room for the counts the name gets while a run goes ("checks (1✓ 2▶)")
+        sizes[f"label:{box}"] = ((len(label) + 12) * LABEL_CHAR_WIDTH, LABEL_HEIGHT)
     routes = route_edges(positions, sizes, [(e["source"], e["target"]) for e in model.edges])
     out: dict[str, dict[str, Any]] = {}
     for edge in model.edges:

@@ -347,7 +347,18 @@ _DRAWING_JS = """
             if (c.x1 < b.x2 && c.x2 > b.x1 && c.y1 < b.y2 && c.y2 > b.y1) overlaps.push(n.id() + ' in ' + box.id());
         });
     });
-    return {crossings, overlaps, edges: cy.edges().length,
+    const labels = [];  // an edge over a group's name hides it
+    cy.nodes().filter(n => n.isParent()).forEach(box => {
+        const b = box.boundingBox({includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false});
+        labels.push({id: box.id(), w: b.w});
+        cy.edges().forEach(edge => {
+            const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
+            for (let i = 0; i + 1 < points.length; i++) {
+                if (b.w > 0 && cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over the name of ' + box.id()); break; }
+            }
+        });
+    });
+    return {crossings, overlaps, labels, edges: cy.edges().length,
             bent: cy.edges().filter(e => e.segmentPoints() && e.segmentPoints().length).map(e => e.id())};
 }
 """
@@ -381,6 +392,7 @@ def test_groups_show_their_worst_state_and_edges_never_pass_over_other_nodes(lab
     # the open drawing: no edge over a node it does not connect, no node in a box it is not in
     drawing = lab_page.page.evaluate(_DRAWING_JS, 2)
     assert drawing["crossings"] == [] and drawing["overlaps"] == [], drawing
+    assert drawing["labels"] and all(label["w"] > 0 for label in drawing["labels"]), drawing
     assert "totals_by_region->daily_report" in drawing["bent"], drawing  # it would pass over load_warehouse
     lab_page.scroll_to_cell(2)
     lab_page.screenshot("drawing")
