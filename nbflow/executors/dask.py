@@ -134,6 +134,8 @@ class DaskExecutor(Executor):
         #: during which queued calls wait, where one never reached fails the calls (a wrong address
         #: says so at once)
         self._reached = False
+        #: the connected cluster's scheduler address and dashboard link, for where()
+        self._seen: dict[str, str] = {}
         self._probe: threading.Thread | None = None
         self._stopped = threading.Event()
         self._topic = f"nbflow-started-{uuid.uuid4().hex}"
@@ -225,20 +227,14 @@ class DaskExecutor(Executor):
 
     def where(self) -> dict[str, str]:
         """The cluster's scheduler address and dashboard link, once connected; why it cannot be
-        reached while it cannot."""
-        with self._lock:
-            client, down = self._client, self._down_reason
-        found: dict[str, str] = {"cluster": self.address or "local"}
+        reached while it cannot. Lock-free: a host's heartbeat asks while the pump may hold the lock
+        for seconds, starting a LocalCluster, and a heartbeat that waited would make the host look dead."""
+        found: dict[str, str] = {"cluster": self._seen.get("cluster") or self.address or "local"}
+        down = self._down_reason
         if down:
             found["cluster_down"] = down
-        if client is not None:
-            try:
-                found["cluster"] = str(client.scheduler.address)
-                link = client.dashboard_link
-            except Exception:  # the cluster went away meanwhile: its address is all we know
-                link = ""
-            if link:
-                found["dashboard"] = str(link)
+        elif self._seen.get("dashboard"):
+            found["dashboard"] = self._seen["dashboard"]
         return found
 
     # -- the cluster ------------------------------------------------------------------------------
@@ -298,6 +294,13 @@ class DaskExecutor(Executor):
 
     def _adopt(self, client: Any, cluster: Any) -> None:
         self._reached = True
+        seen = {"cluster": self.address or "local", "dashboard": ""}
+        try:
+            seen["cluster"] = str(client.scheduler.address)
+            seen["dashboard"] = str(client.dashboard_link or "")
+        except Exception as exc:  # its address is all we know
+            log.debug("dask executor: no dashboard link: %s", exc)
+        self._seen = seen  # one assignment: where() reads it without the lock
         client.subscribe_topic(self._topic, self._started)
         client.subscribe_topic(f"{self._topic}-log", self._log_piece)
         self._client, self._cluster = client, cluster
