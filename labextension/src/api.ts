@@ -48,6 +48,23 @@ export interface IDagList {
   import_errors: IImportError[];
 }
 
+/** A scheduler host as GET scheduler gives it (the fields the sidebar shows). */
+export interface ISchedulerHost {
+  host_id: string;
+  kind: string | null;
+  state: string | null;
+  /** its executor; on a Dask cluster, the cluster's scheduler address and dashboard link */
+  executor?: string | null;
+  cluster?: string | null;
+  dashboard?: string | null;
+}
+
+export interface ISchedulerStatus {
+  alive: boolean;
+  in_server: boolean;
+  hosts: ISchedulerHost[];
+}
+
 export interface ITaskSpec {
   task_id: string;
   display_name: string;
@@ -363,6 +380,7 @@ function dagPath(dagId: string, ...rest: string[]): string {
 
 export const api = {
   listDags: () => request<IDagList>('dags'),
+  scheduler: () => request<ISchedulerStatus>('scheduler'),
   getDag: (dagId: string) => request<IDagDetail>(dagPath(dagId)),
   setPaused: (dagId: string, isPaused: boolean) =>
     send<IDagSummary>(dagPath(dagId), 'PATCH', { is_paused: isPaused }),

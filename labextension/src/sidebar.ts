@@ -7,7 +7,7 @@ import { Notification } from '@jupyterlab/apputils';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { IDagList, IDagSummary, IImportError, IRunSummary, api } from './api';
+import { IDagList, IDagSummary, IImportError, IRunSummary, ISchedulerHost, api } from './api';
 import { button, h, replaceChildren } from './dom';
 import { nbflowIcon } from './icons';
 import { paintBadge, styleOf } from './states';
@@ -35,6 +35,9 @@ export class DagListPanel extends Widget {
   private readonly body = h('div', { class: 'nbflow-Sidebar-body' });
   private readonly errors = h('div', { class: 'nbflow-Sidebar-errors' });
   private readonly footer = h('div', { class: 'nbflow-Sidebar-footer nbflow-Muted' });
+  /** where the running scheduler hosts send their tasks, when that is a Dask cluster */
+  private readonly clusters = h('div', { class: 'nbflow-Sidebar-clusters nbflow-Muted' });
+  private hosts: ISchedulerHost[] = [];
   private readonly ticker: Ticker;
   private drawnKey = '';
   private drawnAt = 0;
@@ -57,7 +60,7 @@ export class DagListPanel extends Widget {
       }),
       button('⟳', () => this.refresh(), { class: 'jp-Button jp-mod-minimal nbflow-Refresh', title: 'Refresh' })
     );
-    this.node.append(header, this.body, this.errors, this.footer);
+    this.node.append(header, this.body, this.errors, this.clusters, this.footer);
     this.ticker = new Ticker(() => this.load(), () =>
       this.anyActive() ? preferences.activeInterval(ACTIVE_INTERVAL) : preferences.idleInterval
     );
@@ -113,6 +116,12 @@ export class DagListPanel extends Widget {
     } catch (error) {
       this.problem = String(error instanceof Error ? error.message : error);
     }
+    try {
+      this.hosts = (await api.scheduler()).hosts.filter(host => host.state === 'running');
+    } catch {
+      this.hosts = []; // the DAG list says what is wrong with the server
+    }
+    this.renderClusters();
     this.render();
   }
 
@@ -215,6 +224,23 @@ export class DagListPanel extends Widget {
       });
     }
     this.refresh();
+  }
+
+  /** One line per Dask cluster the running hosts use, with its dashboard link. */
+  private renderClusters(): void {
+    const lines = this.hosts
+      .filter(host => host.cluster)
+      .map(host =>
+        h(
+          'div',
+          { class: 'nbflow-ClusterLine', 'data-host-id': host.host_id },
+          `${host.kind ?? 'scheduler'}: tasks run on the Dask cluster ${host.cluster}`,
+          host.dashboard
+            ? h('span', {}, ' · ', h('a', { href: host.dashboard, target: '_blank', rel: 'noopener', title: 'the cluster\'s Dask dashboard' }, 'dashboard'))
+            : null
+        )
+      );
+    replaceChildren(this.clusters, ...lines);
   }
 
   private renderErrors(errors: IImportError[]): void {
