@@ -5,19 +5,23 @@
 
 export const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
 
+// 24-hour clocks whatever the locale's habit, as nbflow writes times everywhere else (the notebook,
+// the command line, schedules in words): "05:00" in the sidebar is the 05:00 of a cron.
 const LOCAL = new Intl.DateTimeFormat(undefined, {
   weekday: 'short',
   month: 'short',
   day: 'numeric',
   hour: '2-digit',
-  minute: '2-digit'
+  minute: '2-digit',
+  hourCycle: 'h23'
 });
 const LOCAL_SECONDS = new Intl.DateTimeFormat(undefined, {
   month: 'short',
   day: 'numeric',
   hour: '2-digit',
   minute: '2-digit',
-  second: '2-digit'
+  second: '2-digit',
+  hourCycle: 'h23'
 });
 
 function parse(iso: string | null | undefined): Date | null {
@@ -50,6 +54,7 @@ export function zonedTime(iso: string | null | undefined, timeZone: string): str
       day: 'numeric',
       hour: '2-digit',
       minute: '2-digit',
+      hourCycle: 'h23',
       timeZone
     });
     return `${format.format(date)} (${timeZone})`;
