@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Lab, LabPage, rgb
+from .conftest import _PANEL_JS, Lab, LabPage, rgb
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -216,7 +216,7 @@ def _fills(view: dict[str, float] | None) -> bool:
     the view ever draws it), with labels of 10 px or more."""
     from nbflow.jupyter.cyto import MAX_ZOOM
 
-    if not view:
+    if not view or not view["width"] or not view["height"]:
         return False
     inside = view["x1"] >= -1 and view["y1"] >= -1 and view["x2"] <= view["width"] + 1 and view["y2"] <= view["height"] + 1
     centred = (abs((view["x1"] + view["x2"]) / 2 - view["width"] / 2) < view["width"] * 0.05
@@ -478,20 +478,48 @@ async ([path, index]) => {
 """
 
 
-def test_a_graph_drawn_while_its_cell_is_off_screen_fills_its_view_when_scrolled_to(lab_page: LabPage) -> None:
+@pytest.fixture
+def full_windowing(lab: Lab) -> Iterator[None]:
+    """Lab attaches only the cells in view to the page (its "full" windowing mode), as a long
+    notebook does; this Lab's default comes back afterwards."""
+    from .conftest import api_json
+
+    setting = "lab/api/settings/@jupyterlab/notebook-extension:tracker"
+    api_json(lab, setting, method="PUT", body={"raw": '{"windowingMode": "full"}'})
+    try:
+        yield
+    finally:
+        api_json(lab, setting, method="PUT", body={"raw": "{}"})
+
+
+@pytest.mark.usefixtures("full_windowing")
+def test_a_graph_drawn_off_screen_fills_its_view_when_shown(lab_page: LabPage) -> None:
+    """The cell runs far below the visible part of its notebook, whose tab is behind another one:
+    the graph is drawn with no room at all, and must fill its view once its tab and cell are shown."""
     path = lab_page.write_notebook(OFFSCREEN_CELLS)
     lab_page.open_notebook(path)
     lab_page.run_cells(0, 2)
     lab_page.scroll_to_cell(0)
+    other = lab_page.write_notebook(["1"], name=f"other-{lab_page.name[:40]}.ipynb")
+    # another notebook in front: this one's tab is hidden while the graph is drawn
+    lab_page.page.evaluate("async (p) => { await window.jupyterapp.commands.execute('docmanager:open', {path: p}); }",
+                           other)
     lab_page.page.evaluate(_RUN_QUIETLY_JS, [path, 3])  # `d`, far below the visible part
     lab_page.wait_for(lambda: lab_page.notebook_state()["cells"][3]["count"] is not None and
                       lab_page.notebook_state()["kernel"] == "idle", "the graph cell to run off-screen")
     lab_page.page.wait_for_timeout(2500)  # the kernel's own refits are over by now
-    lab_page.scroll_to_cell(3)
+    lab_page.page.evaluate(f"""(path) => window.jupyterapp.shell.activateById(({_PANEL_JS})(path).id)""", path)
+    # scrolled to as Lab does it (a cell out of view is not in the page in this windowing mode)
+    lab_page.page.evaluate(f"""async ([path, index]) => {{
+        const panel = ({_PANEL_JS})(path);
+        await panel.content.scrollToItem(index, 'start');
+    }}""", [path, 3])
     seen: list[Any] = [None]
+    view_js = _VIEW_JS.replace("const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];",
+                               f"const area = ({_PANEL_JS})({path!r}).content.widgets[cell].node;")
 
     def filled() -> bool:
-        seen[0] = lab_page.page.evaluate(_VIEW_JS, 3)
+        seen[0] = lab_page.page.evaluate(view_js, 3)
         return _fills(seen[0])
 
     lab_page.wait_for(filled, "the graph to fill its view once scrolled to", timeout=10, details=lambda: str(seen[0]))
