@@ -27,7 +27,7 @@ const MIN_TASK_FONT = 7;
  * Semantic zoom, by level of detail. Down to MID_ZOOM every label shows as it is (single tasks'
  * labels hide once smaller than MIN_TASK_FONT on screen). Below it, a folded node shows only its
  * name, kept at READABLE pixels on screen. Below FAR_ZOOM folded nodes are too close together for
- * any label to read: only group boxes keep theirs, at READABLE pixels.
+ * any name to read: the view shows the DAG's shape without their labels.
  */
 const MID_ZOOM = 0.6;
 const FAR_ZOOM = 0.33;
@@ -141,7 +141,7 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
   }
   sheet.push({ selector: 'node[kind = "empty"][!is_group][!is_folded]', style: { color: '#424242' } });
   // semantic zoom (GraphView.sizeLabels): zoomed out, a folded node shows only its name; far out, none
-  sheet.push({ selector: 'node.nbflow-mid[?is_folded]', style: { label: 'data(name)', 'text-max-width': '1000px' } });
+  sheet.push({ selector: 'node.nbflow-mid[?is_folded]', style: { label: 'data(name)' } });
   sheet.push({ selector: 'node.nbflow-far[?is_folded]', style: { label: '' } });
   sheet.push({
     selector: 'node:selected',
@@ -173,6 +173,7 @@ function elements(graph: IGraph): cytoscape.ElementDefinition[] {
         width,
         height,
         labelWidth: Math.max(20, width - 14),
+        baseWidth: Math.max(20, width - 14),
         fontSize: FONT,
         baseLabel: node.label,
         name: node.label.replace(/ ×\d+$/, ''),
@@ -581,7 +582,10 @@ export class GraphView extends Widget {
         if (detail !== 'near') {
           node.addClass(`nbflow-${detail}`);
         }
-        node.data('fontSize', detail === 'near' ? FONT : font);
+        const size = detail === 'near' ? FONT : font;
+        node.data('fontSize', size);
+        // the label wraps where it did at zoom 1: cytoscape cuts what reaches past its max width
+        node.data('labelWidth', Number(node.data('baseWidth')) * (size / FONT));
       });
     });
   }
