@@ -513,8 +513,11 @@ def test_a_try_records_the_worker_that_ran_it(nbflow_home: Path, cluster: DaskEx
         shown = render_task_details(collect_task_details(store, run.dag_id, run.run_id, "here"))
     workers = cluster.client.run(os.getpid)  # worker address -> its pid
     assert first["worker"] in workers and workers[first["worker"]] == run.outputs["here"]
-    # the notebook widget's details panel says where the try ran
+    # the notebook widget's details panel and the REST API's tries say where the try ran
     assert f"worker</th><td><code>{first['worker']}</code>" in shown
+    from nbflow.jupyter.server.serialize import try_row
+
+    assert try_row(first)["worker"] == first["worker"]
 
 
 def test_resources_send_a_task_to_a_worker_that_offers_them(nbflow_home: Path, cluster: DaskExecutor) -> None:

@@ -101,6 +101,8 @@ def try_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "try_number": row["try_number"], "state": row["state"], "start_date": iso(row.get("start_date")),
         "end_date": iso(row.get("end_date")), "duration": row.get("duration"), "hostname": row.get("hostname"),
         "error": row.get("error"), "has_log": bool(row.get("log_path")), "peak_rss": row.get("peak_rss"),
+        # the address of the cluster worker (Dask) that ran it, or None
+        "worker": row.get("worker"),
     }
 
 
