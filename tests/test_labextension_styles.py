@@ -26,3 +26,16 @@ def test_lab_extension_package_points_into_the_python_package() -> None:
     assert (STATES_TS.parents[1] / package["jupyterlab"]["outputDir"]).resolve() == STATES_TS.parents[2] / "nbflow" / "labextension"
     install = json.loads((STATES_TS.parents[1] / "install.json").read_text())
     assert install["packageName"] == "nbflow"
+
+
+def test_lab_extension_ranks_states_as_the_widget_does() -> None:
+    """The graph (before the server's own ranking arrives) and the grid's group rows colour a
+    group by its worst state in the same order as the notebook's folded nodes."""
+    from nbflow.jupyter.graph import SEVERITY
+
+    for name in ("graph.ts", "grid.ts"):
+        source = (STATES_TS.parent / name).read_text()
+        table = source[source.index("const SEVERITY = ["):]
+        table = table[:table.index("];")]
+        found = [s if s != "NO_STATUS" else "no_status" for s in re.findall(r"'(\w+)'|\b(NO_STATUS)\b", table) for s in s if s]
+        assert found == list(SEVERITY), (name, found)
