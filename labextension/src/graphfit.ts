@@ -5,7 +5,8 @@
  * draws. After a reload of Lab, on reopening a notebook, or when the cell ran while its output was
  * off-screen, that first measure is wrong (often no size at all) and the graph stays drawn small in
  * a corner. Here each graph view (the element with class `nbflow-graph`) is watched with a
- * ResizeObserver: whenever it gets a new, non-empty size, cytoscape measures again and fits.
+ * ResizeObserver: whenever it gets a new, non-empty size, cytoscape measures again and fits, unless
+ * the user has zoomed or panned since the last fit: then their view is kept (only re-measured).
  */
 
 const GRAPH = 'nbflow-graph';
@@ -16,6 +17,23 @@ interface ICy {
   resize(): void;
   fit(elements?: unknown, padding?: number): void;
   elements(): { length: number };
+  zoom(): number;
+  pan(): { x: number; y: number };
+}
+
+interface IViewport {
+  zoom: number;
+  x: number;
+  y: number;
+}
+
+function viewportOf(cy: ICy): IViewport {
+  const pan = cy.pan();
+  return { zoom: cy.zoom(), x: pan.x, y: pan.y };
+}
+
+function moved(a: IViewport, b: IViewport): boolean {
+  return Math.abs(a.zoom - b.zoom) > 1e-6 || Math.abs(a.x - b.x) > 0.5 || Math.abs(a.y - b.y) > 0.5;
 }
 
 function cyOf(view: HTMLElement): ICy | null {
@@ -31,6 +49,8 @@ function cyOf(view: HTMLElement): ICy | null {
 
 const watched = new WeakSet<HTMLElement>();
 const fitted = new WeakMap<HTMLElement, string>();
+/** Where this module's last fit left each view: a viewport since moved was moved by the user. */
+const lastFit = new WeakMap<HTMLElement, IViewport>();
 
 function fit(view: HTMLElement, attempt = 0): void {
   const width = view.clientWidth;
@@ -47,10 +67,16 @@ function fit(view: HTMLElement, attempt = 0): void {
     return;
   }
   const size = `${width}x${height}`;
+  const before = viewportOf(cy);
   cy.resize();
   if (fitted.get(view) !== size) {
     fitted.set(view, size);
+    const last = lastFit.get(view);
+    if (last && moved(last, before)) {
+      return; // the user zoomed or panned (or pressed fit) since: a new size keeps their view
+    }
     cy.fit(undefined, PADDING);
+    lastFit.set(view, viewportOf(cy));
   }
 }
 

@@ -251,6 +251,23 @@ def test_after_a_reload_the_graph_fills_its_view_with_readable_labels(lab_page: 
     lab_page.page.set_viewport_size({"width": 1000, "height": 1000})
     lab_page.wait_for(filled, "the graph to fit its narrower view", timeout=15, details=lambda: str(seen[0]))
     lab_page.screenshot("narrow")
+    # the user zooms out (as the wheel or a pinch does; the graph may already be at its largest
+    # zoom): a later change of size keeps their zoom
+    view = lab_page.page.evaluate(_VIEW_JS, 2)
+    lab_page.page.evaluate("""(cell) => {
+        const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+        const cy = Array.from(area.querySelectorAll('div')).find(el => el._cyreg && el._cyreg.cy)._cyreg.cy;
+        cy.zoom({level: cy.zoom() * 0.7, renderedPosition: {x: cy.width() / 2, y: cy.height() / 2}});
+    }""", 2)
+    assert lab_page.page.evaluate(_VIEW_JS, 2)["zoom"] < view["zoom"] * 0.95
+    zoomed = lab_page.page.evaluate(_VIEW_JS, 2)["zoom"]
+    lab_page.page.set_viewport_size({"width": 1100, "height": 1000})
+    lab_page.wait_for(lambda: abs(lab_page.page.evaluate(_VIEW_JS, 2)["cyWidth"]
+                                  - lab_page.page.evaluate(_VIEW_JS, 2)["width"]) < 2, "the graph to measure its new size",
+                      timeout=15)
+    after = lab_page.page.evaluate(_VIEW_JS, 2)
+    assert abs(after["zoom"] - zoomed) < 1e-3, ("a new size undid the user's zoom", zoomed, after)
+    lab_page.screenshot("user-zoom-kept")
 
 
 # -- 8: drawings that do not mislead --------------------------------------------------------------
