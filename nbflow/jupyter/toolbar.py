@@ -58,7 +58,8 @@ class GraphToolbar(w.VBox):
 
     def __init__(self, graph: DagGraph) -> None:
         self.graph = graph
-        small = w.Layout(width="auto")
+        # a button keeps its whole label (no flex shrinking into "fol…"); rows wrap instead
+        small = w.Layout(width="auto", flex="0 0 auto")
         self.run_button = w.Button(description="run now", icon="play", tooltip="run the DAG now in this kernel, live",
                                    layout=small)
         self.follow_button = w.ToggleButton(description="follow", icon="eye", tooltip="follow the next run live",
@@ -113,7 +114,8 @@ class GraphToolbar(w.VBox):
         graph.observe(self._status_changed, "status")
         graph.observe(self._following_changed, "following")
         super().__init__(children=[
-            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self._runs_box(), self.grid_toggle]),
+            w.HBox([self.run_button, self.follow_button, self.pause_toggle, self._runs_box(), self.grid_toggle],
+                   layout=w.Layout(flex_flow="row wrap")),
             w.HBox([self.clear_button, self.downstream, self.success_button, self.failed_button,
                     self.open_button, self.close_button, self.focus_button, self.whole_button, self.fit_button,
                     self.source_button],

@@ -267,6 +267,13 @@ def test_after_a_reload_the_graph_fills_its_view_with_readable_labels(lab_page: 
                       timeout=15)
     after = lab_page.page.evaluate(_VIEW_JS, 2)
     assert abs(after["zoom"] - zoomed) < 1e-3, ("a new size undid the user's zoom", zoomed, after)
+    # in the narrower Lab every toolbar button shows its whole label (the rows wrap instead)
+    cut = lab_page.page.evaluate("""(cell) => {
+        const area = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+        return Array.from(area.querySelectorAll('button')).filter(b => b.offsetParent !== null)
+            .filter(b => b.scrollWidth > b.clientWidth + 1).map(b => b.textContent.trim());
+    }""", 2)
+    assert not cut, f"toolbar labels cut: {cut}"
     lab_page.screenshot("user-zoom-kept")
 
 
