@@ -26,7 +26,7 @@ LAYER_OF = {
     "nbflow.decorators": "model", "nbflow.context": "model", "nbflow.operators": "model",
     "nbflow.sensors": "model", "nbflow.templates": "model", "nbflow.timetables": "model", "nbflow.cron": "model",
     "nbflow.cronwords": "model", "nbflow.cronlocale": "model", "nbflow.taskgroup": "model", "nbflow.refs": "model", "nbflow.helpers": "model",
-    "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model",
+    "nbflow.outputs": "model", "nbflow.dagrun": "model", "nbflow.paths": "model", "nbflow.lazy": "model", "nbflow.importcost": "model",
     "nbflow.observers": "model", "nbflow.plugins": "model", "nbflow.params": "model", "nbflow.credentials": "model",
     "nbflow.connection": "model", "nbflow.variable": "model", "nbflow.edgemodifier": "model", "nbflow.assets": "model", "nbflow.mapping": "model",
     "nbflow.notifications": "model", "nbflow.notifytargets": "model", "nbflow.mail": "model", "nbflow.memory": "model",

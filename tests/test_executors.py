@@ -414,6 +414,28 @@ def test_process_workers_persist_and_import_no_nbflow(make: Any) -> None:
     assert outcomes[3].value == []
 
 
+def jsonschema_grammar_loaded() -> tuple[bool, bool]:
+    """Whether importing jsonschema loaded rfc3987_syntax, and whether jsonschema still validates."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(3, {"type": "string"})
+    except jsonschema.ValidationError:
+        works = True
+    else:
+        works = False
+    return sys.modules.get("rfc3987_syntax") is not None, works
+
+
+def test_process_workers_do_without_costly_optional_imports(make: Any) -> None:
+    """A notebook task imports jsonschema (papermill → nbformat): in a worker that costs no grammar build."""
+    pool, done = make("process", 1)
+    pool.submit(1, jsonschema_grammar_loaded)
+    (outcome,) = done.wait(1, timeout=60)
+    assert outcome.ok, outcome.error
+    assert outcome.value == (False, True)
+
+
 def test_process_timeout_kills_the_worker_and_its_children(make: Any, tmp_path: Path) -> None:
     pool, done = make("process", 1)
     pool.submit("warm", whoami)

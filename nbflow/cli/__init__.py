@@ -48,6 +48,9 @@ def run() -> None:
     import logging
     import os
 
+    from nbflow.importcost import skip_costly_optional_imports
+
+    skip_costly_optional_imports()
     try:
         code = main()
     except SystemExit as exc:  # argparse and usage errors

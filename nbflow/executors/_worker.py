@@ -8,8 +8,9 @@ import here.
 The wire protocol, over one socket (``multiprocessing.connection`` framing), is in
 ``nbflow/executors/process.py``; this side of it:
 
-* first message from the parent: ``pickle`` of ``{"path": [...]}``, the parent's ``sys.path``,
-  so that functions pickled by reference import the same modules;
+* first message from the parent: ``pickle`` of ``{"path": [...], "absent": [...]}``, the parent's
+  ``sys.path``, so that functions pickled by reference import the same modules, and the optional
+  modules to treat as not installed (``nbflow/importcost.py``);
 * the worker answers ``b"ready"`` once it can take calls, so that start-up time is not counted
   against the first call's timeout;
 * then each message is a ``cloudpickle`` of ``(fn, args)``, answered by a ``pickle`` of
@@ -93,6 +94,8 @@ def main() -> None:
     conn = Connection(int(sys.argv[1]))
     setup = pickle.loads(conn.recv_bytes())
     sys.path[:] = setup["path"]
+    for name in setup.get("absent", ()):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # see nbflow/importcost.py
     max_rss = int(setup.get("max_rss_mb") or 0) * 1024 * 1024
     import cloudpickle
 

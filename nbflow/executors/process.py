@@ -59,6 +59,7 @@ from nbflow.errors import (
 )
 from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
 from nbflow.executors.memwatch import MemoryWatcher
+from nbflow.importcost import SKIPPED
 
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 #: workers that die before they are ready, in a row, before queued calls are failed instead of
@@ -299,7 +300,8 @@ class ProcessExecutor(Executor):
         finally:
             child_end.close()
         conn = Connection(parent_end.detach())
-        conn.send_bytes(pickle.dumps({"path": list(sys.path), "max_rss_mb": self.max_rss_mb}))
+        conn.send_bytes(pickle.dumps({"path": list(sys.path), "max_rss_mb": self.max_rss_mb,
+                                      "absent": list(SKIPPED)}))
         pidfd = -1
         if HAVE_PIDFD:
             try:
