@@ -7,6 +7,8 @@ the kernel's too: nothing the examples record lands in the user's home.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from nbflow.jupyter.cyto import cytoscape_style
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXAMPLES = sorted(NOTEBOOKS.glob("*.ipynb"))
+PICTURES = NOTEBOOKS / "pictures"
 CHECKS = {
     "01-getting-started.ipynb": ["total = 6", "hello_pipeline", "'clean': [1, 2, 3]", "success"],
     "02-scheduling.ipynb": [
@@ -29,7 +32,7 @@ CHECKS = {
     "03-the-graph.ipynb": [
         "'clean.double': 'success'", "'skip': 'skipped'", "runs in the grid: 1",
         "2001 tasks drawn as 17 elements: ['first', 'region0 ×250',",
-        "after opening region0: 33 nodes", "shard_0 … shard_10 ×11",
+        "after opening region0: 19 nodes", "shard_0–24 ×25",
         f"{len(cytoscape_style()) + 1} style rules",  # nbflow's rules (counted, not copied) and the one the notebook adds
     ],
     "08-mapping-and-assets.ipynb": [
@@ -118,6 +121,36 @@ def test_example_runs_end_to_end(path: Path, nbflow_home: Path, tmp_path: Path) 
         assert expected in text, f"{path.name}: {expected!r} not in the outputs:\n{text[-3000:]}"
     errors = [out for cell in executed.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
+    check_pictures(path, executed)
+
+
+def pictures_named(path: Path) -> list[str]:
+    """The graph pictures a tour notebook's markdown shows, in order (``pictures/<name>.svg``)."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return [name for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+            for name in re.findall(r"\]\(pictures/([^)]+\.svg)\)", "".join(cell["source"]))]
+
+
+def check_pictures(path: Path, executed: Any) -> None:
+    """Outputs are cleared in git, so on GitHub a tour notebook shows its graphs through pictures in
+    its markdown: each must be the static graph the cell before it draws (NBFLOW_REDRAW_PICTURES=1
+    redraws them)."""
+    drawn = [out["data"]["image/svg+xml"] for cell in executed.cells for out in cell.get("outputs", [])
+             if "image/svg+xml" in out.get("data", {}) and "nbflow-dag" in out["data"].get("text/html", "")]
+    names = pictures_named(path)
+    assert len(names) == len(drawn), f"{path.name} draws {len(drawn)} graphs but shows {len(names)} pictures"
+    for name, svg in zip(names, drawn):
+        picture = PICTURES / name
+        if os.environ.get("NBFLOW_REDRAW_PICTURES") == "1":
+            picture.write_text(svg, encoding="utf-8")
+        assert picture.is_file() and picture.read_text(encoding="utf-8") == svg, (
+            f"notebooks/pictures/{name} is not the graph {path.name} draws: redraw the pictures with "
+            "NBFLOW_REDRAW_PICTURES=1 .venv/bin/python -m pytest tests/test_notebooks.py")
+
+
+def test_every_picture_is_shown_by_a_tour_notebook() -> None:
+    shown = {name for path in EXAMPLES for name in pictures_named(path)}
+    assert {p.name for p in PICTURES.glob("*.svg")} == shown
 
 
 def test_example_dags_are_recorded_with_their_notebook(nbflow_home: Path, tmp_path: Path,
