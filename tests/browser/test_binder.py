@@ -115,8 +115,9 @@ def test_binder_builds_runs_the_tour_and_starts_lab_with_the_demo_dag(binder: tu
         assert "demo_pipeline" in row.inner_text()
         # the server runs the scheduler (binder/start says so): a trigger from the sidebar runs
         row.query_selector(".nbflow-Trigger").click()
+        # the run starts a kernel for its report: in a full test run on 2 cores that took over 120 s once
         page.wait_for_selector('#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-DagBadge[data-state="success"]',
-                               timeout=120_000)
+                               timeout=300_000)
         shots.screenshot()
     finally:
         context.close()
