@@ -140,6 +140,9 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
     });
   }
   sheet.push({ selector: 'node[kind = "empty"][!is_group][!is_folded]', style: { color: '#424242' } });
+  // A group box's name sits above the box, on the page, not on its state's fill: a state's text
+  // colour (white on green) would make it vanish.
+  sheet.push({ selector: 'node[?is_group]', style: { color: '#424242' } });
   // semantic zoom (GraphView.sizeLabels): zoomed out, a folded node shows only its name; far out, none
   sheet.push({ selector: 'node.nbflow-mid[?is_folded]', style: { label: 'data(name)' } });
   sheet.push({ selector: 'node.nbflow-far[?is_folded]', style: { label: '' } });

@@ -685,6 +685,7 @@ _SEEN_JS = """
                 inView: p.x >= e.x1 && p.x <= e.x2 && p.y >= e.y1 && p.y <= e.y2,
                 screenFont: font * cy.zoom(),
                 labelShown: font * cy.zoom() >= n.pstyle('min-zoomed-font-size').pfValue,
+                color: n.pstyle('color').strValue,
             };
         }),
     };
@@ -766,6 +767,11 @@ def test_a_2000_task_dag_view_draws_folded_readable_nodes_that_open_on_a_click(u
         n["id"] for n in view["nodes"] if n["id"] in before and not n["inView"]]
     assert all(n["inView"] for n in view["nodes"] if n["id"] in ("start", "end", *(p["id"] for p in parts)))
     assert {n["state"] for n in view["nodes"] if not n["group"]} == {"success"}
+    # the open group's box names it above itself in a dark ink (a state's white would vanish on the page)
+    (box,) = [n for n in view["nodes"] if n["id"] == "group:partition_07"]
+    assert box["labelShown"] and "partition_07" in (box["drawn"] or box["shown"]), box
+    red, green, blue = (int(v) for v in re.findall(r"\d+", box["color"])[:3])
+    assert 0.2126 * red + 0.7152 * green + 0.0722 * blue < 128, f"the group's name is drawn in {box['color']}"
     ui.page.wait_for_timeout(300)
     ui.lp.screenshot("opened")
     # and a part opens into its ten tasks; a task's click shows its details
