@@ -181,6 +181,8 @@ class RunDriver:
                 self.ready.remove(task_id)  # another host took it since we planned it
             if state in (S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
                 self.wake_at[task_id] = row["next_retry_at"] or utcnow()
+            else:  # its wait ended elsewhere (another host ran the retry): no wake-up here
+                self.wake_at.pop(task_id, None)
                 if state is S.UP_FOR_RESCHEDULE and row.get("start_date"):
                     self.first_attempt[task_id] = row["start_date"]
             if state is S.SCHEDULED and task_id not in self.ready:
@@ -520,6 +522,13 @@ class RunDriver:
 
         self.elsewhere.discard(task_id)
         self.orphaned.discard(task_id)
+        if self.states.get(task_id) not in (S.QUEUED, S.RUNNING):
+            # The store held it claimed (only such rows are adopted), whatever this driver last
+            # read: its view may predate the dead host's claim, even its upstream's end.
+            self.states[task_id] = S.RUNNING
+            self.wake_at.pop(task_id, None)
+            if task_id in self.ready:
+                self.ready.remove(task_id)
         if fence is not None:
             self._took({task_id: fence})
         if try_number is not None:

@@ -140,3 +140,58 @@ def test_a_try_taken_over_by_another_host_is_stopped_here(opened: Store, setting
     a.flush()
     assert [task for task, _ in on_a.cancelled] == ["q"]
     assert "taken over by another host" in on_a.cancelled[0][1] and "q" in a.elsewhere
+
+
+def test_adopting_a_task_this_driver_still_sees_waiting_fails_its_try(opened: Store, settings: Any) -> None:
+    """Host A drives the run but has not re-read it since host B ran ``up`` and claimed ``p``: A
+    still sees p waiting (``none``). B dies and A adopts p. The store held p as running, so its try
+    is lost and retried; A must not take its own stale view for the truth and stop (the crash soak
+    saw "cannot go from 'none' to 'up_for_retry'" end a daemon)."""
+    d = _dag()
+    d.task_dict["p"].retries = 2
+    run_pk = opened.create_run(dag_id=d.dag_id, run_id="manual__1", run_type="manual", logical_date=T0,
+                               data_interval_start=T0, data_interval_end=T0, conf={}, state="running",
+                               task_rows=task_rows(d))
+    a = RunDriver(d, opened, settings, run=opened.get_run_by_pk(run_pk), host_id="host-a")
+    a.begin()
+    a.flush()
+    assert a.states["p"] == "none"
+    assert opened.claim_task_instances(run_pk, ["up"], "host-b", from_states=RunDriver.CLAIMABLE,
+                                       to_state="running", try_numbers={"up": 1}, seen={"up": 0})
+    opened.record(run_pk, task_changes=[{"task_id": "up", "state": "success", "try_number": 1}],
+                  outputs=[{"task_id": "up", "value_json": "null", "size": 4, "kind": "json"}])
+    opened.record(run_pk, task_changes=[{"task_id": "p", "state": "scheduled"}])
+    seen = opened.get_task_instance(d.dag_id, "manual__1", "p")["fence"]
+    assert opened.claim_task_instances(run_pk, ["p"], "host-b", from_states=RunDriver.CLAIMABLE,
+                                       to_state="running", try_numbers={"p": 1}, seen={"p": seen})
+
+    taken = opened.adopt(run_pk, ["p"], "host-b", "host-a")
+    (fence, try_number), = taken.values()
+    a.lost("p", "WorkerLostError: host-b stopped", fence=fence, try_number=try_number)
+    a.flush()
+    p = opened.get_task_instance(d.dag_id, "manual__1", "p")
+    assert (p["state"], p["try_number"]) == ("up_for_retry", 1)
+    assert [(t["try_number"], t["state"]) for t in opened.get_tries(run_pk, "p")] == [(1, "up_for_retry")]
+
+
+def test_a_retry_another_host_took_is_not_woken_here(opened: Store, settings: Any) -> None:
+    """A read ``q`` waiting for its retry; host B then ran that retry. When A reads q as running
+    elsewhere, A's wake-up for the retry is gone: it must not make a running task scheduled (the
+    crash soak saw "cannot go from 'running' to 'scheduled'" end a daemon)."""
+    d = _dag()
+    run_pk = opened.create_run(dag_id=d.dag_id, run_id="manual__1", run_type="manual", logical_date=T0,
+                               data_interval_start=T0, data_interval_end=T0, conf={}, state="running",
+                               task_rows=task_rows(d))
+    opened.record(run_pk, task_changes=[{"task_id": "q", "state": "up_for_retry", "try_number": 1,
+                                         "next_retry_at": T0}])
+    a = RunDriver(d, opened, settings, run=opened.get_run_by_pk(run_pk), host_id="host-a")
+    a.begin()
+    a.flush()
+    assert "q" in a.wake_at
+    seen = opened.get_task_instance(d.dag_id, "manual__1", "q")["fence"]
+    assert opened.claim_task_instances(run_pk, ["q"], "host-b", from_states=RunDriver.CLAIMABLE,
+                                       to_state="running", try_numbers={"q": 2}, seen={"q": seen})
+    a.refresh()
+    assert a.states["q"] == "running" and "q" in a.elsewhere and "q" not in a.wake_at
+    a.release_due(datetime(2030, 1, 1, tzinfo=UTC))
+    assert a.states["q"] == "running" and "q" not in a.ready
