@@ -66,6 +66,8 @@ def call_in_own_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
     else:
         return function(*args, **kwargs)
 
+    previous = _thread_event_loop()
+
     def run() -> Any:
         try:
             return function(*args, **kwargs)
@@ -73,9 +75,19 @@ def call_in_own_loop(function: Any, *args: Any, **kwargs: Any) -> Any:
             from jupyter_core.utils import ensure_event_loop
 
             ensure_event_loop().close()
-            asyncio.set_event_loop(None)
+            # The thread's loop as it was: a caller's own loop (a test harness's, a host's) stays
+            # its current loop, rather than None under it.
+            asyncio.set_event_loop(previous)
 
     return contextvars.Context().run(run)
+
+
+def _thread_event_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop set for this thread, or None, without creating one. asyncio has no public
+    call for that: ``get_event_loop()`` creates a loop (and warns) when none is set, so the default
+    policy's thread-local slot is read."""
+    loop = getattr(getattr(asyncio.get_event_loop_policy(), "_local", None), "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed() else None
 
 
 def start_kernel(kernel_name: str, startup_timeout: float = 60.0) -> Any:
