@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from urllib.parse import quote
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,29 @@ def test_binder_builds_runs_the_tour_and_starts_lab_with_the_demo_dag(binder: tu
         assert "demo_pipeline" in row.inner_text()
         # the server runs the scheduler (binder/start says so): a trigger from the sidebar runs
         row.query_selector(".nbflow-Trigger").click()
-        # the run starts a kernel for its report: in a full test run on 2 cores that took over 120 s once
-        page.wait_for_selector('#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-DagBadge[data-state="success"]',
-                               timeout=300_000)
-        shots.screenshot()
+        # the run starts a kernel for its report: in a full test run on 2 cores that took over 120 s once.
+        # Either end is waited for, so a failed run is told with its errors rather than as a timeout.
+        badge = '#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-DagBadge'
+        try:
+            page.wait_for_selector(f'{badge}[data-state="success"], {badge}[data-state="failed"]', timeout=300_000)
+        finally:
+            shots.screenshot()
+        assert page.get_attribute(badge, "data-state") == "success", _run_report(lab)
     finally:
         context.close()
         _stop(process, lab)
+
+
+def _run_report(lab: Lab) -> str:
+    """What the server's store says of the demo's runs, with each task's state and error, and the
+    end of the server's log: what a failed wait needs to be understood."""
+    lines = []
+    try:
+        for run in lab.api("nbflow/api/dags/demo_pipeline/runs", timeout=30)["runs"]:
+            lines.append(f"run {run['run_id']}: {run['state']}")
+            detail = lab.api(f"nbflow/api/dags/demo_pipeline/runs/{quote(run['run_id'], safe='')}", timeout=30)
+            for ti in detail.get("task_instances", []):
+                lines.append(f"  {ti.get('task_id')}: {ti.get('state')} {ti.get('error') or ''}".rstrip())
+    except Exception as exc:  # the report is for a failure message: say why it is short
+        lines.append(f"(could not read the runs: {exc})")
+    return "\n".join(lines) + "\n" + lab.log_tail(80)
