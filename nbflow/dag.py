@@ -117,6 +117,7 @@ class DAG:
         notify_on_retry: Iterable[str] | None = None,
         deadline: Any = None,
         deadline_notify: Iterable[str] | None = None,
+        executor: str | None = None,
         fileloc: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -145,7 +146,7 @@ class DAG:
         #: fails it, stops its running tries and skips what has not finished
         self.dagrun_timeout: timedelta | None = _dagrun_timeout(dagrun_timeout, dag_id)
         from nbflow.notifications import check_targets
-        from nbflow.operators.base import check_notifiers
+        from nbflow.operators.base import check_notifiers, check_option
 
         for name, callback in (("on_success_callback", on_success_callback), ("on_failure_callback", on_failure_callback)):
             if callback is not None:
@@ -162,6 +163,9 @@ class DAG:
         if self.deadline_notify is not None and self.deadline is None:
             raise InvalidOptionError("deadline_notify", self.deadline_notify, "it names who hears of a missed deadline: "
                                      "give deadline=timedelta(...) too, or leave deadline_notify out", dag_id)
+        #: where its tasks' tries run (inline, thread, process or dask), wherever the DAG runs; a
+        #: task's own ``executor`` comes first. None: the executor of the host running it
+        self.executor: str | None = check_option("executor", executor, dag_id=dag_id)
         self.fileloc = fileloc or _caller_file()
         #: what views show for the DAG (its id stays what commands, files and the store use)
         from nbflow.operators.base import display_name

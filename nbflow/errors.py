@@ -50,6 +50,7 @@ The tree::
     │   ├── HttpError                    an HTTP request failed: unreachable, an error status, or its response_check said no
     │   ├── RemoteTaskError              stands in for a worker's exception that could not be unpickled
     │   ├── WorkerLostError              the process running the task died
+    │   ├── ExecutorUnavailableError     the executor a task asks for cannot be started on this host
     │   └── NotebookError                a notebook task could not run or did not finish
     │       ├── NotebookNotFoundError    no notebook file at the given path
     │       ├── NotebookKernelError      the kernel it names is not installed; the notebook is kept
@@ -586,6 +587,19 @@ class WorkerLostError(TaskError):
             _where(None, task_id)
             + f"the worker process running it died ({detail}). The task is retried if it has "
             "retries left; check the task log and the machine's memory."
+        )
+
+
+class ExecutorUnavailableError(TaskError):
+    """A task asks for an executor (``executor="dask"``) this host cannot start: its package is not
+    installed, or its settings are wrong. Each try sent to it fails with this, the host goes on."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name, self.detail = name, detail
+        hint = ' (pip install "nbflow[dask]")' if name == "dask" else ""
+        super().__init__(
+            f"this host cannot start the {name} executor the task asks for ({detail}). Install what it "
+            f"needs{hint} or fix its settings (nbflow config list), or leave the task's executor option out."
         )
 
 

@@ -83,7 +83,8 @@ def cmd_dags_show(args: argparse.Namespace) -> int:
     for task_id in dag.topological_order():
         task = dag.task_dict[task_id]
         ups = ", ".join(sorted(task.upstream_task_ids))
-        print(f"  {task_id:<32} {task.kind:<14} {task.trigger_rule.value:<28} <- {ups or '(root)'}")
+        kind = f"{task.kind} ({task.runs_with})" if task.runs_with else task.kind
+        print(f"  {task_id:<32} {kind:<14} {task.trigger_rule.value:<28} <- {ups or '(root)'}")
     return 0
 
 

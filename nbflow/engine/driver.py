@@ -320,10 +320,22 @@ class RunDriver:
             self._ready_sorted = True
         chosen: list[str] = []
         refused: list[str] = []
+        # a host's executor may hold others that tasks ask for (executor="dask"): each takes what
+        # it has slots for, the rest wait in the ready list
+        slots: dict[int, int] = {}
         while self.ready and len(chosen) < count:
             task_id = self.ready.pop()
             task = self._task(task_id)
-            (chosen if self.pools.admit(task.pool, task.pool_slots) else refused).append(task_id)
+            member = self._executor_of(executor, task)
+            left = slots.get(id(member))
+            if left is None:
+                left = member.free_slots
+            if left > 0 and self.pools.admit(task.pool, task.pool_slots):
+                chosen.append(task_id)
+                slots[id(member)] = left - 1
+            else:
+                refused.append(task_id)
+                slots[id(member)] = left
         self.ready.extend(reversed(refused))
         missed = 0
         if self.host_id is not None:
@@ -361,6 +373,12 @@ class RunDriver:
                     self.pools.release(task.pool, task.pool_slots)
                 raise
         return len(chosen), missed
+
+    @staticmethod
+    def _executor_of(executor: Executor, task: Any) -> Executor:
+        """Where ``task``'s tries go: the host's executor, or the one of another kind it asks for."""
+        route = getattr(executor, "route", None)  # a stand-in executor of a test may have none
+        return executor if route is None else route(task.runs_with)
 
     def _unchoose(self, chosen: list[str]) -> None:
         """Give tasks taken off the ready list for a claim that failed back their place and slots."""
@@ -412,18 +430,26 @@ class RunDriver:
             self._log_folder_made = True
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
+        member = self._executor_of(executor, task)
+        # a try that leaves this process carries the DAG's shipment; one run here, the task itself
+        if member.in_process:
+            shipped = None
+        else:
+            if self.shipment is None:
+                self.shipment = shipment(self.dag)
+            shipped = self.shipment
         request = TaskRequest(
             dag_id=self.dag.dag_id, task_id=task.task_id, run_id=self.run_id, try_number=try_number,
             max_tries=self.max_tries.get(task_id, task.retries + 1), logical_date=self.logical_date,
             data_interval_start=self.interval[0], data_interval_end=self.interval[1], conf=self.conf,
-            log_path=log_path, operator=task if self.shipment is None else self.shipment.task(task.task_id),
-            dag=self.dag if self.shipment is None else self.shipment.info, upstream=upstream,
+            log_path=log_path, operator=task if shipped is None else shipped.task(task.task_id),
+            dag=self.dag if shipped is None else shipped.info, upstream=upstream,
             pushed={tid: self.pushed[tid] for tid in upstream if tid in self.pushed},
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
             triggering_asset_events=self._triggering_events(), map_index=split_key(task_id)[1],
         )
-        executor.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds,
+        member.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds,
                         memory_limit=task.memory_limit if task.memory_limit is not None else self._memory_limit,
                         resources=getattr(task, "resources", None), priority=task.priority_weight)
 

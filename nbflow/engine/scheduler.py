@@ -159,15 +159,19 @@ class Scheduler:
         if self._started:
             return self
         from nbflow.executors import Executor, executor_for
+        from nbflow.executors.routing import RoutingExecutor
         from nbflow.store import Store
 
         if self.store is None:
             self.store = Store.open(self.settings)
         if isinstance(self._executor_arg, Executor):
-            self.executor = self._executor_arg
+            base = self._executor_arg
             self._own_executor = False
         else:
-            self.executor = executor_for(self.settings, self.kind, self._executor_arg)
+            base = executor_for(self.settings, self.kind, self._executor_arg)
+        # the host's executor, and those of other kinds its tasks ask for (executor="dask")
+        self.executor = RoutingExecutor(base, functools.partial(executor_for, self.settings, self.kind),
+                                        own_base=self._own_executor)
         self.executor.start(self.outcomes.put)
         self.store.register_host(self.host_id, hostname=self.hostname, pid=os.getpid(), kind=self.kind,
                                  detail=self._detail())
@@ -189,8 +193,7 @@ class Scheduler:
         if not wait_sent(max(5.0, deadline - time.monotonic())):  # what this host's runs had to say
             log.warning("scheduler %s: stopping with notifications still being sent", self.host_id)
         assert self.executor is not None and self.store is not None
-        if self._own_executor:
-            self.executor.shutdown(wait=False)
+        self.executor.shutdown(wait=False)  # the executors it started; the host's own if it started it
         try:
             self.store.stop_host(self.host_id)
         except TransientStoreError as exc:

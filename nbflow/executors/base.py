@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
-from nbflow.errors import ConfigError, InvalidOptionError, MemoryLimitError
+from nbflow.errors import ConfigError, ExecutorUnavailableError, InvalidOptionError, MemoryLimitError
 
 log = logging.getLogger("nbflow.executors")
 
@@ -146,6 +146,16 @@ class Executor(ABC):
         still finish and report. ``wait=False`` returns at once; each implementation documents what
         happens to calls still in flight.
         """
+
+    def route(self, name: str | None) -> Executor:
+        """The executor that runs a task asking for executor ``name`` (None: whichever the host
+        uses). A single executor runs only its own kind; a host's
+        :class:`~nbflow.executors.routing.RoutingExecutor` holds the others."""
+        if name is None or name == self.name:
+            return self
+        raise ExecutorUnavailableError(name, f"it was given a {self.name} executor alone; a scheduler host "
+                                             "(dag.test(), nbflow dags test, the daemon) starts the executors its "
+                                             "tasks ask for")
 
     def where(self) -> dict[str, str]:
         """Where this executor's calls run, for a host's status (``nbflow scheduler status``, the

@@ -44,6 +44,8 @@ def kernels_needed(dag: Any) -> Counter[str]:
     for task in dag.task_dict.values():
         if not isinstance(task, NotebookOperator):
             continue
+        if task.runs_with is not None and task.runs_with not in IN_PROCESS_EXECUTORS:
+            continue  # it asks for an executor whose tries leave this process
         if "{{" in task.notebook or "{%" in task.notebook:
             continue
         name = task.kernel_name or notebook_kernel(task.notebook) or "python3"

@@ -82,6 +82,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "memory_limit": None,       # bytes its processes may hold; None: the task_memory_limit setting
     "outlets": None,            # assets this task produces: each success records one event per asset
     "resources": None,          # Dask worker resources a try needs ({"GPU": 1}); executor="dask" only
+    "executor": None,           # where its tries run: None for the DAG's executor, else the host's
 }
 DEFAULT_ARGS_KEYS = frozenset(TASK_DEFAULTS) | {"start_date", "end_date", "params", "timeout"}
 
@@ -181,6 +182,12 @@ def _memory(value: Any) -> Any:
     return _NO if size is None else size
 
 
+def _executor(value: Any) -> Any:
+    from nbflow.settings import EXECUTORS
+
+    return value if value is None or value in EXECUTORS else _NO
+
+
 def _resources(value: Any) -> Any:
     if value is None or (isinstance(value, dict) and not value):
         return None
@@ -207,6 +214,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "priority_weight": (_priority, f"give a whole number from {-INT_MAX:,} to {INT_MAX:,}"),
     "resources": (_resources, "give a dict of the Dask worker resources one try needs, names to amounts over 0, "
                               "e.g. {\"GPU\": 1, \"memory\": 4e9} (used by the dask executor), or None"),
+    "executor": (_executor, "give one of inline, thread, process or dask, or None for the DAG's executor "
+                            "(else the host's)"),
     "pool": (_pool, "give the pool's name, a non-empty string (or None for default_pool)"),
     "depends_on_past": (_flag, "give True or False"),
     "wait_for_downstream": (_flag, "give True or False (True implies depends_on_past=True)"),
@@ -218,8 +227,8 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "queue": (_queue, "nbflow has no worker queues: leave queue out (only 'default' is accepted); "
                       "use pool and pool_slots to limit where work runs at once"),
     "executor_config": (_no_executor_config, "nbflow has no per-task executor settings: leave "
-                        "executor_config out (only None or {} is accepted); choose the executor for the "
-                        "whole run, e.g. dag.test(executor='process')"),
+                        "executor_config out (only None or {} is accepted); choose where the task runs "
+                        "with executor=, e.g. executor='dask'"),
 }
 
 #: the task options whose callbacks may be Notifiers, checked where the task (or default_args) is written
@@ -421,6 +430,12 @@ class BaseOperator(Arrows):
         return OutputRef(self)
 
     @property
+    def runs_with(self) -> str | None:
+        """The executor its tries ask for: its own ``executor`` option, else its DAG's; None leaves
+        the choice to the host running it."""
+        return self.executor or (self.dag.executor if self.dag is not None else None)
+
+    @property
     def execution_timeout_seconds(self) -> float | None:
         return _seconds(self.execution_timeout)
 
@@ -556,6 +571,7 @@ class BaseOperator(Arrows):
             "doc": (self.doc_md or "")[:2000] or None,
             "outlets": [asset.uri for asset in self.outlets or ()],
             "mapped": self.expand_input is not None,
+            "executor": self.runs_with,
         }
 
     # -- wiring -----------------------------------------------------------------------------------

@@ -792,3 +792,39 @@ def test_functions_defined_in_main_run_on_the_workers(tmp_path: Path) -> None:
     result = json.loads(line.removeprefix("RESULT "))
     assert result["state"] == "success", result["errors"]
     assert result["out"][0] == 15 and result["out"][1] != result["host"]
+
+
+def test_one_task_asks_for_the_cluster_and_its_neighbours_stay_in_threads(
+    nbflow_home: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``executor="dask"`` on one task of a DAG run with threads: the host starts a LocalCluster for
+    that task alone (sized by the dask_* settings), records the worker that ran it, and closes the
+    cluster with the run."""
+    from nbflow.store import Store
+
+    monkeypatch.setenv("NBFLOW_DASK_WORKERS", "1")
+    monkeypatch.setenv("NBFLOW_DASK_THREADS_PER_WORKER", "1")
+    with DAG("one_on_dask", timezone="UTC") as dag:
+        @task
+        def here() -> int:
+            return os.getpid()
+
+        @task(executor="dask")
+        def there(upstream: int) -> list[int]:
+            return [upstream, os.getpid()]
+
+        there(here())
+
+    run = dag.test(executor="thread")
+    assert run.state is RunState.SUCCESS, run.errors
+    upstream, worker_pid = run.outputs["there"]
+    assert upstream == run.outputs["here"] == os.getpid() and worker_pid != os.getpid()
+    with Store.open() as store:
+        pk = store.get_run(run.dag_id, run.run_id)["id"]
+        (on_dask,) = store.get_tries(pk, "there")
+        (in_thread,) = store.get_tries(pk, "here")
+    assert on_dask["worker"].startswith("tcp://") and not in_thread["worker"]
+    deadline = time.monotonic() + 30
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker_pid)  # the cluster the host started went with the run
