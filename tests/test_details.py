@@ -30,6 +30,9 @@ def test_picking_an_earlier_try_changes_the_header_not_only_the_log(nbflow_home:
     panel = graph.details
     assert panel.try_picker.layout.display == ""
     assert [value for _, value in panel.try_picker.options] == [1, 2, 3] and panel.try_picker.value == 3
+    # each try named with its state's word, as the graph's legend and Lab's picker say it
+    assert [label for label, _ in panel.try_picker.options] == ["try 1 · up for retry", "try 2 · up for retry",
+                                                                "try 3 · success"]
     assert "3 of 3" in panel.body.value and "data-state='success'" in panel.body.value
     assert "attempt number 3" in panel.body.value
     panel.try_picker.value = 1

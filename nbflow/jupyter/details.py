@@ -312,7 +312,8 @@ class DetailsPanel(w.VBox):
         self._quiet = True
         try:
             if len(tries) > 1:
-                options = [(f"try {t['try_number']} · {t['state']}", t["try_number"]) for t in tries]
+                # the state's word as every view shows it ("up for retry"), as in Lab's picker
+                options = [(f"try {t['try_number']} · {style_for(t['state'])['label']}", t["try_number"]) for t in tries]
                 if list(self.try_picker.options) != options:
                     self.try_picker.options = options
                 if self.try_picker.value != info.get("try_number"):
