@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nbflow.errors import InvalidOptionError, ScheduleError
 
-__all__ = ["describe_in", "is_english", "languages", "resolve_language"]
+__all__ = ["describe_in", "from_accept_language", "is_english", "languages", "resolve_language"]
 
 ENGLISH = "en_US"
 
@@ -77,6 +77,32 @@ def resolve_language(language: str | None = None, environ: Mapping[str, str] | N
                 return ENGLISH
             return _match(value) or ENGLISH
     return ENGLISH
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The language to phrase schedules in for a browser that sent this ``Accept-Language`` header
+    (``"de-DE,de;q=0.9,en;q=0.8"``): its most wanted language cron-descriptor has, English included;
+    None when it names none (the server's locale decides then)."""
+    wanted: list[tuple[float, int, str]] = []
+    for index, item in enumerate((header or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and tag != "*" and quality > 0:
+            wanted.append((-quality, index, tag))
+    for _, _, tag in sorted(wanted):
+        if tag.split("-", 1)[0].lower() == "en":
+            return ENGLISH
+        code = _match(tag)
+        if code is not None:
+            return code
+    return None
 
 
 def is_english(code: str) -> bool:

@@ -43,3 +43,13 @@ def test_a_language_without_words_is_refused_naming_the_ones_there_are() -> None
         describe_cron("0 6 * * *", "klingon")
     assert "de_DE" in str(caught.value) and "ja_JP" in str(caught.value)
     assert {"de_DE", "ja_JP", "ko_KR"} <= set(languages())
+
+
+def test_a_browsers_accept_language_picks_the_most_wanted_language_it_has() -> None:
+    from nbflow.cronlocale import from_accept_language
+
+    assert from_accept_language("de-DE,de;q=0.9,en;q=0.8") == "de_DE"
+    assert from_accept_language("en-GB,de;q=0.9") == "en_US"  # English is nbflow's own words
+    assert from_accept_language("xx, ko;q=0.5, ja;q=0.7") == "ja_JP"  # by quality, skipping what it lacks
+    assert from_accept_language("ja;q=0, *") is None  # q=0 means "not this"; * says nothing
+    assert from_accept_language("xx-YY") is None and from_accept_language(None) is None

@@ -75,6 +75,14 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
 
     auth_resource = AUTH_RESOURCE
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        from nbflow.cronlocale import from_accept_language
+        from nbflow.jupyter.server.serialize import READER_LANGUAGE
+
+        # schedules in words in the browser's language, not the server's
+        READER_LANGUAGE.set(from_accept_language(self.request.headers.get("Accept-Language")))
+
     @property
     def services(self) -> Services:
         error = getattr(self.extensionapp, "settings_error", None)

@@ -8,6 +8,7 @@ checked without a server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -51,15 +52,20 @@ def raw_schedule(dag: DAG | None, row: Mapping[str, Any]) -> str | None:
     return text[: -len(suffix)] if zone and text.endswith(suffix) else text
 
 
+#: the language the reader's browser asks for (its Accept-Language, set per request by the
+#: handlers), for schedules in words; None: the server's locale decides
+READER_LANGUAGE: ContextVar[str | None] = ContextVar("nbflow_reader_language", default=None)
+
+
 def schedule_words(schedule: Any, fallback: str | None) -> str | None:
-    """The schedule in words (nbflow.cronwords), or ``fallback`` (the timetable's description) when
-    that is not available or cannot phrase it."""
+    """The schedule in words (nbflow.cronwords), in the reader's language, or ``fallback`` (the
+    timetable's description) when that is not available or cannot phrase it."""
     try:
         from nbflow.cronwords import describe_schedule
     except ImportError:
         return fallback
     try:
-        return describe_schedule(schedule)
+        return describe_schedule(schedule, READER_LANGUAGE.get())
     except Exception:  # words are a nicety: a value they cannot phrase still has its description
         return fallback
 
@@ -70,7 +76,7 @@ def cron_words(expression: str, fallback: str) -> str:
     except ImportError:
         return fallback
     try:
-        return describe_cron(expression)
+        return describe_cron(expression, READER_LANGUAGE.get())
     except Exception:  # as above
         return fallback
 

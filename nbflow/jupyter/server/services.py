@@ -9,6 +9,7 @@ a notebook rendered to HTML) never stalls the server's other traffic, kernels in
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,9 +63,11 @@ class Services:
             return self._catalog
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``function(*args, **kwargs)`` on a worker thread, awaited."""
+        """``function(*args, **kwargs)`` on a worker thread, awaited, in the request's context (the
+        reader's language, :data:`~nbflow.jupyter.server.serialize.READER_LANGUAGE`, goes with it)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: function(*args, **kwargs))
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.pool, lambda: context.run(function, *args, **kwargs))
 
     def close(self) -> None:
         """Stop the scheduler host and the run hosts (running tasks get their grace period), then
