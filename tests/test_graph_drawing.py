@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from nbflow import DAG, TaskGroup, task
-from nbflow.jupyter.cyto import edge_bends
+from nbflow.jupyter.bends import edge_bends
 from nbflow.jupyter.graph import STATE_STYLES, GraphModel, node_size
 from nbflow.jupyter.layout import BOX_PADDING, clear_boxes, layered_layout, route_edges
 

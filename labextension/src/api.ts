@@ -129,6 +129,11 @@ export interface IGraphEdge {
   label?: string;
   /** how many task-to-task edges it stands for */
   count?: number;
+  /** for an edge bent round nodes it would pass over: how many bend points, and where they are
+   * (cytoscape's segment weights along the line between the node centres and distances from it) */
+  bends?: number;
+  bend_weights?: string;
+  bend_distances?: string;
 }
 
 export interface IGraph {
@@ -183,6 +188,8 @@ export interface ITry {
   peak_rss?: number | null;
   duration?: number | null;
   hostname?: string | null;
+  /** the address of the cluster worker that ran the try (a Dask worker's tcp://...); "" elsewhere */
+  worker?: string | null;
   error?: string | null;
   [key: string]: unknown;
 }

@@ -190,6 +190,9 @@ export class TaskDetails extends Widget {
       ...(mapped ? [] : [['host', shown.hostname ?? '—'] as [string, string]])
     ];
     const current = detail.tries.find(t => t.try_number === shown.try_number);
+    if (!mapped && current?.worker) {
+      rows.push(['worker', current.worker, 'the cluster worker that ran this try']);
+    }
     if (!mapped && current?.peak_rss) {
       rows.push(['peak memory', bytesText(current.peak_rss), 'most resident memory of the try and the processes it started']);
     }

@@ -119,6 +119,19 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
       }
     },
     {
+      // An edge that would pass over a node it does not connect bends round it, at the points the
+      // server computed (the notebook's graph bends it the same way).
+      selector: 'edge[bends]',
+      style: big
+        ? {}
+        : {
+            'curve-style': 'segments',
+            'edge-distances': 'node-position',
+            'segment-weights': 'data(bend_weights)',
+            'segment-distances': 'data(bend_distances)'
+          }
+    },
+    {
       // A Label's words, along the edge, on a light band so that they stay readable over it.
       selector: 'edge[label]',
       style: {
@@ -197,7 +210,10 @@ function elements(graph: IGraph): cytoscape.ElementDefinition[] {
         id: edge.id,
         source: edge.source,
         target: edge.target,
-        ...(edge.label ? { label: edge.label } : {})
+        ...(edge.label ? { label: edge.label } : {}),
+        ...(edge.bends
+          ? { bends: edge.bends, bend_weights: edge.bend_weights, bend_distances: edge.bend_distances }
+          : {})
       }
     });
   }

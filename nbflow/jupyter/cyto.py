@@ -19,7 +19,6 @@ Cost model (measured with ipycytoscape 1.3, counting the comm messages a kernel 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 import ipycytoscape
 import ipywidgets as w
 
-from nbflow.jupyter.graph import DEFAULT_SIZE, KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, node_size, style_for
-from nbflow.jupyter.layout import route_edges
+from nbflow.jupyter.bends import drawn_size, edge_bends
+from nbflow.jupyter.graph import KIND_SHAPES, LEGEND, NO_STATUS, GraphModel, style_for
 
 GRAPH_HEIGHT = "440px"
 #: the view's height follows the drawing's shape within these bounds (pixels); its width is what
@@ -37,10 +36,6 @@ MIN_HEIGHT, MAX_HEIGHT, TYPICAL_WIDTH = 260, 720, 620
 #: fitting a small DAG never blows its nodes up past this
 MAX_ZOOM = 1.5
 SELECTED = "nbflow-selected"
-#: a folded node's height: room for its label on two lines
-FOLDED_HEIGHT = 46.0
-#: an open group's box: its padding around its nodes, and its name above it (pixels at zoom 1)
-BOX_PADDING, LABEL_HEIGHT, LABEL_CHAR_WIDTH = 12.0, 18.0, 7.5
 #: the class of the cytoscape view's element (see labextension/src/graphfit.ts)
 GRAPH_CLASS = "nbflow-graph"
 
@@ -103,56 +98,6 @@ def node_data(model: GraphModel, node: Mapping[str, Any], look: Mapping[str, str
     if counts is not None:
         data["counts"] = dict(counts)
     return data
-
-
-def drawn_size(node: Mapping[str, Any]) -> tuple[float, float]:
-    """(width, height) of a node as the view draws it."""
-    width, height = node_size(node["kind"])
-    if node["is_aggregate"] or (node["is_group"] and not node["is_compound"]):
-        # many tasks in one node: full size whatever their kind, two lines for its name and states
-        width, height = max(width, DEFAULT_SIZE[0]), max(height, FOLDED_HEIGHT)
-    return width, height
-
-
-def edge_bends(model: GraphModel) -> dict[str, dict[str, Any]]:
-    """For each edge that would cross a node it does not connect, the ``data`` that bends it round
-    (cytoscape's segments, as weights along the line between the node centres and distances from
-    it), by edge id."""
-    leaves = [n for n in model.nodes if not n.get("is_compound")]
-    positions: dict[str, tuple[float, float]] = {n["id"]: tuple(n["position"]) for n in leaves}  # type: ignore[misc]
-    sizes = {n["id"]: drawn_size(n) for n in leaves}
-    # an open group's name, above its box, is in the way too: an edge crossing it would hide it
-    inside: dict[str, list[str]] = {}
-    for node in leaves:
-        parent = node["parent"]
-        while parent is not None:
-            inside.setdefault(parent, []).append(node["id"])
-            parent = model.node(parent)["parent"]
-    for box, members in inside.items():
-        xs = [positions[m][0] for m in members]
-        top = min(positions[m][1] - sizes[m][1] / 2 for m in members) - BOX_PADDING
-        label = model.node(box)["label"]
-        positions[f"label:{box}"] = ((min(xs) + max(xs)) / 2, top - LABEL_HEIGHT / 2)
-        # room for the counts the name gets while a run goes ("checks (1✓ 2▶)")
-        sizes[f"label:{box}"] = ((len(label) + 12) * LABEL_CHAR_WIDTH, LABEL_HEIGHT)
-    routes = route_edges(positions, sizes, [(e["source"], e["target"]) for e in model.edges])
-    out: dict[str, dict[str, Any]] = {}
-    for edge in model.edges:
-        points = routes.get((edge["source"], edge["target"]))
-        if not points:
-            continue
-        (sx, sy), (tx, ty) = positions[edge["source"]], positions[edge["target"]]
-        dx, dy = tx - sx, ty - sy
-        length2 = dx * dx + dy * dy
-        length = math.sqrt(length2)
-        weights, distances = [], []
-        for px, py in points:
-            weights.append((px - sx) * dx / length2 + (py - sy) * dy / length2)
-            # cytoscape measures a distance along the normal (-dy, dx) of the source-to-target line
-            distances.append(((px - sx) * -dy + (py - sy) * dx) / length)
-        out[edge["id"]] = {"bends": len(points), "bend_weights": " ".join(f"{v:.4f}" for v in weights),
-                           "bend_distances": " ".join(f"{v:.2f}" for v in distances)}
-    return out
 
 
 def fitting_height(model: GraphModel) -> int:

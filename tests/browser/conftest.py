@@ -22,6 +22,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -230,7 +231,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def lab_page(lab: Lab, browser: Any, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Iterator[LabPage]:
     """A new browser context and page on ``lab``; a screenshot is saved when the test ends."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    language = request.node.get_closest_marker("browser_locale")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  **({"locale": language.args[0]} if language else {}))
     context.set_default_timeout(30_000)
     page = context.new_page()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
@@ -621,3 +624,105 @@ def api_json(lab: Lab, path: str, method: str = "GET", body: Any = None, timeout
     with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
+
+
+#: A JavaScript function of a cytoscape instance: what in its drawing misleads a reader. Each edge
+#: that passes over a node it does not connect ("crossings", also over an open group's name), each
+#: node drawn in a group box it is not in ("overlaps"), the width of each group's name ("labels"),
+#: and the edges drawn bent ("bent"). The notebook's graph and Lab's DAG view are checked with it.
+DRAWING_CHECK_JS = """
+(cy) => {
+    const plain = {includeLabels: false, includeOverlays: false};
+    const leaves = cy.nodes().filter(n => !n.isParent());
+    const cross = (p, q, b) => {  // does segment p-q pass through box b? (Liang-Barsky)
+        let t0 = 0, t1 = 1; const dx = q.x - p.x, dy = q.y - p.y;
+        for (const [e, f] of [[-dx, p.x - b.x1], [dx, b.x2 - p.x], [-dy, p.y - b.y1], [dy, b.y2 - p.y]]) {
+            if (e === 0) { if (f < 0) return false; continue; }
+            const t = f / e;
+            if (e < 0) t0 = Math.max(t0, t); else t1 = Math.min(t1, t);
+            if (t0 > t1) return false;
+        }
+        return true;
+    };
+    const crossings = [];
+    cy.edges().forEach(edge => {
+        const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
+        leaves.forEach(n => {
+            if (n.same(edge.source()) || n.same(edge.target())) return;
+            const b = n.boundingBox(plain);
+            for (let i = 0; i + 1 < points.length; i++) {
+                if (cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over ' + n.id()); break; }
+            }
+        });
+    });
+    const overlaps = [];
+    cy.nodes().filter(n => n.isParent()).forEach(box => {
+        const b = box.boundingBox(plain);
+        leaves.forEach(n => {
+            if (n.ancestors().contains(box)) return;
+            const c = n.boundingBox(plain);
+            if (c.x1 < b.x2 && c.x2 > b.x1 && c.y1 < b.y2 && c.y2 > b.y1) overlaps.push(n.id() + ' in ' + box.id());
+        });
+    });
+    const labels = [];  // an edge over a group's name hides it
+    cy.nodes().filter(n => n.isParent()).forEach(box => {
+        const b = box.boundingBox({includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false});
+        labels.push({id: box.id(), w: b.w});
+        cy.edges().forEach(edge => {
+            const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
+            for (let i = 0; i + 1 < points.length; i++) {
+                if (b.w > 0 && cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over the name of ' + box.id()); break; }
+            }
+        });
+    });
+    return {crossings, overlaps, labels, edges: cy.edges().length,
+            bent: cy.edges().filter(e => e.segmentPoints() && e.segmentPoints().length).map(e => e.id())};
+}
+"""
+
+
+def etl_source(dag_id: str, wait: str = "") -> str:
+    """A small ETL whose drawing can mislead: ``totals_by_region -> daily_report`` would pass straight
+    over ``load_warehouse``, and the group ``checks`` takes one input from ``extract`` and one from
+    ``clean``. ``wait`` is a statement that ``nulls`` and ``dupes`` run first (to hold them running)."""
+    hold = f"\n                {wait}" if wait else ""
+    return textwrap.dedent(f"""\
+        with DAG("{dag_id}", schedule=None) as etl:
+            @task
+            def extract():
+                return 1
+
+            @task
+            def clean(x):
+                return x
+
+            @task
+            def totals_by_region(x):
+                return x
+
+            @task
+            def load_warehouse(x):
+                return x
+
+            @task
+            def daily_report(a, b):
+                return a + b
+
+            @task
+            def rows(x):
+                return x
+
+            @task
+            def nulls(x):{hold}
+                return x
+
+            @task
+            def dupes(x):{hold}
+                return x
+
+            raw = extract()
+            cleaned = clean(raw)
+            totals = totals_by_region(cleaned)
+            daily_report(totals, load_warehouse(totals))
+            with TaskGroup("checks"):
+                rows(raw), nulls(raw), dupes(cleaned)""")

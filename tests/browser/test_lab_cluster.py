@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Lab, LabPage
+from .test_labextension import NbflowUI
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -86,6 +87,18 @@ def test_the_sidebar_names_a_hosts_dask_cluster_and_links_its_dashboard(
         with urllib.request.urlopen(seen[0]["href"], timeout=30) as answer:  # the cluster's own dashboard
             assert answer.status == 200
         lab_page.screenshot("cluster-line")
+
+        # the DAG view's details of the task name the worker that ran its try
+        ui = NbflowUI(lab_page)
+        ui.click_in_row(dag_id, ".nbflow-DagName")
+        ui.wait_graph(dag_id, lambda g: any(n["id"] == "hello" and n["state"] == "success" for n in g["nodes"]),
+                      "the task to show as succeeded", timeout=60)
+        ui.click_task(dag_id, "hello")
+        worker = ui.page.locator(f"#nbflow-dag-{dag_id} .nbflow-Facts tr", has_text="worker").locator("td")
+        lab_page.wait_for(lambda: worker.count() == 1 and worker.inner_text().startswith("tcp://127.0.0.1:"),
+                          "the details to name the worker", details=lambda: ui.details_text(dag_id))
+        assert worker.inner_text() != address  # a worker's own address, not the scheduler's
+        lab_page.screenshot("worker-in-details")
     finally:
         for process in reversed(processes):
             if process.poll() is None:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from .conftest import Lab, LabPage, api_json
+from .conftest import DRAWING_CHECK_JS, Lab, LabPage, api_json, etl_source
 from .test_labextension import NbflowUI, _dag_file, _hello_dag, _uid
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -459,3 +459,21 @@ def test_changing_the_refresh_interval_in_the_settings_editor_changes_the_sideba
         assert ui.lab.api(f"lab/api/settings/{PLUGIN}")["settings"]["refreshInterval"] == 1
     finally:
         assert _settings(ui.lab, "{}") == 204
+
+
+def test_edges_bend_round_nodes_they_do_not_connect_as_in_the_notebook(ui: NbflowUI) -> None:
+    """Issue 16, item 8, in Lab: totals_by_region -> daily_report would pass straight over
+    load_warehouse and read as a dependency on it; the DAG view bends it round, at the points the
+    server computes for the notebook's graph too, and no edge passes over a node or a group's name."""
+    dag_id = f"lab_etl_{_uid()}"
+    _dag_file(ui.lab, dag_id, "from nbflow import DAG, TaskGroup, task\n\n" + etl_source(dag_id))
+    ui.open_lab()
+    _open_dag_view(ui, dag_id)
+    ui.wait_graph(dag_id, lambda g: {"daily_report", "checks.rows"} <= {n["id"] for n in g["nodes"]},
+                  "the graph with its group open")
+    drawing = ui.page.evaluate(
+        "(dagId) => (" + DRAWING_CHECK_JS + ")("
+        "document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas')._cyreg.cy)", dag_id)
+    ui.lp.screenshot("etl-drawing")
+    assert drawing["crossings"] == [] and drawing["overlaps"] == [], drawing
+    assert "totals_by_region->daily_report" in drawing["bent"], drawing

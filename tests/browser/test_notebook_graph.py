@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import _PANEL_JS, Lab, LabPage, rgb
+from .conftest import _PANEL_JS, DRAWING_CHECK_JS, Lab, LabPage, etl_source, rgb
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -281,52 +281,8 @@ def test_after_a_reload_the_graph_fills_its_view_with_readable_labels(lab_page: 
 
 ETL_CELLS = [
     "import os, threading\nfrom nbflow import DAG, TaskGroup, task\nfrom nbflow.jupyter.widgets import DagGraph",
-    """\
-def gate():
-    while not os.path.exists("etl-gate"):
-        threading.Event().wait(0.05)
-
-with DAG("browser_etl", schedule=None) as etl:
-    @task
-    def extract():
-        return 1
-
-    @task
-    def clean(x):
-        return x
-
-    @task
-    def totals_by_region(x):
-        return x
-
-    @task
-    def load_warehouse(x):
-        return x
-
-    @task
-    def daily_report(a, b):
-        return a + b
-
-    @task
-    def rows(x):
-        return x
-
-    @task
-    def nulls(x):
-        gate()
-        return x
-
-    @task
-    def dupes(x):
-        gate()
-        return x
-
-    raw = extract()
-    cleaned = clean(raw)
-    totals = totals_by_region(cleaned)
-    daily_report(totals, load_warehouse(totals))
-    with TaskGroup("checks"):
-        rows(raw), nulls(raw), dupes(cleaned)""",
+    'def gate():\n    while not os.path.exists("etl-gate"):\n        threading.Event().wait(0.05)\n\n'
+    + etl_source("browser_etl", "gate()"),
     "etl",
     "folded = DagGraph(etl)\nfolded.collapse('group:checks')\nfolded",
     "runner = threading.Thread(target=lambda: etl.test(executor='thread'), daemon=True)\nrunner.start()",
@@ -338,52 +294,7 @@ _DRAWING_JS = """
     const container = Array.from(area.querySelectorAll('div'))
         .find(el => el._cyreg && el._cyreg.cy && !el._cyreg.cy.destroyed());
     if (!container) return null;
-    const cy = container._cyreg.cy;
-    const plain = {includeLabels: false, includeOverlays: false};
-    const leaves = cy.nodes().filter(n => !n.isParent());
-    const cross = (p, q, b) => {  // does segment p-q pass through box b? (Liang-Barsky)
-        let t0 = 0, t1 = 1; const dx = q.x - p.x, dy = q.y - p.y;
-        for (const [e, f] of [[-dx, p.x - b.x1], [dx, b.x2 - p.x], [-dy, p.y - b.y1], [dy, b.y2 - p.y]]) {
-            if (e === 0) { if (f < 0) return false; continue; }
-            const t = f / e;
-            if (e < 0) t0 = Math.max(t0, t); else t1 = Math.min(t1, t);
-            if (t0 > t1) return false;
-        }
-        return true;
-    };
-    const crossings = [];
-    cy.edges().forEach(edge => {
-        const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
-        leaves.forEach(n => {
-            if (n.same(edge.source()) || n.same(edge.target())) return;
-            const b = n.boundingBox(plain);
-            for (let i = 0; i + 1 < points.length; i++) {
-                if (cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over ' + n.id()); break; }
-            }
-        });
-    });
-    const overlaps = [];
-    cy.nodes().filter(n => n.isParent()).forEach(box => {
-        const b = box.boundingBox(plain);
-        leaves.forEach(n => {
-            if (n.ancestors().contains(box)) return;
-            const c = n.boundingBox(plain);
-            if (c.x1 < b.x2 && c.x2 > b.x1 && c.y1 < b.y2 && c.y2 > b.y1) overlaps.push(n.id() + ' in ' + box.id());
-        });
-    });
-    const labels = [];  // an edge over a group's name hides it
-    cy.nodes().filter(n => n.isParent()).forEach(box => {
-        const b = box.boundingBox({includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false});
-        labels.push({id: box.id(), w: b.w});
-        cy.edges().forEach(edge => {
-            const points = [edge.sourceEndpoint(), ...(edge.segmentPoints() || []), edge.targetEndpoint()];
-            for (let i = 0; i + 1 < points.length; i++) {
-                if (b.w > 0 && cross(points[i], points[i + 1], b)) { crossings.push(edge.id() + ' over the name of ' + box.id()); break; }
-            }
-        });
-    });
-    return {crossings, overlaps, labels, edges: cy.edges().length,
-            bent: cy.edges().filter(e => e.segmentPoints() && e.segmentPoints().length).map(e => e.id())};
+    return (""" + DRAWING_CHECK_JS + """)(container._cyreg.cy);
 }
 """
 
@@ -585,7 +496,7 @@ def test_picking_an_earlier_try_changes_the_header_not_only_the_log(lab_page: La
     lab_page.wait_for(lambda: "try 3 of 3" in header() and "attempt number 3" in header(), "the newest try", timeout=15,
                       details=header)
     assert "success" in header()
-    picker.select_option(label="try 1 · up_for_retry")
+    picker.select_option(label="try 1 · up for retry")
     lab_page.wait_for(lambda: "try 1 of 3" in header(), "the header to follow the picked try", timeout=15,
                       details=header)
     text = header()

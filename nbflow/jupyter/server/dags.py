@@ -119,7 +119,8 @@ def graph(services: Services, dag_id: str, opens: list[str] | None = None) -> di
     (:class:`~nbflow.jupyter.graph.GraphModel`), after opening the nodes ``opens`` one after the
     other (:meth:`~nbflow.jupyter.unfolding.Unfolding.replay`): a browser view only draws, and opens
     a folded node by asking again with its id added."""
-    from nbflow.jupyter.graph import SEVERITY, STATE_STYLES, kind_shape, node_size
+    from nbflow.jupyter.bends import drawn_size, edge_bends
+    from nbflow.jupyter.graph import SEVERITY, STATE_STYLES, kind_shape
     from nbflow.jupyter.unfolding import Unfolding
 
     row = find_row(services, dag_id)
@@ -129,7 +130,7 @@ def graph(services: Services, dag_id: str, opens: list[str] | None = None) -> di
     model = unfolding.replay(opens or [])
     nodes = []
     for node in model.nodes:
-        width, height = node_size(node["kind"])
+        width, height = drawn_size(node)  # as the notebook draws it: the edges' bends go round these
         x, y = node["position"]
         folded = bool(node["is_aggregate"] or (node["is_group"] and not node["is_compound"]))
         nodes.append({"id": node["id"], "label": node["label"], "kind": node["kind"], "shape": kind_shape(node["kind"]),
@@ -137,8 +138,11 @@ def graph(services: Services, dag_id: str, opens: list[str] | None = None) -> di
                       "is_group": bool(node["is_compound"]), "is_folded": folded,
                       "size": len(model.group_tasks(node["id"].removeprefix("group:"))) if node["is_compound"]
                       else len(node["members"])})
+    # an edge whose straight line would pass over a node it does not connect bends round it, at the
+    # same points as in the notebook (cytoscape's segments: weights along it, distances from it)
+    bends = edge_bends(model)
     edges = [{"id": e["id"], "source": e["source"], "target": e["target"], "count": e["count"],
-              **({"label": e["label"]} if e.get("label") else {})} for e in model.edges]
+              **({"label": e["label"]} if e.get("label") else {}), **bends.get(e["id"], {})} for e in model.edges]
     styles = {state: {key: style[key] for key in STYLE_KEYS} for state, style in STATE_STYLES.items()}
     node_of = {task: model.node_of(task) for task in model.tasks()}
     return {"dag_id": dag_id, "nodes": nodes, "edges": edges, "styles": styles, "node_of": node_of,
