@@ -169,3 +169,17 @@ def test_the_dashboard_switch_next_run_and_dags_of_other_kernels(ui: NbflowUI, m
     box.click()
     ui.lp.wait_for(lambda: not {d["dag_id"]: d for d in api_json(ui.lab, "nbflow/api/dags")["dags"]}[first]["is_paused"],
                    f"{first} to be active again", timeout=10)
+
+
+@pytest.mark.browser_locale("de-DE")
+def test_a_german_browser_reads_schedules_in_german(ui: NbflowUI) -> None:
+    """Issue 16, item 12: schedules in words in the reader's language, which in Lab is the
+    browser's (the Lab server itself runs in the C locale, English)."""
+    dag_id = f"german_{_uid()}"
+    _hello_dag(ui.lab, dag_id)  # "0 6 * * *"
+    ui.open_lab()
+    ui.open_sidebar()
+    row = ui.wait_row(dag_id)
+    schedule = ui.page.inner_text(f'#nbflow-sidebar li[data-dag-id="{dag_id}"] .nbflow-DagRow-meta')
+    assert "Um 06:00" in schedule and "at 06:00" not in schedule, (schedule, row)
+    ui.lp.screenshot("german")
