@@ -97,6 +97,10 @@ def main() -> None:
     for name in setup.get("absent", ()):
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # see nbflow/importcost.py
     max_rss = int(setup.get("max_rss_mb") or 0) * 1024 * 1024
+    # Every process a call starts ends with the call (_end_descendants): said to what the calls run
+    # (and to what they start), so that nothing is started here to serve a later call, such as a
+    # spare kernel. The name is nbflow.executors.base.CALLS_END_THEIR_PROCESSES (no nbflow import here).
+    os.environ["_NBFLOW_CALLS_END_THEIR_PROCESSES"] = "1"
     import cloudpickle
 
     _become_subreaper()

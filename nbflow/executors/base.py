@@ -40,6 +40,10 @@ from nbflow.errors import ConfigError, ExecutorUnavailableError, InvalidOptionEr
 log = logging.getLogger("nbflow.executors")
 
 HOSTNAME = os.uname().nodename if hasattr(os, "uname") else ""
+#: set (to "1") in the environment of a process executor's worker, which ends every process a call
+#: started when the call ends: nothing may be started there ahead of a later call (a spare kernel
+#: would be dead when taken)
+CALLS_END_THEIR_PROCESSES = "_NBFLOW_CALLS_END_THEIR_PROCESSES"
 
 
 @dataclass

@@ -281,6 +281,13 @@ def _discard_when_started(future: Future[Any]) -> None:
     future.add_done_callback(_discard_started)
 
 
+def _alive(km: Any) -> bool:
+    """Whether a kernel's process still runs, asked of its process without a message (a dead
+    kernel's client would wait out the whole startup timeout for an answer)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    return process is None or process.poll() is None
+
+
 class Claim:
     """A kernel set aside by :meth:`KernelPool.claim`: take it once, or drop it."""
 
@@ -292,13 +299,16 @@ class Claim:
     def take(self) -> tuple[Any, str]:
         """``(km, source)`` once the kernel answers; a kernel that failed to start ahead is started
         again, now (``"cold"``)."""
-        if self._km is not None:
-            return self._km, self._source
-        if self._future is not None:
+        km = self._km
+        if km is None and self._future is not None:
             try:
-                return self._future.result(), self._source
+                km = self._future.result()
             except Exception:
-                pass
+                km = None
+        if km is not None:
+            if _alive(km):
+                return km, self._source
+            discard(km, now=True)  # it died while it waited (killed, out of memory): never hand it out
         return start_kernel(self.kernel_name, self.pool.startup_timeout), "cold"
 
     def drop(self) -> None:
@@ -318,7 +328,10 @@ def default_pool() -> KernelPool:
     global _default
     with _default_lock:
         if _default is None:
-            _default = KernelPool()
+            from nbflow.executors.base import CALLS_END_THEIR_PROCESSES
+
+            # in a worker process a spare kernel would be ended with the call that started it
+            _default = KernelPool(size=0 if os.environ.get(CALLS_END_THEIR_PROCESSES) else 1)
             atexit.register(_shutdown_default)
         return _default
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from nbflow.notebook.pool import call_in_own_loop
 
@@ -41,3 +43,55 @@ def test_a_thread_without_a_loop_is_left_without_one() -> None:
 
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(run).result() is None
+
+
+def test_a_spare_kernel_that_died_while_it_waited_is_replaced_not_handed_out() -> None:
+    import signal
+    import time
+
+    from nbflow.notebook.pool import KernelPool
+
+    pool = KernelPool(size=1, startup_timeout=30)
+    try:
+        pool.warm("python3", wait=True)
+        claim = pool.claim("python3")
+        spare = claim._future.result()  # type: ignore[union-attr]
+        os.kill(spare.provisioner.process.pid, signal.SIGKILL)
+        spare.provisioner.process.wait()
+        started = time.monotonic()
+        km, source = claim.take()
+        assert km is not spare and source == "cold"
+        assert km.provisioner.process.poll() is None
+        assert time.monotonic() - started < 25  # a fresh start, not the dead one's wait for an answer
+        from nbflow.notebook.pool import discard
+
+        discard(km, now=True)
+    finally:
+        pool.shutdown()
+
+
+def test_notebook_tasks_run_again_and_again_in_the_same_worker_process(nbflow_home: Path, tmp_path: Path) -> None:
+    """A worker process ends whatever a call started when the call ends: a spare kernel started
+    there for the next notebook was dead when taken, and the next notebook task on that worker
+    waited out the startup timeout and failed."""
+    import nbformat
+    from nbformat import v4
+
+    from nbflow import DAG
+    from nbflow.engine.runs import run_dag
+    from nbflow.executors import get_executor
+    from nbflow.operators import NotebookOperator
+
+    path = tmp_path / "double.ipynb"
+    nb = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), v4.new_code_cell("print(x * 2)")]
+    nbformat.write(nb, path)
+    with DAG("notebook_again", timezone="UTC") as dag:
+        NotebookOperator(task_id="report", notebook=str(path), execution_timeout=40)
+    workers = get_executor("process", 1)  # one worker: every run's task lands on it
+    try:
+        for _ in range(3):
+            run = run_dag(dag, executor=workers, run_type="manual")
+            assert run.state == "success", run.errors
+    finally:
+        workers.shutdown()
