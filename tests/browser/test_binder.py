@@ -114,16 +114,33 @@ def test_binder_builds_runs_the_tour_and_starts_lab_with_the_demo_dag(binder: tu
         page.click('li.lm-TabBar-tab[data-id="nbflow-sidebar"]')
         row = page.wait_for_selector('#nbflow-sidebar li[data-dag-id="demo_pipeline"]', timeout=60_000)
         assert "demo_pipeline" in row.inner_text()
-        # the server runs the scheduler (binder/start says so): a trigger from the sidebar runs
+        # the server runs the scheduler (binder/start says so): a trigger from the sidebar runs. The
+        # scheduler also made today's scheduled run when it started: the test follows the triggered
+        # run itself, by its id, not whichever run the row shows last.
+        runs = "nbflow/api/dags/demo_pipeline/runs"
+        before = {run["run_id"] for run in lab.api(runs, timeout=30)["runs"]}
         row.query_selector(".nbflow-Trigger").click()
+        triggered: list[str] = []
+
+        def made() -> bool:
+            triggered[:] = [r["run_id"] for r in lab.api(runs, timeout=30)["runs"] if r["run_id"] not in before]
+            return bool(triggered)
+
+        shots.wait_for(made, "the triggered run to be made", timeout=60)
+        (run_id,) = triggered
+        assert run_id.startswith("manual__"), run_id
+        chip = f'#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-RunChip[data-run-id="{run_id}"]'
         # the run starts a kernel for its report: in a full test run on 2 cores that took over 120 s once.
         # Either end is waited for, so a failed run is told with its errors rather than as a timeout.
-        badge = '#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-DagBadge'
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         try:
-            page.wait_for_selector(f'{badge}[data-state="success"], {badge}[data-state="failed"]', timeout=300_000)
+            page.wait_for_selector(f'{chip}[data-state="success"], {chip}[data-state="failed"]', timeout=300_000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"run {run_id} did not end within 300 s:\n{_run_report(lab)}")
         finally:
             shots.screenshot()
-        assert page.get_attribute(badge, "data-state") == "success", _run_report(lab)
+        assert page.get_attribute(chip, "data-state") == "success", _run_report(lab)
     finally:
         context.close()
         _stop(process, lab)
