@@ -68,6 +68,28 @@ def test_replay_gives_what_the_same_clicks_gave() -> None:
     assert replayed.node_of("partition_03.load_042") == "partition_03.load_042"
 
 
+def test_replay_closes_a_group_marked_with_a_bang_and_what_was_opened_inside_it() -> None:
+    """The Lab view closes one group (a double click on its box) by sending ``!group:...``."""
+    d = partitions_dag()
+    opened = Unfolding(d).replay(["group:partition_03", "agg:partition_03.load_040~partition_03.load_049",
+                                  "group:partition_07"])
+    assert opened.node_of("partition_03.load_042") == "partition_03.load_042"
+    closed = Unfolding(d.describe()).replay(["group:partition_03", "agg:partition_03.load_040~partition_03.load_049",
+                                             "group:partition_07", "!group:partition_03"])
+    assert closed.node_of("partition_03.load_042") == "group:partition_03"  # folded again, its inside with it
+    assert closed.node("group:partition_03")["label"] == "partition_03 ×100"
+    assert closed.node_of("partition_07.load_000") != "group:partition_07"  # the other group stays open
+    # a group a small DAG shows open from the start closes the same way
+    with DAG("small", timezone="UTC") as small:
+        with TaskGroup("checks"):
+            for name in ("rows", "nulls", "dupes"):
+                EmptyOperator(task_id=name)
+    assert Unfolding(small).replay([]).node_of("checks.rows") == "checks.rows"
+    assert Unfolding(small).replay(["!group:checks"]).node_of("checks.rows") == "group:checks"
+    with pytest.raises(InvalidRequestError, match="nothing to close"):
+        Unfolding(d).replay(["!start"])
+
+
 def test_replay_refuses_a_node_it_does_not_draw_and_too_many_opens() -> None:
     view = Unfolding(partitions_dag())
     with pytest.raises(InvalidRequestError, match="draws no node 'group:nope'"):

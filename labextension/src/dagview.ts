@@ -76,6 +76,7 @@ export class DagView extends BoxPanel {
 
     this.graph.taskSelected.connect((_, taskId) => this.pickTask(taskId));
     this.graph.openRequested.connect((_, nodeId) => void this.openNode(nodeId));
+    this.graph.closeRequested.connect((_, nodeId) => void this.closeNode(nodeId));
     this.grid.picked.connect((_, pick) => {
       this.chooseRun(pick.runId, false);
       if (pick.taskId) {
@@ -145,6 +146,24 @@ export class DagView extends BoxPanel {
       this.status.textContent = `opened ${nodeId.replace(/^(group|agg):/, '')}`;
     } catch (error) {
       Notification.error(`nbflow: could not open ${nodeId}: ${String(error)}`, { autoClose: 8000 });
+    }
+  }
+
+  /** Close an open group (a double click on its box): the server replays the opens and this
+   * close ("!" before the id), so the group folds again and the nodes opened inside it go with it. */
+  private async closeNode(nodeId: string): Promise<void> {
+    const steps = [...this.opened, `!${nodeId}`];
+    try {
+      const graph = await api.graph(this.dagId, steps);
+      this.opened = steps;
+      const ms = this.graph.setGraph(graph, nodeId);
+      this.graph.node.dataset.drawMs = ms.toFixed(0);
+      if (this.selectedTask) {
+        this.graph.select(this.selectedTask);
+      }
+      this.status.textContent = `closed ${nodeId.replace(/^group:/, '')}`;
+    } catch (error) {
+      Notification.error(`nbflow: could not close ${nodeId}: ${String(error)}`, { autoClose: 8000 });
     }
   }
 

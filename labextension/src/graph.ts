@@ -157,7 +157,19 @@ function stylesheet(styles: Record<string, IStateStyle>, big: boolean): cytoscap
   // colour (white on green) would make it vanish.
   sheet.push({ selector: 'node[?is_group]', style: { color: '#424242' } });
   // semantic zoom (GraphView.sizeLabels): zoomed out, a folded node shows only its name; far out, none
-  sheet.push({ selector: 'node.nbflow-mid[?is_folded]', style: { label: 'data(name)' } });
+  // Its name, grown to stay readable, is wider than the node: in the state's text colour (white)
+  // the part past the node vanished on the page, so it is dark ink on a light band there.
+  sheet.push({
+    selector: 'node.nbflow-mid[?is_folded]',
+    style: {
+      label: 'data(name)',
+      color: '#212121',
+      'text-background-color': '#ffffff',
+      'text-background-opacity': 0.85,
+      'text-background-shape': 'roundrectangle',
+      'text-background-padding': '1px'
+    }
+  });
   sheet.push({ selector: 'node.nbflow-far[?is_folded]', style: { label: '' } });
   sheet.push({
     selector: 'node:selected',
@@ -234,6 +246,7 @@ export class GraphView extends Widget {
   private readonly canvas: HTMLDivElement;
   private readonly _taskSelected = new Signal<this, string>(this);
   private readonly _openRequested = new Signal<this, string>(this);
+  private readonly _closeRequested = new Signal<this, string>(this);
   private nodeOf: Record<string, string> = {};
   private severity: string[] = SEVERITY;
   private states: Record<string, string | null | undefined> = {};
@@ -265,6 +278,11 @@ export class GraphView extends Widget {
   /** Emitted with a folded node's id when it is clicked: the view asks the server to open it. */
   get openRequested(): ISignal<this, string> {
     return this._openRequested;
+  }
+
+  /** Emitted with an open group's id when its box is double-clicked: the view asks the server to close it. */
+  get closeRequested(): ISignal<this, string> {
+    return this._closeRequested;
   }
 
   /** The number of task nodes shown. */
@@ -322,6 +340,13 @@ export class GraphView extends Widget {
         this._openRequested.emit(node.id());
       } else if (!node.data('is_group')) {
         this._taskSelected.emit(node.id());
+      }
+    });
+    // a double click on an open group's own box (not on a node inside it) folds the group again
+    cy.on('dbltap', 'node', event => {
+      const node = event.target as cytoscape.NodeSingular;
+      if (node.data('is_group')) {
+        this._closeRequested.emit(node.id());
       }
     });
     cy.on('zoom', () => this.scheduleLabels());
@@ -649,7 +674,7 @@ export class GraphView extends Widget {
     fold.type = 'button';
     fold.className = 'jp-Button jp-mod-minimal nbflow-FoldAll';
     fold.textContent = 'Fold all';
-    fold.title = 'Close every node you opened';
+    fold.title = "Close every node you opened (double-click an open group's box to close only that one)";
     fold.addEventListener('click', () => this.foldAll?.());
     this.legend.append(spacer, fold, fit);
   }

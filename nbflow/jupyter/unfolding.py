@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: a view opens at most this many nodes one after the other (each is a fold and a layout)
 MAX_OPENS = 50
+#: in :meth:`Unfolding.replay`, the mark of a step that closes a node rather than opens it
+CLOSE = "!"
 
 
 class Unfolding:
@@ -112,13 +114,17 @@ class Unfolding:
 
     def replay(self, opens: Iterable[str]) -> GraphModel:
         """The model after opening ``opens`` one after the other from the folded DAG, as a view
-        that remembers only the ids it clicked asks for it. An id the model no longer draws (the
-        DAG changed since) is refused with the id named."""
+        that remembers only the ids it clicked asks for it; an id written ``!id`` closes that group
+        (or folds that opened node) again (node ids never start with ``!``). An id the model no
+        longer draws (the DAG changed since) is refused with the id named."""
         opens = list(opens)
         if len(opens) > MAX_OPENS:
             raise InvalidRequestError(f"{len(opens)} nodes opened at once: open at most {MAX_OPENS}, "
                                       "or fold the graph again and open fewer", self.dag_id)
         model = self.reset()
         for node_id in opens:
-            model = self.open(model, node_id)
+            if node_id.startswith(CLOSE):
+                model = self.close(model, node_id[len(CLOSE):])
+            else:
+                model = self.open(model, node_id)
         return model

@@ -477,3 +477,37 @@ def test_edges_bend_round_nodes_they_do_not_connect_as_in_the_notebook(ui: Nbflo
     ui.lp.screenshot("etl-drawing")
     assert drawing["crossings"] == [] and drawing["overlaps"] == [], drawing
     assert "totals_by_region->daily_report" in drawing["bent"], drawing
+
+
+def test_a_double_click_on_an_open_groups_box_folds_that_group_alone(ui: NbflowUI) -> None:
+    """Issue 16, item 7: in Lab, a group opened (or open from the start) can be closed on its own,
+    as in the notebook, without "Fold all"."""
+    dag_id = f"lab_close_{_uid()}"
+    _dag_file(ui.lab, dag_id, "from nbflow import DAG, TaskGroup, task\n\n" + etl_source(dag_id))
+    ui.open_lab()
+    _open_dag_view(ui, dag_id)
+    ui.wait_graph(dag_id, lambda g: "checks.rows" in {n["id"] for n in g["nodes"]}, "the group open")
+    # inside the box's padding, left of its first node: on the box itself, not on a task
+    point = ui.page.evaluate("""(dagId) => {
+        const canvas = document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas');
+        const box = canvas._cyreg.cy.getElementById('group:checks').renderedBoundingBox({includeLabels: false});
+        const rect = canvas.getBoundingClientRect();
+        return {x: rect.left + box.x1 + 4, y: rect.top + (box.y1 + box.y2) / 2};
+    }""", dag_id)
+    ui.page.mouse.dblclick(point["x"], point["y"])
+    graph = ui.wait_graph(dag_id, lambda g: "group:checks" in {n["id"] for n in g["nodes"]},
+                          "the group folded into one node")
+    ids = {n["id"] for n in graph["nodes"]}
+    assert not ids & {"checks.rows", "checks.nulls", "checks.dupes"}, ids
+    assert {"extract", "clean", "totals_by_region", "load_warehouse", "daily_report"} <= ids  # the rest stays
+    assert "closed checks" in ui.page.inner_text(f"#nbflow-dag-{dag_id}")
+    ui.lp.screenshot("closed")
+    # and a click opens it again
+    point = ui.page.evaluate("""(dagId) => {
+        const canvas = document.querySelector('#nbflow-dag-' + dagId + ' .nbflow-Graph-canvas');
+        const p = canvas._cyreg.cy.getElementById('group:checks').renderedPosition();
+        const rect = canvas.getBoundingClientRect();
+        return {x: rect.left + p.x, y: rect.top + p.y};
+    }""", dag_id)
+    ui.page.mouse.click(point["x"], point["y"])
+    ui.wait_graph(dag_id, lambda g: "checks.rows" in {n["id"] for n in g["nodes"]}, "the group open again")
