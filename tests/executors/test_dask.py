@@ -606,14 +606,22 @@ def test_priority_weight_orders_the_clusters_queue(tmp_path: Path) -> None:
             deadline = time.monotonic() + 60
             while not (tmp_path / "open.waiting").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
+
+            def queued_in_cluster() -> int:
+                """How many of the timed calls the cluster's scheduler holds."""
+                return sum(pool.client.run_on_scheduler(
+                    lambda dask_scheduler: [str(key).startswith("time-") for key in dask_scheduler.tasks]))
+
             for i in range(4):
                 pool.submit(f"low{i}", time.time, priority=1)
-            while pool.free_slots > 11 and time.monotonic() < deadline:
+            # the low ones are in the cluster's queue before the high ones come
+            while queued_in_cluster() < 4 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            time.sleep(0.3)  # the low ones are in the cluster's queue before the high ones come
             for i in range(4):
                 pool.submit(f"high{i}", time.time, priority=10)
-            time.sleep(0.3)
+            while queued_in_cluster() < 8 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert queued_in_cluster() == 8
             gate.touch()
             with arrived:
                 assert arrived.wait_for(lambda: len(outcomes) == 9, 60)
