@@ -307,6 +307,13 @@ def test_a_cluster_that_goes_away_mid_call_fails_it_and_the_next_call_gets_a_new
     try:
         pool.submit("long", time.sleep, (30,))
         pool.client.wait_for_workers(1, timeout=60)
+        # the call is on the worker (sent and running) before the cluster goes: closed earlier, the
+        # call would simply be sent to the new cluster started in its place, and run there
+        deadline = time.monotonic() + 60
+        while not any(pool.client.run_on_scheduler(
+                lambda dask_scheduler: [ts.state == "processing" for ts in dask_scheduler.tasks.values()])):
+            assert time.monotonic() < deadline, "the call never reached the worker"
+            time.sleep(0.02)
         first = pool._cluster
         first.close()  # the whole cluster goes away while the call runs
         with arrived:
