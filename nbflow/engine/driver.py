@@ -326,7 +326,7 @@ class RunDriver:
         while self.ready and len(chosen) < count:
             task_id = self.ready.pop()
             task = self._task(task_id)
-            member = self._executor_of(executor, task)
+            member = executor.route(task.runs_with)
             left = slots.get(id(member))
             if left is None:
                 left = member.free_slots
@@ -373,12 +373,6 @@ class RunDriver:
                     self.pools.release(task.pool, task.pool_slots)
                 raise
         return len(chosen), missed
-
-    @staticmethod
-    def _executor_of(executor: Executor, task: Any) -> Executor:
-        """Where ``task``'s tries go: the host's executor, or the one of another kind it asks for."""
-        route = getattr(executor, "route", None)  # a stand-in executor of a test may have none
-        return executor if route is None else route(task.runs_with)
 
     def _unchoose(self, chosen: list[str]) -> None:
         """Give tasks taken off the ready list for a claim that failed back their place and slots."""
@@ -430,7 +424,7 @@ class RunDriver:
             self._log_folder_made = True
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
-        member = self._executor_of(executor, task)
+        member = executor.route(task.runs_with)  # the host's, or the one the task asks for
         # a try that leaves this process carries the DAG's shipment; one run here, the task itself
         if member.in_process:
             shipped = None

@@ -20,6 +20,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 class RecordingExecutor:
     """Takes submissions and runs nothing: the test decides what happens next."""
 
+    name = "recording"
     in_process = True
     free_slots = 8
 
@@ -34,6 +35,10 @@ class RecordingExecutor:
     def cancel(self, key: tuple[int, str], reason: str) -> bool:
         self.cancelled.append((key[1], reason))
         return True
+
+    def route(self, name: str | None) -> RecordingExecutor:
+        assert name is None, f"these tests' tasks ask for no executor of their own, not {name!r}"
+        return self
 
 
 def _noop() -> None:
