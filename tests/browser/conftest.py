@@ -726,3 +726,16 @@ def etl_source(dag_id: str, wait: str = "") -> str:
             daily_report(totals, load_warehouse(totals))
             with TaskGroup("checks"):
                 rows(raw), nulls(raw), dupes(cleaned)""")
+
+
+def fan_source(dag_id: str, name: str = "dag") -> str:
+    """The 2,002-task fan-out, bound to ``name``: start -> 20 task groups of 100 look-alike tasks
+    (``partition_00.load_000`` ...) -> end. Needs ``DAG``, ``TaskGroup`` and ``EmptyOperator``."""
+    return textwrap.dedent(f"""\
+        with DAG("{dag_id}", schedule=None) as {name}:
+            start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
+            for g in range(20):
+                with TaskGroup(f"partition_{{g:02d}}") as group:
+                    for i in range(100):
+                        EmptyOperator(task_id=f"load_{{i:03d}}")
+                start >> group >> end""")

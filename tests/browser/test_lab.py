@@ -12,7 +12,7 @@ import pytest
 
 from nbflow.jupyter.graph import OPENED_PARTS
 
-from .conftest import LabPage, rgb
+from .conftest import LabPage, fan_source, rgb
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -241,15 +241,7 @@ def test_a_2000_task_dag_shows_folded_and_a_double_click_opens_a_fold(lab_page: 
 
 FAN_CELLS = [
     "from nbflow import DAG, TaskGroup\nfrom nbflow.operators import EmptyOperator",
-    """\
-with DAG("browser_fan", schedule=None) as fan:
-    start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
-    for g in range(20):
-        with TaskGroup(f"partition_{g:02d}") as group:
-            for i in range(100):
-                EmptyOperator(task_id=f"load_{i:03d}")
-        start >> group >> end
-assert len(fan.task_dict) == 2002""",
+    fan_source("browser_fan", "fan") + "\nassert len(fan.task_dict) == 2002",
     "fan",
     "run = fan.test(executor='inline')\nassert run.state == 'success'",
 ]

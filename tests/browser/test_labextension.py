@@ -20,7 +20,7 @@ import pytest
 
 from nbflow.jupyter.graph import STATE_STYLES
 
-from .conftest import Lab, LabPage, rgb
+from .conftest import Lab, LabPage, fan_source, rgb
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -647,18 +647,8 @@ def test_graph_of_5000_tasks(ui: NbflowUI) -> None:
 
 def _fan_out_dag(lab: Lab, dag_id: str) -> None:
     """The 2,002-task fan-out: start -> 20 groups of 100 look-alike tasks -> end."""
-    _dag_file(lab, dag_id, f"""\
-        from nbflow import DAG, TaskGroup
-        from nbflow.operators import EmptyOperator
-
-        with DAG("{dag_id}", schedule=None) as dag:
-            start, end = EmptyOperator(task_id="start"), EmptyOperator(task_id="end")
-            for g in range(20):
-                with TaskGroup(f"partition_{{g:02d}}") as group:
-                    for i in range(100):
-                        EmptyOperator(task_id=f"load_{{i:03d}}")
-                start >> group >> end
-        """)
+    _dag_file(lab, dag_id, "from nbflow import DAG, TaskGroup\nfrom nbflow.operators import EmptyOperator\n\n"
+              + fan_source(dag_id))
 
 
 #: What the user sees of each node of a DAG view's graph: its label as cytoscape renders it (after
