@@ -119,7 +119,9 @@ def test_binder_builds_runs_the_tour_and_starts_lab_with_the_demo_dag(binder: tu
         # run itself, by its id, not whichever run the row shows last.
         runs = "nbflow/api/dags/demo_pipeline/runs"
         before = {run["run_id"] for run in lab.api(runs, timeout=30)["runs"]}
-        row.query_selector(".nbflow-Trigger").click()
+        # a locator, not the row's handle: the sidebar redraws its rows as runs change (the scheduled run
+        # the server made on start), and a handle taken before a redraw is no longer in the page
+        page.locator('#nbflow-sidebar li[data-dag-id="demo_pipeline"] .nbflow-Trigger').click()
         triggered: list[str] = []
 
         def made() -> bool:
