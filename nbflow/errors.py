@@ -40,7 +40,8 @@ The tree::
     ├── NotificationError                a notification or an e-mail could not be delivered (.targets, .reason)
     ├── OutputError                      a task's return value cannot be kept
     │   ├── OutputNotSerializableError
-    │   └── OutputTooLargeError
+    │   ├── OutputTooLargeError
+    │   └── OutputOnClusterError     an output kept on the Dask cluster cannot be read here or is gone
     ├── TaskError                        raised inside or about a running task
     │   ├── TaskFailedError              a task failed for good; carries the traceback text
     │   ├── TaskTimeoutError
@@ -479,6 +480,18 @@ class OutputTooLargeError(OutputError):
             + f"its return value takes {size:,} bytes, over the limit of {limit:,} bytes "
             "(setting max_output_bytes). Write large data to a file and return its path, or raise "
             "the limit with NBFLOW_MAX_OUTPUT_BYTES."
+        )
+
+
+class OutputOnClusterError(OutputError):
+    """A task's output was kept on the Dask cluster (setting ``dask_keep_outputs_over``) and what
+    asked for its value could not get it there: ``name`` is its dataset name on the cluster."""
+
+    def __init__(self, dag_id: str | None, task_id: str | None, name: str, reason: str, fix: str) -> None:
+        self.dag_id, self.task_id, self.name, self.reason = dag_id, task_id, name, reason
+        super().__init__(
+            _where(dag_id, task_id) + f"its return value was kept on the Dask cluster as dataset {name!r} "
+            f"(setting dask_keep_outputs_over) and {reason}. {fix}"
         )
 
 

@@ -10,6 +10,10 @@ REST API, the details panel) show an :class:`OutputPreview` instead: the type, t
 repr, computed by :func:`encode` in the process that ran the task and stored next to the output, so
 that showing an output never unpickles it. Every reader of a ``task_output`` row goes through the
 functions at the end of this module.
+
+An output larger than the ``dask_keep_outputs_over`` setting, made on a Dask worker, stays on the
+cluster (kind ``cluster``): the store keeps its preview, its size and its dataset name on the
+cluster, the downstream tasks read it there, and the host releases it when the run ends.
 """
 
 from __future__ import annotations
@@ -23,21 +27,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbflow.errors import OutputNotSerializableError, OutputTooLargeError
+from nbflow.errors import OutputNotSerializableError, OutputOnClusterError, OutputTooLargeError
 
 #: longest stored preview, in characters: enough to recognise a value, small enough for every view
 PREVIEW_CHARS = 4096
 #: the end of a preview that was cut
 CUT = "…"
+#: the kind of an output kept on the Dask cluster: its data is the dataset's name there
+CLUSTER = "cluster"
 
 
 @dataclass(frozen=True)
 class EncodedOutput:
-    kind: str            #: "json" or "pickle"
-    data: str | bytes
-    size: int            #: bytes of ``data``
+    kind: str            #: "json" or "pickle"; "cluster" once kept on the Dask cluster
+    data: str | bytes    #: the serialised value; for "cluster", the dataset's name there
+    size: int            #: bytes of the serialised value
     type_name: str = ""  #: the value's type, ``module.QualName`` (bare for builtins)
     preview: str = ""    #: the value's repr, cut to PREVIEW_CHARS
+    #: larger than the try may send back (its request's keep_outputs_over): the executor that ran
+    #: it keeps it where it is (the Dask cluster) instead
+    keep: bool = False
 
     def decode(self) -> Any:
         return decode(self.kind, self.data)
@@ -108,10 +117,12 @@ def make_preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + CUT
 
 
-def encode(value: Any, dag_id: str, task_id: str, max_bytes: int) -> EncodedOutput:
+def encode(value: Any, dag_id: str, task_id: str, max_bytes: int, keep_over: int = 0) -> EncodedOutput:
     """Serialise a task's return value, or raise an error that names the task and the fix.
 
-    The preview is made here, where the value is, so that nobody has to unpickle it to show it."""
+    The preview is made here, where the value is, so that nobody has to unpickle it to show it.
+    Over ``keep_over`` bytes (0: never) the output is marked to be kept where it was made, and
+    ``max_bytes``, the store's limit, does not apply to it."""
     if _plain(value):
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         size = len(text) if text.isascii() else len(text.encode())
@@ -123,6 +134,8 @@ def encode(value: Any, dag_id: str, task_id: str, max_bytes: int) -> EncodedOutp
         except Exception as exc:  # pickle raises many kinds: TypeError, PicklingError, AttributeError
             raise OutputNotSerializableError(dag_id, task_id, type(value).__name__, f"{type(exc).__name__}: {exc}") from exc
         kind, size = "pickle", len(data)
+    if keep_over and size > keep_over:
+        return EncodedOutput(kind, data, size, type_name(value), make_preview(value), keep=True)
     if size > max_bytes:
         raise OutputTooLargeError(dag_id, task_id, size, max_bytes)
     return EncodedOutput(kind, data, size, type_name(value), make_preview(value))
@@ -137,6 +150,11 @@ def decode(kind: str, data: str | bytes) -> Any:
         return json.loads(data)
     if kind == "mapped":
         return [decode(k, d) for k, d in data]  # type: ignore[misc]
+    if kind == CLUSTER:
+        raise OutputOnClusterError(None, None, str(data), "this process has no client of that cluster to read it",
+                                   f"Read it with distributed.Client(<dask_address>).get_dataset({str(data)!r}) "
+                                   "while its run is not over, or set dask_keep_outputs_over to 0 to keep every "
+                                   "output in the store.")
     return pickle.loads(data if isinstance(data, bytes) else data.encode("latin-1"))
 
 
@@ -158,7 +176,8 @@ class OutputPreview:
 
     def summary(self) -> str:
         """``dict · json · 11 bytes``: what the output is, in one short line."""
-        parts = [self.type_name or "type not stored", self.kind or "format unknown"]
+        kind = "kept on the Dask cluster" if self.kind == CLUSTER else self.kind
+        parts = [self.type_name or "type not stored", kind or "format unknown"]
         parts.append(f"{self.size:,} bytes" if self.size is not None else "size unknown")
         return " · ".join(parts)
 
@@ -174,6 +193,23 @@ class OutputPreview:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "type": self.type_name, "size": self.size, "preview": self.line(),
                 "preview_stored": self.stored}
+
+
+def kept_on_cluster(encoded: EncodedOutput, name: str) -> EncodedOutput:
+    """``encoded`` once its data stays on the Dask cluster as dataset ``name``: what the store keeps
+    of it (its preview, size and type, and the name)."""
+    return EncodedOutput(CLUSTER, name, encoded.size, encoded.type_name, encoded.preview)
+
+
+def cluster_names(encoded: tuple[str, Any]) -> list[str]:
+    """The dataset names of the outputs kept on the cluster in one encoded (kind, data) pair, a
+    mapped task's list of them included."""
+    kind, data = encoded
+    if kind == CLUSTER:
+        return [str(data)]
+    if kind == "mapped":
+        return [name for item in data for name in cluster_names(item)]
+    return []
 
 
 def output_row(task_id: str, encoded: EncodedOutput, *, value_json: str | None = None,
@@ -230,11 +266,37 @@ def read_stored(row: Mapping[str, Any], artifact: Path | None = None) -> Encoded
                          row.get("type_name") or "", row.get("preview") or "")
 
 
+@dataclass(frozen=True)
+class KeptOutput:
+    """What ``run.outputs`` holds for an output kept on the Dask cluster: its dataset name there and
+    what the store knows of it. ``get(client)`` reads the value while the cluster still holds it
+    (until its run ends)."""
+
+    name: str
+    type_name: str
+    size: int
+    preview: str
+
+    def get(self, client: Any) -> Any:
+        """The value, read from the cluster of ``client`` (a ``distributed.Client``)."""
+        kind, data = client.get_dataset(self.name).result()
+        return decode(kind, data)
+
+    def __repr__(self) -> str:
+        return (f"<output kept on the Dask cluster as {self.name!r}: {self.type_name} · {self.size:,} bytes · "
+                f"{self.preview[:200]}>")
+
+
 def load_value(row: Mapping[str, Any]) -> tuple[bool, Any]:
     """(found, the Python value) of a stored output: unpickles, so only for processes that need
-    the value (a downstream task, ``run.outputs``); views use :func:`stored_preview`."""
+    the value (a downstream task, ``run.outputs``); views use :func:`stored_preview`. An output
+    kept on the Dask cluster gives a :class:`KeptOutput`, which says so and can read it there."""
     encoded = read_stored(row)
-    return (False, None) if encoded is None else (True, encoded.decode())
+    if encoded is None:
+        return False, None
+    if encoded.kind == CLUSTER:
+        return True, KeptOutput(str(encoded.data), encoded.type_name, encoded.size, encoded.preview)
+    return True, encoded.decode()
 
 
 def load_json(row: Mapping[str, Any], artifact: Path | None = None) -> tuple[bool, Any]:

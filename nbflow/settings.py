@@ -58,6 +58,10 @@ class Settings:
     dask_workers: int = 0
     #: threads in each of its worker processes; 0: Dask's choice for this machine
     dask_threads_per_worker: int = 0
+    #: a task output made on a Dask worker that is larger than this ("100MB", "1GiB" or bytes) stays
+    #: on the cluster: downstream tasks read it there, the store keeps its preview, and it is
+    #: released when the run ends. Empty or "0": every output comes back to the store
+    dask_keep_outputs_over: str = ""
     #: IANA zone of DAGs that name none; empty means the machine's zone
     default_timezone: str = ""
     #: seconds SQLite waits for a lock before giving up
@@ -312,6 +316,12 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(key, getattr(settings, key), "it sizes the local Dask cluster started when dask_address "
                               f"is empty; the cluster at dask_address ({address}) has the workers it was started "
                               "with: set it to 0, or leave dask_address empty")
+    if settings.dask_keep_outputs_over.strip() not in ("", "0"):
+        from nbflow.memory import SIZE_FORMS, parse_size
+
+        if parse_size(settings.dask_keep_outputs_over) is None:
+            raise ConfigError("dask_keep_outputs_over", settings.dask_keep_outputs_over,
+                              f"give {SIZE_FORMS}, or leave it empty to keep every output in the store")
     if settings.max_map_length < 1:
         raise ConfigError("max_map_length", settings.max_map_length, "it must be at least 1")
     if settings.dag_file_timeout <= 0:

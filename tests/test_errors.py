@@ -31,6 +31,7 @@ SAMPLES = [
     errors.TemplateError("bad", "d", "t", "bash_command", "x"),
     errors.OutputNotSerializableError("d", "t", "Lock", "cannot pickle"),
     errors.OutputTooLargeError("d", "t", 10, 5),
+    errors.OutputOnClusterError("d", "t", "nbflow-output-x", "the cluster no longer holds it", "Clear t too."),
     errors.TaskFailedError("d", "t", "boom"),
     errors.TaskTimeoutError("d", "t", 1.5),
     errors.BashCommandError("t", 3, "oops"),

@@ -11,10 +11,14 @@ from typing import Any
 import pytest
 
 from nbflow import DAG, task
+from nbflow.errors import OutputOnClusterError, OutputTooLargeError
 from nbflow.outputs import (
     CUT,
     PREVIEW_CHARS,
+    KeptOutput,
+    decode,
     encode,
+    kept_on_cluster,
     load_json,
     load_value,
     make_preview,
@@ -60,6 +64,27 @@ def test_encode_keeps_type_size_and_a_cut_repr() -> None:
     assert make_preview(BadRepr()) == f"<{__name__}.BadRepr: repr() failed: RuntimeError: no repr today>"
     assert make_preview([BadRepr()]) == f"[<{__name__}.BadRepr: repr() failed: RuntimeError: no repr today>]"
     assert make_preview("z" * 50, limit=10) == "'" + "z" * 8 + CUT
+
+
+def test_an_output_over_keep_over_is_marked_to_stay_where_it_was_made_and_reads_as_such() -> None:
+    """Over keep_over the store's limit does not apply (the value stays on the cluster); what the
+    store then holds reads back as a KeptOutput in run.outputs and says so in views, never as bytes."""
+    with pytest.raises(OutputTooLargeError):
+        encode(list(range(1000)), "d", "t", 100)
+    marked = encode(list(range(1000)), "d", "t", 100, keep_over=50)
+    assert marked.keep and marked.kind == "json" and marked.size > 100
+    assert not encode([1], "d", "t", 100, keep_over=50).keep
+
+    kept = kept_on_cluster(marked, "nbflow-output-x")
+    row = {"kind": kept.kind, "value_json": kept.data, "artifact_path": None, "size": kept.size,
+           "type_name": kept.type_name, "preview": kept.preview}
+    found, value = load_value(row)
+    assert found and value == KeptOutput("nbflow-output-x", "list", marked.size, marked.preview)
+    preview = stored_preview(row)
+    assert preview.summary() == f"list · kept on the Dask cluster · {marked.size:,} bytes"
+    assert preview.line().startswith("[0, 1, 2")
+    with pytest.raises(OutputOnClusterError, match="get_dataset\\('nbflow-output-x'\\)"):
+        decode("cluster", "nbflow-output-x")
 
 
 def test_a_hostile_pickle_is_previewed_without_being_unpickled(nbflow_home: Path, tmp_path: Path) -> None:

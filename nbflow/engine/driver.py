@@ -26,11 +26,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from nbflow import observers
-from nbflow.errors import FailTask, MemoryLimitError, NbflowError, StoreError, TaskTimeoutError
+from nbflow.errors import FailTask, MemoryLimitError, NbflowError, OutputOnClusterError, StoreError, TaskTimeoutError
 from nbflow.mapping import MappingError, split_key, ti_key
 from nbflow.memory import parse_size
 from nbflow.operators.base import BaseOperator
-from nbflow.outputs import output_row, read_stored
+from nbflow.outputs import CLUSTER, cluster_names, output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, instance_verdict, plan_after, plan_start, run_outcome
 from nbflow.engine.pools import PoolSlots
@@ -425,6 +425,8 @@ class RunDriver:
         self._set(task_id, S.RUNNING, try_number=try_number, start_date=first, end_date=None,
                   duration=None, hostname=self.hostname, log_path=log_path, heartbeat_at=now)
         member = executor.route(task.runs_with)  # the host's, or the one the task asks for
+        if not member.reads_kept_outputs:
+            upstream = self._fetch_kept(upstream, executor)
         # a try that leaves this process carries the DAG's shipment; one run here, the task itself
         if member.in_process:
             shipped = None
@@ -442,10 +444,38 @@ class RunDriver:
             max_output_bytes=self.settings.max_output_bytes, max_log_bytes=self.settings.max_log_bytes,
             first_attempt_at=first, run_type=self.run_type, run_start_date=self.run_start_date,
             triggering_asset_events=self._triggering_events(), map_index=split_key(task_id)[1],
+            keep_outputs_over=member.keep_outputs_over,
         )
         member.submit((self.run_pk, task_id), run_task, (request,), timeout=task.execution_timeout_seconds,
                         memory_limit=task.memory_limit if task.memory_limit is not None else self._memory_limit,
                         resources=getattr(task, "resources", None), priority=task.priority_weight)
+
+    def _fetch_kept(self, upstream: dict[str, tuple[str, Any]], executor: Executor) -> dict[str, tuple[str, Any]]:
+        """``upstream`` with the outputs kept on the Dask cluster fetched here, for a try that runs
+        off the cluster. This waits on the cluster, on the host's thread: only tasks that read a large
+        output away from where it was made pay it. One that cannot be had stays as it was, and the
+        try fails saying which upstream task to clear."""
+        if not any(cluster_names(pair) for pair in upstream.values()):
+            return upstream
+
+        def fetched(pair: tuple[str, Any]) -> tuple[str, Any]:
+            kind, data = pair
+            if kind == "mapped":
+                return kind, [fetched(item) for item in data]
+            if kind != CLUSTER:
+                return pair
+            try:
+                return executor.fetch_output(str(data))
+            except OutputOnClusterError as exc:
+                log.warning("%s: %s", self.run_id, exc)
+                return pair
+
+        return {tid: fetched(pair) for tid, pair in upstream.items()}
+
+    def kept_outputs(self) -> list[str]:
+        """The dataset names of this run's outputs kept on the Dask cluster, as far as this driver
+        saw them: what to release when the run ends."""
+        return [name for pair in self.outputs.values() for name in cluster_names(pair)]
 
     def _triggering_events(self) -> dict[str, list[dict[str, Any]]]:
         """The events that started this run, read once per run and only for asset-triggered runs."""
@@ -728,8 +758,8 @@ class RunDriver:
 
     def _stored_row(self, task_id: str, encoded: Any, name: str) -> dict[str, Any]:
         """A row for an encoded value: inline when it is small JSON, else in an artifact file."""
-        if encoded.kind == "json" and encoded.size <= self.settings.inline_output_bytes:
-            row = output_row(task_id, encoded, value_json=str(encoded.data))
+        if encoded.kind == CLUSTER or (encoded.kind == "json" and encoded.size <= self.settings.inline_output_bytes):
+            row = output_row(task_id, encoded, value_json=str(encoded.data))  # a kept output: its name
         else:
             row = output_row(task_id, encoded, artifact_path=self._write_artifact(task_id, encoded.kind, encoded.data, name))
         row["created_at"] = utcnow()

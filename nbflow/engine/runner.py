@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import shlex
 import socket
 import time
 import traceback
@@ -19,7 +20,7 @@ from typing import Any
 
 from nbflow.context import reset_task_context, set_task_context
 from nbflow.dagrun import DagRunInfo
-from nbflow.errors import RescheduleTask, SkipTask
+from nbflow.errors import OutputOnClusterError, RescheduleTask, SkipTask
 from nbflow.engine.logcapture import DEFAULT_MAX_LOG_BYTES, capture, stamp
 from nbflow.executors.shipped import Shipped
 from nbflow.operators.base import BaseOperator
@@ -75,6 +76,9 @@ class TaskRequest:
     triggering_asset_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: which instance of a mapped task this is (0, 1, ...); -1 for a task that is not mapped
     map_index: int = -1
+    #: a return value larger than this (bytes, serialised) stays where the try ran, for executors
+    #: that can keep it there (the Dask cluster: setting dask_keep_outputs_over); 0: never
+    keep_outputs_over: int = 0
 
     def dag_run(self) -> DagRunInfo:
         """``dag_run`` in the context, built where the task runs from the request's plain fields."""
@@ -212,6 +216,22 @@ def _on_execute(task: BaseOperator, context: dict[str, Any], log: Any) -> None:
             log.write("".join(traceback.format_exception(exc)))
 
 
+def _upstream_values(request: TaskRequest) -> dict[str, Any]:
+    """The upstream outputs as Python values; one kept on the Dask cluster that did not reach this
+    try (its executor fetches those it can) fails the try naming the upstream task and the fix."""
+    values = {}
+    for tid, (kind, data) in request.upstream.items():
+        try:
+            values[tid] = decode(kind, data)
+        except OutputOnClusterError as exc:
+            raise OutputOnClusterError(
+                request.dag_id, tid, exc.name, f"{request.task_id!r} could not read it: the cluster no longer holds "
+                "it (the run ended, or the cluster was restarted), or this host has no client of it",
+                f"Clear {tid!r} as well so that it runs again: nbflow tasks clear {request.dag_id} -t {tid} "
+                f"--downstream -r {shlex.quote(request.run_id)} --yes") from None
+    return values
+
+
 def run_task(request: TaskRequest) -> TaskResult:
     """Run one try. Returns a :class:`TaskResult`; raises what the task raised (after logging it)."""
     from nbflow.templates import build_context, render_fields
@@ -224,7 +244,7 @@ def run_task(request: TaskRequest) -> TaskResult:
     )
     with capture(request.log_path, preamble, request.max_log_bytes) as log:
         try:
-            outputs = {tid: decode(kind, data) for tid, (kind, data) in request.upstream.items()}
+            outputs = _upstream_values(request)
             task = copy.copy(request.operator)
             # copying goes through __getstate__, which leaves the DAG behind for worker processes;
             # in this process the task keeps it, so its messages can name the DAG
@@ -251,7 +271,7 @@ def run_task(request: TaskRequest) -> TaskResult:
                 value = task.execute(context)
             finally:
                 reset_task_context(token)
-            encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes)
+            encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes, request.keep_outputs_over)
             pushed = {key: encode(item, request.dag_id, f"{request.task_id} (xcom {key!r})", request.max_output_bytes)
                       for key, item in ti.pushed.items()}
         except RescheduleTask as signal:

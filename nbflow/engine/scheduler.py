@@ -386,6 +386,12 @@ class Scheduler:
         for run_pk, driver in list(self.drivers.items()):
             if driver.done:
                 driver.finish()
+                kept = driver.kept_outputs()
+                if kept:  # nothing reads them now: the cluster may free them
+                    try:
+                        self.executor.release_outputs(kept)
+                    except Exception as exc:  # the cluster went away, and them with it
+                        log.warning("%s: outputs kept on the cluster not released: %s", driver.run_id, exc)
                 self._assets_dirty = self._assets_dirty or driver.emitted_assets
                 finished.append(driver.run_id)
                 self.finished_runs.append(driver.run_id)

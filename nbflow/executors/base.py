@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
-from nbflow.errors import ConfigError, ExecutorUnavailableError, InvalidOptionError, MemoryLimitError
+from nbflow.errors import (
+    ConfigError, ExecutorUnavailableError, InvalidOptionError, MemoryLimitError, OutputOnClusterError,
+)
 
 log = logging.getLogger("nbflow.executors")
 
@@ -94,6 +96,13 @@ class Executor(ABC):
     name: ClassVar[str]
     #: True when calls run in the caller's process, so they may share objects with it
     in_process: ClassVar[bool]
+    #: a task's return value larger than this (bytes) stays where its call ran (kind "cluster" in
+    #: nbflow.outputs) and the calls this executor runs read such values there; 0: every value comes
+    #: back to the host. Only the dask executor keeps values (setting dask_keep_outputs_over).
+    keep_outputs_over: int = 0
+    #: True when the calls it runs read outputs kept on its cluster themselves (the dask executor);
+    #: for the others, the host fetches those values before it sends the call
+    reads_kept_outputs: ClassVar[bool] = False
 
     def __init__(self, parallelism: int = 4) -> None:
         if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
@@ -160,6 +169,17 @@ class Executor(ABC):
         raise ExecutorUnavailableError(name, f"it was given a {self.name} executor alone; a scheduler host "
                                              "(dag.test(), nbflow dags test, the daemon) starts the executors its "
                                              "tasks ask for")
+
+    def fetch_output(self, name: str) -> tuple[str, str | bytes]:
+        """The encoded (kind, data) of an output kept on a cluster as ``name``, for a task that runs
+        elsewhere. Raises OutputOnClusterError when it cannot be had: only the dask executor keeps
+        outputs."""
+        raise OutputOnClusterError(None, None, name, f"the {self.name} executor has no cluster to read it from",
+                                   "Run the task that reads it with executor=\"dask\", or set dask_keep_outputs_over "
+                                   "to 0 to keep every output in the store.")
+
+    def release_outputs(self, names: list[str]) -> None:
+        """Let the cluster drop outputs kept there that nothing will read any more (their run ended)."""
 
     def where(self) -> dict[str, str]:
         """Where this executor's calls run, for a host's status (``nbflow scheduler status``, the

@@ -30,7 +30,7 @@ def get_executor(name: str, parallelism: int = 4, **options: Any) -> Executor:
     """A new, not yet started executor of kind ``name`` ("inline", "thread", "process" or "dask").
 
     ``options`` go to that executor's constructor (``max_rss_mb`` for "process"; ``address``,
-    ``workers`` and ``threads_per_worker`` for "dask"); one it does not
+    ``workers``, ``threads_per_worker`` and ``keep_outputs_over`` for "dask"); one it does not
     take is refused, never ignored.
     """
     try:
@@ -58,6 +58,14 @@ def default_executor(host_kind: str | None) -> str:
     return "process" if host_kind in PROCESS_HOST_KINDS else "thread"
 
 
+def keep_over_of(settings: Settings) -> int:
+    """``dask_keep_outputs_over`` in bytes; 0 (keep nothing on the cluster) when empty or "0"."""
+    from nbflow.memory import parse_size
+
+    text = settings.dask_keep_outputs_over.strip()
+    return 0 if text in ("", "0") else parse_size(text) or 0
+
+
 def executor_for(settings: Settings, host_kind: str | None, name: str | None = None) -> Executor:
     """A new executor for a host: ``name`` if given, else the ``executor`` setting, else (``auto``)
     the host's default; with the settings that apply to it (``parallelism``, ``worker_max_rss_mb``, the ``dask_*`` settings)."""
@@ -67,5 +75,6 @@ def executor_for(settings: Settings, host_kind: str | None, name: str | None = N
         options["max_rss_mb"] = settings.worker_max_rss_mb
     elif chosen == "dask":
         options.update(address=settings.dask_address, workers=settings.dask_workers,
-                       threads_per_worker=settings.dask_threads_per_worker)
+                       threads_per_worker=settings.dask_threads_per_worker,
+                       keep_outputs_over=keep_over_of(settings))
     return get_executor(chosen, settings.parallelism, **options)

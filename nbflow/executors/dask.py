@@ -33,6 +33,13 @@ executor of that Dask worker's own, whose memory watcher holds the call's proces
 any host (threads of one process cannot be told apart); its peak memory comes back with the result.
 ``resources`` go to Dask as worker resources (a call no worker offers them to fails at once, saying
 so, rather than wait for good) and ``priority`` as the Dask priority.
+
+Large outputs stay on the cluster (``keep_outputs_over``, the ``dask_keep_outputs_over`` setting):
+a try whose return value is larger publishes it on the cluster as a Dask dataset named for the try,
+from the worker that made it, and sends back only its preview, size and name, which the store keeps.
+A downstream try on the cluster gets the value there from the dataset; one that runs elsewhere gets it
+through this host (:meth:`DaskExecutor.fetch_output`). The host unpublishes a run's datasets when the
+run ends (:meth:`DaskExecutor.release_outputs`), so a cluster shared by several hosts does not fill up.
 """
 
 from __future__ import annotations
@@ -58,8 +65,11 @@ from typing import Any
 
 import cloudpickle
 
-from nbflow.errors import ConfigError, OutputNotSerializableError, RemoteTaskError, TaskTimeoutError, WorkerLostError
+from nbflow.errors import (
+    ConfigError, OutputNotSerializableError, OutputOnClusterError, RemoteTaskError, TaskTimeoutError, WorkerLostError,
+)
 from nbflow.executors.base import HOSTNAME, Executor, Outcome, format_error, log
+from nbflow.outputs import CLUSTER, cluster_names, kept_on_cluster
 
 #: seconds to wait for a cluster named by ``dask_address`` before its calls fail
 CONNECT_TIMEOUT = 10.0
@@ -109,11 +119,16 @@ class DaskExecutor(Executor):
 
     name = "dask"
     in_process = False
+    reads_kept_outputs = True
 
     def __init__(self, parallelism: int = 16, address: str = "", workers: int = 0, threads_per_worker: int = 0,
-                 artifacts_folder: str | None = None) -> None:
+                 artifacts_folder: str | None = None, keep_outputs_over: int = 0) -> None:
         super().__init__(parallelism)
         check_options(address, workers, threads_per_worker)
+        if isinstance(keep_outputs_over, bool) or not isinstance(keep_outputs_over, int) or keep_outputs_over < 0:
+            raise ConfigError("dask_keep_outputs_over", keep_outputs_over,
+                              "give a size in bytes, or 0 to keep every output in the store")
+        self.keep_outputs_over = keep_outputs_over
         #: the host's artifacts folder (None: the artifacts_folder setting when a call is sent)
         self.artifacts_folder = artifacts_folder
         #: artifacts folder -> name of the marker file left there, by which a worker tells whether
@@ -236,6 +251,37 @@ class DaskExecutor(Executor):
         elif self._seen.get("dashboard"):
             found["dashboard"] = self._seen["dashboard"]
         return found
+
+    def fetch_output(self, name: str) -> tuple[str, str | bytes]:
+        """The encoded (kind, data) of the output kept on the cluster as dataset ``name``. Connects
+        to a cluster at ``address``; a local cluster that is not running held nothing of it."""
+        fix = "Clear the task that made it so that it runs again."
+        with self._lock:
+            if self._client is None and not self.address:
+                raise OutputOnClusterError(None, None, name, "the local Dask cluster that held it is closed", fix)
+            try:
+                client = self._connect()
+            except WorkerLostError as exc:
+                raise OutputOnClusterError(None, None, name, f"the cluster cannot be reached ({exc.detail})", fix) from None
+        try:
+            kind, data = client.get_dataset(name).result(timeout=CONNECT_TIMEOUT)
+        except KeyError:
+            raise OutputOnClusterError(None, None, name, "the cluster no longer holds it", fix) from None
+        except Exception as exc:
+            raise OutputOnClusterError(None, None, name, f"it could not be read ({type(exc).__name__}: {exc})",
+                                       fix) from None
+        return kind, data
+
+    def release_outputs(self, names: list[str]) -> None:
+        """Unpublish these datasets, so the cluster frees them; quietly, for each that is gone."""
+        client = self._client
+        if client is None or not names:
+            return
+        for name in names:
+            try:
+                client.unpublish_dataset(name)
+            except Exception as exc:  # gone already (another host ended the same run), or the cluster is
+                log.debug("dask executor: dataset %s not released: %s", name, exc)
 
     # -- the cluster ------------------------------------------------------------------------------
 
@@ -710,6 +756,8 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         body = (None, _type_name(exc), f"the call did not unpickle on the Dask worker: {exc}", text)
         return ("error", body, started, time.time(), os.getpid(), socket.gethostname(), b"", {}, _worker_address(), None)
+    if len(args) == 1 and isinstance(getattr(args[0], "upstream", None), dict):
+        _read_kept_inputs(args[0])
     if len(args) == 1 and dataclasses.is_dataclass(args[0]) and hasattr(args[0], "log_path"):
         fd, temp = tempfile.mkstemp(prefix="nbflow-try-", suffix=".log")
         os.close(fd)
@@ -731,6 +779,7 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
                 value, pid = _run_limited(fn, args, memory_limit, peak)
             else:
                 value = fn(*args)
+            value = _keep_large_output(value, token)
     except BaseException as exc:  # SystemExit from a task is the task's failure, not the worker's
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         text = "".join(traceback.format_exception(type(exc), exc, tb))
@@ -759,6 +808,52 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
     if scratch is not None:
         files = _collect(scratch)
     return (*reply, started, ended, pid, socket.gethostname(), logged, files, _worker_address(), peak[0])
+
+
+def _keep_large_output(value: Any, token: str) -> Any:
+    """A try's result whose output is over its request's ``keep_outputs_over`` (the runner marks it
+    ``keep``), with that output published on the cluster from this worker and only its preview,
+    size and dataset name left to send back."""
+    output = getattr(value, "output", None)
+    if not getattr(output, "keep", False) or not dataclasses.is_dataclass(value):
+        return value
+    from distributed import get_client, get_worker
+
+    name = f"nbflow-output-{token}"
+    client = get_client()
+    # a list of one: scatter would send each item of a bare tuple as a future of its own
+    (future,) = client.scatter([(output.kind, output.data)], workers=[get_worker().address], hash=False)
+    client.publish_dataset(future, name=name)
+    return dataclasses.replace(value, output=kept_on_cluster(output, name))  # type: ignore[type-var]
+
+
+def _read_kept_inputs(request: Any) -> None:
+    """Put the values of upstream outputs kept on the cluster into the request, from their datasets
+    (moved to this worker by Dask). One that is gone stays as it was: the runner says which."""
+    names = [name for pair in request.upstream.values() for name in cluster_names(pair)]
+    if not names:
+        return
+    from distributed import get_client
+
+    client = get_client()
+    found: dict[str, tuple[str, Any]] = {}
+    for name in names:
+        try:
+            kind, data = client.get_dataset(name).result()
+        except Exception as exc:  # unpublished (its run ended) or lost with a worker
+            log.debug("dask executor: dataset %s not read: %s", name, exc)
+            continue
+        found[name] = (kind, data)
+
+    def swap(pair: tuple[str, Any]) -> tuple[str, Any]:
+        kind, data = pair
+        if kind == CLUSTER:
+            return found.get(str(data), pair)
+        if kind == "mapped":
+            return kind, [swap(item) for item in data]
+        return pair
+
+    request.upstream = {tid: swap(pair) for tid, pair in request.upstream.items()}
 
 
 _limited_lock = threading.Lock()

@@ -88,6 +88,15 @@ class RoutingExecutor(Executor):
         if self._own_base:
             self.base.shutdown(wait=wait)
 
+    def fetch_output(self, name: str) -> tuple[str, str | bytes]:
+        """From the executor that keeps outputs (the dask one, built if need be: a host restarted
+        since may reach the same cluster at dask_address)."""
+        return self.route("dask").fetch_output(name)
+
+    def release_outputs(self, names: list[str]) -> None:
+        for executor in self._all():
+            executor.release_outputs(names)
+
     def where(self) -> dict[str, str]:
         found = dict(self.base.where())
         with self._lock:

@@ -10,6 +10,7 @@ import pytest
 
 from nbflow import DAG
 from nbflow.engine.driver import RunDriver
+from nbflow.executors.base import Executor
 from nbflow.operators import PythonOperator
 from nbflow.engine.lifecycle import task_rows
 from nbflow.store import Store
@@ -17,7 +18,7 @@ from nbflow.store import Store
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-class RecordingExecutor:
+class RecordingExecutor(Executor):
     """Takes submissions and runs nothing: the test decides what happens next."""
 
     name = "recording"
@@ -25,6 +26,7 @@ class RecordingExecutor:
     free_slots = 8
 
     def __init__(self) -> None:
+        super().__init__(8)
         self.submitted: list[str] = []
         self.cancelled: list[tuple[str, str]] = []
 
@@ -36,9 +38,8 @@ class RecordingExecutor:
         self.cancelled.append((key[1], reason))
         return True
 
-    def route(self, name: str | None) -> RecordingExecutor:
-        assert name is None, f"these tests' tasks ask for no executor of their own, not {name!r}"
-        return self
+    def shutdown(self, wait: bool = True) -> None:
+        self._closed = True
 
 
 def _noop() -> None:

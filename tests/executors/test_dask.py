@@ -369,6 +369,7 @@ def test_memory_limit_applies_on_the_worker(nbflow_home: Path, cluster: DaskExec
     ({"threads_per_worker": 1.5}, "dask_threads_per_worker"),
     ({"address": "somehost"}, "dask_address"),
     ({"address": "tcp://somehost:8786", "workers": 2}, "dask_workers"),
+    ({"keep_outputs_over": -5}, "dask_keep_outputs_over"),
 ])
 def test_bad_options_name_the_setting(options: dict[str, Any], setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
@@ -379,6 +380,7 @@ def test_bad_options_name_the_setting(options: dict[str, Any], setting: str) -> 
     ({"NBFLOW_DASK_ADDRESS": "somehost"}, "dask_address"),
     ({"NBFLOW_DASK_ADDRESS": "tcp://h:8786", "NBFLOW_DASK_THREADS_PER_WORKER": "4"}, "dask_threads_per_worker"),
     ({"NBFLOW_DASK_WORKERS": "-2"}, "dask_workers"),
+    ({"NBFLOW_DASK_KEEP_OUTPUTS_OVER": "lots"}, "dask_keep_outputs_over"),
 ])
 def test_bad_settings_are_refused_when_read(tmp_path: Path, env: dict[str, str], setting: str) -> None:
     from nbflow.settings import load_settings
@@ -843,3 +845,103 @@ def test_one_task_asks_for_the_cluster_and_its_neighbours_stay_in_threads(
     while _alive(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(worker_pid)  # the cluster the host started went with the run
+
+
+def _datasets(pool: DaskExecutor) -> list[str]:
+    return [name for name in pool.client.list_datasets() if str(name).startswith("nbflow-output-")]
+
+
+def test_a_large_output_stays_on_the_cluster_and_its_readers_get_it_there_or_through_the_host(
+    nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over dask_keep_outputs_over, an output stays on the worker that made it: the store keeps its
+    preview, size and dataset name, not its bytes (so the store's max_output_bytes does not refuse
+    it); a downstream task on the cluster reads it there, one in a thread on the host gets it
+    through the host; the run's end releases it."""
+    from nbflow.outputs import KeptOutput
+    from nbflow.store import Store
+
+    monkeypatch.setattr(cluster, "keep_outputs_over", 100_000)
+    monkeypatch.setenv("NBFLOW_MAX_OUTPUT_BYTES", "500000")  # the value is larger: kept, not refused
+    with DAG("kept_on_cluster", timezone="UTC") as dag:
+        @task
+        def big() -> list[int]:
+            return list(range(300_000))
+
+        @task
+        def small() -> int:
+            return 7
+
+        @task
+        def on_cluster(values: list[int], seven: int) -> dict[str, Any]:
+            from distributed import get_client
+
+            held = [n for n in get_client().list_datasets() if str(n).startswith("nbflow-output-")]
+            return {"sum": sum(values), "seven": seven, "held": held}
+
+        @task(executor="thread")
+        def on_host(values: list[int]) -> list[int]:
+            return [len(values), os.getpid()]
+
+        made = big()
+        on_cluster(made, small())
+        on_host(made)
+
+    assert _datasets(cluster) == []
+    run = dag.test(executor=cluster)
+
+    assert run.state is RunState.SUCCESS, run.errors
+    read = run.outputs["on_cluster"]
+    assert read["sum"] == sum(range(300_000)) and read["seven"] == 7
+    assert len(read["held"]) == 1  # the big output, and only it, was a dataset on the cluster meanwhile
+    assert run.outputs["on_host"] == [300_000, os.getpid()]
+    kept = run.outputs["big"]
+    assert isinstance(kept, KeptOutput) and kept.name == read["held"][0]
+    assert kept.type_name == "list" and kept.size > 500_000 and kept.preview.startswith("[0, 1, 2, ")
+    assert "kept on the Dask cluster" in repr(kept)
+    with Store.open() as store:
+        rows = store.get_outputs(store.get_run(run.dag_id, run.run_id)["id"])
+    assert rows["big"]["kind"] == "cluster" and rows["big"]["value_json"] == kept.name
+    assert rows["big"]["artifact_path"] is None and rows["small"]["kind"] == "json"
+    assert _datasets(cluster) == []  # released when the run ended
+    assert not list((nbflow_home / "artifacts").rglob("output.pickle"))  # its bytes never came to the host
+
+
+def test_an_output_the_cluster_no_longer_holds_fails_its_reader_naming_the_task_to_clear(
+    nbflow_home: Path, cluster: DaskExecutor,
+) -> None:
+    from nbflow.errors import OutputOnClusterError
+
+    with pytest.raises(OutputOnClusterError, match="no longer holds it"):
+        cluster.fetch_output("nbflow-output-gone")
+    with DAG("reads_gone", timezone="UTC") as dag:
+        @task
+        def use(values: list[int]) -> int:
+            return len(values)
+
+        use([1])  # stands for the output of an upstream task "make", given in the request below
+
+    from datetime import datetime, timezone
+
+    from nbflow.engine.runner import TaskRequest, run_task
+
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    request = TaskRequest(dag_id="reads_gone", task_id="use", run_id="manual__x", try_number=1, max_tries=1,
+                          logical_date=when, data_interval_start=when, data_interval_end=when, conf={},
+                          log_path=str(nbflow_home / "use.log"), operator=dag.task_dict["use"], dag=dag,
+                          upstream={"make": ("cluster", "nbflow-output-gone")})
+    with pytest.raises(OutputOnClusterError) as caught:
+        cluster.client.submit(_run_here, request, pure=False).result()
+    text = str(caught.value)
+    assert "task 'make'" in text and "'use' could not read it" in text
+    assert "nbflow tasks clear reads_gone -t make --downstream -r manual__x --yes" in text
+    with pytest.raises(OutputOnClusterError, match="task 'make'"):
+        run_task(request)
+
+
+def _run_here(request: Any) -> Any:
+    from nbflow.engine.runner import run_task
+    from nbflow.executors.dask import _read_kept_inputs
+
+    _read_kept_inputs(request)  # as a try on a worker does: a dataset that is gone stays as it was
+    return run_task(request)
