@@ -82,6 +82,11 @@ MAX_RECONNECT_WAIT = 30.0
 #: thousand events per topic, so a piece must stay small
 LOG_INTERVAL = 0.5
 LOG_CHUNK = 32 * 1024
+#: a reply at most this large (bytes of its value, log and artifacts) comes to the host as a Dask
+#: event, on the connections that are open anyway, before the worker says the call ended; a larger
+#: one is fetched from its worker (a gather). Measured: fetching every small reply by a gather as the
+#: calls ended cost the workers' event loops twice what bare Dask's did for 0.1 s tasks
+REPLY_INLINE = 8 * 1024
 
 
 @dataclass(eq=False)
@@ -106,6 +111,8 @@ class _Call:
     #: the host's artifacts folder when the call was sent, where artifacts sent back are written
     artifacts: str = ""
     reported: bool = False
+    #: the reply the worker sent as an event, if it was small enough to (else it is fetched)
+    reply: Any = None
 
 
 class DaskExecutor(Executor):
@@ -349,6 +356,7 @@ class DaskExecutor(Executor):
         self._seen = seen  # one assignment: where() reads it without the lock
         client.subscribe_topic(self._topic, self._started)
         client.subscribe_topic(f"{self._topic}-log", self._log_piece)
+        client.subscribe_topic(f"{self._topic}-reply", self._reply)
         self._client, self._cluster = client, cluster
 
     def _went_down(self, exc: BaseException) -> None:
@@ -449,6 +457,7 @@ class DaskExecutor(Executor):
             groups.setdefault(placement, []).append((call, payload))
             call.artifacts = artifacts
         log_topic = f"{self._topic}-log"
+        reply_topic = f"{self._topic}-reply"
         sent: list[tuple[_Call, Any]] = []
         for (priority, resources), group in groups.items():
             missing = self._unoffered(client, dict(resources)) if resources else ""
@@ -461,9 +470,11 @@ class DaskExecutor(Executor):
             topics = [self._topic if call.timeout is not None or self.address else "" for call, _ in group]
             tokens = [call.token for call, _ in group]
             try:
+                # one argument per task: Dask's client and scheduler handle each argument of each task
                 futures = client.map(
-                    _run_remote, [payload for _, payload in group], tokens, topics, [log_topic] * len(group),
-                    [artifacts] * len(group), [marker] * len(group), key=tokens, pure=False, retries=0, priority=priority, resources=dict(resources) or None,
+                    _run_packed, [(payload, token, topic, log_topic, artifacts, marker, reply_topic)
+                                  for (_, payload), token, topic in zip(group, tokens, topics)],
+                    key=tokens, pure=False, retries=0, priority=priority, resources=dict(resources) or None,
                 )
             except Exception as exc:  # the client lost its cluster between two calls
                 detail = f"the call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
@@ -548,6 +559,10 @@ class DaskExecutor(Executor):
         """On the client's event loop: a piece of a running call's log."""
         self._events.put(("log", event[1]))
 
+    def _reply(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: a small reply, sent by the worker before its call ended."""
+        self._events.put(("reply", event[1]))
+
     def _started(self, event: tuple[float, Any]) -> None:
         """On the client's event loop: a worker started a call (the Dask event the call sends)."""
         self._events.put(("started", (event[1], time.time())))
@@ -608,6 +623,11 @@ class DaskExecutor(Executor):
                     call.reported = True
                     self._forget(call)
                     finished.append((call, item))
+                elif kind == "reply":
+                    token, reply = item
+                    call = self._calls.get(token)
+                    if call is not None and not call.reported:
+                        call.reply = tuple(reply)
                 elif kind == "log":
                     token, offset, piece = item
                     call = self._calls.get(token)
@@ -620,7 +640,7 @@ class DaskExecutor(Executor):
         # Results are fetched on the client's event loop, so that this thread goes on sending
         # queued calls meanwhile: a fetch waited for here would hold every slot that just freed.
         ok = [(call, future) for call, future in finished if future.status == "finished"]
-        results: dict[int, Any] = {}
+        results: dict[int, Any] = {id(call): call.reply for call, _ in ok if call.reply is not None}
         for kind, item in batch:
             if kind == "fetched":
                 pairs, values, error = item
@@ -729,8 +749,13 @@ def check_options(address: str, workers: int, threads_per_worker: int) -> None:
 # -- on the worker ----------------------------------------------------------------------------------
 
 
+def _run_packed(packed: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`_run_remote` with its arguments in one tuple, as they travel."""
+    return _run_remote(*packed)
+
+
 def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", artifacts: str = "",
-                marker: str = "") -> tuple[Any, ...]:
+                marker: str = "", reply_topic: str = "") -> tuple[Any, ...]:
     """Run one call on a Dask worker and say how it ended, never raising.
 
     Returns ``(status, body, started, ended, pid, hostname, log_bytes, files, worker)``: status
@@ -740,6 +765,7 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
     artifacts (an executed notebook, its report) go to the host's ``artifacts`` folder when this
     machine sees it (its ``marker`` file is there), else to a temporary folder whose files come
     back as ``files`` (path under the folder -> bytes). ``worker`` is the Dask worker's address.
+    A reply of at most REPLY_INLINE bytes is also sent to the host as an event on ``reply_topic``.
     """
     if topic:
         try:
@@ -759,8 +785,7 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
     if len(args) == 1 and isinstance(getattr(args[0], "upstream", None), dict):
         _read_kept_inputs(args[0])
     if len(args) == 1 and dataclasses.is_dataclass(args[0]) and hasattr(args[0], "log_path"):
-        fd, temp = tempfile.mkstemp(prefix="nbflow-try-", suffix=".log")
-        os.close(fd)
+        temp = _try_log_path(token)
         args = (dataclasses.replace(args[0], log_path=temp),)  # type: ignore[type-var]
     end_stream = _stream_log(temp, token, log_topic) if temp is not None and log_topic else None
     scratch = None
@@ -802,12 +827,28 @@ def _run_remote(payload: bytes, token: str, topic: str, log_topic: str = "", art
         try:
             with open(temp, "rb") as handle:
                 logged = handle.read()
-        finally:
             os.unlink(temp)
+        except FileNotFoundError:  # the task wrote nothing: a silent try leaves no log file
+            pass
     files: dict[str, bytes] = {}
     if scratch is not None:
         files = _collect(scratch)
-    return (*reply, started, ended, pid, socket.gethostname(), logged, files, _worker_address(), peak[0])
+    whole = (*reply, started, ended, pid, socket.gethostname(), logged, files, _worker_address(), peak[0])
+    if reply_topic and _reply_size(reply[1]) + len(logged) + sum(map(len, files.values())) <= REPLY_INLINE:
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(reply_topic, [token, whole])
+        except Exception:  # not on a worker, or the event could not go: the host fetches the reply
+            pass
+    return whole
+
+
+def _reply_size(body: Any) -> int:
+    """Bytes of a reply's body: its pickled value, or the pieces of an error."""
+    if isinstance(body, bytes):
+        return len(body)
+    return sum(len(part) for part in body if isinstance(part, (bytes, str)))
 
 
 def _keep_large_output(value: Any, token: str) -> Any:
@@ -923,6 +964,26 @@ def _worker_address() -> str:
         return ""
 
 
+_log_folder: list[str] = []
+
+
+def _try_log_path(token: str) -> str:
+    """Where a try on this worker logs: a path in a folder of this process's own, not a file yet,
+    since a try that prints nothing writes no log (a temporary file made for every try cost its
+    creation, reading and removal on every one)."""
+    with _streamed_lock:
+        if not _log_folder:
+            _log_folder.append(tempfile.mkdtemp(prefix="nbflow-try-logs-"))
+        return os.path.join(_log_folder[0], f"{token}.log")
+
+
+#: the logs of the calls running in this worker process, sent in pieces by one thread
+#: (a thread per call cost its start and join on every try): token -> [path, topic, offset]
+_streamed: dict[str, list[Any]] = {}
+_streamed_lock = threading.Lock()
+_streamer: list[threading.Thread] = []
+
+
 def _stream_log(path: str, token: str, topic: str) -> Callable[[], None] | None:
     """Send the log at ``path`` to the host in pieces while the call runs, so that following a
     try's log works as with the other executors; returns what stops it."""
@@ -932,27 +993,43 @@ def _stream_log(path: str, token: str, topic: str) -> Callable[[], None] | None:
         worker = get_worker()
     except Exception:  # not on a worker: the log comes with the result
         return None
-    stop = threading.Event()
-
-    def send() -> None:
-        offset = 0
-        with open(path, "rb") as handle:
-            while not stop.wait(LOG_INTERVAL):
-                piece = os.pread(handle.fileno(), LOG_CHUNK, offset)
-                if len(piece) < LOG_CHUNK:  # whole lines only, so the host can rewrite paths in them
-                    piece = piece[:piece.rfind(b"\n") + 1]
-                if piece:
-                    worker.log_event(topic, [token, offset, piece])
-                    offset += len(piece)
-
-    thread = threading.Thread(target=send, name="nbflow-log-pieces", daemon=True)
-    thread.start()
+    entry = [path, topic, 0]
+    with _streamed_lock:
+        _streamed[token] = entry
+        if not _streamer or not _streamer[0].is_alive():
+            _streamer[:] = [threading.Thread(target=_send_pieces, args=(worker,), name="nbflow-log-pieces", daemon=True)]
+            _streamer[0].start()
 
     def end() -> None:
-        stop.set()
-        thread.join()
+        with _streamed_lock:  # the thread sends no piece of it after this: the rest goes with the result
+            _streamed.pop(token, None)
+            entry[2] = -1
 
     return end
+
+
+def _send_pieces(worker: Any) -> None:
+    """Every LOG_INTERVAL, the new whole lines of each running call's log, as a Dask event."""
+    while True:
+        time.sleep(LOG_INTERVAL)
+        with _streamed_lock:
+            running = list(_streamed.items())
+        for token, entry in running:
+            path, topic, offset = entry
+            try:
+                with open(path, "rb") as handle:
+                    piece = os.pread(handle.fileno(), LOG_CHUNK, offset)
+            except OSError:
+                continue
+            if len(piece) < LOG_CHUNK:  # whole lines only, so the host can rewrite paths in them
+                piece = piece[:piece.rfind(b"\n") + 1]
+            if not piece:
+                continue
+            with _streamed_lock:
+                if entry[2] != offset:  # the call ended meanwhile: its result brings the rest
+                    continue
+                worker.log_event(topic, [token, offset, piece])
+                entry[2] = offset + len(piece)
 
 
 def _type_name(obj: Any) -> str:
