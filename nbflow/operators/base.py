@@ -241,11 +241,11 @@ def check_email(
     """Check ``email``: the addresses that ``email_on_failure`` and ``email_on_retry`` (both True
     unless given, as in Airflow) mail through the SMTP settings. One that is not an address is
     refused here rather than bounced at the first failure."""
-    from nbflow.mail import addresses
-
     email = options.get("email")
     if email is None:
         return
+    from nbflow.mail import addresses  # smtplib and ssl cost 20 ms: only for tasks that mail
+
     found = addresses(email)
     if not found:
         raise InvalidOptionError("email", email, "give an e-mail address, several separated by commas, or a list "
