@@ -945,3 +945,40 @@ def _run_here(request: Any) -> Any:
 
     _read_kept_inputs(request)  # as a try on a worker does: a dataset that is gone stays as it was
     return run_task(request)
+
+
+def test_small_replies_come_as_events_and_large_ones_are_fetched_from_their_worker(
+    nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply of at most REPLY_INLINE bytes reaches the host as a Dask event, with no fetch from
+    its worker (a fetch per few calls cost the workers twice bare Dask's CPU); a larger one is
+    fetched. Both give the task's value and log."""
+    from nbflow.executors import dask as dask_module
+
+    fetched: list[int] = []
+    real_fetch = DaskExecutor._fetch
+
+    def counting(self: DaskExecutor, pairs: list[Any]) -> None:
+        fetched.append(len(pairs))
+        real_fetch(self, pairs)
+
+    monkeypatch.setattr(DaskExecutor, "_fetch", counting)
+    with DAG("replies", timezone="UTC") as dag:
+        @task
+        def small() -> str:
+            print("small says hello")
+            return "s" * 100
+
+        @task
+        def large() -> str:
+            return "l" * (dask_module.REPLY_INLINE + 1000)
+
+        small()
+        large()
+
+    run = dag.test(executor=cluster)
+    assert run.state is RunState.SUCCESS, run.errors
+    assert run.outputs["small"] == "s" * 100
+    assert run.outputs["large"] == "l" * (dask_module.REPLY_INLINE + 1000)
+    assert "small says hello" in Path(run.log_paths["small"]).read_text()
+    assert sum(fetched) == 1  # the large reply alone was fetched
