@@ -145,6 +145,8 @@ class RunDriver:
         #: it with its clock once per pass (:meth:`time_out`)
         self.deadline: datetime | None = None
         self.timed_out = False
+        #: set by its host when one of its steps raised an internal error: it is driven no more
+        self.broken = False
         self._set_deadline()
         self._load(store.get_task_instances(self.run_pk))
 

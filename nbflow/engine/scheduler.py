@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 
 #: run types a scheduler host drives; test runs belong to their caller, backfills to theirs
 DRIVEN_RUN_TYPES = ("scheduled", "manual", "asset_triggered")
+#: hosts that serve many runs for long: a bug met in one run's bookkeeping costs that run's progress
+#: on this host (its driver is dropped and the run read again from the store), not the host and every
+#: other run with it. Elsewhere (dag.test(), a backfill) the error reaches the caller.
+CONTAINING_KINDS = frozenset({"daemon", "jupyter-server", "kernel"})
+#: after this many such errors in one run, this host leaves the run alone (until it restarts)
+MAX_DRIVER_FAILURES = 3
 #: kinds of host that drive only the runs they were started for (a backfill; one manual run started
 #: by the Jupyter server when no scheduler was alive; the run of a dag.test() or a trigger --wait):
 #: they never pick up a run queued by others
@@ -127,6 +133,10 @@ class Scheduler:
         self.paused: set[str] = set()
         self.next_due: dict[str, Any] = {}
         self.drivers: dict[int, RunDriver] = {}
+        #: runs whose driver raised an internal error here: how many times, and the tries it had
+        #: running, whose outcomes are dropped when they come (the run is read again once they have)
+        self._driver_failures: dict[int, int] = {}
+        self._draining: dict[int, set[str]] = {}
         self.pools = PoolSlots()
         self.outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._due = {"heartbeat": 0.0, "reload": 0.0, "poll": 0.0, "assets": 0.0, "retention": 0.0}
@@ -202,6 +212,53 @@ class Scheduler:
         if self._own_store:
             self.store.close()
         self._started = False
+
+    # -- one run's steps, contained ---------------------------------------------------------------
+
+    def _guarded(self, driver: RunDriver, step: Callable[[], Any]) -> Any:
+        """Run one step of one run's driver. On a long-lived host (CONTAINING_KINDS), an error that
+        is not the store's (a bug in nbflow's bookkeeping of that run, such as an
+        IllegalTransitionError) drops that driver instead of ending the host; None is returned then.
+        A driver dropped earlier in the same pass is not stepped again."""
+        if driver.broken:
+            return None
+        if self.kind not in CONTAINING_KINDS:
+            return step()
+        try:
+            return step()
+        except StoreError:
+            raise  # an outage, or a store that refuses: the host's concern, not this run's
+        except Exception as exc:
+            self._drop_broken(driver, exc)
+            return None
+
+    def _drop_broken(self, driver: RunDriver, exc: Exception) -> None:
+        """Forget a driver that raised: the tries it had running are cancelled where they can be and
+        their outcomes dropped when they come; then the run is adopted again from the store, where
+        this host still holds those tries, which then count as lost and are retried by their policy."""
+        assert self.executor is not None
+        driver.broken = True
+        if self.drivers.get(driver.run_pk) is driver:
+            del self.drivers[driver.run_pk]
+        failures = self._driver_failures[driver.run_pk] = self._driver_failures.get(driver.run_pk, 0) + 1
+        running = set(driver.running)
+        if running:
+            self._draining.setdefault(driver.run_pk, set()).update(running)
+        giving_up = failures >= MAX_DRIVER_FAILURES
+        log.error(
+            "scheduler %s: run %s of DAG %s met an internal error (%s: %s; a bug in nbflow, please report it with "
+            "the traceback below). %s", self.host_id, driver.run_id, driver.dag.dag_id, type(exc).__name__, exc,
+            f"After {failures} such errors this host leaves the run to other hosts, or to its own restart; its other "
+            "runs go on." if giving_up else
+            "This host goes on: the run is read again from the store once the tries it had running "
+            f"({len(running)}) have ended, and those count as lost and are retried by their policy.",
+            exc_info=exc,
+        )
+        for task_id in sorted(running):
+            try:
+                self.executor.cancel((driver.run_pk, task_id), "its run's driver on this host met an internal error")
+            except Exception as cancel_error:  # the outcome still comes, and is dropped
+                log.debug("scheduler %s: could not cancel %s: %s", self.host_id, task_id, cancel_error)
 
     # -- one pass ---------------------------------------------------------------------------------
 
@@ -285,13 +342,13 @@ class Scheduler:
             self._assets_dirty or mono >= self._due["assets"]
         ):
             report.created += self._create_asset_runs()
-        for driver in self.drivers.values():
+        for driver in list(self.drivers.values()):
             if driver.deadline is not None and now >= driver.deadline:
-                driver.time_out()  # past dagrun_timeout; finished below
+                self._guarded(driver, driver.time_out)  # past dagrun_timeout; finished below
         report.dispatched = self._dispatch(now)
         report.finished = self._finish_done()
-        for driver in self.drivers.values():
-            driver.flush(force=False)
+        for driver in list(self.drivers.values()):
+            self._guarded(driver, lambda: driver.flush(force=False))
         if self.janitor and not self._stopping and mono >= self._due["retention"]:
             report.deleted = self._apply_retention(now)
         return report
@@ -330,12 +387,25 @@ class Scheduler:
                 outcome = self.outcomes.get_nowait()
             except queue.Empty:
                 break
-            if outcome is not None:
-                batches.setdefault(outcome.key[0], []).append(outcome)
+            if outcome is None:
+                continue
+            run_pk, task_id = outcome.key
+            dropped = self._draining.get(run_pk)
+            if dropped is not None and task_id in dropped:  # a try of a driver dropped after an error
+                dropped.discard(task_id)
+                if not dropped:
+                    del self._draining[run_pk]
+                continue
+            batches.setdefault(run_pk, []).append(outcome)
         for run_pk, outcomes in batches.items():
             driver = self.drivers.get(run_pk)
             if driver is not None:
-                driver.handle_many(outcomes)
+                self._guarded(driver, lambda: driver.handle_many(outcomes))
+                if driver.broken:  # these outcomes came already: nothing more to wait for of them
+                    waiting = self._draining.get(run_pk, set())
+                    waiting.difference_update(o.key[1] for o in outcomes)
+                    if not waiting:
+                        self._draining.pop(run_pk, None)
         if batches and any(d.waiting_past for d in self.drivers.values()):
             self._recheck_past({d.dag.dag_id for pk in batches if (d := self.drivers.get(pk)) is not None})
 
@@ -345,11 +415,11 @@ class Scheduler:
         waiting = [d for d in self.drivers.values() if d.waiting_past and (dag_ids is None or d.dag.dag_id in dag_ids)]
         if not waiting:
             return
-        for driver in self.drivers.values():  # what just ended must be in the store to be seen
+        for driver in list(self.drivers.values()):  # what just ended must be in the store to be seen
             if dag_ids is None or driver.dag.dag_id in dag_ids:
-                driver.flush()
+                self._guarded(driver, driver.flush)
         for driver in waiting:
-            driver.recheck_past()
+            self._guarded(driver, driver.recheck_past)
 
     def _dispatch(self, now: datetime) -> int:
         if self._stopping or not self.outage.claiming:
@@ -367,7 +437,7 @@ class Scheduler:
             return 0
         started = 0
         for driver in list(self.drivers.values()):
-            driver.release_due(now)
+            self._guarded(driver, lambda: driver.release_due(now))
         # Round-robin so one big run does not starve the others.
         drivers = sorted(self.drivers.values(), key=lambda d: d.logical_date)
         progress = True
@@ -376,7 +446,8 @@ class Scheduler:
             for driver in drivers:
                 if self.executor.free_slots <= 0:
                     break
-                n = driver.dispatch(self.executor, max(1, self.executor.free_slots // max(1, len(drivers))))
+                share = max(1, self.executor.free_slots // max(1, len(drivers)))
+                n = self._guarded(driver, lambda: driver.dispatch(self.executor, share)) or 0
                 started += n
                 progress = progress or n > 0
         return started
@@ -384,8 +455,7 @@ class Scheduler:
     def _finish_done(self) -> list[str]:
         finished = []
         for run_pk, driver in list(self.drivers.items()):
-            if driver.done:
-                driver.finish()
+            if self._guarded(driver, lambda: driver.done and (driver.finish() or True)):
                 kept = driver.kept_outputs()
                 if kept:  # nothing reads them now: the cluster may free them
                     try:
@@ -465,8 +535,8 @@ class Scheduler:
         # Write what is decided first: a run row still "queued" under this host's buffered start
         # must not look like a run cleared from outside (that would replace its driver and drop the
         # outcomes it holds, such as the failed try of a task adopted from a dead host).
-        for driver in self.drivers.values():
-            driver.flush()
+        for driver in list(self.drivers.values()):
+            self._guarded(driver, driver.flush)
         self.paused = {row["dag_id"] for row in self.store.list_dags() if row.get("is_paused")}
         self.pools.refresh(self.store)
         active = self.store.list_runs(None, limit=None, states=("queued", "running"))
@@ -484,7 +554,7 @@ class Scheduler:
                     self._adopt_run(row)
                 else:
                     self.drivers[row["id"]] = driver
-                    driver.refresh()
+                    self._guarded(driver, driver.refresh)
         for run_pk, driver in list(self.drivers.items()):
             if run_pk not in active_pks and not driver.running and driver.host_id is not None:
                 # marked finished from outside: nothing left for this host to do
@@ -493,7 +563,7 @@ class Scheduler:
                     del self.drivers[run_pk]
         for driver in list(self.drivers.values()):
             if driver.elsewhere:
-                driver.refresh()
+                self._guarded(driver, driver.refresh)
         self._recheck_past()
 
     def _reload_for(self, row: dict[str, Any]) -> None:
@@ -544,6 +614,8 @@ class Scheduler:
             return None
         if self.only_runs is not None and row["id"] not in self.only_runs:
             return None
+        if row["id"] in self._draining or self._driver_failures.get(row["id"], 0) >= MAX_DRIVER_FAILURES:
+            return None  # its dropped driver's tries have not all ended, or this host gave it up
         dag = self.dags.get(row["dag_id"])
         if dag is None or self._stopping:
             return None
@@ -551,11 +623,22 @@ class Scheduler:
         if row["state"] == "queued" and active >= dag.max_active_runs:
             return None
         assert self.store is not None and self.executor is not None
-        driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
-                           host_id=self.host_id if self.claims else None, pools=self.pools)
-        driver.begin()
+        try:
+            driver = RunDriver(dag, self.store, self.settings, run=row, in_process=self.executor.in_process,
+                               host_id=self.host_id if self.claims else None, pools=self.pools)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self.kind not in CONTAINING_KINDS:
+                raise
+            self._driver_failures[row["id"]] = self._driver_failures.get(row["id"], 0) + 1
+            log.error("scheduler %s: run %s of DAG %s could not be read into a driver (%s: %s; a bug in nbflow, "
+                      "please report it with the traceback below); this host's other runs go on", self.host_id,
+                      row["run_id"], dag.dag_id, type(exc).__name__, exc, exc_info=exc)
+            return None
         self.drivers[row["id"]] = driver
-        return driver
+        self._guarded(driver, driver.begin)
+        return None if driver.broken else driver
 
     def _first_due(self, dag: DAG, now: datetime) -> datetime | None:
         """The next logical date this DAG should get a scheduled run for."""
@@ -709,10 +792,10 @@ class Scheduler:
             taken = self.store.adopt(run_pk, task_ids, from_host, self.host_id)
             host = names[from_host]
             for task_id, (fence, try_number) in taken.items():
-                driver.lost(task_id, (
+                self._guarded(driver, lambda: driver.lost(task_id, (
                     f"WorkerLostError: scheduler host {from_host} (pid {host['pid']} on {host['hostname']}) "
                     "stopped while this task ran; the try counts as failed and is retried if retries are left"
-                ), fence=fence, try_number=try_number)
+                ), fence=fence, try_number=try_number))
                 adopted.append(f"{driver.run_id}:{task_id}")
         return adopted
 
@@ -741,7 +824,7 @@ class Scheduler:
     def idle(self, now: datetime | None = None) -> bool:
         """No run in progress here or waiting in the store, and none due now."""
         now = now or utcnow()
-        if self.drivers or (self._assets_dirty and self.create_runs and not self._stopping):
+        if self.drivers or self._draining or (self._assets_dirty and self.create_runs and not self._stopping):
             return False
         if self.create_runs and not self._stopping:
             for dag_id, dag in self.dags.items():

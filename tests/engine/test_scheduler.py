@@ -595,3 +595,72 @@ def test_a_run_of_a_dag_added_a_moment_ago_starts_promptly(nbflow_home: Path, mo
         stop.set()
         host.wake()
         thread.join(15)
+
+
+# -- a bug in one run's bookkeeping ---------------------------------------------------------------
+
+
+def _two_step(dag_id: str) -> DAG:
+    with DAG(dag_id, timezone="UTC", default_args={"retries": 1, "retry_delay": timedelta(0)}) as d:
+        @task
+        def first() -> int:
+            return 1
+
+        @task
+        def second(value: int) -> int:
+            return value + 1
+
+        second(first())
+    return d
+
+
+def _break_once(monkeypatch: pytest.MonkeyPatch, dag_id: str) -> list[str]:
+    """The first outcome handed to a driver of ``dag_id`` raises IllegalTransitionError, as a bug in
+    the driver's bookkeeping would: what the host does with it is under test."""
+    from nbflow.engine.driver import RunDriver
+    from nbflow.errors import IllegalTransitionError
+
+    raised: list[str] = []
+    real = RunDriver.handle_many
+
+    def handle_many(self: RunDriver, outcomes: list[Any]) -> None:
+        if self.dag.dag_id == dag_id and not raised:
+            raised.append(self.run_id)
+            raise IllegalTransitionError("task instance", "none", "up_for_retry")
+        real(self, outcomes)
+
+    monkeypatch.setattr(RunDriver, "handle_many", handle_many)
+    return raised
+
+
+def test_a_bug_in_one_runs_bookkeeping_costs_a_long_lived_host_that_run_not_itself(
+    settings, store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daemon serves many runs: one whose driver raises is read again from the store (the try
+    whose outcome was lost with the driver counts as failed and is retried), the other runs go on."""
+    broken, healthy = _two_step("breaks"), _two_step("healthy")
+    broken_pk, healthy_pk = _manual_run(store, broken), _manual_run(store, healthy)
+    raised = _break_once(monkeypatch, "breaks")
+    s = Scheduler(settings=settings, store=store, executor="thread", dags=[broken, healthy], kind="daemon")
+    try:
+        drive(s)
+    finally:
+        s.close()
+    assert raised == ["manual__1"]
+    assert "met an internal error (IllegalTransitionError" in caplog.text
+    for pk in (broken_pk, healthy_pk):
+        assert store.get_run_by_pk(pk)["state"] == "success"
+        assert {ti["state"] for ti in store.get_task_instances(pk)} == {"success"}
+    assert json.loads(store.get_outputs(broken_pk)["second"]["value_json"]) == 2
+    # the try whose outcome went with the dropped driver was counted lost, and retried
+    lost = sorted((t["try_number"], t["state"]) for t in store.get_tries(broken_pk, "first"))
+    assert lost == [(1, "up_for_retry"), (2, "success")]
+    assert [t["state"] for t in store.get_tries(healthy_pk, "first")] == ["success"]
+
+
+def test_in_a_one_run_host_the_same_bug_reaches_the_caller(settings, store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.errors import IllegalTransitionError
+
+    _break_once(monkeypatch, "breaks_test")
+    with pytest.raises(IllegalTransitionError):
+        _two_step("breaks_test").test(executor="thread")
