@@ -912,6 +912,8 @@ class RunDriver:
         count = 0
         try:
             encoded = self._upstream_outputs(task)
+            if self._executor is not None:  # a list kept on the Dask cluster is counted here, on the host
+                encoded = self._fetch_kept(encoded, self._executor)
             from nbflow.outputs import decode
 
             count = task.expand_input.length({tid: decode(*value) for tid, value in encoded.items()},

@@ -907,6 +907,29 @@ def test_a_large_output_stays_on_the_cluster_and_its_readers_get_it_there_or_thr
     assert not list((nbflow_home / "artifacts").rglob("output.pickle"))  # its bytes never came to the host
 
 
+def test_a_task_maps_over_a_list_kept_on_the_cluster(
+    nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The host counts the items of a list that stayed on the cluster (fetched through it) to expand
+    the mapped task; each instance reads its item."""
+    monkeypatch.setattr(cluster, "keep_outputs_over", 1_000)
+    with DAG("maps_kept", timezone="UTC") as dag:
+        @task
+        def rows() -> list[str]:
+            return ["x" * 400, "y" * 400, "z" * 400]
+
+        @task
+        def size(row: str) -> int:
+            return len(row)
+
+        size.expand(row=rows())
+
+    run = dag.test(executor=cluster)
+    assert run.state is RunState.SUCCESS, run.errors
+    assert run.outputs["size"] == [400, 400, 400]
+    assert _datasets(cluster) == []
+
+
 def test_an_output_the_cluster_no_longer_holds_fails_its_reader_naming_the_task_to_clear(
     nbflow_home: Path, cluster: DaskExecutor,
 ) -> None:
