@@ -230,7 +230,7 @@ def main() -> None:
     print()
     print("cold start, `nbflow dags test chain_100 --executor inline` as a whole process:")
     print(f"  first run (creates the store) {cold['first']:.3f} s;  median of later runs {cold['median']:.3f} s "
-          f"(target < 0.6 s)")
+          f"(target < 0.4 s)")
     print(f"  of which: python startup {cold['python']:.3f} s, importing nbflow + SQLAlchemy {cold['imports']:.3f} s")
     print()
     samples = {int(k): v for k, v in memory["samples"].items()}
