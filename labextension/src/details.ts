@@ -358,5 +358,7 @@ function outputInfo(output: IOutputInfo | null | undefined): string {
     return '';
   }
   const size = output.size === null ? null : output.size === 1 ? '1 byte' : `${output.size.toLocaleString('en')} bytes`;
-  return [output.type, output.kind, size].filter(part => part).join(' · ');
+  // an output over dask_keep_outputs_over stays on the Dask cluster: the store has its preview only
+  const kept = output.kind === 'cluster' ? 'kept on the Dask cluster' : output.kind;
+  return [output.type, kept, size].filter(part => part).join(' · ');
 }

@@ -57,7 +57,8 @@ def test_the_sidebar_names_a_hosts_dask_cluster_and_links_its_dashboard(
                                               stdin=subprocess.DEVNULL, start_new_session=True))
         env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
         env.update(NBFLOW_HOME=str(nbflow_lab.nbflow_home), NBFLOW_HEARTBEAT_INTERVAL="0.5",
-                   NBFLOW_POLL_INTERVAL="0.2", NBFLOW_DASK_ADDRESS=address)
+                   NBFLOW_POLL_INTERVAL="0.2", NBFLOW_DASK_ADDRESS=address,
+                   NBFLOW_DASK_KEEP_OUTPUTS_OVER="10")  # the task's 26 bytes stay on the cluster
         processes.append(subprocess.Popen([sys.executable, "-m", "nbflow", "scheduler", "-e", "dask", "-f", str(dag_file)],
                                           env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True))
@@ -98,6 +99,10 @@ def test_the_sidebar_names_a_hosts_dask_cluster_and_links_its_dashboard(
         lab_page.wait_for(lambda: worker.count() == 1 and worker.inner_text().startswith("tcp://127.0.0.1:"),
                           "the details to name the worker", details=lambda: ui.details_text(dag_id))
         assert worker.inner_text() != address  # a worker's own address, not the scheduler's
+        # its output stayed on the cluster: the details say so, with the preview the store kept
+        details = ui.details_text(dag_id)
+        assert "str · kept on the Dask cluster · 26 bytes" in details, details
+        assert "'hello from a Dask worker'" in details, details
         lab_page.screenshot("worker-in-details")
     finally:
         for process in reversed(processes):
