@@ -59,7 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
-        return dialect.type_descriptor(timestamp())
+        return dialect.type_descriptor(timestamp() if dialect.name in MYSQL_DIALECTS else self.impl)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
