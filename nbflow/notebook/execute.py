@@ -283,16 +283,17 @@ def _client_class() -> Any:
 
     class WarmKernelClient(PapermillNotebookClient):
         # jupyter_client's wait_for_ready ends by draining IOPub for 0.2 s, which is most of the time
-        # a warm kernel needs for a short notebook; one kernel_info round trip that also shows up on
-        # IOPub proves the same: the kernel answers and our subscription receives.
+        # a warm kernel needs for a short notebook; one request answered on the shell channel that
+        # also shows up on IOPub proves the same: the kernel answers and our subscription receives.
+        # nbflow's set-up is that request when there is one (one round trip rather than two).
         async def async_start_new_kernel_client(self) -> Any:
             assert self.km is not None
             self.kc = self.km.client()
             self.kc.start_channels()
-            await _until_ready(self.kc, self.startup_timeout)
             self.kc.allow_stdin = False
-            if getattr(self, "nbflow_setup", ""):
-                await _run_silently(self.kc, self.nbflow_setup, self.startup_timeout)
+            setup = getattr(self, "nbflow_setup", "")
+            if not setup or not await _run_silently(self.kc, setup, self.startup_timeout):
+                await _until_ready(self.kc, self.startup_timeout)
             await run_hook(self.on_notebook_start, notebook=self.nb)
             return self.kc
 
@@ -302,24 +303,46 @@ def _client_class() -> Any:
     return _CLIENT
 
 
-async def _run_silently(kc: Any, code: str, timeout: float) -> None:
+async def _run_silently(kc: Any, code: str, timeout: float) -> bool:
     """Run nbflow's set-up on the kernel before the notebook's cells: silent and outside the
-    history, so it takes no execution count and leaves nothing in the output notebook."""
+    history, so it takes no execution count and leaves nothing in the output notebook.
+
+    True when the kernel's IOPub messages for it were heard too, which proves our subscription
+    receives (the notebook's first outputs cannot be lost); False when only its reply came (a
+    subscription still joining), and readiness is then awaited the usual way."""
     from queue import Empty
 
     msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
     deadline = time.monotonic() + timeout
+    heard = False
     while True:
+        if not heard:
+            try:
+                while not heard:
+                    message = await kc.get_iopub_msg(timeout=0)
+                    heard = message["parent_header"].get("msg_id") == msg_id
+            except Empty:
+                pass
         try:
-            reply = await kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+            reply = await kc.get_shell_msg(timeout=0.01 if not heard else max(0.01, deadline - time.monotonic()))
         except Empty:
-            raise RuntimeError(f"the kernel did not run nbflow's set-up within {timeout:g} s") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the kernel did not run nbflow's set-up within {timeout:g} s") from None
+            continue
         if reply["parent_header"].get("msg_id") != msg_id:
             continue
         content = reply["content"]
         if content.get("status") != "ok":
             raise RuntimeError(f"nbflow's set-up failed on the kernel: {content.get('ename')}: {content.get('evalue')}")
-        return
+        break
+    if not heard:
+        try:  # its "busy" status goes out before the reply and "idle" right after it
+            while not heard:
+                message = await kc.get_iopub_msg(timeout=0.05)
+                heard = message["parent_header"].get("msg_id") == msg_id
+        except Empty:
+            pass
+    return heard
 
 
 async def _until_ready(kc: Any, timeout: float) -> None:
