@@ -907,6 +907,35 @@ def test_a_large_output_stays_on_the_cluster_and_its_readers_get_it_there_or_thr
     assert not list((nbflow_home / "artifacts").rglob("output.pickle"))  # its bytes never came to the host
 
 
+def test_a_branching_tasks_output_is_never_kept_on_the_cluster(
+    nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A branch's output is its decision, which the host reads to know what runs next: however
+    large, it comes back to the host rather than staying on the cluster."""
+    monkeypatch.setattr(cluster, "keep_outputs_over", 10)
+    with DAG("kept_branch", timezone="UTC") as dag:
+        @task.branch
+        def choose() -> list[str]:
+            return ["taken_with_a_long_name"]
+
+        @task
+        def taken_with_a_long_name() -> str:
+            return "ran"
+
+        @task
+        def other() -> str:
+            return "ran"
+
+        choose() >> [taken_with_a_long_name(), other()]
+
+    run = dag.test(executor=cluster)
+
+    assert run.state is RunState.SUCCESS, run.errors
+    assert run.outputs["choose"] == ["taken_with_a_long_name"]
+    assert run.task_states == {"choose": TaskState.SUCCESS, "taken_with_a_long_name": TaskState.SUCCESS,
+                               "other": TaskState.SKIPPED}
+
+
 def test_a_task_maps_over_a_list_kept_on_the_cluster(
     nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
