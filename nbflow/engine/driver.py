@@ -141,6 +141,8 @@ class RunDriver:
         self._run_changes: dict[str, Any] = {}
         self._last_flush = 0.0
         self._outputs_loaded = False
+        #: a task of this run succeeded where this driver did not see its output (see kept_outputs)
+        self._succeeded_elsewhere = False
         #: when the run is past ``dagrun_timeout`` (None: no limit, or not started); the host compares
         #: it with its clock once per pass (:meth:`time_out`)
         self.deadline: datetime | None = None
@@ -191,6 +193,7 @@ class RunDriver:
                 self._make_ready(task_id)
             if state.finished and self.states.get(task_id) is not state and state is S.SUCCESS:
                 self._outputs_loaded = False
+                self._succeeded_elsewhere = True
             self.states[task_id] = state
         for task_id in self.dag.task_dict:
             self.states.setdefault(task_id, S.NONE)
@@ -231,6 +234,7 @@ class RunDriver:
         self.elsewhere.discard(task_id)
         if state.finished and state is S.SUCCESS and self.states.get(task_id) is not state:
             self._outputs_loaded = False
+            self._succeeded_elsewhere = True
         self.states[task_id] = state
         if state is S.SCHEDULED:
             self._pending_expansions.append(task_id)
@@ -475,9 +479,15 @@ class RunDriver:
         return {tid: fetched(pair) for tid, pair in upstream.items()}
 
     def kept_outputs(self) -> list[str]:
-        """The dataset names of this run's outputs kept on the Dask cluster, as far as this driver
-        saw them: what to release when the run ends."""
-        return [name for pair in self.outputs.values() for name in cluster_names(pair)]
+        """The dataset names of this run's outputs kept on the Dask cluster: what to release when
+        the run ends. Those of tasks that succeeded elsewhere (a run adopted from a dead host, or
+        resumed after a clear) are read from the store, since this driver loads them only when a
+        task reads them."""
+        pairs = list(self.outputs.values())
+        if self._succeeded_elsewhere:
+            pairs += [(row["kind"], row["value_json"]) for row in self.store.get_outputs(self.run_pk).values()
+                      if row["kind"] == CLUSTER]
+        return sorted({name for pair in pairs for name in cluster_names(pair)})
 
     def _triggering_events(self) -> dict[str, list[dict[str, Any]]]:
         """The events that started this run, read once per run and only for asset-triggered runs."""

@@ -936,6 +936,54 @@ def test_a_branching_tasks_output_is_never_kept_on_the_cluster(
                                "other": TaskState.SKIPPED}
 
 
+def test_a_resumed_run_releases_the_outputs_its_earlier_host_kept(
+    nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver that resumes a run (adopted from a dead host, or after a clear) loads an output only
+    when a task reads it; the outputs kept on the cluster are still all released when the run ends,
+    read from the store."""
+    from nbflow.engine.controls import clear, trigger
+    from nbflow.engine.scheduler import Scheduler
+    from nbflow.settings import get_settings
+    from nbflow.store import Store
+
+    monkeypatch.setattr(cluster, "keep_outputs_over", 1_000)
+    with DAG("kept_resumed", timezone="UTC", schedule=None) as dag:
+        @task
+        def big() -> list[int]:
+            return list(range(10_000))
+
+        @task
+        def after() -> str:  # downstream of nothing: no try of the resumed run reads big's output
+            return "done"
+
+        big()
+        after()
+
+    def serve() -> None:
+        Scheduler(settings=get_settings(), dags=[dag], executor=cluster).serve(exit_when_idle=True)
+
+    run_id = trigger(dag)
+    serve()
+    with Store.open() as store:
+        name = store.get_outputs(store.get_run("kept_resumed", run_id)["id"])["big"]["value_json"]
+    assert name.startswith("nbflow-output-") and _datasets(cluster) == []  # released by the first run's end
+    # as if the first host had died before its run ended: the dataset is still on the cluster (an
+    # encoded output, as a worker publishes it)
+    cluster.client.publish_dataset(cluster.client.submit(_encoded_output, pure=False), name=name)
+    assert _datasets(cluster) == [name]
+    clear(dag, run_id=run_id, task_ids=["after"])
+    serve()  # a new driver: big succeeded where it did not see it
+
+    with Store.open() as store:
+        assert store.get_run("kept_resumed", run_id)["state"] == "success"
+    assert _datasets(cluster) == []
+
+
+def _encoded_output() -> tuple[str, str]:
+    return "json", "[1, 2, 3]"
+
+
 def test_a_task_maps_over_a_list_kept_on_the_cluster(
     nbflow_home: Path, cluster: DaskExecutor, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
