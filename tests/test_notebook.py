@@ -238,6 +238,20 @@ def test_warm_pool_gives_the_same_results_as_a_cold_kernel(tmp_path: Path) -> No
     assert warm.cells == cold.cells
 
 
+def test_a_notebook_runs_without_writing_ipythons_history_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels running tasks side by side would lock each other out of the one history file of the
+    user's IPython profile; the run's own history is still there, from memory."""
+    ipython_dir = tmp_path / "ipython"
+    monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))  # the kernel started below inherits it
+    path = make_notebook(tmp_path / "h.ipynb", "x = 40", "import nbflow\nnbflow.output('first', In[1])")
+
+    result = run_notebook(path, output_path=tmp_path / "out" / "h.ipynb", pool=None)
+
+    assert result.outputs == {"first": "x = 40"}
+    assert ipython_dir.is_dir()  # the kernel did use this profile folder
+    assert not list(ipython_dir.rglob("history.sqlite"))
+
+
 def test_reuse_kernel_resets_variables(tmp_path: Path) -> None:
     path = make_notebook(tmp_path / "re.ipynb", "import nbflow\nnbflow.output('had', 'left' in globals())\nleft = 1")
     pool = KernelPool(size=1)

@@ -105,7 +105,7 @@ def _start_kernel(kernel_name: str, startup_timeout: float) -> Any:
                        transport="ipc", ip=ipc)
     # What a notebook prints travels over the kernel's messages; the process's own streams only
     # carry kernel housekeeping (e.g. noticing its parent exited), which must not reach the user.
-    km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, extra_arguments=_kernel_arguments(km))
     # A client of the manager, not a free-standing one: a free-standing client judges "alive" by
     # the heartbeat, which under load beats late and makes a healthy kernel look dead.
     kc = km.blocking_client()
@@ -118,6 +118,18 @@ def _start_kernel(kernel_name: str, startup_timeout: float) -> Any:
     finally:
         kc.stop_channels()
     return km
+
+
+def _kernel_arguments(km: Any) -> list[str]:
+    """Options for an IPython kernel (other kernels get none): no history database. Every IPython
+    kernel writes each cell to one SQLite file in the user's profile, and kernels running notebook
+    tasks side by side lock each other out of it ("database is locked", which can end a kernel's
+    start); nor do scheduled runs belong in the user's interactive history. ``In``, ``Out`` and
+    ``%history`` of the run itself still work, from memory."""
+    spec = km.kernel_spec
+    if spec.language == "python" and any("ipykernel" in str(part) for part in spec.argv):
+        return ["--HistoryManager.enabled=False"]
+    return []
 
 
 def _shutdown(km: Any, now: bool = False) -> None:
