@@ -456,7 +456,7 @@ class Scheduler:
         finished = []
         for run_pk, driver in list(self.drivers.items()):
             if self._guarded(driver, lambda: driver.done and (driver.finish() or True)):
-                kept = driver.kept_outputs()
+                kept = driver.kept_outputs() if self.executor.reaches_kept_outputs else []
                 if kept:  # nothing reads them now: the cluster may free them
                     try:
                         self.executor.release_outputs(kept)

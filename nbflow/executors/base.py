@@ -181,6 +181,12 @@ class Executor(ABC):
     def release_outputs(self, names: list[str]) -> None:
         """Let the cluster drop outputs kept there that nothing will read any more (their run ended)."""
 
+    @property
+    def reaches_kept_outputs(self) -> bool:
+        """Whether :meth:`release_outputs` reaches a cluster that may keep outputs: a host without
+        one need not look for them when a run ends."""
+        return self.reads_kept_outputs
+
     def where(self) -> dict[str, str]:
         """Where this executor's calls run, for a host's status (``nbflow scheduler status``, the
         sidebar): for a cluster, its scheduler's ``address`` and its ``dashboard`` link. Empty for

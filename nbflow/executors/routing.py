@@ -97,6 +97,10 @@ class RoutingExecutor(Executor):
         for executor in self._all():
             executor.release_outputs(names)
 
+    @property
+    def reaches_kept_outputs(self) -> bool:
+        return any(executor.reaches_kept_outputs for executor in self._all())
+
     def where(self) -> dict[str, str]:
         found = dict(self.base.where())
         with self._lock:
