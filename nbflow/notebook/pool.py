@@ -206,7 +206,10 @@ class KernelPool:
             import jupyter_client.blocking
             import jupyter_client.manager  # noqa: F401
 
-            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbflow-kernel-pool")
+            # as many starts at once as are asked for at first: a run's kernels, started together
+            # by prestart, are each ready before their task; two threads otherwise
+            self._executor = ThreadPoolExecutor(max_workers=max(2, self.size, count),
+                                                thread_name_prefix="nbflow-kernel-pool")
         while len(queue) < max(self.size, count):
             queue.append(self._executor.submit(start_kernel, kernel_name, self.startup_timeout))
 

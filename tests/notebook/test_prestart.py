@@ -178,3 +178,31 @@ def test_dags_test_whose_run_fails_before_its_notebooks_leaves_no_kernel(nbflow_
     assert done.returncode == 1, done.stdout + done.stderr
     assert "upstream_failed" in done.stdout
     assert not kernels_of(nbflow_home), "a kernel started ahead outlived the command"
+
+
+def test_a_runs_kernels_start_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels warmed for a run start side by side, not two at a time: in a chain of three
+    notebooks the third kernel was still starting when its task came."""
+    import threading
+
+    import nbflow.notebook.pool as pool_module
+
+    together = threading.Barrier(3, timeout=20)
+
+    class Started:
+        def shutdown_kernel(self, now: bool = False) -> None:
+            pass
+
+    def start_kernel(kernel_name: str, startup_timeout: float = 60.0) -> Started:
+        together.wait()  # breaks unless all three starts are under way at the same time
+        return Started()
+
+    monkeypatch.setattr(pool_module, "start_kernel", start_kernel)
+    pool = KernelPool(size=0)
+    try:
+        pool.warm("python3", count=3, wait=True)
+        futures = list(pool._starting["python3"])
+        assert len(futures) == 3
+        assert all(isinstance(future.result(timeout=0), Started) for future in futures)
+    finally:
+        pool.shutdown()
