@@ -29,7 +29,6 @@ from nbflow import observers
 from nbflow.errors import FailTask, MemoryLimitError, NbflowError, OutputOnClusterError, StoreError, TaskTimeoutError
 from nbflow.mapping import MappingError, split_key, ti_key
 from nbflow.memory import parse_size
-from nbflow.operators.base import BaseOperator
 from nbflow.outputs import CLUSTER, cluster_names, output_row, read_stored
 from nbflow.paths import safe_path_part, task_folder
 from nbflow.planner import Decision, instance_verdict, plan_after, plan_start, run_outcome
@@ -539,7 +538,7 @@ class RunDriver:
             state = self.states.get(task_id)
             if state is not S.SUCCESS or task_id in self.decisions or task_id in self.mapped:
                 continue
-            if type(task).followed_task_ids is BaseOperator.followed_task_ids:
+            if not task.is_branching:
                 continue
             if task_id not in self.outputs:
                 self._load_outputs()
@@ -749,7 +748,7 @@ class RunDriver:
         encoded = result.output
         if encoded is None:
             return None
-        if type(task).followed_task_ids is not BaseOperator.followed_task_ids:
+        if task.is_branching:
             try:
                 followed = task.followed_task_ids(encoded.decode())
             except NbflowError as exc:

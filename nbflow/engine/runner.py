@@ -272,7 +272,7 @@ def run_task(request: TaskRequest) -> TaskResult:
             finally:
                 reset_task_context(token)
             # a branching task's output is its decision, which the host must read: never kept away
-            keep_over = request.keep_outputs_over if type(task).followed_task_ids is BaseOperator.followed_task_ids else 0
+            keep_over = 0 if task.is_branching else request.keep_outputs_over
             encoded = encode(value, request.dag_id, request.task_id, request.max_output_bytes, keep_over)
             pushed = {key: encode(item, request.dag_id, f"{request.task_id} (xcom {key!r})", request.max_output_bytes)
                       for key, item in ti.pushed.items()}

@@ -551,6 +551,12 @@ class BaseOperator(Arrows):
         ``None`` means "all of them" (no branching)."""
         return None
 
+    @property
+    def is_branching(self) -> bool:
+        """Whether this task's output decides which of its downstream tasks run (it overrides
+        :meth:`followed_task_ids`): the scheduler host must read that output itself."""
+        return type(self).followed_task_ids is not BaseOperator.followed_task_ids
+
     #: when a branch skips, skip every descendant instead of only the direct downstream
     skip_all_descendants: ClassVar[bool] = False
 
