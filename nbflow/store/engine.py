@@ -8,6 +8,7 @@ busy timeout) at the start instead of failing half-way through a read-then-write
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
         raise ConfigError("database_url", safe_url(url), f"it is not a database URL ({exc}); write one such as "
                           "sqlite:////path/to/nbflow.db or postgresql+psycopg://user@host/dbname") from exc
     try:
-        return _make_engine(parsed, busy_timeout)
+        engine = _make_engine(parsed, busy_timeout)
     except sa_exc.NoSuchModuleError as exc:
         raise ConfigError("database_url", safe_url(url), f"SQLAlchemy knows no database kind '{parsed.drivername}'; "
                           "use a sqlite:///, postgresql+psycopg:// or mysql+pymysql:// URL") from exc
@@ -82,6 +83,41 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
                           "for MySQL/MariaDB: pip install nbflow[mysql])") from exc
     except OSError as exc:  # the SQLite file's folder cannot be made
         raise StoreUnavailableError(safe_url(url), f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+    _quiet_broken_resets(engine)
+    return engine
+
+
+class _BrokenConnectionReset(logging.Filter):
+    """SQLAlchemy logs an error with a traceback when it cannot roll back a connection it takes
+    back because the database server went away. The store reports such an outage itself, in one line
+    ("store unreachable", then "reachable again"), so that record is lowered to DEBUG without its
+    traceback; every other record of the pool passes as it is."""
+
+    def __init__(self, broken: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.broken = broken
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, self.broken) and record.getMessage().startswith("Exception during reset"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = f"{record.getMessage()}: {type(error).__name__}: {error}", ()
+        return True
+
+
+_quieted: set[tuple[str, str]] = set()
+
+
+def _quiet_broken_resets(engine: Engine) -> None:
+    """Install :class:`_BrokenConnectionReset` on the logger of ``engine``'s pool, once per pool
+    kind and driver."""
+    logger = getattr(engine.pool, "logger", None)
+    dbapi = engine.dialect.loaded_dbapi
+    if not isinstance(logger, logging.Logger) or (logger.name, dbapi.__name__) in _quieted:
+        return
+    _quieted.add((logger.name, dbapi.__name__))
+    logger.addFilter(_BrokenConnectionReset((dbapi.OperationalError, dbapi.InterfaceError, OSError)))
 
 
 def _make_engine(parsed: Any, busy_timeout: float) -> Engine:
