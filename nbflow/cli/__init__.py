@@ -17,7 +17,8 @@ __all__ = ["build_parser", "main", "parse_param", "run"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     positional = getattr(args, "logical_date_arg", None)
     if positional is not None:  # Airflow's `dags test DAG DATE`

@@ -21,7 +21,6 @@ changed (size, modification time): reloading an unchanged folder costs a ``stat`
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import pickle
@@ -142,6 +141,8 @@ def _by_value_modules(file: Path, modules: list[tuple[str, str]]) -> list[str]:
 def _die_with_parent() -> None:
     """Linux: be killed when the parent dies, so a hung parse never outlives its host."""
     if sys.platform.startswith("linux"):
+        import ctypes  # only a child needs it: about 3 ms of every command's start otherwise
+
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
