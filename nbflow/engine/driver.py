@@ -128,7 +128,9 @@ class RunDriver:
         self.hostname = socket.gethostname()
         self.log_folder = os.path.join(settings.logs_folder, safe_path_part(dag.dag_id), safe_path_part(self.run_id))
         self._appended: set[str] = set()
-        self._task_changes: list[dict[str, Any]] = []
+        #: task changes not written yet, merged as they come: task id -> fence -> columns (later
+        #: values win, so a task that ran and finished between two writes is written once)
+        self._task_changes: dict[str, dict[int | None, dict[str, Any]]] = {}
         self._tries: list[dict[str, Any]] = []
         self._outputs: list[dict[str, Any]] = []
         self._xcoms: list[dict[str, Any]] = []
@@ -392,8 +394,8 @@ class RunDriver:
         if not fences:
             return
         self.fences.update(fences)
-        if self._task_changes:
-            self._task_changes = [c for c in self._task_changes if c["task_id"] not in fences]
+        for task_id in fences:  # by key: a filter of every buffered change cost 0.25 ms a claim at 1,000 tasks
+            self._task_changes.pop(task_id, None)
 
     def _priority(self, task_id: str) -> tuple[int, int, int]:
         base, index = split_key(task_id)
@@ -1084,9 +1086,10 @@ class RunDriver:
         check_task_transition(self.states[task_id], state)
         self.states[task_id] = state
         change = {"task_id": task_id, "state": state.value, **columns}
+        fence = None
         if self.host_id is not None:
-            change["fence"] = self.fences.get(task_id, 0)
-        self._task_changes.append(change)
+            change["fence"] = fence = self.fences.get(task_id, 0)
+        self._task_changes.setdefault(task_id, {}).setdefault(fence, {}).update(change)
         if observers.active:
             observers.notify(self.dag.dag_id, self.run_id, task_id, state.value)
 
@@ -1111,7 +1114,8 @@ class RunDriver:
         if not force and now - self._last_flush < FLUSH_INTERVAL:
             return
         lost = self.store.record(
-            self.run_pk, task_changes=_merge_changes(self._task_changes), tries=self._tries,
+            self.run_pk, task_changes=[c for by_fence in self._task_changes.values() for c in by_fence.values()],
+            tries=self._tries,
             outputs=self._outputs, events=self._events, run_changes=self._run_changes or None,
             fenced=self.host_id is not None, xcoms=self._xcoms, asset_events=self._asset_events,
         )
@@ -1124,19 +1128,10 @@ class RunDriver:
                 self._executor.cancel((self.run_pk, task_id), (
                     f"stopped: task instance {task_id} of run {self.run_id} was taken over by another host "
                     "or changed by hand while it ran here, so this try's outcome would not be kept"))
-        self._task_changes, self._tries, self._outputs, self._xcoms, self._events = [], [], [], [], []
+        self._task_changes, self._tries, self._outputs, self._xcoms, self._events = {}, [], [], [], []
         self._asset_events = []
         self._run_changes = {}
         self._last_flush = now
-
-
-def _merge_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One change per task: later values win, so a task that ran and finished within one turn is
-    written once."""
-    merged: dict[tuple[str, int | None], dict[str, Any]] = {}
-    for change in changes:
-        merged.setdefault((change["task_id"], change.get("fence")), {}).update(change)
-    return list(merged.values())
 
 
 log = logging.getLogger(__name__)
