@@ -95,3 +95,51 @@ def test_notebook_tasks_run_again_and_again_in_the_same_worker_process(nbflow_ho
             assert run.state == "success", run.errors
     finally:
         workers.shutdown()
+
+
+def test_a_taken_kernels_replacement_starts_when_its_run_gives_it_back() -> None:
+    """Not together with the run: a kernel's start, begun with it, slowed a short notebook's run
+    on two cores by half."""
+    from nbflow.notebook.pool import KernelPool
+
+    pool = KernelPool(size=1, startup_timeout=30)
+    try:
+        pool.warm("python3", wait=True)
+        km, source = pool.claim("python3").take()
+        assert source == "warm"
+        assert len(pool._starting["python3"]) == 0  # nothing starts beside the run's first cells
+        pool.release(km, "python3")
+        assert len(pool._starting["python3"]) == 1
+        assert "python3" not in pool._refills
+    finally:
+        pool.shutdown()
+
+
+def test_a_long_run_has_its_kernels_replacement_started_before_it_ends() -> None:
+    """So that the next task of a chain still finds a kernel ready when the run ends."""
+    from nbflow.notebook.pool import REFILL_DELAY, KernelPool, discard
+
+    pool = KernelPool(size=1, startup_timeout=30)
+    try:
+        pool.warm("python3", wait=True)
+        km, _ = pool.claim("python3").take()
+        timer = pool._refills["python3"]
+        assert timer.interval == REFILL_DELAY
+        timer.join()  # the run goes on past the delay
+        assert len(pool._starting["python3"]) == 1
+        discard(km, now=True)
+    finally:
+        pool.shutdown()
+
+
+def test_a_claim_that_finds_no_kernel_ready_starts_its_own_and_a_spare_at_once() -> None:
+    from nbflow.notebook.pool import KernelPool
+
+    pool = KernelPool(size=1, startup_timeout=30)
+    try:
+        claim = pool.claim("python3")
+        assert claim._source == "cold"
+        assert len(pool._starting["python3"]) == 1 and "python3" not in pool._refills
+        claim.drop()
+    finally:
+        pool.shutdown()
