@@ -85,6 +85,10 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+#: the fewest task instances a run is offered in one claim while slots allow (see _dispatch)
+MIN_CLAIM = 4
+
+
 class Scheduler:
     """A scheduler host. Use :meth:`serve` to run it, or :meth:`start` then :meth:`tick` to step it."""
 
@@ -449,7 +453,10 @@ class Scheduler:
             for driver in drivers:
                 if self.executor.free_slots <= 0:
                     break
-                share = max(1, self.executor.free_slots // max(1, len(drivers)))
+                # an even share, but never a claim smaller than the free slots allow up to
+                # MIN_CLAIM: with few slots free, splitting them made a claim per task and run
+                free = self.executor.free_slots
+                share = max(min(free, MIN_CLAIM), free // max(1, len(drivers)))
                 n = self._guarded(driver, lambda: driver.dispatch(self.executor, share)) or 0
                 started += n
                 progress = progress or n > 0

@@ -268,6 +268,44 @@ def test_downstream_starts_without_waiting_for_a_poll(nbflow_home, store_url, mo
     assert elapsed < 2.0, f"20 chained tasks took {elapsed:.2f} s with a 5 s poll interval"
 
 
+def test_the_free_slots_go_to_the_oldest_run_in_one_claim_not_one_task_per_run(
+    nbflow_home, store_url, monkeypatch
+) -> None:
+    """With fewer slots free than an even share could use, splitting them made a store claim per
+    task and run (several queued runs under a busy daemon: 900 task instances a second instead of
+    1,100). The oldest run takes up to MIN_CLAIM of them in one claim; the others follow as
+    slots free."""
+    import threading
+
+    monkeypatch.setenv("NBFLOW_DATABASE_URL", store_url)
+    monkeypatch.setenv("NBFLOW_PARALLELISM", "4")
+    settings = load_settings()
+    go = threading.Event()
+    with DAG("wide6", timezone="UTC") as d:
+        for i in range(6):
+            PythonOperator(task_id=f"w{i}", python_callable=lambda: go.wait(30))
+    with Store.open(settings) as store:
+        pks = [_manual_run(store, d, f"manual__{k}", utc(2024, 5, 1 + k)) for k in range(3)]
+        s = Scheduler(settings=settings, store=store, executor="thread", dags=[d])
+        claims: list[int] = []
+        claim = store.claim_task_instances
+
+        def counted(run_pk, task_ids, *args, **kwargs):
+            claims.append(len(task_ids))
+            return claim(run_pk, task_ids, *args, **kwargs)
+
+        monkeypatch.setattr(store, "claim_task_instances", counted)
+        try:
+            s.tick()
+            running = [sum(ti["state"] == "running" for ti in store.get_task_instances(pk)) for pk in pks]
+            assert running == [4, 0, 0] and claims == [4]
+        finally:
+            go.set()
+        drive(s)
+        assert [store.get_run_by_pk(pk)["state"] for pk in pks] == ["success"] * 3
+        s.close()
+
+
 def test_manual_run_with_retries_under_the_scheduler(settings, store, tmp_path: Path) -> None:
     counter = tmp_path / "count"
 
