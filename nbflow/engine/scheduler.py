@@ -87,6 +87,9 @@ def pid_alive(pid: int | None) -> bool:
 
 #: the fewest task instances a run is offered in one claim while slots allow (see _dispatch)
 MIN_CLAIM = 4
+#: seconds one pass may go on starting tasks in the slots that free up meanwhile; then the pass
+#: ends (outcomes recorded, writes flushed, the heartbeat on time) and the next one begins at once
+DISPATCH_SECONDS = 1.0
 
 
 class Scheduler:
@@ -157,6 +160,8 @@ class Scheduler:
         self._reloaded_for: set[int] = set()
         self._started = False
         self._stopping = False
+        #: the last pass stopped starting tasks at DISPATCH_SECONDS with slots free: go on at once
+        self._more_to_start = False
         self.finished_runs: list[str] = []
         self.on_run_finished = on_run_finished
         # what this host knows of its store's availability: a store that does not answer is waited
@@ -443,12 +448,21 @@ class Scheduler:
         if held:
             return 0
         started = 0
+        self._more_to_start = False
         for driver in list(self.drivers.values()):
             self._guarded(driver, lambda: driver.release_due(now))
-        # Round-robin so one big run does not starve the others.
+        # Round-robin so one big run does not starve the others. Slots that free up while tasks
+        # start are filled in the same pass (the inline executor's one slot frees within each
+        # start), for DISPATCH_SECONDS at most: a burst of short tasks once kept one pass going for
+        # the whole burst, with outcomes unrecorded and the heartbeat late (past host_stale_after,
+        # other hosts would take this host for dead).
         drivers = sorted(self.drivers.values(), key=lambda d: d.logical_date)
+        ends = time.monotonic() + DISPATCH_SECONDS
         progress = True
         while progress and self.executor.free_slots > 0:
+            if time.monotonic() >= ends and started:
+                self._more_to_start = True
+                break
             progress = False
             for driver in drivers:
                 if self.executor.free_slots <= 0:
@@ -815,7 +829,7 @@ class Scheduler:
         """When the next pass is needed even if no outcome arrives (a ``time.monotonic`` value)."""
         mono = time.monotonic()
         deadlines = [self._due["heartbeat"], self._due["poll"], self._due["reload"]]
-        if self._assets_dirty:
+        if self._assets_dirty or self._more_to_start:
             deadlines.append(mono)
         if self.held:
             deadlines.append(mono + MEMORY_CHECK_SECONDS)  # look at the machine's memory again

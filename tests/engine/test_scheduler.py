@@ -306,6 +306,25 @@ def test_the_free_slots_go_to_the_oldest_run_in_one_claim_not_one_task_per_run(
         s.close()
 
 
+def test_a_pass_stops_starting_tasks_after_dispatch_seconds_and_the_next_comes_at_once(
+    settings, store, monkeypatch
+) -> None:
+    """A burst of short tasks kept one pass starting tasks for the whole burst (five runs of 1,000:
+    5 s), its outcomes unrecorded and its heartbeat late; past host_stale_after another host would
+    have taken this one for dead."""
+    monkeypatch.setattr(sched_mod, "DISPATCH_SECONDS", 0.0)
+    with DAG("burst", timezone="UTC") as d:
+        for i in range(6):
+            PythonOperator(task_id=f"b{i}", python_callable=lambda: None)
+    pks = [_manual_run(store, d, f"manual__{k}", utc(2024, 5, 1 + k)) for k in range(3)]
+    s = make_scheduler(settings, store, [d], executor="inline")
+    assert s.tick().dispatched == 3  # one round: a task of each run, then the pass ends
+    assert s.next_deadline() <= time.monotonic()  # and the next pass is due now
+    drive(s)
+    assert [store.get_run_by_pk(pk)["state"] for pk in pks] == ["success"] * 3
+    s.close()
+
+
 def test_manual_run_with_retries_under_the_scheduler(settings, store, tmp_path: Path) -> None:
     counter = tmp_path / "count"
 
