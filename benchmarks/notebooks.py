@@ -5,8 +5,9 @@
 
 Warm: on one trivial 4-cell notebook (built with nbformat in a temporary folder), median of the runs
 each: bare ``papermill.execute_notebook`` (the baseline), ``run_notebook`` on a cold kernel (no pool),
-``run_notebook`` with a warm pool (timed after the pool's kernel answers), and the same 4 cells sent
-to an already running kernel. The warm overhead is the warm run minus the 4 cells on a running
+then, alternated sample by sample (at least 15 of each), ``run_notebook`` with a warm pool (timed
+after the pool's kernel answers and the previous sample's kernel has exited) and the same 4 cells
+sent to an already running kernel. The warm overhead is the warm run minus the 4 cells on a running
 kernel: everything nbflow and papermill add per notebook. Target: under 25 ms.
 
 Cold: a chain of three notebooks (each ``x = 1`` then ``x * 2``) as whole fresh processes, imports
@@ -120,41 +121,51 @@ def time_papermill(path: str, folder: Path, runs: int) -> list[float]:
     return samples
 
 
-def time_run_notebook(path: str, folder: Path, runs: int, warm: bool) -> list[float]:
-    from nbflow.notebook import KernelPool, run_notebook
+def time_run_notebook(path: str, folder: Path, runs: int) -> list[float]:
+    """``run_notebook`` without a pool: a kernel started for each run."""
+    from nbflow.notebook import run_notebook
 
-    pool = KernelPool(size=1) if warm else None
     samples = []
-    try:
-        for i in range(runs):
-            if pool is not None:
-                pool.warm("python3", wait=True)
-            started = time.perf_counter()
-            result = run_notebook(path, output_path=folder / f"{'warm' if warm else 'cold'}{i}" / "trivial.ipynb", pool=pool)
-            samples.append(time.perf_counter() - started)
-            assert result.kernel == ("warm" if warm else "cold"), result.kernel
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    for i in range(runs):
+        started = time.perf_counter()
+        result = run_notebook(path, output_path=folder / f"cold{i}" / "trivial.ipynb", pool=None)
+        samples.append(time.perf_counter() - started)
+        assert result.kernel == "cold", result.kernel
     return samples
 
 
-def time_running_kernel(runs: int) -> list[float]:
+def time_warm_and_running(path: str, folder: Path, runs: int) -> tuple[list[float], list[float]]:
+    """``(warm pool runs, the 4 cells on an already running kernel)``, alternated sample by sample
+    so that both see the same machine: on 2 cores a kernel shutting down or starting beside one
+    sample and not the other moved either median by 10 ms between runs of the benchmark."""
     from jupyter_client.manager import start_new_kernel
 
+    from nbflow.notebook import KernelPool, run_notebook
+    from nbflow.notebook.pool import wait_for_shutdowns
+
+    pool = KernelPool(size=1)
     km, kc = start_new_kernel(kernel_name="python3")
-    samples = []
+    warm, running = [], []
     try:
-        for _ in range(runs):
+        for i in range(runs):
+            pool.warm("python3", wait=True)
+            wait_for_shutdowns()  # the kernel of the sample before has exited
+            started = time.perf_counter()
+            result = run_notebook(path, output_path=folder / f"warm{i}" / "trivial.ipynb", pool=pool)
+            warm.append(time.perf_counter() - started)
+            assert result.kernel == "warm", result.kernel
+            pool.warm("python3", wait=True)
+            wait_for_shutdowns()
             started = time.perf_counter()
             for source in CELLS:
                 reply = kc.execute_interactive(source, timeout=30, output_hook=lambda msg: None)
                 assert reply["content"]["status"] == "ok"
-            samples.append(time.perf_counter() - started)
+            running.append(time.perf_counter() - started)
     finally:
+        pool.shutdown()
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    return samples
+    return warm, running
 
 
 def main() -> None:
@@ -169,11 +180,14 @@ def main() -> None:
         rows = []
         if not args.cold_only:
             path = build(folder)
+            papermill_ms = median_ms(time_papermill(path, folder, args.runs))
+            cold_ms = median_ms(time_run_notebook(path, folder, args.runs))
+            warm, running = time_warm_and_running(path, folder, max(15, args.runs))
             rows = [
-                ("papermill.execute_notebook (baseline)", median_ms(time_papermill(path, folder, args.runs))),
-                ("run_notebook, cold kernel (no pool)", median_ms(time_run_notebook(path, folder, args.runs, warm=False))),
-                ("run_notebook, warm pool", median_ms(time_run_notebook(path, folder, args.runs, warm=True))),
-                ("4 cells on a running kernel", median_ms(time_running_kernel(args.runs))),
+                ("papermill.execute_notebook (baseline)", papermill_ms),
+                ("run_notebook, cold kernel (no pool)", cold_ms),
+                (f"run_notebook, warm pool (median of {len(warm)})", median_ms(warm)),
+                (f"4 cells on a running kernel (median of {len(running)})", median_ms(running)),
             ]
             from nbflow.notebook.pool import wait_for_shutdowns
 
