@@ -434,6 +434,7 @@ class Scheduler:
             self._guarded(driver, driver.recheck_past)
 
     def _dispatch(self, now: datetime) -> int:
+        self._more_to_start = False
         if self._stopping or not self.outage.claiming:
             return 0
         assert self.executor is not None
@@ -448,7 +449,6 @@ class Scheduler:
         if held:
             return 0
         started = 0
-        self._more_to_start = False
         for driver in list(self.drivers.values()):
             self._guarded(driver, lambda: driver.release_due(now))
         # Round-robin so one big run does not starve the others. Slots that free up while tasks

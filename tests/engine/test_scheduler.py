@@ -322,6 +322,10 @@ def test_a_pass_stops_starting_tasks_after_dispatch_seconds_and_the_next_comes_a
     assert s.next_deadline() <= time.monotonic()  # and the next pass is due now
     drive(s)
     assert [store.get_run_by_pk(pk)["state"] for pk in pks] == ["success"] * 3
+    assert not s._more_to_start  # nothing left to start: the next pass is not hurried any more
+    s._more_to_start, s._stopping = True, True  # a pass cut short, then the host told to stop
+    s.tick()
+    assert not s._more_to_start  # it waits for its tries' ends; it does not spin
     s.close()
 
 
