@@ -238,8 +238,8 @@ def _import_run_engine() -> None:
     and on a second core the two overlap (``benchmarks/run.py`` measures the cold start)."""
     # What is imported here lives as long as the command, and imports make no garbage worth a
     # collection: with the collector on, a cold `dags test` of 100 tasks spent about 15 ms
-    # collecting during these imports and 25 ms more afterwards walking what they had made (a full
-    # collection during the run and one at exit). Frozen, the imported objects are never walked again.
+    # collecting during these imports and a full collection during the run walked what they had
+    # made. Frozen, the imported objects are never walked again.
     collecting = gc.isenabled()
     gc.disable()
     try:
