@@ -338,10 +338,10 @@ class Scheduler:
             done = self._reload_dags()
             self._due["reload"] = mono + (self.settings.dag_reload_interval if done else self.settings.poll_interval)
         if mono >= self._due["heartbeat"]:
+            # The host of runs no other host drives (dag.test()) skips dead hosts: nothing of its
+            # runs can be held by one, and the others' tasks are not its to take (9 ms of a cold test).
             if self.claims or self.only_runs is None:
                 report.adopted = self._adopt_orphans(now)
-            # else the host of runs no other host drives (dag.test()): nothing of theirs can be held
-            # by a dead host, and the others' tasks are not its to take (about 9 ms of a cold test)
             self._due["heartbeat"] = mono + self.settings.heartbeat_interval
         if mono >= self._due["poll"]:
             self._poll()
@@ -465,11 +465,11 @@ class Scheduler:
                 break
             progress = False
             for driver in drivers:
-                if self.executor.free_slots <= 0:
+                free = self.executor.free_slots  # read once: a process executor's takes its lock
+                if free <= 0:
                     break
                 # an even share, but never a claim smaller than the free slots allow up to
                 # MIN_CLAIM: with few slots free, splitting them made a claim per task and run
-                free = self.executor.free_slots
                 share = max(min(free, MIN_CLAIM), free // max(1, len(drivers)))
                 n = self._guarded(driver, lambda: driver.dispatch(self.executor, share)) or 0
                 started += n
